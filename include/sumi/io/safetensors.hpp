@@ -1,0 +1,193 @@
+#pragma once
+// The safetensors file format (Hugging Face): an 8-byte little-endian header length, a JSON header naming
+// each tensor's dtype, shape and byte range, then the raw little-endian data. Reading validates every field
+// against the file so a truncated or corrupt file is reported, never half-loaded.
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "sumi/tensor/tensor.hpp"
+#include "sumi/util/atomic_file.hpp"
+
+namespace sumi::io {
+
+static_assert(std::endian::native == std::endian::little, "safetensors I/O assumes a little-endian host");
+
+class SafetensorsError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// One tensor as stored: dtype name ("F32", "F64", "I64"), shape and raw bytes.
+struct TensorRecord {
+  std::string dtype;
+  Shape shape;
+  std::vector<char> bytes;
+
+  static int64_t dtype_size(const std::string& dtype) {
+    if (dtype == "F32" || dtype == "I32") return 4;
+    if (dtype == "F64" || dtype == "I64") return 8;
+    if (dtype == "F16" || dtype == "BF16" || dtype == "I16") return 2;
+    if (dtype == "U8" || dtype == "I8" || dtype == "BOOL") return 1;
+    return 0;
+  }
+
+  template <std::floating_point T>
+  static TensorRecord from_tensor(const Tensor<T>& t) {
+    TensorRecord r;
+    r.dtype = std::is_same_v<T, float> ? "F32" : "F64";
+    r.shape = t.shape();
+    const Tensor<T> c = t.contiguous();
+    r.bytes.resize(std::size_t(c.numel()) * sizeof(T));
+    if (c.numel()) std::memcpy(r.bytes.data(), c.data(), r.bytes.size());
+    return r;
+  }
+  static TensorRecord from_int64(int64_t value) {
+    TensorRecord r;
+    r.dtype = "I64";
+    r.bytes.resize(sizeof value);
+    std::memcpy(r.bytes.data(), &value, sizeof value);
+    return r;
+  }
+};
+
+class SafetensorsFile {
+ public:
+  std::map<std::string, TensorRecord> tensors;
+  std::map<std::string, std::string> metadata;
+  std::filesystem::path path;  // where it was read from, for error messages
+
+  bool contains(const std::string& name) const { return tensors.count(name) > 0; }
+
+  const TensorRecord& record(const std::string& name) const {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) throw SafetensorsError(path.string() + ": no tensor named '" + name + "'");
+    return it->second;
+  }
+
+  // The tensor `name` converted to T (from F32, F64 or I64).
+  template <std::floating_point T>
+  Tensor<T> tensor(const std::string& name) const {
+    const TensorRecord& r = record(name);
+    Tensor<T> t = Tensor<T>::empty(r.shape);
+    const int64_t n = t.numel();
+    auto convert = [&]<class S>(S) {
+      for (int64_t i = 0; i < n; ++i) {
+        S v;
+        std::memcpy(&v, r.bytes.data() + i * int64_t(sizeof(S)), sizeof(S));
+        t.data()[i] = T(v);
+      }
+    };
+    if (r.dtype == "F32")
+      convert(float{});
+    else if (r.dtype == "F64")
+      convert(double{});
+    else if (r.dtype == "I64")
+      convert(int64_t{});
+    else
+      throw SafetensorsError(path.string() + ": tensor '" + name + "' has dtype " + r.dtype +
+                             ", which cannot be read as floating point");
+    return t;
+  }
+
+  int64_t int64_scalar(const std::string& name) const {
+    const TensorRecord& r = record(name);
+    if (r.dtype != "I64" || r.bytes.size() != sizeof(int64_t))
+      throw SafetensorsError(path.string() + ": tensor '" + name + "' is not an I64 scalar");
+    int64_t v;
+    std::memcpy(&v, r.bytes.data(), sizeof v);
+    return v;
+  }
+};
+
+inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
+  auto fail = [&](const std::string& what) -> SafetensorsError {
+    return SafetensorsError(path.string() + ": " + what);
+  };
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw fail("cannot open file (missing or unreadable)");
+  in.seekg(0, std::ios::end);
+  const auto file_size = uint64_t(in.tellg());
+  in.seekg(0);
+  uint64_t header_size = 0;
+  if (file_size < 8 || !in.read(reinterpret_cast<char*>(&header_size), 8))
+    throw fail("truncated: shorter than the 8-byte header length");
+  if (header_size > file_size - 8)
+    throw fail("truncated: header of " + std::to_string(header_size) + " bytes but the file has " +
+               std::to_string(file_size) + " bytes");
+  std::string header(header_size, '\0');
+  in.read(header.data(), std::streamsize(header_size));
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(header);
+  } catch (const nlohmann::json::exception& e) {
+    throw fail(std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!json.is_object()) throw fail("header is not a JSON object");
+
+  SafetensorsFile file;
+  file.path = path;
+  const uint64_t data_size = file_size - 8 - header_size;
+  std::vector<char> data(data_size);
+  in.read(data.data(), std::streamsize(data_size));
+  if (!in) throw fail("could not read the data section");
+
+  for (auto it = json.begin(); it != json.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      for (auto m = it->begin(); m != it->end(); ++m)
+        file.metadata[m.key()] = m->is_string() ? m->get<std::string>() : m->dump();
+      continue;
+    }
+    const std::string& name = it.key();
+    try {
+      TensorRecord r;
+      r.dtype = it->at("dtype").get<std::string>();
+      r.shape = it->at("shape").get<Shape>();
+      const auto offsets = it->at("data_offsets").get<std::vector<uint64_t>>();
+      const int64_t element = TensorRecord::dtype_size(r.dtype);
+      if (element == 0) throw fail("tensor '" + name + "' has unknown dtype " + r.dtype);
+      if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_size)
+        throw fail("tensor '" + name + "' has data offsets outside the " + std::to_string(data_size) +
+                   "-byte data section (truncated file?)");
+      const uint64_t expected = uint64_t(shape_numel(r.shape) * element);
+      if (offsets[1] - offsets[0] != expected)
+        throw fail("tensor '" + name + "' of shape " + shape_str(r.shape) + " and dtype " + r.dtype + " needs " +
+                   std::to_string(expected) + " bytes but has " + std::to_string(offsets[1] - offsets[0]));
+      r.bytes.assign(data.begin() + std::ptrdiff_t(offsets[0]), data.begin() + std::ptrdiff_t(offsets[1]));
+      file.tensors.emplace(name, std::move(r));
+    } catch (const nlohmann::json::exception& e) {
+      throw fail("tensor '" + name + "' has a malformed header entry: " + e.what());
+    }
+  }
+  return file;
+}
+
+// Writes the tensors (in name order) and metadata atomically.
+inline void write_safetensors(const std::filesystem::path& path, const std::map<std::string, TensorRecord>& tensors,
+                              const std::map<std::string, std::string>& metadata = {}) {
+  nlohmann::ordered_json header;
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& [name, r] : tensors) {
+    header[name] = {{"dtype", r.dtype}, {"shape", r.shape}, {"data_offsets", {offset, offset + r.bytes.size()}}};
+    offset += r.bytes.size();
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned
+  std::string bytes(8, '\0');
+  const uint64_t header_size = text.size();
+  std::memcpy(bytes.data(), &header_size, 8);
+  bytes += text;
+  bytes.reserve(bytes.size() + offset);
+  for (const auto& [name, r] : tensors) bytes.append(r.bytes.begin(), r.bytes.end());
+  util::write_file_atomically(path, bytes);
+}
+
+}  // namespace sumi::io

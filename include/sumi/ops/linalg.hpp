@@ -1,0 +1,80 @@
+#pragma once
+// Matrix products with autograd, on Eigen's GEMM.
+#include "sumi/autograd/variable.hpp"
+
+namespace sumi {
+
+namespace detail {
+inline void require_rank(const Shape& s, int64_t rank, const char* op, const char* what) {
+  if (int64_t(s.size()) != rank)
+    throw std::invalid_argument(std::string(op) + ": " + what + " must be " + std::to_string(rank) +
+                                "-d, got shape " + shape_str(s));
+}
+}  // namespace detail
+
+// a [n, k] @ b [k, m] -> [n, m]
+template <class T>
+Variable<T> matmul(const Variable<T>& a, const Variable<T>& b) {
+  detail::require_rank(a.shape(), 2, "matmul", "first operand");
+  detail::require_rank(b.shape(), 2, "matmul", "second operand");
+  if (a.size(1) != b.size(0))
+    throw std::invalid_argument("matmul: shapes " + shape_str(a.shape()) + " and " + shape_str(b.shape()) +
+                                " are not aligned");
+  const Tensor<T> av = a.value().contiguous(), bv = b.value().contiguous();
+  Tensor<T> out = Tensor<T>::empty({a.size(0), b.size(1)});
+  out.matrix().noalias() = av.matrix() * bv.matrix();
+  const bool ga = a.requires_grad(), gb = b.requires_grad();
+  return Variable<T>::from_op(out, "matmul", {a, b}, [av, bv, ga, gb](const Tensor<T>& g) {
+    const Tensor<T> gc = g.contiguous();
+    Tensor<T> grad_a, grad_b;
+    if (ga) {
+      grad_a = Tensor<T>::empty(av.shape());
+      grad_a.matrix().noalias() = gc.matrix() * bv.matrix().transpose();
+    }
+    if (gb) {
+      grad_b = Tensor<T>::empty(bv.shape());
+      grad_b.matrix().noalias() = av.matrix().transpose() * gc.matrix();
+    }
+    return std::vector<Tensor<T>>{grad_a, grad_b};
+  });
+}
+
+// x [n, in] @ weight [out, in]^T + bias [out] -> [n, out], as torch.nn.functional.linear. bias may be
+// an undefined Variable (no bias).
+template <class T>
+Variable<T> linear(const Variable<T>& x, const Variable<T>& weight, const Variable<T>& bias = Variable<T>()) {
+  detail::require_rank(x.shape(), 2, "linear", "input");
+  detail::require_rank(weight.shape(), 2, "linear", "weight");
+  if (x.size(1) != weight.size(1))
+    throw std::invalid_argument("linear: input of shape " + shape_str(x.shape()) + " does not match weight of shape " +
+                                shape_str(weight.shape()) + " (in_features " + std::to_string(weight.size(1)) + ")");
+  const bool has_bias = bias.defined();
+  if (has_bias && bias.shape() != Shape{weight.size(0)})
+    throw std::invalid_argument("linear: bias of shape " + shape_str(bias.shape()) + " does not match weight of shape " +
+                                shape_str(weight.shape()));
+  const Tensor<T> xv = x.value().contiguous(), wv = weight.value().contiguous();
+  Tensor<T> out = Tensor<T>::empty({x.size(0), weight.size(0)});
+  out.matrix().noalias() = xv.matrix() * wv.matrix().transpose();
+  if (has_bias) out.matrix().rowwise() += bias.value().vector().transpose();
+  const bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = has_bias && bias.requires_grad();
+  return Variable<T>::from_op(
+      out, "linear", {x, weight, has_bias ? bias : Variable<T>()}, [xv, wv, gx, gw, gb](const Tensor<T>& g) {
+        const Tensor<T> gc = g.contiguous();
+        Tensor<T> grad_x, grad_w, grad_b;
+        if (gx) {
+          grad_x = Tensor<T>::empty(xv.shape());
+          grad_x.matrix().noalias() = gc.matrix() * wv.matrix();
+        }
+        if (gw) {
+          grad_w = Tensor<T>::empty(wv.shape());
+          grad_w.matrix().noalias() = gc.matrix().transpose() * xv.matrix();
+        }
+        if (gb) {
+          grad_b = Tensor<T>::empty({wv.size(0)});
+          grad_b.vector() = gc.matrix().colwise().sum().transpose();
+        }
+        return std::vector<Tensor<T>>{grad_x, grad_w, grad_b};
+      });
+}
+
+}  // namespace sumi

@@ -1,0 +1,100 @@
+#include <catch2/catch.hpp>
+
+#include "sumi/autograd/gradcheck.hpp"
+#include "sumi/ops/elementwise.hpp"
+#include "sumi/ops/linalg.hpp"
+
+using namespace sumi;
+using V = Variable<double>;
+using TD = Tensor<double>;
+
+namespace {
+V leaf(const Shape& shape, uint64_t seed, double low = -1, double high = 1) {
+  Generator gen(seed);
+  return V(TD::rand(shape, gen, low, high), true);
+}
+void require_gradcheck(const std::function<V(const std::vector<V>&)>& f, std::vector<V> inputs) {
+  const GradcheckResult r = gradcheck<double>(f, std::move(inputs));
+  INFO(r.message);
+  REQUIRE(r.ok);
+}
+}  // namespace
+
+TEST_CASE("binary ops broadcast and their gradients match finite differences", "[autograd][gradcheck]") {
+  const std::vector<std::pair<Shape, Shape>> shape_pairs = {
+      {{3, 4}, {3, 4}}, {{3, 4}, {}}, {{3, 4}, {4}}, {{3, 4}, {3, 1}}, {{2, 3, 4, 5}, {1, 3, 1, 1}}};
+  for (const auto& [sa, sb] : shape_pairs) {
+    SECTION("shapes " + shape_str(sa) + " and " + shape_str(sb)) {
+      require_gradcheck([](const std::vector<V>& v) { return add(v[0], v[1]); }, {leaf(sa, 1), leaf(sb, 2)});
+      require_gradcheck([](const std::vector<V>& v) { return sub(v[0], v[1]); }, {leaf(sa, 3), leaf(sb, 4)});
+      require_gradcheck([](const std::vector<V>& v) { return mul(v[0], v[1]); }, {leaf(sa, 5), leaf(sb, 6)});
+      require_gradcheck([](const std::vector<V>& v) { return div(v[0], v[1]); }, {leaf(sa, 7), leaf(sb, 8, 0.5, 2)});
+    }
+  }
+}
+
+TEST_CASE("unary ops match finite differences", "[autograd][gradcheck]") {
+  auto x = [] { return leaf({4, 5}, 11); };
+  require_gradcheck([](const std::vector<V>& v) { return neg(v[0]); }, {x()});
+  require_gradcheck([](const std::vector<V>& v) { return relu(v[0]); }, {x()});
+  require_gradcheck([](const std::vector<V>& v) { return leaky_relu(v[0], 0.2); }, {x()});
+  require_gradcheck([](const std::vector<V>& v) { return sigmoid(v[0]); }, {x()});
+  require_gradcheck([](const std::vector<V>& v) { return tanh(v[0]); }, {x()});
+  require_gradcheck([](const std::vector<V>& v) { return exp(v[0]); }, {x()});
+  require_gradcheck([](const std::vector<V>& v) { return log(v[0]); }, {leaf({4, 5}, 12, 0.1, 3)});
+  require_gradcheck([](const std::vector<V>& v) { return v[0] * 3.0 + 1.0 - v[0] / 2.0; }, {x()});
+}
+
+TEST_CASE("matmul and linear match finite differences", "[autograd][gradcheck]") {
+  require_gradcheck([](const std::vector<V>& v) { return matmul(v[0], v[1]); }, {leaf({3, 4}, 1), leaf({4, 5}, 2)});
+  require_gradcheck([](const std::vector<V>& v) { return linear(v[0], v[1], v[2]); },
+                    {leaf({3, 4}, 3), leaf({5, 4}, 4), leaf({5}, 5)});
+  require_gradcheck([](const std::vector<V>& v) { return linear(v[0], v[1]); }, {leaf({3, 4}, 6), leaf({2, 4}, 7)});
+}
+
+TEST_CASE("gradients accumulate across backward calls until zero_grad", "[autograd]") {
+  V x(TD::from_vector({1, 2, 3}, {3}), true);
+  V y = x * x;
+  y.backward(TD::ones({3}));
+  REQUIRE(x.grad().at({2}) == Approx(6));
+  V z = x * 2.0;
+  z.backward(TD::ones({3}));
+  REQUIRE(x.grad().at({2}) == Approx(8));
+  x.zero_grad();
+  REQUIRE_FALSE(x.grad().defined());
+}
+
+TEST_CASE("a variable used twice gets the sum of both paths", "[autograd]") {
+  V x(TD::from_vector({2}, {1}), true);
+  V y = mul(x, x) + x;  // dy/dx = 2x + 1
+  y.backward();
+  REQUIRE(x.grad().item() == Approx(5));
+}
+
+TEST_CASE("backward frees the graph and a second pass is an error", "[autograd]") {
+  V x(TD::from_vector({2}, {1}), true);
+  V y = exp(x) * 2.0;
+  y.backward();
+  REQUIRE_THROWS_WITH(y.backward(), Catch::Contains("already freed"));
+}
+
+TEST_CASE("detach and NoGradGuard stop recording", "[autograd]") {
+  V x(TD::from_vector({2}, {1}), true);
+  REQUIRE_FALSE(x.detach().requires_grad());
+  {
+    NoGradGuard guard;
+    V y = x * 2.0;
+    REQUIRE_FALSE(y.requires_grad());
+    REQUIRE(y.is_leaf());
+  }
+  V y = x * 2.0;
+  REQUIRE(y.requires_grad());
+  REQUIRE_FALSE(y.is_leaf());
+}
+
+TEST_CASE("shape errors name the op and both shapes", "[autograd][errors]") {
+  V a(TD::zeros({2, 3})), b(TD::zeros({4, 5}));
+  REQUIRE_THROWS_WITH(add(a, b), Catch::Contains("add") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
+  REQUIRE_THROWS_WITH(matmul(a, b), Catch::Contains("matmul") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
+  REQUIRE_THROWS_WITH(linear(a, b), Catch::Contains("linear") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
+}
