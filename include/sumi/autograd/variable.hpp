@@ -2,6 +2,7 @@
 // Variable<T>: a tensor that records the ops applied to it, for reverse-mode differentiation.
 #include <algorithm>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -64,7 +65,7 @@ class Variable {
 
   // Records `value` as the output of op `op_name` over `inputs` when any input requires a gradient and grad
   // mode is on; otherwise returns a plain leaf. Ops call this.
-  static Variable from_op(Tensor<T> value, std::string op_name, std::initializer_list<Variable> inputs,
+  static Variable from_op(Tensor<T> value, std::string op_name, std::span<const Variable> inputs,
                           typename Node<T>::BackwardFn backward) {
     Variable out(std::move(value));
     if (!grad_mode_enabled()) return out;
@@ -77,6 +78,11 @@ class Variable {
     out.state_->requires_grad = true;
     out.state_->grad_fn = std::move(node);
     return out;
+  }
+  static Variable from_op(Tensor<T> value, std::string op_name, std::initializer_list<Variable> inputs,
+                          typename Node<T>::BackwardFn backward) {
+    return from_op(std::move(value), std::move(op_name), std::span<const Variable>(inputs.begin(), inputs.size()),
+                   std::move(backward));
   }
 
   // Identity of the underlying state (two handles to the same variable compare equal).

@@ -1,23 +1,83 @@
 #pragma once
 // The conv kernel entry points that ops call. Each picks an implementation for the geometry and the CPU;
-// all implementations compute the same result as the reference kernels.
+// all implementations compute the same result as the reference kernels (to float rounding).
+//
+// For float, the ISA in force (cpu_features.hpp: the best the CPU has, else SUMI_ISA or set_isa()) selects
+// the AVX-512 or AVX2 implicit-GEMM kernels (conv_gemm.hpp), which choose their algorithm per shape and run
+// on get_num_threads() threads (threading.hpp); Isa::scalar and every other element type use the
+// reference kernels. Inputs and outputs are NCHW; outputs are overwritten.
+//
+// Transposed convolutions use the same three functions with the roles swapped (see conv_geometry.hpp):
+// convT forward = conv2d_backward_input, convT input grad = conv2d_forward (no bias), convT weight grad =
+// conv2d_backward_weight(g, convT output grad, convT input, gw, nullptr).
+#include <type_traits>
+
+#include "sumi/kernels/conv_avx2.hpp"
+#include "sumi/kernels/conv_avx512.hpp"
 #include "sumi/kernels/conv_geometry.hpp"
 #include "sumi/kernels/conv_reference.hpp"
+#include "sumi/kernels/cpu_features.hpp"
 
 namespace sumi::kernels {
 
+namespace detail {
+inline Isa& last_conv_isa_slot() {
+  thread_local Isa isa = Isa::scalar;
+  return isa;
+}
+
+// The vectorized implementation for T and the ISA in force, or Isa::scalar for the reference kernels.
+template <class T>
+Isa conv_isa() {
+#if SUMI_X86_KERNELS
+  if constexpr (std::is_same_v<T, float>) return active_isa();
+#endif
+  return Isa::scalar;
+}
+}  // namespace detail
+
+// Which implementation the calling thread's last conv2d_* call ran (for tests and diagnostics).
+inline Isa last_conv_isa() { return detail::last_conv_isa_slot(); }
+
 template <class T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  g.validate();
+  const Isa isa = detail::conv_isa<T>();
+  detail::last_conv_isa_slot() = isa;
+#if SUMI_X86_KERNELS
+  if constexpr (std::is_same_v<T, float>) {
+    if (isa == Isa::avx512) return avx512::conv2d_forward(g, x, w, bias, y);
+    if (isa == Isa::avx2) return avx2::conv2d_forward(g, x, w, bias, y);
+  }
+#endif
   conv2d_forward_reference(g, x, w, bias, y);
 }
 
 template <class T>
 void conv2d_backward_input(const Conv2dGeometry& g, const T* gy, const T* w, T* gx) {
+  g.validate();
+  const Isa isa = detail::conv_isa<T>();
+  detail::last_conv_isa_slot() = isa;
+#if SUMI_X86_KERNELS
+  if constexpr (std::is_same_v<T, float>) {
+    if (isa == Isa::avx512) return avx512::conv2d_backward_input(g, gy, w, gx);
+    if (isa == Isa::avx2) return avx2::conv2d_backward_input(g, gy, w, gx);
+  }
+#endif
   conv2d_backward_input_reference(g, gy, w, gx);
 }
 
 template <class T>
 void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* gy, T* gw, T* gbias) {
+  g.validate();
+  const Isa isa = detail::conv_isa<T>();
+  detail::last_conv_isa_slot() = isa;
+#if SUMI_X86_KERNELS
+  if constexpr (std::is_same_v<T, float>) {
+    if (isa == Isa::avx512) return avx512::conv2d_backward_weight(g, x, gy, gw, gbias);
+    if (isa == Isa::avx2) return avx2::conv2d_backward_weight(g, x, gy, gw, gbias);
+  }
+#endif
   conv2d_backward_weight_reference(g, x, gy, gw, gbias);
 }
 

@@ -1,0 +1,196 @@
+// The study's convolutional autoencoder on FashionMNIST: trains, plots the loss curves, shows
+// reconstructions of test images and saves the model. See --help.
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <numeric>
+
+#include "common/autoencoder_training.hpp"
+#include "common/study_data.hpp"
+#include "models/autoencoder.hpp"
+#include "sumi/sumi.hpp"
+
+namespace fs = std::filesystem;
+using namespace sumi;
+
+namespace {
+
+struct Options {
+  int latent = 5, epochs = 20, batch = 300, threads = 0;
+  int64_t seed = 0, limit = 0;
+  double lr = 1e-3, weight_decay = 0, dropout = 0;
+  std::string data, out = "out/autoencoder";
+  bool resume = false, quiet = false;
+};
+
+struct EpochRow {
+  int epoch;
+  double train_loss, val_mse, seconds;
+};
+
+void write_loss_chart(const std::vector<EpochRow>& rows, const fs::path& path) {
+  std::vector<double> epochs, train, val;
+  for (const auto& r : rows) {
+    epochs.push_back(r.epoch);
+    train.push_back(r.train_loss);
+    val.push_back(r.val_mse);
+  }
+  plot::LineChart chart;
+  chart.title = "Autoencoder loss (MSE)";
+  chart.x_label = "epoch";
+  chart.y_label = "loss";
+  chart.log_y = true;
+  chart.add_series("train", epochs, train);
+  chart.add_series("validation", epochs, val);
+  chart.save(path);
+}
+
+void write_metrics(const std::vector<EpochRow>& rows, const fs::path& path) {
+  util::CsvTable table;
+  table.header = {"epoch", "train_loss", "val_mse", "epoch_seconds"};
+  for (const auto& r : rows)
+    table.rows.push_back({std::to_string(r.epoch), util::format_round_trip(r.train_loss), util::format_round_trip(r.val_mse),
+                          util::format_round_trip(r.seconds)});
+  util::write_csv_atomically(path, table);
+}
+
+std::vector<EpochRow> read_metrics(const fs::path& path) {
+  std::vector<EpochRow> rows;
+  if (!fs::exists(path)) return rows;
+  const util::CsvTable table = util::read_csv(path);
+  for (std::size_t i = 0; i < table.size(); ++i)
+    rows.push_back({int(table.number(i, "epoch")), table.number(i, "train_loss"), table.number(i, "val_mse"),
+                    table.number(i, "epoch_seconds")});
+  return rows;
+}
+
+// Originals of the first test images above their reconstructions.
+void write_reconstructions(models::Autoencoder<float>& model, const data::MnistDataset& test, const fs::path& path) {
+  const int64_t n = std::min<int64_t>(8, test.size());
+  std::vector<int64_t> idx(static_cast<std::size_t>(n));
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  Tensor<float> images;
+  std::vector<int64_t> labels;
+  test.get_batch(idx, images, labels);
+  model.eval();
+  NoGradGuard no_grad;
+  const Tensor<float> rec = model(Variable<float>(images)).value();
+  plot::ComparisonOptions figure;
+  figure.grid.nrow = int(n);
+  figure.grid.upscale = 4;
+  figure.grid.normalize = plot::Normalize::none;
+  plot::save_comparison_grid({images.data(), n, 1, 28, 28}, {rec.data(), n, 1, 28, 28}, path, figure);
+  model.train();
+}
+
+int run(const Options& o) {
+  if (o.threads > 0) set_num_threads(o.threads);
+  const fs::path out = o.out;
+  fs::create_directories(out);
+  std::printf("sumi %s autoencoder: writing to %s (threads: %d)\n", SUMI_VERSION, fs::absolute(out).c_str(),
+              get_num_threads());
+
+  const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
+  const auto test_view = examples::test_subset(*study, o.limit > 0 ? std::max<int64_t>(o.limit / 6, 1) : study->test.size());
+  std::printf("data: %lld train, %lld validation, %lld test images\n", (long long)study->train->size(),
+              (long long)study->validation->size(), (long long)test_view.size());
+
+  Generator init_gen(uint64_t(o.seed));
+  models::Autoencoder<float> model(o.latent, o.dropout, init_gen);
+  optim::Adam<float> optimizer(model.parameters(), {.lr = o.lr, .weight_decay = o.weight_decay});
+  if (!o.quiet) std::cout << model.summary() << "\n";
+
+  const fs::path checkpoint = out / "autoencoder.safetensors", metrics_path = out / "metrics.csv";
+  std::vector<EpochRow> rows;
+  int first_epoch = 1;
+  if (o.resume && fs::exists(checkpoint)) {
+    const auto loaded = nn::load_state(model, checkpoint, {.prefix = "", .strict = true});
+    optimizer.load_state_dict(loaded.extra.strip_prefix("optimizer."));
+    first_epoch = std::stoi(loaded.metadata.at("epoch")) + 1;
+    rows = read_metrics(metrics_path);
+    rows.resize(std::size_t(first_epoch - 1));
+    std::printf("resumed from %s after epoch %d\n", checkpoint.c_str(), first_epoch - 1);
+  }
+
+  data::DataLoader train_loader(*study->train, {.batch_size = o.batch, .shuffle = true, .seed = uint64_t(o.seed)});
+  data::DataLoader val_loader(*study->validation, {.batch_size = 1000});
+  data::DataLoader test_loader(test_view, {.batch_size = 1000});
+  double allocations_per_step = -1;
+  for (int epoch = first_epoch; epoch <= o.epochs; ++epoch) {
+    train_loader.set_epoch(epoch - 1);
+    util::ProgressBar bar(train_loader.size(), "epoch " + std::to_string(epoch) + "/" + std::to_string(o.epochs),
+                          {.quiet = o.quiet, .unit = "batch"});
+    util::Timer timer;
+    const examples::EpochResult r = examples::train_autoencoder_epoch(model, optimizer, train_loader, &bar);
+    const double seconds = timer.elapsed_seconds();
+    const double val = examples::evaluate_mse(model, val_loader);
+    bar.set_postfix("val_mse", val);
+    bar.close();
+    if (allocations_per_step < 0) allocations_per_step = r.heap_allocations_per_step;
+    rows.push_back({epoch, r.mean_loss, val, seconds});
+    std::printf("epoch %d: train loss %.5f, validation MSE %.5f, %.2f s\n", epoch, r.mean_loss, val, seconds);
+    std::fflush(stdout);
+    nn::save_state(model, checkpoint, {{"epoch", std::to_string(epoch)}, {"latent", std::to_string(o.latent)}},
+                   optimizer.state_dict().with_prefix("optimizer."));
+    write_metrics(rows, metrics_path);
+    write_loss_chart(rows, out / "loss.svg");
+  }
+  if (rows.empty()) throw std::runtime_error("no epoch to run: --epochs " + std::to_string(o.epochs));
+
+  const double test_mse = examples::evaluate_mse(model, test_loader);
+  write_reconstructions(model, study->test, out / "reconstructions.png");
+  double train_seconds = 0;
+  for (const auto& r : rows) train_seconds += r.seconds;
+  nlohmann::json summary = {
+      {"train_loss", rows.back().train_loss},
+      {"val_mse", rows.back().val_mse},
+      {"test_mse", test_mse},
+      {"epochs", rows.back().epoch},
+      {"seconds_per_epoch", train_seconds / double(rows.size())},
+      {"max_rss_mb", util::max_rss_mb()},
+      {"threads", get_num_threads()},
+      {"heap_allocations_per_step", allocations_per_step},
+      {"latent", o.latent},
+      {"batch", o.batch},
+      {"lr", o.lr},
+      {"weight_decay", o.weight_decay},
+      {"dropout", o.dropout},
+      {"seed", o.seed},
+      {"train_images", study->train->size()},
+      {"sumi_version", SUMI_VERSION},
+  };
+  util::write_json_atomically(out / "summary.json", summary);
+  std::printf("test MSE %.5f; outputs: metrics.csv loss.svg reconstructions.png autoencoder.safetensors summary.json\n",
+              test_mse);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  util::ArgParser cli("Trains the study's convolutional autoencoder on FashionMNIST.");
+  cli.bind("--latent", o.latent, "latent space size k").min(1);
+  cli.bind("--epochs", o.epochs, "training epochs").min(1);
+  cli.bind("--batch", o.batch, "batch size").min(1);
+  cli.bind("--lr", o.lr, "Adam learning rate").check([](double v) { return v > 0; }, "must be > 0");
+  cli.bind("--weight-decay", o.weight_decay, "Adam weight decay (L2, added to the gradient)").min(0);
+  cli.bind("--dropout", o.dropout, "dropout after each hidden linear layer").min(0).check([](double p) { return p < 1; }, "must be < 1");
+  cli.bind("--seed", o.seed, "seed of the split, initialisation and shuffling");
+  cli.bind("--threads", o.threads, "threads (0: OMP_NUM_THREADS or all cores)").min(0);
+  cli.bind("--data", o.data, "FashionMNIST folder; when empty, $SUMI_DATA or else /usr/share/datasets/fashion-mnist");
+  cli.bind("--out", o.out, "output folder");
+  cli.bind("--resume", o.resume, "continue from the output folder's checkpoint");
+  cli.bind("--limit", o.limit, "use only the first N training images (0: all)").min(0);
+  cli.bind("--quiet", o.quiet, "no progress bars or model summary");
+  try {
+    if (cli.parse(argc, argv) == util::CliStatus::exit_success) return 0;
+    return run(o);
+  } catch (const util::CliError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}

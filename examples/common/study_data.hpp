@@ -1,0 +1,41 @@
+#pragma once
+// The study's FashionMNIST splits: 50,000 training and 10,000 validation images drawn (seeded) from the
+// 60,000 training images, and the 10,000 test images.
+#include <filesystem>
+#include <memory>
+#include <numeric>
+
+#include "sumi/data/dataset.hpp"
+#include "sumi/data/fashion_mnist.hpp"
+
+namespace sumi::examples {
+
+struct StudyData {
+  StudyData(data::MnistDataset train_images, data::MnistDataset test_images)
+      : train_full(std::move(train_images)), test(std::move(test_images)) {}
+  data::MnistDataset train_full, test;
+  std::unique_ptr<data::Subset<data::MnistDataset>> train, validation;
+};
+
+// `limit` > 0 keeps only the first `limit` training images (split 5:1) and limit/6 test images, for quick
+// runs and tests.
+inline std::unique_ptr<StudyData> load_study_data(const std::filesystem::path& dir, uint64_t seed, int64_t limit = 0) {
+  auto d = std::make_unique<StudyData>(data::load_fashion_mnist(dir, data::Split::train),
+                                       data::load_fashion_mnist(dir, data::Split::test));
+  int64_t n = d->train_full.size();
+  if (limit > 0) n = std::min(n, limit);
+  const int64_t n_val = limit > 0 ? n / 6 : std::min<int64_t>(10000, n / 6);
+  auto parts = data::random_split(n, {n - n_val, n_val}, seed);
+  d->train = std::make_unique<data::Subset<data::MnistDataset>>(d->train_full, std::move(parts[0]));
+  d->validation = std::make_unique<data::Subset<data::MnistDataset>>(d->train_full, std::move(parts[1]));
+  return d;
+}
+
+// The first `count` test images (or all), as a dataset view.
+inline data::Subset<data::MnistDataset> test_subset(const StudyData& d, int64_t count) {
+  std::vector<int64_t> idx(static_cast<std::size_t>(std::min<int64_t>(count, d.test.size())));
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  return {d.test, std::move(idx)};
+}
+
+}  // namespace sumi::examples

@@ -1,0 +1,218 @@
+#pragma once
+// Reader for the IDX format of MNIST, FashionMNIST and KMNIST: a 4-byte magic (0x00 0x00, element type,
+// rank), `rank` big-endian uint32 dimensions, then the elements in row-major order. Files may be gzipped (as
+// they are distributed) or raw; the gzip magic decides. Every check names the file, because a corrupt or
+// half-downloaded dataset otherwise surfaces much later as a mysterious accuracy problem.
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "sumi/tensor/shape.hpp"
+
+namespace sumi::data {
+
+// A malformed, truncated or unreadable data file. The message starts with the file's path.
+class IdxError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The contents of an IDX file of unsigned bytes: dims[0] is usually the number of samples.
+struct IdxArray {
+  Shape dims;
+  std::vector<uint8_t> data;
+
+  int64_t numel() const { return shape_numel(dims); }
+};
+
+namespace detail {
+
+inline constexpr uint8_t kIdxUnsignedByte = 0x08;
+inline constexpr int64_t kIdxMaxBytes = int64_t{1} << 40;  // a sanity bound against corrupt headers
+
+[[noreturn]] inline void idx_fail(const std::filesystem::path& path, const std::string& what) {
+  throw IdxError("IDX file '" + path.string() + "': " + what);
+}
+
+inline std::string idx_type_name(uint8_t type) {
+  switch (type) {
+    case 0x08:
+      return "unsigned byte";
+    case 0x09:
+      return "signed byte";
+    case 0x0B:
+      return "int16";
+    case 0x0C:
+      return "int32";
+    case 0x0D:
+      return "float32";
+    case 0x0E:
+      return "float64";
+    default:
+      return "";
+  }
+}
+
+// A byte stream over a raw or gzipped file, so the parser below reads both the same way.
+class IdxSource {
+ public:
+  explicit IdxSource(const std::filesystem::path& path) : path_(path) {
+    std::FILE* probe = std::fopen(path.c_str(), "rb");
+    if (!probe) idx_fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
+    unsigned char magic[2] = {0, 0};
+    const std::size_t got = std::fread(magic, 1, 2, probe);
+    gzipped_ = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    if (gzipped_) {
+      std::fclose(probe);
+      gz_ = gzopen(path.c_str(), "rb");
+      if (!gz_) idx_fail(path, "cannot open gzip stream");
+      gzbuffer(gz_, 1 << 17);  // fewer, larger reads of the compressed file
+    } else {
+      std::rewind(probe);
+      file_ = probe;
+    }
+  }
+  IdxSource(const IdxSource&) = delete;
+  IdxSource& operator=(const IdxSource&) = delete;
+  ~IdxSource() {
+    if (gz_) gzclose(gz_);
+    if (file_) std::fclose(file_);
+  }
+
+  bool gzipped() const { return gzipped_; }
+
+  // Reads up to n bytes; fewer only at the end of the data. Corrupt gzip data throws.
+  std::size_t read(void* out, std::size_t n) {
+    auto* dst = static_cast<unsigned char*>(out);
+    std::size_t total = 0;
+    while (total < n) {
+      std::size_t got;
+      if (gz_) {
+        // gzread takes an unsigned count: read in chunks well under its limit.
+        const auto chunk = unsigned(std::min<std::size_t>(n - total, std::size_t{1} << 30));
+        const int r = gzread(gz_, dst + total, chunk);
+        if (r < 0) {
+          int code = 0;
+          const char* msg = gzerror(gz_, &code);
+          idx_fail(path_, std::string("corrupt gzip data (") + (msg ? msg : "unknown zlib error") + ")");
+        }
+        got = std::size_t(r);
+      } else {
+        got = std::fread(dst + total, 1, n - total, file_);
+        if (got == 0 && std::ferror(file_))
+          idx_fail(path_, std::string("read error (") + std::strerror(errno) + ")");
+      }
+      if (got == 0) break;
+      total += got;
+    }
+    return total;
+  }
+
+  // The number of bytes left in the stream (reads and discards them).
+  uint64_t count_remaining() {
+    std::vector<unsigned char> sink(1 << 16);
+    uint64_t total = 0;
+    for (std::size_t got; (got = read(sink.data(), sink.size())) > 0;) total += got;
+    return total;
+  }
+
+ private:
+  std::filesystem::path path_;
+  std::FILE* file_ = nullptr;
+  gzFile gz_ = nullptr;
+  bool gzipped_ = false;
+};
+
+}  // namespace detail
+
+// Reads an IDX file of unsigned bytes (raw or .gz), validating the magic, rank, dimensions and that the data
+// length matches the header exactly (no truncation, no trailing bytes). Throws IdxError naming the file.
+inline IdxArray read_idx(const std::filesystem::path& path) {
+  using detail::idx_fail;
+  detail::IdxSource source(path);
+  const std::string kind = source.gzipped() ? " (decompressed)" : "";
+
+  unsigned char magic[4];
+  const std::size_t magic_got = source.read(magic, 4);
+  if (magic_got < 4)
+    idx_fail(path, "truncated: " + std::to_string(magic_got) + " bytes" + kind +
+                       ", too short for the 4-byte magic");
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "%02X %02X %02X %02X", magic[0], magic[1], magic[2], magic[3]);
+  if (magic[0] != 0 || magic[1] != 0 || detail::idx_type_name(magic[2]).empty())
+    idx_fail(path, std::string("bad magic ") + hex + ", expected 00 00 <type> <rank>; not an IDX file");
+  if (magic[2] != detail::kIdxUnsignedByte)
+    idx_fail(path, "unsupported element type " + detail::idx_type_name(magic[2]) + " (magic " + hex +
+                       "); only unsigned byte (0x08) is supported");
+  const int rank = magic[3];
+  if (rank == 0) idx_fail(path, std::string("bad magic ") + hex + ": rank 0");
+
+  std::vector<unsigned char> header(std::size_t(rank) * 4);
+  const std::size_t header_got = source.read(header.data(), header.size());
+  if (header_got < header.size())
+    idx_fail(path, "truncated header: rank " + std::to_string(rank) + " needs " +
+                       std::to_string(header.size()) + " dimension bytes, found " +
+                       std::to_string(header_got));
+
+  IdxArray out;
+  out.dims.resize(std::size_t(rank));
+  int64_t expected = 1;
+  for (int d = 0; d < rank; ++d) {
+    const unsigned char* b = &header[std::size_t(d) * 4];
+    const int64_t dim =
+        int64_t(uint32_t(b[0]) << 24 | uint32_t(b[1]) << 16 | uint32_t(b[2]) << 8 | uint32_t(b[3]));
+    out.dims[std::size_t(d)] = dim;
+    // Checked before multiplying, so a corrupt header cannot overflow or ask for terabytes.
+    if (dim != 0 && expected > detail::kIdxMaxBytes / dim)
+      idx_fail(path, "implausible dimensions " +
+                         shape_str(Shape(out.dims.begin(), out.dims.begin() + d + 1)) +
+                         "...: over 1 TiB of data; corrupt header?");
+    expected *= dim;
+  }
+  const int64_t header_bytes = 4 + 4 * int64_t(rank);
+  const auto promised = [&] {
+    return "header promises dimensions " + shape_str(out.dims) + " = " + std::to_string(expected) +
+           " data bytes";
+  };
+
+  if (!source.gzipped()) {
+    // Raw files: compare with the file size before allocating anything.
+    std::error_code ec;
+    const auto file_size = int64_t(std::filesystem::file_size(path, ec));
+    if (!ec && file_size - header_bytes < expected)
+      idx_fail(path, "truncated: " + promised() + " but only " + std::to_string(file_size - header_bytes) +
+                         " follow the header");
+  }
+
+  // Grow in steps for gzipped files, whose real length is unknown until read: a corrupt header promising
+  // gigabytes then fails as truncated instead of allocating all of it first.
+  constexpr int64_t kStep = int64_t{64} << 20;
+  int64_t have = 0;
+  while (have < expected) {
+    const int64_t target = std::min(expected, std::max(have * 2, kStep));
+    out.data.resize(std::size_t(target));
+    const std::size_t got = source.read(out.data.data() + have, std::size_t(target - have));
+    have += int64_t(got);
+    if (have < target) {
+      idx_fail(path, "truncated: " + promised() + " but only " + std::to_string(have) + " follow the header" +
+                         kind);
+    }
+  }
+  const uint64_t extra = source.count_remaining();
+  if (extra > 0)
+    idx_fail(path, "size mismatch: " + std::to_string(extra) + " trailing bytes" + kind + " after the " +
+                       std::to_string(expected) + " data bytes the header describes (dimensions " +
+                       shape_str(out.dims) + ")");
+  return out;
+}
+
+}  // namespace sumi::data

@@ -1,0 +1,31 @@
+#pragma once
+// Which convolution algorithm runs a given geometry, for one ISA's kernel set KS.
+//
+//  - few channels and at least a vector's worth of images: images in vector lanes (conv_lanes.hpp);
+//  - otherwise the per-image implicit GEMM (conv_gemm.hpp), which itself picks per shape between packed
+//    and direct operands, stride-phase and col2im input gradients, GEMM and dot-product weight gradients.
+// The choices come from measurements on the study's layers (docs/benchmarks.md).
+#include "sumi/kernels/conv_gemm.hpp"
+#include "sumi/kernels/conv_lanes.hpp"
+
+namespace sumi::kernels::gemm {
+
+template <class KS>
+void conv2d_forward_auto(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+  if (prefer_lanes<KS>(g)) return conv2d_forward_lanes<KS>(g, x, w, bias, y);
+  conv2d_forward<KS>(g, x, w, bias, y);
+}
+
+template <class KS>
+void conv2d_backward_input_auto(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) {
+  if (prefer_lanes<KS>(g) && phase_gemm_waste(g) <= 2.0) return conv2d_backward_input_lanes<KS>(g, gy, w, gx);
+  conv2d_backward_input<KS>(g, gy, w, gx);
+}
+
+template <class KS>
+void conv2d_backward_weight_auto(const Conv2dGeometry& g, const float* x, const float* gy, float* gw, float* gbias) {
+  if (prefer_lanes<KS>(g)) return conv2d_backward_weight_lanes<KS>(g, x, gy, gw, gbias);
+  conv2d_backward_weight<KS>(g, x, gy, gw, gbias);
+}
+
+}  // namespace sumi::kernels::gemm

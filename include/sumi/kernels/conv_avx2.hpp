@@ -1,0 +1,251 @@
+#pragma once
+// AVX2 + FMA micro-kernels for the implicit-GEMM convolutions of conv_gemm.hpp.
+//
+// A register tile holds MR x NV accumulators of 8 floats. With 16 ymm registers, 12 accumulators (6x2,
+// 4x3, 3x4, 2x6) leave room for the B vectors and one broadcast, and 12 independent FMA chains cover the
+// FMA latency (4 cycles x 2 pipes needs at least 8). Each step over k loads NV vectors of B and broadcasts
+// MR values of A. Compiled with a function-level target attribute, so a generic x86-64 build carries
+// these kernels and conv.hpp calls them only on CPUs with AVX2 and FMA.
+#include "sumi/kernels/conv_algorithms.hpp"
+#include "sumi/kernels/cpu_features.hpp"
+
+#if SUMI_X86_KERNELS
+#include <immintrin.h>
+
+#define SUMI_TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+namespace sumi::kernels::avx2 {
+
+template <int MR, int NV, gemm::AMode AM, bool DIRECT_B>
+SUMI_TARGET_AVX2 void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b, const int64_t* boff,
+                                   float* c, int64_t ldc, int rows, bool accumulate, const float* bias) {
+  constexpr int NR = NV * 8;
+  __m256 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    const __m256 init = bias && r < rows ? _mm256_set1_ps(bias[r]) : _mm256_setzero_ps();
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = accumulate && r < rows ? _mm256_loadu_ps(c + r * ldc + v * 8) : init;
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    __m256 bv[NV];
+    if constexpr (DIRECT_B) {
+      const float* bk = b + boff[k];
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(bk + v * 8);
+    } else {
+      const float* bk = b + k * NR;
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) bv[v] = _mm256_load_ps(bk + v * 8);
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m256 av = _mm256_broadcast_ss(AM == gemm::AMode::packed ? a + k * MR + r : a + r * lda + k);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+  if (rows >= MR) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) _mm256_storeu_ps(c + r * ldc + v * 8, acc[r][v]);
+  } else {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r)
+      if (r < rows)
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) _mm256_storeu_ps(c + r * ldc + v * 8, acc[r][v]);
+  }
+}
+
+// Sum of the 8 lanes of each of 4 vectors, as 4 floats.
+SUMI_TARGET_AVX2 inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
+  const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);  // a01 a23 b01 b23 | a45 a67 b45 b67 ...
+  const __m256 abcd = _mm256_hadd_ps(ab, cd);                          // a0123 b0123 c0123 d0123 | a4567 ...
+  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+// C[r][j] (+)= sum over t < len of a[r*lda + t] * B_j[t], r < rows (<= MR), j < cols (<= NR), with
+// B_j = b + j*ldb, or b + boff[j] when boff is not null:
+// dot products vectorized along t, for weight gradients with few channels, where neither operand is worth
+// transposing. Rows / columns past rows / cols repeat the last valid one and are not stored.
+template <int MR, int NR>
+SUMI_TARGET_AVX2 void dot_kernel(int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb,
+                                 const int64_t* boff, float* c, int64_t ldc, int rows, int cols, bool accumulate) {
+  static_assert(NR % 4 == 0, "columns are reduced in groups of 4");
+  const float* ar[MR];
+  const float* br[NR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) ar[r] = a + (r < rows ? r : rows - 1) * lda;
+#pragma GCC unroll 16
+  for (int j = 0; j < NR; ++j) {
+    const int jj = j < cols ? j : cols - 1;
+    br[j] = b + (boff ? boff[jj] : jj * ldb);
+  }
+  __m256 acc[MR][NR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) acc[r][j] = _mm256_setzero_ps();
+  // A vectors stay in registers, each B vector is loaded once and used MR times: MR*NR + MR + 1 registers.
+  int64_t t = 0;
+  for (; t + 8 <= len; t += 8) {
+    __m256 av[MR];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) av[r] = _mm256_loadu_ps(ar[r] + t);
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) {
+      const __m256 bv = _mm256_loadu_ps(br[j] + t);
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) acc[r][j] = _mm256_fmadd_ps(av[r], bv, acc[r][j]);
+    }
+  }
+  if (t < len) {  // masked tail: lanes past len read nothing and add zero
+    alignas(32) static constexpr int32_t ramp[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    const __m256i mask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ramp + 8 - (len - t)));
+    __m256 av[MR];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) av[r] = _mm256_maskload_ps(ar[r] + t, mask);
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) {
+      const __m256 bv = _mm256_maskload_ps(br[j] + t, mask);
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) acc[r][j] = _mm256_fmadd_ps(av[r], bv, acc[r][j]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    if (r >= rows) break;
+    alignas(16) float sums[NR];
+#pragma GCC unroll 16
+    for (int j = 0; j + 4 <= NR; j += 4)
+      _mm_store_ps(sums + j, hsum4(acc[r][j], acc[r][j + 1], acc[r][j + 2], acc[r][j + 3]));
+    for (int j = 0; j < cols; ++j) c[r * ldc + j] = accumulate ? c[r * ldc + j] + sums[j] : sums[j];
+  }
+}
+
+// Transposes 8 rows of 8 floats in place: r[i][j] -> r[j][i].
+SUMI_TARGET_AVX2 inline void transpose8x8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// Images into vector lanes (conv_lanes.hpp): dst[v * lanes + l] = src[l * img_stride + v * step] for v < n,
+// l < count; lanes count .. lanes-1 are zero. lanes is a multiple of 8. Blocks of 8 images x 8 pixels go
+// through an 8x8 register transpose (step 1 and 2; step 2 also splits even from odd elements).
+SUMI_TARGET_AVX2 inline void interleave_lanes(const float* src, int64_t img_stride, int64_t count, int64_t n,
+                                              int64_t step, float* dst, int64_t lanes) {
+  int64_t v = 0;
+  if (step == 1 || step == 2) {
+    // Step 2 reads 16 floats for 8 pixels, one past the last pixel: stay one pixel short of n.
+    const int64_t v_end = step == 1 ? n - 8 : n - 9;
+    for (; v <= v_end; v += 8)
+      for (int64_t l0 = 0; l0 < lanes; l0 += 8) {
+        __m256 r[8];
+        for (int i = 0; i < 8; ++i) {
+          const int64_t l = l0 + i;
+          if (l >= count) {
+            r[i] = _mm256_setzero_ps();
+          } else if (step == 1) {
+            r[i] = _mm256_loadu_ps(src + l * img_stride + v);
+          } else {
+            const float* p = src + l * img_stride + 2 * v;
+            const __m256 even = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), _MM_SHUFFLE(2, 0, 2, 0));
+            r[i] = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), _MM_SHUFFLE(3, 1, 2, 0)));
+          }
+        }
+        transpose8x8(r);
+        for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + (v + i) * lanes + l0, r[i]);
+      }
+  }
+  for (; v < n; ++v) {
+    float* d = dst + v * lanes;
+    for (int64_t l = 0; l < count; ++l) d[l] = src[l * img_stride + v * step];
+    for (int64_t l = count; l < lanes; ++l) d[l] = 0.0f;
+  }
+}
+
+// Lanes back to images: dst[l * img_stride + v * step] = src[v * lanes + l] for v < n, l < count.
+SUMI_TARGET_AVX2 inline void deinterleave_lanes(const float* src, int64_t count, int64_t n, float* dst,
+                                                int64_t img_stride, int64_t step, int64_t lanes) {
+  int64_t v = 0;
+  if (step == 1)
+    for (; v + 8 <= n; v += 8)
+      for (int64_t l0 = 0; l0 < count; l0 += 8) {
+        __m256 r[8];
+        for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + (v + i) * lanes + l0);
+        transpose8x8(r);
+        for (int i = 0; i < 8 && l0 + i < count; ++i) _mm256_storeu_ps(dst + (l0 + i) * img_stride + v, r[i]);
+      }
+  for (; v < n; ++v)
+    for (int64_t l = 0; l < count; ++l) dst[l * img_stride + v * step] = src[v * lanes + l];
+}
+
+// The kernel set conv_gemm.hpp's drivers are instantiated with.
+struct Kernels {
+  static constexpr const char* kName = "avx2";
+  static constexpr int kVec = 8;
+  // Measured on Zen 5 (L1-resident operands, % of FMA peak): 4x3 and 3x4 ~90-95%, 5x2 ~90%, 6x2 and 2x6
+  // ~75-80%, 1x8 ~50%. Every broadcast and every B vector is a load, and loads, not FMAs, limit the wide
+  // shapes (7 loads per 12 FMAs for 4x3 / 3x4, 8 for 6x2 / 2x6, 9 per 8 for 1x8).
+  static constexpr gemm::TileShape kShapes[] = {{4, 3, 1.0}, {3, 4, 0.97}, {5, 2, 0.95}, {6, 2, 0.8},
+                                                {2, 6, 0.75}, {1, 8, 0.5}};
+
+  template <int MR, int NV>
+  static gemm::MicroKernel pick(gemm::AMode am, bool direct_b) {
+    if (am == gemm::AMode::packed)
+      return direct_b ? &micro_kernel<MR, NV, gemm::AMode::packed, true>
+                      : &micro_kernel<MR, NV, gemm::AMode::packed, false>;
+    return &micro_kernel<MR, NV, gemm::AMode::rows, false>;  // row-major A only with packed B
+  }
+
+  static constexpr int kDotRows = 3, kDotCols = 4;
+  static constexpr gemm::DotKernel kDot = &dot_kernel<kDotRows, kDotCols>;
+
+  static void interleave(const float* src, int64_t img_stride, int64_t count, int64_t n, int64_t step, float* dst) {
+    interleave_lanes(src, img_stride, count, n, step, dst, kVec);
+  }
+  static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride, int64_t step) {
+    deinterleave_lanes(src, count, n, dst, img_stride, step, kVec);
+  }
+
+  static gemm::MicroKernel kernel(gemm::TileShape s, gemm::AMode am, bool direct_b) {
+    switch (s.mr * 100 + s.nv) {
+      case 403: return pick<4, 3>(am, direct_b);
+      case 304: return pick<3, 4>(am, direct_b);
+      case 502: return pick<5, 2>(am, direct_b);
+      case 602: return pick<6, 2>(am, direct_b);
+      case 206: return pick<2, 6>(am, direct_b);
+      default: return pick<1, 8>(am, direct_b);
+    }
+  }
+};
+
+inline void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+  gemm::conv2d_forward_auto<Kernels>(g, x, w, bias, y);
+}
+
+inline void conv2d_backward_input(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) {
+  gemm::conv2d_backward_input_auto<Kernels>(g, gy, w, gx);
+}
+
+inline void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,
+                                   float* gbias) {
+  gemm::conv2d_backward_weight_auto<Kernels>(g, x, gy, gw, gbias);
+}
+
+}  // namespace sumi::kernels::avx2
+
+#endif  // SUMI_X86_KERNELS

@@ -1,0 +1,357 @@
+#pragma once
+// Convolutions of few channels with images in vector lanes.
+//
+// For layers with few channels and small images (the autoencoder's 1..32 channels, 28x28 down to 3x3) the
+// per-image GEMM of conv_gemm.hpp spends most of its time outside the multiply-adds: tiles do not fit the
+// small per-image grids, and packing and writing out cost as much as the arithmetic. Here a block of kVec
+// images (8 for AVX2, 16 for AVX-512) is interleaved so that one vector holds the same pixel of every image
+// of the block: planes[plane][row][col][lane]. Vectorizing over images needs no masks and wastes nothing
+// but the widened grid's extra columns, and the same micro-kernels run unchanged: a "column" of the GEMM is
+// one pixel of all lanes, so B vector v of a tile is pixel v of the tile.
+//
+//  forward       direct micro-kernel over the interleaved, zero-padded, stride-phase split input;
+//  input grad    per stride phase, direct micro-kernel over the interleaved, zero-padded output grad;
+//  weight grad   dot kernel: gy rows and tap rows are contiguous over (pixel, lane), reduced together.
+//
+// Interleaving and de-interleaving cost about one load and one store per input / output element.
+#include <algorithm>
+#include <cstdint>
+
+#include "sumi/kernels/conv_gemm.hpp"
+
+namespace sumi::kernels::gemm {
+
+// Whether the lanes path suits the geometry: enough images to fill the lanes, few channels (many channels
+// reuse each packed tap often enough for the per-image GEMM), and interleaved planes of modest size.
+template <class KS>
+bool prefer_lanes(const Conv2dGeometry& g) {
+  const int64_t lanes = KS::kVec;
+  const PhaseSplit ps = phase_split_for(g);
+  const int64_t planes_floats = g.in_channels * ps.planes_per_channel() * ps.plane_size() * lanes;
+  return g.batch >= lanes && g.in_channels <= 32 && g.out_channels <= 32 && planes_floats <= 512 * 1024;
+}
+
+// Interleaving runs over whole channel planes (long contiguous runs for KS::interleave's register
+// transposes); padding and phase splitting then move whole vectors (one pixel of every lane).
+template <class KS>
+void interleave_planes(const float* src, int64_t img_stride, int64_t count, int64_t channels, int64_t plane,
+                       float* dst) {
+  for (int64_t c = 0; c < channels; ++c)
+    KS::interleave(src + c * plane, img_stride, count, plane, 1, dst + c * plane * KS::kVec);
+}
+
+// Interleaves `count` images (lanes past count are zero) of x [C][h][w] (image stride x_img) into
+// phase-split planes [C * sh * sw][hs][ws][lanes] (see PhaseSplit), through tmp [C][h * w][lanes].
+template <class KS>
+void fill_phase_split_lanes(const PhaseSplit& s, const float* x, int64_t x_img, int64_t count, int64_t channels,
+                            int64_t h, int64_t w, float* tmp, float* dst) {
+  constexpr int64_t L = KS::kVec;
+  interleave_planes<KS>(x, x_img, count, channels, h * w, tmp);
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t ph = 0; ph < s.sh; ++ph)
+      for (int64_t pw = 0; pw < s.sw; ++pw) {
+        float* plane = dst + ((c * s.sh + ph) * s.sw + pw) * s.plane_size() * L;
+        const int64_t v0 = std::clamp<int64_t>(ceil_div_signed(s.pad_w - pw, s.sw), 0, s.ws);
+        const int64_t v1 = std::clamp<int64_t>(ceil_div_signed(w + s.pad_w - pw, s.sw), v0, s.ws);
+        for (int64_t u = 0; u < s.hs; ++u) {
+          float* d = plane + u * s.ws * L;
+          const int64_t ih = u * s.sh + ph - s.pad_h;
+          if (ih < 0 || ih >= h) {
+            std::fill(d, d + s.ws * L, 0.0f);
+            continue;
+          }
+          std::fill(d, d + v0 * L, 0.0f);
+          const float* row = tmp + ((c * h + ih) * w + pw - s.pad_w) * L;
+          if (s.sw == 1)
+            std::memcpy(d + v0 * L, row + v0 * L, sizeof(float) * L * (v1 - v0));
+          else
+            for (int64_t v = v0; v < v1; ++v) std::memcpy(d + v * L, row + v * s.sw * L, sizeof(float) * L);
+          std::fill(d + v1 * L, d + s.ws * L, 0.0f);
+        }
+      }
+}
+
+// Interleaves `count` images of g [C][ho][wo] into zero-padded planes [C][hp][wp][lanes], data at (pt, pl),
+// through tmp [C][ho * wo][lanes].
+template <class KS>
+void fill_padded_lanes(const float* src, int64_t img_stride, int64_t count, int64_t channels, int64_t ho, int64_t wo,
+                       int64_t hp, int64_t wp, int64_t pt, int64_t pl, float* tmp, float* dst) {
+  constexpr int64_t L = KS::kVec;
+  interleave_planes<KS>(src, img_stride, count, channels, ho * wo, tmp);
+  for (int64_t c = 0; c < channels; ++c) {
+    float* d = dst + c * hp * wp * L;
+    std::fill(d, d + pt * wp * L, 0.0f);
+    for (int64_t u = 0; u < ho; ++u) {
+      float* row = d + (pt + u) * wp * L;
+      std::fill(row, row + pl * L, 0.0f);
+      std::memcpy(row + pl * L, tmp + (c * ho + u) * wo * L, sizeof(float) * wo * L);
+      std::fill(row + (pl + wo) * L, row + wp * L, 0.0f);
+    }
+    std::fill(d + (pt + ho) * wp * L, d + hp * wp * L, 0.0f);
+  }
+}
+
+// Copies a run of `len` pixels starting at pixel lc of a block result cst [m][pixel][lane] into the
+// interleaved output planes out [m][oh][ow][lane] at (i * row_mul + row_add, j * col_mul + col_add).
+struct LaneStore {
+  float* out = nullptr;
+  int64_t ow = 0, plane = 0;  // output row length, output plane size (pixels)
+  int64_t row_mul = 1, row_add = 0, col_mul = 1, col_add = 0;
+};
+
+template <class KS>
+void store_run_lanes(const LaneStore& s, int64_t m_count, const float* c, int64_t ldc, int64_t lc, int64_t i,
+                     int64_t j, int64_t len) {
+  constexpr int64_t L = KS::kVec;
+  const int64_t pix = (i * s.row_mul + s.row_add) * s.ow + j * s.col_mul + s.col_add;
+  for (int64_t m = 0; m < m_count; ++m) {
+    const float* src = c + m * ldc + lc * L;
+    float* dst = s.out + (m * s.plane + pix) * L;
+    if (s.col_mul == 1)
+      std::memcpy(dst, src, sizeof(float) * L * len);
+    else
+      for (int64_t t = 0; t < len; ++t) std::memcpy(dst + t * s.col_mul * L, src + t * L, sizeof(float) * L);
+  }
+}
+
+// Portable versions of KS::interleave / KS::deinterleave (see conv_avx2.hpp), for kernel sets without them.
+template <int kLanes>
+struct ScalarLaneMoves {
+  static void interleave(const float* src, int64_t img_stride, int64_t count, int64_t n, int64_t step, float* dst) {
+    for (int64_t v = 0; v < n; ++v)
+      for (int64_t l = 0; l < kLanes; ++l) dst[v * kLanes + l] = l < count ? src[l * img_stride + v * step] : 0.0f;
+  }
+  static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride, int64_t step) {
+    for (int64_t l = 0; l < count; ++l)
+      for (int64_t v = 0; v < n; ++v) dst[l * img_stride + v * step] = src[v * kLanes + l];
+  }
+};
+
+template <class KS>
+void conv2d_forward_lanes(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+  constexpr int64_t L = KS::kVec;
+  const int64_t ho = g.out_h(), wo = g.out_w(), per_img = ho * wo;
+  const int64_t M = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
+  const int64_t x_img = g.in_channels * g.in_h * g.in_w, y_img = M * per_img;
+  const PhaseSplit ps = phase_split_for(g);
+  const int64_t img_pixels = g.in_channels * ps.planes_per_channel() * ps.plane_size();
+  const int64_t wide_q = ho * ps.ws;  // pixels of the widened grid
+  const Blocking bl = make_blocking<KS>(M, K, wide_q * L);
+  const MicroKernel uk = KS::kernel(bl.tile, AMode::packed, true);
+
+  int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K);
+  forward_tap_offsets(g, ps, tap_off);
+  const int64_t tap_max = *std::max_element(tap_off, tap_off + K);
+  for (int64_t k = 0; k < K; ++k) tap_off[k] *= L;  // in floats
+  const int64_t npanels = bl.m_pad / bl.tile.mr;
+  float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * K);
+  const int64_t blocks = ceil_div(g.batch, L);
+  // per thread: planes (+ slack read by the widened grid's last tiles), interleaved input and output
+  const int64_t src_floats = std::max(img_pixels * L, round_up(wide_q * L, bl.nr) + (tap_max + 1) * L);
+  const int64_t tmp_floats = x_img * L, out_floats = y_img * L;
+  const LaneStore ls{nullptr, wo, per_img, 1, 0, 1, 0};
+  const int nt = threads_for(blocks);
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+    {
+      int64_t p0, p1;
+      split_range(npanels, tn, t, p0, p1);
+      pack_a_panels(M, K, bl.tile.mr, p0, p1, ap, [&](int64_t m, int64_t k) { return w[m * K + k]; });
+    }
+#pragma omp barrier
+    int64_t b0, b1;
+    split_range(blocks, tn, t, b0, b1);
+    float* cst = thread_workspace(WorkspaceSlot::accumulators).get<float>(bl.m_pad * bl.nc + out_floats);
+    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats + tmp_floats);
+    float* tmp = src + src_floats;
+    LaneStore store = ls;
+    store.out = cst + bl.m_pad * bl.nc;
+    std::fill(src + img_pixels * L, src + src_floats, 0.0f);
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n0 = b * L, count = std::min(L, g.batch - n0);
+      fill_phase_split_lanes<KS>(ps, x + n0 * x_img, x_img, count, g.in_channels, g.in_h, g.in_w, tmp, src);
+      for (int64_t q0 = 0; q0 < wide_q * L; q0 += bl.nc) {
+        const int64_t nq = std::min(bl.nc, wide_q * L - q0);
+        gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, nq, cst, bl.nc, bias);
+        for_each_direct_run(q0 / L, nq / L, ho, wo, ps.ws, [&](int64_t lc, int64_t i, int64_t j, int64_t len) {
+          store_run_lanes<KS>(store, M, cst, bl.nc, lc, i, j, len);
+        });
+      }
+      for (int64_t m = 0; m < M; ++m)
+        KS::deinterleave(store.out + m * per_img * L, count, per_img, y + n0 * y_img + m * per_img, y_img, 1);
+    }
+  }
+}
+
+template <class KS>
+void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) {
+  constexpr int64_t L = KS::kVec;
+  const int64_t ho = g.out_h(), wo = g.out_w();
+  const int64_t cin = g.in_channels, cout = g.out_channels, kh = g.kernel_h, kw = g.kernel_w;
+  const int64_t in_plane = g.in_h * g.in_w, in_img = cin * in_plane, out_img = cout * ho * wo;
+
+  int64_t* table = thread_workspace(WorkspaceSlot::tables)
+                       .get<int64_t>(DimPhases::table_size(g.stride_h, kh) + DimPhases::table_size(g.stride_w, kw) +
+                                     cout * kh * kw + g.stride_h * g.stride_w + 1);
+  const DimPhases dh = make_dim_phases(g.in_h, ho, kh, g.stride_h, g.pad_h, g.dilation_h, table);
+  const DimPhases dw =
+      make_dim_phases(g.in_w, wo, kw, g.stride_w, g.pad_w, g.dilation_w, table + DimPhases::table_size(g.stride_h, kh));
+  int64_t* tap_off = table + DimPhases::table_size(g.stride_h, kh) + DimPhases::table_size(g.stride_w, kw);
+  int64_t* phase_k0 = tap_off + cout * kh * kw;
+  const int64_t nph = g.stride_h * g.stride_w;
+  const int64_t hp = dh.padded, wp = dw.padded, pt = dh.pad_lo, pl = dw.pad_lo;
+  int64_t k_total = 0, kmax = 1;
+  for (int64_t ph = 0; ph < nph; ++ph) {
+    const int64_t rh = ph / g.stride_w, rw = ph % g.stride_w;
+    phase_k0[ph] = k_total;
+    int64_t* o = tap_off + k_total;
+    for (int64_t co = 0; co < cout; ++co)
+      for (int64_t a = 0; a < dh.ntaps[rh]; ++a)
+        for (int64_t b = 0; b < dw.ntaps[rw]; ++b)
+          *o++ = (co * hp * wp + (dh.off[rh * kh + a] + pt) * wp + dw.off[rw * kw + b] + pl) * L;
+    const int64_t k = cout * dh.ntaps[rh] * dw.ntaps[rw];
+    k_total += k;
+    kmax = std::max(kmax, k);
+  }
+  phase_k0[nph] = k_total;
+  const int64_t tap_max = k_total > 0 ? *std::max_element(tap_off, tap_off + k_total) / L : 0;
+
+  const int64_t M = cin, img_pixels = cout * hp * wp;
+  const int64_t wide_q = dh.count[0] * wp;  // phase 0 has the most rows
+  const Blocking bl = make_blocking<KS>(M, kmax, wide_q * L);
+  const MicroKernel uk = KS::kernel(bl.tile, AMode::packed, true);
+  const int64_t npanels = bl.m_pad / bl.tile.mr;
+  float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * std::max<int64_t>(k_total, 1));
+  const int64_t blocks = ceil_div(g.batch, L);
+  const int64_t src_floats = std::max(img_pixels * L, round_up(wide_q * L, bl.nr) + (tap_max + 1) * L);
+  const int64_t tmp_floats = out_img * L, out_floats = in_img * L;
+  const int nt = threads_for(blocks);
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+    for (int64_t ph = 0; ph < nph; ++ph) {
+      const int64_t rh = ph / g.stride_w, rw = ph % g.stride_w;
+      const int64_t na = dh.ntaps[rh], nb = dw.ntaps[rw], K = cout * na * nb;
+      if (K == 0) continue;
+      int64_t p0, p1;
+      split_range(npanels, tn, t, p0, p1);
+      pack_a_panels(M, K, bl.tile.mr, p0, p1, ap + bl.m_pad * phase_k0[ph], [&](int64_t ci, int64_t k) {
+        const int64_t co = k / (na * nb), a = k / nb % na, b = k % nb;
+        return w[((co * cin + ci) * kh + dh.tap[rh * kh + a]) * kw + dw.tap[rw * kw + b]];
+      });
+    }
+#pragma omp barrier
+    int64_t b0, b1;
+    split_range(blocks, tn, t, b0, b1);
+    float* cst = thread_workspace(WorkspaceSlot::accumulators).get<float>(bl.m_pad * bl.nc + out_floats);
+    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats + tmp_floats);
+    float* tmp = src + src_floats;
+    float* out = cst + bl.m_pad * bl.nc;  // interleaved input grad [ci][ih][iw][lane]
+    std::fill(src + img_pixels * L, src + src_floats, 0.0f);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t n0 = blk * L, count = std::min(L, g.batch - n0);
+      fill_padded_lanes<KS>(gy + n0 * out_img, out_img, count, cout, ho, wo, hp, wp, pt, pl, tmp, src);
+      for (int64_t ph = 0; ph < nph; ++ph) {
+        const int64_t rh = ph / g.stride_w, rw = ph % g.stride_w;
+        const int64_t rows = dh.count[rh], cols = dw.count[rw];
+        if (rows == 0 || cols == 0) continue;
+        const int64_t K = phase_k0[ph + 1] - phase_k0[ph];
+        const LaneStore ls{out, g.in_w, in_plane, g.stride_h, rh, g.stride_w, rw};
+        if (K == 0) {  // no tap reaches these pixels
+          for (int64_t ci = 0; ci < cin; ++ci)
+            for (int64_t i = 0; i < rows; ++i)
+              for (int64_t j = 0; j < cols; ++j) {
+                float* d = out + (ci * in_plane + (rh + i * g.stride_h) * g.in_w + rw + j * g.stride_w) * L;
+                std::fill(d, d + L, 0.0f);
+              }
+          continue;
+        }
+        const int64_t q_end = rows * wp * L;
+        for (int64_t q0 = 0; q0 < q_end; q0 += bl.nc) {
+          const int64_t nq = std::min(bl.nc, q_end - q0);
+          gemm_direct_block<KS>(bl, uk, M, K, ap + bl.m_pad * phase_k0[ph], src, tap_off + phase_k0[ph], q0, nq, cst,
+                                bl.nc, nullptr);
+          for_each_direct_run(q0 / L, nq / L, rows, cols, wp, [&](int64_t lc, int64_t i, int64_t j, int64_t len) {
+            store_run_lanes<KS>(ls, M, cst, bl.nc, lc, i, j, len);
+          });
+        }
+      }
+      for (int64_t ci = 0; ci < cin; ++ci)
+        KS::deinterleave(out + ci * in_plane * L, count, in_plane, gx + n0 * in_img + ci * in_plane, in_img, 1);
+    }
+  }
+}
+
+template <class KS>
+void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const float* gy, float* gw, float* gbias) {
+  constexpr int64_t L = KS::kVec;
+  const int64_t ho = g.out_h(), wo = g.out_w(), per_img = ho * wo;
+  const int64_t cout = g.out_channels, M = g.in_channels * g.kernel_h * g.kernel_w;
+  const int64_t x_img = g.in_channels * g.in_h * g.in_w, out_img = cout * per_img;
+  const PhaseSplit ps = phase_split_for(g);
+  const int64_t img_pixels = g.in_channels * ps.planes_per_channel() * ps.plane_size();
+  const int64_t wide_q = ho * ps.ws, len = wide_q * L;  // a dot product runs over widened pixels x lanes
+
+  int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(M);
+  forward_tap_offsets(g, ps, tap_off);
+  const int64_t tap_max = *std::max_element(tap_off, tap_off + M);
+  for (int64_t k = 0; k < M; ++k) tap_off[k] *= L;
+  const int64_t blocks = ceil_div(g.batch, L);
+  const int nt = threads_for(blocks);
+  float** parts = thread_workspace(WorkspaceSlot::thread_results).get<float*>(nt);
+  const int64_t src_floats = std::max(img_pixels * L, (tap_max + wide_q) * L);
+  const int64_t tmp_floats = std::max(x_img, out_img) * L;
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+    int64_t b0, b1;
+    split_range(blocks, tn, t, b0, b1);
+    float* part = thread_workspace(WorkspaceSlot::partial_sums).get<float>(cout * M + cout);  // [Cout][M], bias
+    parts[t] = b1 > b0 ? part : nullptr;
+    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats + cout * len + tmp_floats);
+    float* gyw = src + src_floats;  // gy on the widened grid, zero in its extra columns: [Cout][pixel][lane]
+    float* tmp = gyw + cout * len;
+    std::fill(src + img_pixels * L, src + src_floats, 0.0f);
+    float* gb = part + cout * M;
+    std::fill(gb, gb + cout, 0.0f);
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n0 = b * L, count = std::min(L, g.batch - n0);
+      fill_phase_split_lanes<KS>(ps, x + n0 * x_img, x_img, count, g.in_channels, g.in_h, g.in_w, tmp, src);
+      fill_padded_lanes<KS>(gy + n0 * out_img, out_img, count, cout, ho, wo, ho, ps.ws, 0, 0, tmp, gyw);
+      for (int64_t co = 0; co < cout; co += KS::kDotRows)
+        for (int64_t k = 0; k < M; k += KS::kDotCols)
+          KS::kDot(len, gyw + co * len, len, src, 0, tap_off + k, part + co * M + k, M,
+                   int(std::min<int64_t>(KS::kDotRows, cout - co)), int(std::min<int64_t>(KS::kDotCols, M - k)),
+                   b > b0);
+      for (int64_t co = 0; co < cout; ++co) {
+        const float* r = gyw + co * len;
+        float s = 0;
+        for (int64_t q = 0; q < len; ++q) s += r[q];
+        gb[co] += s;
+      }
+    }
+#pragma omp barrier
+    int64_t k0, k1;
+    split_range(M, tn, t, k0, k1);
+    for (int64_t co = 0; co < cout; ++co)
+      for (int64_t k = k0; k < k1; ++k) {
+        float s = 0;
+        for (int u = 0; u < tn; ++u)
+          if (parts[u]) s += parts[u][co * M + k];
+        gw[co * M + k] = s;
+      }
+    if (gbias && t == 0)
+      for (int64_t co = 0; co < cout; ++co) {
+        float s = 0;
+        for (int u = 0; u < tn; ++u)
+          if (parts[u]) s += parts[u][cout * M + co];
+        gbias[co] = s;
+      }
+  }
+}
+
+}  // namespace sumi::kernels::gemm

@@ -1,0 +1,42 @@
+#pragma once
+// How many threads sumi's kernels use.
+//
+// The conv kernels run one OpenMP parallel region per call, over images (forward, input gradient) or over
+// images / weight rows (weight gradient). By default they use omp_get_max_threads(), which honours
+// OMP_NUM_THREADS; set_num_threads() overrides that for the whole process.
+//
+// Eigen: set_num_threads() also calls Eigen::setNbThreads() with the same count, so Eigen's own parallel
+// products (used elsewhere in sumi) follow the same setting. There is no nested oversubscription: the
+// kernels never call Eigen inside their parallel regions, and Eigen runs single-threaded when called
+// from inside an OpenMP parallel region (it checks omp_get_num_threads() > 1). Kernels called from inside
+// a user's parallel region run on one thread (nested parallelism is not enabled).
+#include <Eigen/Core>
+#include <atomic>
+#include <stdexcept>
+#include <string>
+
+#include <omp.h>
+
+namespace sumi {
+
+namespace detail {
+inline std::atomic<int>& num_threads_setting() {
+  static std::atomic<int> n{0};  // 0: not set, use OpenMP's default
+  return n;
+}
+}  // namespace detail
+
+// Sets the number of threads the kernels use (n >= 1).
+inline void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("sumi::set_num_threads: need n >= 1, got " + std::to_string(n));
+  detail::num_threads_setting().store(n, std::memory_order_relaxed);
+  Eigen::setNbThreads(n);
+}
+
+// The number of threads the kernels use: set_num_threads()'s value, else OMP_NUM_THREADS / the core count.
+inline int get_num_threads() {
+  const int n = detail::num_threads_setting().load(std::memory_order_relaxed);
+  return n > 0 ? n : omp_get_max_threads();
+}
+
+}  // namespace sumi

@@ -1,0 +1,150 @@
+#pragma once
+// Saving and loading a module's state as a .safetensors file with PyTorch's names, so PyTorch (or the
+// safetensors Python package) reads what sumi writes and the other way round.
+//
+//   nn::save_state(*model, "ckpt.safetensors", {{"epoch", "7"}},
+//   optimizer.state_dict().with_prefix("optimizer.")); auto loaded = nn::load_state(*model,
+//   "ckpt.safetensors"); optimizer.load_state_dict(loaded.extra.strip_prefix("optimizer."));
+//
+// Parameters and floating buffers are stored as F32 (Module<float>) or F64 (Module<double>); integer
+// buffers such as num_batches_tracked as I64 scalars (shape []), as PyTorch stores them. Extra tensors (an
+// optimiser's state) are stored next to the module's and listed in the metadata key "sumi.extra_tensors", so
+// that loading tells them apart from unexpected names. Files are written atomically.
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+#include "sumi/io/safetensors.hpp"
+#include "sumi/nn/module.hpp"
+
+namespace sumi::nn {
+
+// The metadata key listing the extra tensors' names (a JSON array).
+inline constexpr const char* kExtraTensorsKey = "sumi.extra_tensors";
+
+namespace detail {
+template <std::floating_point T>
+const char* dtype_name() {
+  return std::is_same_v<T, float> ? "F32" : "F64";
+}
+template <std::floating_point T>
+io::TensorRecord to_record(const typename StateDict<T>::Entry& e) {
+  return e.is_integer ? io::TensorRecord::from_int64(e.integer) : io::TensorRecord::from_tensor(e.tensor);
+}
+}  // namespace detail
+
+// Writes the module's parameters and buffers under their state_dict() names, plus `extra` entries (their
+// names must not clash with the module's), with `metadata` (all strings). Atomic: a reader sees the old
+// file or the new one, never a part.
+template <std::floating_point T>
+void save_state(const Module<T>& module, const std::filesystem::path& path,
+                std::map<std::string, std::string> metadata = {}, const StateDict<T>& extra = {}) {
+  std::map<std::string, io::TensorRecord> records;
+  for (const auto& e : module.state_dict()) records.emplace(e.name, detail::to_record<T>(e));
+  nlohmann::json extra_names = nlohmann::json::array();
+  for (const auto& e : extra) {
+    if (!records.emplace(e.name, detail::to_record<T>(e)).second)
+      throw std::invalid_argument("save_state: " + path.string() + ": extra tensor '" + e.name +
+                                  "' has the name of a module tensor");
+    extra_names.push_back(e.name);
+  }
+  if (!extra.empty()) metadata[kExtraTensorsKey] = extra_names.dump();
+  metadata.try_emplace("format", "pt");  // what the safetensors package expects of PyTorch files
+  io::write_safetensors(path, records, metadata);
+}
+
+struct LoadStateOptions {
+  // Module names are looked up as prefix + name; file tensors outside the prefix are returned as extras
+  // (e.g. "G." to load the generator from a file holding "G.*" and "D.*").
+  std::string prefix{};
+  // Without strict, missing and unexpected names are tolerated (shapes must still match).
+  bool strict = true;
+  // Accept F32 tensors for a double module and F64 for a float one, converting them.
+  bool convert_dtype = false;
+};
+
+template <std::floating_point T>
+struct LoadedState {
+  std::map<std::string, std::string> metadata;  // the file's metadata, including "sumi.extra_tensors"
+  StateDict<T> extra;                           // the extra tensors, by their names in the file
+  LoadStateResult skipped;                      // what a non-strict load skipped
+};
+
+// Loads a file written by save_state (or PyTorch, with PyTorch's names) into the module in place. Checks
+// every name, shape and dtype first and reports all differences at once, naming the file; the module is
+// unchanged then. A missing, truncated or corrupt file is reported with its path.
+template <std::floating_point T>
+LoadedState<T> load_state(Module<T>& module, const std::filesystem::path& path,
+                          const LoadStateOptions& options = {}) {
+  const io::SafetensorsFile file = io::read_safetensors(path);
+  std::set<std::string> declared_extras;
+  if (auto it = file.metadata.find(kExtraTensorsKey); it != file.metadata.end()) {
+    try {
+      for (const auto& name : nlohmann::json::parse(it->second))
+        declared_extras.insert(name.get<std::string>());
+    } catch (const nlohmann::json::exception& e) {
+      throw io::SafetensorsError(path.string() + ": metadata " + kExtraTensorsKey +
+                                 " is not a JSON list of names: " + e.what());
+    }
+  }
+  const std::string& prefix = options.prefix;
+  auto in_prefix = [&](const std::string& name) { return name.compare(0, prefix.size(), prefix) == 0; };
+
+  StateMismatch m;
+  StateDict<T> state;
+  std::set<std::string> expected;
+  for (const auto& ref : module.state_refs()) {
+    const std::string key = prefix + ref.name;
+    expected.insert(key);
+    if (!file.contains(key)) {
+      m.missing.push_back(key);
+      continue;
+    }
+    const io::TensorRecord& r = file.record(key);
+    const std::string want = ref.counter ? "I64" : detail::dtype_name<T>();
+    const bool float_ok = !ref.counter && options.convert_dtype && (r.dtype == "F32" || r.dtype == "F64");
+    if (r.dtype != want && !float_ok) {
+      m.wrong_type.push_back(key + ": expected " + want + ", found " + r.dtype);
+      continue;
+    }
+    const Shape want_shape = ref.counter ? Shape{} : ref.tensor->shape();
+    if (r.shape != want_shape) {
+      m.mis_shaped.push_back(key + ": expected " + shape_str(want_shape) + ", found " + shape_str(r.shape));
+      continue;
+    }
+    if (ref.counter)
+      state.insert_integer(ref.name, file.int64_scalar(key));
+    else
+      state.insert(ref.name, file.tensor<T>(key));
+  }
+
+  LoadedState<T> loaded;
+  loaded.metadata = file.metadata;
+  for (const auto& [name, record] : file.tensors) {
+    if (expected.count(name)) continue;
+    const bool extra = declared_extras.count(name) || (!prefix.empty() && !in_prefix(name));
+    if (!extra) {
+      m.unexpected.push_back(name);
+      continue;
+    }
+    if (record.dtype == "I64" && record.shape.empty())
+      loaded.extra.insert_integer(name, file.int64_scalar(name));
+    else
+      loaded.extra.insert(name, file.tensor<T>(name));
+  }
+  loaded.skipped = {m.missing, m.unexpected};
+  if (!options.strict) {
+    m.missing.clear();
+    m.unexpected.clear();
+  }
+  if (!m.empty())
+    throw StateDictError(path.string() + ": the file's state does not match " + module.type_name() +
+                             (prefix.empty() ? std::string() : " (prefix '" + prefix + "')") + ":",
+                         m);
+  module.load_state_dict(state, /*strict=*/false);  // names were checked above; absent ones are skipped
+  return loaded;
+}
+
+}  // namespace sumi::nn

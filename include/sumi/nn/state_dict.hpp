@@ -1,0 +1,145 @@
+#pragma once
+// StateDict<T>: an ordered map from names to tensors and integer scalars, the form in which modules and
+// optimisers export and import their state (as torch's state_dict()). Also the error type that loading
+// reports, listing every name that is missing, unexpected, mis-shaped or of the wrong dtype at once.
+#include <concepts>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "sumi/tensor/tensor.hpp"
+
+namespace sumi::nn {
+
+// Everything that differs between a state and what a module (or optimiser, or file) expects.
+struct StateMismatch {
+  std::vector<std::string> missing;     // expected but absent
+  std::vector<std::string> unexpected;  // present but not expected
+  std::vector<std::string> mis_shaped;  // "name: expected [3, 4], found [4, 3]"
+  std::vector<std::string> wrong_type;  // "name: expected F32, found F64" (dtype, or integer vs tensor)
+
+  bool empty() const {
+    return missing.empty() && unexpected.empty() && mis_shaped.empty() && wrong_type.empty();
+  }
+
+  // One line per kind of problem, each naming every entry of that kind.
+  std::string describe() const {
+    std::string s;
+    auto section = [&](const char* title, const std::vector<std::string>& names) {
+      if (names.empty()) return;
+      s += std::string("\n  ") + title + " (" + std::to_string(names.size()) + "): ";
+      for (std::size_t i = 0; i < names.size(); ++i) s += (i ? ", " : "") + names[i];
+    };
+    section("missing", missing);
+    section("unexpected", unexpected);
+    section("shape mismatch", mis_shaped);
+    section("dtype mismatch", wrong_type);
+    return s;
+  }
+};
+
+// Thrown when a state cannot be loaded; what() lists every problem, mismatch() gives them separately.
+class StateDictError : public std::runtime_error {
+ public:
+  StateDictError(const std::string& context, StateMismatch mismatch)
+      : std::runtime_error(context + mismatch.describe()), mismatch_(std::move(mismatch)) {}
+  const StateMismatch& mismatch() const { return mismatch_; }
+
+ private:
+  StateMismatch mismatch_;
+};
+
+template <std::floating_point T = float>
+class StateDict {
+ public:
+  // A floating tensor, or an integer scalar (BatchNorm's num_batches_tracked, an optimiser's step count).
+  struct Entry {
+    std::string name;
+    Tensor<T> tensor;
+    int64_t integer = 0;
+    bool is_integer = false;
+
+    Shape shape() const { return is_integer ? Shape{} : tensor.shape(); }
+  };
+
+  // Appends an entry; the name must be new.
+  void insert(const std::string& name, Tensor<T> tensor) {
+    if (!tensor.defined()) throw std::invalid_argument("StateDict: tensor '" + name + "' is undefined");
+    add(Entry{name, std::move(tensor), 0, false});
+  }
+  void insert_integer(const std::string& name, int64_t value) { add(Entry{name, Tensor<T>(), value, true}); }
+
+  bool contains(const std::string& name) const { return index_.count(name) > 0; }
+  const Entry* find(const std::string& name) const {
+    auto it = index_.find(name);
+    return it == index_.end() ? nullptr : &entries_[it->second];
+  }
+  const Entry& at(const std::string& name) const {
+    const Entry* e = find(name);
+    if (!e) throw std::out_of_range("StateDict: no entry named '" + name + "'");
+    return *e;
+  }
+  const Tensor<T>& tensor(const std::string& name) const {
+    const Entry& e = at(name);
+    if (e.is_integer) throw std::invalid_argument("StateDict: '" + name + "' is an integer, not a tensor");
+    return e.tensor;
+  }
+  int64_t integer(const std::string& name) const {
+    const Entry& e = at(name);
+    if (!e.is_integer) throw std::invalid_argument("StateDict: '" + name + "' is a tensor, not an integer");
+    return e.integer;
+  }
+
+  std::size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  auto begin() const { return entries_.begin(); }
+  auto end() const { return entries_.end(); }
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const Entry& e : entries_) out.push_back(e.name);
+    return out;
+  }
+
+  // Every entry with `prefix` prepended to its name (to store several states in one file).
+  StateDict with_prefix(const std::string& prefix) const {
+    StateDict out;
+    for (const Entry& e : entries_) out.add(Entry{prefix + e.name, e.tensor, e.integer, e.is_integer});
+    return out;
+  }
+  // The entries whose names start with `prefix`, with the prefix removed.
+  StateDict strip_prefix(const std::string& prefix) const {
+    StateDict out;
+    for (const Entry& e : entries_)
+      if (e.name.compare(0, prefix.size(), prefix) == 0)
+        out.add(Entry{e.name.substr(prefix.size()), e.tensor, e.integer, e.is_integer});
+    return out;
+  }
+
+  // A copy with every tensor converted to U (float <-> double); integers unchanged.
+  template <std::floating_point U>
+  StateDict<U> to() const {
+    StateDict<U> out;
+    for (const Entry& e : entries_) {
+      if (e.is_integer)
+        out.insert_integer(e.name, e.integer);
+      else
+        out.insert(e.name, e.tensor.template to<U>());
+    }
+    return out;
+  }
+
+ private:
+  void add(Entry e) {
+    if (!index_.emplace(e.name, entries_.size()).second)
+      throw std::invalid_argument("StateDict: duplicate entry '" + e.name + "'");
+    entries_.push_back(std::move(e));
+  }
+
+  std::vector<Entry> entries_;
+  std::unordered_map<std::string, std::size_t> index_;
+};
+
+}  // namespace sumi::nn

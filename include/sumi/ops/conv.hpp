@@ -1,0 +1,301 @@
+#pragma once
+// 2-d convolution and transposed convolution with autograd, as torch.nn.functional.conv2d and
+// conv_transpose2d (groups = 1). Both run on the three dispatch kernels of kernels/conv.hpp; the transposed
+// convolution is the adjoint of a convolution, so it calls them with the roles of input and output swapped.
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "sumi/autograd/variable.hpp"
+#include "sumi/kernels/conv.hpp"
+#include "sumi/kernels/conv_geometry.hpp"
+
+namespace sumi {
+
+// A (height, width) pair of convolution parameters; a single integer sets both.
+struct IntPair {
+  int64_t h = 0, w = 0;
+  constexpr IntPair() = default;
+  constexpr IntPair(int64_t both) : h(both), w(both) {}  // implicit: `.stride = 2`
+  constexpr IntPair(int64_t height, int64_t width) : h(height), w(width) {}
+  friend constexpr bool operator==(const IntPair&, const IntPair&) = default;
+  std::string to_string() const {
+    std::string s = "(";  // appended piecewise: GCC 12 warns falsely (-Wrestrict) on "(" + std::string
+    s += std::to_string(h);
+    s += ", ";
+    s += std::to_string(w);
+    s += ")";
+    return s;
+  }
+};
+
+// conv2d(x, weight, bias, {.stride = 2, .padding = 1})
+struct Conv2dOptions {
+  IntPair stride = 1;
+  IntPair padding = 0;
+  IntPair dilation = 1;
+};
+
+// conv_transpose2d(x, weight, bias, {.stride = 2, .padding = 1, .output_padding = 1})
+struct ConvTranspose2dOptions {
+  IntPair stride = 1;
+  IntPair padding = 0;
+  IntPair output_padding = 0;
+  IntPair dilation = 1;
+};
+
+namespace detail {
+
+inline void conv_require_4d(const Shape& s, const char* op, const char* what, const char* layout) {
+  if (s.size() != 4)
+    throw std::invalid_argument(std::string(op) + ": " + what + " must be 4-d " + layout + ", got shape " +
+                                shape_str(s));
+  for (int64_t d : s)
+    if (d < 0)
+      throw std::invalid_argument(std::string(op) + ": " + what + " has a negative size: " + shape_str(s));
+}
+
+inline void conv_require_params(const char* op, const IntPair& stride, const IntPair& padding,
+                                const IntPair& dilation) {
+  if (stride.h < 1 || stride.w < 1)
+    throw std::invalid_argument(std::string(op) + ": stride " + stride.to_string() + " must be positive");
+  if (dilation.h < 1 || dilation.w < 1)
+    throw std::invalid_argument(std::string(op) + ": dilation " + dilation.to_string() + " must be positive");
+  if (padding.h < 0 || padding.w < 0)
+    throw std::invalid_argument(std::string(op) + ": padding " + padding.to_string() +
+                                " must be non-negative");
+}
+
+// y[n, c, :, :] += bias[c] over contiguous [N, C, HW] data.
+template <class T>
+void conv_add_channel_bias(T* y, const T* bias, int64_t N, int64_t C, int64_t HW) {
+  const int64_t planes = N * C;
+#pragma omp parallel for schedule(static) if (planes * HW >= (int64_t(1) << 16))
+  for (int64_t p = 0; p < planes; ++p) {
+    const T b = bias[p % C];
+    T* row = y + p * HW;
+    for (int64_t i = 0; i < HW; ++i) row[i] += b;
+  }
+}
+
+// The sum of contiguous [N, C, HW] data over N and HW: a [C] tensor (the gradient of a per-channel bias).
+template <class T>
+Tensor<T> conv_channel_sum(const T* g, int64_t N, int64_t C, int64_t HW) {
+  Tensor<T> out = Tensor<T>::empty({C});
+  T* po = out.data();
+#pragma omp parallel for schedule(static) if (N * C * HW >= (int64_t(1) << 16))
+  for (int64_t c = 0; c < C; ++c) {
+    double s = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      const T* row = g + (n * C + c) * HW;
+      for (int64_t i = 0; i < HW; ++i) s += double(row[i]);
+    }
+    po[c] = T(s);
+  }
+  return out;
+}
+
+// A contiguous [N, C, H, W] copy of contiguous t [N, C, h, w] (h <= H, w <= W) with zeros appended at the
+// bottom and right.
+template <class T>
+Tensor<T> conv_pad_bottom_right(const Tensor<T>& t, int64_t H, int64_t W) {
+  const int64_t N = t.size(0), C = t.size(1), h = t.size(2), w = t.size(3);
+  if (h == H && w == W) return t;
+  Tensor<T> out = Tensor<T>::zeros({N, C, H, W});
+  for (int64_t p = 0; p < N * C; ++p)
+    for (int64_t i = 0; i < h; ++i) std::copy_n(t.data() + (p * h + i) * w, w, out.data() + (p * H + i) * W);
+  return out;
+}
+
+// The top-left [N, C, h, w] corner of contiguous t [N, C, H, W], as a contiguous tensor.
+template <class T>
+Tensor<T> conv_crop_top_left(const Tensor<T>& t, int64_t h, int64_t w) {
+  const int64_t N = t.size(0), C = t.size(1), H = t.size(2), W = t.size(3);
+  if (h == H && w == W) return t;
+  Tensor<T> out = Tensor<T>::empty({N, C, h, w});
+  for (int64_t p = 0; p < N * C; ++p)
+    for (int64_t i = 0; i < h; ++i) std::copy_n(t.data() + (p * H + i) * W, w, out.data() + (p * h + i) * w);
+  return out;
+}
+
+}  // namespace detail
+
+// y = conv2d(x [N, Cin, H, W], weight [Cout, Cin, kh, kw]) + bias [Cout], y [N, Cout, Ho, Wo] with
+// Ho = (H + 2 * padding - dilation * (kh - 1) - 1) / stride + 1. bias may be an undefined Variable (no bias).
+template <class T>
+Variable<T> conv2d(const Variable<T>& x, const Variable<T>& weight, const Variable<T>& bias = Variable<T>(),
+                   const Conv2dOptions& options = {}) {
+  constexpr const char* op = "conv2d";
+  detail::conv_require_4d(x.shape(), op, "input", "[N, C, H, W]");
+  detail::conv_require_4d(weight.shape(), op, "weight", "[out_channels, in_channels, kh, kw]");
+  detail::conv_require_params(op, options.stride, options.padding, options.dilation);
+  const bool has_bias = bias.defined();
+  const std::string shapes =
+      "input of shape " + shape_str(x.shape()) + " and weight of shape " + shape_str(weight.shape());
+  if (x.size(1) != weight.size(1))
+    throw std::invalid_argument("conv2d: " + shapes + ": the input has " + std::to_string(x.size(1)) +
+                                " channels but the weight expects " + std::to_string(weight.size(1)));
+  if (has_bias && bias.shape() != Shape{weight.size(0)})
+    throw std::invalid_argument("conv2d: bias of shape " + shape_str(bias.shape()) +
+                                " does not match weight of shape " + shape_str(weight.shape()) + " (" +
+                                std::to_string(weight.size(0)) + " output channels)");
+  if (x.size(1) == 0 || x.size(2) == 0 || x.size(3) == 0 || weight.size(0) == 0 || weight.size(2) == 0 ||
+      weight.size(3) == 0)
+    throw std::invalid_argument("conv2d: " + shapes + " have an empty channel, spatial or kernel dimension");
+
+  kernels::Conv2dGeometry g;
+  g.batch = x.size(0);
+  g.in_channels = x.size(1);
+  g.in_h = x.size(2);
+  g.in_w = x.size(3);
+  g.out_channels = weight.size(0);
+  g.kernel_h = weight.size(2);
+  g.kernel_w = weight.size(3);
+  g.stride_h = options.stride.h;
+  g.stride_w = options.stride.w;
+  g.pad_h = options.padding.h;
+  g.pad_w = options.padding.w;
+  g.dilation_h = options.dilation.h;
+  g.dilation_w = options.dilation.w;
+  if (g.in_h + 2 * g.pad_h < g.dilation_h * (g.kernel_h - 1) + 1 ||
+      g.in_w + 2 * g.pad_w < g.dilation_w * (g.kernel_w - 1) + 1)
+    throw std::invalid_argument(
+        "conv2d: " + shapes + ": the padded input " +
+        IntPair(g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w).to_string() +
+        " is smaller than the dilated kernel " +
+        IntPair(g.dilation_h * (g.kernel_h - 1) + 1, g.dilation_w * (g.kernel_w - 1) + 1).to_string());
+
+  const Tensor<T> xv = x.value().contiguous(), wv = weight.value().contiguous();
+  const Tensor<T> bv = has_bias ? bias.value().contiguous() : Tensor<T>();
+  Tensor<T> y = Tensor<T>::empty({g.batch, g.out_channels, g.out_h(), g.out_w()});
+  if (g.batch > 0) kernels::conv2d_forward(g, xv.data(), wv.data(), has_bias ? bv.data() : nullptr, y.data());
+
+  const bool need_x = x.requires_grad(), need_w = weight.requires_grad(),
+             need_b = has_bias && bias.requires_grad();
+  // Save only what the required gradients read: grad-input needs the weight, grad-weight needs the input.
+  return Variable<T>::from_op(
+      std::move(y), op, {x, weight, has_bias ? bias : Variable<T>()},
+      [g, xs = need_w ? xv : Tensor<T>(), ws = need_x ? wv : Tensor<T>(), need_x, need_w,
+       need_b](const Tensor<T>& grad) {
+        const Tensor<T> gy = grad.contiguous();
+        Tensor<T> gx, gw, gb;
+        if (need_x) {
+          gx = Tensor<T>::empty({g.batch, g.in_channels, g.in_h, g.in_w});
+          if (g.batch > 0) kernels::conv2d_backward_input(g, gy.data(), ws.data(), gx.data());
+        }
+        if (need_w) {
+          gw = Tensor<T>::zeros({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w});
+          if (need_b) gb = Tensor<T>::zeros({g.out_channels});
+          if (g.batch > 0)
+            kernels::conv2d_backward_weight(g, xs.data(), gy.data(), gw.data(), need_b ? gb.data() : nullptr);
+        } else if (need_b) {
+          gb = detail::conv_channel_sum(gy.data(), g.batch, g.out_channels, g.out_h() * g.out_w());
+        }
+        return std::vector<Tensor<T>>{gx, gw, gb};
+      });
+}
+
+// y = conv_transpose2d(x [N, Cin, H, W], weight [Cin, Cout, kh, kw]) + bias [Cout], y [N, Cout, Ho, Wo] with
+// Ho = (H - 1) * stride - 2 * padding + dilation * (kh - 1) + output_padding + 1 (PyTorch's layout and
+// sizes). output_padding must be smaller than the stride or the dilation. bias may be an undefined Variable.
+template <class T>
+Variable<T> conv_transpose2d(const Variable<T>& x, const Variable<T>& weight,
+                             const Variable<T>& bias = Variable<T>(),
+                             const ConvTranspose2dOptions& options = {}) {
+  constexpr const char* op = "conv_transpose2d";
+  detail::conv_require_4d(x.shape(), op, "input", "[N, C, H, W]");
+  detail::conv_require_4d(weight.shape(), op, "weight", "[in_channels, out_channels, kh, kw]");
+  detail::conv_require_params(op, options.stride, options.padding, options.dilation);
+  const IntPair& s = options.stride;
+  const IntPair& p = options.padding;
+  const IntPair& op_ = options.output_padding;
+  const IntPair& d = options.dilation;
+  const bool has_bias = bias.defined();
+  const std::string shapes =
+      "input of shape " + shape_str(x.shape()) + " and weight of shape " + shape_str(weight.shape());
+  if (x.size(1) != weight.size(0))
+    throw std::invalid_argument("conv_transpose2d: " + shapes + ": the input has " +
+                                std::to_string(x.size(1)) + " channels but the weight expects " +
+                                std::to_string(weight.size(0)));
+  if (has_bias && bias.shape() != Shape{weight.size(1)})
+    throw std::invalid_argument("conv_transpose2d: bias of shape " + shape_str(bias.shape()) +
+                                " does not match weight of shape " + shape_str(weight.shape()) + " (" +
+                                std::to_string(weight.size(1)) + " output channels)");
+  if (x.size(1) == 0 || x.size(2) == 0 || x.size(3) == 0 || weight.size(1) == 0 || weight.size(2) == 0 ||
+      weight.size(3) == 0)
+    throw std::invalid_argument("conv_transpose2d: " + shapes +
+                                " have an empty channel, spatial or kernel dimension");
+  if (op_.h < 0 || op_.w < 0 || (op_.h >= s.h && op_.h >= d.h) || (op_.w >= s.w && op_.w >= d.w))
+    throw std::invalid_argument("conv_transpose2d: " + shapes + ": output_padding " + op_.to_string() +
+                                " must be non-negative and smaller than either stride " + s.to_string() +
+                                " or dilation " + d.to_string());
+
+  const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t Cout = weight.size(1), kh = weight.size(2), kw = weight.size(3);
+  const int64_t Ho = (H - 1) * s.h - 2 * p.h + d.h * (kh - 1) + op_.h + 1;
+  const int64_t Wo = (W - 1) * s.w - 2 * p.w + d.w * (kw - 1) + op_.w + 1;
+  if (Ho < 1 || Wo < 1)
+    throw std::invalid_argument("conv_transpose2d: " + shapes + " with stride " + s.to_string() +
+                                ", padding " + p.to_string() + ", output_padding " + op_.to_string() +
+                                ", dilation " + d.to_string() + " give a non-positive output size " +
+                                IntPair(Ho, Wo).to_string());
+
+  // The convolution whose input is this op's output and whose output is this op's input. Its output size
+  // is H + output_padding / stride, which exceeds H when output_padding >= stride (allowed when it is below
+  // the dilation): this op's input is then zero-padded at the bottom/right to that size.
+  kernels::Conv2dGeometry g;
+  g.batch = N;
+  g.in_channels = Cout;
+  g.in_h = Ho;
+  g.in_w = Wo;
+  g.out_channels = Cin;
+  g.kernel_h = kh;
+  g.kernel_w = kw;
+  g.stride_h = s.h;
+  g.stride_w = s.w;
+  g.pad_h = p.h;
+  g.pad_w = p.w;
+  g.dilation_h = d.h;
+  g.dilation_w = d.w;
+  const int64_t gh = g.out_h(), gw_ = g.out_w();  // >= H, W
+
+  const Tensor<T> xv = x.value().contiguous(), wv = weight.value().contiguous();
+  Tensor<T> y = Tensor<T>::empty({N, Cout, Ho, Wo});
+  if (N > 0) {
+    const Tensor<T> xp = detail::conv_pad_bottom_right(xv, gh, gw_);
+    kernels::conv2d_backward_input(g, xp.data(), wv.data(), y.data());
+    if (has_bias) detail::conv_add_channel_bias(y.data(), bias.value().contiguous().data(), N, Cout, Ho * Wo);
+  }
+
+  const bool need_x = x.requires_grad(), need_w = weight.requires_grad(),
+             need_b = has_bias && bias.requires_grad();
+  return Variable<T>::from_op(
+      std::move(y), op, {x, weight, has_bias ? bias : Variable<T>()},
+      [g, H, W, gh, gw_, xs = need_w ? xv : Tensor<T>(), ws = need_x ? wv : Tensor<T>(), need_x, need_w,
+       need_b](const Tensor<T>& grad) {
+        const Tensor<T> gout = grad.contiguous();  // [N, Cout, Ho, Wo]: the geometry's x
+        Tensor<T> gx, gw, gb;
+        if (need_x) {
+          if (g.batch > 0) {
+            Tensor<T> full = Tensor<T>::empty({g.batch, g.out_channels, gh, gw_});
+            kernels::conv2d_forward(g, gout.data(), ws.data(), static_cast<const T*>(nullptr), full.data());
+            gx = detail::conv_crop_top_left(full, H, W);
+          } else {
+            gx = Tensor<T>::empty({0, g.out_channels, H, W});
+          }
+        }
+        if (need_w) {
+          gw = Tensor<T>::zeros({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w});
+          if (g.batch > 0) {
+            const Tensor<T> xp = detail::conv_pad_bottom_right(xs, gh, gw_);  // the geometry's gy
+            kernels::conv2d_backward_weight(g, gout.data(), xp.data(), gw.data(), static_cast<T*>(nullptr));
+          }
+        }
+        if (need_b) gb = detail::conv_channel_sum(gout.data(), g.batch, g.in_channels, g.in_h * g.in_w);
+        return std::vector<Tensor<T>>{gx, gw, gb};
+      });
+}
+
+}  // namespace sumi

@@ -1,0 +1,52 @@
+#pragma once
+// Inverted dropout with autograd, as torch.nn.functional.dropout.
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "sumi/autograd/variable.hpp"
+#include "sumi/kernels/elementwise.hpp"
+#include "sumi/tensor/random.hpp"
+
+namespace sumi {
+
+// training: each element is kept with probability 1 - p and scaled by 1 / (1 - p), otherwise zeroed; the
+// mask is drawn from `gen` (one uniform number per element, in row-major order), so seeding it reproduces
+// the mask. p == 1 gives zeros. Not training, or p == 0: x itself. p must be in [0, 1].
+template <class T>
+Variable<T> dropout(const Variable<T>& x, std::type_identity_t<T> p, bool training,
+                    Generator& gen = default_generator()) {
+  if (!(p >= T(0) && p <= T(1))) {
+    std::ostringstream msg;
+    msg << "dropout: probability p = " << p << " must be in [0, 1] (input of shape " << shape_str(x.shape())
+        << ")";
+    throw std::invalid_argument(msg.str());
+  }
+  if (!training || p == T(0)) return x;
+
+  const int64_t n = x.numel();
+  Tensor<T> mask = Tensor<T>::empty(x.shape());  // 0 or 1 / (1 - p): the gradient's factor as well
+  T* pm = mask.data();
+  if (p == T(1)) {
+    std::fill_n(pm, n, T(0));
+  } else {
+    const T keep_scale = T(1) / (T(1) - p);
+    const double threshold = double(p);
+    for (int64_t i = 0; i < n; ++i) pm[i] = gen.uniform() >= threshold ? keep_scale : T(0);
+  }
+  const Tensor<T> xv = x.value().contiguous();
+  Tensor<T> y = Tensor<T>::empty(x.shape());
+  kernels::zip(n, xv.data(), static_cast<const T*>(pm), y.data(), [](T a, T m) { return a * m; });
+  return Variable<T>::from_op(std::move(y), "dropout", {x}, [mask](const Tensor<T>& grad) {
+    const Tensor<T> g = grad.contiguous();
+    Tensor<T> gx = Tensor<T>::empty(g.shape());
+    kernels::zip(g.numel(), g.data(), mask.data(), gx.data(), [](T a, T m) { return a * m; });
+    return std::vector<Tensor<T>>{gx};
+  });
+}
+
+}  // namespace sumi

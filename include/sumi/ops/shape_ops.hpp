@@ -1,0 +1,174 @@
+#pragma once
+// Shape ops with autograd: reshape, flatten, unflatten (views of a contiguous input, no copy) and concat.
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "sumi/autograd/variable.hpp"
+#include "sumi/kernels/elementwise.hpp"
+
+namespace sumi {
+
+namespace detail {
+
+// `shape` with its -1 (at most one) replaced by the size that makes it hold `numel` elements; an error naming
+// `op` and both shapes when no such size exists.
+inline Shape infer_shape(Shape shape, int64_t numel, const Shape& from, const char* op) {
+  auto fail = [&](const std::string& why) {
+    return std::invalid_argument(std::string(op) + ": cannot reshape tensor of shape " + shape_str(from) +
+                                 " (" + std::to_string(numel) + " elements) to " + shape_str(shape) + ": " +
+                                 why);
+  };
+  int64_t known = 1;
+  std::size_t infer_at = shape.size();
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1) {
+      if (infer_at != shape.size()) throw fail("more than one -1");
+      infer_at = i;
+    } else if (shape[i] < 0) {
+      throw fail("negative size " + std::to_string(shape[i]));
+    } else {
+      known *= shape[i];
+    }
+  }
+  if (infer_at != shape.size()) {
+    if (known == 0) throw fail("the size of -1 is ambiguous with zero-size dimensions");
+    if (numel % known != 0) throw fail("the element count is not a multiple of " + std::to_string(known));
+    shape[infer_at] = numel / known;
+  } else if (known != numel) {
+    throw fail("the element counts differ");
+  }
+  return shape;
+}
+
+// A reshape to an already validated `shape`: a view of a contiguous input, a copy otherwise.
+template <class T>
+Variable<T> reshape_to(const Variable<T>& x, const Shape& shape, const char* op) {
+  return Variable<T>::from_op(x.value().reshape(shape), op, {x}, [in_shape = x.shape()](const Tensor<T>& g) {
+    return std::vector<Tensor<T>>{g.reshape(in_shape)};
+  });
+}
+
+// Copies the [outer, rows_i * inner] blocks of the parts into / out of the [outer, total * inner] whole.
+template <class T>
+void copy_blocks(int64_t outer, int64_t whole_row, int64_t part_row, int64_t part_begin, const T* src, T* dst,
+                 bool to_whole) {
+#pragma omp parallel for schedule(static) if (outer * part_row >= kernels::kParallelThreshold && outer > 1)
+  for (int64_t o = 0; o < outer; ++o) {
+    if (to_whole)
+      std::copy_n(src + o * part_row, part_row, dst + o * whole_row + part_begin);
+    else
+      std::copy_n(src + o * whole_row + part_begin, part_row, dst + o * part_row);
+  }
+}
+
+template <class T>
+Variable<T> concat_node(const std::vector<Variable<T>>& inputs, int64_t dim) {
+  const Shape& first = inputs[0].shape();
+  const auto ud = std::size_t(dim);
+  Shape out_shape = first;
+  out_shape[ud] = 0;
+  for (const Variable<T>& v : inputs) out_shape[ud] += v.shape()[ud];
+  const int64_t outer = shape_numel(Shape(first.begin(), first.begin() + dim));
+  const int64_t inner = shape_numel(Shape(first.begin() + dim + 1, first.end()));
+  const int64_t whole_row = out_shape[ud] * inner;
+
+  Tensor<T> out = Tensor<T>::empty(out_shape);
+  std::vector<int64_t> begins;
+  std::vector<Shape> shapes;
+  std::vector<bool> needs_grad;
+  int64_t begin = 0;
+  for (const Variable<T>& v : inputs) {
+    const Tensor<T> c = v.value().contiguous();
+    const int64_t part_row = v.shape()[ud] * inner;
+    copy_blocks(outer, whole_row, part_row, begin, c.data(), out.data(), true);
+    begins.push_back(begin);
+    shapes.push_back(v.shape());
+    needs_grad.push_back(v.requires_grad());
+    begin += part_row;
+  }
+  return Variable<T>::from_op(std::move(out), "concat", std::span<const Variable<T>>(inputs),
+                      [begins, shapes, needs_grad, outer, inner, whole_row, ud](const Tensor<T>& g) {
+                        const Tensor<T> gc = g.contiguous();
+                        std::vector<Tensor<T>> grads(shapes.size());
+                        for (std::size_t i = 0; i < shapes.size(); ++i) {
+                          if (!needs_grad[i]) continue;
+                          grads[i] = Tensor<T>::empty(shapes[i]);
+                          copy_blocks(outer, whole_row, shapes[i][ud] * inner, begins[i], gc.data(),
+                                      grads[i].data(), false);
+                        }
+                        return grads;
+                      });
+}
+
+}  // namespace detail
+
+// x with a new shape holding the same elements; one size may be -1 (inferred). A view (no copy) when x is
+// contiguous.
+template <class T>
+Variable<T> reshape(const Variable<T>& x, const Shape& shape) {
+  return detail::reshape_to(x, detail::infer_shape(shape, x.numel(), x.shape(), "reshape"), "reshape");
+}
+
+// Merges dimensions start_dim..end_dim (inclusive, negative values count from the end) into one, as
+// torch.flatten (note the default start_dim = 1, as nn.Flatten: the batch dimension is kept). A rank-0
+// input becomes shape [1].
+template <class T>
+Variable<T> flatten(const Variable<T>& x, int64_t start_dim = 1, int64_t end_dim = -1) {
+  const int64_t rank = std::max<int64_t>(x.dim(), 1);  // a scalar accepts dimensions 0 and -1, as in PyTorch
+  const int64_t start = normalize_dim(start_dim, rank, "flatten");
+  const int64_t end = normalize_dim(end_dim, rank, "flatten");
+  if (start > end)
+    throw std::invalid_argument("flatten: start_dim " + std::to_string(start_dim) + " comes after end_dim " +
+                                std::to_string(end_dim) + " for shape " + shape_str(x.shape()));
+  if (x.dim() == 0) return detail::reshape_to(x, Shape{1}, "flatten");
+  const Shape& s = x.shape();
+  Shape shape(s.begin(), s.begin() + start);
+  shape.push_back(shape_numel(Shape(s.begin() + start, s.begin() + end + 1)));
+  shape.insert(shape.end(), s.begin() + end + 1, s.end());
+  return detail::reshape_to(x, shape, "flatten");
+}
+
+// Splits dimension `dim` into `sizes` (one of which may be -1), as torch.unflatten.
+template <class T>
+Variable<T> unflatten(const Variable<T>& x, int64_t dim, const Shape& sizes) {
+  const int64_t d = normalize_dim(dim, x.dim(), "unflatten");
+  const Shape& s = x.shape();
+  if (sizes.empty())
+    throw std::invalid_argument("unflatten: sizes must not be empty (dimension " + std::to_string(dim) +
+                                " of shape " + shape_str(s) + ")");
+  Shape dim_shape;
+  try {
+    dim_shape = detail::infer_shape(sizes, s[std::size_t(d)], {s[std::size_t(d)]}, "unflatten");
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string(e.what()) + " (dimension " + std::to_string(dim) + " of shape " +
+                                shape_str(s) + ")");
+  }
+  Shape shape(s.begin(), s.begin() + d);
+  shape.insert(shape.end(), dim_shape.begin(), dim_shape.end());
+  shape.insert(shape.end(), s.begin() + d + 1, s.end());
+  return detail::reshape_to(x, shape, "unflatten");
+}
+
+// Joins the inputs along `dim` (negative counts from the end). All inputs need the same rank and the same
+// sizes in every other dimension.
+template <class T>
+Variable<T> concat(const std::vector<Variable<T>>& inputs, int64_t dim) {
+  if (inputs.empty()) throw std::invalid_argument("concat: no inputs");
+  const Shape& first = inputs[0].shape();
+  const int64_t d = normalize_dim(dim, int64_t(first.size()), "concat");
+  for (std::size_t i = 1; i < inputs.size(); ++i) {
+    const Shape& s = inputs[i].shape();
+    bool ok = s.size() == first.size();
+    for (std::size_t k = 0; ok && k < s.size(); ++k) ok = int64_t(k) == d || s[k] == first[k];
+    if (!ok)
+      throw std::invalid_argument("concat: input " + std::to_string(i) + " of shape " + shape_str(s) +
+                                  " does not match input 0 of shape " + shape_str(first) +
+                                  " in the dimensions other than " + std::to_string(dim));
+  }
+  return detail::concat_node(inputs, d);
+}
+
+}  // namespace sumi

@@ -1,0 +1,111 @@
+#pragma once
+// Adam and AdamW, as torch.optim.Adam / AdamW (single-tensor path, amsgrad off):
+//   g = grad (+ weight_decay * p for Adam; the stored grad is not modified)
+//   m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g * g
+//   p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// AdamW instead decays the parameter first: p *= 1 - lr * weight_decay. Scalars are computed in double and
+// rounded to T once, element-wise work is in T, as PyTorch does for float32 parameters.
+#include <Eigen/Core>
+#include <cmath>
+
+#include "sumi/optim/optimizer.hpp"
+
+namespace sumi::optim {
+
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+};
+
+template <std::floating_point T = float>
+class Adam : public Optimizer<T> {
+ public:
+  // One parameter group with options.lr and options.weight_decay; add more with add_param_group.
+  explicit Adam(std::vector<Variable<T>> params, AdamOptions options = {}) : Adam(options) {
+    this->add_param_group(std::move(params), options.lr);
+  }
+  // No parameter groups yet.
+  explicit Adam(AdamOptions options) : Adam(options, false) {}
+
+  const AdamOptions& options() const { return options_; }
+  std::string name() const override { return decoupled_ ? "AdamW" : "Adam"; }
+
+ protected:
+  Adam(AdamOptions options, bool decoupled)
+      : Optimizer<T>(options.weight_decay), options_(options), decoupled_(decoupled) {
+    auto check = [&](bool ok, const std::string& what) {
+      if (!ok) throw std::invalid_argument(name() + ": invalid " + what);
+    };
+    check(options.lr >= 0, "learning rate " + std::to_string(options.lr));
+    check(options.eps >= 0, "eps " + std::to_string(options.eps));
+    check(options.beta1 >= 0 && options.beta1 < 1, "beta1 " + std::to_string(options.beta1));
+    check(options.beta2 >= 0 && options.beta2 < 1, "beta2 " + std::to_string(options.beta2));
+    check(options.weight_decay >= 0, "weight_decay " + std::to_string(options.weight_decay));
+  }
+
+  void update(Variable<T>& p, ParamState<T>& s, const ParamGroup<T>& group) override {
+    using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+    using Map = Eigen::Map<Array>;
+    using ConstMap = Eigen::Map<const Array>;
+    Tensor<T>& value = p.value();
+    const Tensor<T> grad_tensor = p.grad().contiguous();
+    const Eigen::Index n = value.numel();
+    Tensor<T>& exp_avg = buffer(s, "exp_avg", value.shape());
+    Tensor<T>& exp_avg_sq = buffer(s, "exp_avg_sq", value.shape());
+    Map param(value.data(), n), m(exp_avg.data(), n), v(exp_avg_sq.data(), n);
+    ConstMap grad(grad_tensor.data(), n);
+
+    const double lr = group.lr, wd = group.weight_decay;
+    const auto step = double(s.step);
+    const T beta1 = T(options_.beta1), one_minus_beta1 = T(1 - options_.beta1);
+    const T beta2 = T(options_.beta2), one_minus_beta2 = T(1 - options_.beta2);
+    const double bias_correction1 = 1 - std::pow(options_.beta1, step);
+    const double bias_correction2 = 1 - std::pow(options_.beta2, step);
+    const T neg_step_size = T(-(lr / bias_correction1));
+    const T bias_correction2_sqrt = T(std::sqrt(bias_correction2));
+    const T eps = T(options_.eps);
+    // Each statement below is one vectorised pass over the parameter.
+    auto moments_and_step = [&](const auto& g) {
+      m = m * beta1 + one_minus_beta1 * g;
+      v = v * beta2 + (one_minus_beta2 * g) * g;
+      param += neg_step_size * (m / (v.sqrt() / bias_correction2_sqrt + eps));
+    };
+    if (wd == 0) {
+      moments_and_step(grad);
+    } else if (decoupled_) {
+      param *= T(1 - lr * wd);
+      moments_and_step(grad);
+    } else {
+      // grad + wd * p as a lazy expression (the stored grad is not modified); it is read before p changes.
+      moments_and_step(grad + T(wd) * param);
+    }
+  }
+
+  std::vector<std::string> buffer_names() const override { return {"exp_avg", "exp_avg_sq"}; }
+
+ private:
+  static Tensor<T>& buffer(ParamState<T>& s, const std::string& key, const Shape& shape) {
+    auto it = s.buffers.find(key);
+    if (it == s.buffers.end()) it = s.buffers.emplace(key, Tensor<T>::zeros(shape)).first;
+    return it->second;
+  }
+
+  AdamOptions options_;
+  bool decoupled_;
+};
+
+// Adam with decoupled weight decay (Loshchilov & Hutter), as torch.optim.AdamW. Note torch's AdamW default
+// weight_decay is 1e-2; here, as for Adam, it is whatever the options say (default 0).
+template <std::floating_point T = float>
+class AdamW : public Adam<T> {
+ public:
+  explicit AdamW(std::vector<Variable<T>> params, AdamOptions options = {}) : Adam<T>(options, true) {
+    this->add_param_group(std::move(params), options.lr);
+  }
+  explicit AdamW(AdamOptions options) : Adam<T>(options, true) {}
+};
+
+}  // namespace sumi::optim

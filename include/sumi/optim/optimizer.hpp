@@ -1,0 +1,207 @@
+#pragma once
+// Optimizer<T>: the base of the optimisers, as torch.optim.Optimizer. Parameters come in groups, each with
+// its own learning rate and weight decay. step() updates every parameter that requires a gradient and has
+// one, in place and outside the graph; the others are skipped and get no state. state_dict() exports the
+// per-parameter state (step counts and moment buffers) so that a run resumes bit-exactly.
+#include <algorithm>
+#include <concepts>
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "sumi/autograd/grad_mode.hpp"
+#include "sumi/autograd/variable.hpp"
+#include "sumi/nn/state_dict.hpp"
+
+namespace sumi::optim {
+
+template <std::floating_point T = float>
+struct ParamGroup {
+  std::vector<Variable<T>> params;
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+};
+
+// One parameter's optimiser state: how many updates it has had, and named buffers ("exp_avg", ...).
+template <std::floating_point T = float>
+struct ParamState {
+  int64_t step = 0;
+  std::map<std::string, Tensor<T>> buffers;
+};
+
+template <std::floating_point T = float>
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // Adds a group with its own learning rate (and weight decay; by default the optimiser's). A parameter
+  // may belong to one group only.
+  void add_param_group(std::vector<Variable<T>> params, double lr) {
+    add_param_group(std::move(params), lr, default_weight_decay_);
+  }
+  void add_param_group(std::vector<Variable<T>> params, double lr, double weight_decay) {
+    if (!(lr >= 0)) throw std::invalid_argument(name() + ": invalid learning rate " + std::to_string(lr));
+    if (!(weight_decay >= 0))
+      throw std::invalid_argument(name() + ": invalid weight_decay " + std::to_string(weight_decay));
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      const Variable<T>& p = params[i];
+      if (!p.defined())
+        throw std::invalid_argument(name() + ": parameter " + std::to_string(i) + " is undefined");
+      if (!p.is_leaf())
+        throw std::invalid_argument(name() + ": parameter " + std::to_string(i) + " is not a leaf variable");
+      if (!p.value().is_contiguous())
+        throw std::invalid_argument(name() + ": parameter " + std::to_string(i) + " is not contiguous");
+      if (index_of(p) >= 0)
+        throw std::invalid_argument(name() + ": a parameter appears in more than one parameter group");
+      for (std::size_t j = 0; j < i; ++j)
+        if (params[j].id() == p.id())
+          throw std::invalid_argument(name() + ": a parameter appears twice in one parameter group");
+    }
+    groups_.push_back(ParamGroup<T>{std::move(params), lr, weight_decay});
+  }
+
+  // The groups; lr and weight_decay may be changed between steps (a learning-rate schedule). Add
+  // parameters with add_param_group, not by editing `params`.
+  std::vector<ParamGroup<T>>& param_groups() { return groups_; }
+  const std::vector<ParamGroup<T>>& param_groups() const { return groups_; }
+  // Sets the learning rate of every group.
+  void set_lr(double lr) {
+    for (auto& g : groups_) g.lr = lr;
+  }
+
+  // One update of every parameter that requires a gradient and has one defined.
+  void step() {
+    NoGradGuard no_grad;
+    for (auto& group : groups_)
+      for (auto& p : group.params) {
+        if (!p.requires_grad() || !p.grad().defined()) continue;
+        if (p.grad().shape() != p.shape())
+          throw std::invalid_argument(name() + ": gradient of shape " + shape_str(p.grad().shape()) +
+                                      " for a parameter of shape " + shape_str(p.shape()));
+        ParamState<T>& s = state_[p.id()];
+        ++s.step;
+        update(p, s, group);
+      }
+  }
+
+  // Clears every parameter's gradient (undefined, as PyTorch's zero_grad(set_to_none=True)).
+  void zero_grad() {
+    for (auto& group : groups_)
+      for (auto& p : group.params) p.zero_grad();
+  }
+
+  // The state of parameter p, or null when it has none (never updated, frozen, or never had a gradient).
+  const ParamState<T>* state(const Variable<T>& p) const {
+    auto it = state_.find(p.id());
+    return it == state_.end() ? nullptr : &it->second;
+  }
+  std::size_t num_states() const { return state_.size(); }
+  std::size_t num_params() const {
+    std::size_t n = 0;
+    for (const auto& g : groups_) n += g.params.size();
+    return n;
+  }
+
+  // "<i>.step" (integer) and "<i>.<buffer>" for each parameter i with state, i counting the parameters of
+  // all groups in order (as PyTorch's state_dict). Hyperparameters (lr, betas, ...) are not included: the
+  // optimiser is rebuilt with them before load_state_dict().
+  nn::StateDict<T> state_dict() const {
+    nn::StateDict<T> d;
+    int64_t i = 0;
+    for (const auto& group : groups_)
+      for (const auto& p : group.params) {
+        const std::string prefix = std::to_string(i++) + ".";
+        const ParamState<T>* s = state(p);
+        if (!s) continue;
+        d.insert_integer(prefix + "step", s->step);
+        for (const auto& [key, t] : s->buffers) d.insert(prefix + key, t.clone());
+      }
+    return d;
+  }
+
+  // Replaces the whole state with `d` (parameters absent from it get no state). Every problem (a bad
+  // index, an unknown or missing buffer, a wrong shape) is reported at once and nothing changes then.
+  void load_state_dict(const nn::StateDict<T>& d) {
+    std::vector<const Variable<T>*> params;
+    for (const auto& group : groups_)
+      for (const auto& p : group.params) params.push_back(&p);
+    nn::StateMismatch m;
+    std::map<std::size_t, ParamState<T>> loaded;
+    for (const auto& e : d) {
+      const std::size_t dot = e.name.find('.');
+      std::size_t index = 0, used = 0;
+      bool ok = dot != std::string::npos && dot > 0;
+      if (ok) try {
+          index = std::stoul(e.name.substr(0, dot), &used);
+          ok = used == dot && index < params.size();
+        } catch (const std::exception&) {
+          ok = false;
+        }
+      if (!ok) {
+        m.unexpected.push_back(e.name + " (not '<parameter index>.<name>' for " +
+                               std::to_string(params.size()) + " parameters)");
+        continue;
+      }
+      const std::string key = e.name.substr(dot + 1);
+      ParamState<T>& s = loaded[index];
+      if (key == "step") {
+        if (!e.is_integer) m.wrong_type.push_back(e.name + ": expected an integer, found a tensor");
+        s.step = e.integer;
+        continue;
+      }
+      const auto names = buffer_names();
+      if (std::find(names.begin(), names.end(), key) == names.end()) {
+        m.unexpected.push_back(e.name);
+      } else if (e.is_integer) {
+        m.wrong_type.push_back(e.name + ": expected a tensor, found an integer");
+      } else if (e.tensor.shape() != params[index]->shape()) {
+        m.mis_shaped.push_back(e.name + ": expected " + shape_str(params[index]->shape()) + ", found " +
+                               shape_str(e.tensor.shape()));
+      } else {
+        s.buffers[key] = e.tensor.clone();
+      }
+    }
+    for (const auto& [index, s] : loaded) {
+      const std::string prefix = std::to_string(index) + ".";
+      if (!d.contains(prefix + "step")) m.missing.push_back(prefix + "step");
+      for (const std::string& key : required_buffers())
+        if (!d.contains(prefix + key)) m.missing.push_back(prefix + key);
+    }
+    if (!m.empty()) throw nn::StateDictError(name() + ": load_state_dict: the state does not match:", m);
+    state_.clear();
+    for (auto& [index, s] : loaded) state_[params[index]->id()] = std::move(s);
+  }
+
+  virtual std::string name() const = 0;
+
+ protected:
+  explicit Optimizer(double default_weight_decay) : default_weight_decay_(default_weight_decay) {}
+
+  // Updates p (whose gradient is defined) in place; s.step has already been incremented.
+  virtual void update(Variable<T>& p, ParamState<T>& s, const ParamGroup<T>& group) = 0;
+  // The buffer names this optimiser may keep per parameter, and those it always keeps once it has state.
+  virtual std::vector<std::string> buffer_names() const = 0;
+  virtual std::vector<std::string> required_buffers() const { return buffer_names(); }
+
+ private:
+  int64_t index_of(const Variable<T>& p) const {
+    int64_t i = 0;
+    for (const auto& g : groups_)
+      for (const auto& q : g.params) {
+        if (q.id() == p.id()) return i;
+        ++i;
+      }
+    return -1;
+  }
+
+  double default_weight_decay_;
+  std::vector<ParamGroup<T>> groups_;
+  std::unordered_map<const VariableState<T>*, ParamState<T>> state_;
+};
+
+}  // namespace sumi::optim

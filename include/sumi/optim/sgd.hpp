@@ -1,0 +1,86 @@
+#pragma once
+// SGD with momentum, dampening, Nesterov momentum and L2 weight decay, as torch.optim.SGD:
+//   g = grad + weight_decay * p
+//   buf = g on the first step, else momentum * buf + (1 - dampening) * g   (when momentum != 0)
+//   g = nesterov ? g + momentum * buf : buf
+//   p -= lr * g
+#include <Eigen/Core>
+
+#include "sumi/optim/optimizer.hpp"
+
+namespace sumi::optim {
+
+struct SGDOptions {
+  double lr = 1e-3;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+};
+
+template <std::floating_point T = float>
+class SGD : public Optimizer<T> {
+ public:
+  explicit SGD(std::vector<Variable<T>> params, SGDOptions options = {}) : SGD(options) {
+    this->add_param_group(std::move(params), options.lr);
+  }
+  explicit SGD(SGDOptions options) : Optimizer<T>(options.weight_decay), options_(options) {
+    if (!(options.lr >= 0))
+      throw std::invalid_argument("SGD: invalid learning rate " + std::to_string(options.lr));
+    if (!(options.momentum >= 0))
+      throw std::invalid_argument("SGD: invalid momentum " + std::to_string(options.momentum));
+    if (!(options.weight_decay >= 0))
+      throw std::invalid_argument("SGD: invalid weight_decay " + std::to_string(options.weight_decay));
+    if (options.nesterov && (options.momentum <= 0 || options.dampening != 0))
+      throw std::invalid_argument("SGD: Nesterov momentum requires a momentum and zero dampening");
+  }
+
+  const SGDOptions& options() const { return options_; }
+  std::string name() const override { return "SGD"; }
+
+ protected:
+  void update(Variable<T>& p, ParamState<T>& s, const ParamGroup<T>& group) override {
+    using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+    Tensor<T>& value = p.value();
+    const Tensor<T> grad_tensor = p.grad().contiguous();
+    const Eigen::Index n = value.numel();
+    Eigen::Map<Array> param(value.data(), n);
+    Eigen::Map<const Array> grad(grad_tensor.data(), n);
+    const T neg_lr = T(-group.lr), momentum = T(options_.momentum), dampening = T(1 - options_.dampening);
+    // Element-wise expressions, evaluated lazily inside one vectorised pass per statement (no temporaries).
+    auto apply = [&](const auto& g) {
+      if (options_.momentum == 0) {
+        param += neg_lr * g;
+        return;
+      }
+      auto it = s.buffers.find("momentum_buffer");
+      if (it == s.buffers.end()) {
+        Tensor<T> first = Tensor<T>::empty(value.shape());
+        Eigen::Map<Array>(first.data(), n) = g;
+        it = s.buffers.emplace("momentum_buffer", std::move(first)).first;
+      } else {
+        Eigen::Map<Array> buf(it->second.data(), n);
+        buf = buf * momentum + dampening * g;
+      }
+      Eigen::Map<const Array> buf(it->second.data(), n);
+      if (options_.nesterov)
+        param += neg_lr * (g + momentum * buf);  // reads each p before writing it
+      else
+        param += neg_lr * buf;
+    };
+    if (group.weight_decay != 0)
+      apply(grad + T(group.weight_decay) * param);
+    else
+      apply(grad);
+  }
+
+  std::vector<std::string> buffer_names() const override { return {"momentum_buffer"}; }
+  std::vector<std::string> required_buffers() const override {
+    return options_.momentum != 0 ? buffer_names() : std::vector<std::string>{};
+  }
+
+ private:
+  SGDOptions options_;
+};
+
+}  // namespace sumi::optim

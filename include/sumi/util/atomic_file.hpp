@@ -1,0 +1,156 @@
+#pragma once
+// Atomic file replacement: readers (and a crash at any moment) see either the old complete file or the new
+// complete file, never a truncated one. Results, checkpoints and plots are all written this way.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <ostream>
+#include <stdexcept>
+#include <streambuf>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace sumi::util {
+
+// An I/O failure while writing or renaming; the message names the target path and the OS reason.
+class AtomicWriteError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+
+// The temporary sibling "<path>.tmp.<pid>": same directory, so the final rename stays on one file system.
+inline std::filesystem::path atomic_temp_path(const std::filesystem::path& path) {
+  std::filesystem::path temp = path;
+  temp += ".tmp." + std::to_string(static_cast<long long>(::getpid()));
+  return temp;
+}
+
+[[noreturn]] inline void throw_atomic_write_error(const std::filesystem::path& path, const std::string& what,
+                                                  int error_number) {
+  std::string message = "cannot write '" + path.string() + "' atomically: " + what;
+  if (error_number != 0) message += ": " + std::string(std::strerror(error_number));
+  throw AtomicWriteError(message);
+}
+
+// Writes everything or reports errno; retries the short writes and EINTR that POSIX allows.
+inline int write_all(int fd, const char* data, std::size_t size) {
+  while (size > 0) {
+    const ssize_t written = ::write(fd, data, size);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    data += written;
+    size -= static_cast<std::size_t>(written);
+  }
+  return 0;
+}
+
+// A buffered streambuf over a file descriptor, so the callback form streams to disk without holding the
+// whole file in memory. The first failing write's errno is kept and the stream goes bad.
+class FdStreambuf : public std::streambuf {
+ public:
+  explicit FdStreambuf(int fd) : fd_(fd), buffer_(std::size_t{1} << 16) { reset_put_area(); }
+  int error() const { return error_; }
+
+ protected:
+  int_type overflow(int_type ch) override {
+    if (!drain()) return traits_type::eof();
+    if (traits_type::eq_int_type(ch, traits_type::eof())) return traits_type::not_eof(ch);
+    *pptr() = traits_type::to_char_type(ch);
+    pbump(1);
+    return ch;
+  }
+  int sync() override { return drain() ? 0 : -1; }
+
+ private:
+  bool drain() {
+    if (error_ != 0) return false;
+    const std::size_t pending = static_cast<std::size_t>(pptr() - pbase());
+    error_ = write_all(fd_, pbase(), pending);
+    reset_put_area();
+    return error_ == 0;
+  }
+  void reset_put_area() { setp(buffer_.data(), buffer_.data() + buffer_.size()); }
+
+  int fd_;
+  int error_ = 0;
+  std::vector<char> buffer_;
+};
+
+// Best effort: makes the rename itself durable. Failure here does not undo a successful replacement.
+inline void fsync_directory(const std::filesystem::path& directory) {
+  const int fd = ::open(directory.empty() ? "." : directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace detail
+
+// Calls `write` with a stream to "<path>.tmp.<pid>", then flushes, fsyncs and renames it over `path`.
+// On any failure the temporary file is removed: an I/O failure throws AtomicWriteError naming `path`, and an
+// exception thrown by `write` itself propagates unchanged. The target directory must exist.
+inline void write_file_atomically(const std::filesystem::path& path,
+                                  const std::function<void(std::ostream&)>& write) {
+  const std::filesystem::path temp = detail::atomic_temp_path(path);
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) detail::throw_atomic_write_error(path, "cannot create '" + temp.string() + "'", errno);
+
+  auto fail = [&](const std::string& what, int error_number) {
+    ::close(fd);
+    std::error_code ignored;
+    std::filesystem::remove(temp, ignored);
+    detail::throw_atomic_write_error(path, what, error_number);
+  };
+
+  {
+    detail::FdStreambuf buffer(fd);
+    std::ostream stream(&buffer);
+    try {
+      write(stream);
+      stream.flush();
+    } catch (...) {
+      ::close(fd);
+      std::error_code ignored;
+      std::filesystem::remove(temp, ignored);
+      throw;
+    }
+    if (buffer.error() != 0) fail("write failed", buffer.error());
+    if (!stream) fail("the stream reported an error", 0);
+  }
+  if (::fsync(fd) != 0) fail("fsync failed", errno);
+  if (::close(fd) != 0) {
+    const int close_error = errno;
+    std::error_code ignored;
+    std::filesystem::remove(temp, ignored);
+    detail::throw_atomic_write_error(path, "close failed", close_error);
+  }
+
+  std::error_code rename_error;
+  std::filesystem::rename(temp, path, rename_error);
+  if (rename_error) {
+    std::error_code ignored;
+    std::filesystem::remove(temp, ignored);
+    detail::throw_atomic_write_error(
+        path, "rename from '" + temp.string() + "' failed: " + rename_error.message(), 0);
+  }
+  detail::fsync_directory(path.parent_path());
+}
+
+// Replaces `path` with exactly `bytes`, atomically (see the callback form).
+inline void write_file_atomically(const std::filesystem::path& path, std::string_view bytes) {
+  write_file_atomically(
+      path, [bytes](std::ostream& out) { out.write(bytes.data(), std::streamsize(bytes.size())); });
+}
+
+}  // namespace sumi::util

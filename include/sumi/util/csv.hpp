@@ -1,0 +1,337 @@
+#pragma once
+// CSV for experiment logs and result tables: a streaming writer (one flushed row per epoch survives a crash,
+// and a resumed run can append), a reader giving text cells with numeric access, and numbers written in
+// their shortest form that reads back to the identical double.
+#include <charconv>
+#include <concepts>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <iterator>
+#include <optional>
+#include <span>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <vector>
+
+#include "sumi/util/atomic_file.hpp"
+
+namespace sumi::util {
+
+// Shortest text that parses back to exactly `value` ("0.1", "1e-05", "nan", "inf", "-inf").
+template <std::floating_point T>
+std::string format_round_trip(T value) {
+  char buffer[64];
+  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  return std::string(buffer, result.ptr);
+}
+
+// Quotes a cell when a reader could otherwise split or trim it: separators, quotes, line breaks, leading or
+// trailing spaces, and the empty string (so an empty single-column row is not mistaken for a blank line).
+inline std::string escape_csv_field(std::string_view text) {
+  bool needs_quotes = text.empty() || text.front() == ' ' || text.back() == ' ' || text.front() == '\t' ||
+                      text.back() == '\t';
+  for (char ch : text)
+    if (ch == ',' || ch == '"' || ch == '\n' || ch == '\r') needs_quotes = true;
+  if (!needs_quotes) return std::string(text);
+  std::string quoted = "\"";
+  for (char ch : text) {
+    if (ch == '"') quoted += '"';
+    quoted += ch;
+  }
+  quoted += '"';
+  return quoted;
+}
+
+// One cell ready to be written: numbers become round-trip text, strings are quoted when needed.
+// Accepts any arithmetic type (bool as true/false) or text, so rows read as `{epoch, loss, "relu"}`.
+class CsvField {
+ public:
+  CsvField(std::string_view text) : encoded_(escape_csv_field(text)) {}
+  CsvField(const std::string& text) : CsvField(std::string_view(text)) {}
+  CsvField(const char* text) : CsvField(std::string_view(text)) {}
+  template <class T>
+  requires(std::is_arithmetic_v<T> && !std::is_same_v<T, char>) CsvField(T value) {
+    if constexpr (std::is_same_v<T, bool>) {
+      encoded_ = value ? "true" : "false";
+    } else if constexpr (std::is_floating_point_v<T>) {
+      encoded_ = format_round_trip(value);
+    } else {
+      encoded_ = std::to_string(value);
+    }
+  }
+
+  // The cell as it appears in the file (quoted and escaped if needed).
+  const std::string& encoded() const { return encoded_; }
+
+ private:
+  std::string encoded_;
+};
+
+// One CSV line (with trailing newline) from already-encoded fields.
+inline std::string format_csv_row(std::span<const CsvField> fields) {
+  std::string line;
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    if (i > 0) line += ',';
+    line += fields[i].encoded();
+  }
+  line += '\n';
+  return line;
+}
+
+inline std::string format_csv_row(std::span<const std::string> texts) {
+  std::vector<CsvField> fields(texts.begin(), texts.end());
+  return format_csv_row(std::span<const CsvField>(fields));
+}
+
+namespace detail {
+
+// RFC 4180 record reader: quoted fields may hold commas, doubled quotes and line breaks; accepts \n, \r\n
+// and \r line ends; skips blank lines. Errors name the 1-based line where the bad record starts.
+class CsvRecordReader {
+ public:
+  explicit CsvRecordReader(std::string_view text) : text_(text) {}
+
+  std::optional<std::vector<std::string>> next() {
+    while (pos_ < text_.size() && is_line_break(text_[pos_])) consume_line_break();
+    if (pos_ >= text_.size()) return std::nullopt;
+    record_line_ = line_;
+    std::vector<std::string> fields;
+    std::string field;
+    while (true) {
+      if (pos_ < text_.size() && text_[pos_] == '"') {
+        read_quoted(field);
+      } else {
+        while (pos_ < text_.size() && text_[pos_] != ',' && !is_line_break(text_[pos_])) {
+          if (text_[pos_] == '"') fail("unexpected quote inside an unquoted field");
+          field += text_[pos_++];
+        }
+      }
+      fields.push_back(std::move(field));
+      field.clear();
+      if (pos_ >= text_.size()) break;
+      if (text_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      consume_line_break();
+      break;
+    }
+    return fields;
+  }
+
+  std::size_t record_line() const { return record_line_; }
+
+ private:
+  static bool is_line_break(char ch) { return ch == '\n' || ch == '\r'; }
+
+  void consume_line_break() {
+    if (text_[pos_] == '\r' && pos_ + 1 < text_.size() && text_[pos_ + 1] == '\n') ++pos_;
+    ++pos_;
+    ++line_;
+  }
+
+  void read_quoted(std::string& field) {
+    ++pos_;  // opening quote
+    while (true) {
+      if (pos_ >= text_.size()) fail("unterminated quoted field");
+      const char ch = text_[pos_];
+      if (ch == '"') {
+        if (pos_ + 1 < text_.size() && text_[pos_ + 1] == '"') {
+          field += '"';
+          pos_ += 2;
+          continue;
+        }
+        ++pos_;  // closing quote
+        if (pos_ < text_.size() && text_[pos_] != ',' && !is_line_break(text_[pos_]))
+          fail("unexpected character after a closing quote");
+        return;
+      }
+      if (ch == '\n' || (ch == '\r' && !(pos_ + 1 < text_.size() && text_[pos_ + 1] == '\n'))) ++line_;
+      field += ch;
+      ++pos_;
+    }
+  }
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw std::runtime_error("CSV record at line " + std::to_string(record_line_) + ": " + what);
+  }
+
+  std::string_view text_;
+  std::size_t pos_ = 0;
+  std::size_t line_ = 1;
+  std::size_t record_line_ = 1;
+};
+
+inline std::string read_whole_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot open CSV file '" + path.string() + "'");
+  std::ostringstream content;
+  content << in.rdbuf();
+  if (in.bad()) throw std::runtime_error("cannot read CSV file '" + path.string() + "'");
+  return content.str();
+}
+
+// Parses a whole cell as a double ("+" sign, nan and inf allowed); nullopt when anything is left over.
+inline std::optional<double> parse_double(std::string_view text) {
+  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+  double value = 0.0;
+  const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || result.ec != std::errc() || result.ptr != text.data() + text.size())
+    return std::nullopt;
+  return value;
+}
+
+}  // namespace detail
+
+// A parsed CSV file: the header and every row as text, with lookups by column name.
+struct CsvTable {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+
+  std::size_t size() const { return rows.size(); }
+
+  bool has_column(std::string_view name) const {
+    for (const auto& column : header)
+      if (column == name) return true;
+    return false;
+  }
+
+  // Index of the column called `name`; throws std::out_of_range naming it.
+  std::size_t column_index(std::string_view name) const {
+    for (std::size_t i = 0; i < header.size(); ++i)
+      if (header[i] == name) return i;
+    throw std::out_of_range("CSV has no column '" + std::string(name) + "'");
+  }
+
+  const std::string& text(std::size_t row, std::string_view column) const {
+    if (row >= rows.size())
+      throw std::out_of_range("CSV row " + std::to_string(row) + " out of range (" +
+                              std::to_string(rows.size()) + " rows)");
+    return rows[row][column_index(column)];
+  }
+
+  // The cell as a double; throws std::invalid_argument naming the row, column and text if it is not a number.
+  double number(std::size_t row, std::string_view column) const {
+    const std::string& cell = text(row, column);
+    if (const auto value = detail::parse_double(cell)) return *value;
+    throw std::invalid_argument("CSV row " + std::to_string(row) + ", column '" + std::string(column) +
+                                "': '" + cell + "' is not a number");
+  }
+
+  // A whole column as doubles (e.g. a loss curve).
+  std::vector<double> numbers(std::string_view column) const {
+    std::vector<double> values;
+    values.reserve(rows.size());
+    for (std::size_t row = 0; row < rows.size(); ++row) values.push_back(number(row, column));
+    return values;
+  }
+
+  // The table as CSV text (cells quoted when needed).
+  std::string to_csv() const {
+    std::string text = format_csv_row(std::span<const std::string>(header));
+    for (const auto& row : rows) text += format_csv_row(std::span<const std::string>(row));
+    return text;
+  }
+};
+
+// Parses CSV text whose first record is the header; every row must have the header's width.
+inline CsvTable parse_csv(std::string_view text) {
+  CsvTable table;
+  detail::CsvRecordReader reader(text);
+  if (auto header = reader.next()) table.header = std::move(*header);
+  while (auto row = reader.next()) {
+    if (row->size() != table.header.size())
+      throw std::runtime_error("CSV record at line " + std::to_string(reader.record_line()) + " has " +
+                               std::to_string(row->size()) + " fields, the header has " +
+                               std::to_string(table.header.size()));
+    table.rows.push_back(std::move(*row));
+  }
+  return table;
+}
+
+// Reads and parses a CSV file; errors name the path.
+inline CsvTable read_csv(const std::filesystem::path& path) {
+  const std::string content = detail::read_whole_file(path);
+  try {
+    return parse_csv(content);
+  } catch (const std::runtime_error& error) {
+    throw std::runtime_error("'" + path.string() + "': " + error.what());
+  }
+}
+
+// Writes a whole table atomically (for final result tables rather than running logs).
+inline void write_csv_atomically(const std::filesystem::path& path, const CsvTable& table) {
+  write_file_atomically(path, table.to_csv());
+}
+
+// Streams rows to a CSV file, flushing each one so a log is readable while training and survives a crash.
+// Mode::append continues an existing file after checking that its header matches (a resumed run); when the
+// file is missing or empty it starts one, header included.
+class CsvWriter {
+ public:
+  enum class Mode { truncate, append };
+
+  CsvWriter(const std::filesystem::path& path, std::vector<std::string> header, Mode mode = Mode::truncate)
+      : path_(path), header_(std::move(header)) {
+    if (header_.empty()) throw std::invalid_argument("CSV writer for '" + path_.string() + "': empty header");
+    bool write_header = true;
+    bool needs_line_break = false;
+    std::error_code error;
+    if (mode == Mode::append && std::filesystem::exists(path_, error) &&
+        std::filesystem::file_size(path_, error) > 0 && !error) {
+      const std::string content = detail::read_whole_file(path_);
+      detail::CsvRecordReader reader(content);
+      const auto existing = reader.next();
+      if (existing && *existing != header_)
+        throw std::runtime_error("cannot append to '" + path_.string() + "': its header '" +
+                                 join_header(*existing) + "' differs from '" + join_header(header_) + "'");
+      write_header = !existing.has_value();
+      needs_line_break = content.back() != '\n' && content.back() != '\r';  // an interrupted last row
+    }
+    out_.open(path_, std::ios::binary | (mode == Mode::append ? std::ios::app : std::ios::trunc));
+    if (!out_) throw std::runtime_error("cannot open CSV file '" + path_.string() + "' for writing");
+    if (needs_line_break) out_ << '\n';
+    if (write_header) emit(format_csv_row(std::span<const std::string>(header_)));
+  }
+
+  void write_row(std::initializer_list<CsvField> fields) {
+    write_row(std::span<const CsvField>(fields.begin(), fields.size()));
+  }
+  void write_row(const std::vector<CsvField>& fields) { write_row(std::span<const CsvField>(fields)); }
+  // Throws std::invalid_argument when the row's width differs from the header's.
+  void write_row(std::span<const CsvField> fields) {
+    if (fields.size() != header_.size())
+      throw std::invalid_argument("CSV row for '" + path_.string() + "' has " +
+                                  std::to_string(fields.size()) + " fields, the header has " +
+                                  std::to_string(header_.size()));
+    emit(format_csv_row(fields));
+  }
+
+  const std::vector<std::string>& header() const { return header_; }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  static std::string join_header(const std::vector<std::string>& names) {
+    std::string joined = format_csv_row(std::span<const std::string>(names));
+    joined.pop_back();
+    return joined;
+  }
+
+  void emit(const std::string& line) {
+    out_ << line;
+    out_.flush();
+    if (!out_) throw std::runtime_error("cannot write to CSV file '" + path_.string() + "'");
+  }
+
+  std::filesystem::path path_;
+  std::vector<std::string> header_;
+  std::ofstream out_;
+};
+
+}  // namespace sumi::util

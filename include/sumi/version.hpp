@@ -1,0 +1,5 @@
+#pragma once
+#define SUMI_VERSION_MAJOR 0
+#define SUMI_VERSION_MINOR 1
+#define SUMI_VERSION_PATCH 0
+#define SUMI_VERSION "0.1.0"

@@ -1,0 +1,408 @@
+// The fast conv kernels (conv.hpp dispatch, conv_gemm.hpp driver, AVX2 / AVX-512 micro-kernels) against
+// the scalar reference kernels, evaluated in double.
+//
+// Tolerance: every output must satisfy max|got - ref| <= 1e-4 * max(1, max|ref|), the max taken over the
+// whole output tensor (absolute error scaled by the output's magnitude). All data come from a fixed seed.
+// ISAs the CPU lacks are skipped with a WARN (the AVX-512 tests need an AVX-512 machine); the generic driver
+// is additionally run with the AVX-512 tile shapes through portable emulated micro-kernels, everywhere.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "sumi/kernels/conv.hpp"
+#include "sumi/kernels/cpu_features.hpp"
+#include "sumi/kernels/threading.hpp"
+
+namespace {
+
+using sumi::kernels::Conv2dGeometry;
+using sumi::kernels::Isa;
+namespace sk = sumi::kernels;
+
+constexpr double kRelTol = 1e-4;
+constexpr uint32_t kSeed = 20240521;
+
+struct Case {
+  std::string label;
+  Conv2dGeometry g;
+  bool bias = true;
+};
+
+// Inputs of all three ops and the reference results (in double) for one geometry.
+struct Problem {
+  Case c;
+  std::vector<float> x, w, b, gy;
+  std::vector<double> y, gx, gw, gb;
+};
+
+std::vector<float> random_values(int64_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& e : v) e = d(rng);
+  return v;
+}
+
+std::vector<double> to_double(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
+
+Problem make_problem(const Case& c, std::mt19937& rng) {
+  Problem p;
+  p.c = c;
+  const Conv2dGeometry& g = c.g;
+  p.x = random_values(g.input_numel(), rng);
+  p.w = random_values(g.weight_numel(), rng);
+  p.b = random_values(g.out_channels, rng);
+  p.gy = random_values(g.output_numel(), rng);
+  const auto x = to_double(p.x), w = to_double(p.w), b = to_double(p.b), gy = to_double(p.gy);
+  p.y.resize(size_t(g.output_numel()));
+  p.gx.resize(size_t(g.input_numel()));
+  p.gw.resize(size_t(g.weight_numel()));
+  p.gb.resize(size_t(g.out_channels));
+  sk::conv2d_forward_reference(g, x.data(), w.data(), c.bias ? b.data() : nullptr, p.y.data());
+  sk::conv2d_backward_input_reference(g, gy.data(), w.data(), p.gx.data());
+  sk::conv2d_backward_weight_reference(g, x.data(), gy.data(), p.gw.data(), c.bias ? p.gb.data() : nullptr);
+  return p;
+}
+
+// max|got - ref| / max(1, max|ref|)
+double scaled_error(const std::vector<float>& got, const std::vector<double>& ref) {
+  double err = 0, mag = 1;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    err = std::max(err, std::fabs(double(got[i]) - ref[i]));
+    mag = std::max(mag, std::fabs(ref[i]));
+  }
+  return err / mag;
+}
+
+// Outputs start as NaN so that an element a kernel forgets to write fails the comparison.
+std::vector<float> poisoned(int64_t n) { return std::vector<float>(size_t(n), std::nanf("")); }
+
+struct Errors {
+  double fwd = 0, bwd_in = 0, bwd_w = 0, bwd_b = 0;
+};
+
+// Runs the three ops through `ops` (an object with forward / backward_input / backward_weight).
+template <class Ops>
+Errors run_ops(const Problem& p, Ops&& ops) {
+  const Conv2dGeometry& g = p.c.g;
+  Errors e;
+  auto y = poisoned(g.output_numel());
+  ops.forward(g, p.x.data(), p.w.data(), p.c.bias ? p.b.data() : nullptr, y.data());
+  e.fwd = scaled_error(y, p.y);
+  auto gx = poisoned(g.input_numel());
+  ops.backward_input(g, p.gy.data(), p.w.data(), gx.data());
+  e.bwd_in = scaled_error(gx, p.gx);
+  auto gw = poisoned(g.weight_numel()), gb = poisoned(g.out_channels);
+  ops.backward_weight(g, p.x.data(), p.gy.data(), gw.data(), p.c.bias ? gb.data() : nullptr);
+  e.bwd_w = scaled_error(gw, p.gw);
+  e.bwd_b = p.c.bias ? scaled_error(gb, p.gb) : 0.0;
+  return e;
+}
+
+struct DispatchOps {
+  void forward(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y) const {
+    sk::conv2d_forward(g, x, w, b, y);
+  }
+  void backward_input(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) const {
+    sk::conv2d_backward_input(g, gy, w, gx);
+  }
+  void backward_weight(const Conv2dGeometry& g, const float* x, const float* gy, float* gw, float* gb) const {
+    sk::conv2d_backward_weight(g, x, gy, gw, gb);
+  }
+};
+
+void check_errors(const Problem& p, const Errors& e, const char* what) {
+  INFO(what << " " << p.c.label << ": " << p.c.g.to_string() << (p.c.bias ? " bias" : ""));
+  CHECK(e.fwd <= kRelTol);
+  CHECK(e.bwd_in <= kRelTol);
+  CHECK(e.bwd_w <= kRelTol);
+  CHECK(e.bwd_b <= kRelTol);
+}
+
+Conv2dGeometry geometry(int64_t n, int64_t cin, int64_t h, int64_t w, int64_t cout, int64_t kh, int64_t kw,
+                        int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+  Conv2dGeometry g;
+  g.batch = n, g.in_channels = cin, g.in_h = h, g.in_w = w, g.out_channels = cout;
+  g.kernel_h = kh, g.kernel_w = kw, g.stride_h = sh, g.stride_w = sw, g.pad_h = ph, g.pad_w = pw;
+  g.dilation_h = dh, g.dilation_w = dw;
+  return g;
+}
+
+// The conv geometry that a transposed conv (in_channels -> out_channels, input size `in`) computes with.
+Conv2dGeometry transposed(int64_t n, int64_t cin, int64_t cout, int64_t k, int64_t s, int64_t p, int64_t op,
+                          int64_t in) {
+  const int64_t out = (in - 1) * s - 2 * p + k + op;
+  return geometry(n, cout, out, out, cin, k, k, s, s, p, p, 1, 1);
+}
+
+// Randomized sweep: batch 1..5, channels 1..70, kernel 1..5, stride 1..3, padding 0..2, dilation 1..2, odd
+// and even sizes, sizes with a remainder after the last stride (the geometry of transposed convs with
+// output_padding), plus hand-picked shapes for each algorithm of the driver.
+const std::vector<Problem>& sweep() {
+  static const std::vector<Problem> problems = [] {
+    std::mt19937 rng(kSeed);
+    std::vector<Case> cases = {
+        {"stride > kernel (phases without taps)", geometry(2, 3, 9, 8, 5, 1, 1, 2, 3, 0, 0, 1, 1)},
+        {"1x1 output, big kernel (col2im input grad)", geometry(3, 40, 4, 4, 37, 4, 4, 1, 1, 0, 0, 1, 1)},
+        {"G1-like 1x1 -> 4x4", transposed(4, 70, 20, 4, 1, 0, 0, 1)},
+        {"convT k3 s2 p1 op1", transposed(3, 9, 7, 3, 2, 1, 1, 5)},
+        {"convT k4 s2 p1 op1", transposed(2, 17, 6, 4, 2, 1, 1, 6)},
+        {"convT k5 s3 p2 op2", transposed(2, 5, 11, 5, 3, 2, 2, 4)},
+        {"one output channel (direct, 1 row)", geometry(3, 20, 32, 30, 1, 4, 4, 2, 2, 1, 1, 1, 1)},
+        {"one input channel, dot weight grad", geometry(4, 1, 21, 20, 64, 3, 3, 1, 1, 1, 1, 1, 1)},
+        {"three input channels", geometry(2, 3, 33, 32, 64, 4, 4, 2, 2, 1, 1, 1, 1)},
+        {"wide channels", geometry(2, 70, 9, 10, 69, 3, 3, 2, 2, 1, 1, 1, 1)},
+        {"no padding, stride 1 (taps from x)", geometry(2, 19, 11, 9, 21, 3, 2, 1, 1, 0, 0, 1, 1)},
+        {"dilated", geometry(2, 6, 17, 15, 10, 3, 3, 1, 2, 2, 1, 2, 2)},
+        {"1x1 conv", geometry(5, 33, 7, 6, 18, 1, 1, 1, 1, 0, 0, 1, 1)},
+        {"wide images, small channels", geometry(2, 2, 40, 41, 3, 5, 5, 1, 1, 2, 2, 1, 1)},
+    };
+    while (cases.size() < 140) {
+      std::uniform_int_distribution<int64_t> batch(1, 5), ch(1, 70), k(1, 5), s(1, 3), pad(0, 2), dil(1, 2),
+          extra(0, 11);
+      const bool wide = cases.size() % 4 == 0;  // every fourth case: many channels
+      const int64_t cin = wide ? 40 + ch(rng) % 31 : ch(rng) % 24 + 1, cout = wide ? 40 + ch(rng) % 31 : ch(rng);
+      const int64_t kh = k(rng), kw = k(rng), dh = dil(rng), dw = dil(rng), ph = pad(rng), pw = pad(rng);
+      const int64_t h = std::max<int64_t>(1, dh * (kh - 1) + 1 - 2 * ph) + extra(rng);
+      const int64_t w = std::max<int64_t>(1, dw * (kw - 1) + 1 - 2 * pw) + extra(rng);
+      const Conv2dGeometry g = geometry(batch(rng), cin, h, w, cout, kh, kw, s(rng), s(rng), ph, pw, dh, dw);
+      if (g.out_h() < 1 || g.out_w() < 1) continue;
+      const double macs = g.flops() / 2;
+      if (macs > 3e6 || macs < 1) continue;  // keeps the double reference fast
+      cases.push_back({"random #" + std::to_string(cases.size()), g, cases.size() % 3 != 0});
+    }
+    std::vector<Problem> out;
+    for (const Case& c : cases) out.push_back(make_problem(c, rng));
+    return out;
+  }();
+  return problems;
+}
+
+// The study's layers (NCHW, float), at a smaller batch where the reference would be slow.
+const std::vector<Problem>& study_layers() {
+  static const std::vector<Problem> problems = [] {
+    std::mt19937 rng(kSeed + 1);
+    const std::vector<Case> cases = {
+        {"ae.enc.conv1", geometry(300, 1, 28, 28, 8, 3, 3, 2, 2, 1, 1, 1, 1), true},
+        {"ae.enc.conv2", geometry(300, 8, 14, 14, 16, 3, 3, 2, 2, 1, 1, 1, 1), true},
+        {"ae.enc.conv3", geometry(300, 16, 7, 7, 32, 3, 3, 2, 2, 0, 0, 1, 1), true},
+        {"ae.dec.convT1", transposed(300, 32, 16, 3, 2, 0, 0, 3), true},
+        {"ae.dec.convT2", transposed(300, 16, 8, 3, 2, 1, 1, 7), true},
+        {"ae.dec.convT3", transposed(300, 8, 1, 3, 2, 1, 1, 14), true},
+        {"dcgan64.G1", transposed(16, 100, 512, 4, 1, 0, 0, 1), false},
+        {"dcgan64.G2", transposed(2, 512, 256, 4, 2, 1, 0, 4), false},
+        {"dcgan64.G3", transposed(2, 256, 128, 4, 2, 1, 0, 8), false},
+        {"dcgan64.G4", transposed(2, 128, 64, 4, 2, 1, 0, 16), false},
+        {"dcgan64.G5.nc1", transposed(6, 64, 1, 4, 2, 1, 0, 32), false},
+        {"dcgan64.G5.nc3", transposed(3, 64, 3, 4, 2, 1, 0, 32), false},
+        {"dcgan64.D1.nc1", geometry(6, 1, 64, 64, 64, 4, 4, 2, 2, 1, 1, 1, 1), false},
+        {"dcgan64.D1.nc3", geometry(3, 3, 64, 64, 64, 4, 4, 2, 2, 1, 1, 1, 1), false},
+        {"dcgan64.D2", geometry(2, 64, 32, 32, 128, 4, 4, 2, 2, 1, 1, 1, 1), false},
+        {"dcgan64.D3", geometry(2, 128, 16, 16, 256, 4, 4, 2, 2, 1, 1, 1, 1), false},
+        {"dcgan64.D4", geometry(2, 256, 8, 8, 512, 4, 4, 2, 2, 1, 1, 1, 1), false},
+        {"dcgan64.D5", geometry(16, 512, 4, 4, 1, 4, 4, 1, 1, 0, 0, 1, 1), false},
+    };
+    std::vector<Problem> out;
+    for (const Case& c : cases) out.push_back(make_problem(c, rng));
+    return out;
+  }();
+  return problems;
+}
+
+// Restores the process-wide ISA and thread count when a test ends.
+struct SettingsGuard {
+  Isa isa = sk::active_isa();
+  int threads = sumi::get_num_threads();
+  ~SettingsGuard() {
+    sk::set_isa(isa);
+    sumi::set_num_threads(threads);
+  }
+};
+
+bool skip_unsupported(Isa isa) {
+  if (sk::isa_supported(isa)) return false;
+  WARN("skipped: this CPU does not support " << sk::isa_name(isa) << " (run on an " << sk::isa_name(isa)
+                                             << " machine to test this path)");
+  return true;
+}
+
+void check_isa(Isa isa, const std::vector<Problem>& problems) {
+  if (skip_unsupported(isa)) return;
+  SettingsGuard guard;
+  sk::set_isa(isa);
+  for (const Problem& p : problems) {
+    const Errors e = run_ops(p, DispatchOps{});
+    CHECK(sk::last_conv_isa() == isa);
+    check_errors(p, e, sk::isa_name(isa));
+  }
+}
+
+// ---- Portable stand-ins for the AVX-512 micro-kernels, so the driver's 16-lane tiling runs everywhere ----
+
+namespace emulated {
+namespace gemm = sk::gemm;
+
+template <int MR, int NR, gemm::AMode AM, bool DIRECT_B>
+void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b, const int64_t* boff, float* c,
+                  int64_t ldc, int rows, bool accumulate, const float* bias) {
+  float acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < NR; ++j)
+      acc[r][j] = r < rows ? (accumulate ? c[r * ldc + j] : (bias ? bias[r] : 0.0f)) : 0.0f;
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* bk = DIRECT_B ? b + boff[k] : b + k * NR;
+    for (int r = 0; r < MR; ++r) {
+      const float av = AM == gemm::AMode::packed ? a[k * MR + r] : a[r * lda + k];
+      for (int j = 0; j < NR; ++j) acc[r][j] += av * bk[j];
+    }
+  }
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < NR; ++j) c[r * ldc + j] = acc[r][j];
+}
+
+void dot_kernel(int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb, const int64_t* boff, float* c,
+                int64_t ldc, int rows, int cols, bool accumulate) {
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < cols; ++j) {
+      const float* bj = b + (boff ? boff[j] : j * ldb);
+      float s = 0;
+      for (int64_t t = 0; t < len; ++t) s += a[r * lda + t] * bj[t];
+      c[r * ldc + j] = accumulate ? c[r * ldc + j] + s : s;
+    }
+}
+
+struct Avx512Shapes : gemm::ScalarLaneMoves<16> {
+  static constexpr int kVec = 16;
+  static constexpr gemm::TileShape kShapes[] = {{6, 4, 1.0}, {8, 3, 1.0}, {4, 6, 1.0}, {12, 2, 0.9},
+                                                {4, 4, 0.9}, {2, 8, 0.8}, {1, 8, 0.45}};
+  static constexpr int kDotRows = 4, kDotCols = 4;
+  static constexpr gemm::DotKernel kDot = &dot_kernel;
+
+  template <int MR, int NV>
+  static gemm::MicroKernel pick(gemm::AMode am, bool direct_b) {
+    if (am == gemm::AMode::packed)
+      return direct_b ? &micro_kernel<MR, NV * kVec, gemm::AMode::packed, true>
+                      : &micro_kernel<MR, NV * kVec, gemm::AMode::packed, false>;
+    return &micro_kernel<MR, NV * kVec, gemm::AMode::rows, false>;
+  }
+  static gemm::MicroKernel kernel(gemm::TileShape s, gemm::AMode am, bool direct_b) {
+    switch (s.mr * 100 + s.nv) {
+      case 604: return pick<6, 4>(am, direct_b);
+      case 803: return pick<8, 3>(am, direct_b);
+      case 406: return pick<4, 6>(am, direct_b);
+      case 1202: return pick<12, 2>(am, direct_b);
+      case 404: return pick<4, 4>(am, direct_b);
+      case 208: return pick<2, 8>(am, direct_b);
+      default: return pick<1, 8>(am, direct_b);
+    }
+  }
+};
+
+struct Ops {
+  void forward(const Conv2dGeometry& g, const float* x, const float* w, const float* b, float* y) const {
+    gemm::conv2d_forward_auto<Avx512Shapes>(g, x, w, b, y);
+  }
+  void backward_input(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) const {
+    gemm::conv2d_backward_input_auto<Avx512Shapes>(g, gy, w, gx);
+  }
+  void backward_weight(const Conv2dGeometry& g, const float* x, const float* gy, float* gw, float* gb) const {
+    gemm::conv2d_backward_weight_auto<Avx512Shapes>(g, x, gy, gw, gb);
+  }
+};
+}  // namespace emulated
+
+}  // namespace
+
+TEST_CASE("conv kernels: AVX2 matches the reference over a randomized sweep", "[conv][kernels][avx2]") {
+  check_isa(Isa::avx2, sweep());
+}
+
+TEST_CASE("conv kernels: AVX-512 matches the reference over a randomized sweep", "[conv][kernels][avx512]") {
+  check_isa(Isa::avx512, sweep());
+}
+
+TEST_CASE("conv kernels: the scalar path matches the reference over a randomized sweep", "[conv][kernels]") {
+  check_isa(Isa::scalar, sweep());
+}
+
+TEST_CASE("conv kernels: AVX2 matches the reference on the study's layers", "[conv][kernels][avx2]") {
+  check_isa(Isa::avx2, study_layers());
+}
+
+TEST_CASE("conv kernels: AVX-512 matches the reference on the study's layers", "[conv][kernels][avx512]") {
+  check_isa(Isa::avx512, study_layers());
+}
+
+TEST_CASE("conv kernels: the driver with AVX-512 tile shapes (emulated micro-kernels) matches the reference",
+          "[conv][kernels]") {
+  for (const auto* problems : {&sweep(), &study_layers()})
+    for (const Problem& p : *problems) check_errors(p, run_ops(p, emulated::Ops{}), "emulated avx512 tiles");
+}
+
+TEST_CASE("conv kernels: SUMI_ISA and set_isa select the implementation", "[conv][kernels][isa]") {
+  SettingsGuard guard;
+  const Problem& p = sweep().front();
+  const Conv2dGeometry& g = p.c.g;
+  std::vector<float> y(size_t(g.output_numel()));
+
+  CHECK(sk::isa_from_environment(nullptr) == sk::best_supported_isa());
+  CHECK(sk::isa_from_environment("") == sk::best_supported_isa());
+  CHECK(sk::isa_from_environment("scalar") == Isa::scalar);
+  CHECK_THROWS_AS(sk::isa_from_environment("avx3"), std::invalid_argument);
+  CHECK_THROWS_AS(sk::set_isa(sk::parse_isa("sse")), std::invalid_argument);
+
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+    INFO("isa " << sk::isa_name(isa));
+    if (sk::isa_supported(isa)) {
+      CHECK(sk::isa_from_environment(sk::isa_name(isa)) == isa);
+      sk::set_isa(isa);
+      CHECK(sk::active_isa() == isa);
+      sk::conv2d_forward(g, p.x.data(), p.w.data(), p.b.data(), y.data());
+      CHECK(sk::last_conv_isa() == isa);
+    } else {
+      // Forcing an ISA the CPU lacks is an error that names it, not a silent fallback.
+      CHECK_THROWS_WITH(sk::isa_from_environment(sk::isa_name(isa)),
+                        Catch::Contains(sk::isa_name(isa)) && Catch::Contains("does not support"));
+      CHECK_THROWS_AS(sk::set_isa(isa), std::runtime_error);
+    }
+  }
+
+  // Types other than float always take the reference kernels.
+  sk::set_isa(sk::best_supported_isa());
+  const auto xd = to_double(p.x), wd = to_double(p.w);
+  std::vector<double> yd(size_t(g.output_numel()));
+  sk::conv2d_forward<double>(g, xd.data(), wd.data(), nullptr, yd.data());
+  CHECK(sk::last_conv_isa() == Isa::scalar);
+}
+
+TEST_CASE("conv kernels: results do not depend on the thread count", "[conv][kernels][threads]") {
+  SettingsGuard guard;
+  CHECK_THROWS_AS(sumi::set_num_threads(0), std::invalid_argument);
+  sumi::set_num_threads(3);
+  CHECK(sumi::get_num_threads() == 3);
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    if (skip_unsupported(isa)) continue;
+    sk::set_isa(isa);
+    for (const Problem* p : {&study_layers()[1], &study_layers()[5], &study_layers()[13], &sweep()[9]}) {
+      const Conv2dGeometry& g = p->c.g;
+      std::vector<float> y[2], gx[2], gw[2], gb[2];
+      for (int t = 0; t < 2; ++t) {
+        sumi::set_num_threads(t + 1);
+        y[t] = poisoned(g.output_numel()), gx[t] = poisoned(g.input_numel());
+        gw[t] = poisoned(g.weight_numel()), gb[t] = poisoned(g.out_channels);
+        sk::conv2d_forward(g, p->x.data(), p->w.data(), p->b.data(), y[t].data());
+        sk::conv2d_backward_input(g, p->gy.data(), p->w.data(), gx[t].data());
+        sk::conv2d_backward_weight(g, p->x.data(), p->gy.data(), gw[t].data(), gb[t].data());
+      }
+      INFO(sk::isa_name(isa) << " " << p->c.label);
+      CHECK(scaled_error(y[1], to_double(y[0])) <= kRelTol);
+      CHECK(scaled_error(gx[1], to_double(gx[0])) <= kRelTol);
+      CHECK(scaled_error(gw[1], to_double(gw[0])) <= kRelTol);
+      CHECK(scaled_error(gb[1], to_double(gb[0])) <= kRelTol);
+    }
+  }
+}

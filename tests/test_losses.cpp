@@ -1,0 +1,246 @@
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "fixture.hpp"
+#include "sumi/autograd/gradcheck.hpp"
+#include "sumi/ops/elementwise.hpp"
+#include "sumi/ops/loss.hpp"
+#include "sumi/ops/reduction.hpp"
+#include "sumi/ops/softmax.hpp"
+
+using namespace sumi;
+using V = Variable<double>;
+using TD = Tensor<double>;
+using VF = Variable<float>;
+using TF = Tensor<float>;
+
+namespace {
+V leaf(const Shape& shape, uint64_t seed, double low = -1, double high = 1, bool requires_grad = true) {
+  Generator gen(seed);
+  return V(TD::rand(shape, gen, low, high), requires_grad);
+}
+void require_gradcheck(const std::function<V(const std::vector<V>&)>& f, std::vector<V> inputs) {
+  const GradcheckResult r = gradcheck<double>(f, std::move(inputs));
+  INFO(r.message);
+  REQUIRE(r.ok);
+}
+
+// Every element within rtol of its own expected value (Fixture::require_close scales by the largest element,
+// which would hide errors in small gradients next to the ~1e10 ones of the clamped BCE entries).
+void require_each_close(const test::Fixture& fx, const std::string& name, const TF& computed,
+                        double rtol = 1e-4) {
+  const TD expected = fx.file().tensor<double>(name);
+  REQUIRE(computed.shape() == expected.shape());
+  const TF c = computed.contiguous();
+  for (int64_t i = 0; i < c.numel(); ++i) {
+    INFO(name << " flat index " << i << ": computed " << c.data()[i] << ", expected " << expected.data()[i]);
+    REQUIRE(std::abs(double(c.data()[i]) - expected.data()[i]) <= rtol * std::abs(expected.data()[i]) + 1e-7);
+  }
+}
+
+// Loss value and input gradient against the fixture `<prefix>.loss` and `<prefix>.grad`.
+void require_matches_fixture(const test::Fixture& fx, const std::string& prefix, VF& input, const VF& loss) {
+  REQUIRE(loss.shape() == Shape{});
+  fx.require_close(prefix + ".loss", loss.value(), 1e-4);
+  require_each_close(fx, prefix + ".loss", loss.value());
+  input.zero_grad();
+  loss.backward();
+  REQUIRE(input.grad().defined());
+  fx.require_close(prefix + ".grad", input.grad(), 1e-4);
+  require_each_close(fx, prefix + ".grad", input.grad());
+}
+
+std::vector<int64_t> to_labels(const TD& t) {
+  std::vector<int64_t> labels;
+  for (int64_t i = 0; i < t.numel(); ++i) labels.push_back(int64_t(t.data()[i]));
+  return labels;
+}
+}  // namespace
+
+// ---- PyTorch golden values
+// ---------------------------------------------------------------------------------------
+
+TEST_CASE("mse_loss matches PyTorch", "[loss][fixture]") {
+  test::Fixture fx("losses");
+  VF input(fx.input<float>("mse.input"), true);
+  const VF target(fx.input<float>("mse.target"));
+  require_matches_fixture(fx, "mse", input, mse_loss(input, target));
+}
+
+TEST_CASE("bce_loss matches PyTorch, including the clamped 0/1 inputs", "[loss][fixture]") {
+  test::Fixture fx("losses");
+  // Read as stored: the 0/1 overrides make the inputs differ from their fill recipe.
+  VF input(fx.file().tensor<float>("bce.input"), true);
+  const VF target(fx.file().tensor<float>("bce.target"));
+  REQUIRE(input.value().at({0, 0}) == 0.0f);
+  REQUIRE(input.value().at({0, 3}) == 1.0f);
+  REQUIRE(input.value().at({0, 6}) > 0.0f);  // the denormal survived
+  const VF loss = bce_loss(input, target);
+  REQUIRE(std::isfinite(loss.item()));
+  require_matches_fixture(fx, "bce", input, loss);
+  // The override entries explicitly: x=0,t=0.25 -> -0.25e12/28; x=1,t=0.75 -> 0.25e12/28; the denormal with
+  // t=1
+  // -> -1e12/28; x=0/1 with t equal to x -> 0.
+  const TF g = input.grad();
+  REQUIRE(g.at({0, 0}) == 0.0f);
+  REQUIRE(g.at({0, 3}) == 0.0f);
+  REQUIRE(double(g.at({0, 1})) == Approx(-1e12 / 28).epsilon(1e-6));
+  REQUIRE(double(g.at({0, 2})) == Approx(-0.25e12 / 28).epsilon(1e-6));
+  REQUIRE(double(g.at({0, 4})) == Approx(1e12 / 28).epsilon(1e-6));
+  REQUIRE(double(g.at({0, 5})) == Approx(0.25e12 / 28).epsilon(1e-6));
+  REQUIRE(double(g.at({0, 6})) == Approx(-1e12 / 28).epsilon(1e-6));
+  REQUIRE(double(g.at({1, 0})) == Approx(16777216.0 / 28).epsilon(1e-5));  // 1 / (1 - x) / 28, x = 1 - 2^-24
+}
+
+TEST_CASE("bce_with_logits matches PyTorch", "[loss][fixture]") {
+  test::Fixture fx("losses");
+  VF input(fx.input<float>("bce_logits.input"), true);
+  const VF target(fx.file().tensor<float>("bce_logits.target"));
+  require_matches_fixture(fx, "bce_logits", input, bce_with_logits(input, target));
+}
+
+TEST_CASE("cross_entropy matches PyTorch", "[loss][fixture]") {
+  test::Fixture fx("losses");
+  VF input(fx.input<float>("ce.input"), true);
+  const std::vector<int64_t> labels = to_labels(fx.file().tensor<double>("ce.target"));
+  REQUIRE(labels.size() == 7);
+  for (std::size_t i = 0; i < labels.size(); ++i) REQUIRE(labels[i] == int64_t((3 * i + 2) % 10));
+  require_matches_fixture(fx, "ce", input, cross_entropy(input, labels));
+}
+
+// ---- hand-computed values
+// ----------------------------------------------------------------------------------------
+
+TEST_CASE("loss values and gradients on small hand-computed cases", "[loss]") {
+  SECTION("mse_loss") {
+    V x(TD::from_vector({1, 2, 3}, {3}), true);
+    const V loss = mse_loss(x, V(TD::from_vector({1, 0, 0}, {3})));
+    REQUIRE(loss.item() == Approx(13.0 / 3));
+    loss.backward();
+    REQUIRE(x.grad().at({0}) == 0);
+    REQUIRE(x.grad().at({1}) == Approx(4.0 / 3));
+    REQUIRE(x.grad().at({2}) == Approx(2));
+  }
+  SECTION("bce_loss") {
+    V x(TD::from_vector({0.5, 0.9}, {2}), true);
+    const V loss = bce_loss(x, V(TD::from_vector({1, 0}, {2})));
+    REQUIRE(loss.item() == Approx(-(std::log(0.5) + std::log(0.1)) / 2));
+    loss.backward();
+    REQUIRE(x.grad().at({0}) == Approx(-1.0));  // (0.5 - 1) / 0.25 / 2
+    REQUIRE(x.grad().at({1}) == Approx(5.0));   // 0.9 / 0.09 / 2
+    // log clamped at -100: a certain wrong answer costs 100, not infinity.
+    REQUIRE(bce_loss(V(TD::from_vector({0.0}, {1})), V(TD::from_vector({1.0}, {1}))).item() == Approx(100));
+  }
+  SECTION("bce_with_logits is stable and agrees with bce_loss of sigmoid") {
+    VF z(TF::from_vector({100, -100}, {2}), true);
+    const VF loss = bce_with_logits(z, VF(TF::from_vector({1, 1}, {2})));
+    REQUIRE(loss.item() == Approx(50));
+    loss.backward();
+    REQUIRE(std::abs(z.grad().at({0})) < 1e-12f);
+    REQUIRE(z.grad().at({1}) == Approx(-0.5));
+    const V logits = leaf({3, 4}, 7, -3, 3, false), target = leaf({3, 4}, 8, 0, 1, false);
+    REQUIRE(bce_with_logits(logits, target).item() == Approx(bce_loss(sigmoid(logits), target).item()));
+  }
+  SECTION("cross_entropy") {
+    const V uniform(TD::zeros({4, 10}));
+    REQUIRE(cross_entropy(uniform, {0, 3, 9, 5}).item() == Approx(std::log(10.0)));
+    V x(TD::from_vector({0, std::log(3.0), 1000, 1000}, {2, 2}), true);
+    const V loss = cross_entropy(x, {1, 0});  // -(log(3/4) + log(1/2)) / 2
+    REQUIRE(loss.item() == Approx(-(std::log(0.75) + std::log(0.5)) / 2));
+    loss.backward();
+    REQUIRE(x.grad().at({0, 0}) == Approx(0.125));   // (1/4 - 0) / 2
+    REQUIRE(x.grad().at({0, 1}) == Approx(-0.125));  // (3/4 - 1) / 2
+    REQUIRE(x.grad().at({1, 0}) == Approx(-0.25));   // (1/2 - 1) / 2
+    // Large logits in float keep their digits: log(1 + e^-1) and 1 + log(1 + e^-1).
+    const VF big(TF::from_vector({1000, 1001, 1000, 1001}, {2, 2}));
+    REQUIRE(cross_entropy(big, {1, 0}).item() == Approx((2 * std::log1p(std::exp(-1.0)) + 1) / 2));
+    REQUIRE(cross_entropy(big, {1, 1}).item() == Approx(std::log1p(std::exp(-1.0))));
+    // The same as the mean of -log_softmax at the labels.
+    const V logits = leaf({5, 6}, 9, -4, 4, false);
+    const std::vector<int64_t> labels = {5, 0, 2, 2, 3};
+    const TD ls = log_softmax(logits, 1).value();
+    double expected = 0;
+    for (int64_t i = 0; i < 5; ++i) expected -= ls.at({i, labels[std::size_t(i)]}) / 5;
+    REQUIRE(cross_entropy(logits, labels).item() == Approx(expected));
+  }
+}
+
+// ---- gradients
+// -------------------------------------------------------------------------------------------------
+
+TEST_CASE("loss gradients match finite differences", "[loss][gradcheck]") {
+  const V target = leaf({3, 4}, 2, -1, 1, false);
+  require_gradcheck([&](const std::vector<V>& v) { return mse_loss(v[0], target); }, {leaf({3, 4}, 1)});
+  const V prob_target = leaf({3, 4}, 4, 0, 1, false);
+  require_gradcheck([&](const std::vector<V>& v) { return bce_loss(v[0], prob_target); },
+                    {leaf({3, 4}, 3, 0.1, 0.9)});
+  require_gradcheck([&](const std::vector<V>& v) { return bce_with_logits(v[0], prob_target); },
+                    {leaf({3, 4}, 5, -4, 4)});
+  const std::vector<int64_t> labels = {2, 0, 4, 4, 1};
+  require_gradcheck([&](const std::vector<V>& v) { return cross_entropy(v[0], labels); },
+                    {leaf({5, 5}, 6, -3, 3)});
+  // Scaled upstream gradient, through a composition.
+  require_gradcheck(
+      [&](const std::vector<V>& v) { return mse_loss(v[0], target) * 3.0 + cross_entropy(v[1], labels); },
+      {leaf({3, 4}, 7), leaf({5, 5}, 8)});
+}
+
+TEST_CASE("the target of a loss gets no gradient", "[loss]") {
+  V x = leaf({2, 3}, 11, 0.2, 0.8);
+  V t = leaf({2, 3}, 12, 0, 1);  // requires_grad, yet treated as a constant
+  for (const auto& loss_fn : std::vector<std::function<V(const V&, const V&)>>{
+           [](const V&a, const V&b) { return mse_loss(a, b); },
+           [](const V&a, const V&b) { return bce_loss(a, b); },
+           [](const V&a, const V&b) { return bce_with_logits(a, b); }}) {
+    x.zero_grad();
+    t.zero_grad();
+    loss_fn(x, t).backward();
+    REQUIRE(x.grad().defined());
+    REQUIRE_FALSE(t.grad().defined());
+  }
+}
+
+// ---- errors
+// ----------------------------------------------------------------------------------------------------
+
+TEST_CASE("loss shape mismatches name the op and both shapes", "[loss][errors]") {
+  const V a(TD::full({2, 3}, 0.5)), b(TD::full({3, 2}, 0.5));
+  for (const char* op : {"mse_loss", "bce_loss", "bce_with_logits"}) {
+    INFO(op);
+    auto call = [&] {
+      const std::string name = op;
+      if (name == "mse_loss") return mse_loss(a, b);
+      if (name == "bce_loss") return bce_loss(a, b);
+      return bce_with_logits(a, b);
+    };
+    REQUIRE_THROWS_AS(call(), std::invalid_argument);
+    REQUIRE_THROWS_WITH(call(),
+                        Catch::Contains(op) && Catch::Contains("[2, 3]") && Catch::Contains("[3, 2]"));
+  }
+  // Same element count, different shape, is still an error.
+  REQUIRE_THROWS_WITH(mse_loss(V(TD::zeros({6})), V(TD::zeros({2, 3}))),
+                      Catch::Contains("mse_loss") && Catch::Contains("[6]") && Catch::Contains("[2, 3]"));
+}
+
+TEST_CASE("cross_entropy rejects bad labels and shapes", "[loss][errors]") {
+  const V logits(TD::zeros({3, 10}));
+  REQUIRE_THROWS_WITH(cross_entropy(logits, {0, 10, 1}),
+                      Catch::Contains("cross_entropy") && Catch::Contains("label 10") &&
+                          Catch::Contains("index 1") && Catch::Contains("10 classes"));
+  REQUIRE_THROWS_WITH(cross_entropy(logits, {0, 1, -1}), Catch::Contains("label -1") &&
+                                                             Catch::Contains("index 2") &&
+                                                             Catch::Contains("10 classes"));
+  REQUIRE_THROWS_WITH(cross_entropy(logits, {0, 1}), Catch::Contains("cross_entropy") &&
+                                                         Catch::Contains("2 labels") &&
+                                                         Catch::Contains("[3, 10]"));
+  REQUIRE_THROWS_WITH(cross_entropy(V(TD::zeros({3, 10, 2})), {0, 1, 2}),
+                      Catch::Contains("cross_entropy") && Catch::Contains("[3, 10, 2]"));
+}
+
+TEST_CASE("bce_loss rejects inputs outside [0, 1]", "[loss][errors]") {
+  const V t(TD::zeros({3}));
+  REQUIRE_THROWS_WITH(bce_loss(V(TD::from_vector({0.5, 1.5, 0.2}, {3})), t),
+                      Catch::Contains("bce_loss") && Catch::Contains("1.5") && Catch::Contains("index 1"));
+  REQUIRE_THROWS_WITH(bce_loss(V(TD::from_vector({0.5, 0.5, -0.1}, {3})), t), Catch::Contains("bce_loss"));
+  REQUIRE_THROWS_WITH(bce_loss(V(TD::from_vector({0.5, NAN, 0.5}, {3})), t), Catch::Contains("bce_loss"));
+}

@@ -1,0 +1,253 @@
+// Optimisers: Adam, AdamW and SGD against torch.optim (tests/fixtures/optim.safetensors), parameter groups,
+// skipped parameters, and state dicts that resume bit-exactly.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+#include "fixture.hpp"
+#include "sumi/optim/adam.hpp"
+#include "sumi/optim/sgd.hpp"
+
+using namespace sumi;
+using Catch::Contains;
+
+namespace {
+
+template <class T>
+bool bit_equal(const Tensor<T>& a, const Tensor<T>& b) {
+  if (a.shape() != b.shape()) return false;
+  return std::memcmp(a.data(), b.data(), std::size_t(a.numel()) * sizeof(T)) == 0;
+}
+
+std::unique_ptr<optim::Optimizer<float>> make_optimizer(const nlohmann::json& cfg,
+                                                        std::vector<Variable<float>> params) {
+  const std::string kind = cfg.at("optimizer");
+  if (kind == "SGD")
+    return std::make_unique<optim::SGD<float>>(params,
+                                               optim::SGDOptions{.lr = cfg.at("lr"),
+                                                                 .momentum = cfg.at("momentum"),
+                                                                 .dampening = cfg.at("dampening"),
+                                                                 .weight_decay = cfg.at("weight_decay"),
+                                                                 .nesterov = cfg.at("nesterov")});
+  const optim::AdamOptions options{.lr = cfg.at("lr"),
+                                   .beta1 = cfg.at("betas")[0],
+                                   .beta2 = cfg.at("betas")[1],
+                                   .eps = cfg.at("eps"),
+                                   .weight_decay = cfg.at("weight_decay")};
+  if (kind == "AdamW") return std::make_unique<optim::AdamW<float>>(params, options);
+  REQUIRE(kind == "Adam");
+  return std::make_unique<optim::Adam<float>>(params, options);
+}
+
+// The two parameters of optim.safetensors and the gradient before step t.
+std::vector<Variable<float>> fixture_params(const test::Fixture& fx) {
+  return {Variable<float>(fx.input<float>("p0"), true), Variable<float>(fx.input<float>("p1"), true)};
+}
+void set_fixture_grads(const test::Fixture& fx, std::vector<Variable<float>>& params, int t) {
+  for (std::size_t j = 0; j < params.size(); ++j)
+    params[j].grad() = fx.input<float>("grad.p" + std::to_string(j) + ".step" + std::to_string(t));
+}
+
+}  // namespace
+
+TEST_CASE("optimisers match torch.optim step by step", "[optim][fixtures]") {
+  test::Fixture fx("optim");
+  const auto runs = fx.meta_json("runs");
+  REQUIRE(runs.size() == 6);
+  for (const std::string run : runs) {
+    INFO("run " << run);
+    auto params = fixture_params(fx);
+    auto opt = make_optimizer(fx.meta_json(run + ".config"), params);
+    std::vector<Tensor<float>> previous = {params[0].value().clone(), params[1].value().clone()};
+    for (int t = 1; t <= 3; ++t) {
+      INFO("step " << t);
+      set_fixture_grads(fx, params, t);
+      opt->step();
+      for (std::size_t j = 0; j < 2; ++j) {
+        const std::string name = run + ".p" + std::to_string(j) + ".step" + std::to_string(t);
+        // Within 1e-6 of the tensor's scale (float32 rounding of the parameters is ~6e-8)...
+        fx.require_close(name, params[j].value(), 1e-6);
+        // ...and the update itself (p_t - p_{t-1}) within 1e-5 of its size: Adam's runs come out
+        // bit-identical to torch's, SGD's within an ulp (torch fuses multiply-adds); eps inside the sqrt
+        // would fail this.
+        const Tensor<double> expected = fx.file().tensor<double>(name);
+        double worst = 0, size = 0;
+        for (int64_t i = 0; i < expected.numel(); ++i) {
+          const double ours = double(params[j].value().data()[i]) - double(previous[j].data()[i]);
+          const double theirs = expected.data()[i] - double(previous[j].data()[i]);
+          worst = std::max(worst, std::abs(ours - theirs));
+          size = std::max(size, std::abs(theirs));
+        }
+        INFO(name << ": update error " << worst << " for updates up to " << size);
+        REQUIRE(size > 0);
+        REQUIRE(worst <= 1e-5 * size);
+        previous[j] = params[j].value().clone();
+      }
+    }
+  }
+}
+
+TEST_CASE("weight decay does not modify the stored gradient", "[optim]") {
+  test::Fixture fx("optim");
+  for (const char* run : {"adam_wd", "adamw", "sgd_nesterov"}) {
+    INFO(run);
+    auto params = fixture_params(fx);
+    auto opt = make_optimizer(fx.meta_json(std::string(run) + ".config"), params);
+    set_fixture_grads(fx, params, 1);
+    const Tensor<float> grad = params[0].grad().clone();
+    opt->step();
+    REQUIRE(bit_equal(params[0].grad(), grad));
+  }
+}
+
+TEST_CASE("parameter groups have their own learning rates", "[optim][groups]") {
+  test::Fixture fx("optim");
+  auto params = fixture_params(fx);
+  const Tensor<float> p1_start = params[1].value().clone();
+  optim::Adam<float> opt(optim::AdamOptions{.lr = 1e-3});
+  opt.add_param_group({params[0]}, 1e-3);
+  opt.add_param_group({params[1]}, 0.0);  // frozen by its learning rate
+  REQUIRE(opt.param_groups().size() == 2);
+  REQUIRE(opt.num_params() == 2);
+  set_fixture_grads(fx, params, 1);
+  opt.step();
+  fx.require_close("adam.p0.step1", params[0].value(), 1e-6);
+  REQUIRE(bit_equal(params[1].value(), p1_start));
+
+  // A schedule changes a group's learning rate between steps: group 1 at 1e-3 from step 2 on moves p1.
+  opt.param_groups()[1].lr = 1e-3;
+  set_fixture_grads(fx, params, 2);
+  opt.step();
+  fx.require_close("adam.p0.step2", params[0].value(), 1e-6);
+  REQUIRE_FALSE(bit_equal(params[1].value(), p1_start));
+  opt.set_lr(0.5);
+  REQUIRE(opt.param_groups()[0].lr == 0.5);
+
+  // A parameter belongs to one group only.
+  REQUIRE_THROWS_WITH(opt.add_param_group({params[0]}, 1e-3), Contains("more than one parameter group"));
+  REQUIRE_THROWS_WITH(optim::SGD<float>({params[0], params[0]}), Contains("twice"));
+  REQUIRE_THROWS_AS(opt.add_param_group({Variable<float>(Tensor<float>::zeros({2}))}, -1.0),
+                    std::invalid_argument);
+}
+
+TEST_CASE("parameters without a gradient or frozen are skipped and get no state", "[optim]") {
+  Variable<float> a(Tensor<float>::ones({3}), true), b(Tensor<float>::ones({3}), true),
+      frozen(Tensor<float>::ones({3}), true);
+  optim::Adam<float> opt({a, b, frozen}, {.lr = 0.1});
+  a.grad() = Tensor<float>::full({3}, 0.5f);
+  // b: no gradient at all. frozen: a gradient, but requires_grad is off.
+  frozen.grad() = Tensor<float>::full({3}, 0.5f);
+  frozen.set_requires_grad(false);
+  opt.step();
+  REQUIRE(a.value().data()[0] < 1.0f);
+  REQUIRE(b.value().data()[0] == 1.0f);
+  REQUIRE(frozen.value().data()[0] == 1.0f);
+  REQUIRE(opt.state(a) != nullptr);
+  REQUIRE(opt.state(b) == nullptr);
+  REQUIRE(opt.state(frozen) == nullptr);
+  REQUIRE(opt.num_states() == 1);
+  const auto sd = opt.state_dict();
+  REQUIRE(sd.names() == std::vector<std::string>{"0.step", "0.exp_avg", "0.exp_avg_sq"});
+
+  // zero_grad clears every gradient.
+  opt.zero_grad();
+  REQUIRE_FALSE(a.grad().defined());
+  REQUIRE_FALSE(frozen.grad().defined());
+
+  // A gradient of the wrong shape is an error, not a silent broadcast.
+  a.grad() = Tensor<float>::ones({4});
+  REQUIRE_THROWS_WITH(opt.step(), Contains("gradient of shape [4]"));
+}
+
+TEST_CASE("plain SGD is p - lr * grad, and options are validated", "[optim][sgd]") {
+  Variable<double> p(Tensor<double>::from_vector({1.0, -2.0}, {2}), true);
+  optim::SGD<double> opt({p}, {.lr = 0.25});
+  p.grad() = Tensor<double>::from_vector({4.0, 8.0}, {2});
+  opt.step();
+  REQUIRE(p.value().data()[0] == 0.0);
+  REQUIRE(p.value().data()[1] == -4.0);
+  REQUIRE(opt.state_dict().names() == std::vector<std::string>{"0.step"});  // no momentum buffer
+  REQUIRE_THROWS_WITH(optim::SGD<double>({p}, {.lr = 0.1, .nesterov = true}), Contains("Nesterov"));
+  REQUIRE_THROWS_AS(optim::Adam<double>({p}, {.beta1 = 1.0}), std::invalid_argument);
+  REQUIRE_THROWS_AS(optim::Adam<double>({p}, {.lr = -1.0}), std::invalid_argument);
+  REQUIRE(optim::AdamW<double>({p}).name() == "AdamW");
+}
+
+TEST_CASE("optimiser state dicts resume runs bit-exactly", "[optim][state]") {
+  test::Fixture fx("optim");
+  for (const std::string run : {"adam", "adam_wd", "adamw", "adam_gan", "sgd_momentum", "sgd_nesterov"}) {
+    INFO(run);
+    const auto cfg = fx.meta_json(run + ".config");
+    // Three steps in one go.
+    auto straight = fixture_params(fx);
+    auto opt = make_optimizer(cfg, straight);
+    for (int t = 1; t <= 3; ++t) {
+      set_fixture_grads(fx, straight, t);
+      opt->step();
+    }
+    // One step, then the parameters and state move to a fresh optimiser, then two more steps.
+    auto first = fixture_params(fx);
+    auto opt1 = make_optimizer(cfg, first);
+    set_fixture_grads(fx, first, 1);
+    opt1->step();
+    const nn::StateDict<float> state = opt1->state_dict();
+    REQUIRE(state.integer("0.step") == 1);
+    std::vector<Variable<float>> resumed = {Variable<float>(first[0].value().clone(), true),
+                                            Variable<float>(first[1].value().clone(), true)};
+    auto opt2 = make_optimizer(cfg, resumed);
+    opt2->load_state_dict(state);
+    for (int t = 2; t <= 3; ++t) {
+      set_fixture_grads(fx, resumed, t);
+      opt2->step();
+    }
+    REQUIRE(opt2->state(resumed[0])->step == 3);
+    for (std::size_t j = 0; j < 2; ++j) REQUIRE(bit_equal(resumed[j].value(), straight[j].value()));
+    // Without the state the resumed run would differ (Adam's bias correction, SGD's momentum).
+    auto cold = std::vector<Variable<float>>{Variable<float>(first[0].value().clone(), true),
+                                             Variable<float>(first[1].value().clone(), true)};
+    auto opt3 = make_optimizer(cfg, cold);
+    for (int t = 2; t <= 3; ++t) {
+      set_fixture_grads(fx, cold, t);
+      opt3->step();
+    }
+    REQUIRE_FALSE(bit_equal(cold[0].value(), straight[0].value()));
+  }
+}
+
+TEST_CASE("optimiser load_state_dict reports every problem", "[optim][state]") {
+  Variable<float> a(Tensor<float>::ones({2, 3}), true), b(Tensor<float>::ones({4}), true);
+  optim::Adam<float> opt({a, b});
+  a.grad() = Tensor<float>::ones({2, 3});
+  b.grad() = Tensor<float>::ones({4});
+  opt.step();
+  const auto good = opt.state_dict();
+  REQUIRE(good.size() == 6);
+
+  nn::StateDict<float> bad;
+  bad.insert_integer("0.step", 1);
+  bad.insert("0.exp_avg", Tensor<float>::zeros({3, 2}));  // wrong shape
+  // 0.exp_avg_sq missing
+  bad.insert("1.momentum_buffer", Tensor<float>::zeros({4}));  // not an Adam buffer
+  bad.insert_integer("1.step", 1);
+  bad.insert("1.exp_avg", Tensor<float>::zeros({4}));
+  bad.insert("1.exp_avg_sq", Tensor<float>::zeros({4}));
+  bad.insert("7.exp_avg", Tensor<float>::zeros({4}));  // no parameter 7
+  try {
+    opt.load_state_dict(bad);
+    FAIL("accepted a bad state");
+  } catch (const nn::StateDictError& e) {
+    const std::string what = e.what();
+    REQUIRE_THAT(what, Contains("0.exp_avg: expected [2, 3], found [3, 2]"));
+    REQUIRE_THAT(what, Contains("missing (1): 0.exp_avg_sq"));
+    REQUIRE_THAT(what, Contains("1.momentum_buffer"));
+    REQUIRE_THAT(what, Contains("7.exp_avg"));
+  }
+  // Nothing changed: the state is still the good one.
+  REQUIRE(opt.state(a)->step == 1);
+  REQUIRE(bit_equal(opt.state_dict().tensor("0.exp_avg"), good.tensor("0.exp_avg")));
+
+  // Loading an empty state clears it.
+  opt.load_state_dict(nn::StateDict<float>());
+  REQUIRE(opt.num_states() == 0);
+}

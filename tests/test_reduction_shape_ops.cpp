@@ -1,0 +1,443 @@
+#include <omp.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "sumi/autograd/gradcheck.hpp"
+#include "sumi/ops/elementwise.hpp"
+#include "sumi/ops/reduction.hpp"
+#include "sumi/ops/shape_ops.hpp"
+#include "sumi/ops/softmax.hpp"
+
+using namespace sumi;
+using V = Variable<double>;
+using TD = Tensor<double>;
+
+namespace {
+V leaf(const Shape& shape, uint64_t seed, double low = -1, double high = 1) {
+  Generator gen(seed);
+  return V(TD::rand(shape, gen, low, high), true);
+}
+void require_gradcheck(const std::function<V(const std::vector<V>&)>& f, std::vector<V> inputs) {
+  const GradcheckResult r = gradcheck<double>(f, std::move(inputs));
+  INFO(r.message);
+  REQUIRE(r.ok);
+}
+// 0, 1, 2, ... in the given shape.
+TD iota(const Shape& shape) {
+  return TD::arange(0, double(shape_numel(shape))).reshape(shape);
+}
+
+// Straightforward reference: sums every element into the output element its kept indices name.
+TD naive_sum(const TD& x, const std::vector<int64_t>& dims, bool keepdim, bool average) {
+  const int64_t rank = x.dim();
+  std::vector<bool> reduce(std::size_t(rank), dims.empty());
+  for (int64_t d : dims) reduce[std::size_t(d < 0 ? d + rank : d)] = true;
+  Shape keep, squeezed;
+  int64_t count = 1;
+  for (int64_t d = 0; d < rank; ++d) {
+    const auto ud = std::size_t(d);
+    keep.push_back(reduce[ud] ? 1 : x.shape()[ud]);
+    if (reduce[ud])
+      count *= x.shape()[ud];
+    else
+      squeezed.push_back(x.shape()[ud]);
+  }
+  TD out = TD::zeros(keep);
+  const TD xc = x.contiguous();
+  const Shape ks = contiguous_strides(keep), xs = contiguous_strides(x.shape());
+  for (int64_t i = 0; i < xc.numel(); ++i) {
+    int64_t o = 0;
+    for (int64_t d = 0; d < rank; ++d) {
+      const auto ud = std::size_t(d);
+      const int64_t idx = (i / xs[ud]) % x.shape()[ud];
+      if (!reduce[ud]) o += idx * ks[ud];
+    }
+    out.data()[o] += xc.data()[i];
+  }
+  if (average)
+    for (int64_t i = 0; i < out.numel(); ++i) out.data()[i] /= double(count);
+  return keepdim ? out : out.reshape(squeezed);
+}
+
+void require_tensor_near(const TD& actual, const TD& expected, double tol = 1e-10) {
+  REQUIRE(actual.shape() == expected.shape());
+  const TD a = actual.contiguous(), e = expected.contiguous();
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    INFO("flat index " << i);
+    if (std::isnan(e.data()[i])) {  // the mean of no elements
+      REQUIRE(std::isnan(a.data()[i]));
+      continue;
+    }
+    REQUIRE(a.data()[i] == Approx(e.data()[i]).margin(tol).epsilon(tol));
+  }
+}
+}  // namespace
+
+// ---- sum / mean
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("sum and mean over dimensions of arange data match hand-computed values", "[reduction]") {
+  const V x(iota({2, 3, 4}));  // x[i, j, k] = 12 i + 4 j + k
+  REQUIRE(sum(x).shape() == Shape{});
+  REQUIRE(sum(x).item() == 276);
+  REQUIRE(mean(x).item() == Approx(11.5));
+
+  const V s0 = sum(x, {0});  // 24 j + 2 k... = 2 (4 j + k) + 12
+  REQUIRE(s0.shape() == Shape{3, 4});
+  for (int64_t j = 0; j < 3; ++j)
+    for (int64_t k = 0; k < 4; ++k) REQUIRE(s0.value().at({j, k}) == 2 * (4 * j + k) + 12);
+
+  const V s02 = sum(x, {0, 2});  // 60 + 32 j
+  REQUIRE(s02.shape() == Shape{3});
+  REQUIRE(s02.value().at({0}) == 60);
+  REQUIRE(s02.value().at({1}) == 92);
+  REQUIRE(s02.value().at({2}) == 124);
+
+  const V s_last = sum(x, {-1}, true);  // 48 i + 16 j + 6
+  REQUIRE(s_last.shape() == Shape{2, 3, 1});
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 3; ++j) REQUIRE(s_last.value().at({i, j, 0}) == 48 * i + 16 * j + 6);
+
+  const V m1 = mean(x, {1});  // 12 i + 4 + k
+  REQUIRE(m1.shape() == Shape{2, 4});
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t k = 0; k < 4; ++k) REQUIRE(m1.value().at({i, k}) == Approx(12 * i + 4 + k));
+
+  const V m_neg = mean(x, {-3, -1}, true);  // 4 j + 7.5
+  REQUIRE(m_neg.shape() == Shape{1, 3, 1});
+  for (int64_t j = 0; j < 3; ++j) REQUIRE(m_neg.value().at({0, j, 0}) == Approx(4 * j + 7.5));
+
+  // An empty list reduces every dimension, as in PyTorch.
+  REQUIRE(sum(x, {}).shape() == Shape{});
+  REQUIRE(sum(x, {}).item() == 276);
+  REQUIRE(sum(x, {}, true).shape() == Shape{1, 1, 1});
+  REQUIRE(mean(x, {0, 1, 2}).item() == Approx(11.5));
+}
+
+TEST_CASE("sum and mean over dimensions agree with a naive reference", "[reduction]") {
+  const std::vector<std::pair<Shape, std::vector<int64_t>>> cases = {
+      {{5, 7}, {0}},          {{5, 7}, {1}},          {{5, 7}, {0, 1}},        {{2, 3, 4, 5}, {1}},
+      {{2, 3, 4, 5}, {0, 2}}, {{2, 3, 4, 5}, {1, 3}}, {{2, 3, 4, 5}, {-1, 0}}, {{2, 1, 4, 1}, {1, 2}},
+      {{3, 1, 5}, {0}},       {{4, 0, 3}, {1}},       {{4, 0, 3}, {0}},        {{7}, {0}},
+      {{300, 257}, {0}},      {{257, 300}, {1}},      {{40, 50, 33}, {1}},     {{40, 50, 33}, {0, 2}},
+  };
+  for (const auto& [shape, dims] : cases) {
+    Generator gen(shape_numel(shape) + int64_t(dims.size()));
+    const V x(TD::rand(shape, gen, -1, 1));
+    for (bool keepdim : {false, true}) {
+      INFO("shape " << shape_str(shape) << " dims " << shape_str(dims) << " keepdim " << keepdim);
+      require_tensor_near(sum(x, dims, keepdim).value(), naive_sum(x.value(), dims, keepdim, false), 1e-9);
+      require_tensor_near(mean(x, dims, keepdim).value(), naive_sum(x.value(), dims, keepdim, true), 1e-9);
+    }
+  }
+}
+
+TEST_CASE("sum of a non-contiguous input uses its logical element order", "[reduction]") {
+  const TD t = iota({3, 4}).transpose(0, 1);  // [4, 3], t[a, b] = 4 b + a
+  const V x(t);
+  const V s = sum(x, {1});  // sum over b of 4 b + a = 12 + 3 a
+  for (int64_t a = 0; a < 4; ++a) REQUIRE(s.value().at({a}) == 12 + 3 * a);
+  REQUIRE(sum(x).item() == 66);
+}
+
+TEST_CASE("large sums are accurate in float and identical for any thread count", "[reduction]") {
+  const int64_t n = (int64_t(1) << 21) + 12345;  // many chunks, not a multiple of the chunk size
+  Generator gen(77);
+  const Tensor<float> tf = Tensor<float>::rand({n}, gen, 0.0f, 1.0f);
+  double reference = 0;
+  for (int64_t i = 0; i < n; ++i) reference += double(tf.data()[i]);
+  const Variable<float> xf(tf);
+  // A float accumulator would be off by ~1e-4 relative here; the chunked double accumulation is not.
+  REQUIRE(double(sum(xf).item()) == Approx(reference).epsilon(1e-6));
+  REQUIRE(double(mean(xf).item()) == Approx(reference / double(n)).epsilon(1e-6));
+
+  const Variable<float> m(Tensor<float>::rand({512, 4099}, gen, -1.0f, 1.0f));
+  const int saved = omp_get_max_threads();
+  std::vector<float> totals;
+  std::vector<Tensor<float>> by_rows, by_cols;
+  for (int threads : {1, 2, 3, 8}) {
+    omp_set_num_threads(threads);
+    totals.push_back(sum(xf).item());
+    by_rows.push_back(sum(m, {0}).value());
+    by_cols.push_back(sum(m, {1}).value());
+  }
+  omp_set_num_threads(saved);
+  for (std::size_t k = 1; k < totals.size(); ++k) {
+    REQUIRE(totals[k] == totals[0]);  // bitwise
+    REQUIRE(std::equal(by_rows[k].data(), by_rows[k].data() + 4099, by_rows[0].data()));
+    REQUIRE(std::equal(by_cols[k].data(), by_cols[k].data() + 512, by_cols[0].data()));
+  }
+  // And the big dimension reductions are right.
+  const Tensor<float> cols = by_cols[0];
+  double row7 = 0;
+  for (int64_t j = 0; j < 4099; ++j) row7 += double(m.value().at({7, j}));
+  REQUIRE(double(cols.at({7})) == Approx(row7).margin(1e-4));
+}
+
+TEST_CASE("sum and mean gradients match finite differences", "[reduction][gradcheck]") {
+  require_gradcheck([](const std::vector<V>& v) { return sum(v[0]); }, {leaf({3, 4}, 1)});
+  require_gradcheck([](const std::vector<V>& v) { return mean(v[0]); }, {leaf({3, 4}, 2)});
+  require_gradcheck([](const std::vector<V>& v) { return sum(v[0]); }, {leaf({}, 3)});
+  const std::vector<std::vector<int64_t>> dim_lists = {{0}, {1}, {2}, {-1}, {0, 2}, {-3, -2}, {0, 1, 2}, {}};
+  for (const auto& dims : dim_lists) {
+    for (bool keepdim : {false, true}) {
+      INFO("dims " << shape_str(dims) << " keepdim " << keepdim);
+      require_gradcheck([&](const std::vector<V>& v) { return sum(v[0], dims, keepdim); },
+                        {leaf({2, 3, 4}, 4)});
+      require_gradcheck([&](const std::vector<V>& v) { return mean(v[0], dims, keepdim); },
+                        {leaf({2, 3, 4}, 5)});
+    }
+  }
+}
+
+TEST_CASE("mean's gradient is 1/count per element", "[reduction]") {
+  V x(TD::zeros({2, 5}), true);
+  mean(x, {1}).backward(TD::from_vector({1, 2}, {2}));
+  REQUIRE(x.grad().at({0, 3}) == Approx(0.2));
+  REQUIRE(x.grad().at({1, 0}) == Approx(0.4));
+  x.zero_grad();
+  mean(x).backward();
+  REQUIRE(x.grad().at({1, 4}) == Approx(0.1));
+}
+
+TEST_CASE("reduction dimension errors", "[reduction][errors]") {
+  const V x(TD::zeros({2, 3}));
+  REQUIRE_THROWS_WITH(sum(x, {2}), Catch::Contains("sum") && Catch::Contains("dimension 2"));
+  REQUIRE_THROWS_WITH(mean(x, {-3}), Catch::Contains("mean") && Catch::Contains("-3"));
+  REQUIRE_THROWS_WITH(sum(x, {1, -1}), Catch::Contains("sum") && Catch::Contains("more than once"));
+}
+
+// ---- reshape / flatten / unflatten
+// ----------------------------------------------------------------------------
+
+TEST_CASE("reshape infers -1, views a contiguous input and copies a strided one", "[shape]") {
+  const V x(iota({2, 3, 4}));
+  const V r = reshape(x, {4, -1});
+  REQUIRE(r.shape() == Shape{4, 6});
+  REQUIRE(r.value().shares_storage_with(x.value()));
+  REQUIRE(r.value().at({3, 5}) == 23);
+  REQUIRE(r.value().at({1, 2}) == 8);
+  REQUIRE(reshape(x, {-1}).shape() == Shape{24});
+  REQUIRE(reshape(V(TD::scalar(5)), {1, 1}).shape() == Shape{1, 1});
+
+  const V t(iota({3, 4}).transpose(0, 1));  // [4, 3], t[a, b] = 4 b + a
+  const V rt = reshape(t, {12});
+  REQUIRE_FALSE(rt.value().shares_storage_with(t.value()));
+  for (int64_t i = 0; i < 12; ++i) REQUIRE(rt.value().at({i}) == 4 * (i % 3) + i / 3);
+}
+
+TEST_CASE("reshape errors name the op and both shapes", "[shape][errors]") {
+  const V x(TD::zeros({2, 3}));
+  REQUIRE_THROWS_WITH(reshape(x, {4, 2}),
+                      Catch::Contains("reshape") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 2]"));
+  REQUIRE_THROWS_WITH(reshape(x, {4, -1}), Catch::Contains("reshape") && Catch::Contains("[4, -1]"));
+  REQUIRE_THROWS_WITH(reshape(x, {-1, -1}), Catch::Contains("more than one -1"));
+  REQUIRE_THROWS_WITH(reshape(x, {-2, -3}), Catch::Contains("negative"));
+  REQUIRE_THROWS_AS(reshape(x, {0, -1}), std::invalid_argument);
+}
+
+TEST_CASE("flatten follows torch.flatten", "[shape]") {
+  const V x(iota({2, 3, 4, 5}));
+  REQUIRE(flatten(x).shape() == Shape{2, 60});
+  REQUIRE(flatten(x, 0).shape() == Shape{120});
+  REQUIRE(flatten(x, 1, 2).shape() == Shape{2, 12, 5});
+  REQUIRE(flatten(x, -2, -1).shape() == Shape{2, 3, 20});
+  REQUIRE(flatten(x, 0, 1).shape() == Shape{6, 4, 5});
+  REQUIRE(flatten(x, 2, 2).shape() == Shape{2, 3, 4, 5});
+  REQUIRE(flatten(V(TD::scalar(3)), 0).shape() == Shape{1});
+  const V f = flatten(x, 1, 2);
+  REQUIRE(f.value().shares_storage_with(x.value()));
+  REQUIRE(f.value().at({1, 7, 3}) == 60 + 7 * 5 + 3);
+  REQUIRE_THROWS_WITH(flatten(x, 2, 1), Catch::Contains("flatten") && Catch::Contains("[2, 3, 4, 5]"));
+  REQUIRE_THROWS_WITH(flatten(x, 4), Catch::Contains("flatten") && Catch::Contains("dimension 4"));
+}
+
+TEST_CASE("unflatten splits one dimension", "[shape]") {
+  const V x(iota({2, 12}));
+  const V u = unflatten(x, 1, {3, 4});
+  REQUIRE(u.shape() == Shape{2, 3, 4});
+  REQUIRE(u.value().shares_storage_with(x.value()));
+  REQUIRE(u.value().at({1, 2, 3}) == 12 + 11);
+  REQUIRE(unflatten(x, -1, {-1, 6}).shape() == Shape{2, 2, 6});
+  REQUIRE(unflatten(x, 0, {2, 1}).shape() == Shape{2, 1, 12});
+  REQUIRE(unflatten(x, 1, {12}).shape() == Shape{2, 12});
+  REQUIRE_THROWS_WITH(unflatten(x, 1, {5, -1}), Catch::Contains("unflatten") && Catch::Contains("[5, -1]") &&
+                                                    Catch::Contains("[2, 12]"));
+  REQUIRE_THROWS_WITH(unflatten(x, 1, {3, 5}), Catch::Contains("unflatten") && Catch::Contains("[3, 5]"));
+  REQUIRE_THROWS_WITH(unflatten(x, 1, {}), Catch::Contains("unflatten"));
+  REQUIRE_THROWS_WITH(unflatten(x, 2, {1}), Catch::Contains("unflatten"));
+}
+
+TEST_CASE("reshape, flatten and unflatten gradients match finite differences", "[shape][gradcheck]") {
+  require_gradcheck([](const std::vector<V>& v) { return reshape(v[0], {4, -1}); }, {leaf({2, 3, 4}, 21)});
+  require_gradcheck([](const std::vector<V>& v) { return reshape(v[0], {24}); }, {leaf({2, 3, 4}, 22)});
+  require_gradcheck([](const std::vector<V>& v) { return flatten(v[0]); }, {leaf({2, 3, 4}, 23)});
+  require_gradcheck([](const std::vector<V>& v) { return flatten(v[0], 0, 1); }, {leaf({2, 3, 4}, 24)});
+  require_gradcheck([](const std::vector<V>& v) { return flatten(v[0], -2); }, {leaf({2, 3, 4}, 25)});
+  require_gradcheck([](const std::vector<V>& v) { return flatten(v[0], 0); }, {leaf({2, 3, 4}, 26)});
+  require_gradcheck([](const std::vector<V>& v) { return unflatten(v[0], 1, {3, 4}); }, {leaf({2, 12}, 27)});
+  require_gradcheck(
+      [](const std::vector<V>& v) {
+        return unflatten(v[0], -1, {2, -1});
+      },
+      {leaf({2, 12}, 28)});
+  require_gradcheck([](const std::vector<V>& v) { return unflatten(v[0], 0, {1, 2}); }, {leaf({2, 12}, 29)});
+  // Through a chain that uses the view twice.
+  require_gradcheck(
+      [](const std::vector<V>& v) {
+        const V f = flatten(v[0]);
+        return mul(f, f) + reshape(v[0], {2, 12});
+      },
+      {leaf({2, 3, 4}, 30)});
+}
+
+// ---- concat
+// --------------------------------------------------------------------------------------------------
+
+TEST_CASE("concat joins along any dimension", "[shape][concat]") {
+  const V a(iota({2, 3})), b(TD::full({1, 3}, -1)), c(TD::full({2, 3}, 100));
+  const V r0 = concat<double>({a, b, c}, 0);
+  REQUIRE(r0.shape() == Shape{5, 3});
+  REQUIRE(r0.value().at({1, 2}) == 5);
+  REQUIRE(r0.value().at({2, 0}) == -1);
+  REQUIRE(r0.value().at({4, 1}) == 100);
+
+  const V d(TD::full({2, 1}, -1)), e(TD::full({2, 2}, 7));
+  const V r1 = concat<double>({a, d, e}, 1);
+  REQUIRE(r1.shape() == Shape{2, 6});
+  const std::vector<double> row1 = {3, 4, 5, -1, 7, 7};
+  for (int64_t j = 0; j < 6; ++j) REQUIRE(r1.value().at({1, j}) == row1[std::size_t(j)]);
+  REQUIRE(concat<double>({a, d, e}, -1).value().at({0, 3}) == -1);
+
+  // The middle dimension of 3-d inputs.
+  const V p(iota({2, 2, 2})), q(TD::full({2, 1, 2}, -5));
+  const V r = concat<double>({p, q}, 1);
+  REQUIRE(r.shape() == Shape{2, 3, 2});
+  REQUIRE(r.value().at({1, 1, 1}) == 7);
+  REQUIRE(r.value().at({1, 2, 0}) == -5);
+  REQUIRE(r.value().at({0, 2, 1}) == -5);
+
+  REQUIRE(concat<double>({a}, 0).value().at({1, 1}) == 4);
+}
+
+TEST_CASE("concat of more inputs than one graph node takes", "[shape][concat]") {
+  std::vector<V> parts;
+  for (int i = 0; i < 19; ++i) parts.push_back(V(TD::full({1, 2}, double(i)), i % 3 != 1));
+  V r = concat(parts, 0);
+  REQUIRE(r.shape() == Shape{19, 2});
+  for (int64_t i = 0; i < 19; ++i) REQUIRE(r.value().at({i, 1}) == double(i));
+  TD g = iota({19, 2});
+  r.backward(g);
+  for (int64_t i = 0; i < 19; ++i) {
+    if (i % 3 == 1) {
+      REQUIRE_FALSE(parts[std::size_t(i)].grad().defined());
+    } else {
+      REQUIRE(parts[std::size_t(i)].grad().at({0, 0}) == 2 * i);
+      REQUIRE(parts[std::size_t(i)].grad().at({0, 1}) == 2 * i + 1);
+    }
+  }
+}
+
+TEST_CASE("concat gradients match finite differences", "[shape][concat][gradcheck]") {
+  require_gradcheck([](const std::vector<V>& v) { return concat(v, 0); },
+                    {leaf({2, 3}, 41), leaf({1, 3}, 42), leaf({4, 3}, 43)});
+  require_gradcheck([](const std::vector<V>& v) { return concat(v, 1); },
+                    {leaf({2, 3}, 44), leaf({2, 1}, 45), leaf({2, 4}, 46)});
+  require_gradcheck([](const std::vector<V>& v) { return concat(v, -2); },
+                    {leaf({2, 3, 2}, 47), leaf({2, 1, 2}, 48), leaf({2, 2, 2}, 49)});
+  // The same input twice gets the sum of both slices' gradients.
+  require_gradcheck(
+      [](const std::vector<V>& v) {
+        return concat<double>({v[0], v[1], v[0]}, 1);
+      },
+      {leaf({2, 3}, 52), leaf({2, 2}, 53)});
+  // An input that needs no gradient gets none; the others still do.
+  V a = leaf({2, 2}, 50), b(TD::ones({1, 2}), false), c = leaf({3, 2}, 51);
+  concat<double>({a, b, c}, 0).backward(iota({6, 2}));
+  REQUIRE_FALSE(b.grad().defined());
+  REQUIRE(a.grad().at({1, 1}) == 3);
+  REQUIRE(c.grad().at({0, 0}) == 6);
+  REQUIRE(c.grad().at({2, 1}) == 11);
+}
+
+TEST_CASE("concat errors name the op and the mismatching shapes", "[shape][concat][errors]") {
+  const V a(TD::zeros({2, 3})), b(TD::zeros({2, 4})), c(TD::zeros({2, 3, 1}));
+  REQUIRE_THROWS_WITH(concat<double>({a, b}, 0),
+                      Catch::Contains("concat") && Catch::Contains("[2, 3]") && Catch::Contains("[2, 4]"));
+  REQUIRE_NOTHROW(concat<double>({a, b}, 1));
+  REQUIRE_THROWS_WITH(concat<double>({a, a, c}, 0),
+                      Catch::Contains("concat") && Catch::Contains("[2, 3]") && Catch::Contains("[2, 3, 1]"));
+  REQUIRE_THROWS_WITH(concat<double>({}, 0), Catch::Contains("concat"));
+  REQUIRE_THROWS_WITH(concat<double>({a, a}, 2), Catch::Contains("concat") && Catch::Contains("dimension 2"));
+}
+
+// ---- softmax / log_softmax
+// -------------------------------------------------------------------------------------
+
+TEST_CASE("softmax and log_softmax values", "[softmax]") {
+  const V x(TD::from_vector({1, 2, 3, 0, 0, 0}, {2, 3}));
+  const double z = std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
+  const V s = softmax(x, -1);
+  REQUIRE(s.value().at({0, 0}) == Approx(std::exp(1.0) / z));
+  REQUIRE(s.value().at({0, 2}) == Approx(std::exp(3.0) / z));
+  REQUIRE(s.value().at({1, 1}) == Approx(1.0 / 3));
+  const V ls = log_softmax(x, 1);
+  REQUIRE(ls.value().at({0, 1}) == Approx(2 - std::log(z)));
+  REQUIRE(ls.value().at({1, 2}) == Approx(-std::log(3.0)));
+
+  // Along dim 0: columns.
+  const V s0 = softmax(x, 0);
+  REQUIRE(s0.value().at({0, 0}) == Approx(std::exp(1.0) / (std::exp(1.0) + 1)));
+  REQUIRE(s0.value().at({1, 2}) == Approx(1 / (std::exp(3.0) + 1)));
+  REQUIRE(log_softmax(x, 0).value().at({1, 1}) == Approx(-std::log(std::exp(2.0) + 1)));
+
+  // A middle dimension of a 3-d tensor: every line along it sums to 1 and matches exp(log_softmax).
+  Generator gen(5);
+  const V y(TD::randn({3, 4, 5}, gen, 0, 3));
+  const TD sm = softmax(y, 1).value(), lsm = log_softmax(y, -2).value();
+  for (int64_t a = 0; a < 3; ++a)
+    for (int64_t c = 0; c < 5; ++c) {
+      double total = 0, z2 = 0;
+      for (int64_t b = 0; b < 4; ++b) {
+        total += sm.at({a, b, c});
+        z2 += std::exp(y.value().at({a, b, c}));
+        REQUIRE(std::exp(lsm.at({a, b, c})) == Approx(sm.at({a, b, c})));
+      }
+      REQUIRE(total == Approx(1));
+      REQUIRE(lsm.at({a, 2, c}) == Approx(y.value().at({a, 2, c}) - std::log(z2)));
+    }
+}
+
+TEST_CASE("softmax and log_softmax are stable for large inputs", "[softmax]") {
+  const Variable<float> x(Tensor<float>::from_vector({1000, 1001, -1000, 1e30f}, {2, 2}));
+  const Tensor<float> s = softmax(x, 1).value();
+  REQUIRE(s.at({0, 0}) == Approx(1 / (1 + std::exp(1.0))));
+  REQUIRE(s.at({1, 1}) == Approx(1));
+  REQUIRE(s.at({1, 0}) == 0);
+  const Tensor<float> ls = log_softmax(x, 1).value();
+  REQUIRE(ls.at({0, 1}) == Approx(-std::log1p(std::exp(-1.0))));
+  REQUIRE(std::isfinite(ls.at({1, 0})));
+  REQUIRE(ls.at({1, 0}) == Approx(-1e30f));
+}
+
+TEST_CASE("softmax and log_softmax gradients match finite differences", "[softmax][gradcheck]") {
+  for (int64_t dim : {0, -1}) {
+    INFO("dim " << dim);
+    require_gradcheck([dim](const std::vector<V>& v) { return softmax(v[0], dim); },
+                      {leaf({3, 5}, 61, -2, 2)});
+    require_gradcheck([dim](const std::vector<V>& v) { return log_softmax(v[0], dim); },
+                      {leaf({3, 5}, 62, -2, 2)});
+  }
+  require_gradcheck([](const std::vector<V>& v) { return softmax(v[0], 1); }, {leaf({2, 3, 4}, 63, -2, 2)});
+  require_gradcheck([](const std::vector<V>& v) { return log_softmax(v[0], 1); },
+                    {leaf({2, 3, 4}, 64, -2, 2)});
+  require_gradcheck([](const std::vector<V>& v) { return log_softmax(v[0], 0); },
+                    {leaf({2, 3, 4}, 65, -2, 2)});
+}
+
+TEST_CASE("softmax dimension errors", "[softmax][errors]") {
+  const V x(TD::zeros({2, 3}));
+  REQUIRE_THROWS_WITH(softmax(x, 2), Catch::Contains("softmax") && Catch::Contains("dimension 2"));
+  REQUIRE_THROWS_WITH(log_softmax(x, -3), Catch::Contains("log_softmax"));
+}

@@ -1,0 +1,445 @@
+// Tests for sumi/util: timer, memory, atomic files, JSON files, CSV, the command-line parser and the progress
+// bar.
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sumi/util/atomic_file.hpp"
+#include "sumi/util/cli.hpp"
+#include "sumi/util/csv.hpp"
+#include "sumi/util/json_file.hpp"
+#include "sumi/util/memory.hpp"
+#include "sumi/util/progress_bar.hpp"
+#include "sumi/util/timer.hpp"
+
+namespace fs = std::filesystem;
+using namespace sumi::util;
+
+namespace {
+
+// A fresh directory per test, removed afterwards.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() /
+           ("sumi_test_util_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+  fs::path operator/(const std::string& name) const { return path / name; }
+};
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+std::vector<std::string> directory_entries(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename().string());
+  return names;
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// Runs a parse over the given arguments (program name added) and returns the CliError it throws.
+template <class Setup>
+CliError parse_error(Setup setup, std::vector<std::string> args) {
+  ArgParser cli("test");
+  setup(cli);
+  std::ostringstream help;
+  try {
+    cli.parse(std::span<const std::string>(args), help);
+  } catch (const CliError& error) {
+    return error;
+  }
+  FAIL("expected a CliError");
+  return CliError("", "");
+}
+
+}  // namespace
+
+TEST_CASE("timer measures elapsed time, laps and resets", "[util][timer]") {
+  Timer timer;
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const double first_lap = timer.lap();
+  CHECK(first_lap >= 0.019);
+  CHECK(first_lap < 5.0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const double second_lap = timer.lap();
+  CHECK(second_lap >= 0.009);
+  CHECK(second_lap < first_lap + 5.0);
+  const double total = timer.elapsed_seconds();
+  CHECK(total >= first_lap + second_lap);
+  CHECK(timer.elapsed_milliseconds() >= 1000.0 * total);
+  timer.reset();
+  CHECK(timer.elapsed_seconds() < total);
+}
+
+TEST_CASE("max_rss_mb reports the peak resident set in MiB", "[util][memory]") {
+  std::vector<char> block(std::size_t(96) << 20, 1);  // 96 MiB, every page touched
+  volatile char sink = block[block.size() / 2];
+  (void)sink;
+  const double peak = max_rss_mb();
+  CHECK(peak >= 96.0);    // the block alone is resident
+  CHECK(peak < 1 << 20);  // under a TiB: KiB were converted, not taken as bytes
+  // Linux also reports the high-water mark in /proc/self/status (kB); both must agree.
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) CHECK(peak == Approx(std::stod(line.substr(6)) / 1024.0).margin(8.0));
+}
+
+TEST_CASE("write_file_atomically replaces content and leaves no temporary file", "[util][atomic_file]") {
+  TempDir dir;
+  const fs::path target = dir / "result.txt";
+  write_file_atomically(target, "first version\n");
+  CHECK(read_file(target) == "first version\n");
+  write_file_atomically(target, std::string_view("second"));
+  CHECK(read_file(target) == "second");
+  write_file_atomically(target, [](std::ostream& out) {
+    for (int i = 0; i < 100000; ++i) out << i << '\n';  // more than the internal buffer
+  });
+  const std::string content = read_file(target);
+  CHECK(content.size() == 588890);
+  CHECK(content.substr(0, 6) == "0\n1\n2\n");
+  CHECK(content.substr(content.size() - 6) == "99999\n");
+  CHECK(directory_entries(dir.path) == std::vector<std::string>{"result.txt"});
+}
+
+TEST_CASE("write_file_atomically keeps the old file when the writer throws", "[util][atomic_file]") {
+  TempDir dir;
+  const fs::path target = dir / "keep.txt";
+  write_file_atomically(target, "original");
+  CHECK_THROWS_WITH(write_file_atomically(target,
+                                          [](std::ostream& out) {
+                                            out << "partial";
+                                            throw std::runtime_error("writer failed");
+                                          }),
+                    "writer failed");
+  CHECK(read_file(target) == "original");
+  CHECK(directory_entries(dir.path) == std::vector<std::string>{"keep.txt"});
+}
+
+TEST_CASE("write_file_atomically into a missing directory names the path", "[util][atomic_file]") {
+  TempDir dir;
+  const fs::path target = dir / "no_such_dir" / "out.json";
+  try {
+    write_file_atomically(target, "x");
+    FAIL("expected AtomicWriteError");
+  } catch (const AtomicWriteError& error) {
+    CHECK_THAT(error.what(), Catch::Contains(target.string()));
+    CHECK_THAT(error.what(), Catch::Contains("No such file or directory"));
+  }
+  CHECK(directory_entries(dir.path).empty());
+  CHECK_FALSE(fs::exists(target));
+}
+
+TEST_CASE("JSON files are written pretty-printed and read back", "[util][json]") {
+  TempDir dir;
+  const fs::path path = dir / "summary.json";
+  nlohmann::json summary = {{"model", "autoencoder"}, {"latent", {2, 5, 10}}, {"loss", 0.0213}};
+  write_json_atomically(path, summary);
+  const std::string text = read_file(path);
+  CHECK(text.back() == '\n');
+  CHECK_THAT(text, Catch::Contains("\n  \"loss\": 0.0213"));
+  CHECK(read_json_file(path) == summary);
+  CHECK(directory_entries(dir.path) == std::vector<std::string>{"summary.json"});
+  CHECK_THROWS_WITH(read_json_file(dir / "missing.json"), Catch::Contains("missing.json"));
+  write_file_atomically(dir / "bad.json", "{\"a\": ");
+  CHECK_THROWS_WITH(read_json_file(dir / "bad.json"), Catch::Contains("bad.json"));
+}
+
+TEST_CASE("CSV numbers are written in shortest round-trip form", "[util][csv]") {
+  CHECK(format_round_trip(0.1) == "0.1");
+  CHECK(format_round_trip(1.0 / 3.0) == "0.3333333333333333");
+  CHECK(format_round_trip(1e-300) == "1e-300");
+  CHECK(format_round_trip(0.1f) == "0.1");
+  CHECK(format_round_trip(-2.5) == "-2.5");
+  CHECK(CsvField(42).encoded() == "42");
+  CHECK(CsvField(int64_t(-7)).encoded() == "-7");
+  CHECK(CsvField(std::size_t(3)).encoded() == "3");
+  CHECK(CsvField(true).encoded() == "true");
+  CHECK(CsvField("plain").encoded() == "plain");
+  CHECK(CsvField("a,b").encoded() == "\"a,b\"");
+  CHECK(CsvField("say \"hi\"").encoded() == "\"say \"\"hi\"\"\"");
+  CHECK(CsvField("two\nlines").encoded() == "\"two\nlines\"");
+  CHECK(CsvField(" padded").encoded() == "\" padded\"");
+  CHECK(CsvField("").encoded() == "\"\"");
+}
+
+TEST_CASE("CSV writer and reader round-trip text and numbers", "[util][csv]") {
+  TempDir dir;
+  const fs::path path = dir / "log.csv";
+  const double third = 1.0 / 3.0;
+  {
+    CsvWriter writer(path, {"epoch", "loss", "note"});
+    writer.write_row({1, third, "warm-up, slow"});
+    writer.write_row({2, 1e-300, "quote \" inside"});
+    writer.write_row({3, -0.0213f, "multi\nline"});
+    writer.write_row({4, std::numeric_limits<double>::infinity(), ""});
+    CHECK_THROWS_AS(writer.write_row({5, 1.0}), std::invalid_argument);
+  }
+  const CsvTable table = read_csv(path);
+  REQUIRE(table.header == std::vector<std::string>{"epoch", "loss", "note"});
+  REQUIRE(table.size() == 4);
+  CHECK(table.number(0, "loss") == third);  // exact: the text round-trips
+  CHECK(table.number(1, "loss") == 1e-300);
+  CHECK(float(table.number(2, "loss")) == -0.0213f);  // floats are written in their own shortest form
+  CHECK(table.text(2, "loss") == "-0.0213");
+  CHECK(table.number(3, "loss") == std::numeric_limits<double>::infinity());
+  CHECK(table.text(0, "note") == "warm-up, slow");
+  CHECK(table.text(1, "note") == "quote \" inside");
+  CHECK(table.text(2, "note") == "multi\nline");
+  CHECK(table.text(3, "note").empty());
+  CHECK(table.numbers("epoch") == std::vector<double>{1, 2, 3, 4});
+  CHECK_THROWS_WITH(table.number(0, "note"), Catch::Contains("note") && Catch::Contains("warm-up, slow"));
+  CHECK_THROWS_WITH(table.column_index("accuracy"), Catch::Contains("accuracy"));
+
+  // The whole table written atomically reads back identically.
+  write_csv_atomically(dir / "copy.csv", table);
+  const CsvTable copy = read_csv(dir / "copy.csv");
+  CHECK(copy.header == table.header);
+  CHECK(copy.rows == table.rows);
+}
+
+TEST_CASE("CSV writer appends to an existing file with the same header", "[util][csv]") {
+  TempDir dir;
+  const fs::path path = dir / "resume.csv";
+  {
+    CsvWriter writer(path, {"epoch", "loss"}, CsvWriter::Mode::append);  // missing file: header written
+    writer.write_row({1, 0.5});
+  }
+  {
+    CsvWriter writer(path, {"epoch", "loss"}, CsvWriter::Mode::append);
+    writer.write_row({2, 0.25});
+  }
+  CHECK(read_file(path) == "epoch,loss\n1,0.5\n2,0.25\n");
+  CHECK_THROWS_WITH(CsvWriter(path, {"epoch", "accuracy"}, CsvWriter::Mode::append),
+                    Catch::Contains("resume.csv") && Catch::Contains("epoch,loss"));
+  {
+    CsvWriter writer(path, {"epoch", "loss"});  // truncate starts over
+    writer.write_row({7, 1});
+  }
+  CHECK(read_file(path) == "epoch,loss\n7,1\n");
+  // A row cut off by a crash (no final newline) is terminated before appending.
+  write_file_atomically(path, "epoch,loss\n1,0.5\n2,0.2");
+  {
+    CsvWriter writer(path, {"epoch", "loss"}, CsvWriter::Mode::append);
+    writer.write_row({3, 0.125});
+  }
+  CHECK(read_csv(path).numbers("epoch") == std::vector<double>{1, 2, 3});
+}
+
+TEST_CASE("CSV parser handles CRLF, blank lines and reports malformed records", "[util][csv]") {
+  const CsvTable table = parse_csv("a,b\r\n1,\"x\r\ny\"\r\n\r\n+2,3\r\n");
+  REQUIRE(table.size() == 2);
+  CHECK(table.text(0, "b") == "x\r\ny");
+  CHECK(table.number(1, "a") == 2.0);
+  CHECK_THROWS_WITH(parse_csv("a,b\n1,2\n3\n"), Catch::Contains("line 3") && Catch::Contains("1 fields"));
+  CHECK_THROWS_WITH(parse_csv("a\n\"open\n"), Catch::Contains("unterminated"));
+  CHECK_THROWS_WITH(parse_csv("a\n\"x\"y\n"), Catch::Contains("line 2"));
+  CHECK_THROWS_WITH(read_csv("/nonexistent/dir/file.csv"), Catch::Contains("/nonexistent/dir/file.csv"));
+}
+
+TEST_CASE("CLI parses every flag type in both spellings", "[util][cli]") {
+  ArgParser cli("Trains an autoencoder.", "train");
+  cli.add<int>("--epochs", 10, "training epochs").min(1);
+  cli.add<int64_t>("--seed", 1, "random seed");
+  cli.add<double>("--lr", 1e-3, "learning rate").min(0.0);
+  cli.add<std::string>("--out", "runs", "output directory");
+  cli.add<bool>("--quiet", false, "no progress bars");
+  cli.add<std::vector<int>>("--latent", {2, 5, 10}, "latent sizes");
+  cli.add<std::vector<double>>("--dropout", {0.1}, "dropout rates");
+  cli.add<std::vector<std::string>>("--models", {"mlp"}, "model names");
+  std::string activation = "relu";
+  cli.bind("--activation", activation, "hidden activation");
+
+  const char* argv[] = {"./train",         "--epochs",       "25",      "--seed=12345678901", "--lr",
+                        "2.5e-4",          "--out=/tmp/x=y", "--quiet", "--latent",           "5,10",
+                        "--dropout=0,0.5", "--models",       "mlp,cnn", "--activation",       "gelu"};
+  REQUIRE(cli.parse(int(std::size(argv)), argv) == CliStatus::run);
+  CHECK(cli.get<int>("--epochs") == 25);
+  CHECK(cli.get<int64_t>("--seed") == 12345678901);
+  CHECK(cli.get<double>("--lr") == 2.5e-4);
+  CHECK(cli.get<std::string>("--out") == "/tmp/x=y");
+  CHECK(cli.get<bool>("--quiet"));
+  CHECK(cli.get<std::vector<int>>("--latent") == std::vector<int>{5, 10});
+  CHECK(cli.get<std::vector<double>>("--dropout") == std::vector<double>{0.0, 0.5});
+  CHECK(cli.get<std::vector<std::string>>("--models") == std::vector<std::string>{"mlp", "cnn"});
+  CHECK(activation == "gelu");
+  CHECK(cli.was_given("--epochs"));
+  CHECK_THROWS_AS(cli.get<double>("--epochs"), std::logic_error);  // wrong type is a programming error
+  CHECK_THROWS_AS(cli.get<int>("--nope"), std::logic_error);
+
+  ArgParser defaults;
+  defaults.add<int>("--epochs", 10, "training epochs");
+  defaults.add<bool>("--quiet", true, "no progress bars");
+  defaults.add<double>("--shift", 0.0, "offset");
+  REQUIRE(defaults.parse(std::vector<std::string>{"--quiet=false", "--shift", "-1.5"}) == CliStatus::run);
+  CHECK(defaults.get<int>("--epochs") == 10);
+  CHECK_FALSE(defaults.was_given("--epochs"));
+  CHECK_FALSE(defaults.get<bool>("--quiet"));
+  CHECK(defaults.get<double>("--shift") == -1.5);  // a single dash is a value, not a flag
+}
+
+TEST_CASE("CLI --help prints usage built from the registrations", "[util][cli]") {
+  ArgParser cli("Trains an autoencoder.", "train");
+  cli.add<int>("--epochs", 10, "training epochs");
+  cli.add<std::vector<int>>("--latent", {2, 5}, "latent sizes");
+  cli.add<bool>("--quiet", false, "no progress bars");
+  std::ostringstream out;
+  // --help wins even over a malformed value elsewhere on the line.
+  CHECK(cli.parse(std::vector<std::string>{"--epochs", "abc", "--help"}, out) == CliStatus::exit_success);
+  const std::string usage = out.str();
+  CHECK_THAT(usage, Catch::StartsWith("Usage: train [options]"));
+  CHECK_THAT(usage, Catch::Contains("Trains an autoencoder."));
+  CHECK_THAT(usage, Catch::Contains("--epochs <int>"));
+  CHECK_THAT(usage, Catch::Contains("training epochs (default: 10)"));
+  CHECK_THAT(usage, Catch::Contains("--latent <int,...>"));
+  CHECK_THAT(usage, Catch::Contains("(default: 2,5)"));
+  CHECK_THAT(usage, Catch::Contains("--quiet"));
+  CHECK_THAT(usage, Catch::Contains("--help"));
+  CHECK(usage == cli.usage());
+  std::ostringstream short_help;
+  CHECK(cli.parse(std::vector<std::string>{"-h"}, short_help) == CliStatus::exit_success);
+  CHECK(short_help.str() == usage);
+}
+
+TEST_CASE("CLI errors name the flag and the bad value", "[util][cli]") {
+  const auto setup = [](ArgParser& cli) {
+    cli.add<int>("--epochs", 10, "training epochs").min(1);
+    cli.add<double>("--lr", 1e-3, "learning rate").min(0.0).max(1.0);
+    cli.add<std::vector<int>>("--latent", {2}, "latent sizes").min(1);
+    cli.add<int>("--batch", 32, "batch size").check([](int v) { return v % 2 == 0; }, "must be even");
+    cli.add<bool>("--quiet", false, "quiet");
+  };
+  struct Case {
+    std::vector<std::string> args;
+    std::string flag;
+    std::vector<std::string> fragments;
+  };
+  const std::vector<Case> cases = {
+      {{"--epochs", "abc"}, "--epochs", {"--epochs", "'abc'", "integer"}},
+      {{"--epochs=12x"}, "--epochs", {"--epochs", "'12x'"}},
+      {{"--epochs", "99999999999"}, "--epochs", {"--epochs", "out of range"}},
+      {{"--epochs", "-3"}, "--epochs", {"--epochs", "'-3'", ">= 1"}},
+      {{"--lr", "1e-3x"}, "--lr", {"--lr", "'1e-3x'", "number"}},
+      {{"--lr=nan"}, "--lr", {"--lr", "'nan'", "finite"}},
+      {{"--lr", "2"}, "--lr", {"--lr", "'2'", "<= 1"}},
+      {{"--latent", "5,,10"}, "--latent", {"--latent", "'5,,10'"}},
+      {{"--latent", "5,0"}, "--latent", {"--latent", "'5,0'", ">= 1"}},
+      {{"--batch", "7"}, "--batch", {"--batch", "'7'", "must be even"}},
+      {{"--quiet=maybe"}, "--quiet", {"--quiet", "'maybe'"}},
+      {{"--epochs"}, "--epochs", {"missing value for --epochs"}},
+      {{"--epochs", "--lr", "0.1"}, "--epochs", {"missing value for --epochs"}},
+      {{"--epoch", "3"}, "--epoch", {"unknown flag --epoch", "did you mean --epochs"}},
+      {{"--frobnicate"}, "--frobnicate", {"unknown flag --frobnicate"}},
+      {{"stray"}, "stray", {"unexpected argument 'stray'"}},
+  };
+  for (const auto& c : cases) {
+    INFO("args: " << c.args.front());
+    const CliError error = parse_error(setup, c.args);
+    CHECK(error.flag() == c.flag);
+    for (const auto& fragment : c.fragments) CHECK_THAT(error.what(), Catch::Contains(fragment));
+  }
+  // CliError is a std::invalid_argument, so callers can catch the standard type.
+  ArgParser cli;
+  setup(cli);
+  CHECK_THROWS_AS(cli.parse(std::vector<std::string>{"--epochs", "0"}), std::invalid_argument);
+  // Registration mistakes are logic errors.
+  CHECK_THROWS_AS(cli.add<int>("--epochs", 1, "again"), std::logic_error);
+  CHECK_THROWS_AS(cli.add<int>("epochs", 1, "no dashes"), std::logic_error);
+  CHECK_THROWS_AS(cli.add<int>("--help", 1, "reserved"), std::logic_error);
+}
+
+TEST_CASE("progress bar prints periodic plain lines and a final line off-terminal", "[util][progress]") {
+  std::ostringstream out;
+  {
+    ProgressBar bar(50, "epoch 1", {.out = &out, .terminal = false});
+    for (int i = 0; i < 50; ++i) {
+      bar.update();
+      bar.set_postfix("loss", 0.0213);
+      bar.set_postfix("acc", 97);
+    }
+    CHECK(bar.count() == 50);
+  }  // the destructor closes it
+  const auto lines = split_lines(out.str());
+  // A line at each of 10%, 20%, ..., 90%, then the final one.
+  REQUIRE(lines.size() == 10);
+  CHECK(out.str().find('\r') == std::string::npos);
+  CHECK_THAT(lines[0], Catch::StartsWith("epoch 1:  10%|##  "));
+  CHECK_THAT(lines[0], Catch::Contains(" 5/50 ["));
+  CHECK_THAT(lines[0], Catch::Contains("loss=0.0213, acc=97]"));
+  CHECK_THAT(lines[4], Catch::Contains(" 25/50 "));
+  CHECK_THAT(lines.back(), Catch::StartsWith("epoch 1: 100%|####################|"));
+  CHECK_THAT(lines.back(), Catch::Contains(" 50/50 ["));
+  CHECK_THAT(lines.back(), Catch::Contains("it/s, loss=0.0213, acc=97]"));
+  for (const auto& line : lines) {
+    const auto first = line.find("loss=");
+    CHECK(line.find("loss=", first + 1) == std::string::npos);  // replaced, not repeated
+  }
+}
+
+TEST_CASE("progress bar redraws in place on a terminal and is silent when quiet", "[util][progress]") {
+  std::ostringstream terminal;
+  {
+    ProgressBar bar(4, "batches",
+                    {.out = &terminal, .terminal = true, .redraw_interval_seconds = 1e9, .columns = 100});
+    for (int i = 0; i < 4; ++i) bar.update();
+    bar.set_postfix("lr", "1e-3");
+    bar.close();
+    bar.close();  // idempotent
+  }
+  const std::string text = terminal.str();
+  // The initial draw and the final one only (the interval suppresses the rest), each starting with \r.
+  CHECK(std::count(text.begin(), text.end(), '\r') == 2);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 1);
+  CHECK(text.back() == '\n');
+  CHECK_THAT(text, Catch::Contains("batches:   0%|"));
+  CHECK_THAT(text, Catch::Contains("4/4 ["));
+  CHECK_THAT(text, Catch::Contains("lr=1e-3]"));
+
+  std::ostringstream silent;
+  {
+    ProgressBar bar(10, "quiet", {.out = &silent, .quiet = true});
+    for (int i = 0; i < 10; ++i) bar.update();
+    bar.set_postfix("loss", 1.0);
+  }
+  CHECK(silent.str().empty());
+}
+
+TEST_CASE("progress bar formats durations, rates and unknown totals", "[util][progress]") {
+  CHECK(ProgressBar::format_duration(0) == "00:00");
+  CHECK(ProgressBar::format_duration(59.9) == "00:59");
+  CHECK(ProgressBar::format_duration(125) == "02:05");
+  CHECK(ProgressBar::format_duration(3661) == "1:01:01");
+  std::ostringstream out;
+  ProgressBar bar(0, "stream", {.out = &out, .terminal = false});
+  bar.update(30);
+  CHECK(bar.render(10.0, 20) == "stream: 30it [00:10, 3.00it/s]");
+  ProgressBar slow(10, "", {.out = &out, .terminal = false});
+  slow.update(2);
+  CHECK(slow.render(8.0, 0) == " 20% 2/10 [00:08<00:32, 4.00s/it]");
+  slow.close();
+  CHECK_THAT(out.str(), Catch::Contains("2/10"));
+}
