@@ -77,7 +77,9 @@ Conv2dGeometry geometry_of(const Layer& l) {
 }
 
 enum class Op { fwd, bwd_in, bwd_w };
-const char* op_name(Op op) { return op == Op::fwd ? "fwd" : op == Op::bwd_in ? "bwd_in" : "bwd_w"; }
+const char* op_name(Op op) {
+  return op == Op::fwd ? "fwd" : op == Op::bwd_in ? "bwd_in" : "bwd_w";
+}
 
 // Tensors of one layer, kept while consecutive benchmarks use the same layer.
 struct LayerData {
@@ -123,12 +125,15 @@ void run_op(const Layer& l, const Conv2dGeometry& g, Op op, LayerData& d) {
         sk::conv2d_backward_input(g, d.y.data(), d.w.data(), d.gx.data());
       break;
     case Op::bwd_w:
-      sk::conv2d_backward_weight(g, d.x.data(), d.y.data(), d.gw.data(), l.bias && !t ? d.gb.data() : nullptr);
+      sk::conv2d_backward_weight(g, d.x.data(), d.y.data(), d.gw.data(),
+                                 l.bias && !t ? d.gb.data() : nullptr);
       break;
   }
 }
 
-std::string unsupported_message(Isa isa) { return std::string(sk::isa_name(isa)) + " not supported by this CPU"; }
+std::string unsupported_message(Isa isa) {
+  return std::string(sk::isa_name(isa)) + " not supported by this CPU";
+}
 
 void bm_conv(benchmark::State& state, const Layer* l, Op op, Isa isa, int threads) {
   if (!sk::isa_supported(isa)) {
@@ -213,7 +218,8 @@ void bm_peak(benchmark::State& state, Isa isa, int threads) {
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   benchmark::DoNotOptimize(sink);
-  state.counters["GFLOPS"] = flops_per_step * double(kPeakSteps) * threads * double(state.iterations()) / seconds / 1e9;
+  state.counters["GFLOPS"] =
+      flops_per_step * double(kPeakSteps) * threads * double(state.iterations()) / seconds / 1e9;
 }
 
 const bool registered = [] {
@@ -221,14 +227,14 @@ const bool registered = [] {
   for (Isa isa : isas)
     for (int threads : {1, 2})
       benchmark::RegisterBenchmark(
-          ("peak/fma/" + std::string(sk::isa_name(isa)) + "/" + std::to_string(threads)).c_str(), bm_peak, isa,
-          threads);
+          ("peak/fma/" + std::string(sk::isa_name(isa)) + "/" + std::to_string(threads)).c_str(), bm_peak,
+          isa, threads);
   for (const Layer& l : kLayers)
     for (Op op : {Op::fwd, Op::bwd_in, Op::bwd_w})
       for (Isa isa : isas)
         for (int threads : {1, 2})
-          benchmark::RegisterBenchmark(("conv/" + std::string(l.name) + "/" + op_name(op) + "/" + sk::isa_name(isa) +
-                                        "/" + std::to_string(threads))
+          benchmark::RegisterBenchmark(("conv/" + std::string(l.name) + "/" + op_name(op) + "/" +
+                                        sk::isa_name(isa) + "/" + std::to_string(threads))
                                            .c_str(),
                                        bm_conv, &l, op, isa, threads);
   return true;

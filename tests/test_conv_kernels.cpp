@@ -47,7 +47,9 @@ std::vector<float> random_values(int64_t n, std::mt19937& rng) {
   return v;
 }
 
-std::vector<double> to_double(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
+std::vector<double> to_double(const std::vector<float>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
 
 Problem make_problem(const Case& c, std::mt19937& rng) {
   Problem p;
@@ -79,7 +81,9 @@ double scaled_error(const std::vector<float>& got, const std::vector<double>& re
 }
 
 // Outputs start as NaN so that an element a kernel forgets to write fails the comparison.
-std::vector<float> poisoned(int64_t n) { return std::vector<float>(size_t(n), std::nanf("")); }
+std::vector<float> poisoned(int64_t n) {
+  return std::vector<float>(size_t(n), std::nanf(""));
+}
 
 struct Errors {
   double fwd = 0, bwd_in = 0, bwd_w = 0, bwd_b = 0;
@@ -147,8 +151,13 @@ const std::vector<Problem>& sweep() {
     std::mt19937 rng(kSeed);
     std::vector<Case> cases = {
         {"stride > kernel (phases without taps)", geometry(2, 3, 9, 8, 5, 1, 1, 2, 3, 0, 0, 1, 1)},
-        {"1x1 output, big kernel (col2im input grad)", geometry(3, 40, 4, 4, 37, 4, 4, 1, 1, 0, 0, 1, 1)},
-        {"G1-like 1x1 -> 4x4", transposed(4, 70, 20, 4, 1, 0, 0, 1)},
+        {"kernel covers the input (dense)", geometry(3, 40, 4, 4, 37, 4, 4, 1, 1, 0, 0, 1, 1)},
+        {"kernel covers the input, 13 images (dense)", geometry(13, 7, 3, 5, 9, 3, 5, 2, 1, 0, 0, 1, 1)},
+        {"G1-like 1x1 -> 4x4 (dense)", transposed(4, 70, 20, 4, 1, 0, 0, 1)},
+        {"small padded output grad (col2im input grad)", geometry(3, 40, 3, 3, 37, 4, 4, 1, 1, 1, 1, 1, 1)},
+        {"few channels, 7x7 -> 3x3, 9 images (lanes, col2im input grad)",
+         geometry(9, 16, 7, 7, 32, 3, 3, 2, 2, 0, 0, 1, 1)},
+        {"few channels, 17 images (lanes)", geometry(17, 5, 12, 11, 6, 3, 3, 2, 2, 1, 1, 1, 1)},
         {"convT k3 s2 p1 op1", transposed(3, 9, 7, 3, 2, 1, 1, 5)},
         {"convT k4 s2 p1 op1", transposed(2, 17, 6, 4, 2, 1, 1, 6)},
         {"convT k5 s3 p2 op2", transposed(2, 5, 11, 5, 3, 2, 2, 4)},
@@ -165,7 +174,8 @@ const std::vector<Problem>& sweep() {
       std::uniform_int_distribution<int64_t> batch(1, 5), ch(1, 70), k(1, 5), s(1, 3), pad(0, 2), dil(1, 2),
           extra(0, 11);
       const bool wide = cases.size() % 4 == 0;  // every fourth case: many channels
-      const int64_t cin = wide ? 40 + ch(rng) % 31 : ch(rng) % 24 + 1, cout = wide ? 40 + ch(rng) % 31 : ch(rng);
+      const int64_t cin = wide ? 40 + ch(rng) % 31 : ch(rng) % 24 + 1,
+                    cout = wide ? 40 + ch(rng) % 31 : ch(rng);
       const int64_t kh = k(rng), kw = k(rng), dh = dil(rng), dw = dil(rng), ph = pad(rng), pw = pad(rng);
       const int64_t h = std::max<int64_t>(1, dh * (kh - 1) + 1 - 2 * ph) + extra(rng);
       const int64_t w = std::max<int64_t>(1, dw * (kw - 1) + 1 - 2 * pw) + extra(rng);
@@ -264,8 +274,8 @@ void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b, const
     for (int j = 0; j < NR; ++j) c[r * ldc + j] = acc[r][j];
 }
 
-void dot_kernel(int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb, const int64_t* boff, float* c,
-                int64_t ldc, int rows, int cols, bool accumulate) {
+void dot_kernel(int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb, const int64_t* boff,
+                float* c, int64_t ldc, int rows, int cols, bool accumulate) {
   for (int r = 0; r < rows; ++r)
     for (int j = 0; j < cols; ++j) {
       const float* bj = b + (boff ? boff[j] : j * ldb);
@@ -287,17 +297,25 @@ struct Avx512Shapes : gemm::ScalarLaneMoves<16> {
     if (am == gemm::AMode::packed)
       return direct_b ? &micro_kernel<MR, NV * kVec, gemm::AMode::packed, true>
                       : &micro_kernel<MR, NV * kVec, gemm::AMode::packed, false>;
-    return &micro_kernel<MR, NV * kVec, gemm::AMode::rows, false>;
+    return direct_b ? &micro_kernel<MR, NV * kVec, gemm::AMode::rows, true>
+                    : &micro_kernel<MR, NV * kVec, gemm::AMode::rows, false>;
   }
   static gemm::MicroKernel kernel(gemm::TileShape s, gemm::AMode am, bool direct_b) {
     switch (s.mr * 100 + s.nv) {
-      case 604: return pick<6, 4>(am, direct_b);
-      case 803: return pick<8, 3>(am, direct_b);
-      case 406: return pick<4, 6>(am, direct_b);
-      case 1202: return pick<12, 2>(am, direct_b);
-      case 404: return pick<4, 4>(am, direct_b);
-      case 208: return pick<2, 8>(am, direct_b);
-      default: return pick<1, 8>(am, direct_b);
+      case 604:
+        return pick<6, 4>(am, direct_b);
+      case 803:
+        return pick<8, 3>(am, direct_b);
+      case 406:
+        return pick<4, 6>(am, direct_b);
+      case 1202:
+        return pick<12, 2>(am, direct_b);
+      case 404:
+        return pick<4, 4>(am, direct_b);
+      case 208:
+        return pick<2, 8>(am, direct_b);
+      default:
+        return pick<1, 8>(am, direct_b);
     }
   }
 };
@@ -341,6 +359,34 @@ TEST_CASE("conv kernels: the driver with AVX-512 tile shapes (emulated micro-ker
           "[conv][kernels]") {
   for (const auto* problems : {&sweep(), &study_layers()})
     for (const Problem& p : *problems) check_errors(p, run_ops(p, emulated::Ops{}), "emulated avx512 tiles");
+}
+
+TEST_CASE("conv kernels: images-to-lanes moves match the portable ones for 8 and 16 lanes",
+          "[conv][kernels][avx2]") {
+#if SUMI_X86_KERNELS
+  if (skip_unsupported(Isa::avx2)) return;
+  std::mt19937 rng(kSeed + 2);
+  const int64_t img_stride = 97;
+  const auto src = random_values(16 * img_stride, rng);
+  for (int64_t lanes : {8, 16})
+    for (int64_t count : {int64_t(1), int64_t(5), lanes - 1, lanes})
+      for (int64_t step : {1, 2, 3})
+        for (int64_t n : {1, 7, 8, 9, 16, 23}) {
+          INFO("lanes " << lanes << " count " << count << " step " << step << " n " << n);
+          std::vector<float> got(size_t(n * lanes), -1.0f), want(size_t(n * lanes), -2.0f);
+          sk::avx2::interleave_lanes(src.data(), img_stride, count, n, step, got.data(), lanes);
+          for (int64_t v = 0; v < n; ++v)
+            for (int64_t l = 0; l < lanes; ++l)
+              want[size_t(v * lanes + l)] = l < count ? src[size_t(l * img_stride + v * step)] : 0.0f;
+          CHECK(got == want);
+          std::vector<float> back(src.size(), 0.0f), expect(src.size(), 0.0f);
+          sk::avx2::deinterleave_lanes(want.data(), count, n, back.data(), img_stride, step, lanes);
+          for (int64_t l = 0; l < count; ++l)
+            for (int64_t v = 0; v < n; ++v)
+              expect[size_t(l * img_stride + v * step)] = want[size_t(v * lanes + l)];
+          CHECK(back == expect);
+        }
+#endif
 }
 
 TEST_CASE("conv kernels: SUMI_ISA and set_isa select the implementation", "[conv][kernels][isa]") {

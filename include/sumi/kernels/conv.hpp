@@ -37,7 +37,9 @@ Isa conv_isa() {
 }  // namespace detail
 
 // Which implementation the calling thread's last conv2d_* call ran (for tests and diagnostics).
-inline Isa last_conv_isa() { return detail::last_conv_isa_slot(); }
+inline Isa last_conv_isa() {
+  return detail::last_conv_isa_slot();
+}
 
 template <class T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {

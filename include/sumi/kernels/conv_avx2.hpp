@@ -17,8 +17,9 @@
 namespace sumi::kernels::avx2 {
 
 template <int MR, int NV, gemm::AMode AM, bool DIRECT_B>
-SUMI_TARGET_AVX2 void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b, const int64_t* boff,
-                                   float* c, int64_t ldc, int rows, bool accumulate, const float* bias) {
+SUMI_TARGET_AVX2 void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b,
+                                   const int64_t* boff, float* c, int64_t ldc, int rows, bool accumulate,
+                                   const float* bias) {
   constexpr int NR = NV * 8;
   __m256 acc[MR][NV];
 #pragma GCC unroll 16
@@ -63,7 +64,7 @@ SUMI_TARGET_AVX2 void micro_kernel(int64_t kc, const float* a, int64_t lda, cons
 // Sum of the 8 lanes of each of 4 vectors, as 4 floats.
 SUMI_TARGET_AVX2 inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
   const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);  // a01 a23 b01 b23 | a45 a67 b45 b67 ...
-  const __m256 abcd = _mm256_hadd_ps(ab, cd);                          // a0123 b0123 c0123 d0123 | a4567 ...
+  const __m256 abcd = _mm256_hadd_ps(ab, cd);                         // a0123 b0123 c0123 d0123 | a4567 ...
   return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
 }
 
@@ -73,7 +74,8 @@ SUMI_TARGET_AVX2 inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
 // transposing. Rows / columns past rows / cols repeat the last valid one and are not stored.
 template <int MR, int NR>
 SUMI_TARGET_AVX2 void dot_kernel(int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb,
-                                 const int64_t* boff, float* c, int64_t ldc, int rows, int cols, bool accumulate) {
+                                 const int64_t* boff, float* c, int64_t ldc, int rows, int cols,
+                                 bool accumulate) {
   static_assert(NR % 4 == 0, "columns are reduced in groups of 4");
   const float* ar[MR];
   const float* br[NR];
@@ -162,7 +164,8 @@ SUMI_TARGET_AVX2 inline void interleave_lanes(const float* src, int64_t img_stri
             r[i] = _mm256_loadu_ps(src + l * img_stride + v);
           } else {
             const float* p = src + l * img_stride + 2 * v;
-            const __m256 even = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), _MM_SHUFFLE(2, 0, 2, 0));
+            const __m256 even =
+                _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), _MM_SHUFFLE(2, 0, 2, 0));
             r[i] = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), _MM_SHUFFLE(3, 1, 2, 0)));
           }
         }
@@ -200,40 +203,50 @@ struct Kernels {
   // Measured on Zen 5 (L1-resident operands, % of FMA peak): 4x3 and 3x4 ~90-95%, 5x2 ~90%, 6x2 and 2x6
   // ~75-80%, 1x8 ~50%. Every broadcast and every B vector is a load, and loads, not FMAs, limit the wide
   // shapes (7 loads per 12 FMAs for 4x3 / 3x4, 8 for 6x2 / 2x6, 9 per 8 for 1x8).
-  static constexpr gemm::TileShape kShapes[] = {{4, 3, 1.0}, {3, 4, 0.97}, {5, 2, 0.95}, {6, 2, 0.8},
-                                                {2, 6, 0.75}, {1, 8, 0.5}};
+  static constexpr gemm::TileShape kShapes[] = {{4, 3, 1.0}, {3, 4, 0.97}, {5, 2, 0.95},
+                                                {6, 2, 0.8}, {2, 6, 0.75}, {1, 8, 0.5}};
 
   template <int MR, int NV>
   static gemm::MicroKernel pick(gemm::AMode am, bool direct_b) {
     if (am == gemm::AMode::packed)
       return direct_b ? &micro_kernel<MR, NV, gemm::AMode::packed, true>
                       : &micro_kernel<MR, NV, gemm::AMode::packed, false>;
-    return &micro_kernel<MR, NV, gemm::AMode::rows, false>;  // row-major A only with packed B
+    return direct_b ? &micro_kernel<MR, NV, gemm::AMode::rows, true>
+                    : &micro_kernel<MR, NV, gemm::AMode::rows, false>;
   }
 
   static constexpr int kDotRows = 3, kDotCols = 4;
   static constexpr gemm::DotKernel kDot = &dot_kernel<kDotRows, kDotCols>;
 
-  static void interleave(const float* src, int64_t img_stride, int64_t count, int64_t n, int64_t step, float* dst) {
+  static void interleave(const float* src, int64_t img_stride, int64_t count, int64_t n, int64_t step,
+                         float* dst) {
     interleave_lanes(src, img_stride, count, n, step, dst, kVec);
   }
-  static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride, int64_t step) {
+  static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride,
+                           int64_t step) {
     deinterleave_lanes(src, count, n, dst, img_stride, step, kVec);
   }
 
   static gemm::MicroKernel kernel(gemm::TileShape s, gemm::AMode am, bool direct_b) {
     switch (s.mr * 100 + s.nv) {
-      case 403: return pick<4, 3>(am, direct_b);
-      case 304: return pick<3, 4>(am, direct_b);
-      case 502: return pick<5, 2>(am, direct_b);
-      case 602: return pick<6, 2>(am, direct_b);
-      case 206: return pick<2, 6>(am, direct_b);
-      default: return pick<1, 8>(am, direct_b);
+      case 403:
+        return pick<4, 3>(am, direct_b);
+      case 304:
+        return pick<3, 4>(am, direct_b);
+      case 502:
+        return pick<5, 2>(am, direct_b);
+      case 602:
+        return pick<6, 2>(am, direct_b);
+      case 206:
+        return pick<2, 6>(am, direct_b);
+      default:
+        return pick<1, 8>(am, direct_b);
     }
   }
 };
 
-inline void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+inline void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                           float* y) {
   gemm::conv2d_forward_auto<Kernels>(g, x, w, bias, y);
 }
 

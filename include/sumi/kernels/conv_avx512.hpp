@@ -19,8 +19,9 @@
 namespace sumi::kernels::avx512 {
 
 template <int MR, int NV, gemm::AMode AM, bool DIRECT_B>
-SUMI_TARGET_AVX512 void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b, const int64_t* boff,
-                                     float* c, int64_t ldc, int rows, bool accumulate, const float* bias) {
+SUMI_TARGET_AVX512 void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b,
+                                     const int64_t* boff, float* c, int64_t ldc, int rows, bool accumulate,
+                                     const float* bias) {
   constexpr int NR = NV * 16;
   __m512 acc[MR][NV];
 #pragma GCC unroll 16
@@ -81,7 +82,8 @@ SUMI_TARGET_AVX512 inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
 // valid one and are not stored.
 template <int MR, int NR>
 SUMI_TARGET_AVX512 void dot_kernel(int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb,
-                                   const int64_t* boff, float* c, int64_t ldc, int rows, int cols, bool accumulate) {
+                                   const int64_t* boff, float* c, int64_t ldc, int rows, int cols,
+                                   bool accumulate) {
   static_assert(NR % 4 == 0, "columns are reduced in groups of 4");
   const float* ar[MR];
   const float* br[NR];
@@ -138,16 +140,18 @@ struct Kernels {
   static constexpr int kVec = 16;
   // Ranked by loads per FMA, as measured for the AVX2 shapes: 10-11 loads per 24 FMAs for 6x4, 8x3, 4x6;
   // 14 for 12x2; 8 per 16 for 4x4; 10 per 16 for 2x8; 9 per 8 for 1x8.
-  static constexpr gemm::TileShape kShapes[] = {{6, 4, 1.0},  {8, 3, 1.0},  {4, 6, 1.0}, {12, 2, 0.9},
-                                                {4, 4, 0.9},  {2, 8, 0.8},  {1, 8, 0.45}};
+  static constexpr gemm::TileShape kShapes[] = {{6, 4, 1.0}, {8, 3, 1.0}, {4, 6, 1.0}, {12, 2, 0.9},
+                                                {4, 4, 0.9}, {2, 8, 0.8}, {1, 8, 0.45}};
   static constexpr int kDotRows = 4, kDotCols = 4;
   static constexpr gemm::DotKernel kDot = &dot_kernel<kDotRows, kDotCols>;
 
   // Images to lanes and back: the AVX2 8x8 transposes, per group of 8 of the 16 lanes.
-  static void interleave(const float* src, int64_t img_stride, int64_t count, int64_t n, int64_t step, float* dst) {
+  static void interleave(const float* src, int64_t img_stride, int64_t count, int64_t n, int64_t step,
+                         float* dst) {
     avx2::interleave_lanes(src, img_stride, count, n, step, dst, kVec);
   }
-  static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride, int64_t step) {
+  static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride,
+                           int64_t step) {
     avx2::deinterleave_lanes(src, count, n, dst, img_stride, step, kVec);
   }
 
@@ -156,23 +160,32 @@ struct Kernels {
     if (am == gemm::AMode::packed)
       return direct_b ? &micro_kernel<MR, NV, gemm::AMode::packed, true>
                       : &micro_kernel<MR, NV, gemm::AMode::packed, false>;
-    return &micro_kernel<MR, NV, gemm::AMode::rows, false>;  // row-major A only with packed B
+    return direct_b ? &micro_kernel<MR, NV, gemm::AMode::rows, true>
+                    : &micro_kernel<MR, NV, gemm::AMode::rows, false>;
   }
 
   static gemm::MicroKernel kernel(gemm::TileShape s, gemm::AMode am, bool direct_b) {
     switch (s.mr * 100 + s.nv) {
-      case 604: return pick<6, 4>(am, direct_b);
-      case 803: return pick<8, 3>(am, direct_b);
-      case 406: return pick<4, 6>(am, direct_b);
-      case 1202: return pick<12, 2>(am, direct_b);
-      case 404: return pick<4, 4>(am, direct_b);
-      case 208: return pick<2, 8>(am, direct_b);
-      default: return pick<1, 8>(am, direct_b);
+      case 604:
+        return pick<6, 4>(am, direct_b);
+      case 803:
+        return pick<8, 3>(am, direct_b);
+      case 406:
+        return pick<4, 6>(am, direct_b);
+      case 1202:
+        return pick<12, 2>(am, direct_b);
+      case 404:
+        return pick<4, 4>(am, direct_b);
+      case 208:
+        return pick<2, 8>(am, direct_b);
+      default:
+        return pick<1, 8>(am, direct_b);
     }
   }
 };
 
-inline void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+inline void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                           float* y) {
   gemm::conv2d_forward_auto<Kernels>(g, x, w, bias, y);
 }
 

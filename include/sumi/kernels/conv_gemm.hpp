@@ -12,8 +12,12 @@
 //                When most phase taps fall outside the output grad (e.g. a 1x1 output and a 4x4 kernel),
 //                the col2im form wastes less: M = Cin*Kh*Kw, K = Cout, scatter-added into the input grad.
 //  weight grad   M = Cin*Kh*Kw (input taps), cols = Cout (output grad, transposed), reduced over the
-//                output pixels. Each thread reduces its images into its own buffer; buffers are summed
-//                once at the end.
+//                output pixels; or, with few taps or channels, dot products of gy rows with tap rows.
+//                Each thread reduces its images into its own buffer; buffers are summed once at the end.
+//
+// Other shapes have their own drivers on the same micro-kernels: images in vector lanes for few channels
+// (conv_lanes.hpp), matrix products for kernels covering the whole input (conv_dense.hpp); the choice per
+// shape is made in conv_algorithms.hpp.
 //
 // The gathered operand is read from "planes": a zero-padded and, for strided forward convs, stride-phase
 // split copy of each image, so that the taps of consecutive output pixels are consecutive in memory and
@@ -37,15 +41,15 @@ namespace sumi::kernels::gemm {
 // C[MR][NR] = (accumulate ? C : bias-or-0) + sum over k < kc of A(r, k) * B(k, 0..NR-1), with
 //   A(r, k) = a[k*MR + r]          for packed A (AMode::packed; lda unused)
 //           = a[r*lda + k]         for row-major A (AMode::rows)
-//   B row k = b + k*NR             (packed, 64-byte aligned) when boff is null,
+//   B row k = b + k*NR             (packed, aligned to the vector size) when boff is null,
 //           = b + boff[k]          (direct, unaligned) otherwise;
 //   C row r = c + r*ldc (NR floats, any alignment); only rows r < `rows` are read and written;
 //   bias: null, or bias[r] starts row r when not accumulating.
 using MicroKernel = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, const int64_t* boff,
                              float* c, int64_t ldc, int rows, bool accumulate, const float* bias);
 
-// C[r][j] (+)= sum over t < len of a[r*lda + t] * B_j[t] for r < rows <= kDotRows, j < cols <= kDotCols, where
-// B_j = b + j*ldb, or b + boff[j] when boff is not null.
+// C[r][j] (+)= sum over t < len of a[r*lda + t] * B_j[t] for r < rows <= kDotRows, j < cols <= kDotCols,
+// where B_j = b + j*ldb, or b + boff[j] when boff is not null.
 using DotKernel = void (*)(int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb,
                            const int64_t* boff, float* c, int64_t ldc, int rows, int cols, bool accumulate);
 
@@ -63,11 +67,19 @@ struct TileShape {
 //   static MicroKernel kernel(TileShape, AMode, bool direct_b);
 //   static constexpr int kDotRows, kDotCols;  static constexpr DotKernel kDot;
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+inline int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+inline int64_t round_up(int64_t a, int64_t b) {
+  return ceil_div(a, b) * b;
+}
 // floor and ceil of a / b for b > 0 and any sign of a
-inline int64_t floor_div_signed(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-inline int64_t ceil_div_signed(int64_t a, int64_t b) { return -floor_div_signed(-a, b); }
+inline int64_t floor_div_signed(int64_t a, int64_t b) {
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+inline int64_t ceil_div_signed(int64_t a, int64_t b) {
+  return -floor_div_signed(-a, b);
+}
 
 // Cheapest register tile for M rows and (roughly) cols columns: padding waste over efficiency.
 template <class KS>
@@ -176,6 +188,25 @@ inline void pack_a_panels(int64_t m_total, int64_t K, int mr, int64_t panel0, in
   }
 }
 
+// Packs the weights of one stride phase as A[ci][(co, a, b)] = w[co][ci][tap_h[a]][tap_w[b]], in panels
+// [panel][K][mr] (rows past cin zero), for panels [panel0, panel1). Division-free, reads mr neighbouring ci.
+inline void pack_phase_weights(const float* w, int64_t cin, int64_t cout, int64_t kh, int64_t kw,
+                               const int64_t* tap_h, int64_t na, const int64_t* tap_w, int64_t nb, int mr,
+                               int64_t panel0, int64_t panel1, float* ap) {
+  const int64_t K = cout * na * nb;
+  for (int64_t p = panel0; p < panel1; ++p) {
+    float* d = ap + p * K * mr;
+    const int64_t rows = std::min<int64_t>(mr, cin - p * mr);
+    for (int64_t co = 0; co < cout; ++co)
+      for (int64_t a = 0; a < na; ++a)
+        for (int64_t b = 0; b < nb; ++b, d += mr) {
+          const float* src = w + ((co * cin + p * mr) * kh + tap_h[a]) * kw + tap_w[b];
+          for (int64_t r = 0; r < rows; ++r) d[r] = src[r * kh * kw];
+          for (int64_t r = rows; r < mr; ++r) d[r] = 0.0f;
+        }
+  }
+}
+
 // Where a GEMM's rows and columns go: out[n][m][i * row_mul + row_add][j * col_mul + col_add] (+ bias[m]).
 struct StoreMap {
   float* out = nullptr;
@@ -186,7 +217,8 @@ struct StoreMap {
 
 inline void store_run(const StoreMap& s, int64_t m_count, const float* c, int64_t ldc, int64_t lc, int64_t n,
                       int64_t i, int64_t j, int64_t len) {
-  float* base = s.out + n * s.img_stride + (i * s.row_mul + s.row_add) * s.row_stride + j * s.col_mul + s.col_add;
+  float* base =
+      s.out + n * s.img_stride + (i * s.row_mul + s.row_add) * s.row_stride + j * s.col_mul + s.col_add;
   for (int64_t m = 0; m < m_count; ++m) {
     const float* src = c + m * ldc + lc;
     float* dst = base + m * s.ch_stride;
@@ -203,11 +235,11 @@ constexpr int64_t kMaxTilesPerBlock = 64;  // column tiles per block
 // Blocking of one column GEMM (sizes in floats / elements).
 struct Blocking {
   TileShape tile;
-  int64_t nr = 0;      // columns per register tile
-  int64_t m_pad = 0;   // M rounded up to mr
-  int64_t kc = 0;      // reduction block
-  int64_t mc = 0;      // rows per A block (multiple of mr)
-  int64_t nc = 0;      // columns per block (multiple of nr)
+  int64_t nr = 0;     // columns per register tile
+  int64_t m_pad = 0;  // M rounded up to mr
+  int64_t kc = 0;     // reduction block
+  int64_t mc = 0;     // rows per A block (multiple of mr)
+  int64_t nc = 0;     // columns per block (multiple of nr)
 };
 
 // Block sizes: the B micro-panel (kc x nr) stays in L1, the A block (mc x kc) in L2.
@@ -222,7 +254,8 @@ Blocking make_blocking(int64_t M, int64_t K, int64_t cols_hint) {
   const int64_t a_block_floats = 96 * 1024;  // 384 KB
   b.mc = std::max<int64_t>(b.tile.mr, a_block_floats / std::max<int64_t>(b.kc, 1) / b.tile.mr * b.tile.mr);
   b.mc = std::min(b.mc, b.m_pad);
-  b.nc = round_up(std::clamp<int64_t>(64 * 1024 / b.m_pad, b.nr, std::min<int64_t>(512, kMaxTilesPerBlock * b.nr)), b.nr);
+  b.nc = round_up(
+      std::clamp<int64_t>(64 * 1024 / b.m_pad, b.nr, std::min<int64_t>(512, kMaxTilesPerBlock * b.nr)), b.nr);
   return b;
 }
 
@@ -235,9 +268,9 @@ struct TileDest {
 // Columns [c0, c0 + nc) of a packed-B column GEMM over all K; tile jr's result goes to dest[jr].
 // bias (may be null): per-row start values, rows m < M.
 template <class KS>
-void gemm_packed_block(const Blocking& bl, MicroKernel uk, int64_t M, int64_t K, const float* ap, const Planes& src,
-                       int64_t rows, int64_t cols, int64_t c0, int64_t nc, float* bp, const TileDest* dest,
-                       const float* bias) {
+void gemm_packed_block(const Blocking& bl, MicroKernel uk, int64_t M, int64_t K, const float* ap,
+                       const Planes& src, int64_t rows, int64_t cols, int64_t c0, int64_t nc, float* bp,
+                       const TileDest* dest, const float* bias) {
   const int64_t mr = bl.tile.mr, nr = bl.nr, ntiles = ceil_div(nc, nr);
   for (int64_t pc = 0; pc < K; pc += bl.kc) {
     const int64_t kc = std::min(bl.kc, K - pc);
@@ -246,8 +279,9 @@ void gemm_packed_block(const Blocking& bl, MicroKernel uk, int64_t M, int64_t K,
       const int64_t mc = std::min(bl.mc, bl.m_pad - ic);
       for (int64_t jr = 0; jr < ntiles; ++jr)
         for (int64_t ir = ic; ir < ic + mc; ir += mr)
-          uk(kc, ap + (ir / mr) * K * mr + pc * mr, 0, bp + jr * kc * nr, nullptr, dest[jr].c + ir * dest[jr].ldc,
-             dest[jr].ldc, int(std::min(mr, M - ir)), pc > 0, pc == 0 && bias ? bias + ir : nullptr);
+          uk(kc, ap + (ir / mr) * K * mr + pc * mr, 0, bp + jr * kc * nr, nullptr,
+             dest[jr].c + ir * dest[jr].ldc, dest[jr].ldc, int(std::min(mr, M - ir)), pc > 0,
+             pc == 0 && bias ? bias + ir : nullptr);
     }
   }
 }
@@ -255,8 +289,9 @@ void gemm_packed_block(const Blocking& bl, MicroKernel uk, int64_t M, int64_t K,
 // Same with B read straight from the planes of one image over a grid widened to the plane width:
 // columns q in [q0, q0 + nq) are pixels (q / row_stride, q % row_stride). Result in cst [m_pad][ldc].
 template <class KS>
-void gemm_direct_block(const Blocking& bl, MicroKernel uk, int64_t M, int64_t K, const float* ap, const float* img,
-                       const int64_t* tap_off, int64_t q0, int64_t nq, float* cst, int64_t ldc, const float* bias) {
+void gemm_direct_block(const Blocking& bl, MicroKernel uk, int64_t M, int64_t K, const float* ap,
+                       const float* img, const int64_t* tap_off, int64_t q0, int64_t nq, float* cst,
+                       int64_t ldc, const float* bias) {
   const int64_t mr = bl.tile.mr, nr = bl.nr, ntiles = ceil_div(nq, nr);
   for (int64_t jr = 0; jr < ntiles; ++jr)
     for (int64_t ir = 0; ir < bl.m_pad; ir += mr)
@@ -266,7 +301,8 @@ void gemm_direct_block(const Blocking& bl, MicroKernel uk, int64_t M, int64_t K,
 
 // The runs of valid pixels among widened-grid columns [q0, q0 + nq) (grid rows x row_stride, valid j < cols).
 template <class F>
-inline void for_each_direct_run(int64_t q0, int64_t nq, int64_t rows, int64_t cols, int64_t row_stride, F&& f) {
+inline void for_each_direct_run(int64_t q0, int64_t nq, int64_t rows, int64_t cols, int64_t row_stride,
+                                F&& f) {
   for (int64_t i = q0 / row_stride; i < rows && i * row_stride < q0 + nq; ++i) {
     const int64_t a = std::max(q0, i * row_stride), e = std::min(q0 + nq, i * row_stride + cols);
     if (e > a) f(a - q0, i, a - i * row_stride, e - a);
@@ -314,7 +350,9 @@ inline void fill_phase_split(const PhaseSplit& s, const float* x, int64_t channe
           const float* row = x + (c * h + ih) * w + pw - s.pad_w;
           std::fill(d, d + v0, 0.0f);
           switch (s.sw) {  // constant strides let the compiler vectorize the gather
-            case 1: std::memcpy(d + v0, row + v0, sizeof(float) * (v1 - v0)); break;
+            case 1:
+              std::memcpy(d + v0, row + v0, sizeof(float) * (v1 - v0));
+              break;
             case 2:
               for (int64_t v = v0; v < v1; ++v) d[v] = row[2 * v];
               break;
@@ -338,6 +376,15 @@ inline void forward_tap_offsets(const Conv2dGeometry& g, const PhaseSplit& s, in
       }
 }
 
+// Tap offsets of the forward conv over x itself (stride 1, no padding), k = (ci, kh, kw).
+inline void unpadded_tap_offsets(const Conv2dGeometry& g, int64_t* off) {
+  int64_t k = 0;
+  for (int64_t ci = 0; ci < g.in_channels; ++ci)
+    for (int64_t kh = 0; kh < g.kernel_h; ++kh)
+      for (int64_t kw = 0; kw < g.kernel_w; ++kw)
+        off[k++] = (ci * g.in_h + kh * g.dilation_h) * g.in_w + kw * g.dilation_w;
+}
+
 // ---- Threading helpers -----------------------------------------------------------------------------------
 
 inline void split_range(int64_t total, int parts, int part, int64_t& begin, int64_t& end) {
@@ -345,6 +392,11 @@ inline void split_range(int64_t total, int parts, int part, int64_t& begin, int6
   begin = part * base + std::min<int64_t>(part, extra);
   end = begin + base + (part < extra ? 1 : 0);
 }
+
+// Small packed weights are packed by the calling thread before the parallel region, large ones by all
+// threads followed by a barrier; likewise small per-thread partial sums are added up after the region.
+// Each synchronization saved matters on a busy machine, where a waiting thread can lose its time slice.
+constexpr int64_t kSerialFloats = 128 * 1024;
 
 inline int threads_for(int64_t work_items) {
   return int(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), work_items)));
@@ -358,7 +410,8 @@ inline bool prefer_direct(const Blocking& direct, int64_t K, int64_t wide_cols, 
   const int64_t panels = direct.m_pad / direct.tile.mr;
   const int64_t b_tile_bytes = K * direct.nr * 4;
   const bool cheap_waste = wide_cols <= 2 * exact_cols + 64;
-  return cheap_waste && ((panels <= 2 && b_tile_bytes <= 256 * 1024) || (panels <= 4 && b_tile_bytes <= 32 * 1024));
+  return cheap_waste &&
+         ((panels <= 2 && b_tile_bytes <= 256 * 1024) || (panels <= 4 && b_tile_bytes <= 32 * 1024));
 }
 
 template <class KS>
@@ -380,15 +433,10 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
 
   // Tap offsets and packed weights: the caller's buffers, read by all threads.
   int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K);
-  if (copy_source) {
+  if (copy_source)
     forward_tap_offsets(g, ps, tap_off);
-  } else {
-    int64_t k = 0;
-    for (int64_t ci = 0; ci < g.in_channels; ++ci)
-      for (int64_t kh = 0; kh < g.kernel_h; ++kh)
-        for (int64_t kw = 0; kw < g.kernel_w; ++kw)
-          tap_off[k++] = (ci * g.in_h + kh * g.dilation_h) * g.in_w + kw * g.dilation_w;
-  }
+  else
+    unpadded_tap_offsets(g, tap_off);
   const int64_t npanels = bl.m_pad / bl.tile.mr;
   float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * K);
   const int64_t tap_max = *std::max_element(tap_off, tap_off + K);
@@ -401,16 +449,21 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
                                 std::max<int64_t>(1, (256 * 1024) / std::max<int64_t>(img_floats, 1)));
   const StoreMap sm{y, M * per_img, per_img, wo, 1, 0, 1, 0, nullptr};
   const int nt = threads_for(g.batch);
+  const auto pack = [&](int64_t p0, int64_t p1) {
+    pack_a_panels(M, K, bl.tile.mr, p0, p1, ap, [&](int64_t m, int64_t k) { return w[m * K + k]; });
+  };
+  const bool pack_first = bl.m_pad * K <= kSerialFloats;
+  if (pack_first) pack(0, npanels);
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-    {
+    if (!pack_first) {
       int64_t p0, p1;
       split_range(npanels, tn, t, p0, p1);
-      pack_a_panels(M, K, bl.tile.mr, p0, p1, ap, [&](int64_t m, int64_t k) { return w[m * K + k]; });
-    }
+      pack(p0, p1);
 #pragma omp barrier
+    }
     int64_t n0, n1;
     split_range(g.batch, tn, t, n0, n1);
     float* cst = thread_workspace(WorkspaceSlot::accumulators).get<float>(bl.m_pad * bl.nc);
@@ -430,7 +483,8 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
       }
     } else {
       float* bp = thread_workspace(WorkspaceSlot::packed_panel).get<float>(bl.kc * bl.nc);
-      float* src = copy_source ? thread_workspace(WorkspaceSlot::source).get<float>(chunk * img_floats) : nullptr;
+      float* src =
+          copy_source ? thread_workspace(WorkspaceSlot::source).get<float>(chunk * img_floats) : nullptr;
       TileDest dest[kMaxTilesPerBlock];
       bool staged[kMaxTilesPerBlock];
       for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
@@ -453,13 +507,15 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
             const int64_t first = j0 + jr * bl.nr, n = first / per_img, q = first % per_img;
             staged[jr] = jr * bl.nr + bl.nr > nc || q + bl.nr > per_img;
             any_staged |= staged[jr];
-            dest[jr] = staged[jr] ? TileDest{cst + jr * bl.nr, bl.nc} : TileDest{y + (c0 + n) * M * per_img + q, per_img};
+            dest[jr] = staged[jr] ? TileDest{cst + jr * bl.nr, bl.nc}
+                                  : TileDest{y + (c0 + n) * M * per_img + q, per_img};
           }
           gemm_packed_block<KS>(bl, uk, M, K, ap, p, ho, wo, j0, nc, bp, dest, bias);
           if (any_staged)
-            for_each_run(j0, nc, ho, wo, bl.nr, [&](int64_t lc, int64_t n, int64_t i, int64_t j, int64_t len) {
-              if (staged[lc / bl.nr]) store_run(sm, M, cst, bl.nc, lc, c0 + n, i, j, len);
-            });
+            for_each_run(j0, nc, ho, wo, bl.nr,
+                         [&](int64_t lc, int64_t n, int64_t i, int64_t j, int64_t len) {
+                           if (staged[lc / bl.nr]) store_run(sm, M, cst, bl.nc, lc, c0 + n, i, j, len);
+                         });
         }
         if (!copy_source) break;
       }
@@ -527,7 +583,7 @@ inline void fill_padded(const float* src, int64_t channels, int64_t ho, int64_t 
 
 // Multiply-adds of the stride-phase GEMMs over the real ones (kernel taps that land inside the output grad).
 // Phase GEMMs multiply every tap of a phase, also those that fall outside the output grad; when that is
-// much more than the real work (tiny output grad, big kernel) the col2im form is cheaper.
+// much more than the real work (tiny output grad, big kernel) the col2im form can be cheaper (prefer_col2im).
 inline double phase_gemm_waste(const Conv2dGeometry& g) {
   const auto dim_sum = [](int64_t in, int64_t kernel, int64_t s, int64_t pad, int64_t dil) {
     double sum = 0;  // sum over phases of (taps of the phase) x (pixels of the phase)
@@ -547,6 +603,12 @@ inline double phase_gemm_waste(const Conv2dGeometry& g) {
   return phase / std::max(real, 1.0);
 }
 
+// col2im costs its GEMM (the real multiply-adds) plus a scatter-add of every GEMM result, one per
+// Cout multiply-adds, at several times the cost of a multiply-add; the phase GEMMs cost the wasted ones.
+inline bool prefer_col2im(const Conv2dGeometry& g) {
+  return phase_gemm_waste(g) > 2.0 && phase_gemm_waste(g) > 1.0 + 24.0 / double(g.out_channels);
+}
+
 template <class KS>
 void conv2d_backward_input_col2im(const Conv2dGeometry& g, const float* gy, const float* w, float* gx);
 
@@ -556,16 +618,17 @@ void conv2d_backward_input(const Conv2dGeometry& g, const float* gy, const float
   const int64_t cin = g.in_channels, cout = g.out_channels, kh = g.kernel_h, kw = g.kernel_w;
   const int64_t in_img = cin * g.in_h * g.in_w;
 
-  int64_t* table = thread_workspace(WorkspaceSlot::tables)
-                       .get<int64_t>(DimPhases::table_size(g.stride_h, kh) + DimPhases::table_size(g.stride_w, kw) +
-                                     cout * kh * kw + 4 * g.stride_h * g.stride_w + 4);
+  int64_t* table =
+      thread_workspace(WorkspaceSlot::tables)
+          .get<int64_t>(DimPhases::table_size(g.stride_h, kh) + DimPhases::table_size(g.stride_w, kw) +
+                        cout * kh * kw + 4 * g.stride_h * g.stride_w + 4);
   const DimPhases dh = make_dim_phases(g.in_h, ho, kh, g.stride_h, g.pad_h, g.dilation_h, table);
-  const DimPhases dw =
-      make_dim_phases(g.in_w, wo, kw, g.stride_w, g.pad_w, g.dilation_w, table + DimPhases::table_size(g.stride_h, kh));
+  const DimPhases dw = make_dim_phases(g.in_w, wo, kw, g.stride_w, g.pad_w, g.dilation_w,
+                                       table + DimPhases::table_size(g.stride_h, kh));
   int64_t* tap_off = table + DimPhases::table_size(g.stride_h, kh) + DimPhases::table_size(g.stride_w, kw);
   int64_t* phase_k0 = tap_off + cout * kh * kw;  // per phase: first tap in tap_off / K offset in A
 
-  if (phase_gemm_waste(g) > 2.0) return conv2d_backward_input_col2im<KS>(g, gy, w, gx);
+  if (prefer_col2im(g)) return conv2d_backward_input_col2im<KS>(g, gy, w, gx);
   const int64_t nph = g.stride_h * g.stride_w;
   int64_t kmax = 0, k_total = 0;
   for (int64_t rh = 0; rh < g.stride_h; ++rh)
@@ -599,7 +662,8 @@ void conv2d_backward_input(const Conv2dGeometry& g, const float* gy, const float
   const Blocking& bl = use_direct ? direct : packed;
   const MicroKernel uk = KS::kernel(bl.tile, AMode::packed, use_direct);
   const int64_t npanels = bl.m_pad / bl.tile.mr;
-  float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * std::max<int64_t>(k_total, 1));
+  float* ap =
+      thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * std::max<int64_t>(k_total, 1));
   const int64_t per_img = th_max * tw_max;
   const int64_t chunk =
       use_direct ? 1
@@ -607,28 +671,35 @@ void conv2d_backward_input(const Conv2dGeometry& g, const float* gy, const float
                                        std::max<int64_t>(1, (256 * 1024) / std::max<int64_t>(img_floats, 1)));
   const int nt = threads_for(g.batch);
 
+  const auto pack = [&](int64_t p0, int64_t p1) {  // A of phase (rh, rw): [ci][(co, a, b)]
+    for (int64_t ph = 0; ph < nph; ++ph) {
+      const int64_t rh = ph / g.stride_w, rw = ph % g.stride_w, na = dh.ntaps[rh], nb = dw.ntaps[rw];
+      if (na * nb > 0)
+        pack_phase_weights(w, cin, cout, kh, kw, dh.tap + rh * kh, na, dw.tap + rw * kw, nb, bl.tile.mr, p0,
+                           p1, ap + bl.m_pad * phase_k0[ph]);
+    }
+  };
+  const bool pack_first = bl.m_pad * k_total <= kSerialFloats;
+  if (pack_first) pack(0, npanels);
+
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-    for (int64_t ph = 0; ph < nph; ++ph) {  // A of phase (rh, rw): [ci][(co, a, b)]
-      const int64_t rh = ph / g.stride_w, rw = ph % g.stride_w;
-      const int64_t na = dh.ntaps[rh], nb = dw.ntaps[rw], K = cout * na * nb;
-      if (K == 0) continue;
+    if (!pack_first) {
       int64_t p0, p1;
       split_range(npanels, tn, t, p0, p1);
-      pack_a_panels(M, K, bl.tile.mr, p0, p1, ap + bl.m_pad * phase_k0[ph], [&](int64_t ci, int64_t k) {
-        const int64_t co = k / (na * nb), a = k / nb % na, b = k % nb;
-        return w[((co * cin + ci) * kh + dh.tap[rh * kh + a]) * kw + dw.tap[rw * kw + b]];
-      });
-    }
+      pack(p0, p1);
 #pragma omp barrier
+    }
     int64_t n0, n1;
     split_range(g.batch, tn, t, n0, n1);
     float* cst = thread_workspace(WorkspaceSlot::accumulators).get<float>(bl.m_pad * bl.nc);
-    float* bp = use_direct ? nullptr : thread_workspace(WorkspaceSlot::packed_panel).get<float>(bl.kc * bl.nc);
+    float* bp =
+        use_direct ? nullptr : thread_workspace(WorkspaceSlot::packed_panel).get<float>(bl.kc * bl.nc);
     TileDest dest[kMaxTilesPerBlock];  // phase pixels are strided in gx: always staged
     for (int64_t jr = 0; jr < bl.nc / bl.nr; ++jr) dest[jr] = TileDest{cst + jr * bl.nr, bl.nc};
-    const int64_t slack = use_direct ? std::max<int64_t>(0, round_up(wide_q, bl.nr) + tap_max + 1 - img_floats) : 0;
+    const int64_t slack =
+        use_direct ? std::max<int64_t>(0, round_up(wide_q, bl.nr) + tap_max + 1 - img_floats) : 0;
     float* src = thread_workspace(WorkspaceSlot::source).get<float>(chunk * img_floats + slack);
     if (slack > 0) std::fill(src + chunk * img_floats, src + chunk * img_floats + slack, 0.0f);
     for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
@@ -646,7 +717,8 @@ void conv2d_backward_input(const Conv2dGeometry& g, const float* gy, const float
             for (int64_t ci = 0; ci < cin; ++ci)
               for (int64_t i = 0; i < rows; ++i)
                 for (int64_t j = 0; j < cols; ++j)
-                  gx[(c0 + n) * in_img + ci * g.in_h * g.in_w + (rh + i * g.stride_h) * g.in_w + rw + j * g.stride_w] = 0;
+                  gx[(c0 + n) * in_img + ci * g.in_h * g.in_w + (rh + i * g.stride_h) * g.in_w + rw +
+                     j * g.stride_w] = 0;
           continue;
         }
         const float* a = ap + bl.m_pad * phase_k0[ph];
@@ -669,9 +741,10 @@ void conv2d_backward_input(const Conv2dGeometry& g, const float* gy, const float
           for (int64_t j0 = 0; j0 < total; j0 += bl.nc) {
             const int64_t nc = std::min(bl.nc, total - j0);
             gemm_packed_block<KS>(blp, uk, M, K, a, p, rows, cols, j0, nc, bp, dest, nullptr);
-            for_each_run(j0, nc, rows, cols, 0, [&](int64_t lc, int64_t n, int64_t i, int64_t j, int64_t len) {
-              store_run(sm, M, cst, bl.nc, lc, c0 + n, i, j, len);
-            });
+            for_each_run(j0, nc, rows, cols, 0,
+                         [&](int64_t lc, int64_t n, int64_t i, int64_t j, int64_t len) {
+                           store_run(sm, M, cst, bl.nc, lc, c0 + n, i, j, len);
+                         });
           }
         }
       }
@@ -701,16 +774,21 @@ void conv2d_backward_input_col2im(const Conv2dGeometry& g, const float* gy, cons
   }
   float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * K);
   const int nt = threads_for(g.batch);
+  const auto pack = [&](int64_t p0, int64_t p1) {
+    pack_a_panels(M, K, bl.tile.mr, p0, p1, ap, [&](int64_t m, int64_t co) { return w[co * M + m]; });
+  };
+  const bool pack_first = bl.m_pad * K <= kSerialFloats;
+  if (pack_first) pack(0, npanels);
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-    {
+    if (!pack_first) {
       int64_t p0, p1;
       split_range(npanels, tn, t, p0, p1);
-      pack_a_panels(M, K, bl.tile.mr, p0, p1, ap, [&](int64_t m, int64_t co) { return w[co * M + m]; });
-    }
+      pack(p0, p1);
 #pragma omp barrier
+    }
     int64_t n0, n1;
     split_range(g.batch, tn, t, n0, n1);
     if (n1 > n0) {
@@ -724,7 +802,8 @@ void conv2d_backward_input_col2im(const Conv2dGeometry& g, const float* gy, cons
       for (int64_t jr = 0; jr < bl.nc / bl.nr; ++jr) dest[jr] = TileDest{cst + jr * bl.nr, bl.nc};
       const int64_t ext_h = (g.kernel_h - 1) * g.dilation_h, ext_w = (g.kernel_w - 1) * g.dilation_w;
       Planes p;
-      p.base = gy + n0 * cout * per_img, p.img_stride = cout * per_img, p.row_stride = wo, p.tap_off = tap_off;
+      p.base = gy + n0 * cout * per_img, p.img_stride = cout * per_img, p.row_stride = wo,
+      p.tap_off = tap_off;
       const int64_t total = (n1 - n0) * per_img;
       for (int64_t j0 = 0; j0 < total; j0 += bl.nc) {
         const int64_t nc = std::min(bl.nc, total - j0);
@@ -767,7 +846,8 @@ void conv2d_backward_input_col2im(const Conv2dGeometry& g, const float* gy, cons
 //        pixels of one image, so neither operand is transposed.
 // Each thread accumulates its images into its own buffer; the buffers are summed once at the end.
 template <class KS>
-void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float* gy, float* gw, float* gbias) {
+void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,
+                            float* gbias) {
   const int64_t ho = g.out_h(), wo = g.out_w(), per_img = ho * wo;
   const int64_t cout = g.out_channels, M = g.in_channels * g.kernel_h * g.kernel_w;
   const int64_t x_img = g.in_channels * g.in_h * g.in_w;
@@ -781,18 +861,62 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float
   const MicroKernel uk = KS::kernel(tile, AMode::rows, false);
   // Reduction block: the gy^T micro-panel (rc x nr) stays in L1; the tap rows block (kb x rc) in L2.
   const int64_t rc_max = use_dot ? per_img : std::clamp<int64_t>(6144 / nr, 64, 512);
-  const int64_t kb = use_dot ? std::max<int64_t>(KS::kDotCols, std::min(round_up(M, KS::kDotCols), (48 * 1024 / per_img) / KS::kDotCols * KS::kDotCols))
-                             : std::max<int64_t>(mr, std::min(m_pad, (48 * 1024 / rc_max) / mr * mr));
-  const int64_t chunk = use_dot ? 1
-                                : std::clamp<int64_t>(ceil_div(rc_max, per_img), 1,
-                                                      std::max<int64_t>(1, (256 * 1024) / std::max<int64_t>(img_floats, 1)));
+  const int64_t kb =
+      use_dot ? std::max<int64_t>(KS::kDotCols, std::min(round_up(M, KS::kDotCols),
+                                                         (48 * 1024 / per_img) / KS::kDotCols * KS::kDotCols))
+              : std::max<int64_t>(mr, std::min(m_pad, (48 * 1024 / rc_max) / mr * mr));
+  // Without stride or padding (and not for dot, which reads one image's planes) the taps come from x itself.
+  const bool copy_source = use_dot || g.stride_h != 1 || g.stride_w != 1 || g.pad_h != 0 || g.pad_w != 0;
+  // Images per chunk: enough pixels for a reduction block; copied planes at most ~1 MB.
+  const int64_t chunk =
+      use_dot ? 1
+      : copy_source
+          ? std::clamp<int64_t>(ceil_div(rc_max, per_img), 1,
+                                std::max<int64_t>(1, (256 * 1024) / std::max<int64_t>(img_floats, 1)))
+          : ceil_div(rc_max, per_img);
   int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(M);
-  forward_tap_offsets(g, ps, tap_off);
+  if (copy_source)
+    forward_tap_offsets(g, ps, tap_off);
+  else
+    unpadded_tap_offsets(g, tap_off);
+  const int64_t src_img = copy_source ? img_floats : x_img, src_row = copy_source ? ps.ws : g.in_w;
   const int nt = threads_for(g.batch);
   float** parts = thread_workspace(WorkspaceSlot::thread_results).get<float*>(nt);
   // per thread: the weight grad ([M][Cout] for GEMM, [Cout][M] for dot), then the bias grad
   const int64_t wsum_floats = use_dot ? cout * M : m_pad * n_pad;
   const int64_t part_floats = wsum_floats + n_pad;
+  // Sums the threads' buffers into gw[co][k] for k in [k0, k1) (and gbias).
+  const auto reduce = [&](int64_t k0, int64_t k1, int team_size, bool with_bias) {
+    if (use_dot) {
+      for (int64_t co = 0; co < cout; ++co)
+        for (int64_t k = k0; k < k1; ++k) {
+          float s = 0;
+          for (int u = 0; u < team_size; ++u)
+            if (parts[u]) s += parts[u][co * M + k];
+          gw[co * M + k] = s;
+        }
+    } else {
+      for (int64_t kbk = k0; kbk < k1; kbk += 16) {
+        const int64_t ke = std::min(k1, kbk + 16);
+        for (int64_t co = 0; co < cout; ++co)
+          for (int64_t k = kbk; k < ke; ++k) {
+            float s = 0;
+            for (int u = 0; u < team_size; ++u)
+              if (parts[u]) s += parts[u][k * n_pad + co];
+            gw[co * M + k] = s;
+          }
+      }
+    }
+    if (gbias && with_bias)
+      for (int64_t co = 0; co < cout; ++co) {
+        float s = 0;
+        for (int u = 0; u < team_size; ++u)
+          if (parts[u]) s += parts[u][wsum_floats + co];
+        gbias[co] = s;
+      }
+  };
+  const bool reduce_after = wsum_floats * nt <= kSerialFloats;
+  int team = 1;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -801,7 +925,8 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float
     split_range(g.batch, tn, t, n0, n1);
     float* part = thread_workspace(WorkspaceSlot::partial_sums).get<float>(part_floats);
     parts[t] = n1 > n0 ? part : nullptr;
-    float* src = thread_workspace(WorkspaceSlot::source).get<float>(chunk * img_floats);
+    float* src_buf =
+        copy_source ? thread_workspace(WorkspaceSlot::source).get<float>(chunk * img_floats) : nullptr;
     float* bt = thread_workspace(WorkspaceSlot::packed_panel).get<float>(n_pad * rc_max + kb * rc_max);
     float* at = bt + n_pad * rc_max;  // tap rows block [kb][rc]
     float* gb = part + wsum_floats;
@@ -809,8 +934,10 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float
     bool first = true;
     for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
       const int64_t cn = std::min(chunk, n1 - c0);
+      const float* src = copy_source ? src_buf : x + c0 * x_img;
       for (int64_t n = 0; n < cn; ++n) {
-        fill_phase_split(ps, x + (c0 + n) * x_img, g.in_channels, g.in_h, g.in_w, src + n * img_floats);
+        if (copy_source)
+          fill_phase_split(ps, x + (c0 + n) * x_img, g.in_channels, g.in_h, g.in_w, src_buf + n * img_floats);
         const float* gyn = gy + (c0 + n) * cout * per_img;
         for (int64_t co = 0; co < cout; ++co) {
           float s = 0;
@@ -827,9 +954,9 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float
           });
           for (int64_t co = 0; co < cout; co += KS::kDotRows)
             for (int64_t k = 0; k < kn; k += KS::kDotCols)
-              KS::kDot(per_img, gyn + co * per_img, per_img, at + k * per_img, per_img, nullptr, part + co * M + k0 + k, M,
-                       int(std::min<int64_t>(KS::kDotRows, cout - co)), int(std::min<int64_t>(KS::kDotCols, kn - k)),
-                       !first);
+              KS::kDot(per_img, gyn + co * per_img, per_img, at + k * per_img, per_img, nullptr,
+                       part + co * M + k0 + k, M, int(std::min<int64_t>(KS::kDotRows, cout - co)),
+                       int(std::min<int64_t>(KS::kDotCols, kn - k)), !first);
         }
         first = false;
         continue;
@@ -840,7 +967,8 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float
         // gy^T block: [panel][rc][nr]
         if (cout % nr)
           for (int64_t lc = 0; lc < rc; ++lc)
-            std::fill(bt + (npan - 1) * rc * nr + lc * nr + cout % nr, bt + (npan - 1) * rc * nr + (lc + 1) * nr, 0.0f);
+            std::fill(bt + (npan - 1) * rc * nr + lc * nr + cout % nr,
+                      bt + (npan - 1) * rc * nr + (lc + 1) * nr, 0.0f);
         for_each_run(j0, rc, ho, wo, 0, [&](int64_t lc, int64_t n, int64_t i, int64_t j, int64_t len) {
           const float* s = gy + (c0 + n) * cout * per_img + i * wo + j;
           for (int64_t co = 0; co < cout; ++co) {
@@ -853,49 +981,26 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float
           const int64_t kn = std::min(kb, m_pad - k0), kv = std::clamp<int64_t>(M - k0, 0, kn);
           // tap rows block: [kn][rc], rows past M zero
           for_each_run(j0, rc, ho, wo, 0, [&](int64_t lc, int64_t n, int64_t i, int64_t j, int64_t len) {
-            copy_tap_rows(src + n * img_floats + i * ps.ws + j, tap_off + k0, kv, len, at + lc, rc);
+            copy_tap_rows(src + n * src_img + i * src_row + j, tap_off + k0, kv, len, at + lc, rc);
           });
           for (int64_t r = kv; r < kn; ++r) std::fill(at + r * rc, at + (r + 1) * rc, 0.0f);
           for (int64_t p = 0; p < npan; ++p)
             for (int64_t ir = 0; ir < kn; ir += mr)
-              uk(rc, at + ir * rc, rc, bt + p * rc * nr, nullptr, part + (k0 + ir) * n_pad + p * nr, n_pad, int(mr),
-                 !first, nullptr);
+              uk(rc, at + ir * rc, rc, bt + p * rc * nr, nullptr, part + (k0 + ir) * n_pad + p * nr, n_pad,
+                 int(mr), !first, nullptr);
         }
         first = false;
       }
     }
+    if (!reduce_after) {
 #pragma omp barrier
-    // Sum the threads' buffers into gw[co][k] (and gbias), split over k.
-    int64_t k0, k1;
-    split_range(M, tn, t, k0, k1);
-    if (use_dot) {
-      for (int64_t co = 0; co < cout; ++co)
-        for (int64_t k = k0; k < k1; ++k) {
-          float s = 0;
-          for (int u = 0; u < tn; ++u)
-            if (parts[u]) s += parts[u][co * M + k];
-          gw[co * M + k] = s;
-        }
-    } else {
-      for (int64_t kbk = k0; kbk < k1; kbk += 16) {
-        const int64_t ke = std::min(k1, kbk + 16);
-        for (int64_t co = 0; co < cout; ++co)
-          for (int64_t k = kbk; k < ke; ++k) {
-            float s = 0;
-            for (int u = 0; u < tn; ++u)
-              if (parts[u]) s += parts[u][k * n_pad + co];
-            gw[co * M + k] = s;
-          }
-      }
+      int64_t k0, k1;
+      split_range(M, tn, t, k0, k1);
+      reduce(k0, k1, tn, t == 0);
     }
-    if (gbias && t == 0)
-      for (int64_t co = 0; co < cout; ++co) {
-        float s = 0;
-        for (int u = 0; u < tn; ++u)
-          if (parts[u]) s += parts[u][wsum_floats + co];
-        gbias[co] = s;
-      }
+    if (t == 0) team = tn;
   }
+  if (reduce_after) reduce(0, M, team, true);
 }
 
 }  // namespace sumi::kernels::gemm

@@ -23,12 +23,31 @@ namespace sumi::kernels::gemm {
 
 // Whether the lanes path suits the geometry: enough images to fill the lanes, few channels (many channels
 // reuse each packed tap often enough for the per-image GEMM), and interleaved planes of modest size.
+// Measured (docs/benchmarks.md): all three ops of the autoencoder's 1..32-channel layers; for the DCGAN's
+// 1/3 -> 64-channel layer only the forward (max_out_channels = 64), its gradients are as fast or faster
+// per image.
 template <class KS>
-bool prefer_lanes(const Conv2dGeometry& g) {
+bool prefer_lanes(const Conv2dGeometry& g, int64_t max_out_channels = 32) {
   const int64_t lanes = KS::kVec;
   const PhaseSplit ps = phase_split_for(g);
   const int64_t planes_floats = g.in_channels * ps.planes_per_channel() * ps.plane_size() * lanes;
-  return g.batch >= lanes && g.in_channels <= 32 && g.out_channels <= 32 && planes_floats <= 512 * 1024;
+  return g.batch >= lanes && g.in_channels <= 32 && g.out_channels <= max_out_channels &&
+         planes_floats <= 512 * 1024;
+}
+
+// Multiply-adds of the lanes input gradient over the real ones: the stride phases' waste times the widened
+// grid's (each phase row is computed over the padded output-grad width).
+inline double lanes_backward_input_waste(const Conv2dGeometry& g) {
+  int64_t lo = 0, hi = g.out_w() - 1;  // columns of the output grad that the phases read
+  for (int64_t r = 0; r < std::min(g.stride_w, g.in_w); ++r)
+    for (int64_t k = 0; k < g.kernel_w; ++k) {
+      const int64_t num = r + g.pad_w - k * g.dilation_w;
+      if (floor_div_signed(num, g.stride_w) * g.stride_w != num) continue;
+      lo = std::min(lo, num / g.stride_w);
+      hi = std::max(hi, ceil_div(g.in_w - r, g.stride_w) - 1 + num / g.stride_w);
+    }
+  const double widened = double(hi - lo + 1) * double(g.stride_w) / double(g.in_w);
+  return phase_gemm_waste(g) * std::max(widened, 1.0);
 }
 
 // Interleaving runs over whole channel planes (long contiguous runs for KS::interleave's register
@@ -43,8 +62,8 @@ void interleave_planes(const float* src, int64_t img_stride, int64_t count, int6
 // Interleaves `count` images (lanes past count are zero) of x [C][h][w] (image stride x_img) into
 // phase-split planes [C * sh * sw][hs][ws][lanes] (see PhaseSplit), through tmp [C][h * w][lanes].
 template <class KS>
-void fill_phase_split_lanes(const PhaseSplit& s, const float* x, int64_t x_img, int64_t count, int64_t channels,
-                            int64_t h, int64_t w, float* tmp, float* dst) {
+void fill_phase_split_lanes(const PhaseSplit& s, const float* x, int64_t x_img, int64_t count,
+                            int64_t channels, int64_t h, int64_t w, float* tmp, float* dst) {
   constexpr int64_t L = KS::kVec;
   interleave_planes<KS>(x, x_img, count, channels, h * w, tmp);
   for (int64_t c = 0; c < channels; ++c)
@@ -74,8 +93,8 @@ void fill_phase_split_lanes(const PhaseSplit& s, const float* x, int64_t x_img, 
 // Interleaves `count` images of g [C][ho][wo] into zero-padded planes [C][hp][wp][lanes], data at (pt, pl),
 // through tmp [C][ho * wo][lanes].
 template <class KS>
-void fill_padded_lanes(const float* src, int64_t img_stride, int64_t count, int64_t channels, int64_t ho, int64_t wo,
-                       int64_t hp, int64_t wp, int64_t pt, int64_t pl, float* tmp, float* dst) {
+void fill_padded_lanes(const float* src, int64_t img_stride, int64_t count, int64_t channels, int64_t ho,
+                       int64_t wo, int64_t hp, int64_t wp, int64_t pt, int64_t pl, float* tmp, float* dst) {
   constexpr int64_t L = KS::kVec;
   interleave_planes<KS>(src, img_stride, count, channels, ho * wo, tmp);
   for (int64_t c = 0; c < channels; ++c) {
@@ -117,18 +136,22 @@ void store_run_lanes(const LaneStore& s, int64_t m_count, const float* c, int64_
 // Portable versions of KS::interleave / KS::deinterleave (see conv_avx2.hpp), for kernel sets without them.
 template <int kLanes>
 struct ScalarLaneMoves {
-  static void interleave(const float* src, int64_t img_stride, int64_t count, int64_t n, int64_t step, float* dst) {
+  static void interleave(const float* src, int64_t img_stride, int64_t count, int64_t n, int64_t step,
+                         float* dst) {
     for (int64_t v = 0; v < n; ++v)
-      for (int64_t l = 0; l < kLanes; ++l) dst[v * kLanes + l] = l < count ? src[l * img_stride + v * step] : 0.0f;
+      for (int64_t l = 0; l < kLanes; ++l)
+        dst[v * kLanes + l] = l < count ? src[l * img_stride + v * step] : 0.0f;
   }
-  static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride, int64_t step) {
+  static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride,
+                           int64_t step) {
     for (int64_t l = 0; l < count; ++l)
       for (int64_t v = 0; v < n; ++v) dst[l * img_stride + v * step] = src[v * kLanes + l];
   }
 };
 
 template <class KS>
-void conv2d_forward_lanes(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+void conv2d_forward_lanes(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                          float* y) {
   constexpr int64_t L = KS::kVec;
   const int64_t ho = g.out_h(), wo = g.out_w(), per_img = ho * wo;
   const int64_t M = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
@@ -151,16 +174,12 @@ void conv2d_forward_lanes(const Conv2dGeometry& g, const float* x, const float* 
   const int64_t tmp_floats = x_img * L, out_floats = y_img * L;
   const LaneStore ls{nullptr, wo, per_img, 1, 0, 1, 0};
   const int nt = threads_for(blocks);
+  // Few channels: the weights are small, the caller packs them (no barrier in the region).
+  pack_a_panels(M, K, bl.tile.mr, 0, npanels, ap, [&](int64_t m, int64_t k) { return w[m * K + k]; });
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-    {
-      int64_t p0, p1;
-      split_range(npanels, tn, t, p0, p1);
-      pack_a_panels(M, K, bl.tile.mr, p0, p1, ap, [&](int64_t m, int64_t k) { return w[m * K + k]; });
-    }
-#pragma omp barrier
     int64_t b0, b1;
     split_range(blocks, tn, t, b0, b1);
     float* cst = thread_workspace(WorkspaceSlot::accumulators).get<float>(bl.m_pad * bl.nc + out_floats);
@@ -175,9 +194,10 @@ void conv2d_forward_lanes(const Conv2dGeometry& g, const float* x, const float* 
       for (int64_t q0 = 0; q0 < wide_q * L; q0 += bl.nc) {
         const int64_t nq = std::min(bl.nc, wide_q * L - q0);
         gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, nq, cst, bl.nc, bias);
-        for_each_direct_run(q0 / L, nq / L, ho, wo, ps.ws, [&](int64_t lc, int64_t i, int64_t j, int64_t len) {
-          store_run_lanes<KS>(store, M, cst, bl.nc, lc, i, j, len);
-        });
+        for_each_direct_run(q0 / L, nq / L, ho, wo, ps.ws,
+                            [&](int64_t lc, int64_t i, int64_t j, int64_t len) {
+                              store_run_lanes<KS>(store, M, cst, bl.nc, lc, i, j, len);
+                            });
       }
       for (int64_t m = 0; m < M; ++m)
         KS::deinterleave(store.out + m * per_img * L, count, per_img, y + n0 * y_img + m * per_img, y_img, 1);
@@ -192,12 +212,13 @@ void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const
   const int64_t cin = g.in_channels, cout = g.out_channels, kh = g.kernel_h, kw = g.kernel_w;
   const int64_t in_plane = g.in_h * g.in_w, in_img = cin * in_plane, out_img = cout * ho * wo;
 
-  int64_t* table = thread_workspace(WorkspaceSlot::tables)
-                       .get<int64_t>(DimPhases::table_size(g.stride_h, kh) + DimPhases::table_size(g.stride_w, kw) +
-                                     cout * kh * kw + g.stride_h * g.stride_w + 1);
+  int64_t* table =
+      thread_workspace(WorkspaceSlot::tables)
+          .get<int64_t>(DimPhases::table_size(g.stride_h, kh) + DimPhases::table_size(g.stride_w, kw) +
+                        cout * kh * kw + g.stride_h * g.stride_w + 1);
   const DimPhases dh = make_dim_phases(g.in_h, ho, kh, g.stride_h, g.pad_h, g.dilation_h, table);
-  const DimPhases dw =
-      make_dim_phases(g.in_w, wo, kw, g.stride_w, g.pad_w, g.dilation_w, table + DimPhases::table_size(g.stride_h, kh));
+  const DimPhases dw = make_dim_phases(g.in_w, wo, kw, g.stride_w, g.pad_w, g.dilation_w,
+                                       table + DimPhases::table_size(g.stride_h, kh));
   int64_t* tap_off = table + DimPhases::table_size(g.stride_h, kh) + DimPhases::table_size(g.stride_w, kw);
   int64_t* phase_k0 = tap_off + cout * kh * kw;
   const int64_t nph = g.stride_h * g.stride_w;
@@ -223,27 +244,23 @@ void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const
   const Blocking bl = make_blocking<KS>(M, kmax, wide_q * L);
   const MicroKernel uk = KS::kernel(bl.tile, AMode::packed, true);
   const int64_t npanels = bl.m_pad / bl.tile.mr;
-  float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * std::max<int64_t>(k_total, 1));
+  float* ap =
+      thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * std::max<int64_t>(k_total, 1));
   const int64_t blocks = ceil_div(g.batch, L);
   const int64_t src_floats = std::max(img_pixels * L, round_up(wide_q * L, bl.nr) + (tap_max + 1) * L);
   const int64_t tmp_floats = out_img * L, out_floats = in_img * L;
   const int nt = threads_for(blocks);
 
+  for (int64_t ph = 0; ph < nph; ++ph) {  // few channels: small weights, packed by the caller
+    const int64_t rh = ph / g.stride_w, rw = ph % g.stride_w, na = dh.ntaps[rh], nb = dw.ntaps[rw];
+    if (na * nb > 0)
+      pack_phase_weights(w, cin, cout, kh, kw, dh.tap + rh * kh, na, dw.tap + rw * kw, nb, bl.tile.mr, 0,
+                         npanels, ap + bl.m_pad * phase_k0[ph]);
+  }
+
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-    for (int64_t ph = 0; ph < nph; ++ph) {
-      const int64_t rh = ph / g.stride_w, rw = ph % g.stride_w;
-      const int64_t na = dh.ntaps[rh], nb = dw.ntaps[rw], K = cout * na * nb;
-      if (K == 0) continue;
-      int64_t p0, p1;
-      split_range(npanels, tn, t, p0, p1);
-      pack_a_panels(M, K, bl.tile.mr, p0, p1, ap + bl.m_pad * phase_k0[ph], [&](int64_t ci, int64_t k) {
-        const int64_t co = k / (na * nb), a = k / nb % na, b = k % nb;
-        return w[((co * cin + ci) * kh + dh.tap[rh * kh + a]) * kw + dw.tap[rw * kw + b]];
-      });
-    }
-#pragma omp barrier
     int64_t b0, b1;
     split_range(blocks, tn, t, b0, b1);
     float* cst = thread_workspace(WorkspaceSlot::accumulators).get<float>(bl.m_pad * bl.nc + out_floats);
@@ -272,21 +289,24 @@ void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const
         const int64_t q_end = rows * wp * L;
         for (int64_t q0 = 0; q0 < q_end; q0 += bl.nc) {
           const int64_t nq = std::min(bl.nc, q_end - q0);
-          gemm_direct_block<KS>(bl, uk, M, K, ap + bl.m_pad * phase_k0[ph], src, tap_off + phase_k0[ph], q0, nq, cst,
-                                bl.nc, nullptr);
-          for_each_direct_run(q0 / L, nq / L, rows, cols, wp, [&](int64_t lc, int64_t i, int64_t j, int64_t len) {
-            store_run_lanes<KS>(ls, M, cst, bl.nc, lc, i, j, len);
-          });
+          gemm_direct_block<KS>(bl, uk, M, K, ap + bl.m_pad * phase_k0[ph], src, tap_off + phase_k0[ph], q0,
+                                nq, cst, bl.nc, nullptr);
+          for_each_direct_run(q0 / L, nq / L, rows, cols, wp,
+                              [&](int64_t lc, int64_t i, int64_t j, int64_t len) {
+                                store_run_lanes<KS>(ls, M, cst, bl.nc, lc, i, j, len);
+                              });
         }
       }
       for (int64_t ci = 0; ci < cin; ++ci)
-        KS::deinterleave(out + ci * in_plane * L, count, in_plane, gx + n0 * in_img + ci * in_plane, in_img, 1);
+        KS::deinterleave(out + ci * in_plane * L, count, in_plane, gx + n0 * in_img + ci * in_plane, in_img,
+                         1);
     }
   }
 }
 
 template <class KS>
-void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const float* gy, float* gw, float* gbias) {
+void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,
+                                  float* gbias) {
   constexpr int64_t L = KS::kVec;
   const int64_t ho = g.out_h(), wo = g.out_w(), per_img = ho * wo;
   const int64_t cout = g.out_channels, M = g.in_channels * g.kernel_h * g.kernel_w;
@@ -304,13 +324,15 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
   float** parts = thread_workspace(WorkspaceSlot::thread_results).get<float*>(nt);
   const int64_t src_floats = std::max(img_pixels * L, (tap_max + wide_q) * L);
   const int64_t tmp_floats = std::max(x_img, out_img) * L;
+  int team = 1;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
     int64_t b0, b1;
     split_range(blocks, tn, t, b0, b1);
-    float* part = thread_workspace(WorkspaceSlot::partial_sums).get<float>(cout * M + cout);  // [Cout][M], bias
+    float* part =
+        thread_workspace(WorkspaceSlot::partial_sums).get<float>(cout * M + cout);  // [Cout][M], bias
     parts[t] = b1 > b0 ? part : nullptr;
     float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats + cout * len + tmp_floats);
     float* gyw = src + src_floats;  // gy on the widened grid, zero in its extra columns: [Cout][pixel][lane]
@@ -325,8 +347,8 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
       for (int64_t co = 0; co < cout; co += KS::kDotRows)
         for (int64_t k = 0; k < M; k += KS::kDotCols)
           KS::kDot(len, gyw + co * len, len, src, 0, tap_off + k, part + co * M + k, M,
-                   int(std::min<int64_t>(KS::kDotRows, cout - co)), int(std::min<int64_t>(KS::kDotCols, M - k)),
-                   b > b0);
+                   int(std::min<int64_t>(KS::kDotRows, cout - co)),
+                   int(std::min<int64_t>(KS::kDotCols, M - k)), b > b0);
       for (int64_t co = 0; co < cout; ++co) {
         const float* r = gyw + co * len;
         float s = 0;
@@ -334,24 +356,23 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
         gb[co] += s;
       }
     }
-#pragma omp barrier
-    int64_t k0, k1;
-    split_range(M, tn, t, k0, k1);
-    for (int64_t co = 0; co < cout; ++co)
-      for (int64_t k = k0; k < k1; ++k) {
-        float s = 0;
-        for (int u = 0; u < tn; ++u)
-          if (parts[u]) s += parts[u][co * M + k];
-        gw[co * M + k] = s;
-      }
-    if (gbias && t == 0)
-      for (int64_t co = 0; co < cout; ++co) {
-        float s = 0;
-        for (int u = 0; u < tn; ++u)
-          if (parts[u]) s += parts[u][cout * M + co];
-        gbias[co] = s;
-      }
+    if (t == 0) team = tn;
   }
+  // Few channels: small partial sums, added up by the caller (no barrier in the region).
+  for (int64_t co = 0; co < cout; ++co)
+    for (int64_t k = 0; k < M; ++k) {
+      float s = 0;
+      for (int u = 0; u < team; ++u)
+        if (parts[u]) s += parts[u][co * M + k];
+      gw[co * M + k] = s;
+    }
+  if (gbias)
+    for (int64_t co = 0; co < cout; ++co) {
+      float s = 0;
+      for (int u = 0; u < team; ++u)
+        if (parts[u]) s += parts[u][cout * M + co];
+      gbias[co] = s;
+    }
 }
 
 }  // namespace sumi::kernels::gemm

@@ -22,9 +22,12 @@ enum class Isa { scalar, avx2, avx512 };
 
 inline const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::avx2: return "avx2";
-    case Isa::avx512: return "avx512";
-    default: return "scalar";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::avx512:
+      return "avx512";
+    default:
+      return "scalar";
   }
 }
 
@@ -40,8 +43,10 @@ inline bool isa_supported(Isa isa) {
 #if SUMI_X86_KERNELS
   __builtin_cpu_init();
   switch (isa) {
-    case Isa::scalar: return true;
-    case Isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::scalar:
+      return true;
+    case Isa::avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case Isa::avx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
@@ -62,9 +67,9 @@ inline Isa best_supported_isa() {
 namespace detail {
 inline Isa checked_isa(Isa isa, const char* origin) {
   if (!isa_supported(isa))
-    throw std::runtime_error(std::string("sumi: ") + origin + " requests ISA '" + isa_name(isa) +
-                             "', which this CPU does not support (best supported: " +
-                             isa_name(best_supported_isa()) + ")");
+    throw std::runtime_error(
+        std::string("sumi: ") + origin + " requests ISA '" + isa_name(isa) +
+        "', which this CPU does not support (best supported: " + isa_name(best_supported_isa()) + ")");
   return isa;
 }
 
@@ -87,10 +92,14 @@ inline Isa& isa_state() {
 }  // namespace detail
 
 // The ISA the conv kernels use now. Throws on first use if SUMI_ISA names an unknown or unsupported ISA.
-inline Isa active_isa() { return detail::isa_state(); }
+inline Isa active_isa() {
+  return detail::isa_state();
+}
 
 // Forces the ISA for all later kernel calls in this process (tests use it to run every path).
 // Throws std::runtime_error if the CPU does not support it. Not meant to be called while kernels run.
-inline void set_isa(Isa isa) { detail::isa_state() = detail::checked_isa(isa, "set_isa"); }
+inline void set_isa(Isa isa) {
+  detail::isa_state() = detail::checked_isa(isa, "set_isa");
+}
 
 }  // namespace sumi::kernels

@@ -28,7 +28,7 @@ class AlignedBuffer {
       std::size_t cap = capacity_ * 2 > bytes ? capacity_ * 2 : bytes;
       cap = (cap + kAlign - 1) / kAlign * kAlign;
       release();
-      data_ = static_cast<std::byte*>(::operator new(cap, std::align_val_t{kAlign}));
+      data_ = static_cast<std::byte*>(::operator new (cap, std::align_val_t{kAlign}));
       capacity_ = cap;
     }
     return reinterpret_cast<T*>(data_);
@@ -38,7 +38,7 @@ class AlignedBuffer {
 
  private:
   void release() {
-    if (data_) ::operator delete(data_, std::align_val_t{kAlign});
+    if (data_) ::operator delete (data_, std::align_val_t{kAlign});
     data_ = nullptr;
     capacity_ = 0;
   }

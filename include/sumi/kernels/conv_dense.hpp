@@ -1,0 +1,107 @@
+#pragma once
+// Convolutions whose kernel covers the whole unpadded input (1x1 output): matrix products.
+//
+// With in_h == kernel_h, in_w == kernel_w, no padding and no dilation (the DCGAN's first and last layers:
+// a 4x4 kernel over a 4x4 input), tap k = (ci, kh, kw) of image n is simply x[n][k], so the conv is a
+// fully connected layer over K = Cin*Kh*Kw features and gathering taps would only transpose data:
+//   forward      y[n][co]  = x[n] . w[co] (+ bias)       dot kernel, vectorized along K
+//   input grad   gx[n][k]  = sum_co gy[n][co] w[co][k]  micro-kernel, rows = images, vectors along k
+//   weight grad  gw[co][k] = sum_n gy[n][co] x[n][k]    micro-kernel, rows = channels, vectors along k
+// Threads split images (forward) or k (gradients): outputs are disjoint, nothing is reduced across threads.
+#include <algorithm>
+#include <cstdint>
+
+#include "sumi/kernels/conv_gemm.hpp"
+
+namespace sumi::kernels::gemm {
+
+inline bool is_dense(const Conv2dGeometry& g) {
+  return g.in_h == g.kernel_h && g.in_w == g.kernel_w && g.pad_h == 0 && g.pad_w == 0 && g.dilation_h == 1 &&
+         g.dilation_w == 1;
+}
+
+template <class KS>
+void conv2d_forward_dense(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                          float* y) {
+  const int64_t N = g.batch, C = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
+  constexpr int64_t R = KS::kDotRows, J = KS::kDotCols;
+  const int64_t kb = 2048;  // reduction block: a tile's rows stay in L1, a block of w in L2
+  const int nt = threads_for(ceil_div(N, R));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int64_t b0, b1;
+    split_range(ceil_div(N, R), omp_get_num_threads(), omp_get_thread_num(), b0, b1);
+    for (int64_t k0 = 0; k0 < K; k0 += kb) {
+      const int64_t len = std::min(kb, K - k0);
+      for (int64_t b = b0; b < b1; ++b)
+        for (int64_t co = 0; co < C; co += J)
+          KS::kDot(len, x + b * R * K + k0, K, w + co * K + k0, K, nullptr, y + b * R * C + co, C,
+                   int(std::min(R, N - b * R)), int(std::min(J, C - co)), k0 > 0);
+    }
+    if (bias)
+      for (int64_t n = b0 * R; n < std::min(N, b1 * R); ++n)
+        for (int64_t co = 0; co < C; ++co) y[n * C + co] += bias[co];
+  }
+}
+
+// C[m][k] = sum over j < red of A(m, j) * Bj[k] for m < M, k < K (row stride K), with B row j at
+// b + boff[j]: the micro-kernel over full column tiles, scalar code for the last K % nr columns. Columns
+// are split across threads.
+template <class KS, class AOf>
+void dense_rows_times_rows(const TileShape tile, MicroKernel uk, int64_t M, int64_t K, int64_t red,
+                           const float* a, int64_t lda, const float* b, const int64_t* boff, float* c,
+                           AOf&& a_of) {
+  const int64_t mr = tile.mr, nr = int64_t(tile.nv) * KS::kVec, full = K / nr;
+  const int nt = threads_for(std::max<int64_t>(full, 1));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int64_t t0, t1;
+    split_range(full, omp_get_num_threads(), omp_get_thread_num(), t0, t1);
+    for (int64_t jt = t0; jt < t1; ++jt)
+      for (int64_t m = 0; m < M; m += mr)
+        uk(red, a + (lda ? m * lda : m * red), lda, b + jt * nr, boff, c + m * K + jt * nr, K,
+           int(std::min(mr, M - m)), false, nullptr);
+    if (omp_get_thread_num() == 0)
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = full * nr; k < K; ++k) {
+          float s = 0;
+          for (int64_t j = 0; j < red; ++j) s += a_of(m, j) * b[boff[j] + k];
+          c[m * K + k] = s;
+        }
+  }
+}
+
+template <class KS>
+void conv2d_backward_input_dense(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) {
+  const int64_t N = g.batch, C = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
+  // rows = images (A = gy, row-major [N][C]), reduction over channels, B row co = w[co]
+  const TileShape tile = choose_tile<KS>(N, K);
+  int64_t* boff = thread_workspace(WorkspaceSlot::tables).get<int64_t>(C);
+  for (int64_t co = 0; co < C; ++co) boff[co] = co * K;
+  dense_rows_times_rows<KS>(tile, KS::kernel(tile, AMode::rows, true), N, K, C, gy, C, w, boff, gx,
+                            [&](int64_t n, int64_t co) { return gy[n * C + co]; });
+}
+
+template <class KS>
+void conv2d_backward_weight_dense(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,
+                                  float* gbias) {
+  const int64_t N = g.batch, C = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
+  // rows = channels (A = gy^T packed as [panel][N][mr]), reduction over images, B row n = x[n]
+  const TileShape tile = choose_tile<KS>(C, K);
+  const int64_t mr = tile.mr, panels = ceil_div(C, mr);
+  int64_t* boff = thread_workspace(WorkspaceSlot::tables).get<int64_t>(N);
+  for (int64_t n = 0; n < N; ++n) boff[n] = n * K;
+  float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(panels * mr * N);
+  pack_a_panels(C, N, int(mr), 0, panels, ap, [&](int64_t co, int64_t n) { return gy[n * C + co]; });
+  // Panel p of A starts at ap + p * N * mr: the micro-kernel's packed A for rows [p*mr, p*mr + mr).
+  dense_rows_times_rows<KS>(tile, KS::kernel(tile, AMode::packed, true), C, K, N, ap, 0, x, boff, gw,
+                            [&](int64_t co, int64_t n) { return gy[n * C + co]; });
+  if (gbias)
+    for (int64_t co = 0; co < C; ++co) {
+      float s = 0;
+      for (int64_t n = 0; n < N; ++n) s += gy[n * C + co];
+      gbias[co] = s;
+    }
+}
+
+}  // namespace sumi::kernels::gemm
