@@ -3,6 +3,9 @@
 #include "sumi/version.hpp"
 
 #include "sumi/kernels/conv.hpp"
+#include "sumi/kernels/elementwise.hpp"
+#include "sumi/kernels/fast_math.hpp"
+#include "sumi/kernels/linear.hpp"
 #include "sumi/kernels/threading.hpp"
 
 #include "sumi/tensor/allocator.hpp"

@@ -1,31 +1,89 @@
 #pragma once
 // Element-wise loops over contiguous buffers, parallel when large enough to pay for the threads.
+//
+// The library is built for generic x86-64, where the compiler may only vectorize with SSE2. Each loop is
+// therefore instantiated three times: in an AVX-512 and an AVX2+FMA function (target attributes; the
+// element functor is inlined into them and vectorized there) and in a portable one, and the ISA in force
+// (cpu_features.hpp) picks one at run time, as for the conv kernels.
+#include <omp.h>
+
+#include <algorithm>
 #include <cstdint>
+
+#include "sumi/kernels/cpu_features.hpp"
+#include "sumi/kernels/threading.hpp"
 
 namespace sumi::kernels {
 
 // Below this many elements a loop runs on one thread: the fork/join would cost more than it saves.
 inline constexpr int64_t kParallelThreshold = 1 << 15;
 
+namespace detail {
+
+template <class Body>
+void simd_range_portable(int64_t begin, int64_t end, const Body& body) {
+#pragma omp simd
+  for (int64_t i = begin; i < end; ++i) body(i);
+}
+
+#if SUMI_X86_KERNELS
+template <class Body>
+[[gnu::target("avx2,fma")]] void simd_range_avx2(int64_t begin, int64_t end, const Body& body) {
+#pragma omp simd
+  for (int64_t i = begin; i < end; ++i) body(i);
+}
+
+template <class Body>
+[[gnu::target("avx512f,avx512bw,avx512vl,avx512dq")]] void simd_range_avx512(int64_t begin, int64_t end,
+                                                                             const Body& body) {
+#pragma omp simd
+  for (int64_t i = begin; i < end; ++i) body(i);
+}
+#endif
+
+template <class Body>
+void simd_range(Isa isa, int64_t begin, int64_t end, const Body& body) {
+#if SUMI_X86_KERNELS
+  if (isa == Isa::avx512) return simd_range_avx512(begin, end, body);
+  if (isa == Isa::avx2) return simd_range_avx2(begin, end, body);
+#endif
+  (void)isa;
+  simd_range_portable(begin, end, body);
+}
+
+// body(i) for i < n: independent iterations, vectorized with the ISA in force and split across threads.
+template <class Body>
+void for_each_index(int64_t n, const Body& body) {
+  const Isa isa = active_isa();
+  if (n < kParallelThreshold) return simd_range(isa, 0, n, body);
+#pragma omp parallel num_threads(get_num_threads())
+  {
+    // Chunks are multiples of 64 elements so that threads never share a cache line of the output.
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t chunk = (n + threads * 64 - 1) / (threads * 64) * 64;
+    const int64_t begin = std::min(n, t * chunk), end = std::min(n, begin + chunk);
+    simd_range(isa, begin, end, body);
+  }
+}
+
+}  // namespace detail
+
 // out[i] = f(a[i]). out may alias a.
 template <class T, class U, class F>
 void map(int64_t n, const T* a, U* out, F f) {
-#pragma omp parallel for simd if (n >= kParallelThreshold)
-  for (int64_t i = 0; i < n; ++i) out[i] = f(a[i]);
+  detail::for_each_index(n, [=](int64_t i) { out[i] = f(a[i]); });
 }
 
 // out[i] = f(a[i], b[i]). out may alias a or b.
 template <class T, class F>
 void zip(int64_t n, const T* a, const T* b, T* out, F f) {
-#pragma omp parallel for simd if (n >= kParallelThreshold)
-  for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i]);
+  detail::for_each_index(n, [=](int64_t i) { out[i] = f(a[i], b[i]); });
 }
 
 // out[i] = f(a[i], b[i], c[i]). out may alias any input.
 template <class T, class F>
 void zip3(int64_t n, const T* a, const T* b, const T* c, T* out, F f) {
-#pragma omp parallel for simd if (n >= kParallelThreshold)
-  for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i], c[i]);
+  detail::for_each_index(n, [=](int64_t i) { out[i] = f(a[i], b[i], c[i]); });
 }
 
 // dst[i] += src[i]

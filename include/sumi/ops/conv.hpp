@@ -87,10 +87,13 @@ Tensor<T> conv_channel_sum(const T* g, int64_t N, int64_t C, int64_t HW) {
   T* po = out.data();
 #pragma omp parallel for schedule(static) if (N * C * HW >= (int64_t(1) << 16))
   for (int64_t c = 0; c < C; ++c) {
-    double s = 0;
+    double s = 0;  // rows summed in T (vectorized), the N row sums in double
     for (int64_t n = 0; n < N; ++n) {
       const T* row = g + (n * C + c) * HW;
-      for (int64_t i = 0; i < HW; ++i) s += double(row[i]);
+      T row_sum = 0;
+#pragma omp simd reduction(+ : row_sum)
+      for (int64_t i = 0; i < HW; ++i) row_sum += row[i];
+      s += double(row_sum);
     }
     po[c] = T(s);
   }

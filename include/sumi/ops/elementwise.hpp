@@ -2,8 +2,10 @@
 // Element-wise ops with autograd: arithmetic with broadcasting, activations, exp and log.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "sumi/autograd/variable.hpp"
+#include "sumi/kernels/fast_math.hpp"
 #include "sumi/tensor/arithmetic.hpp"
 
 namespace sumi {
@@ -20,11 +22,11 @@ Variable<T> add(const Variable<T>& a, const Variable<T>& b) {
 
 template <class T>
 Variable<T> sub(const Variable<T>& a, const Variable<T>& b) {
-  return Variable<T>::from_op(zip(a.value(), b.value(), std::minus<T>(), "sub"), "sub", {a, b},
-                              [sa = a.shape(), sb = b.shape()](const Tensor<T>& g) {
-                                return std::vector<Tensor<T>>{sum_to_shape(g, sa),
-                                                              sum_to_shape(map(g, std::negate<T>()), sb)};
-                              });
+  return Variable<T>::from_op(
+      zip(a.value(), b.value(), std::minus<T>(), "sub"), "sub", {a, b},
+      [sa = a.shape(), sb = b.shape()](const Tensor<T>& g) {
+        return std::vector<Tensor<T>>{sum_to_shape(g, sa), sum_to_shape(map(g, std::negate<T>()), sb)};
+      });
 }
 
 template <class T>
@@ -33,8 +35,9 @@ Variable<T> mul(const Variable<T>& a, const Variable<T>& b) {
   return Variable<T>::from_op(
       zip(a.value(), b.value(), std::multiplies<T>(), "mul"), "mul", {a, b},
       [va = a.value(), vb = b.value(), ga, gb](const Tensor<T>& g) {
-        return std::vector<Tensor<T>>{ga ? sum_to_shape(zip(g, vb, std::multiplies<T>(), "mul"), va.shape()) : Tensor<T>(),
-                                      gb ? sum_to_shape(zip(g, va, std::multiplies<T>(), "mul"), vb.shape()) : Tensor<T>()};
+        return std::vector<Tensor<T>>{
+            ga ? sum_to_shape(zip(g, vb, std::multiplies<T>(), "mul"), va.shape()) : Tensor<T>(),
+            gb ? sum_to_shape(zip(g, va, std::multiplies<T>(), "mul"), vb.shape()) : Tensor<T>()};
       });
 }
 
@@ -48,7 +51,9 @@ Variable<T> div(const Variable<T>& a, const Variable<T>& b) {
         Tensor<T> grad_b;
         if (gb) {  // d(a/b)/db = -a/b^2 = -(g/b) * (a/b)
           Tensor<T> a_over_b = zip(va, vb, std::divides<T>(), "div");
-          grad_b = sum_to_shape(zip(g_over_b, a_over_b, [](T x, T y) { return -x * y; }, "div"), vb.shape());
+          grad_b = sum_to_shape(zip(
+                                    g_over_b, a_over_b, [](T x, T y) { return -x * y; }, "div"),
+                                vb.shape());
         }
         return std::vector<Tensor<T>>{ga ? sum_to_shape(g_over_b, va.shape()) : Tensor<T>(), grad_b};
       });
@@ -56,80 +61,140 @@ Variable<T> div(const Variable<T>& a, const Variable<T>& b) {
 
 // ---- unary ops --------------------------------------------------------------------------------------------
 
-// y = f(x) with dy/dx computed from x and y by df(x, y); the shared shape of every unary op below.
-template <class T, class F, class DF>
-Variable<T> unary_op(const Variable<T>& x, const char* name, F f, DF df) {
+// y = f(x); the input gradient is dx(g, x, y) for output gradient g. The shared shape of every unary op
+// below. dx returns the gradient itself rather than f'(x) so that a masked gradient (relu) is a select,
+// which compilers vectorize, instead of a product with a 0/1 factor.
+template <class T, class F, class DX>
+Variable<T> unary_op(const Variable<T>& x, const char* name, F f, DX dx) {
   Tensor<T> y = map(x.value(), f);
-  return Variable<T>::from_op(y, name, {x}, [xv = x.value(), y, df](const Tensor<T>& g) {
+  return Variable<T>::from_op(y, name, {x}, [xv = x.value(), y, dx](const Tensor<T>& g) {
     Tensor<T> gx = Tensor<T>::empty(g.shape());
     const Tensor<T> gc = g.contiguous(), xc = xv.contiguous();
-    kernels::zip3(g.numel(), gc.data(), xc.data(), y.data(), gx.data(),
-                  [df](T gi, T xi, T yi) { return gi * df(xi, yi); });
+    kernels::zip3(g.numel(), gc.data(), xc.data(), y.data(), gx.data(), dx);
     return std::vector<Tensor<T>>{gx};
   });
 }
 
 template <class T>
 Variable<T> neg(const Variable<T>& x) {
-  return unary_op(x, "neg", std::negate<T>(), [](T, T) { return T(-1); });
+  return unary_op(x, "neg", std::negate<T>(), [](T g, T, T) { return -g; });
 }
 template <class T>
 Variable<T> relu(const Variable<T>& x) {
-  return unary_op(x, "relu", [](T v) { return v > T(0) ? v : T(0); }, [](T v, T) { return v > T(0) ? T(1) : T(0); });
+  return unary_op(
+      x, "relu", [](T v) { return v > T(0) ? v : T(0); }, [](T g, T v, T) { return v > T(0) ? g : T(0); });
 }
 template <class T>
 Variable<T> leaky_relu(const Variable<T>& x, T negative_slope = T(0.01)) {
   return unary_op(
       x, "leaky_relu", [negative_slope](T v) { return v > T(0) ? v : v * negative_slope; },
-      [negative_slope](T v, T) { return v > T(0) ? T(1) : negative_slope; });
+      [negative_slope](T g, T v, T) { return v > T(0) ? g : g * negative_slope; });
 }
 template <class T>
 Variable<T> sigmoid(const Variable<T>& x) {
-  // Written so that neither branch overflows exp().
-  return unary_op(
-      x, "sigmoid",
-      [](T v) { return v >= T(0) ? T(1) / (T(1) + std::exp(-v)) : std::exp(v) / (T(1) + std::exp(v)); },
-      [](T, T y) { return y * (T(1) - y); });
+  const auto dx = [](T g, T, T y) { return g * y * (T(1) - y); };
+  if constexpr (std::is_same_v<T, float>) {  // the vectorized kernel (2 ulp of the exact value)
+    const Tensor<T> xc = x.value().contiguous();
+    Tensor<T> y = Tensor<T>::empty(xc.shape());
+    kernels::sigmoid(xc.numel(), xc.data(), y.data());
+    return Variable<T>::from_op(y, "sigmoid", {x}, [y, dx](const Tensor<T>& g) {
+      Tensor<T> gx = Tensor<T>::empty(g.shape());
+      const Tensor<T> gc = g.contiguous();
+      kernels::zip3(g.numel(), gc.data(), y.data(), y.data(), gx.data(), dx);
+      return std::vector<Tensor<T>>{gx};
+    });
+  } else {  // written so that nothing overflows exp()
+    return unary_op(
+        x, "sigmoid",
+        [](T v) {
+          const T e = std::exp(-std::abs(v));
+          return v >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+        },
+        dx);
+  }
 }
 template <class T>
 Variable<T> tanh(const Variable<T>& x) {
-  return unary_op(x, "tanh", [](T v) { return std::tanh(v); }, [](T, T y) { return T(1) - y * y; });
+  return unary_op(
+      x, "tanh", [](T v) { return std::tanh(v); }, [](T g, T, T y) { return g * (T(1) - y * y); });
 }
 template <class T>
 Variable<T> exp(const Variable<T>& x) {
-  return unary_op(x, "exp", [](T v) { return std::exp(v); }, [](T, T y) { return y; });
+  return unary_op(
+      x, "exp", [](T v) { return std::exp(v); }, [](T g, T, T y) { return g * y; });
 }
 template <class T>
 Variable<T> log(const Variable<T>& x) {
-  return unary_op(x, "log", [](T v) { return std::log(v); }, [](T v, T) { return T(1) / v; });
+  return unary_op(
+      x, "log", [](T v) { return std::log(v); }, [](T g, T v, T) { return g / v; });
 }
 // x * s and x + s for a constant s.
 template <class T>
 Variable<T> mul_scalar(const Variable<T>& x, T s) {
-  return unary_op(x, "mul_scalar", [s](T v) { return v * s; }, [s](T, T) { return s; });
+  return unary_op(
+      x, "mul_scalar", [s](T v) { return v * s; }, [s](T g, T, T) { return g * s; });
 }
 template <class T>
 Variable<T> add_scalar(const Variable<T>& x, T s) {
-  return unary_op(x, "add_scalar", [s](T v) { return v + s; }, [](T, T) { return T(1); });
+  return unary_op(
+      x, "add_scalar", [s](T v) { return v + s; }, [](T g, T, T) { return g; });
 }
 template <class T>
 Variable<T> pow_scalar(const Variable<T>& x, T p) {
-  return unary_op(x, "pow", [p](T v) { return std::pow(v, p); }, [p](T v, T) { return p * std::pow(v, p - T(1)); });
+  return unary_op(
+      x, "pow", [p](T v) { return std::pow(v, p); },
+      [p](T g, T v, T) { return g * p * std::pow(v, p - T(1)); });
 }
 
 // ---- operators --------------------------------------------------------------------------------------------
 
-template <class T> Variable<T> operator+(const Variable<T>& a, const Variable<T>& b) { return add(a, b); }
-template <class T> Variable<T> operator-(const Variable<T>& a, const Variable<T>& b) { return sub(a, b); }
-template <class T> Variable<T> operator*(const Variable<T>& a, const Variable<T>& b) { return mul(a, b); }
-template <class T> Variable<T> operator/(const Variable<T>& a, const Variable<T>& b) { return div(a, b); }
-template <class T> Variable<T> operator-(const Variable<T>& a) { return neg(a); }
-template <class T> Variable<T> operator*(const Variable<T>& a, std::type_identity_t<T> s) { return mul_scalar(a, s); }
-template <class T> Variable<T> operator*(std::type_identity_t<T> s, const Variable<T>& a) { return mul_scalar(a, s); }
-template <class T> Variable<T> operator/(const Variable<T>& a, std::type_identity_t<T> s) { return mul_scalar(a, T(1) / s); }
-template <class T> Variable<T> operator+(const Variable<T>& a, std::type_identity_t<T> s) { return add_scalar(a, s); }
-template <class T> Variable<T> operator+(std::type_identity_t<T> s, const Variable<T>& a) { return add_scalar(a, s); }
-template <class T> Variable<T> operator-(const Variable<T>& a, std::type_identity_t<T> s) { return add_scalar(a, -s); }
-template <class T> Variable<T> operator-(std::type_identity_t<T> s, const Variable<T>& a) { return add_scalar(neg(a), s); }
+template <class T>
+Variable<T> operator+(const Variable<T>& a, const Variable<T>& b) {
+  return add(a, b);
+}
+template <class T>
+Variable<T> operator-(const Variable<T>& a, const Variable<T>& b) {
+  return sub(a, b);
+}
+template <class T>
+Variable<T> operator*(const Variable<T>& a, const Variable<T>& b) {
+  return mul(a, b);
+}
+template <class T>
+Variable<T> operator/(const Variable<T>& a, const Variable<T>& b) {
+  return div(a, b);
+}
+template <class T>
+Variable<T> operator-(const Variable<T>& a) {
+  return neg(a);
+}
+template <class T>
+Variable<T> operator*(const Variable<T>& a, std::type_identity_t<T> s) {
+  return mul_scalar(a, s);
+}
+template <class T>
+Variable<T> operator*(std::type_identity_t<T> s, const Variable<T>& a) {
+  return mul_scalar(a, s);
+}
+template <class T>
+Variable<T> operator/(const Variable<T>& a, std::type_identity_t<T> s) {
+  return mul_scalar(a, T(1) / s);
+}
+template <class T>
+Variable<T> operator+(const Variable<T>& a, std::type_identity_t<T> s) {
+  return add_scalar(a, s);
+}
+template <class T>
+Variable<T> operator+(std::type_identity_t<T> s, const Variable<T>& a) {
+  return add_scalar(a, s);
+}
+template <class T>
+Variable<T> operator-(const Variable<T>& a, std::type_identity_t<T> s) {
+  return add_scalar(a, -s);
+}
+template <class T>
+Variable<T> operator-(std::type_identity_t<T> s, const Variable<T>& a) {
+  return add_scalar(neg(a), s);
+}
 
 }  // namespace sumi

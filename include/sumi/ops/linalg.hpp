@@ -1,6 +1,7 @@
 #pragma once
-// Matrix products with autograd, on Eigen's GEMM.
+// Matrix products with autograd: matmul on Eigen's GEMM, linear on the linear kernels.
 #include "sumi/autograd/variable.hpp"
+#include "sumi/kernels/linear.hpp"
 
 namespace sumi {
 
@@ -46,31 +47,34 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& weight, const Variab
   detail::require_rank(x.shape(), 2, "linear", "input");
   detail::require_rank(weight.shape(), 2, "linear", "weight");
   if (x.size(1) != weight.size(1))
-    throw std::invalid_argument("linear: input of shape " + shape_str(x.shape()) + " does not match weight of shape " +
-                                shape_str(weight.shape()) + " (in_features " + std::to_string(weight.size(1)) + ")");
+    throw std::invalid_argument("linear: input of shape " + shape_str(x.shape()) +
+                                " does not match weight of shape " + shape_str(weight.shape()) +
+                                " (in_features " + std::to_string(weight.size(1)) + ")");
   const bool has_bias = bias.defined();
   if (has_bias && bias.shape() != Shape{weight.size(0)})
-    throw std::invalid_argument("linear: bias of shape " + shape_str(bias.shape()) + " does not match weight of shape " +
-                                shape_str(weight.shape()));
+    throw std::invalid_argument("linear: bias of shape " + shape_str(bias.shape()) +
+                                " does not match weight of shape " + shape_str(weight.shape()));
   const Tensor<T> xv = x.value().contiguous(), wv = weight.value().contiguous();
-  Tensor<T> out = Tensor<T>::empty({x.size(0), weight.size(0)});
-  out.matrix().noalias() = xv.matrix() * wv.matrix().transpose();
-  if (has_bias) out.matrix().rowwise() += bias.value().vector().transpose();
+  const int64_t n = x.size(0), in = weight.size(1), outf = weight.size(0);
+  Tensor<T> out = Tensor<T>::empty({n, outf});
+  kernels::linear_forward(n, in, outf, xv.data(), wv.data(),
+                          has_bias ? bias.value().contiguous().data() : nullptr, out.data());
   const bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = has_bias && bias.requires_grad();
   return Variable<T>::from_op(
       out, "linear", {x, weight, has_bias ? bias : Variable<T>()}, [xv, wv, gx, gw, gb](const Tensor<T>& g) {
         const Tensor<T> gc = g.contiguous();
+        const int64_t n = xv.size(0), in = wv.size(1), outf = wv.size(0);
         Tensor<T> grad_x, grad_w, grad_b;
         if (gx) {
           grad_x = Tensor<T>::empty(xv.shape());
-          grad_x.matrix().noalias() = gc.matrix() * wv.matrix();
+          kernels::linear_backward_input(n, in, outf, gc.data(), wv.data(), grad_x.data());
         }
+        if (gb) grad_b = Tensor<T>::empty({outf});
         if (gw) {
           grad_w = Tensor<T>::empty(wv.shape());
-          grad_w.matrix().noalias() = gc.matrix().transpose() * xv.matrix();
-        }
-        if (gb) {
-          grad_b = Tensor<T>::empty({wv.size(0)});
+          kernels::linear_backward_weight(n, in, outf, xv.data(), gc.data(), grad_w.data(),
+                                          gb ? grad_b.data() : nullptr);
+        } else if (gb) {
           grad_b.vector() = gc.matrix().colwise().sum().transpose();
         }
         return std::vector<Tensor<T>>{grad_x, grad_w, grad_b};
