@@ -49,8 +49,8 @@ void write_metrics(const std::vector<EpochRow>& rows, const fs::path& path) {
   util::CsvTable table;
   table.header = {"epoch", "train_loss", "val_mse", "epoch_seconds"};
   for (const auto& r : rows)
-    table.rows.push_back({std::to_string(r.epoch), util::format_round_trip(r.train_loss), util::format_round_trip(r.val_mse),
-                          util::format_round_trip(r.seconds)});
+    table.rows.push_back({std::to_string(r.epoch), util::format_round_trip(r.train_loss),
+                          util::format_round_trip(r.val_mse), util::format_round_trip(r.seconds)});
   util::write_csv_atomically(path, table);
 }
 
@@ -65,7 +65,8 @@ std::vector<EpochRow> read_metrics(const fs::path& path) {
 }
 
 // Originals of the first test images above their reconstructions.
-void write_reconstructions(models::Autoencoder<float>& model, const data::MnistDataset& test, const fs::path& path) {
+void write_reconstructions(models::Autoencoder<float>& model, const data::MnistDataset& test,
+                           const fs::path& path) {
   const int64_t n = std::min<int64_t>(8, test.size());
   std::vector<int64_t> idx(static_cast<std::size_t>(n));
   std::iota(idx.begin(), idx.end(), int64_t{0});
@@ -91,7 +92,8 @@ int run(const Options& o) {
               get_num_threads());
 
   const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
-  const auto test_view = examples::test_subset(*study, o.limit > 0 ? std::max<int64_t>(o.limit / 6, 1) : study->test.size());
+  const auto test_view =
+      examples::test_subset(*study, o.limit > 0 ? std::max<int64_t>(o.limit / 6, 1) : study->test.size());
   std::printf("data: %lld train, %lld validation, %lld test images\n", (long long)study->train->size(),
               (long long)study->validation->size(), (long long)test_view.size());
 
@@ -112,13 +114,15 @@ int run(const Options& o) {
     std::printf("resumed from %s after epoch %d\n", checkpoint.c_str(), first_epoch - 1);
   }
 
-  data::DataLoader train_loader(*study->train, {.batch_size = o.batch, .shuffle = true, .seed = uint64_t(o.seed)});
+  data::DataLoader train_loader(*study->train,
+                                {.batch_size = o.batch, .shuffle = true, .seed = uint64_t(o.seed)});
   data::DataLoader val_loader(*study->validation, {.batch_size = 1000});
   data::DataLoader test_loader(test_view, {.batch_size = 1000});
   double allocations_per_step = -1;
   for (int epoch = first_epoch; epoch <= o.epochs; ++epoch) {
     train_loader.set_epoch(epoch - 1);
-    util::ProgressBar bar(train_loader.size(), "epoch " + std::to_string(epoch) + "/" + std::to_string(o.epochs),
+    util::ProgressBar bar(train_loader.size(),
+                          "epoch " + std::to_string(epoch) + "/" + std::to_string(o.epochs),
                           {.quiet = o.quiet, .unit = "batch"});
     util::Timer timer;
     const examples::EpochResult r = examples::train_autoencoder_epoch(model, optimizer, train_loader, &bar);
@@ -130,7 +134,8 @@ int run(const Options& o) {
     rows.push_back({epoch, r.mean_loss, val, seconds});
     std::printf("epoch %d: train loss %.5f, validation MSE %.5f, %.2f s\n", epoch, r.mean_loss, val, seconds);
     std::fflush(stdout);
-    nn::save_state(model, checkpoint, {{"epoch", std::to_string(epoch)}, {"latent", std::to_string(o.latent)}},
+    nn::save_state(model, checkpoint,
+                   {{"epoch", std::to_string(epoch)}, {"latent", std::to_string(o.latent)}},
                    optimizer.state_dict().with_prefix("optimizer."));
     write_metrics(rows, metrics_path);
     write_loss_chart(rows, out / "loss.svg");
@@ -160,8 +165,10 @@ int run(const Options& o) {
       {"sumi_version", SUMI_VERSION},
   };
   util::write_json_atomically(out / "summary.json", summary);
-  std::printf("test MSE %.5f; outputs: metrics.csv loss.svg reconstructions.png autoencoder.safetensors summary.json\n",
-              test_mse);
+  std::printf(
+      "test MSE %.5f; outputs: metrics.csv loss.svg reconstructions.png autoencoder.safetensors "
+      "summary.json\n",
+      test_mse);
   return 0;
 }
 
@@ -175,22 +182,16 @@ int main(int argc, char** argv) {
   cli.bind("--batch", o.batch, "batch size").min(1);
   cli.bind("--lr", o.lr, "Adam learning rate").check([](double v) { return v > 0; }, "must be > 0");
   cli.bind("--weight-decay", o.weight_decay, "Adam weight decay (L2, added to the gradient)").min(0);
-  cli.bind("--dropout", o.dropout, "dropout after each hidden linear layer").min(0).check([](double p) { return p < 1; }, "must be < 1");
+  cli.bind("--dropout", o.dropout, "dropout after each hidden linear layer")
+      .min(0)
+      .check([](double p) { return p < 1; }, "must be < 1");
   cli.bind("--seed", o.seed, "seed of the split, initialisation and shuffling");
   cli.bind("--threads", o.threads, "threads (0: OMP_NUM_THREADS or all cores)").min(0);
-  cli.bind("--data", o.data, "FashionMNIST folder; when empty, $SUMI_DATA or else /usr/share/datasets/fashion-mnist");
+  cli.bind("--data", o.data,
+           "FashionMNIST folder; when empty, $SUMI_DATA or else /usr/share/datasets/fashion-mnist");
   cli.bind("--out", o.out, "output folder");
   cli.bind("--resume", o.resume, "continue from the output folder's checkpoint");
   cli.bind("--limit", o.limit, "use only the first N training images (0: all)").min(0);
   cli.bind("--quiet", o.quiet, "no progress bars or model summary");
-  try {
-    if (cli.parse(argc, argv) == util::CliStatus::exit_success) return 0;
-    return run(o);
-  } catch (const util::CliError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
+  return util::run_main(cli, argc, argv, [&] { return run(o); });
 }

@@ -266,7 +266,7 @@ void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b, const
   for (int64_t k = 0; k < kc; ++k) {
     const float* bk = DIRECT_B ? b + boff[k] : b + k * NR;
     for (int r = 0; r < MR; ++r) {
-      const float av = AM == gemm::AMode::packed ? a[k * MR + r] : a[r * lda + k];
+      const float av = AM == gemm::AMode::packed ? a[k * MR + r] : a[std::min(r, rows - 1) * lda + k];
       for (int j = 0; j < NR; ++j) acc[r][j] += av * bk[j];
     }
   }

@@ -29,6 +29,10 @@ SUMI_TARGET_AVX2 void micro_kernel(int64_t kc, const float* a, int64_t lda, cons
     for (int v = 0; v < NV; ++v)
       acc[r][v] = accumulate && r < rows ? _mm256_loadu_ps(c + r * ldc + v * 8) : init;
   }
+  // Row offsets into a row-major A; rows past `rows` (a partial tile) reread the last valid row, so the
+  // kernel never reads outside A (their results are discarded).
+  int64_t a_row[MR];
+  for (int r = 0; r < MR; ++r) a_row[r] = int64_t(r < rows ? r : rows - 1) * lda;
   for (int64_t k = 0; k < kc; ++k) {
     __m256 bv[NV];
     if constexpr (DIRECT_B) {
@@ -42,7 +46,7 @@ SUMI_TARGET_AVX2 void micro_kernel(int64_t kc, const float* a, int64_t lda, cons
     }
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      const __m256 av = _mm256_broadcast_ss(AM == gemm::AMode::packed ? a + k * MR + r : a + r * lda + k);
+      const __m256 av = _mm256_broadcast_ss(AM == gemm::AMode::packed ? a + k * MR + r : a + a_row[r] + k);
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
     }

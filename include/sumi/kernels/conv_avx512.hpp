@@ -31,6 +31,10 @@ SUMI_TARGET_AVX512 void micro_kernel(int64_t kc, const float* a, int64_t lda, co
     for (int v = 0; v < NV; ++v)
       acc[r][v] = accumulate && r < rows ? _mm512_loadu_ps(c + r * ldc + v * 16) : init;
   }
+  // Row offsets into a row-major A; rows past `rows` (a partial tile) reread the last valid row, so the
+  // kernel never reads outside A (their results are discarded).
+  int64_t a_row[MR];
+  for (int r = 0; r < MR; ++r) a_row[r] = int64_t(r < rows ? r : rows - 1) * lda;
   for (int64_t k = 0; k < kc; ++k) {
     __m512 bv[NV];
     if constexpr (DIRECT_B) {
@@ -44,7 +48,7 @@ SUMI_TARGET_AVX512 void micro_kernel(int64_t kc, const float* a, int64_t lda, co
     }
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      const __m512 av = _mm512_set1_ps(AM == gemm::AMode::packed ? a[k * MR + r] : a[r * lda + k]);
+      const __m512 av = _mm512_set1_ps(AM == gemm::AMode::packed ? a[k * MR + r] : a[a_row[r] + k]);
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
     }

@@ -407,4 +407,21 @@ class ArgParser {
   std::vector<std::unique_ptr<detail::CliFlagBase>> flags_;
 };
 
+// A program's main() around its parser: parses argv, then calls run() (returning its exit status) unless
+// --help was asked for. Errors are printed as "error: ..." on stderr with exit status 2 for a bad command
+// line (CliError, thrown by parse() or by run() while checking flags) and 1 for any other failure.
+template <class Run>
+int run_main(ArgParser& cli, int argc, char** argv, Run&& run) {
+  try {
+    if (cli.parse(argc, argv) == CliStatus::exit_success) return 0;
+    return run();
+  } catch (const CliError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
 }  // namespace sumi::util
