@@ -1,0 +1,73 @@
+#pragma once
+// One whole training run of the study's autoencoder from its hyperparameters, as the autoencoder example
+// does it (same initialisation, optimiser, shuffling and seeds), reporting after every epoch. Shared by the
+// grid search (which records several epoch budgets from one run) and the fine-tuning example (which trains
+// the reference encoder when none is given).
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/autoencoder_training.hpp"
+#include "models/autoencoder.hpp"
+#include "sumi/data/data_loader.hpp"
+#include "sumi/optim/adam.hpp"
+#include "sumi/util/progress_bar.hpp"
+#include "sumi/util/timer.hpp"
+
+namespace sumi::examples {
+
+struct AutoencoderSettings {
+  int latent = 5;
+  double weight_decay = 0;
+  double dropout = 0;
+  int batch = 300;
+  double lr = 1e-3;
+  uint64_t seed = 0;  // initialisation, dropout masks and shuffling
+};
+
+struct AutoencoderEpoch {
+  int epoch = 0;
+  double train_loss = 0, val_mse = 0;
+  double seconds = 0;  // training time of this epoch (validation excluded)
+};
+
+// A trained model with the generator its dropout draws from (which must live as long as the model).
+struct AutoencoderRun {
+  std::unique_ptr<Generator> generator;
+  std::shared_ptr<models::Autoencoder<float>> model;
+};
+
+// Trains a new autoencoder for `epochs` epochs and calls on_epoch(const AutoencoderEpoch&) after each.
+// Epoch e's result depends only on the settings and e, not on `epochs`: the learning rate is constant and
+// epoch e's batch order comes from (seed, e), so a 10-epoch run is the first 10 epochs of a 20-epoch run.
+// `progress` (may be null) names the progress bar options; no bar is shown when it is null.
+template <class TrainSet, class ValSet, class OnEpoch>
+AutoencoderRun train_autoencoder_run(const AutoencoderSettings& s, const TrainSet& train,
+                                     const ValSet& validation, int epochs, OnEpoch&& on_epoch,
+                                     const util::ProgressBarOptions* progress = nullptr) {
+  AutoencoderRun run;
+  run.generator = std::make_unique<Generator>(s.seed);
+  run.model = std::make_shared<models::Autoencoder<float>>(s.latent, s.dropout, *run.generator);
+  optim::Adam<float> optimizer(run.model->parameters(), {.lr = s.lr, .weight_decay = s.weight_decay});
+  data::DataLoader train_loader(train, {.batch_size = s.batch, .shuffle = true, .seed = s.seed});
+  data::DataLoader val_loader(validation, {.batch_size = 1000});
+  for (int epoch = 1; epoch <= epochs; ++epoch) {
+    train_loader.set_epoch(epoch - 1);
+    std::unique_ptr<util::ProgressBar> bar;
+    if (progress)
+      bar = std::make_unique<util::ProgressBar>(
+          train_loader.size(), "epoch " + std::to_string(epoch) + "/" + std::to_string(epochs), *progress);
+    util::Timer timer;
+    const EpochResult r = train_autoencoder_epoch(*run.model, optimizer, train_loader, bar.get());
+    const double seconds = timer.elapsed_seconds();
+    const double val = evaluate_mse(*run.model, val_loader);
+    if (bar) {
+      bar->set_postfix("val_mse", val);
+      bar->close();
+    }
+    on_epoch(AutoencoderEpoch{epoch, r.mean_loss, val, seconds});
+  }
+  return run;
+}
+
+}  // namespace sumi::examples

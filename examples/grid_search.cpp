@@ -1,0 +1,272 @@
+// The study's hyperparameter grid search (Table 1) on the reference autoencoder: every combination of latent
+// size, weight decay, dropout, batch size and epochs, ranked by final validation MSE. Resumable, shardable
+// (--shard i/n, then --merge), with several configurations trained at once (--jobs). See --help.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "common/autoencoder_run.hpp"
+#include "common/study_data.hpp"
+#include "sumi/sumi.hpp"
+#include "sumi/tune/grid_results.hpp"
+#include "sumi/tune/grid_search.hpp"
+#include "sumi/tune/parameter_grid.hpp"
+
+namespace fs = std::filesystem;
+using namespace sumi;
+
+namespace {
+
+// Default --jobs: two configurations at once, each on threads/2 threads. On the 2-core project machine,
+// `grid_search --quick --threads 2 --jobs J --quiet` (4 runs of 2 epochs on 12,000 images) took 14.1 and
+// 16.9 s with --jobs 2 against 15.9 and 52.5 s with --jobs 1, measured alternately under nice while other
+// work loaded the machine (see docs/benchmarks.md). Independent runs never wait on each other, whereas one
+// small-batch run on two threads pays a barrier per parallel region.
+constexpr int kDefaultJobs = 2;
+
+struct Options {
+  std::vector<int> latent{5, 10}, batch{300, 600}, epochs{10, 20};
+  std::vector<double> weight_decay{1e-5, 1e-4, 0}, dropout{0, 0.25, 0.5};
+  std::vector<std::string> merge;
+  std::string out = "out/grid_search", data, shard = "0/1";
+  int threads = 0, jobs = 0;
+  int64_t seed = 0, limit = 0;
+  double lr = 1e-3;
+  bool quick = false, quiet = false;
+};
+
+tune::ParameterGrid make_grid(const Options& o) {
+  tune::ParameterGrid grid;
+  grid.add_axis("latent", o.latent)
+      .add_axis("weight_decay", o.weight_decay)
+      .add_axis("dropout", o.dropout)
+      .add_axis("batch", o.batch);
+  return grid;
+}
+
+// Validation MSE of every row, best first, as points; one series per epoch budget so both are visible.
+void write_chart(const std::vector<tune::GridResult>& ranked, const fs::path& path) {
+  plot::LineChart chart;
+  chart.title = "Grid search: validation MSE by rank";
+  chart.x_label = "rank (1 = best)";
+  chart.y_label = "validation MSE";
+  chart.log_y = true;
+  std::vector<int64_t> budgets;
+  for (const auto& r : ranked)
+    if (std::find(budgets.begin(), budgets.end(), r.epochs) == budgets.end()) budgets.push_back(r.epochs);
+  std::sort(budgets.begin(), budgets.end());
+  std::vector<double> all_x, all_y;
+  for (std::size_t i = 0; i < ranked.size(); ++i)
+    all_x.push_back(double(i + 1)), all_y.push_back(ranked[i].val_loss);
+  chart.add_series("", all_x, all_y, {.color = "#bbbbbb", .width = 1.0});
+  for (const int64_t e : budgets) {
+    std::vector<double> x, y;
+    for (std::size_t i = 0; i < ranked.size(); ++i)
+      if (ranked[i].epochs == e) x.push_back(double(i + 1)), y.push_back(ranked[i].val_loss);
+    chart.add_series(std::to_string(e) + " epochs", x, y, {.width = 0.0, .markers = true});
+  }
+  chart.save(path);
+}
+
+// grid.csv (rewritten in grid order), grid.md, best.json, val_loss.svg and the printed top of the ranking.
+void write_reports(const tune::ParameterGrid& grid, const std::vector<tune::GridResult>& rows,
+                   const fs::path& out, bool quiet) {
+  tune::write_grid_results(out / "grid.csv", grid, rows);
+  const auto ranked = tune::rank_by_validation_loss(rows);
+  util::write_file_atomically(out / "grid.md", "# Grid search, ranked by final validation MSE\n\n" +
+                                                   tune::grid_results_markdown(ranked));
+  if (!ranked.empty()) {
+    nlohmann::json best = tune::grid_result_json(ranked.front());
+    best["metric"] = "val_loss";
+    best["rank_of"] = ranked.size();
+    util::write_json_atomically(out / "best.json", best);
+  }
+  write_chart(ranked, out / "val_loss.svg");
+  if (!quiet || !ranked.empty())
+    std::printf("\nTop configurations:\n%s", tune::grid_results_markdown(ranked, 10).c_str());
+}
+
+std::vector<int64_t> budgets_of(const Options& o) {
+  return {o.epochs.begin(), o.epochs.end()};
+}
+
+int merge_shards(const Options& o) {
+  const fs::path out = o.out;
+  fs::create_directories(out);
+  util::Timer timer;
+  const tune::ParameterGrid grid = make_grid(o);
+  std::vector<fs::path> paths(o.merge.begin(), o.merge.end());
+  for (const auto& p : paths)
+    if (!fs::exists(p)) throw std::runtime_error("--merge: results file '" + p.string() + "' does not exist");
+  const auto rows = tune::merge_grid_results(paths, grid);
+  std::printf("sumi %s grid_search: merged %zu rows from %zu files into %s\n", SUMI_VERSION, rows.size(),
+              paths.size(), fs::absolute(out).c_str());
+  const auto missing = tune::missing_trials(grid, budgets_of(o), rows);
+  if (!missing.empty()) {
+    std::printf("%zu of %zu grid rows are missing, e.g. %s\n", missing.size(), grid.size() * o.epochs.size(),
+                missing.front().c_str());
+  }
+  write_reports(grid, rows, out, o.quiet);
+  double training_seconds = 0;
+  for (const auto& r : rows) training_seconds = std::max(training_seconds, r.seconds);
+  util::write_json_atomically(out / "summary.json", {{"wall_seconds", timer.elapsed_seconds()},
+                                                     {"configurations", rows.size()},
+                                                     {"missing", missing.size()},
+                                                     {"merged_files", o.merge},
+                                                     {"sumi_version", SUMI_VERSION}});
+  return 0;
+}
+
+int run(Options o) {
+  if (!o.merge.empty()) return merge_shards(o);
+  if (o.quick) {
+    // A demo: four runs of two epochs on 12,000 images (unless the axes or --limit were given).
+    o.latent = {5, 10};
+    o.weight_decay = {0};
+    o.dropout = {0, 0.25};
+    o.batch = {300};
+    o.epochs = {1, 2};
+    if (o.limit == 0) o.limit = 12000;
+  }
+  const tune::Shard shard = tune::Shard::parse(o.shard);
+  const int threads = o.threads > 0 ? o.threads : get_num_threads();
+  const int jobs = std::min(o.jobs > 0 ? o.jobs : kDefaultJobs, threads);
+  const int threads_per_job = std::max(1, threads / jobs);
+  set_num_threads(threads_per_job);
+
+  const fs::path out = o.out;
+  fs::create_directories(out);
+  const tune::ParameterGrid grid = make_grid(o);
+  const int64_t max_epochs = *std::max_element(o.epochs.begin(), o.epochs.end());
+  std::printf("sumi %s grid_search: writing to %s\n", SUMI_VERSION, fs::absolute(out).c_str());
+  std::printf("grid: %zu configurations x %zu epoch budgets = %zu rows; shard %s; %d jobs x %d threads\n",
+              grid.size(), o.epochs.size(), grid.size() * o.epochs.size(), shard.to_string().c_str(), jobs,
+              threads_per_job);
+  if (o.epochs.size() > 1)
+    std::printf(
+        "epoch budgets share one run: each configuration trains %lld epochs and the smaller budgets' rows "
+        "are its losses after that many epochs (constant learning rate)\n",
+        (long long)max_epochs);
+
+  const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
+  std::printf("data: %lld train, %lld validation images\n", (long long)study->train->size(),
+              (long long)study->validation->size());
+  std::fflush(stdout);
+
+  std::unique_ptr<util::ProgressBar> bar;
+  tune::GridSearchOptions options;
+  options.epochs = budgets_of(o);
+  options.results_csv = out / "grid.csv";
+  options.shard = shard;
+  options.jobs = jobs;
+  options.on_result = [&](const tune::GridResult& r) {
+    if (o.quiet) return;
+    std::printf("%s epochs=%lld: train loss %.5f, validation MSE %.5f, %.1f s\n",
+                r.config.to_string().c_str(), (long long)r.epochs, r.train_loss, r.val_loss, r.seconds);
+    std::fflush(stdout);
+  };
+  options.on_error = [&](const tune::Configuration& c, const std::string& message) {
+    std::fprintf(stderr, "warning: %s failed: %s (recorded with NaN losses)\n", c.to_string().c_str(),
+                 message.c_str());
+  };
+  options.on_start = [&](std::size_t runs) {
+    bar = std::make_unique<util::ProgressBar>(int64_t(runs), "runs",
+                                              util::ProgressBarOptions{.quiet = o.quiet, .unit = "run"});
+  };
+  options.on_run_done = [&](std::size_t, std::size_t) { bar->update(); };
+
+  const auto train = [&](tune::Trial& trial) {
+    const tune::Configuration& c = trial.config();
+    examples::AutoencoderSettings s{.latent = c.get<int>("latent"),
+                                    .weight_decay = c.get<double>("weight_decay"),
+                                    .dropout = c.get<double>("dropout"),
+                                    .batch = c.get<int>("batch"),
+                                    .lr = o.lr,
+                                    .seed = uint64_t(o.seed)};
+    examples::train_autoencoder_run(
+        s, *study->train, *study->validation, int(trial.max_epochs()),
+        [&](const examples::AutoencoderEpoch& e) { trial.report(e.epoch, e.train_loss, e.val_mse); });
+  };
+  const tune::GridSearchSummary summary = tune::run_grid_search(grid, options, train);
+  if (bar) bar->close();
+  if (summary.runs_skipped > 0)
+    std::printf("resumed: %zu of %zu runs were already in %s\n", summary.runs_skipped, summary.runs_total,
+                options.results_csv.c_str());
+
+  // The whole results file (other shards' or grids' rows written to the same file included).
+  const auto rows = tune::merge_grid_results({options.results_csv}, grid);
+  write_reports(grid, rows, out, o.quiet);
+  nlohmann::json summary_json = {
+      {"wall_seconds", summary.wall_seconds},
+      {"configurations", rows.size()},
+      {"runs", summary.runs_total},
+      {"runs_trained", summary.runs_done},
+      {"runs_skipped", summary.runs_skipped},
+      {"runs_failed", summary.runs_failed},
+      {"epoch_budgets_share_one_run", o.epochs.size() > 1},
+      {"shard", shard.to_string()},
+      {"jobs", jobs},
+      {"threads_per_job", threads_per_job},
+      {"threads", threads},
+      {"train_images", study->train->size()},
+      {"seed", o.seed},
+      {"lr", o.lr},
+      {"max_rss_mb", util::max_rss_mb()},
+      {"sumi_version", SUMI_VERSION},
+  };
+  if (!rows.empty())
+    summary_json["best"] = tune::grid_result_json(tune::rank_by_validation_loss(rows).front());
+  util::write_json_atomically(out / "summary.json", summary_json);
+  std::printf("%zu runs in %.1f s; outputs: grid.csv grid.md best.json val_loss.svg summary.json\n",
+              summary.runs_done, summary.wall_seconds);
+  return summary.runs_failed > 0 ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  util::ArgParser cli(
+      "Grid search over the study's autoencoder hyperparameters (Table 1 of the study by default: 72 "
+      "configurations), ranked by final validation MSE. The epoch budgets share one run per configuration. "
+      "Rows already in OUT/grid.csv are skipped, so an interrupted search resumes.");
+  const auto positive = [](double v) { return v > 0; };
+  cli.bind("--latent", o.latent, "latent sizes").min(1);
+  cli.bind("--weight-decay", o.weight_decay, "Adam weight decays").min(0);
+  cli.bind("--dropout", o.dropout, "dropout probabilities")
+      .min(0)
+      .check([](double p) { return p < 1; }, "must be < 1");
+  cli.bind("--batch", o.batch, "batch sizes").min(1);
+  cli.bind("--epochs", o.epochs, "epoch budgets (one run of the largest per configuration)").min(1);
+  cli.bind("--lr", o.lr, "Adam learning rate (constant)").check(positive, "must be > 0");
+  cli.bind("--out", o.out, "output folder");
+  cli.bind("--shard", o.shard, "run only configurations i, i+n, ... of the grid (i/n, 0-based)");
+  cli.bind(
+      "--merge", o.merge,
+      "merge these grid.csv files of shards (same axis flags as the shards) into --out instead of training");
+  cli.bind("--jobs", o.jobs,
+           "configurations trained at once, each with threads/jobs threads (0: " +
+               std::to_string(kDefaultJobs) + ", measured fastest on 2 cores)")
+      .min(0);
+  cli.bind("--threads", o.threads, "threads in all (0: OMP_NUM_THREADS or all cores)").min(0);
+  cli.bind("--data", o.data,
+           "FashionMNIST folder; when empty, $SUMI_DATA or else /usr/share/datasets/fashion-mnist");
+  cli.bind("--seed", o.seed,
+           "seed of the split, initialisation and shuffling (the same for every configuration)");
+  cli.bind("--limit", o.limit, "use only the first N training images (0: all)").min(0);
+  cli.bind("--quick", o.quick, "a small demo: 4 runs of 2 epochs on 12,000 images");
+  cli.bind("--quiet", o.quiet, "no progress bar or per-row lines");
+  return util::run_main(cli, argc, argv, [&] {
+    if (o.latent.empty() || o.weight_decay.empty() || o.dropout.empty() || o.batch.empty() ||
+        o.epochs.empty())
+      throw util::CliError("--epochs", "every axis flag needs at least one value");
+    try {
+      tune::Shard::parse(o.shard);
+    } catch (const std::invalid_argument& e) {
+      throw util::CliError("--shard", std::string("invalid value for --shard: ") + e.what());
+    }
+    return run(o);
+  });
+}

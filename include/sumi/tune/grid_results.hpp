@@ -1,0 +1,212 @@
+#pragma once
+// The results of a grid search as a table: one row per configuration and epoch budget with the final
+// training and validation loss and the seconds it took. Rows are stored as CSV (the parameters' columns,
+// then epochs, train_loss, val_loss, seconds), read back for resuming and merging shards, ranked by
+// validation loss, printed as a Markdown table and the best one exported as JSON.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "sumi/tune/parameter_grid.hpp"
+#include "sumi/util/csv.hpp"
+
+namespace sumi::tune {
+
+struct GridResult {
+  Configuration config;
+  int64_t epochs = 0;
+  double train_loss = std::numeric_limits<double>::quiet_NaN();
+  double val_loss = std::numeric_limits<double>::quiet_NaN();
+  double seconds = 0;  // training time up to `epochs` (evaluations included)
+};
+
+// The result columns after the parameters'. Axis names must differ from these.
+inline const std::vector<std::string>& result_columns() {
+  static const std::vector<std::string> columns = {"epochs", "train_loss", "val_loss", "seconds"};
+  return columns;
+}
+
+inline std::vector<std::string> results_header(const ParameterGrid& grid) {
+  std::vector<std::string> header;
+  for (const Axis& axis : grid.axes()) {
+    const auto& reserved = result_columns();
+    if (std::find(reserved.begin(), reserved.end(), axis.name) != reserved.end())
+      throw std::invalid_argument("grid axis '" + axis.name + "' has the name of a result column");
+    header.push_back(axis.name);
+  }
+  header.insert(header.end(), result_columns().begin(), result_columns().end());
+  return header;
+}
+
+inline std::vector<util::CsvField> result_fields(const GridResult& r) {
+  std::vector<util::CsvField> fields;
+  for (const auto& [name, value] : r.config.items()) fields.emplace_back(format_parameter(value));
+  fields.emplace_back(r.epochs);
+  fields.emplace_back(r.train_loss);
+  fields.emplace_back(r.val_loss);
+  fields.emplace_back(r.seconds);
+  return fields;
+}
+
+// Same configuration and epoch budget.
+inline bool same_trial(const GridResult& a, const GridResult& b) {
+  return a.epochs == b.epochs && a.config == b.config;
+}
+
+// Reads a results file written for `grid` (same columns); errors name the file, row and column.
+inline std::vector<GridResult> read_grid_results(const std::filesystem::path& path,
+                                                 const ParameterGrid& grid) {
+  const util::CsvTable table = util::read_csv(path);
+  const std::vector<std::string> expected = results_header(grid);
+  if (table.header != expected) {
+    const auto join = [](const std::vector<std::string>& names) {
+      std::string s;
+      for (const auto& n : names) s += (s.empty() ? "" : ",") + n;
+      return s;
+    };
+    throw std::runtime_error("results file '" + path.string() + "' has columns '" + join(table.header) +
+                             "' but this grid needs '" + join(expected) +
+                             "' (same axes, in the same order); use another output folder or remove it");
+  }
+  std::vector<GridResult> rows;
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    GridResult r;
+    std::vector<Configuration::Item> items;
+    for (const Axis& axis : grid.axes()) {
+      const std::string& cell = table.text(i, axis.name);
+      auto value = parse_parameter(cell, axis.type);
+      if (!value)
+        throw std::runtime_error("results file '" + path.string() + "', row " + std::to_string(i + 1) +
+                                 ", column '" + axis.name + "': '" + cell + "' is not " +
+                                 (axis.type == ParameterType::integer ? "an integer" : "a number"));
+      items.emplace_back(axis.name, std::move(*value));
+    }
+    r.config = Configuration(std::move(items));
+    try {
+      r.epochs = int64_t(table.number(i, "epochs"));
+      r.train_loss = table.number(i, "train_loss");
+      r.val_loss = table.number(i, "val_loss");
+      r.seconds = table.number(i, "seconds");
+    } catch (const std::exception& e) {
+      throw std::runtime_error("results file '" + path.string() + "': " + e.what());
+    }
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+// Writes the rows as a results file, atomically.
+inline void write_grid_results(const std::filesystem::path& path, const ParameterGrid& grid,
+                               const std::vector<GridResult>& rows) {
+  std::string text = util::format_csv_row(std::span<const std::string>(results_header(grid)));
+  for (const GridResult& r : rows) {
+    const auto fields = result_fields(r);
+    text += util::format_csv_row(std::span<const util::CsvField>(fields));
+  }
+  util::write_file_atomically(path, text);
+}
+
+// The rows of several results files (shards of one grid) as one list, each configuration and budget once
+// (the first file's row wins). Rows are put in grid order, then by epochs; rows for points outside `grid`
+// come last in file order.
+inline std::vector<GridResult> merge_grid_results(const std::vector<std::filesystem::path>& paths,
+                                                  const ParameterGrid& grid) {
+  std::vector<GridResult> merged;
+  for (const auto& path : paths)
+    for (GridResult& r : read_grid_results(path, grid)) {
+      const bool seen =
+          std::any_of(merged.begin(), merged.end(), [&](const GridResult& m) { return same_trial(m, r); });
+      if (!seen) merged.push_back(std::move(r));
+    }
+  std::stable_sort(merged.begin(), merged.end(), [&](const GridResult& a, const GridResult& b) {
+    const auto ia = grid.index_of(a.config), ib = grid.index_of(b.config);
+    const std::size_t na = ia ? *ia : grid.size(), nb = ib ? *ib : grid.size();
+    return na != nb ? na < nb : a.epochs < b.epochs;
+  });
+  return merged;
+}
+
+// The rows sorted by validation loss, lowest first; NaN (diverged or failed) last. Ties keep their order.
+inline std::vector<GridResult> rank_by_validation_loss(std::vector<GridResult> rows) {
+  std::stable_sort(rows.begin(), rows.end(), [](const GridResult& a, const GridResult& b) {
+    if (std::isnan(a.val_loss)) return false;
+    if (std::isnan(b.val_loss)) return true;
+    return a.val_loss < b.val_loss;
+  });
+  return rows;
+}
+
+// A Markdown table of ranked rows: rank, the parameters, epochs, losses and seconds. `limit` > 0 keeps the
+// first `limit` rows.
+inline std::string grid_results_markdown(const std::vector<GridResult>& ranked, std::size_t limit = 0) {
+  if (ranked.empty()) return "(no results)\n";
+  std::string out = "| rank |";
+  for (const auto& [name, value] : ranked.front().config.items()) out += " " + name + " |";
+  out += " epochs | train loss | validation loss | seconds |\n|---:|";
+  for (std::size_t i = 0; i < ranked.front().config.size(); ++i) out += "---:|";
+  out += "---:|---:|---:|---:|\n";
+  const auto fixed = [](double v, int digits) {
+    if (std::isnan(v)) return std::string("nan");
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%.*f", digits, v);
+    return std::string(buffer);
+  };
+  const std::size_t n = limit > 0 ? std::min(limit, ranked.size()) : ranked.size();
+  // Cells are appended one by one: GCC 12 warns (-Wrestrict, falsely) on "literal" + std::string&& here.
+  const auto cell = [&out](const std::string& text) {
+    out += ' ';
+    out += text;
+    out += " |";
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    const GridResult& r = ranked[i];
+    out += '|';
+    cell(std::to_string(i + 1));
+    for (const auto& item : r.config.items()) cell(format_parameter(item.second));
+    cell(std::to_string(r.epochs));
+    cell(fixed(r.train_loss, 5));
+    cell(fixed(r.val_loss, 5));
+    cell(fixed(r.seconds, 1));
+    out += '\n';
+  }
+  return out;
+}
+
+inline nlohmann::json parameter_json(const ParameterValue& value) {
+  if (const auto* i = std::get_if<int64_t>(&value)) return *i;
+  if (const auto* d = std::get_if<double>(&value)) return *d;
+  return std::get<std::string>(value);
+}
+
+// {"parameters": {...}, "epochs", "train_loss", "val_loss", "seconds"}; NaN losses become null.
+inline nlohmann::json grid_result_json(const GridResult& r) {
+  nlohmann::json parameters = nlohmann::json::object();
+  for (const auto& [name, value] : r.config.items()) parameters[name] = parameter_json(value);
+  const auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  return {{"parameters", parameters},
+          {"epochs", r.epochs},
+          {"train_loss", number(r.train_loss)},
+          {"val_loss", number(r.val_loss)},
+          {"seconds", r.seconds}};
+}
+
+// The grid's configurations and budgets that `rows` lacks, as "latent=5 ... epochs=10".
+inline std::vector<std::string> missing_trials(const ParameterGrid& grid, const std::vector<int64_t>& epochs,
+                                               const std::vector<GridResult>& rows) {
+  std::set<std::pair<std::size_t, int64_t>> present;
+  for (const GridResult& r : rows)
+    if (const auto i = grid.index_of(r.config)) present.emplace(*i, r.epochs);
+  std::vector<std::string> missing;
+  for (std::size_t i = 0; i < grid.size(); ++i)
+    for (const int64_t e : epochs)
+      if (!present.count({i, e})) missing.push_back(grid.at(i).to_string() + " epochs=" + std::to_string(e));
+  return missing;
+}
+
+}  // namespace sumi::tune

@@ -1,0 +1,360 @@
+// The tune component (parameter grids, grid search with resume, shards and merging, ranking) and the grid
+// search example.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "common/autoencoder_run.hpp"
+#include "sumi/tune/grid_results.hpp"
+#include "sumi/tune/grid_search.hpp"
+#include "sumi/tune/parameter_grid.hpp"
+#include "sumi/util/json_file.hpp"
+#include "synthetic_images.hpp"
+
+namespace fs = std::filesystem;
+using namespace sumi;
+
+namespace {
+
+tune::ParameterGrid small_grid() {
+  tune::ParameterGrid grid;
+  grid.add_axis("latent", {5, 10}).add_axis("decay", {1e-5, 0.0}).add_axis("act", {"relu", "tanh", "gelu"});
+  return grid;
+}
+
+// A fresh temporary folder for one test.
+fs::path temp_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("sumi_tune_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// A deterministic stand-in for training: losses depend on the configuration and epoch only.
+double fake_loss(const tune::Configuration& c, int64_t epoch) {
+  const double act = c.get<std::string>("act") == "relu"   ? 0.0
+                     : c.get<std::string>("act") == "tanh" ? 0.1
+                                                           : 0.2;
+  return 1.0 / double(epoch) + 0.01 * c.get<double>("latent") + 1000 * c.get<double>("decay") + act;
+}
+
+// Counts calls per configuration (thread-safe) and reports every epoch.
+struct FakeTrainer {
+  std::mutex mutex;
+  std::map<std::string, int> calls;
+  std::vector<int64_t> max_epochs_seen;
+  void operator()(tune::Trial& trial) {
+    {
+      std::lock_guard lock(mutex);
+      ++calls[trial.config().to_string()];
+      max_epochs_seen.push_back(trial.max_epochs());
+    }
+    for (int64_t e = 1; e <= trial.max_epochs(); ++e)
+      trial.report(e, fake_loss(trial.config(), e) + 0.5, fake_loss(trial.config(), e));
+  }
+  tune::TrialFunction function() {
+    return [this](tune::Trial& t) { (*this)(t); };
+  }
+};
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+}  // namespace
+
+TEST_CASE("ParameterGrid enumerates every combination with the last axis fastest", "[tune]") {
+  const tune::ParameterGrid grid = small_grid();
+  REQUIRE(grid.size() == 12);
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < grid.size(); ++i) {
+    const tune::Configuration c = grid.at(i);
+    REQUIRE(seen.insert(c.to_string()).second);
+    REQUIRE(grid.index_of(c) == i);
+  }
+  CHECK(grid.at(0).to_string() == "latent=5 decay=1e-05 act=relu");
+  CHECK(grid.at(1).to_string() == "latent=5 decay=1e-05 act=tanh");
+  CHECK(grid.at(3).to_string() == "latent=5 decay=0 act=relu");
+  CHECK(grid.at(11).to_string() == "latent=10 decay=0 act=gelu");
+  const tune::Configuration c = grid.at(4);
+  CHECK(c.get<int>("latent") == 5);
+  CHECK(c.get<double>("latent") == 5.0);
+  CHECK(c.get<double>("decay") == 0.0);
+  CHECK(c.get<std::string>("act") == "tanh");
+  CHECK_THROWS_WITH(c.get<int>("decay"), Catch::Contains("decay"));
+  CHECK_THROWS_WITH(c.at("dropout"), Catch::Contains("latent, decay, act"));
+  CHECK_THROWS_AS(grid.at(12), std::out_of_range);
+  CHECK_FALSE(grid.index_of(tune::Configuration({{"latent", int64_t(7)}, {"decay", 0.0}, {"act", "relu"}})));
+
+  tune::ParameterGrid bad;
+  bad.add_axis("a", {1, 2});
+  CHECK_THROWS_WITH(bad.add_axis("a", {3}), Catch::Contains("twice"));
+  CHECK_THROWS_WITH(bad.add_axis("b", std::vector<int>{}), Catch::Contains("no values"));
+  CHECK_THROWS_WITH(bad.add_axis("c", {0.5, 0.5}), Catch::Contains("0.5 twice"));
+  tune::ParameterGrid clash;
+  clash.add_axis("val_loss", {1});
+  CHECK_THROWS_WITH(tune::results_header(clash), Catch::Contains("val_loss"));
+}
+
+TEST_CASE("Shard parses i/n and shards partition a grid", "[tune]") {
+  CHECK(tune::Shard::parse("1/3").index == 1);
+  CHECK(tune::Shard::parse("1/3").count == 3);
+  for (const char* bad : {"3/3", "-1/2", "1", "a/2", "0/0", "1/2x"})
+    CHECK_THROWS_WITH(tune::Shard::parse(bad), Catch::Contains(bad));
+  std::vector<int> owners(100, 0);
+  for (int64_t s = 0; s < 3; ++s)
+    for (std::size_t i = 0; i < owners.size(); ++i) owners[i] += tune::Shard{s, 3}.contains(i);
+  for (int n : owners) REQUIRE(n == 1);
+}
+
+TEST_CASE("grid search runs every combination once and records each epoch budget from one run", "[tune]") {
+  const fs::path dir = temp_dir("once");
+  const tune::ParameterGrid grid = small_grid();
+  for (const int jobs : {1, 3}) {
+    FakeTrainer trainer;
+    const fs::path csv = dir / ("grid" + std::to_string(jobs) + ".csv");
+    const auto summary =
+        tune::run_grid_search(grid, {.epochs = {4, 2}, .results_csv = csv, .jobs = jobs}, trainer.function());
+    REQUIRE(trainer.calls.size() == grid.size());
+    for (const auto& [config, n] : trainer.calls) REQUIRE(n == 1);
+    for (const int64_t e : trainer.max_epochs_seen) REQUIRE(e == 4);
+    REQUIRE(summary.runs_done == grid.size());
+    REQUIRE(summary.results.size() == 2 * grid.size());
+    const auto rows = tune::read_grid_results(csv, grid);
+    REQUIRE(rows.size() == 2 * grid.size());
+    std::set<std::pair<std::string, int64_t>> keys;
+    for (const auto& r : rows) {
+      REQUIRE(keys.insert({r.config.to_string(), r.epochs}).second);
+      REQUIRE((r.epochs == 2 || r.epochs == 4));
+      REQUIRE(r.val_loss == fake_loss(r.config, r.epochs));  // exact: numbers round-trip through the CSV
+      REQUIRE(r.train_loss == fake_loss(r.config, r.epochs) + 0.5);
+      REQUIRE(r.seconds >= 0);
+    }
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("grid search resumes: rows already in the file are not run again", "[tune]") {
+  const fs::path dir = temp_dir("resume");
+  const tune::ParameterGrid grid = small_grid();
+  const fs::path csv = dir / "grid.csv";
+  {
+    FakeTrainer trainer;
+    tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, trainer.function());
+  }
+  // Interrupt: keep the header and the first 9 rows (runs 0-3 complete, run 4 has only its 1-epoch row), and
+  // leave the last one cut in the middle of a line.
+  std::string text = read_text(csv);
+  std::size_t pos = 0;
+  for (int line = 0; line < 10; ++line) pos = text.find('\n', pos) + 1;
+  const std::size_t cut = text.find('\n', pos);
+  std::ofstream(csv, std::ios::trunc) << text.substr(0, pos) << text.substr(pos, (cut - pos) / 2);
+  // The cut line does not parse: the file must be repaired by hand, and the error names it.
+  FakeTrainer none;
+  CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, none.function()),
+                    Catch::Contains(csv.string()));
+  std::ofstream(csv, std::ios::trunc) << text.substr(0, pos);
+
+  FakeTrainer trainer;
+  const auto summary =
+      tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, trainer.function());
+  CHECK(summary.runs_skipped == 4);
+  CHECK(summary.runs_done == grid.size() - 4);
+  CHECK(summary.rows_written == 2 * grid.size() - 9);
+  for (std::size_t i = 0; i < 4; ++i) CHECK(trainer.calls.count(grid.at(i).to_string()) == 0);
+  for (std::size_t i = 4; i < grid.size(); ++i) CHECK(trainer.calls.at(grid.at(i).to_string()) == 1);
+  const auto rows = tune::read_grid_results(csv, grid);
+  REQUIRE(rows.size() == 2 * grid.size());
+  REQUIRE(tune::missing_trials(grid, {1, 3}, rows).empty());
+
+  // Everything recorded: nothing runs.
+  FakeTrainer again;
+  const auto done = tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function());
+  CHECK(again.calls.empty());
+  CHECK(done.runs_skipped == grid.size());
+  CHECK(done.results.size() == 2 * grid.size());
+
+  // A file for other axes is refused, naming it.
+  tune::ParameterGrid other;
+  other.add_axis("latent", {5});
+  CHECK_THROWS_WITH(tune::run_grid_search(other, {.epochs = {1}, .results_csv = csv}, again.function()),
+                    Catch::Contains(csv.string()) && Catch::Contains("columns"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("grid search shards partition the grid and merge back to the full table", "[tune]") {
+  const fs::path dir = temp_dir("shards");
+  const tune::ParameterGrid grid = small_grid();
+  FakeTrainer full_trainer;
+  tune::run_grid_search(grid, {.epochs = {2}, .results_csv = dir / "full.csv"}, full_trainer.function());
+
+  std::map<std::string, int> runs;
+  std::vector<fs::path> files;
+  for (int64_t s = 0; s < 5; ++s) {
+    FakeTrainer trainer;
+    files.push_back(dir / ("shard" + std::to_string(s) + ".csv"));
+    const auto summary = tune::run_grid_search(
+        grid, {.epochs = {2}, .results_csv = files.back(), .shard = {s, 5}}, trainer.function());
+    for (const auto& [config, n] : trainer.calls) runs[config] += n;
+    CHECK(summary.runs_total == (grid.size() + 4 - std::size_t(s)) / 5);
+  }
+  REQUIRE(runs.size() == grid.size());
+  for (const auto& [config, n] : runs) REQUIRE(n == 1);
+
+  files.push_back(files.front());  // a file given twice adds nothing
+  const auto merged = tune::merge_grid_results(files, grid);
+  const auto full = tune::read_grid_results(dir / "full.csv", grid);
+  REQUIRE(merged.size() == full.size());
+  for (std::size_t i = 0; i < full.size(); ++i) {
+    REQUIRE(merged[i].config == full[i].config);  // grid order
+    REQUIRE(merged[i].val_loss == full[i].val_loss);
+  }
+  CHECK(tune::missing_trials(grid, {2}, tune::merge_grid_results({files[0]}, grid)).size() ==
+        grid.size() - 3);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("ranking puts the lowest validation loss first and failures last", "[tune]") {
+  const fs::path dir = temp_dir("rank");
+  const tune::ParameterGrid grid = small_grid();
+  std::vector<std::string> errors;
+  const auto summary = tune::run_grid_search(
+      grid,
+      {.epochs = {1, 2},
+       .results_csv = dir / "grid.csv",
+       .on_error = [&](const tune::Configuration& c,
+                       const std::string& what) { errors.push_back(c.to_string() + what); }},
+      [](tune::Trial& t) {
+        if (t.index() == 5) throw std::runtime_error("diverged");
+        for (int64_t e = 1; e <= t.max_epochs(); ++e)
+          t.report(e, 1.0, std::abs(double(t.index()) - 7.3) + double(e));
+      });
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].find("diverged") != std::string::npos);
+  CHECK(summary.runs_failed == 1);
+  const auto ranked = tune::rank_by_validation_loss(summary.results);
+  REQUIRE(ranked.size() == 2 * grid.size());
+  double lowest = INFINITY;
+  for (const auto& r : summary.results)
+    if (!std::isnan(r.val_loss)) lowest = std::min(lowest, r.val_loss);
+  REQUIRE(ranked.front().val_loss == lowest);
+  CHECK(grid.index_of(ranked.front().config) == 7u);
+  CHECK(ranked.front().epochs == 1);
+  for (std::size_t i = 1; i + 2 < ranked.size(); ++i) REQUIRE(ranked[i - 1].val_loss <= ranked[i].val_loss);
+  CHECK(std::isnan(ranked[ranked.size() - 1].val_loss));
+  CHECK(std::isnan(ranked[ranked.size() - 2].val_loss));
+
+  const std::string md = tune::grid_results_markdown(ranked, 3);
+  CHECK(md.find("| rank | latent | decay | act | epochs |") == 0);
+  CHECK(md.find("| 1 | 10 | 1e-05 | tanh | 1 |") != std::string::npos);
+  CHECK(std::count(md.begin(), md.end(), '\n') == 5);
+  const nlohmann::json best = tune::grid_result_json(ranked.front());
+  CHECK(best["parameters"]["latent"] == 10);
+  CHECK(best["parameters"]["act"] == "tanh");
+  CHECK(best["val_loss"].get<double>() == lowest);
+  CHECK(tune::grid_result_json(ranked.back())["val_loss"].is_null());
+  fs::remove_all(dir);
+}
+
+TEST_CASE("the 1-epoch rows of a shared {1, 2}-epoch run equal a separate 1-epoch run",
+          "[tune][autoencoder]") {
+  const fs::path dir = temp_dir("shared_epochs");
+  const data::MnistDataset train = test::synthetic_images(32, 1), val = test::synthetic_images(10, 2);
+  tune::ParameterGrid grid;
+  grid.add_axis("dropout", {0.0, 0.25});
+  const auto train_fn = [&](tune::Trial& trial) {
+    examples::AutoencoderSettings s{.latent = 3,
+                                    .weight_decay = 1e-4,
+                                    .dropout = trial.config().get<double>("dropout"),
+                                    .batch = 16,
+                                    .seed = 7};
+    examples::train_autoencoder_run(
+        s, train, val, int(trial.max_epochs()),
+        [&](const examples::AutoencoderEpoch& e) { trial.report(e.epoch, e.train_loss, e.val_mse); });
+  };
+  const auto shared =
+      tune::run_grid_search(grid, {.epochs = {1, 2}, .results_csv = dir / "shared.csv"}, train_fn);
+  const auto alone = tune::run_grid_search(grid, {.epochs = {1}, .results_csv = dir / "alone.csv"}, train_fn);
+  REQUIRE(shared.results.size() == 4);
+  REQUIRE(alone.results.size() == 2);
+  for (const auto& a : alone.results) {
+    const auto it = std::find_if(shared.results.begin(), shared.results.end(),
+                                 [&](const tune::GridResult& s) { return tune::same_trial(s, a); });
+    REQUIRE(it != shared.results.end());
+    REQUIRE(it->train_loss == a.train_loss);  // bit-identical
+    REQUIRE(it->val_loss == a.val_loss);
+    const auto second =
+        std::find_if(shared.results.begin(), shared.results.end(),
+                     [&](const tune::GridResult& s) { return s.config == a.config && s.epochs == 2; });
+    REQUIRE(second != shared.results.end());
+    REQUIRE(second->train_loss != a.train_loss);  // the second epoch trained on
+  }
+  fs::remove_all(dir);
+}
+
+namespace {
+bool fashion_mnist_installed() {
+  const char* env = std::getenv("SUMI_DATA");
+  return fs::exists(fs::path(env ? env : "/usr/share/datasets/fashion-mnist") / "train-images-idx3-ubyte.gz");
+}
+const fs::path grid_search_program = fs::path(SUMI_EXAMPLES_DIR) / "grid_search";
+int run_grid_search_example(const std::string& args, const fs::path& log) {
+  const std::string command = grid_search_program.string() + " " + args + " > " + log.string() + " 2>&1";
+  const int status = std::system(command.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+}  // namespace
+
+TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e]") {
+  if (!fs::exists(grid_search_program)) {
+    WARN("grid_search example not built; skipping");
+    return;
+  }
+  const fs::path dir = temp_dir("example");
+  const fs::path log = dir / "log.txt";
+  REQUIRE(run_grid_search_example("--epochs abc", log) == 2);
+  CHECK(read_text(log).find("--epochs") != std::string::npos);
+  REQUIRE(run_grid_search_example("--shard 2/2", log) == 2);
+  CHECK(read_text(log).find("--shard") != std::string::npos);
+  if (!fashion_mnist_installed()) {
+    WARN("FashionMNIST not installed; skipping the training part");
+    return;
+  }
+  const std::string grid =
+      "--limit 300 --latent 3 --weight-decay 0 --dropout 0,0.25 --batch 100 --epochs 1,2 --quiet ";
+  REQUIRE(run_grid_search_example(grid + "--out " + (dir / "full").string(), log) == 0);
+  const nlohmann::json summary = util::read_json_file(dir / "full" / "summary.json");
+  CHECK(summary["configurations"] == 4);
+  CHECK(summary["wall_seconds"].is_number());
+  const nlohmann::json best = util::read_json_file(dir / "full" / "best.json");
+  CHECK(best["val_loss"].is_number());
+  CHECK(read_text(dir / "full" / "grid.md").find("| rank |") != std::string::npos);
+  CHECK(read_text(dir / "full" / "val_loss.svg").find("<svg") != std::string::npos);
+  const std::string full_csv = read_text(dir / "full" / "grid.csv");
+
+  // Resuming a finished search trains nothing and keeps the rows.
+  REQUIRE(run_grid_search_example(grid + "--out " + (dir / "full").string(), log) == 0);
+  CHECK(read_text(log).find("resumed: 2 of 2 runs") != std::string::npos);
+  CHECK(read_text(dir / "full" / "grid.csv") == full_csv);
+
+  // Two shards merged give the same table.
+  for (const int s : {0, 1})
+    REQUIRE(run_grid_search_example(grid + "--shard " + std::to_string(s) + "/2 --out " +
+                                        (dir / ("shard" + std::to_string(s))).string(),
+                                    log) == 0);
+  REQUIRE(run_grid_search_example(grid + "--out " + (dir / "merged").string() + " --merge " +
+                                      (dir / "shard0" / "grid.csv").string() + "," +
+                                      (dir / "shard1" / "grid.csv").string(),
+                                  log) == 0);
+  const auto merged = util::read_csv(dir / "merged" / "grid.csv"),
+             full = util::read_csv(dir / "full" / "grid.csv");
+  REQUIRE(merged.size() == full.size());
+  for (std::size_t i = 0; i < full.size(); ++i) CHECK(merged.text(i, "val_loss") == full.text(i, "val_loss"));
+  fs::remove_all(dir);
+}
