@@ -1,0 +1,95 @@
+// Embeds the points of any CSV in 2-d with t-SNE (scikit-learn's defaults) and scores the embedding.
+// See --help.
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "common/embedding_report.hpp"
+#include "sumi/sumi.hpp"
+
+namespace fs = std::filesystem;
+using namespace sumi;
+
+namespace {
+
+struct Options {
+  std::string input, out;
+  double perplexity = 30;
+  int64_t seed = 0;
+  int threads = 0, iterations = 1000;
+  bool quiet = false;
+};
+
+int run(const Options& o) {
+  if (o.input.empty()) throw util::CliError("--input", "--input is required (a CSV of points, one per row)");
+  if (o.out.empty()) throw util::CliError("--out", "--out is required (the embedding CSV to write)");
+  if (o.threads > 0) set_num_threads(o.threads);
+  const fs::path out = o.out;
+  if (out.has_parent_path()) fs::create_directories(out.parent_path());
+  std::printf("sumi %s tsne: writing to %s (threads: %d)\n", SUMI_VERSION,
+              fs::absolute(out).parent_path().c_str(), get_num_threads());
+
+  const examples::PointTable table = examples::read_point_csv(o.input);
+  std::printf("%s: %lld points, %lld coordinates%s\n", o.input.c_str(), (long long)table.points.rows(),
+              (long long)table.points.cols(), table.has_labels() ? ", labelled" : "");
+  analysis::TsneOptions options;
+  options.perplexity = o.perplexity;
+  options.seed = uint64_t(o.seed);
+  options.iterations = o.iterations;
+  options.exaggeration_iterations = std::min(250, o.iterations);
+  options.progress = !o.quiet;
+  const examples::EmbeddingRun run =
+      examples::embed_with_metrics(table.points, table.has_labels() ? &table.labels : nullptr, options);
+
+  util::CsvTable csv;
+  csv.header = {"x", "y"};
+  if (table.has_labels()) csv.header.push_back("label");
+  for (Eigen::Index i = 0; i < run.tsne.embedding.rows(); ++i) {
+    std::vector<std::string> row{util::format_round_trip(run.tsne.embedding(i, 0)),
+                                 util::format_round_trip(run.tsne.embedding(i, 1))};
+    if (table.has_labels()) row.push_back(table.label_text[std::size_t(i)]);
+    csv.rows.push_back(std::move(row));
+  }
+  util::write_csv_atomically(out, csv);
+  nlohmann::json summary = run.summary;
+  summary["input"] = o.input;
+  summary["sumi_version"] = SUMI_VERSION;
+  fs::path json_path = out, svg_path = out;
+  json_path.replace_extension(".json");
+  svg_path.replace_extension(".svg");
+  util::write_json_atomically(json_path, summary);
+  std::printf("t-SNE (%s gradient): %.2f s, KL %.4f", run.tsne.gradient.c_str(),
+              summary["seconds"].get<double>(), run.tsne.kl_divergence);
+  if (table.has_labels()) {
+    examples::save_class_scatter(run.tsne.embedding, table.labels, table.class_names,
+                                 "t-SNE of " + fs::path(o.input).filename().string(), "t-SNE 1", "t-SNE 2",
+                                 svg_path);
+    std::printf(", trustworthiness %.4f, 10-NN accuracy %.4f", summary["trustworthiness"].get<double>(),
+                summary["knn_accuracy"].get<double>());
+  }
+  std::printf("\noutputs: %s %s%s\n", out.c_str(), json_path.c_str(),
+              table.has_labels() ? (" " + svg_path.string()).c_str() : "");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  util::ArgParser cli(
+      "Embeds the points of a CSV (one row per point, optional header; a column named 'label' is carried "
+      "through, not embedded) in 2-d with t-SNE. Writes --out (x,y[,label]), the same path with .json "
+      "(seconds, "
+      "kl_divergence, and with labels trustworthiness and knn_accuracy at k = 10) and with labels a .svg "
+      "scatter.");
+  cli.bind("--input", o.input, "CSV of points to embed");
+  cli.bind("--out", o.out, "embedding CSV to write (its .json and .svg go next to it)");
+  cli.bind("--perplexity", o.perplexity, "t-SNE perplexity")
+      .check([](double p) { return p > 0; }, "must be > 0");
+  cli.bind("--seed", o.seed, "seed (random initialisation; PCA initialisation is deterministic)");
+  cli.bind("--threads", o.threads, "threads (0: OMP_NUM_THREADS or all cores)").min(0);
+  cli.bind("--iterations", o.iterations, "optimisation iterations (the first 250 with early exaggeration)")
+      .min(1);
+  cli.bind("--quiet", o.quiet, "no progress bar");
+  return util::run_main(cli, argc, argv, [&] { return run(o); });
+}

@@ -1,0 +1,344 @@
+#pragma once
+// t-SNE (van der Maaten and Hinton, 2008) into 2 dimensions, with scikit-learn's defaults and optimiser so
+// results are comparable with sklearn.manifold.TSNE:
+//   - input affinities from the 3 * perplexity nearest neighbours (exact search), a per-point binary search
+//     for the Gaussian bandwidth that reaches the perplexity, symmetrised and normalised to sum 1;
+//   - early exaggeration 12 for 250 iterations with momentum 0.5, then momentum 0.8 up to 1000 iterations,
+//     per-coordinate gains (+0.2 / *0.8, at least 0.01), learning rate "auto" = max(N / 12 / 4, 50);
+//   - initialisation by PCA scaled to standard deviation 1e-4 along the first axis.
+// The repulsive forces are computed exactly (vectorised, O(N^2)) up to exact_max_points and by Barnes-Hut
+// beyond (see tsne_gradient.hpp). The result is reproducible for a given seed and thread count.
+//
+//   sumi::analysis::TsneOptions options;
+//   options.seed = 1;
+//   const auto result = sumi::analysis::tsne(points, options);   // result.embedding: [N, 2]
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "sumi/analysis/nearest_neighbors.hpp"
+#include "sumi/analysis/pca.hpp"
+#include "sumi/analysis/point_matrix.hpp"
+#include "sumi/analysis/tsne_gradient.hpp"
+#include "sumi/kernels/threading.hpp"
+#include "sumi/util/progress_bar.hpp"
+#include "sumi/util/timer.hpp"
+
+namespace sumi::analysis {
+
+enum class TsneGradient { automatic, exact, barnes_hut };
+enum class TsneInit { pca, random };
+
+inline const char* tsne_gradient_name(TsneGradient g) {
+  switch (g) {
+    case TsneGradient::exact:
+      return "exact";
+    case TsneGradient::barnes_hut:
+      return "barnes_hut";
+    default:
+      return "automatic";
+  }
+}
+
+struct TsneOptions {
+  double perplexity = 30;
+  int iterations = 1000;  // in total, the exaggeration phase included
+  int exaggeration_iterations = 250;
+  double early_exaggeration = 12;
+  double learning_rate = 0;  // <= 0: "auto", max(N / early_exaggeration / 4, 50)
+  double momentum = 0.5, final_momentum = 0.8;
+  double min_gain = 0.01;
+  TsneInit init = TsneInit::pca;
+  TsneGradient gradient = TsneGradient::automatic;
+  int64_t exact_max_points = 20000;  // automatic: exact up to this many points, Barnes-Hut above
+  double theta = 0.5;                // Barnes-Hut opening angle
+  uint64_t seed = 0;                 // for random initialisation
+  bool progress = false;             // a progress bar over iterations on stderr
+  int kl_every = 50;  // record the KL divergence every this many iterations (0: only at the end)
+};
+
+struct TsneResult {
+  PointMatrix embedding;     // [N, 2]
+  double kl_divergence = 0;  // KL(P || Q) of the final embedding
+  std::string kl_method;     // "exact", or "barnes_hut" when Z is the tree's estimate
+  std::string gradient;      // the repulsion method used: "exact" or "barnes_hut"
+  double learning_rate = 0;
+  std::vector<std::pair<int, double>> kl_history;  // (iteration, KL) with the unexaggerated P
+  double affinity_seconds = 0, optimisation_seconds = 0;
+};
+
+// Row-normalised Gaussian affinities of every point over its nearest neighbours, p_{j|i}.
+struct ConditionalProbabilities {
+  Neighbors neighbors;
+  std::vector<double> p;     // [N * k], row i over neighbors.indices_of(i)
+  std::vector<double> beta;  // [N], precision 1 / (2 sigma_i^2) on squared distances
+};
+
+// Symmetric sparse P (CSR, sums to 1): p_ij = (p_{j|i} + p_{i|j}) / sum.
+struct JointProbabilities {
+  int64_t points = 0;
+  std::vector<int64_t> row_start;  // [N + 1]
+  std::vector<int64_t> column;
+  std::vector<double> value;
+  std::size_t nonzeros() const { return value.size(); }
+};
+
+// The binary search of scikit-learn's _binary_search_perplexity: beta such that the entropy of the row
+// (natural log) is within 1e-5 of log(perplexity), at most 100 steps.
+inline ConditionalProbabilities conditional_probabilities(Neighbors neighbors, double perplexity) {
+  if (!(perplexity > 0)) throw std::invalid_argument("t-SNE: perplexity must be > 0");
+  const int64_t n = neighbors.points, k = neighbors.k;
+  ConditionalProbabilities result;
+  result.p.resize(std::size_t(n * k));
+  result.beta.resize(std::size_t(n));
+  const double desired_entropy = std::log(perplexity), tolerance = 1e-5;
+#pragma omp parallel for schedule(static) num_threads(get_num_threads())
+  for (int64_t i = 0; i < n; ++i) {
+    const double* d = neighbors.sq_distances_of(i);
+    double* p = result.p.data() + i * k;
+    double beta = 1, beta_min = -std::numeric_limits<double>::infinity(),
+           beta_max = std::numeric_limits<double>::infinity();
+    for (int step = 0; step < 100; ++step) {
+      double sum = 0;
+      for (int64_t m = 0; m < k; ++m) sum += p[m] = std::exp(-d[m] * beta);
+      if (sum == 0) sum = 1e-8;
+      double weighted = 0;
+      for (int64_t m = 0; m < k; ++m) {
+        p[m] /= sum;
+        weighted += d[m] * p[m];
+      }
+      const double diff = std::log(sum) + beta * weighted - desired_entropy;
+      if (std::abs(diff) <= tolerance) break;
+      if (diff > 0) {
+        beta_min = beta;
+        beta = std::isinf(beta_max) ? beta * 2 : (beta + beta_max) / 2;
+      } else {
+        beta_max = beta;
+        beta = std::isinf(beta_min) ? beta / 2 : (beta + beta_min) / 2;
+      }
+    }
+    result.beta[std::size_t(i)] = beta;
+  }
+  result.neighbors = std::move(neighbors);
+  return result;
+}
+
+inline JointProbabilities joint_probabilities(const ConditionalProbabilities& conditional) {
+  const Neighbors& nn = conditional.neighbors;
+  const int64_t n = nn.points, k = nn.k;
+  // Row i holds its own neighbours and every point that has i as a neighbour; merge duplicates.
+  std::vector<int64_t> count(std::size_t(n), k);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t m = 0; m < k; ++m) ++count[std::size_t(nn.indices_of(i)[m])];
+  std::vector<int64_t> start(std::size_t(n + 1), 0);
+  for (int64_t i = 0; i < n; ++i) start[std::size_t(i + 1)] = start[std::size_t(i)] + count[std::size_t(i)];
+  std::vector<std::pair<int64_t, double>> entries(std::size_t(start.back()));
+  std::vector<int64_t> fill(start.begin(), start.end() - 1);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t m = 0; m < k; ++m) {
+      const int64_t j = nn.indices_of(i)[m];
+      const double p = conditional.p[std::size_t(i * k + m)];
+      entries[std::size_t(fill[std::size_t(i)]++)] = {j, p};
+      entries[std::size_t(fill[std::size_t(j)]++)] = {i, p};
+    }
+  JointProbabilities joint;
+  joint.points = n;
+  joint.row_start.assign(1, 0);
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    auto first = entries.begin() + start[std::size_t(i)], last = entries.begin() + start[std::size_t(i + 1)];
+    std::sort(first, last, [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto it = first; it != last; ++it) {
+      if (!joint.column.empty() && int64_t(joint.column.size()) > joint.row_start.back() &&
+          joint.column.back() == it->first) {
+        joint.value.back() += it->second;
+      } else {
+        joint.column.push_back(it->first);
+        joint.value.push_back(it->second);
+      }
+      total += it->second;
+    }
+    joint.row_start.push_back(int64_t(joint.column.size()));
+  }
+  total = std::max(total, std::numeric_limits<double>::epsilon());
+  for (double& v : joint.value) v /= total;
+  return joint;
+}
+
+// Computes the KL gradient and divergence for a 2-d embedding given as coordinate arrays.
+class TsneObjective {
+ public:
+  TsneObjective(TsneGradient method, double theta) : method_(method), barnes_hut_(theta) {
+    if (method == TsneGradient::automatic)
+      throw std::invalid_argument("TsneObjective: choose exact or barnes_hut");
+  }
+
+  TsneGradient method() const { return method_; }
+
+  // Writes the gradient of KL(exaggeration * P || Q) into grad_x, grad_y and returns Z = sum_{i != j} w_ij.
+  double gradient(const JointProbabilities& p, double exaggeration, std::span<const float> x,
+                  std::span<const float> y, std::span<double> grad_x, std::span<double> grad_y) {
+    const int64_t n = int64_t(x.size());
+    if (p.points != n) throw std::invalid_argument("TsneObjective: P and the embedding differ in size");
+    const double z = repulsion(x, y, grad_x, grad_y);
+    const double inv_z = 1.0 / z;
+#pragma omp parallel for schedule(static) num_threads(n < 2048 ? 1 : get_num_threads())
+    for (int64_t i = 0; i < n; ++i) {
+      double ax = 0, ay = 0;
+      const double xi = x[std::size_t(i)], yi = y[std::size_t(i)];
+      for (int64_t e = p.row_start[std::size_t(i)]; e < p.row_start[std::size_t(i + 1)]; ++e) {
+        const std::size_t j = std::size_t(p.column[std::size_t(e)]);
+        const double dx = xi - x[j], dy = yi - y[j];
+        const double pw = p.value[std::size_t(e)] / (1.0 + dx * dx + dy * dy);
+        ax += pw * dx;
+        ay += pw * dy;
+      }
+      grad_x[std::size_t(i)] = 4.0 * (exaggeration * ax - grad_x[std::size_t(i)] * inv_z);
+      grad_y[std::size_t(i)] = 4.0 * (exaggeration * ay - grad_y[std::size_t(i)] * inv_z);
+    }
+    return z;
+  }
+
+  // Z alone (with the method's accuracy), for the final divergence.
+  double normalisation(std::span<const float> x, std::span<const float> y) {
+    scratch_x_.resize(x.size());
+    scratch_y_.resize(x.size());
+    return repulsion(x, y, scratch_x_, scratch_y_);
+  }
+
+ private:
+  double repulsion(std::span<const float> x, std::span<const float> y, std::span<double> fx,
+                   std::span<double> fy) {
+    return method_ == TsneGradient::exact ? exact_(x, y, fx, fy) : barnes_hut_(x, y, fx, fy);
+  }
+
+  TsneGradient method_;
+  ExactRepulsion exact_;
+  BarnesHutRepulsion barnes_hut_;
+  std::vector<double> scratch_x_, scratch_y_;
+};
+
+// KL(P || Q) = sum p log p - sum p log w + log Z for normalised P (entries with p = 0 contribute nothing).
+inline double tsne_kl_divergence(const JointProbabilities& p, std::span<const float> x,
+                                 std::span<const float> y, double z) {
+  double sum = 0;
+#pragma omp parallel for schedule(static) reduction(+ : sum) num_threads(p.points < 2048 ? 1 : get_num_threads())
+  for (int64_t i = 0; i < p.points; ++i)
+    for (int64_t e = p.row_start[std::size_t(i)]; e < p.row_start[std::size_t(i + 1)]; ++e) {
+      const double v = p.value[std::size_t(e)];
+      if (!(v > 0)) continue;
+      const std::size_t j = std::size_t(p.column[std::size_t(e)]);
+      const double dx = double(x[std::size_t(i)]) - x[j], dy = double(y[std::size_t(i)]) - y[j];
+      sum += v * (std::log(v) + std::log1p(dx * dx + dy * dy));
+    }
+  return sum + std::log(z);
+}
+
+// The repulsion method `options` selects for `points` points.
+inline TsneGradient resolve_tsne_gradient(const TsneOptions& options, int64_t points) {
+  if (options.gradient != TsneGradient::automatic) return options.gradient;
+  return points <= options.exact_max_points ? TsneGradient::exact : TsneGradient::barnes_hut;
+}
+
+// Embeds the rows of `x` in 2 dimensions.
+inline TsneResult tsne(const PointMatrix& x, const TsneOptions& options = {}) {
+  const int64_t n = x.rows();
+  if (n < 4) throw std::invalid_argument("t-SNE: need at least 4 points, got " + std::to_string(n));
+  if (x.cols() < 1) throw std::invalid_argument("t-SNE: points have no coordinates");
+  if (!(options.perplexity > 0) || options.perplexity >= double(n - 1))
+    throw std::invalid_argument("t-SNE: perplexity " + std::to_string(options.perplexity) +
+                                " must be > 0 and below the number of points minus one (" +
+                                std::to_string(n - 1) + ")");
+  if (options.iterations < 1 || options.exaggeration_iterations < 0)
+    throw std::invalid_argument("t-SNE: need iterations >= 1 and exaggeration_iterations >= 0");
+  detail::check_finite(x, "t-SNE input");
+
+  TsneResult result;
+  util::Timer timer;
+  const int64_t k = std::min<int64_t>(n - 1, int64_t(3.0 * options.perplexity + 1));
+  const JointProbabilities p =
+      joint_probabilities(conditional_probabilities(exact_knn(x, k), options.perplexity));
+  result.affinity_seconds = timer.elapsed_seconds();
+
+  // Initial positions.
+  std::vector<double> pos(static_cast<std::size_t>(2 * n));
+  if (options.init == TsneInit::pca && x.cols() >= 2) {
+    const PointMatrix scores = fit_pca(x, 2).transform(x);
+    const double sd = std::sqrt((scores.col(0).array() - scores.col(0).mean()).square().mean());
+    const double scale = sd > 0 ? 1e-4 / sd : 1.0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int c = 0; c < 2; ++c) pos[std::size_t(2 * i + c)] = scores(i, c) * scale;
+  } else {
+    std::mt19937_64 engine(options.seed);
+    std::normal_distribution<double> normal(0.0, 1e-4);
+    for (double& v : pos) v = normal(engine);
+  }
+
+  const TsneGradient method = resolve_tsne_gradient(options, n);
+  result.gradient = tsne_gradient_name(method);
+  result.learning_rate = options.learning_rate > 0
+                             ? options.learning_rate
+                             : std::max(double(n) / options.early_exaggeration / 4.0, 50.0);
+  TsneObjective objective(method, options.theta);
+  std::vector<float> xs(static_cast<std::size_t>(n)), ys(static_cast<std::size_t>(n));
+  std::vector<double> gx(static_cast<std::size_t>(n)), gy(static_cast<std::size_t>(n)),
+      update(static_cast<std::size_t>(2 * n)), gains(static_cast<std::size_t>(2 * n));
+  const auto sync_positions = [&] {
+    for (int64_t i = 0; i < n; ++i) {
+      xs[std::size_t(i)] = float(pos[std::size_t(2 * i)]);
+      ys[std::size_t(i)] = float(pos[std::size_t(2 * i + 1)]);
+    }
+  };
+
+  util::ProgressBar bar(options.iterations, "t-SNE (" + result.gradient + ")",
+                        {.quiet = !options.progress, .unit = "it"});
+  timer.reset();
+  const int stage_one = std::min(options.exaggeration_iterations, options.iterations);
+  for (int it = 0; it < options.iterations; ++it) {
+    // Two stages as in scikit-learn: each starts with zero updates and unit gains.
+    if (it == 0 || it == stage_one) {
+      std::fill(update.begin(), update.end(), 0.0);
+      std::fill(gains.begin(), gains.end(), 1.0);
+    }
+    const bool exaggerated = it < stage_one;
+    const double momentum = exaggerated ? options.momentum : options.final_momentum;
+    const double exaggeration = exaggerated ? options.early_exaggeration : 1.0;
+    sync_positions();
+    const double z = objective.gradient(p, exaggeration, xs, ys, gx, gy);
+    if (options.kl_every > 0 && (it + 1) % options.kl_every == 0) {
+      const double kl = tsne_kl_divergence(p, xs, ys, z);
+      result.kl_history.emplace_back(it + 1, kl);
+      bar.set_postfix("KL", kl);
+    }
+    for (int64_t i = 0; i < n; ++i)
+      for (int c = 0; c < 2; ++c) {
+        const std::size_t e = std::size_t(2 * i + c);
+        const double g = c == 0 ? gx[std::size_t(i)] : gy[std::size_t(i)];
+        gains[e] = update[e] * g < 0.0 ? gains[e] + 0.2 : gains[e] * 0.8;
+        gains[e] = std::max(gains[e], options.min_gain);
+        update[e] = momentum * update[e] - result.learning_rate * gains[e] * g;
+        pos[e] += update[e];
+      }
+    bar.update();
+  }
+  sync_positions();
+  result.kl_divergence = tsne_kl_divergence(p, xs, ys, objective.normalisation(xs, ys));
+  result.kl_method = result.gradient;
+  bar.set_postfix("KL", result.kl_divergence);
+  bar.close();
+  result.optimisation_seconds = timer.elapsed_seconds();
+  result.embedding.resize(n, 2);
+  for (int64_t i = 0; i < n; ++i) {
+    result.embedding(i, 0) = pos[std::size_t(2 * i)];
+    result.embedding(i, 1) = pos[std::size_t(2 * i + 1)];
+  }
+  return result;
+}
+
+}  // namespace sumi::analysis
