@@ -1,0 +1,478 @@
+// The PyTorch DCGAN tutorial's GAN on Kuzushiji-Kanji-style images: trains, plots the losses, shows real
+// against generated images and saves both networks with their optimiser state. See --help.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+
+#include "common/dcgan_training.hpp"
+#include "models/dcgan.hpp"
+#include "sumi/data/glyph_folder.hpp"
+#include "sumi/data/image_folder.hpp"
+#include "sumi/sumi.hpp"
+
+namespace fs = std::filesystem;
+using namespace sumi;
+
+namespace {
+
+struct Options {
+  std::string data, out = "out/dcgan", model;
+  int64_t iterations = 0, seed = 0, generate = 0, progress_every = 500, max_chars = 0;
+  int epochs = 5, batch = 128, nz = 100, ngf = 64, ndf = 64, nc = 3, image_size = 64, threads = 0;
+  double lr = 2e-4, beta1 = 0.5;
+  bool resume = false, quick = false, quiet = false;
+
+  models::DcganConfig config() const { return {nz, ngf, ndf, nc, image_size}; }
+};
+
+// --quick: a small net on 32x32 grayscale glyphs of the most widely drawn characters, sized to show
+// kanji-like samples within minutes on two cores. Explicit flags still override these.
+void apply_quick_defaults(Options& o) {
+  o.image_size = 32;
+  o.nc = 1;
+  o.ngf = 32;
+  o.ndf = 32;
+  o.batch = 64;
+  o.epochs = 20;
+  o.max_chars = 400;
+  o.progress_every = 200;
+  o.out = "out/dcgan_quick";
+}
+
+// Uniform noise images in [-1, 1], the same for the same index (for timing without data).
+class SyntheticImages {
+ public:
+  SyntheticImages(int64_t size, Shape sample, uint64_t seed)
+      : size_(size), sample_(std::move(sample)), seed_(seed) {}
+  int64_t size() const { return size_; }
+  void get_batch(std::span<const int64_t> indices, Tensor<float>& images,
+                 std::vector<int64_t>& labels) const {
+    Shape shape{int64_t(indices.size())};
+    shape.insert(shape.end(), sample_.begin(), sample_.end());
+    data::prepare_batch_tensor(images, shape);
+    labels.assign(indices.size(), 0);
+    const int64_t per = shape_numel(sample_);
+    for (std::size_t k = 0; k < indices.size(); ++k) {
+      Generator gen(data::detail::splitmix64(seed_ ^ uint64_t(indices[k])));
+      float* p = images.data() + int64_t(k) * per;
+      for (int64_t i = 0; i < per; ++i) p[i] = float(gen.uniform(-1.0, 1.0));
+    }
+  }
+
+ private:
+  int64_t size_;
+  Shape sample_;
+  uint64_t seed_;
+};
+
+struct Row {
+  int64_t iteration, epoch;
+  double loss_d, loss_g, d_x, d_g_z1, d_g_z2, seconds;
+};
+
+void write_metrics(const std::vector<Row>& rows, const fs::path& path) {
+  util::CsvTable table;
+  table.header = {"iteration", "epoch", "loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2", "seconds"};
+  for (const auto& r : rows)
+    table.rows.push_back({std::to_string(r.iteration), std::to_string(r.epoch),
+                          util::format_round_trip(r.loss_d), util::format_round_trip(r.loss_g),
+                          util::format_round_trip(r.d_x), util::format_round_trip(r.d_g_z1),
+                          util::format_round_trip(r.d_g_z2), util::format_round_trip(r.seconds)});
+  util::write_csv_atomically(path, table);
+}
+
+std::vector<Row> read_metrics(const fs::path& path) {
+  std::vector<Row> rows;
+  if (!fs::exists(path)) return rows;
+  const util::CsvTable t = util::read_csv(path);
+  for (std::size_t i = 0; i < t.size(); ++i)
+    rows.push_back({int64_t(t.number(i, "iteration")), int64_t(t.number(i, "epoch")), t.number(i, "loss_d"),
+                    t.number(i, "loss_g"), t.number(i, "d_x"), t.number(i, "d_g_z1"), t.number(i, "d_g_z2"),
+                    t.number(i, "seconds")});
+  return rows;
+}
+
+void write_loss_charts(const std::vector<Row>& rows, const fs::path& out) {
+  std::vector<double> it, d, g, epochs, d_mean, g_mean;
+  for (const auto& r : rows) {
+    it.push_back(double(r.iteration));
+    d.push_back(r.loss_d);
+    g.push_back(r.loss_g);
+    if (epochs.empty() || epochs.back() != double(r.epoch)) {
+      epochs.push_back(double(r.epoch));
+      d_mean.push_back(0);
+      g_mean.push_back(0);
+    }
+  }
+  for (std::size_t e = 0; e < epochs.size(); ++e) {  // means per epoch
+    int64_t n = 0;
+    for (const auto& r : rows)
+      if (double(r.epoch) == epochs[e]) d_mean[e] += r.loss_d, g_mean[e] += r.loss_g, ++n;
+    d_mean[e] /= double(n);
+    g_mean[e] /= double(n);
+  }
+  plot::LineChart batches;
+  batches.title = "Generator and discriminator loss during training";
+  batches.x_label = "iteration";
+  batches.y_label = "loss";
+  batches.add_series("D", it, d);
+  batches.add_series("G", it, g);
+  batches.save(out / "loss_batches.svg");
+  plot::LineChart per_epoch;
+  per_epoch.title = "Mean loss per epoch";
+  per_epoch.x_label = "epoch";
+  per_epoch.y_label = "loss";
+  per_epoch.add_series("D", epochs, d_mean, {.markers = true});
+  per_epoch.add_series("G", epochs, g_mean, {.markers = true});
+  per_epoch.save(out / "loss_epochs.svg");
+}
+
+plot::GridOptions grid_options(int64_t image_size, int nrow = 8) {
+  return {.nrow = nrow,
+          .padding = 2,
+          .normalize = plot::Normalize::range,
+          .value_range = {-1.0f, 1.0f},
+          .upscale = image_size <= 32 ? 2 : 1};
+}
+
+plot::ImageBatchView view(const Tensor<float>& t, int64_t n) {
+  return {t.data(), std::min(n, t.size(0)), t.size(1), t.size(2), t.size(3)};
+}
+
+// G(z) for `noise`, under no_grad. The generator stays in training mode, as in the tutorial: its BatchNorm
+// layers normalise with the statistics of this batch.
+Tensor<float> generate(models::DcganGenerator<float>& G, const Tensor<float>& noise) {
+  NoGradGuard no_grad;
+  return G(Variable<float>(noise)).value().contiguous();
+}
+
+// `left` and `right` side by side with a gap (real | fake).
+plot::Image8 side_by_side(const plot::Image8& left, const plot::Image8& right, int gap) {
+  plot::Image8 out{left.width + gap + right.width, std::max(left.height, right.height), left.channels, {}};
+  out.pixels.assign(std::size_t(out.width) * std::size_t(out.height) * std::size_t(out.channels), 255);
+  for (const auto& [img, x0] : {std::pair{&left, 0}, std::pair{&right, left.width + gap}})
+    for (int y = 0; y < img->height; ++y)
+      std::memcpy(&out.pixels[(std::size_t(y) * std::size_t(out.width) + std::size_t(x0)) *
+                              std::size_t(out.channels)],
+                  &img->pixels[std::size_t(y) * std::size_t(img->width) * std::size_t(img->channels)],
+                  std::size_t(img->width) * std::size_t(img->channels));
+  return out;
+}
+
+std::map<std::string, std::string> checkpoint_metadata(const Options& o, int64_t iteration, int64_t epoch) {
+  return {{"nz", std::to_string(o.nz)},
+          {"ngf", std::to_string(o.ngf)},
+          {"ndf", std::to_string(o.ndf)},
+          {"nc", std::to_string(o.nc)},
+          {"image_size", std::to_string(o.image_size)},
+          {"iteration", std::to_string(iteration)},
+          {"epoch", std::to_string(epoch)},
+          {"batch", std::to_string(o.batch)},
+          {"seed", std::to_string(o.seed)}};
+}
+
+int64_t metadata_int(const std::map<std::string, std::string>& meta, const std::string& key,
+                     const fs::path& file) {
+  auto it = meta.find(key);
+  if (it == meta.end())
+    throw std::runtime_error(file.string() + ": metadata '" + key + "' missing (not a dcgan checkpoint?)");
+  try {
+    return std::stoll(it->second);
+  } catch (const std::exception&) {
+    throw std::runtime_error(file.string() + ": metadata '" + key + "' is not an integer: " + it->second);
+  }
+}
+
+models::DcganConfig config_from_file(const fs::path& file) {
+  const auto meta = io::read_safetensors(file).metadata;
+  return {metadata_int(meta, "nz", file), metadata_int(meta, "ngf", file), metadata_int(meta, "ndf", file),
+          metadata_int(meta, "nc", file), metadata_int(meta, "image_size", file)};
+}
+
+int run_generate(const Options& o) {
+  if (o.model.empty()) throw util::CliError("--model", "--generate needs --model generator.safetensors");
+  if (o.threads > 0) set_num_threads(o.threads);
+  const models::DcganConfig config = config_from_file(o.model);
+  models::DcganGenerator<float> G(config);
+  nn::load_state(G, o.model);
+  const fs::path out = o.out;
+  fs::create_directories(out);
+  std::printf("sumi %s dcgan: %lld samples from %s, writing to %s\n", SUMI_VERSION, (long long)o.generate,
+              o.model.c_str(), fs::absolute(out).c_str());
+  Generator gen(uint64_t(o.seed) + 7);
+  // At least 64 per batch so BatchNorm sees a batch's worth of statistics.
+  const Tensor<float> fake =
+      generate(G, Tensor<float>::randn({std::max<int64_t>(o.generate, 64), config.nz, 1, 1}, gen));
+  const int nrow = int(std::ceil(std::sqrt(double(o.generate))));
+  plot::save_image_grid(out / "samples.png", view(fake, o.generate), grid_options(config.image_size, nrow));
+  util::write_json_atomically(out / "summary.json", {{"generated", o.generate},
+                                                     {"model", o.model},
+                                                     {"max_rss_mb", util::max_rss_mb()},
+                                                     {"sumi_version", SUMI_VERSION}});
+  std::printf("outputs: samples.png summary.json\n");
+  return 0;
+}
+
+// The default data: the kanji set rendered from the installed fonts, built once into `dir`.
+fs::path rendered_kanji(const fs::path& dir, const Options& o) {
+  if (fs::exists(dir / "render.json")) return dir;
+  if (fs::exists(dir))
+    throw std::runtime_error("'" + dir.string() +
+                             "' exists but has no render.json; remove it to render the kanji set again");
+  const auto fonts = data::find_kanji_fonts();
+  if (fonts.empty())
+    throw std::runtime_error(
+        "no --data given and no kanji fonts installed to render the default set (install e.g. "
+        "fonts-ipafont-gothic fonts-klee fonts-aoyagi-kouzan-t, or pass --data)");
+  std::printf("rendering the kanji set from %zu fonts into %s (once)\n", fonts.size(), dir.c_str());
+  std::fflush(stdout);
+  util::ProgressBar bar(0, "render", {.quiet = o.quiet, .unit = "char"});
+  const auto stats = data::render_glyph_folder(dir, fonts, {.size = 64, .max_chars = o.max_chars, .seed = 0},
+                                               [&] { bar.update(); });
+  bar.close();
+  std::printf("rendered %lld characters, %lld images\n", (long long)stats.characters,
+              (long long)stats.images);
+  return dir;
+}
+
+template <class Dataset>
+int train(const Options& o, const Dataset& dataset, const std::string& data_name) {
+  const fs::path out = o.out;
+  const models::DcganConfig config = o.config();
+  Generator init(uint64_t(o.seed));
+  models::DcganGenerator<float> G(config, init);
+  models::DcganDiscriminator<float> D(config, init);
+  models::dcgan_weights_init(G, init);
+  models::dcgan_weights_init(D, init);
+  const optim::AdamOptions adam{.lr = o.lr, .beta1 = o.beta1, .beta2 = 0.999};
+  optim::Adam<float> optG(G.parameters(), adam), optD(D.parameters(), adam);
+  if (!o.quiet) std::cout << G.summary() << "\n" << D.summary() << "\n";
+
+  data::DataLoader loader(
+      dataset, {.batch_size = o.batch, .shuffle = true, .seed = uint64_t(o.seed), .drop_last = true});
+  const int64_t per_epoch = loader.size();
+  if (per_epoch == 0)
+    throw std::runtime_error(data_name + " has " + std::to_string(dataset.size()) +
+                             " images, fewer than one batch of " + std::to_string(o.batch));
+  const int64_t total = o.iterations > 0 ? o.iterations : int64_t(o.epochs) * per_epoch;
+
+  const fs::path g_file = out / "generator.safetensors", d_file = out / "discriminator.safetensors";
+  std::vector<Row> rows;
+  int64_t start = 0;
+  if (o.resume && fs::exists(g_file)) {
+    for (const auto& [file, theirs] :
+         {std::pair{g_file, config_from_file(g_file)}, std::pair{d_file, config_from_file(d_file)}})
+      if (theirs.nz != config.nz || theirs.ngf != config.ngf || theirs.ndf != config.ndf ||
+          theirs.nc != config.nc || theirs.image_size != config.image_size)
+        throw std::runtime_error(file.string() + " holds nz=" + std::to_string(theirs.nz) +
+                                 " ngf=" + std::to_string(theirs.ngf) + " ndf=" + std::to_string(theirs.ndf) +
+                                 " nc=" + std::to_string(theirs.nc) +
+                                 " image_size=" + std::to_string(theirs.image_size) +
+                                 "; pass the same --nz --ngf --ndf --nc --image-size to resume");
+    const auto g_loaded = nn::load_state(G, g_file);
+    const auto d_loaded = nn::load_state(D, d_file);
+    optG.load_state_dict(g_loaded.extra.strip_prefix("optimizer."));
+    optD.load_state_dict(d_loaded.extra.strip_prefix("optimizer."));
+    start = metadata_int(g_loaded.metadata, "iteration", g_file);
+    if (metadata_int(d_loaded.metadata, "iteration", d_file) != start)
+      throw std::runtime_error(g_file.string() + " and " + d_file.string() +
+                               " were saved at different iterations");
+    rows = read_metrics(out / "metrics.csv");
+    if (int64_t(rows.size()) < start)
+      throw std::runtime_error((out / "metrics.csv").string() + " has fewer rows than the checkpoint's " +
+                               std::to_string(start) + " iterations");
+    rows.resize(std::size_t(start));
+    std::printf("resumed from %s at iteration %lld\n", g_file.c_str(), (long long)start);
+  }
+  if (start >= total)
+    std::printf("nothing to train: the checkpoint is at iteration %lld of %lld\n", (long long)start,
+                (long long)total);
+
+  Generator fixed_gen(uint64_t(o.seed) + 2);
+  const Tensor<float> fixed_noise = Tensor<float>::randn({64, config.nz, 1, 1}, fixed_gen);
+  auto save_checkpoint = [&](int64_t iteration, int64_t epoch) {
+    nn::save_state(G, g_file, checkpoint_metadata(o, iteration, epoch),
+                   optG.state_dict().with_prefix("optimizer."));
+    nn::save_state(D, d_file, checkpoint_metadata(o, iteration, epoch),
+                   optD.state_dict().with_prefix("optimizer."));
+    write_metrics(rows, out / "metrics.csv");
+    if (!rows.empty()) write_loss_charts(rows, out);
+  };
+
+  std::printf("data: %s, %lld images, %lld iterations per epoch of batch %d; training to iteration %lld\n",
+              data_name.c_str(), (long long)dataset.size(), (long long)per_epoch, o.batch, (long long)total);
+  std::fflush(stdout);
+  util::ProgressBar bar(total - start, "dcgan", {.quiet = o.quiet, .unit = "it"});
+  std::vector<double> step_seconds;
+  int64_t it = start;
+  for (int64_t epoch = start / per_epoch; it < total; ++epoch) {
+    const int64_t skip = epoch == start / per_epoch ? start % per_epoch : 0;
+    int64_t index = 0;
+    for (const data::Batch& batch : loader.epoch(epoch)) {
+      if (index++ < skip) continue;
+      if (it >= total) break;
+      // The noise of iteration i depends only on (seed, i), so a resumed run draws what an uninterrupted one
+      // would.
+      Generator noise_gen(data::detail::epoch_seed(uint64_t(o.seed) + 1, it));
+      const Tensor<float> noise = Tensor<float>::randn({batch.size(), config.nz, 1, 1}, noise_gen);
+      util::Timer timer;
+      const examples::DcganStepResult r = examples::dcgan_train_step(G, D, optG, optD, batch.images, noise);
+      const double seconds = timer.elapsed_seconds();
+      step_seconds.push_back(seconds);
+      ++it;
+      rows.push_back({it, epoch + 1, r.loss_d, r.loss_g, r.d_x, r.d_g_z1, r.d_g_z2, seconds});
+      if (o.progress_every > 0 && it % o.progress_every == 0) {
+        char name[64];
+        std::snprintf(name, sizeof name, "progress_%06lld.png", (long long)it);
+        plot::save_image_grid(out / name, view(generate(G, fixed_noise), 64),
+                              grid_options(config.image_size));
+      }
+      bar.set_postfix("loss_d", r.loss_d);
+      bar.set_postfix("loss_g", r.loss_g);
+      bar.set_postfix("D(x)", r.d_x);
+      bar.update();
+    }
+    save_checkpoint(it, epoch + 1);
+    double d = 0, g = 0;
+    int64_t n = 0;
+    for (const auto& r : rows)
+      if (r.epoch == epoch + 1) d += r.loss_d, g += r.loss_g, ++n;
+    if (n)
+      std::printf("epoch %lld: iteration %lld, mean loss D %.4f, G %.4f\n", (long long)(epoch + 1),
+                  (long long)it, d / double(n), g / double(n));
+    std::fflush(stdout);
+  }
+  bar.close();
+  if (rows.empty()) throw std::runtime_error("no iteration was trained");
+
+  // Figures: 64 real images | 64 generated from the fixed noise, and 64 from fresh noise.
+  Tensor<float> real;
+  for (const data::Batch& batch : loader.epoch(0)) {
+    real = batch.images.slice(0, std::min<int64_t>(64, batch.size())).clone();
+    break;
+  }
+  const plot::GridOptions grid = grid_options(config.image_size);
+  const plot::Image8 real_grid = plot::make_image_grid(view(real, 64), grid);
+  const plot::Image8 fake_grid = plot::make_image_grid(view(generate(G, fixed_noise), 64), grid);
+  plot::save_png(out / "real_vs_fake.png", side_by_side(real_grid, fake_grid, 16));
+  Generator fresh(uint64_t(o.seed) + 3 + uint64_t(it));
+  plot::save_image_grid(out / "samples.png",
+                        view(generate(G, Tensor<float>::randn({64, config.nz, 1, 1}, fresh)), 64), grid);
+
+  std::vector<double> timed(step_seconds.size() > 1 ? step_seconds.begin() + 1 : step_seconds.begin(),
+                            step_seconds.end());
+  std::sort(timed.begin(), timed.end());
+  const double median = timed.empty() ? 0.0 : (timed[(timed.size() - 1) / 2] + timed[timed.size() / 2]) / 2;
+  const Row& last = rows.back();
+  nlohmann::json summary = {
+      {"seconds_per_iteration", median},
+      {"max_rss_mb", util::max_rss_mb()},
+      {"iterations", last.iteration},
+      {"epochs", double(last.iteration) / double(per_epoch)},
+      {"iterations_this_run", int64_t(step_seconds.size())},
+      {"loss_d", last.loss_d},
+      {"loss_g", last.loss_g},
+      {"d_x", last.d_x},
+      {"d_g_z1", last.d_g_z1},
+      {"d_g_z2", last.d_g_z2},
+      {"threads", get_num_threads()},
+      {"data", data_name},
+      {"images", dataset.size()},
+      {"batch", o.batch},
+      {"nz", o.nz},
+      {"ngf", o.ngf},
+      {"ndf", o.ndf},
+      {"nc", o.nc},
+      {"image_size", o.image_size},
+      {"lr", o.lr},
+      {"beta1", o.beta1},
+      {"seed", o.seed},
+      {"sumi_version", SUMI_VERSION},
+  };
+  util::write_json_atomically(out / "summary.json", summary);
+  std::printf(
+      "%.3f s per iteration (median), max RSS %.0f MB; outputs: loss_epochs.svg loss_batches.svg "
+      "real_vs_fake.png "
+      "samples.png progress_*.png metrics.csv generator.safetensors discriminator.safetensors summary.json\n",
+      median, util::max_rss_mb());
+  return 0;
+}
+
+int run(const Options& o) {
+  if (o.generate > 0) return run_generate(o);
+  if (o.threads > 0) set_num_threads(o.threads);
+  const fs::path out = o.out;
+  fs::create_directories(out);
+  std::printf("sumi %s dcgan: writing to %s (threads: %d)\n", SUMI_VERSION, fs::absolute(out).c_str(),
+              get_num_threads());
+  if (o.data == "synthetic") {
+    const int64_t per_epoch = std::max<int64_t>(64, o.iterations);
+    const SyntheticImages images(per_epoch * o.batch, {o.nc, o.image_size, o.image_size}, uint64_t(o.seed));
+    return train(o, images, "synthetic");
+  }
+  const fs::path root =
+      o.data.empty() ? rendered_kanji(o.quick ? "out/kanji_quick" : "out/kanji", o) : fs::path(o.data);
+  if (!fs::is_directory(root)) throw std::runtime_error("--data: '" + root.string() + "' is not a folder");
+  util::Timer timer;
+  const data::ImageFolder images(root, {.channels = o.nc, .image_size = o.image_size, .threads = o.threads});
+  std::printf("loaded %lld images of %zu classes from %s in %.1f s", (long long)images.size(),
+              images.classes().size(), root.c_str(), timer.elapsed_seconds());
+  if (!images.skipped_files().empty())
+    std::printf("; skipped %zu that could not be decoded, e.g. %s", images.skipped_files().size(),
+                images.skipped_files().front().c_str());
+  std::printf("\n");
+  return train(o, images, root.string());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i)  // --quick changes the defaults that the other flags then override
+    if (std::strcmp(argv[i], "--quick") == 0) apply_quick_defaults(o);
+  util::ArgParser cli(
+      "Trains the PyTorch DCGAN tutorial's GAN on Kuzushiji-Kanji-style images (or writes samples "
+      "from a trained generator with --generate).");
+  cli.bind(
+      "--data", o.data,
+      "image folder with class subfolders (e.g. kkanji2), or 'synthetic' for random images (timing); empty: "
+      "the kanji set rendered once from the installed fonts into out/kanji");
+  cli.bind("--iterations", o.iterations, "stop after this many iterations in all (0: run --epochs)").min(0);
+  cli.bind("--epochs", o.epochs, "training epochs").min(1);
+  cli.bind("--batch", o.batch, "batch size").min(2);
+  cli.bind("--nz", o.nz, "latent vector size").min(1);
+  cli.bind("--ngf", o.ngf, "generator feature maps").min(1);
+  cli.bind("--ndf", o.ndf, "discriminator feature maps").min(1);
+  cli.bind("--nc", o.nc, "image channels, 1 or 3")
+      .check([](int v) { return v == 1 || v == 3; }, "must be 1 or 3");
+  cli.bind("--image-size", o.image_size, "image size, 64 or 32")
+      .check([](int v) { return v == 64 || v == 32; }, "must be 64 or 32");
+  cli.bind("--lr", o.lr, "Adam learning rate").check([](double v) { return v > 0; }, "must be > 0");
+  cli.bind("--beta1", o.beta1, "Adam beta1")
+      .check([](double v) { return v >= 0 && v < 1; }, "must be in [0, 1)");
+  cli.bind("--seed", o.seed, "seed of the initialisation, shuffling and noise");
+  cli.bind("--threads", o.threads, "threads (0: OMP_NUM_THREADS or all cores)").min(0);
+  cli.bind("--out", o.out, "output folder");
+  cli.bind("--progress-every", o.progress_every,
+           "write a progress grid from the fixed noise every N iterations (0: never)")
+      .min(0);
+  cli.bind("--resume", o.resume, "continue from the output folder's checkpoints");
+  cli.bind("--generate", o.generate,
+           "write this many samples from --model to <out>/samples.png, without training")
+      .min(0);
+  cli.bind("--model", o.model, "generator checkpoint for --generate");
+  cli.bind("--max-chars", o.max_chars,
+           "when rendering the default set: only the N characters drawn by the most fonts (0: all)")
+      .min(0);
+  cli.bind("--quick", o.quick,
+           "a short run that shows kanji-like glyphs within minutes: 32x32 grayscale, ngf=ndf=32, batch 64, "
+           "20 epochs "
+           "over the 400 most common characters (rendered into out/kanji_quick), output out/dcgan_quick");
+  cli.bind("--quiet", o.quiet, "no progress bar or model summary");
+  return util::run_main(cli, argc, argv, [&] { return run(o); });
+}

@@ -1,0 +1,157 @@
+// data::ImageFolder, the resize/crop transforms and the font-rendered kanji folder.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "sumi/data/data_loader.hpp"
+#include "sumi/data/glyph_folder.hpp"
+#include "sumi/data/image_folder.hpp"
+#include "sumi/data/transforms.hpp"
+#include "sumi/plot/image_grid.hpp"
+
+namespace fs = std::filesystem;
+using namespace sumi;
+
+namespace {
+
+// A w x h image with pixel (x, y, c) = f(x, y, c), written as PNG.
+template <class F>
+void write_png(const fs::path& path, int w, int h, int channels, F f) {
+  plot::Image8 image{w, h, channels, {}};
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int c = 0; c < channels; ++c) image.pixels.push_back(uint8_t(f(x, y, c)));
+  fs::create_directories(path.parent_path());
+  plot::save_png(path, image);
+}
+
+// root/alpha/{a0,a1}.png (grey 8x8), root/beta/b0.png (RGB 16x8), root/beta/sub/b1.png (grey 8x8), a corrupt
+// root/beta/broken.png and a text file root/beta/notes.txt.
+fs::path make_tree() {
+  const fs::path root = fs::temp_directory_path() / "sumi_image_folder_test";
+  fs::remove_all(root);
+  write_png(root / "alpha" / "a0.png", 8, 8, 1, [](int, int, int) { return 0; });
+  write_png(root / "alpha" / "a1.png", 8, 8, 1, [](int, int, int) { return 255; });
+  write_png(root / "beta" / "b0.png", 16, 8, 3,
+            [](int x, int, int c) { return c == 0 ? (x < 4 || x >= 12 ? 0 : 255) : 0; });
+  write_png(root / "beta" / "sub" / "b1.png", 8, 8, 1, [](int x, int, int) { return x * 32; });
+  std::ofstream(root / "beta" / "broken.png") << "not a png at all";
+  std::ofstream(root / "beta" / "notes.txt") << "ignored";
+  return root;
+}
+
+}  // namespace
+
+TEST_CASE("ImageFolder loads class subfolders, skips the corrupt file and maps bytes to [-1, 1]", "[data]") {
+  const fs::path root = make_tree();
+  const data::ImageFolder rgb(root, {.channels = 3, .image_size = 8});
+  REQUIRE(rgb.size() == 4);
+  REQUIRE(rgb.classes() == std::vector<std::string>{"alpha", "beta"});
+  REQUIRE(rgb.labels() == std::vector<int64_t>{0, 0, 1, 1});
+  REQUIRE(rgb.skipped_files().size() == 1);
+  REQUIRE(rgb.skipped_files()[0].find("broken.png") != std::string::npos);
+  REQUIRE(rgb.stored_channels() == 3);  // one colour image makes the whole set RGB
+  REQUIRE(rgb.sample_shape() == Shape{3, 8, 8});
+
+  Tensor<float> images;
+  std::vector<int64_t> labels;
+  const std::vector<int64_t> idx{0, 1, 2, 3};
+  rgb.get_batch(idx, images, labels);
+  REQUIRE(images.shape() == Shape{4, 3, 8, 8});
+  REQUIRE(labels == std::vector<int64_t>{0, 0, 1, 1});
+  for (int64_t i = 0; i < images.numel(); ++i)
+    REQUIRE((images.data()[i] >= -1.0f && images.data()[i] <= 1.0f));
+  REQUIRE(images.data()[0] == -1.0f);            // black
+  REQUIRE(images.data()[3 * 64] == 1.0f);        // white, image 1 channel 0
+  REQUIRE(images.data()[3 * 64 + 128] == 1.0f);  // grey replicated into blue
+  // b0 (16x8, red in the middle 8 columns): shorter side 8 stays, the centre 8x8 crop is all red.
+  const float* b0 = images.data() + 2 * 3 * 64;
+  REQUIRE(b0[0] == 1.0f);
+  REQUIRE(b0[63] == 1.0f);
+  REQUIRE(b0[64] == -1.0f);                                       // green
+  REQUIRE(images.data()[3 * 192 + 1] == Approx(32 / 127.5 - 1));  // b1's gradient, column 1
+
+  // Grayscale: luma of the colour image, one stored plane, and a DataLoader over it.
+  const data::ImageFolder gray(root, {.channels = 1, .image_size = 4, .resize = data::ResizeMode::area});
+  REQUIRE(gray.stored_channels() == 1);
+  gray.get_batch(idx, images, labels);
+  REQUIRE(images.shape() == Shape{4, 1, 4, 4});
+  REQUIRE(images.data()[2 * 16] == Approx((255 * 299 + 500) / 1000 / 127.5 - 1));
+  REQUIRE(images.data()[3 * 16 + 1] == Approx((2 * 32 + 3 * 32) / 2 / 127.5 - 1).margin(0.01));  // area mean
+  data::DataLoader loader(gray, {.batch_size = 3, .shuffle = true, .seed = 1});
+  int64_t seen = 0;
+  for (const data::Batch& b : loader) seen += b.size();
+  REQUIRE(seen == 4);
+  fs::remove_all(root);
+}
+
+TEST_CASE("ImageFolder strict mode fails on the corrupt file naming it; bad roots are named",
+          "[data][errors]") {
+  const fs::path root = make_tree();
+  REQUIRE_THROWS_WITH(data::ImageFolder(root, {.image_size = 8, .strict = true}),
+                      Catch::Contains("broken.png"));
+  REQUIRE_THROWS_WITH(data::ImageFolder(root / "missing"), Catch::Contains("missing"));
+  REQUIRE_THROWS_WITH(data::ImageFolder(root, {.channels = 2}), Catch::Contains("channels"));
+  fs::remove_all(root / "alpha");
+  fs::remove_all(root / "beta" / "b0.png");
+  fs::remove_all(root / "beta" / "sub");
+  REQUIRE_THROWS_WITH(data::ImageFolder(root), Catch::Contains("could be decoded"));
+  fs::remove_all(root);
+}
+
+TEST_CASE("resize and centre crop", "[data]") {
+  data::ByteImage img{4, 2, 1, {0, 100, 200, 40, 0, 100, 200, 40}};
+  const auto area = data::resize_area(img, 2, 1);
+  REQUIRE(area.pixels == std::vector<uint8_t>{50, 120});
+  const auto bil = data::resize_bilinear(img, 2, 1);
+  REQUIRE(bil.pixels == std::vector<uint8_t>{50, 120});  // centres at 0.5 and 2.5 of the input
+  const auto up = data::resize_bilinear(data::ByteImage{2, 1, 1, {0, 200}}, 4, 1);
+  REQUIRE(up.pixels == std::vector<uint8_t>{0, 50, 150, 200});
+  const auto crop = data::center_crop(img, 2, 2);
+  REQUIRE(crop.pixels == std::vector<uint8_t>{100, 200, 100, 200});
+  const auto square = data::resize_and_center_crop(img, 2);  // shorter side already 2: crop the middle
+  REQUIRE(square.pixels == crop.pixels);
+  REQUIRE_THROWS(data::center_crop(img, 5, 2));
+  REQUIRE(data::byte_to_signed_unit(0) == -1.0f);
+  REQUIRE(data::byte_to_signed_unit(255) == 1.0f);
+}
+
+TEST_CASE("kanji glyphs render white on black in KKanji's layout, skipping characters a font lacks",
+          "[data][fonts]") {
+  const auto fonts = data::find_kanji_fonts();
+  if (fonts.empty()) {
+    WARN("no kanji font installed (scripts/install-deps.sh installs fonts-ipafont-gothic); skipping");
+    return;
+  }
+  const data::Font font(fonts.front());
+  REQUIRE(font.has_glyph(0x6F22));                             // 漢
+  REQUIRE(!font.has_glyph(0x0E01));                            // Thai: not in a Japanese font
+  const std::vector<uint8_t> plain = font.render(0x4E2D, 32);  // 中
+  REQUIRE(plain.size() == 32u * 32u);
+  int ink = 0;
+  for (uint8_t v : plain) ink += v > 128;
+  REQUIRE(ink > 30);
+  REQUIRE(plain[0] == 0);              // black background
+  REQUIRE(plain[16 * 32 + 16] > 128);  // 中's vertical stroke runs through the centre
+  data::GlyphJitter bold;
+  bold.stroke = 2;
+  int bold_ink = 0;
+  for (uint8_t v : font.render(0x4E2D, 32, bold)) bold_ink += v > 128;
+  REQUIRE(bold_ink > ink);
+  REQUIRE_THROWS_WITH(font.render(0x0E01, 32), Catch::Contains("U+0E01"));
+
+  const fs::path out = fs::temp_directory_path() / "sumi_glyph_folder_test";
+  fs::remove_all(out);
+  const auto stats =
+      data::render_glyph_folder(out, {fonts.front()}, {.size = 16, .per_char = 2, .max_chars = 5});
+  REQUIRE(stats.characters == 5);
+  REQUIRE(stats.images == 10);
+  REQUIRE(fs::exists(out / "render.json"));
+  const std::string first = "U+" + data::Font::hex(data::kFirstKanji);
+  REQUIRE(fs::exists(out / first / (font.name() + "_1.png")));
+  REQUIRE_THROWS_WITH(data::render_glyph_folder(out, {fonts.front()}), Catch::Contains("already exists"));
+  const data::ImageFolder set(out, {.channels = 1, .image_size = 16});
+  REQUIRE(set.size() == 10);
+  REQUIRE(set.classes().front() == first);
+  fs::remove_all(out);
+}
