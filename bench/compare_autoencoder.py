@@ -30,7 +30,8 @@ import sys
 import tempfile
 import time
 
-OPENBLAS_DIR = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+import yardstick
+
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 LATENT, BATCH, LR, VALIDATION = 5, 300, 1e-3, 10000
@@ -38,17 +39,6 @@ EVAL_BATCH = 1000
 
 
 # ---------------------------------------------------------------------------------------------- PyTorch part
-
-def loaded_blas():
-    libs = set()
-    with open("/proc/self/maps") as f:
-        for line in f:
-            fields = line.split()
-            path = fields[-1] if len(fields) >= 6 else ""
-            if any(s in os.path.basename(path) for s in ("blas", "lapack", "dnnl", "mkl")):
-                libs.add(os.path.realpath(path))
-    return sorted(libs)
-
 
 def read_idx(name):
     """IDX file -> uint8 numpy array (magic: 0, 0, dtype 0x08, rank; then big-endian int32 dims)."""
@@ -101,7 +91,7 @@ def run_torch(args):
 
     torch.set_num_threads(args.threads)
     print("torch %s, %d threads; loaded: %s" % (torch.__version__, torch.get_num_threads(),
-                                                ", ".join(loaded_blas()) or "(no BLAS mapped)"))
+                                                ", ".join(yardstick.loaded_blas()) or "(no BLAS mapped)"))
     print("OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s OMP_WAIT_POLICY=%s" % tuple(
         os.environ.get(v, "(unset)") for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_WAIT_POLICY")))
     sys.stdout.flush()
@@ -167,7 +157,7 @@ def run_torch(args):
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,  # Linux: KiB
         "threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
-        "blas": loaded_blas(),
+        "blas": yardstick.loaded_blas(),
     }
     print("PyTorch: validation MSE %.5f, test MSE %.5f, %.2f s per training epoch, max RSS %.0f MB" %
           (result["val_mse"], result["test_mse"], result["seconds_per_epoch"], result["max_rss_mb"]))
@@ -176,34 +166,15 @@ def run_torch(args):
 
 def torch_in_child(args):
     """Run the PyTorch part in a fresh interpreter with the OpenMP OpenBLAS and return its results."""
-    env = dict(os.environ)
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-        env.pop(var, None)
-    env["LD_LIBRARY_PATH"] = OPENBLAS_DIR + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
-    env["OMP_NUM_THREADS"] = str(args.threads)
-    with tempfile.TemporaryDirectory(prefix="sumi_torch_") as tmp:
-        out = os.path.join(tmp, "torch.json")
-        cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", out, "--epochs", str(args.epochs),
-               "--threads", str(args.threads), "--seed", str(args.seed)]
-        subprocess.run(cmd, env=env, check=True)
-        with open(out) as f:
-            return json.load(f)
+    return yardstick.torch_in_child(__file__, ["--epochs", str(args.epochs), "--threads", str(args.threads),
+                                               "--seed", str(args.seed)], args.threads)
 
 
 # ------------------------------------------------------------------------------------------------- sumi part
 
 def run_sumi(args):
-    if not os.path.exists(args.sumi_bin):
-        print("sumi: %s not found (build it with the release preset); skipped" % args.sumi_bin)
-        return None
-    with tempfile.TemporaryDirectory(prefix="sumi_ae_") as tmp:
-        cmd = [args.sumi_bin, "--epochs", str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed),
-               "--quiet", "--out", tmp]
-        print("running: %s (OMP_WAIT_POLICY=%s)" % (" ".join(cmd), os.environ.get("OMP_WAIT_POLICY", "(unset)")))
-        sys.stdout.flush()
-        subprocess.run(cmd, check=True)
-        with open(os.path.join(tmp, "summary.json")) as f:
-            return json.load(f)
+    return yardstick.run_sumi_example(args.sumi_bin, ["--epochs", str(args.epochs), "--threads", str(args.threads),
+                                                      "--seed", str(args.seed), "--quiet"], "sumi_ae_")
 
 
 # ------------------------------------------------------------------------------------------------------- main

@@ -50,6 +50,14 @@
 #include "sumi/data/dataset.hpp"
 #include "sumi/data/fashion_mnist.hpp"
 #include "sumi/data/idx.hpp"
+#include "sumi/data/image_folder.hpp"
+
+#include "sumi/analysis/embedding_metrics.hpp"
+#include "sumi/analysis/tsne.hpp"
+
+#include "sumi/tune/grid_results.hpp"
+#include "sumi/tune/grid_search.hpp"
+#include "sumi/tune/parameter_grid.hpp"
 
 #include "sumi/plot/confusion_matrix.hpp"
 #include "sumi/plot/image_grid.hpp"

@@ -1,0 +1,56 @@
+"""Shared plumbing of the PyTorch-vs-sumi comparison scripts (compare_autoencoder/dcgan/finetune.py).
+
+PyTorch runs in a child interpreter because the BLAS is picked when torch loads: Debian's torch links
+libblas.so.3, which may be the netlib reference BLAS, so the child gets Debian's OpenMP OpenBLAS first on the
+library path and has OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed (forcing them halves OpenBLAS here). The
+child reports the BLAS it loaded from /proc/self/maps and writes its results as JSON.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+OPENBLAS_DIR = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+
+
+def loaded_blas():
+    """The BLAS/LAPACK/oneDNN libraries mapped into this process."""
+    libs = set()
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split()
+            path = fields[-1] if len(fields) >= 6 else ""
+            if any(s in os.path.basename(path) for s in ("blas", "lapack", "dnnl", "mkl")):
+                libs.add(os.path.realpath(path))
+    return sorted(libs)
+
+
+def torch_in_child(script, worker_args, threads):
+    """Run `script --torch-worker OUT *worker_args` with the OpenMP OpenBLAS and return the JSON it writes."""
+    env = dict(os.environ)
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        env.pop(var, None)
+    env["LD_LIBRARY_PATH"] = OPENBLAS_DIR + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    env["OMP_NUM_THREADS"] = str(threads)
+    with tempfile.TemporaryDirectory(prefix="sumi_torch_") as tmp:
+        out = os.path.join(tmp, "torch.json")
+        subprocess.run([sys.executable, os.path.abspath(script), "--torch-worker", out] + list(worker_args),
+                       env=env, check=True)
+        with open(out) as f:
+            return json.load(f)
+
+
+def run_sumi_example(binary, args, prefix):
+    """Run a sumi example with `args` and `--out` a temporary folder; return its summary.json (None if the
+    binary is missing)."""
+    if not os.path.exists(binary):
+        print("sumi: %s not found (build it with the release preset); skipped" % binary)
+        return None
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        cmd = [binary] + list(args) + ["--out", tmp]
+        print("running: %s (OMP_WAIT_POLICY=%s)" % (" ".join(cmd), os.environ.get("OMP_WAIT_POLICY", "(unset)")))
+        sys.stdout.flush()
+        subprocess.run(cmd, check=True)
+        with open(os.path.join(tmp, "summary.json")) as f:
+            return json.load(f)
