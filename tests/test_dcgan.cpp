@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "common/dcgan_training.hpp"
+#include "example_runner.hpp"
 #include "fixture.hpp"
 #include "models/dcgan.hpp"
 #include "sumi/data/detail/stb_image.hpp"
@@ -161,22 +162,6 @@ TEST_CASE("one DCGAN training iteration matches PyTorch: losses, outputs, update
 // ------------------------------------------------------------------------------------- the example program
 
 namespace {
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-// The example's exit status; its output goes to `log` (and into the test report when the status is not 0).
-int run_dcgan(const std::string& args, const fs::path& log) {
-  const std::string command =
-      std::string(SUMI_EXAMPLES_DIR) + "/dcgan " + args + " > " + log.string() + " 2>&1";
-  const int status = std::system(command.c_str());
-  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (code != 0) UNSCOPED_INFO("dcgan " << args << " exited with " << code << ":\n" << read_text(log));
-  return code;
-}
-}  // namespace
-
-namespace {
 // A tiny rendered kanji set (24 characters, 32x32) in a fresh folder under the temporary directory, and the
 // flags that train a tiny DCGAN on it; empty when no kanji font is installed.
 struct TinyKanjiRun {
@@ -207,7 +192,7 @@ TEST_CASE("dcgan example trains on a tiny rendered set, writes every output and 
     return;
   }
   const fs::path out = run.root / "out", log = run.root / "log.txt";
-  REQUIRE(run_dcgan(run.flags + " --iterations 3 --out " + out.string(), log) == 0);
+  REQUIRE(test::run_example("dcgan", run.flags + " --iterations 3 --out " + out.string(), log) == 0);
   for (const char* f : {"loss_epochs.svg", "loss_batches.svg", "real_vs_fake.png", "samples.png",
                         "metrics.csv", "summary.json", "generator.safetensors", "discriminator.safetensors"})
     REQUIRE(fs::exists(out / f));
@@ -221,13 +206,14 @@ TEST_CASE("dcgan example trains on a tiny rendered set, writes every output and 
   REQUIRE(summary.at("seconds_per_iteration").is_number());
   REQUIRE(summary.at("max_rss_mb").get<double>() > 0);
   REQUIRE(summary.at("iterations") == 3);
-  const std::string svg = read_text(out / "loss_batches.svg");
+  const std::string svg = test::read_text(out / "loss_batches.svg");
   REQUIRE(svg.find("<svg") != std::string::npos);
 
   // --generate writes new samples from the saved generator without training.
-  REQUIRE(run_dcgan("--generate 10 --model " + (out / "generator.safetensors").string() + " --quiet --out " +
-                        (run.root / "gen").string(),
-                    log) == 0);
+  REQUIRE(test::run_example("dcgan",
+                            "--generate 10 --model " + (out / "generator.safetensors").string() +
+                                " --quiet --out " + (run.root / "gen").string(),
+                            log) == 0);
   int w = 0, h = 0, channels = 0;
   unsigned char* png = stbi_load((run.root / "gen" / "samples.png").c_str(), &w, &h, &channels, 0);
   REQUIRE(png != nullptr);
@@ -242,10 +228,10 @@ TEST_CASE("dcgan example --resume continues exactly like an uninterrupted run", 
     return;
   }
   const fs::path out = run.root / "out", straight = run.root / "straight", log = run.root / "log.txt";
-  REQUIRE(run_dcgan(run.flags + " --iterations 2 --out " + out.string(), log) == 0);
+  REQUIRE(test::run_example("dcgan", run.flags + " --iterations 2 --out " + out.string(), log) == 0);
   const util::CsvTable first = util::read_csv(out / "metrics.csv");
-  REQUIRE(run_dcgan(run.flags + " --iterations 3 --resume --out " + out.string(), log) == 0);
-  REQUIRE(read_text(log).find("resumed") != std::string::npos);
+  REQUIRE(test::run_example("dcgan", run.flags + " --iterations 3 --resume --out " + out.string(), log) == 0);
+  REQUIRE(test::read_text(log).find("resumed") != std::string::npos);
   const util::CsvTable resumed = util::read_csv(out / "metrics.csv");
   REQUIRE(resumed.size() == 3);
   REQUIRE(resumed.text(1, "loss_g") == first.text(1, "loss_g"));
@@ -253,7 +239,7 @@ TEST_CASE("dcgan example --resume continues exactly like an uninterrupted run", 
   REQUIRE(util::read_json_file(out / "summary.json").at("iterations") == 3);
   REQUIRE(io::read_safetensors(out / "generator.safetensors").metadata.at("iteration") == "3");
   // The same batches, noise and optimiser state as without the interruption.
-  REQUIRE(run_dcgan(run.flags + " --iterations 3 --out " + straight.string(), log) == 0);
+  REQUIRE(test::run_example("dcgan", run.flags + " --iterations 3 --out " + straight.string(), log) == 0);
   const util::CsvTable reference = util::read_csv(straight / "metrics.csv");
   REQUIRE(reference.text(2, "loss_d") == resumed.text(2, "loss_d"));
   REQUIRE(reference.text(2, "loss_g") == resumed.text(2, "loss_g"));
@@ -261,8 +247,9 @@ TEST_CASE("dcgan example --resume continues exactly like an uninterrupted run", 
 
 TEST_CASE("dcgan example rejects bad flags and data naming them", "[example][errors]") {
   const fs::path log = fs::temp_directory_path() / "sumi_e2e_dcgan_flags.log";
-  REQUIRE(run_dcgan("--image-size 48", log) == 2);
-  REQUIRE(read_text(log).find("--image-size") != std::string::npos);
-  REQUIRE(run_dcgan("--data /nonexistent/kanji --iterations 1 --out /tmp/sumi_dcgan_bad", log) == 1);
-  REQUIRE(read_text(log).find("/nonexistent/kanji") != std::string::npos);
+  REQUIRE(test::run_example("dcgan", "--image-size 48", log) == 2);
+  REQUIRE(test::read_text(log).find("--image-size") != std::string::npos);
+  REQUIRE(test::run_example("dcgan", "--data /nonexistent/kanji --iterations 1 --out /tmp/sumi_dcgan_bad",
+                            log) == 1);
+  REQUIRE(test::read_text(log).find("/nonexistent/kanji") != std::string::npos);
 }

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "example_runner.hpp"
 #include "models/autoencoder.hpp"
 #include "sumi/data/detail/stb_image.hpp"
 #include "sumi/nn/serialize.hpp"
@@ -13,32 +14,15 @@
 namespace fs = std::filesystem;
 using namespace sumi;
 
-namespace {
-bool fashion_mnist_installed() {
-  const char* env = std::getenv("SUMI_DATA");
-  return fs::exists(fs::path(env ? env : "/usr/share/datasets/fashion-mnist") / "train-images-idx3-ubyte.gz");
-}
-int run_example(const std::string& args, const fs::path& log) {
-  const std::string command =
-      std::string(SUMI_EXAMPLES_DIR) + "/autoencoder " + args + " > " + log.string() + " 2>&1";
-  const int status = std::system(command.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-}  // namespace
-
 TEST_CASE("autoencoder example trains, writes every output and resumes", "[example][e2e]") {
-  if (!fashion_mnist_installed()) {
+  if (!test::fashion_mnist_installed()) {
     WARN("FashionMNIST not installed (apt-get install dataset-fashion-mnist); skipping");
     return;
   }
   const fs::path out = fs::temp_directory_path() / "sumi_e2e_autoencoder";
   fs::remove_all(out);
   const std::string common = "--limit 600 --batch 50 --quiet --threads 2 --out " + out.string();
-  REQUIRE(run_example(common + " --epochs 2", out.string() + ".log") == 0);
+  REQUIRE(test::run_example("autoencoder", common + " --epochs 2", out.string() + ".log") == 0);
 
   const util::CsvTable metrics = util::read_csv(out / "metrics.csv");
   REQUIRE(metrics.size() == 2);
@@ -61,26 +45,26 @@ TEST_CASE("autoencoder example trains, writes every output and resumes", "[examp
   stbi_image_free(png);
   REQUIRE(w > 3 * 28);
   REQUIRE(h > 2 * 28);
-  const std::string svg = read_text(out / "loss.svg");
+  const std::string svg = test::read_text(out / "loss.svg");
   REQUIRE(svg.find("<svg") != std::string::npos);
   REQUIRE(svg.find("validation") != std::string::npos);
 
   // Resuming runs only the third epoch and keeps the first two rows.
-  REQUIRE(run_example(common + " --epochs 3 --resume", out.string() + ".log") == 0);
+  REQUIRE(test::run_example("autoencoder", common + " --epochs 3 --resume", out.string() + ".log") == 0);
   const util::CsvTable resumed = util::read_csv(out / "metrics.csv");
   REQUIRE(resumed.size() == 3);
   REQUIRE(resumed.text(1, "train_loss") == metrics.text(1, "train_loss"));
-  REQUIRE(read_text(out.string() + ".log").find("resumed") != std::string::npos);
+  REQUIRE(test::read_text(out.string() + ".log").find("resumed") != std::string::npos);
   REQUIRE(util::read_json_file(out / "summary.json")["epochs"] == 3);
   fs::remove_all(out);
 }
 
 TEST_CASE("autoencoder example rejects bad flags naming the flag", "[example][errors]") {
   const fs::path log = fs::temp_directory_path() / "sumi_e2e_flags.log";
-  REQUIRE(run_example("--epochs abc", log) == 2);
-  REQUIRE(read_text(log).find("--epochs") != std::string::npos);
-  REQUIRE(run_example("--bogus 1", log) == 2);
-  REQUIRE(read_text(log).find("--bogus") != std::string::npos);
-  REQUIRE(run_example("--data /nonexistent/dir --epochs 1", log) == 1);
-  REQUIRE(read_text(log).find("/nonexistent/dir") != std::string::npos);
+  REQUIRE(test::run_example("autoencoder", "--epochs abc", log) == 2);
+  REQUIRE(test::read_text(log).find("--epochs") != std::string::npos);
+  REQUIRE(test::run_example("autoencoder", "--bogus 1", log) == 2);
+  REQUIRE(test::read_text(log).find("--bogus") != std::string::npos);
+  REQUIRE(test::run_example("autoencoder", "--data /nonexistent/dir --epochs 1", log) == 1);
+  REQUIRE(test::read_text(log).find("/nonexistent/dir") != std::string::npos);
 }

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "common/classifier_training.hpp"
+#include "example_runner.hpp"
 #include "models/classifier.hpp"
 #include "sumi/nn/serialize.hpp"
 #include "sumi/optim/adam.hpp"
@@ -148,20 +149,7 @@ TEST_CASE("a classifier loads the encoder of an autoencoder checkpoint", "[finet
 }
 
 namespace {
-bool fashion_mnist_installed() {
-  const char* env = std::getenv("SUMI_DATA");
-  return fs::exists(fs::path(env ? env : "/usr/share/datasets/fashion-mnist") / "train-images-idx3-ubyte.gz");
-}
 const fs::path finetune_program = fs::path(SUMI_EXAMPLES_DIR) / "finetune";
-int run_finetune(const std::string& args, const fs::path& log) {
-  const std::string command = finetune_program.string() + " " + args + " > " + log.string() + " 2>&1";
-  const int status = std::system(command.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
 }  // namespace
 
 TEST_CASE("finetune example trains an encoder when none is given and writes every output", "[example][e2e]") {
@@ -173,18 +161,21 @@ TEST_CASE("finetune example trains an encoder when none is given and writes ever
   fs::remove_all(out);
   fs::create_directories(out);
   const fs::path log = out.string() + ".log";
-  REQUIRE(run_finetune("--epochs 0", log) == 2);
-  CHECK(read_text(log).find("--epochs") != std::string::npos);
-  REQUIRE(run_finetune("--encoder " + (out / "missing").string() + " --data " + (out / "nodata").string(),
-                       log) == 1);
-  CHECK(read_text(log).find("nodata") != std::string::npos);
-  if (!fashion_mnist_installed()) {
+  REQUIRE(test::run_example("finetune", "--epochs 0", log) == 2);
+  CHECK(test::read_text(log).find("--epochs") != std::string::npos);
+  REQUIRE(test::run_example(
+              "finetune", "--encoder " + (out / "missing").string() + " --data " + (out / "nodata").string(),
+              log) == 1);
+  CHECK(test::read_text(log).find("nodata") != std::string::npos);
+  if (!test::fashion_mnist_installed()) {
     WARN("FashionMNIST not installed; skipping the training part");
     return;
   }
-  REQUIRE(run_finetune("--limit 600 --encoder-epochs 1 --epochs 2 --batch 100 --quiet --threads 2 --out " +
-                           out.string(),
-                       log) == 0);
+  REQUIRE(
+      test::run_example(
+          "finetune",
+          "--limit 600 --encoder-epochs 1 --epochs 2 --batch 100 --quiet --threads 2 --out " + out.string(),
+          log) == 0);
   CHECK(fs::exists(out / "autoencoder.safetensors"));
   const nlohmann::json summary = util::read_json_file(out / "summary.json");
   REQUIRE(summary["test_accuracy"].is_number());
@@ -205,15 +196,16 @@ TEST_CASE("finetune example trains an encoder when none is given and writes ever
   const util::CsvTable per_class = util::read_csv(out / "per_class_accuracy.csv");
   CHECK(per_class.size() == 10);
   CHECK(per_class.text(9, "name") == "Ankle boot");
-  CHECK(read_text(out / "confusion.svg").find("Ankle boot") != std::string::npos);
+  CHECK(test::read_text(out / "confusion.svg").find("Ankle boot") != std::string::npos);
   for (const char* svg : {"loss.svg", "accuracy.svg"})
-    CHECK(read_text(out / svg).find("<svg") != std::string::npos);
+    CHECK(test::read_text(out / svg).find("<svg") != std::string::npos);
   models::Classifier<float> check(std::make_shared<models::Encoder<float>>(5), 10);
   nn::load_state(check, out / "classifier.safetensors");
 
   // The encoder trained into the folder is reused by the next run.
-  REQUIRE(run_finetune("--limit 600 --epochs 1 --batch 100 --quiet --threads 2 --out " + out.string(), log) ==
-          0);
-  CHECK(read_text(log).find("using the encoder trained earlier") != std::string::npos);
+  REQUIRE(test::run_example("finetune",
+                            "--limit 600 --epochs 1 --batch 100 --quiet --threads 2 --out " + out.string(),
+                            log) == 0);
+  CHECK(test::read_text(log).find("using the encoder trained earlier") != std::string::npos);
   fs::remove_all(out);
 }

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "common/autoencoder_run.hpp"
+#include "example_runner.hpp"
 #include "sumi/tune/grid_results.hpp"
 #include "sumi/tune/grid_search.hpp"
 #include "sumi/tune/parameter_grid.hpp"
@@ -61,11 +62,6 @@ struct FakeTrainer {
     return [this](tune::Trial& t) { (*this)(t); };
   }
 };
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
 
 }  // namespace
 
@@ -150,7 +146,7 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
   }
   // Interrupt: keep the header and the first 9 rows (runs 0-3 complete, run 4 has only its 1-epoch row), and
   // leave the last one cut in the middle of a line.
-  std::string text = read_text(csv);
+  std::string text = test::read_text(csv);
   std::size_t pos = 0;
   for (int line = 0; line < 10; ++line) pos = text.find('\n', pos) + 1;
   const std::size_t cut = text.find('\n', pos);
@@ -299,16 +295,7 @@ TEST_CASE("the 1-epoch rows of a shared {1, 2}-epoch run equal a separate 1-epoc
 }
 
 namespace {
-bool fashion_mnist_installed() {
-  const char* env = std::getenv("SUMI_DATA");
-  return fs::exists(fs::path(env ? env : "/usr/share/datasets/fashion-mnist") / "train-images-idx3-ubyte.gz");
-}
 const fs::path grid_search_program = fs::path(SUMI_EXAMPLES_DIR) / "grid_search";
-int run_grid_search_example(const std::string& args, const fs::path& log) {
-  const std::string command = grid_search_program.string() + " " + args + " > " + log.string() + " 2>&1";
-  const int status = std::system(command.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 }  // namespace
 
 TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e]") {
@@ -318,40 +305,42 @@ TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e
   }
   const fs::path dir = temp_dir("example");
   const fs::path log = dir / "log.txt";
-  REQUIRE(run_grid_search_example("--epochs abc", log) == 2);
-  CHECK(read_text(log).find("--epochs") != std::string::npos);
-  REQUIRE(run_grid_search_example("--shard 2/2", log) == 2);
-  CHECK(read_text(log).find("--shard") != std::string::npos);
-  if (!fashion_mnist_installed()) {
+  REQUIRE(test::run_example("grid_search", "--epochs abc", log) == 2);
+  CHECK(test::read_text(log).find("--epochs") != std::string::npos);
+  REQUIRE(test::run_example("grid_search", "--shard 2/2", log) == 2);
+  CHECK(test::read_text(log).find("--shard") != std::string::npos);
+  if (!test::fashion_mnist_installed()) {
     WARN("FashionMNIST not installed; skipping the training part");
     return;
   }
   const std::string grid =
       "--limit 300 --latent 3 --weight-decay 0 --dropout 0,0.25 --batch 100 --epochs 1,2 --quiet ";
-  REQUIRE(run_grid_search_example(grid + "--out " + (dir / "full").string(), log) == 0);
+  REQUIRE(test::run_example("grid_search", grid + "--out " + (dir / "full").string(), log) == 0);
   const nlohmann::json summary = util::read_json_file(dir / "full" / "summary.json");
   CHECK(summary["configurations"] == 4);
   CHECK(summary["wall_seconds"].is_number());
   const nlohmann::json best = util::read_json_file(dir / "full" / "best.json");
   CHECK(best["val_loss"].is_number());
-  CHECK(read_text(dir / "full" / "grid.md").find("| rank |") != std::string::npos);
-  CHECK(read_text(dir / "full" / "val_loss.svg").find("<svg") != std::string::npos);
-  const std::string full_csv = read_text(dir / "full" / "grid.csv");
+  CHECK(test::read_text(dir / "full" / "grid.md").find("| rank |") != std::string::npos);
+  CHECK(test::read_text(dir / "full" / "val_loss.svg").find("<svg") != std::string::npos);
+  const std::string full_csv = test::read_text(dir / "full" / "grid.csv");
 
   // Resuming a finished search trains nothing and keeps the rows.
-  REQUIRE(run_grid_search_example(grid + "--out " + (dir / "full").string(), log) == 0);
-  CHECK(read_text(log).find("resumed: 2 of 2 runs") != std::string::npos);
-  CHECK(read_text(dir / "full" / "grid.csv") == full_csv);
+  REQUIRE(test::run_example("grid_search", grid + "--out " + (dir / "full").string(), log) == 0);
+  CHECK(test::read_text(log).find("resumed: 2 of 2 runs") != std::string::npos);
+  CHECK(test::read_text(dir / "full" / "grid.csv") == full_csv);
 
   // Two shards merged give the same table.
   for (const int s : {0, 1})
-    REQUIRE(run_grid_search_example(grid + "--shard " + std::to_string(s) + "/2 --out " +
-                                        (dir / ("shard" + std::to_string(s))).string(),
-                                    log) == 0);
-  REQUIRE(run_grid_search_example(grid + "--out " + (dir / "merged").string() + " --merge " +
-                                      (dir / "shard0" / "grid.csv").string() + "," +
-                                      (dir / "shard1" / "grid.csv").string(),
-                                  log) == 0);
+    REQUIRE(test::run_example("grid_search",
+                              grid + "--shard " + std::to_string(s) + "/2 --out " +
+                                  (dir / ("shard" + std::to_string(s))).string(),
+                              log) == 0);
+  REQUIRE(test::run_example("grid_search",
+                            grid + "--out " + (dir / "merged").string() + " --merge " +
+                                (dir / "shard0" / "grid.csv").string() + "," +
+                                (dir / "shard1" / "grid.csv").string(),
+                            log) == 0);
   const auto merged = util::read_csv(dir / "merged" / "grid.csv"),
              full = util::read_csv(dir / "full" / "grid.csv");
   REQUIRE(merged.size() == full.size());
