@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -333,7 +334,91 @@ struct Ops {
 };
 }  // namespace emulated
 
+// Every register tile of an ISA's kernel set against a double-precision GEMM: both A layouts, packed and
+// direct (unaligned, per-k offset) B, full and partial row tiles, fresh / bias / accumulated C. The tile
+// shapes hold different numbers of operands in registers, so each shape is its own code path.
+template <class KS>
+void check_micro_kernels() {
+  namespace gemm = sk::gemm;
+  std::mt19937 rng(kSeed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  const auto random_vector = [&](std::size_t n) {
+    std::vector<float> v(n);
+    for (float& e : v) e = dist(rng);
+    return v;
+  };
+  for (const gemm::TileShape& shape : KS::kShapes) {
+    const int mr = shape.mr, nr = shape.nv * KS::kVec;
+    const int64_t kc = 37, lda = kc + 3, ldc = nr + 5;
+    for (const gemm::AMode am : {gemm::AMode::packed, gemm::AMode::rows})
+      for (const bool direct_b : {false, true})
+        for (const int rows : {mr, std::max(1, mr - 1), 1})
+          for (const int start : {0, 1, 2}) {  // 0: zero, 1: bias, 2: accumulate into C
+            const std::vector<float> a = random_vector(std::size_t(std::max<int64_t>(kc * mr, mr * lda)));
+            const std::vector<float> bias = random_vector(std::size_t(mr));
+            // Direct B rows sit at scattered, unaligned offsets; packed B is kc rows of nr, aligned.
+            std::vector<int64_t> boff(static_cast<std::size_t>(kc));
+            for (int64_t k = 0; k < kc; ++k) boff[std::size_t(k)] = ((k * 7) % kc) * (nr + 3) + 1;
+            const std::size_t b_floats = direct_b ? std::size_t(kc * (nr + 3) + 1) : std::size_t(kc * nr);
+            const std::vector<float> b_values = random_vector(b_floats);
+            float* b = static_cast<float*>(std::aligned_alloc(64, (b_floats * sizeof(float) + 63) / 64 * 64));
+            std::copy(b_values.begin(), b_values.end(), b);
+            std::vector<float> c = random_vector(std::size_t(mr * ldc));
+            const std::vector<float> c_before = c;
+            std::vector<double> expected(std::size_t(rows * nr));
+            for (int r = 0; r < rows; ++r)
+              for (int j = 0; j < nr; ++j) {
+                double sum = start == 2   ? c[std::size_t(r * ldc + j)]
+                             : start == 1 ? bias[std::size_t(r)]
+                                          : 0.0;
+                for (int64_t k = 0; k < kc; ++k) {
+                  const float av =
+                      am == gemm::AMode::packed ? a[std::size_t(k * mr + r)] : a[std::size_t(r * lda + k)];
+                  const float bv = direct_b ? b[boff[std::size_t(k)] + j] : b[k * nr + j];
+                  sum += double(av) * double(bv);
+                }
+                expected[std::size_t(r * nr + j)] = sum;
+              }
+            KS::kernel(shape, am, direct_b)(kc, a.data(), lda, b, direct_b ? boff.data() : nullptr, c.data(),
+                                            ldc, rows, start == 2, start == 1 ? bias.data() : nullptr);
+            std::free(b);
+            INFO(KS::kName << " tile " << mr << "x" << shape.nv << (direct_b ? " direct B" : " packed B")
+                           << (am == gemm::AMode::packed ? " packed A" : " row A") << " rows " << rows
+                           << " start " << start);
+            double worst = 0;
+            for (int r = 0; r < rows; ++r)
+              for (int j = 0; j < nr; ++j)
+                worst = std::max(worst,
+                                 std::abs(c[std::size_t(r * ldc + j)] - expected[std::size_t(r * nr + j)]));
+            CHECK(worst <= 1e-5 * double(kc));
+            // Rows past `rows` and the padding between rows are left as they were.
+            bool untouched = true;
+            for (int r = 0; r < mr; ++r)
+              for (int64_t j = 0; j < ldc; ++j)
+                if (r >= rows || j >= nr)
+                  untouched &= c[std::size_t(r * ldc + j)] == c_before[std::size_t(r * ldc + j)];
+            CHECK(untouched);
+          }
+  }
+}
+
 }  // namespace
+
+TEST_CASE("conv kernels: every AVX2 register tile computes its GEMM", "[conv][kernels][avx2]") {
+  if (!sk::isa_supported(Isa::avx2)) {
+    WARN("AVX2 not supported by this CPU: skipped");
+    return;
+  }
+  check_micro_kernels<sk::avx2::Kernels>();
+}
+
+TEST_CASE("conv kernels: every AVX-512 register tile computes its GEMM", "[conv][kernels][avx512]") {
+  if (!sk::isa_supported(Isa::avx512)) {
+    WARN("AVX-512 not supported by this CPU: skipped");
+    return;
+  }
+  check_micro_kernels<sk::avx512::Kernels>();
+}
 
 TEST_CASE("conv kernels: AVX2 matches the reference over a randomized sweep", "[conv][kernels][avx2]") {
   check_isa(Isa::avx2, sweep());

@@ -2,10 +2,10 @@
 // AVX2 + FMA micro-kernels for the implicit-GEMM convolutions of conv_gemm.hpp.
 //
 // A register tile holds MR x NV accumulators of 8 floats. With 16 ymm registers, 12 accumulators (6x2,
-// 4x3, 3x4, 2x6) leave room for the B vectors and one broadcast, and 12 independent FMA chains cover the
-// FMA latency (4 cycles x 2 pipes needs at least 8). Each step over k loads NV vectors of B and broadcasts
-// MR values of A. Compiled with a function-level target attribute, so a generic x86-64 build carries
-// these kernels and conv.hpp calls them only on CPUs with AVX2 and FMA.
+// 4x3, 3x4, 2x6) leave room for either the NV vectors of B or the MR broadcasts of A, plus one, and 12
+// independent FMA chains cover the FMA latency (4 cycles x 2 pipes needs at least 8). Each step over k
+// loads NV vectors of B and broadcasts MR values of A. Compiled with a function-level target attribute, so a
+// generic x86-64 build carries these kernels and conv.hpp calls them only on CPUs with AVX2 and FMA.
 #include "sumi/kernels/conv_algorithms.hpp"
 #include "sumi/kernels/cpu_features.hpp"
 
@@ -33,22 +33,36 @@ SUMI_TARGET_AVX2 void micro_kernel(int64_t kc, const float* a, int64_t lda, cons
   // kernel never reads outside A (their results are discarded).
   int64_t a_row[MR];
   for (int r = 0; r < MR; ++r) a_row[r] = int64_t(r < rows ? r : rows - 1) * lda;
+  // Keep whichever operand needs fewer registers next to the MR x NV accumulators: NV B vectors with one
+  // broadcast at a time (4x3, 6x2), or MR broadcasts with one B vector at a time (3x4, 2x6). Holding both
+  // would need more than 16 registers, and the spilled accumulator's store-to-load round trip every step
+  // would halve the kernel's speed.
+  constexpr bool kBInRegisters = NV + 1 + MR * NV <= 16 || MR + 1 + MR * NV > 16;
   for (int64_t k = 0; k < kc; ++k) {
-    __m256 bv[NV];
-    if constexpr (DIRECT_B) {
-      const float* bk = b + boff[k];
+    const float* bk = DIRECT_B ? b + boff[k] : b + k * NR;
+    const float* ak = AM == gemm::AMode::packed ? a + k * MR : a + k;
+    if constexpr (kBInRegisters) {
+      __m256 bv[NV];
 #pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(bk + v * 8);
+      for (int v = 0; v < NV; ++v)
+        bv[v] = DIRECT_B ? _mm256_loadu_ps(bk + v * 8) : _mm256_load_ps(bk + v * 8);
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) {
+        const __m256 av = _mm256_broadcast_ss(AM == gemm::AMode::packed ? ak + r : ak + a_row[r]);
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+      }
     } else {
-      const float* bk = b + k * NR;
+      __m256 av[MR];
 #pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) bv[v] = _mm256_load_ps(bk + v * 8);
-    }
+      for (int r = 0; r < MR; ++r)
+        av[r] = _mm256_broadcast_ss(AM == gemm::AMode::packed ? ak + r : ak + a_row[r]);
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) {
-      const __m256 av = _mm256_broadcast_ss(AM == gemm::AMode::packed ? a + k * MR + r : a + a_row[r] + k);
+      for (int v = 0; v < NV; ++v) {
+        const __m256 bv = DIRECT_B ? _mm256_loadu_ps(bk + v * 8) : _mm256_load_ps(bk + v * 8);
 #pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+        for (int r = 0; r < MR; ++r) acc[r][v] = _mm256_fmadd_ps(av[r], bv, acc[r][v]);
+      }
     }
   }
   if (rows >= MR) {
@@ -204,11 +218,11 @@ SUMI_TARGET_AVX2 inline void deinterleave_lanes(const float* src, int64_t count,
 struct Kernels {
   static constexpr const char* kName = "avx2";
   static constexpr int kVec = 8;
-  // Measured on Zen 5 (L1-resident operands, % of FMA peak): 4x3 and 3x4 ~90-95%, 5x2 ~90%, 6x2 and 2x6
-  // ~75-80%, 1x8 ~50%. Every broadcast and every B vector is a load, and loads, not FMAs, limit the wide
-  // shapes (7 loads per 12 FMAs for 4x3 / 3x4, 8 for 6x2 / 2x6, 9 per 8 for 1x8).
-  static constexpr gemm::TileShape kShapes[] = {{4, 3, 1.0}, {3, 4, 0.97}, {5, 2, 0.95},
-                                                {6, 2, 0.8}, {2, 6, 0.75}, {1, 8, 0.5}};
+  // Measured on Zen 5 (L1-resident operands, relative to 4x3 at ~95% of the FMA peak): 3x4 0.95, 6x2 0.9,
+  // 5x2 0.85, 2x6 0.65, 1x8 0.5. Every broadcast and every B vector is a load, and loads, not FMAs, limit
+  // the wide shapes (7 loads per 12 FMAs for 4x3 / 3x4, 8 for 6x2 / 2x6, 9 per 8 for 1x8).
+  static constexpr gemm::TileShape kShapes[] = {{4, 3, 1.0}, {3, 4, 0.95}, {5, 2, 0.85},
+                                                {6, 2, 0.9}, {2, 6, 0.65}, {1, 8, 0.5}};
 
   template <int MR, int NV>
   static gemm::MicroKernel pick(gemm::AMode am, bool direct_b) {

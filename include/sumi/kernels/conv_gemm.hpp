@@ -124,6 +124,20 @@ inline void for_each_run(int64_t c0, int64_t nc, int64_t rows, int64_t cols, int
   }
 }
 
+// Copies n floats. Many short rows are copied per image; constant-size pieces (the last one overlapping)
+// compile to a few vector moves where a memcpy call per row would cost more than the copy.
+inline void copy_floats(const float* src, int64_t n, float* dst) {
+  if (n >= 8) {
+    for (int64_t t = 0; t + 8 < n; t += 8) std::memcpy(dst + t, src + t, 32);
+    std::memcpy(dst + n - 8, src + n - 8, 32);
+  } else if (n >= 4) {
+    std::memcpy(dst, src, 16);
+    std::memcpy(dst + n - 4, src + n - 4, 16);
+  } else {
+    for (int64_t t = 0; t < n; ++t) dst[t] = src[t];
+  }
+}
+
 // Copies kc rows of `len` floats, row k from src + off[k], to dst + k * dst_stride.
 inline void copy_tap_rows(const float* src, const int64_t* off, int64_t kc, int64_t len, float* dst,
                           int64_t dst_stride) {
@@ -331,7 +345,9 @@ inline PhaseSplit phase_split_for(const Conv2dGeometry& g) {
   return s;
 }
 
-inline void fill_phase_split(const PhaseSplit& s, const float* x, int64_t channels, int64_t h, int64_t w,
+// Writes one image into its phase-split planes. Only the cells that hold pixels of x are written: the
+// padding is at the same place for every image, so the caller zeroes the buffer once and it stays zero.
+inline void copy_phase_split(const PhaseSplit& s, const float* x, int64_t channels, int64_t h, int64_t w,
                              float* dst) {
   for (int64_t c = 0; c < channels; ++c)
     for (int64_t ph = 0; ph < s.sh; ++ph)
@@ -341,17 +357,13 @@ inline void fill_phase_split(const PhaseSplit& s, const float* x, int64_t channe
         const int64_t v0 = std::clamp<int64_t>(ceil_div_signed(s.pad_w - pw, s.sw), 0, s.ws);
         const int64_t v1 = std::clamp<int64_t>(ceil_div_signed(w + s.pad_w - pw, s.sw), v0, s.ws);
         for (int64_t u = 0; u < s.hs; ++u) {
-          float* d = plane + u * s.ws;
           const int64_t ih = u * s.sh + ph - s.pad_h;
-          if (ih < 0 || ih >= h) {
-            std::fill(d, d + s.ws, 0.0f);
-            continue;
-          }
+          if (ih < 0 || ih >= h) continue;
+          float* d = plane + u * s.ws;
           const float* row = x + (c * h + ih) * w + pw - s.pad_w;
-          std::fill(d, d + v0, 0.0f);
           switch (s.sw) {  // constant strides let the compiler vectorize the gather
             case 1:
-              std::memcpy(d + v0, row + v0, sizeof(float) * (v1 - v0));
+              copy_floats(row + v0, v1 - v0, d + v0);
               break;
             case 2:
               for (int64_t v = v0; v < v1; ++v) d[v] = row[2 * v];
@@ -359,7 +371,6 @@ inline void fill_phase_split(const PhaseSplit& s, const float* x, int64_t channe
             default:
               for (int64_t v = v0; v < v1; ++v) d[v] = row[v * s.sw];
           }
-          std::fill(d + v1, d + s.ws, 0.0f);
         }
       }
 }
@@ -470,9 +481,9 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
     if (use_direct) {
       const int64_t slack = std::max<int64_t>(0, round_up(wide_q, bl.nr) + tap_max + 1 - img_floats);
       float* src = thread_workspace(WorkspaceSlot::source).get<float>(img_floats + slack);
-      std::fill(src + img_floats, src + img_floats + slack, 0.0f);
+      std::fill(src, src + img_floats + slack, 0.0f);  // the padding and slack, for all images
       for (int64_t n = n0; n < n1; ++n) {
-        fill_phase_split(ps, x + n * x_img, g.in_channels, g.in_h, g.in_w, src);
+        copy_phase_split(ps, x + n * x_img, g.in_channels, g.in_h, g.in_w, src);
         for (int64_t q0 = 0; q0 < wide_q; q0 += bl.nc) {
           const int64_t nq = std::min(bl.nc, wide_q - q0);
           gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, nq, cst, bl.nc, bias);
@@ -485,6 +496,7 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
       float* bp = thread_workspace(WorkspaceSlot::packed_panel).get<float>(bl.kc * bl.nc);
       float* src =
           copy_source ? thread_workspace(WorkspaceSlot::source).get<float>(chunk * img_floats) : nullptr;
+      if (copy_source) std::fill(src, src + chunk * img_floats, 0.0f);  // the padding, for all images
       TileDest dest[kMaxTilesPerBlock];
       bool staged[kMaxTilesPerBlock];
       for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
@@ -493,7 +505,7 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
         p.tap_off = tap_off;
         if (copy_source) {
           for (int64_t n = 0; n < cn; ++n)
-            fill_phase_split(ps, x + (c0 + n) * x_img, g.in_channels, g.in_h, g.in_w, src + n * img_floats);
+            copy_phase_split(ps, x + (c0 + n) * x_img, g.in_channels, g.in_h, g.in_w, src + n * img_floats);
           p.base = src, p.img_stride = img_floats, p.row_stride = ps.ws;
         } else {
           p.base = x + c0 * x_img, p.img_stride = x_img, p.row_stride = g.in_w;
@@ -565,20 +577,13 @@ inline DimPhases make_dim_phases(int64_t in, int64_t out, int64_t kernel, int64_
   return d;
 }
 
-// Zero-padded copy of one image's output grad [C][ho][wo] into [C][hp][wp], data at (pt, pl).
-inline void fill_padded(const float* src, int64_t channels, int64_t ho, int64_t wo, int64_t hp, int64_t wp,
-                        int64_t pt, int64_t pl, float* dst) {
-  for (int64_t c = 0; c < channels; ++c) {
-    float* d = dst + c * hp * wp;
-    std::fill(d, d + pt * wp, 0.0f);
-    for (int64_t u = 0; u < ho; ++u) {
-      float* row = d + (pt + u) * wp;
-      std::fill(row, row + pl, 0.0f);
-      std::memcpy(row + pl, src + (c * ho + u) * wo, sizeof(float) * wo);
-      std::fill(row + pl + wo, row + wp, 0.0f);
-    }
-    std::fill(d + (pt + ho) * wp, d + hp * wp, 0.0f);
-  }
+// Copies the ho x wo channel planes of src into the interior of padded planes hp x wp (top / left padding
+// pt / pl). The padding itself is left alone: the caller zeroes the buffer once, and no image writes there.
+inline void copy_into_padded(const float* src, int64_t channels, int64_t ho, int64_t wo, int64_t hp,
+                             int64_t wp, int64_t pt, int64_t pl, float* dst) {
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t u = 0; u < ho; ++u)
+      copy_floats(src + (c * ho + u) * wo, wo, dst + (c * hp + pt + u) * wp + pl);
 }
 
 // Multiply-adds of the stride-phase GEMMs over the real ones (kernel taps that land inside the output grad).
@@ -701,11 +706,11 @@ void conv2d_backward_input(const Conv2dGeometry& g, const float* gy, const float
     const int64_t slack =
         use_direct ? std::max<int64_t>(0, round_up(wide_q, bl.nr) + tap_max + 1 - img_floats) : 0;
     float* src = thread_workspace(WorkspaceSlot::source).get<float>(chunk * img_floats + slack);
-    if (slack > 0) std::fill(src + chunk * img_floats, src + chunk * img_floats + slack, 0.0f);
+    std::fill(src, src + chunk * img_floats + slack, 0.0f);  // the padding and slack, for all images
     for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
       const int64_t cn = std::min(chunk, n1 - c0);
       for (int64_t n = 0; n < cn; ++n)
-        fill_padded(gy + (c0 + n) * cout * ho * wo, cout, ho, wo, hp, wp, pt, pl, src + n * img_floats);
+        copy_into_padded(gy + (c0 + n) * cout * ho * wo, cout, ho, wo, hp, wp, pt, pl, src + n * img_floats);
       for (int64_t ph = 0; ph < nph; ++ph) {
         const int64_t rh = ph / g.stride_w, rw = ph % g.stride_w;
         const int64_t rows = dh.count[rh], cols = dw.count[rw];
@@ -927,6 +932,7 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float
     parts[t] = n1 > n0 ? part : nullptr;
     float* src_buf =
         copy_source ? thread_workspace(WorkspaceSlot::source).get<float>(chunk * img_floats) : nullptr;
+    if (copy_source) std::fill(src_buf, src_buf + chunk * img_floats, 0.0f);  // the padding, for all images
     float* bt = thread_workspace(WorkspaceSlot::packed_panel).get<float>(n_pad * rc_max + kb * rc_max);
     float* at = bt + n_pad * rc_max;  // tap rows block [kb][rc]
     float* gb = part + wsum_floats;
@@ -937,7 +943,7 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float
       const float* src = copy_source ? src_buf : x + c0 * x_img;
       for (int64_t n = 0; n < cn; ++n) {
         if (copy_source)
-          fill_phase_split(ps, x + (c0 + n) * x_img, g.in_channels, g.in_h, g.in_w, src_buf + n * img_floats);
+          copy_phase_split(ps, x + (c0 + n) * x_img, g.in_channels, g.in_h, g.in_w, src_buf + n * img_floats);
         const float* gyn = gy + (c0 + n) * cout * per_img;
         for (int64_t co = 0; co < cout; ++co) {
           float s = 0;
