@@ -199,6 +199,39 @@ TEST_CASE("freezing: frozen parameters stay bit-identical and get no optimiser s
   for (auto& [name, p] : model.named_parameters()) REQUIRE(p.requires_grad());
 }
 
+TEST_CASE("FrozenScope: gradients pass through a frozen module, which gets none and is restored after",
+          "[nn][freeze]") {
+  Generator gen(12);
+  models::Autoencoder<float> model(4, 0.0, gen);
+  auto pre_frozen = model.encoder()->encoder_lin()->at<nn::Linear<float>>(0)->bias;
+  pre_frozen.set_requires_grad(false);
+  const Tensor<float> x_value = Tensor<float>::rand({2, 1, 28, 28}, gen);
+
+  // Reference: the gradient with respect to the input with every parameter trainable except pre_frozen.
+  Variable<float> x(x_value.clone(), true);
+  mse_loss(model.forward(x), Variable<float>(x_value)).backward();
+  const Tensor<float> expected_input_grad = x.grad().clone();
+  model.zero_grad();
+
+  {
+    const nn::FrozenScope<float> frozen(*model.encoder());
+    for (auto& [name, p] : model.encoder()->named_parameters()) REQUIRE_FALSE(p.requires_grad());
+    Variable<float> x2(x_value.clone(), true);
+    mse_loss(model.forward(x2), Variable<float>(x_value)).backward();
+    REQUIRE(bit_equal(x2.grad(), expected_input_grad));  // the gradient still flows through the encoder
+    for (auto& [name, p] : model.encoder()->named_parameters()) {
+      INFO(name);
+      REQUIRE_FALSE(p.grad().defined());
+    }
+    for (auto& [name, p] : model.decoder()->named_parameters()) REQUIRE(p.grad().defined());
+  }
+  // Each parameter gets its own setting back: the one frozen before the scope stays frozen.
+  for (auto& [name, p] : model.named_parameters()) {
+    INFO(name);
+    REQUIRE(p.requires_grad() == (name != "encoder.encoder_lin.0.bias"));
+  }
+}
+
 TEST_CASE("summary prints PyTorch's repr, frozen marks and parameter counts", "[nn][print]") {
   models::Autoencoder<float> model(5);
   const std::string expected_repr = R"(Autoencoder(

@@ -4,6 +4,9 @@
 //   (1) D: zero D's gradients; BCE(D(real), 1) backward; fake = G(z); BCE(D(fake.detach()), 0) backward;
 //       D step.
 //   (2) G: zero G's gradients; BCE(D(fake), 1) backward through the updated D; G step.
+// In (2) D is frozen (nn::FrozenScope): the tutorial also accumulates D's weight gradients there, which the
+// next iteration's zero_grad discards, so only the gradient with respect to D's input is computed. The
+// updates are the same; the saving is every D weight-gradient convolution of the G pass.
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -54,11 +57,14 @@ DcganStepResult dcgan_train_step(G& netG, D& netD, optim::Optimizer<float>& optG
   optD.step();
 
   optG.zero_grad();
-  out = probabilities(netD(fake));
-  Variable<float> err_g = bce_loss(out, ones);
-  err_g.backward();
+  {
+    const nn::FrozenScope<float> frozen_d(netD);
+    out = probabilities(netD(fake));
+    Variable<float> err_g = bce_loss(out, ones);
+    err_g.backward();
+    r.loss_g = err_g.item();
+  }
   r.d_g_z2 = mean(out.detach()).item();
-  r.loss_g = err_g.item();
   optG.step();
   r.fake = fake.value();
   if (!std::isfinite(r.loss_d) || !std::isfinite(r.loss_g))

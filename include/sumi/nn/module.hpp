@@ -479,4 +479,26 @@ std::ostream& operator<<(std::ostream& os, const Module<T>& m) {
   return os << m.repr();
 }
 
+// Freezes every parameter of a module for the lifetime of the scope and then gives each back its own
+// setting. For a network that only passes gradients through, e.g. a GAN's discriminator while the
+// generator's loss is backpropagated: its weight gradients would be thrown away, so they are not computed.
+template <std::floating_point T>
+class FrozenScope {
+ public:
+  explicit FrozenScope(Module<T>& module) {
+    for (auto& [name, p] : module.named_parameters()) {
+      saved_.emplace_back(p, p.requires_grad());
+      p.set_requires_grad(false);
+    }
+  }
+  ~FrozenScope() {
+    for (auto& [p, requires_grad] : saved_) p.set_requires_grad(requires_grad);
+  }
+  FrozenScope(const FrozenScope&) = delete;
+  FrozenScope& operator=(const FrozenScope&) = delete;
+
+ private:
+  std::vector<std::pair<Variable<T>, bool>> saved_;
+};
+
 }  // namespace sumi::nn
