@@ -4,8 +4,8 @@ trustworthiness (k=10) and leave-one-out 10-NN accuracy in the embedding.
 
 scikit-learn is Debian's python3-sklearn (1.2): TSNE with its defaults (perplexity 30, PCA initialisation,
 learning rate "auto", 1000 iterations), method="barnes_hut", n_jobs = --threads. Its KL is the
-Barnes-Hut estimate it reports (kl_divergence_); sumi's is exact up to 20,000 points and the Barnes-Hut
-estimate above (sumi's JSON says which). Both embeddings are scored by the same Python code here, so the
+Barnes-Hut estimate it reports (kl_divergence_); sumi's is exact up to 20,000 points and the FFT
+interpolation's estimate above (sumi's JSON says which). Both embeddings are scored by the same Python code here, so the
 quality columns are comparable; sumi's own values from its JSON are printed too.
 
 Trustworthiness needs all N^2 input distances; above --trust-sample points (default 10,000) both embeddings

@@ -13,7 +13,7 @@ using namespace sumi;
 namespace {
 
 struct Options {
-  std::string input, out;
+  std::string input, out, gradient = "automatic";
   double perplexity = 30;
   int64_t seed = 0;
   int threads = 0, iterations = 1000;
@@ -38,6 +38,7 @@ int run(const Options& o) {
   options.iterations = o.iterations;
   options.exaggeration_iterations = std::min(250, o.iterations);
   options.progress = !o.quiet;
+  options.gradient = analysis::parse_tsne_gradient(o.gradient);
   const examples::EmbeddingRun run =
       examples::embed_with_metrics(table.points, table.has_labels() ? &table.labels : nullptr, options);
 
@@ -90,6 +91,8 @@ int main(int argc, char** argv) {
   cli.bind("--threads", o.threads, "threads (0: OMP_NUM_THREADS or all cores)").min(0);
   cli.bind("--iterations", o.iterations, "optimisation iterations (the first 250 with early exaggeration)")
       .min(1);
+  cli.bind("--gradient", o.gradient,
+           "repulsion: automatic (exact up to 20,000 points, fft above), exact, fft or barnes_hut");
   cli.bind("--quiet", o.quiet, "no progress bar");
   return util::run_main(cli, argc, argv, [&] { return run(o); });
 }

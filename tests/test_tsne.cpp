@@ -1,10 +1,13 @@
-// t-SNE: input affinities, the gradient (exact against finite differences, Barnes-Hut and AVX2 against the
-// exact scalar loop), an end-to-end run on separated clusters, and the embedding metrics against
+// t-SNE: nearest neighbours (k-d tree and brute force against a sort), input affinities, the gradient (exact
+// against finite differences; AVX2, Barnes-Hut and FFT interpolation against the exact scalar loop; the
+// batched FFT against Eigen's), an end-to-end run on separated clusters, and the embedding metrics against
 // scikit-learn (tests/fixtures/make_sklearn_fixtures.py).
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <complex>
 #include <random>
 #include <string>
+#include <unsupported/Eigen/FFT>
 
 #include "sumi/analysis/embedding_metrics.hpp"
 #include "sumi/analysis/tsne.hpp"
@@ -95,6 +98,42 @@ TEST_CASE("exact nearest neighbours agree with a sort of all distances", "[tsne]
   CHECK_THROWS_WITH(exact_knn(x, 300), Catch::Contains("k < points"));
 }
 
+TEST_CASE("nearest neighbours are exact with ties, duplicates and many dimensions", "[tsne]") {
+  // Integer coordinates: many equal distances; rows 0-9 repeat rows 10-19. 3-d goes through the k-d tree,
+  // 20-d through the blocked brute force.
+  for (const int64_t d : {3, 20}) {
+    std::mt19937_64 engine{uint64_t(d)};
+    std::uniform_int_distribution<int> coordinate(0, 3);
+    PointMatrix x(500, d);
+    for (int64_t i = 0; i < x.rows(); ++i)
+      for (int64_t c = 0; c < d; ++c) x(i, c) = i < 10 ? 0.0 : coordinate(engine);
+    x.topRows(10) = x.middleRows(10, 10);
+    const int64_t k = 12;
+    const Neighbors nn = exact_knn(x, k);
+    for (int64_t i = 0; i < x.rows(); ++i) {
+      std::vector<std::pair<double, int64_t>> all;
+      for (int64_t j = 0; j < x.rows(); ++j)
+        if (j != i) all.push_back({(x.row(i) - x.row(j)).squaredNorm(), j});
+      std::sort(all.begin(), all.end());
+      // The search works on centred coordinates, where equal distances can differ in the last bit, so among
+      // exact ties any member may come first: check the distances, and that each neighbour is at its
+      // distance.
+      std::vector<int64_t> seen;
+      for (int64_t m = 0; m < k; ++m) {
+        const int64_t j = nn.indices_of(i)[m];
+        REQUIRE(j != i);
+        REQUIRE(nn.sq_distances_of(i)[m] == Approx(all[std::size_t(m)].first).margin(1e-9));
+        REQUIRE((x.row(i) - x.row(j)).squaredNorm() == Approx(all[std::size_t(m)].first).margin(1e-9));
+        seen.push_back(j);
+      }
+      std::sort(seen.begin(), seen.end());
+      REQUIRE(std::adjacent_find(seen.begin(), seen.end()) == seen.end());  // no neighbour twice
+    }
+    CHECK(x.row(nn.indices_of(0)[0]) == x.row(0));  // a duplicate is a neighbour, at distance 0
+    CHECK(nn.sq_distances_of(0)[0] == 0.0);
+  }
+}
+
 TEST_CASE("t-SNE input affinities reach the target perplexity and are a symmetric distribution", "[tsne]") {
   const PointMatrix x = gaussian_points(400, 5, 2);
   for (const double perplexity : {5.0, 30.0}) {
@@ -155,6 +194,16 @@ TEST_CASE("the exact t-SNE gradient is the derivative of the KL divergence", "[t
 }
 
 TEST_CASE("vectorised, scalar and Barnes-Hut repulsion agree", "[tsne]") {
+  // Sizes around the four-row blocks and eight-wide columns of the AVX2 loop.
+  for (const int64_t m : {2, 4, 5, 11, 12, 37}) {
+    const Embedding2d small = random_embedding(m, uint64_t(m), 3.0);
+    std::vector<double> ax(m), ay(m), bx(m), by(m);
+    ExactRepulsion exact;
+    const double z_scalar = exact(small.x, small.y, ax, ay, sumi::kernels::Isa::scalar);
+    CHECK(exact(small.x, small.y, bx, by) == Approx(z_scalar).epsilon(1e-6));
+    CHECK(max_abs_difference(ax, bx) < 1e-6 * max_abs(ax));
+    CHECK(max_abs_difference(ay, by) < 1e-6 * max_abs(ay));
+  }
   const int64_t n = 1003;  // not a multiple of the vector width
   const Embedding2d e = random_embedding(n, 5, 10.0);
   std::vector<double> sx(n), sy(n), vx(n), vy(n), bx(n), by(n), tx(n), ty(n);
@@ -183,6 +232,78 @@ TEST_CASE("vectorised, scalar and Barnes-Hut repulsion agree", "[tsne]") {
   CHECK(std::sqrt(error / norm) < 0.03);
 }
 
+TEST_CASE("the batched FFT matches Eigen's FFT forwards and backwards", "[tsne]") {
+  for (const int64_t length : {2, 3, 12, 54, 96, 144}) {  // (Eigen's kissfft fails on length 1)
+    const int64_t batch = 3;
+    std::mt19937_64 engine{uint64_t(length)};
+    std::normal_distribution<double> normal;
+    std::vector<double> re(std::size_t(length * batch)), im(re.size()), scratch_re(re.size()),
+        scratch_im(re.size());
+    for (std::size_t e = 0; e < re.size(); ++e) re[e] = normal(engine), im[e] = normal(engine);
+    sumi::analysis::detail::BatchedFft fft;
+    fft.plan(length);
+    for (const bool inverse : {false, true}) {
+      for (const auto isa : {sumi::kernels::Isa::scalar, sumi::kernels::active_isa()}) {
+        std::vector<double> out_re = re, out_im = im;
+        fft.run(out_re.data(), out_im.data(), scratch_re.data(), scratch_im.data(), batch, inverse, isa);
+        Eigen::FFT<double> reference;
+        reference.SetFlag(Eigen::FFT<double>::Unscaled);
+        for (int64_t b = 0; b < batch; ++b) {
+          std::vector<std::complex<double>> in(static_cast<std::size_t>(length)), expected(in.size());
+          for (int64_t k = 0; k < length; ++k)
+            in[std::size_t(k)] = {re[std::size_t(k * batch + b)], im[std::size_t(k * batch + b)]};
+          if (inverse)
+            reference.inv(expected, in);
+          else
+            reference.fwd(expected, in);
+          for (int64_t k = 0; k < length; ++k) {
+            REQUIRE(out_re[std::size_t(k * batch + b)] ==
+                    Approx(expected[std::size_t(k)].real()).margin(1e-11));
+            REQUIRE(out_im[std::size_t(k * batch + b)] ==
+                    Approx(expected[std::size_t(k)].imag()).margin(1e-11));
+          }
+        }
+      }
+    }
+  }
+  sumi::analysis::detail::BatchedFft fft;
+  CHECK_THROWS_WITH(fft.plan(10), Catch::Contains("2^a 3^b"));
+}
+
+TEST_CASE("FFT-interpolated repulsion agrees with the exact one and converges with the box size", "[tsne]") {
+  // Spreads like the embeddings' (tens of units, so the grid is larger than its 50-box minimum) and a tiny
+  // one (the start of an optimisation, the minimum grid over a small square).
+  for (const double scale : {10.0, 0.01}) {
+    const int64_t n = 3001;
+    const Embedding2d e = random_embedding(n, 8, scale);
+    std::vector<double> sx(n), sy(n), fx(n), fy(n);
+    ExactRepulsion exact;
+    const double z_exact = exact(e.x, e.y, sx, sy, sumi::kernels::Isa::scalar);
+    const auto relative_error = [&] {
+      double error = 0, norm = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        error += std::pow(fx[i] - sx[i], 2) + std::pow(fy[i] - sy[i], 2);
+        norm += sx[i] * sx[i] + sy[i] * sy[i];
+      }
+      return std::sqrt(error / norm);
+    };
+    // The default box (side 1, as openTSNE's): errors of a few percent, like Barnes-Hut at theta 0.5.
+    FftRepulsion fft;
+    const double z_default = fft(e.x, e.y, fx, fy);
+    const double error_default = relative_error();
+    CHECK(z_default == Approx(z_exact).epsilon(0.01));
+    CHECK(error_default < 0.05);
+    // A quarter of the side: 3-point interpolation error falls as side^3.
+    FftRepulsion fine(0.25, 3, 200);
+    const double z_fine = fine(e.x, e.y, fx, fy);
+    const double error_fine = relative_error();
+    CHECK(z_fine == Approx(z_exact).epsilon(1e-3));
+    CHECK(error_fine < 1e-3);
+    if (scale > 1) CHECK(error_fine < error_default / 8);  // (at the tiny scale both are near rounding)
+  }
+  CHECK_THROWS_WITH(FftRepulsion(0.0), Catch::Contains("box_width"));
+}
+
 TEST_CASE("t-SNE keeps well-separated clusters apart and the KL falls", "[tsne]") {
   std::vector<int64_t> labels;
   const PointMatrix x = clustered_points(4, 60, 8, 6, labels);
@@ -191,7 +312,7 @@ TEST_CASE("t-SNE keeps well-separated clusters apart and the KL falls", "[tsne]"
   options.iterations = 300;
   options.exaggeration_iterations = 100;
   options.kl_every = 25;
-  for (const TsneGradient method : {TsneGradient::exact, TsneGradient::barnes_hut}) {
+  for (const TsneGradient method : {TsneGradient::exact, TsneGradient::barnes_hut, TsneGradient::fft}) {
     options.gradient = method;
     const TsneResult result = tsne(x, options);
     REQUIRE(result.embedding.rows() == x.rows());
@@ -217,6 +338,13 @@ TEST_CASE("t-SNE is reproducible with a fixed seed", "[tsne]") {
   options.seed = 12;
   CHECK(tsne(x, options).embedding != a.embedding);
   CHECK_THROWS_WITH(tsne(gaussian_points(20, 2, 1), TsneOptions{}), Catch::Contains("perplexity"));
+  for (const TsneGradient g :
+       {TsneGradient::automatic, TsneGradient::exact, TsneGradient::barnes_hut, TsneGradient::fft})
+    CHECK(parse_tsne_gradient(tsne_gradient_name(g)) == g);
+  CHECK_THROWS_WITH(parse_tsne_gradient("fast"), Catch::Contains("unknown gradient method"));
+  options.exact_max_points = 100;
+  CHECK(resolve_tsne_gradient(options, 100) == TsneGradient::exact);
+  CHECK(resolve_tsne_gradient(options, 101) == TsneGradient::fft);
 }
 
 TEST_CASE("trustworthiness matches scikit-learn on a fixture", "[tsne][metrics]") {

@@ -6,8 +6,9 @@
 //   - early exaggeration 12 for 250 iterations with momentum 0.5, then momentum 0.8 up to 1000 iterations,
 //     per-coordinate gains (+0.2 / *0.8, at least 0.01), learning rate "auto" = max(N / 12 / 4, 50);
 //   - initialisation by PCA scaled to standard deviation 1e-4 along the first axis.
-// The repulsive forces are computed exactly (vectorised, O(N^2)) up to exact_max_points and by Barnes-Hut
-// beyond (see tsne_gradient.hpp). The result is reproducible for a given seed and thread count.
+// The repulsive forces are computed exactly (vectorised, O(N^2)) up to exact_max_points and by
+// FFT-accelerated interpolation (FIt-SNE) beyond; Barnes-Hut is available too (see tsne_gradient.hpp). The
+// result is reproducible for a given seed and thread count.
 //
 //   sumi::analysis::TsneOptions options;
 //   options.seed = 1;
@@ -15,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <span>
 #include <stdexcept>
@@ -32,7 +34,7 @@
 
 namespace sumi::analysis {
 
-enum class TsneGradient { automatic, exact, barnes_hut };
+enum class TsneGradient { automatic, exact, barnes_hut, fft };
 enum class TsneInit { pca, random };
 
 inline const char* tsne_gradient_name(TsneGradient g) {
@@ -41,9 +43,20 @@ inline const char* tsne_gradient_name(TsneGradient g) {
       return "exact";
     case TsneGradient::barnes_hut:
       return "barnes_hut";
+    case TsneGradient::fft:
+      return "fft";
     default:
       return "automatic";
   }
+}
+
+// The method named by tsne_gradient_name; throws std::invalid_argument for other names.
+inline TsneGradient parse_tsne_gradient(const std::string& name) {
+  for (const TsneGradient g :
+       {TsneGradient::automatic, TsneGradient::exact, TsneGradient::barnes_hut, TsneGradient::fft})
+    if (name == tsne_gradient_name(g)) return g;
+  throw std::invalid_argument("t-SNE: unknown gradient method '" + name +
+                              "' (automatic, exact, barnes_hut or fft)");
 }
 
 struct TsneOptions {
@@ -56,8 +69,9 @@ struct TsneOptions {
   double min_gain = 0.01;
   TsneInit init = TsneInit::pca;
   TsneGradient gradient = TsneGradient::automatic;
-  int64_t exact_max_points = 20000;  // automatic: exact up to this many points, Barnes-Hut above
+  int64_t exact_max_points = 20000;  // automatic: exact up to this many points, FFT interpolation above
   double theta = 0.5;                // Barnes-Hut opening angle
+  double fft_box_width = 1.0;        // FFT interpolation: box side in embedding units (3 x 3 nodes a box)
   uint64_t seed = 0;                 // for random initialisation
   bool progress = false;             // a progress bar over iterations on stderr
   int kl_every = 50;  // record the KL divergence every this many iterations (0: only at the end)
@@ -66,8 +80,8 @@ struct TsneOptions {
 struct TsneResult {
   PointMatrix embedding;     // [N, 2]
   double kl_divergence = 0;  // KL(P || Q) of the final embedding
-  std::string kl_method;     // "exact", or "barnes_hut" when Z is the tree's estimate
-  std::string gradient;      // the repulsion method used: "exact" or "barnes_hut"
+  std::string kl_method;     // "exact", or "barnes_hut" / "fft" when Z is that method's estimate
+  std::string gradient;      // the repulsion method used: "exact", "barnes_hut" or "fft"
   double learning_rate = 0;
   std::vector<std::pair<int, double>> kl_history;  // (iteration, KL) with the unexaggerated P
   double affinity_seconds = 0, optimisation_seconds = 0;
@@ -174,9 +188,10 @@ inline JointProbabilities joint_probabilities(const ConditionalProbabilities& co
 // Computes the KL gradient and divergence for a 2-d embedding given as coordinate arrays.
 class TsneObjective {
  public:
-  TsneObjective(TsneGradient method, double theta) : method_(method), barnes_hut_(theta) {
+  TsneObjective(TsneGradient method, double theta, double fft_box_width = 1.0)
+      : method_(method), barnes_hut_(theta), fft_(fft_box_width) {
     if (method == TsneGradient::automatic)
-      throw std::invalid_argument("TsneObjective: choose exact or barnes_hut");
+      throw std::invalid_argument("TsneObjective: choose exact, barnes_hut or fft");
   }
 
   TsneGradient method() const { return method_; }
@@ -188,20 +203,24 @@ class TsneObjective {
     if (p.points != n) throw std::invalid_argument("TsneObjective: P and the embedding differ in size");
     const double z = repulsion(x, y, grad_x, grad_y);
     const double inv_z = 1.0 / z;
+    compact(p);
+    const bool avx2 = SUMI_X86_KERNELS && kernels::active_isa() != kernels::Isa::scalar;
 #pragma omp parallel for schedule(static) num_threads(n < 2048 ? 1 : get_num_threads())
     for (int64_t i = 0; i < n; ++i) {
       double ax = 0, ay = 0;
-      const double xi = x[std::size_t(i)], yi = y[std::size_t(i)];
-      for (int64_t e = p.row_start[std::size_t(i)]; e < p.row_start[std::size_t(i + 1)]; ++e) {
-        const std::size_t j = std::size_t(p.column[std::size_t(e)]);
-        const double dx = xi - x[j], dy = yi - y[j];
-        const double pw = p.value[std::size_t(e)] / (1.0 + dx * dx + dy * dy);
-        ax += pw * dx;
-        ay += pw * dy;
-      }
+      const int64_t begin = p.row_start[std::size_t(i)], end = p.row_start[std::size_t(i + 1)];
+#if SUMI_X86_KERNELS
+      if (avx2)
+        detail::attraction_row_avx2(x.data(), y.data(), column_.data(), value_.data(), begin, end,
+                                    x[std::size_t(i)], y[std::size_t(i)], ax, ay);
+      else
+#endif
+        detail::attraction_row_scalar(x.data(), y.data(), column_.data(), value_.data(), begin, end,
+                                      x[std::size_t(i)], y[std::size_t(i)], ax, ay);
       grad_x[std::size_t(i)] = 4.0 * (exaggeration * ax - grad_x[std::size_t(i)] * inv_z);
       grad_y[std::size_t(i)] = 4.0 * (exaggeration * ay - grad_y[std::size_t(i)] * inv_z);
     }
+    (void)avx2;
     return z;
   }
 
@@ -215,12 +234,35 @@ class TsneObjective {
  private:
   double repulsion(std::span<const float> x, std::span<const float> y, std::span<double> fx,
                    std::span<double> fy) {
-    return method_ == TsneGradient::exact ? exact_(x, y, fx, fy) : barnes_hut_(x, y, fx, fy);
+    switch (method_) {
+      case TsneGradient::exact:
+        return exact_(x, y, fx, fy);
+      case TsneGradient::fft:
+        return fft_(x, y, fx, fy);
+      default:
+        return barnes_hut_(x, y, fx, fy);
+    }
+  }
+
+  // P's columns as int32 and values as float for the attraction kernels (half the memory traffic, and the
+  // gathers take 32-bit indices); rebuilt when a different P comes in. A P must not be modified in place
+  // between calls of one objective (tsne() holds it const).
+  void compact(const JointProbabilities& p) {
+    if (compacted_ == p.value.data() && column_.size() == p.nonzeros()) return;
+    if (p.points > std::numeric_limits<int32_t>::max())
+      throw std::invalid_argument("TsneObjective: too many points for 32-bit indices");
+    column_.assign(p.column.begin(), p.column.end());
+    value_.assign(p.value.begin(), p.value.end());
+    compacted_ = p.value.data();
   }
 
   TsneGradient method_;
+  const double* compacted_ = nullptr;
+  std::vector<int32_t> column_;
+  std::vector<float> value_;
   ExactRepulsion exact_;
   BarnesHutRepulsion barnes_hut_;
+  FftRepulsion fft_;
   std::vector<double> scratch_x_, scratch_y_;
 };
 
@@ -243,7 +285,7 @@ inline double tsne_kl_divergence(const JointProbabilities& p, std::span<const fl
 // The repulsion method `options` selects for `points` points.
 inline TsneGradient resolve_tsne_gradient(const TsneOptions& options, int64_t points) {
   if (options.gradient != TsneGradient::automatic) return options.gradient;
-  return points <= options.exact_max_points ? TsneGradient::exact : TsneGradient::barnes_hut;
+  return points <= options.exact_max_points ? TsneGradient::exact : TsneGradient::fft;
 }
 
 // Embeds the rows of `x` in 2 dimensions.
@@ -285,7 +327,7 @@ inline TsneResult tsne(const PointMatrix& x, const TsneOptions& options = {}) {
   result.learning_rate = options.learning_rate > 0
                              ? options.learning_rate
                              : std::max(double(n) / options.early_exaggeration / 4.0, 50.0);
-  TsneObjective objective(method, options.theta);
+  TsneObjective objective(method, options.theta, options.fft_box_width);
   std::vector<float> xs(static_cast<std::size_t>(n)), ys(static_cast<std::size_t>(n));
   std::vector<double> gx(static_cast<std::size_t>(n)), gy(static_cast<std::size_t>(n)),
       update(static_cast<std::size_t>(2 * n)), gains(static_cast<std::size_t>(2 * n));
