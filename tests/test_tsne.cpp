@@ -353,8 +353,10 @@ TEST_CASE("trustworthiness matches scikit-learn on a fixture", "[tsne][metrics]"
       sumi::util::read_csv(std::string(SUMI_FIXTURE_DIR) + "/sklearn_trustworthiness_value.csv");
   PointMatrix x(Eigen::Index(table.size()), 6), e(Eigen::Index(table.size()), 2);
   for (std::size_t r = 0; r < table.size(); ++r) {
-    for (int c = 0; c < 6; ++c) x(Eigen::Index(r), c) = table.number(r, "x" + std::to_string(c));
-    for (int c = 0; c < 2; ++c) e(Eigen::Index(r), c) = table.number(r, "e" + std::to_string(c));
+    for (int c = 0; c < 6; ++c)
+      x(Eigen::Index(r), c) = table.number(r, std::string("x").append(std::to_string(c)));
+    for (int c = 0; c < 2; ++c)
+      e(Eigen::Index(r), c) = table.number(r, std::string("e").append(std::to_string(c)));
   }
   for (std::size_t row = 0; row < expected.size(); ++row) {
     const auto k = int64_t(expected.number(row, "k"));
