@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "common/dcgan_training.hpp"
+#include "common/run_start.hpp"
 #include "models/dcgan.hpp"
 #include "sumi/data/glyph_folder.hpp"
 #include "sumi/data/image_folder.hpp"
@@ -405,11 +406,7 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
 
 int run(const Options& o) {
   if (o.generate > 0) return run_generate(o);
-  if (o.threads > 0) set_num_threads(o.threads);
-  const fs::path out = o.out;
-  fs::create_directories(out);
-  std::printf("sumi %s dcgan: writing to %s (threads: %d)\n", SUMI_VERSION, fs::absolute(out).c_str(),
-              get_num_threads());
+  const fs::path out = examples::start_run("dcgan", o.threads, o.out);
   if (o.data == "synthetic") {
     const int64_t per_epoch = std::max<int64_t>(64, o.iterations);
     const SyntheticImages images(per_epoch * o.batch, {o.nc, o.image_size, o.image_size}, uint64_t(o.seed));

@@ -6,6 +6,7 @@
 
 #include "common/autoencoder_run.hpp"
 #include "common/classifier_training.hpp"
+#include "common/run_start.hpp"
 #include "common/study_data.hpp"
 #include "models/classifier.hpp"
 #include "sumi/sumi.hpp"
@@ -127,16 +128,10 @@ fs::path find_or_train_encoder(const Options& o, const examples::StudyData& stud
 }
 
 int run(const Options& o) {
-  if (o.threads > 0) set_num_threads(o.threads);
-  const fs::path out = o.out;
-  fs::create_directories(out);
-  std::printf("sumi %s finetune: writing to %s (threads: %d)\n", SUMI_VERSION, fs::absolute(out).c_str(),
-              get_num_threads());
+  const fs::path out = examples::start_run("finetune", o.threads, o.out);
   const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
-  const auto test_view =
-      examples::test_subset(*study, o.limit > 0 ? std::max<int64_t>(o.limit / 6, 1) : study->test.size());
-  std::printf("data: %lld train, %lld validation, %lld test images\n", (long long)study->train->size(),
-              (long long)study->validation->size(), (long long)test_view.size());
+  const auto test_view = examples::test_subset(*study, o.limit);
+  examples::print_split_sizes(*study, test_view.size());
 
   const fs::path encoder_path = find_or_train_encoder(o, *study, out);
   Generator head_gen(uint64_t(o.seed));

@@ -8,6 +8,7 @@
 
 #include "common/autoencoder_run.hpp"
 #include "common/embedding_report.hpp"
+#include "common/run_start.hpp"
 #include "common/study_data.hpp"
 #include "models/autoencoder.hpp"
 #include "sumi/sumi.hpp"
@@ -156,11 +157,7 @@ nlohmann::json explore_space(const std::string& name, const std::string& prefix,
 }
 
 int run(const Options& o) {
-  if (o.threads > 0) set_num_threads(o.threads);
-  const fs::path out = o.out;
-  fs::create_directories(out);
-  std::printf("sumi %s latent: writing to %s (threads: %d)\n", SUMI_VERSION, fs::absolute(out).c_str(),
-              get_num_threads());
+  const fs::path out = examples::start_run("latent", o.threads, o.out);
   util::Timer timer;
   const auto study = examples::load_study_data(o.data, uint64_t(o.seed));
   std::unique_ptr<Generator> gen;

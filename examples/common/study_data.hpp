@@ -1,6 +1,8 @@
 #pragma once
 // The study's FashionMNIST splits: 50,000 training and 10,000 validation images drawn (seeded) from the
 // 60,000 training images, and the 10,000 test images.
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <numeric>
@@ -19,7 +21,8 @@ struct StudyData {
 
 // `limit` > 0 keeps only the first `limit` training images (split 5:1) and limit/6 test images, for quick
 // runs and tests.
-inline std::unique_ptr<StudyData> load_study_data(const std::filesystem::path& dir, uint64_t seed, int64_t limit = 0) {
+inline std::unique_ptr<StudyData> load_study_data(const std::filesystem::path& dir, uint64_t seed,
+                                                  int64_t limit = 0) {
   auto d = std::make_unique<StudyData>(data::load_fashion_mnist(dir, data::Split::train),
                                        data::load_fashion_mnist(dir, data::Split::test));
   int64_t n = d->train_full.size();
@@ -31,11 +34,18 @@ inline std::unique_ptr<StudyData> load_study_data(const std::filesystem::path& d
   return d;
 }
 
-// The first `count` test images (or all), as a dataset view.
-inline data::Subset<data::MnistDataset> test_subset(const StudyData& d, int64_t count) {
-  std::vector<int64_t> idx(static_cast<std::size_t>(std::min<int64_t>(count, d.test.size())));
+// The test images a run with `limit` (as for load_study_data) uses: all of them, or the first limit/6.
+inline data::Subset<data::MnistDataset> test_subset(const StudyData& d, int64_t limit) {
+  const int64_t count = limit > 0 ? std::clamp<int64_t>(limit / 6, 1, d.test.size()) : d.test.size();
+  std::vector<int64_t> idx(static_cast<std::size_t>(count));
   std::iota(idx.begin(), idx.end(), int64_t{0});
   return {d.test, std::move(idx)};
+}
+
+// The log line with the sizes of the splits a run uses.
+inline void print_split_sizes(const StudyData& d, int64_t test_images) {
+  std::printf("data: %lld train, %lld validation, %lld test images\n", (long long)d.train->size(),
+              (long long)d.validation->size(), (long long)test_images);
 }
 
 }  // namespace sumi::examples
