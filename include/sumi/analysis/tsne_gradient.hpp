@@ -576,17 +576,10 @@ class FftRepulsion {
     for (int64_t i = 0; i < n; ++i) {
       const double px = x[std::size_t(i)] - centre_x, py = y[std::size_t(i)] - centre_y;
       const std::complex<double> qa(1.0, px), qb(py, px * px + py * py);
-      const double* wx = weight_.data() + 2 * p * i;
-      const double* wy = wx + p;
-      for (int a = 0; a < p; ++a) {
-        const std::size_t row = std::size_t((stencil_[std::size_t(2 * i + 1)] + a) * size);
-        for (int b = 0; b < p; ++b) {
-          const std::size_t cell = row + std::size_t(stencil_[std::size_t(2 * i)] + b);
-          const double w = wy[a] * wx[b];
-          grid_a_[cell] += w * qa;
-          grid_b_[cell] += w * qb;
-        }
-      }
+      for_each_stencil_node(i, size, [&](std::size_t cell, double w) {
+        grid_a_[cell] += w * qa;
+        grid_b_[cell] += w * qb;
+      });
     }
     transform(grid_a_, nodes, true, threads);
     transform(grid_b_, nodes, true, threads);
@@ -595,17 +588,10 @@ class FftRepulsion {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t i = 0; i < n; ++i) {
       std::complex<double> pa(0, 0), pb(0, 0);
-      const double* wx = weight_.data() + 2 * p * i;
-      const double* wy = wx + p;
-      for (int a = 0; a < p; ++a) {
-        const std::size_t row = std::size_t((stencil_[std::size_t(2 * i + 1)] + a) * size);
-        for (int b = 0; b < p; ++b) {
-          const std::size_t cell = row + std::size_t(stencil_[std::size_t(2 * i)] + b);
-          const double w = wy[a] * wx[b];
-          pa += w * grid_a_[cell];
-          pb += w * grid_b_[cell];
-        }
-      }
+      for_each_stencil_node(i, size, [&](std::size_t cell, double w) {
+        pa += w * grid_a_[cell];
+        pb += w * grid_b_[cell];
+      });
       const double px = x[std::size_t(i)] - centre_x, py = y[std::size_t(i)] - centre_y;
       const double phi = pa.real(), phi_x = pa.imag(), phi_y = pb.real(), phi_sq = pb.imag();
       force_x[std::size_t(i)] = px * phi - phi_x;
@@ -638,6 +624,19 @@ class FftRepulsion {
     }
   }
 
+  // f(cell, weight) for the p x p nodes of point i's stencil in a grid of rows of `size` cells: spreading a
+  // point's charges and reading its potentials back visit the same nodes with the same weights.
+  template <class F>
+  void for_each_stencil_node(int64_t i, int64_t size, F&& f) const {
+    const int p = nodes_per_box_;
+    const double* wx = weight_.data() + 2 * p * i;
+    const double* wy = wx + p;
+    for (int a = 0; a < p; ++a) {
+      const std::size_t row = std::size_t((stencil_[std::size_t(2 * i + 1)] + a) * size);
+      for (int b = 0; b < p; ++b) f(row + std::size_t(stencil_[std::size_t(2 * i)] + b), wy[a] * wx[b]);
+    }
+  }
+
   // Lagrange basis at nodes 0 .. p - 1, evaluated at t (within half a node of the stencil's middle).
   void lagrange_weights(double t, double* w) const {
     const int p = nodes_per_box_;
@@ -656,10 +655,13 @@ class FftRepulsion {
   void transform(std::vector<std::complex<double>>& grid, int64_t rows, bool convolve, int threads) {
     const int64_t size = fft_.length();
     std::complex<double>* g = grid.data();
+    const std::size_t per_thread = std::size_t(4 * size * block);
+    if (fft_buffers_.size() < per_thread * std::size_t(threads))
+      fft_buffers_.resize(per_thread * std::size_t(threads));
 #pragma omp parallel num_threads(threads)
     {
-      std::vector<double> buffer(std::size_t(4 * size * block));
-      double *re = buffer.data(), *im = re + size * block, *scratch_re = im + size * block,
+      double *re = fft_buffers_.data() + per_thread * std::size_t(omp_get_thread_num()),
+             *im = re + size * block, *scratch_re = im + size * block,
              *scratch_im = scratch_re + size * block;
       // Rows: element k of row r0 + b goes to [k][b].
       const auto rows_pass = [&](bool inverse, int64_t keep) {
@@ -734,6 +736,7 @@ class FftRepulsion {
   std::vector<std::complex<double>> grid_a_, grid_b_;
   std::vector<double> kernel_hat_;
   std::vector<double> row_z_;
+  std::vector<double> fft_buffers_;  // per thread: 4 x size x block doubles for transform()
 };
 
 }  // namespace sumi::analysis
