@@ -25,9 +25,7 @@ import argparse
 import gzip
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 import yardstick
@@ -180,40 +178,20 @@ def run_sumi(args):
 # ------------------------------------------------------------------------------------------------------- main
 
 def print_table(torch_res, sumi_res):
-    def cell(res, key, fmt):
-        return fmt % res[key] if res and key in res else "n/a"
-
     rows = [("seconds per epoch", "seconds_per_epoch", "%.2f"), ("validation MSE", "val_mse", "%.5f"),
             ("test MSE", "test_mse", "%.5f"), ("max RSS MB", "max_rss_mb", "%.0f")]
-    print()
-    print("%-20s %12s %12s" % ("", "PyTorch", "sumi"))
-    for label, key, fmt in rows:
-        print("%-20s %12s %12s" % (label, cell(torch_res, key, fmt), cell(sumi_res, key, fmt)))
-    if torch_res and sumi_res:
-        print("sumi / PyTorch seconds per epoch: %.2f (below 1: sumi is faster)" %
-              (sumi_res["seconds_per_epoch"] / torch_res["seconds_per_epoch"]))
+    yardstick.print_side_by_side(torch_res, sumi_res, rows, "seconds_per_epoch", "below 1: sumi is faster")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and shuffling")
-    only = ap.add_mutually_exclusive_group()
-    only.add_argument("--torch-only", action="store_true")
-    only.add_argument("--sumi-only", action="store_true")
-    ap.add_argument("--sumi-bin", default=os.path.normpath(os.path.join(ROOT, "build", "release", "examples",
-                                                                        "autoencoder")))
-    ap.add_argument("--json", metavar="OUT", help="write both results to this JSON file")
-    ap.add_argument("--torch-worker", metavar="OUT", help=argparse.SUPPRESS)  # internal: the PyTorch child
+    yardstick.add_comparison_args(ap, "autoencoder")
     args = ap.parse_args()
     if args.epochs < 1 or args.threads < 1:
         ap.error("--epochs and --threads must be at least 1")
-
-    if args.torch_worker:
-        result = run_torch(args)
-        with open(args.torch_worker, "w") as f:
-            json.dump(result, f)
+    if yardstick.serve_torch_worker(args, run_torch):
         return
 
     torch_res = None if args.sumi_only else torch_in_child(args)

@@ -24,9 +24,7 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 import yardstick
@@ -143,39 +141,20 @@ def run_sumi(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iterations", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    only = ap.add_mutually_exclusive_group()
-    only.add_argument("--torch-only", action="store_true")
-    only.add_argument("--sumi-only", action="store_true")
-    ap.add_argument("--sumi-bin", default=os.path.normpath(os.path.join(ROOT, "build", "release", "examples", "dcgan")))
-    ap.add_argument("--json", metavar="OUT", help="write both results to this JSON file")
-    ap.add_argument("--torch-worker", metavar="OUT", help=argparse.SUPPRESS)  # internal: the PyTorch child
+    yardstick.add_comparison_args(ap, "dcgan")
     args = ap.parse_args()
     if args.iterations < 2 or args.threads < 1:
         ap.error("--iterations must be at least 2 (the first is not timed) and --threads at least 1")
-
-    if args.torch_worker:
-        result = run_torch(args)
-        with open(args.torch_worker, "w") as f:
-            json.dump(result, f)
+    if yardstick.serve_torch_worker(args, run_torch):
         return
 
     torch_res = None if args.sumi_only else torch_in_child(args)
     sumi_res = None if args.torch_only else run_sumi(args)
 
-    def cell(res, key, fmt):
-        return fmt % res[key] if res and key in res else "n/a"
-
-    print()
-    print("DCGAN iteration, 64x64 nc=3 g=d=64 batch 128, %d threads" % args.threads)
-    print("%-24s %12s %12s" % ("", "PyTorch", "sumi"))
-    print("%-24s %12s %12s" % ("seconds per iteration", cell(torch_res, "seconds_per_iteration", "%.3f"),
-                               cell(sumi_res, "seconds_per_iteration", "%.3f")))
-    print("%-24s %12s %12s" % ("max RSS MB", cell(torch_res, "max_rss_mb", "%.0f"), cell(sumi_res, "max_rss_mb", "%.0f")))
-    if torch_res and sumi_res:
-        print("sumi / PyTorch seconds per iteration: %.2f (target <= 0.5)" %
-              (sumi_res["seconds_per_iteration"] / torch_res["seconds_per_iteration"]))
+    rows = [("seconds per iteration", "seconds_per_iteration", "%.3f"), ("max RSS MB", "max_rss_mb", "%.0f")]
+    yardstick.print_side_by_side(torch_res, sumi_res, rows, "seconds_per_iteration", "target <= 0.5",
+                                 "DCGAN iteration, 64x64 nc=3 g=d=64 batch 128, %d threads" % args.threads)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"iterations": args.iterations, "threads": args.threads, "pytorch": torch_res, "sumi": sumi_res},

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -216,46 +215,23 @@ def run_sumi(args):
 # ------------------------------------------------------------------------------------------------------- main
 
 def print_table(torch_res, sumi_res):
-    def cell(res, key, fmt, scale=1.0):
-        return fmt % (scale * res[key]) if res and key in res else "n/a"
-
-    print()
-    print("%-24s %12s %12s" % ("", "PyTorch", "sumi"))
-    print("%-24s %12s %12s" % ("seconds per epoch", cell(torch_res, "seconds_per_epoch", "%.3f"),
-                               cell(sumi_res, "seconds_per_epoch", "%.3f")))
-    print("%-24s %12s %12s" % ("test accuracy %", cell(torch_res, "test_accuracy", "%.2f", 100),
-                               cell(sumi_res, "test_accuracy", "%.2f", 100)))
-    print("%-24s %12s %12s" % ("prefix cache seconds", cell(torch_res, "feature_cache_seconds", "%.2f"),
-                               cell(sumi_res, "feature_cache_seconds", "%.2f")))
-    print("%-24s %12s %12s" % ("max RSS MB", cell(torch_res, "max_rss_mb", "%.0f"), cell(sumi_res, "max_rss_mb", "%.0f")))
-    if torch_res and sumi_res:
-        print("sumi / PyTorch seconds per epoch: %.3f (target: at most 0.333)" %
-              (sumi_res["seconds_per_epoch"] / torch_res["seconds_per_epoch"]))
+    rows = [("seconds per epoch", "seconds_per_epoch", "%.3f"), ("test accuracy %", "test_accuracy", "%.2f", 100),
+            ("prefix cache seconds", "feature_cache_seconds", "%.2f"), ("max RSS MB", "max_rss_mb", "%.0f")]
+    yardstick.print_side_by_side(torch_res, sumi_res, rows, "seconds_per_epoch", "target: at most 0.333")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="seed of the split, new head and shuffling")
     ap.add_argument("--encoder", help="autoencoder.safetensors (default: train one in PyTorch into a temporary file)")
     ap.add_argument("--encoder-epochs", type=int, default=20, help="epochs of the autoencoder trained without --encoder")
     ap.add_argument("--torch-cache", action="store_true", help="PyTorch also computes the frozen prefix once")
-    only = ap.add_mutually_exclusive_group()
-    only.add_argument("--torch-only", action="store_true")
-    only.add_argument("--sumi-only", action="store_true")
-    ap.add_argument("--sumi-bin", default=os.path.normpath(os.path.join(ROOT, "build", "release", "examples",
-                                                                        "finetune")))
-    ap.add_argument("--json", metavar="OUT", help="write both results to this JSON file")
-    ap.add_argument("--torch-worker", metavar="OUT", help=argparse.SUPPRESS)  # internal: the PyTorch child
+    yardstick.add_comparison_args(ap, "finetune")
     args = ap.parse_args()
     if args.epochs < 1 or args.threads < 1 or args.encoder_epochs < 1:
         ap.error("--epochs, --threads and --encoder-epochs must be at least 1")
-
-    if args.torch_worker:
-        result = run_torch(args)
-        with open(args.torch_worker, "w") as f:
-            json.dump(result, f)
+    if yardstick.serve_torch_worker(args, run_torch):
         return
 
     with tempfile.TemporaryDirectory(prefix="sumi_ft_encoder_") as tmp:

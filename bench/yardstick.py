@@ -5,6 +5,7 @@ libblas.so.3, which may be the netlib reference BLAS, so the child gets Debian's
 library path and has OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed (forcing them halves OpenBLAS here). The
 child reports the BLAS it loaded from /proc/self/maps and writes its results as JSON.
 """
+import argparse
 import json
 import os
 import subprocess
@@ -54,3 +55,43 @@ def run_sumi_example(binary, args, prefix):
         subprocess.run(cmd, check=True)
         with open(os.path.join(tmp, "summary.json")) as f:
             return json.load(f)
+
+
+def add_comparison_args(ap, example):
+    """The flags every comparison script takes: --threads, --torch-only / --sumi-only, --sumi-bin (the release
+    build of examples/<example>), --json, and --torch-worker, which the script passes to its PyTorch child."""
+    root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    ap.add_argument("--threads", type=int, default=2)
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--torch-only", action="store_true")
+    only.add_argument("--sumi-only", action="store_true")
+    ap.add_argument("--sumi-bin", default=os.path.join(root, "build", "release", "examples", example))
+    ap.add_argument("--json", metavar="OUT", help="write both results to this JSON file")
+    ap.add_argument("--torch-worker", metavar="OUT", help=argparse.SUPPRESS)
+
+
+def serve_torch_worker(args, run_torch):
+    """In the PyTorch child (--torch-worker OUT): run run_torch(args), write its result there, return True."""
+    if not args.torch_worker:
+        return False
+    result = run_torch(args)
+    with open(args.torch_worker, "w") as f:
+        json.dump(result, f)
+    return True
+
+
+def print_side_by_side(torch_res, sumi_res, rows, ratio_key, ratio_note, title=None):
+    """A PyTorch | sumi table of rows (label, key, printf format[, scale]) of the two results (either may be
+    None), then sumi's ratio to PyTorch of ratio_key."""
+    def cell(res, key, fmt, scale=1.0):
+        return fmt % (scale * res[key]) if res and key in res else "n/a"
+
+    print()
+    if title:
+        print(title)
+    print("%-24s %12s %12s" % ("", "PyTorch", "sumi"))
+    for label, key, fmt, *scale in rows:
+        print("%-24s %12s %12s" % (label, cell(torch_res, key, fmt, *scale), cell(sumi_res, key, fmt, *scale)))
+    if torch_res and sumi_res:
+        print("sumi / PyTorch %s: %.3f (%s)" % (ratio_key.replace("_", " "), sumi_res[ratio_key] / torch_res[ratio_key],
+                                                ratio_note))
