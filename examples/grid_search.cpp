@@ -20,10 +20,9 @@ using namespace sumi;
 namespace {
 
 // Default --jobs: two configurations at once, each on threads/2 threads. On the 2-core project machine,
-// `grid_search --quick --threads 2 --jobs J --quiet` (4 runs of 2 epochs on 12,000 images) took 14.1 and
-// 16.9 s with --jobs 2 against 15.9 and 52.5 s with --jobs 1, measured alternately under nice while other
-// work loaded the machine (see docs/benchmarks.md). Independent runs never wait on each other, whereas one
-// small-batch run on two threads pays a barrier per parallel region.
+// `grid_search --quick --threads 2 --jobs J --quiet` (4 runs of 2 epochs on 12,000 images) took 4.07 s with
+// --jobs 2 against 4.90 s with --jobs 1 (see docs/benchmarks.md). Independent runs never wait on each other,
+// whereas one small-batch run on two threads pays a barrier per parallel region.
 constexpr int kDefaultJobs = 2;
 
 struct Options {

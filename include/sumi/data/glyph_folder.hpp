@@ -21,6 +21,7 @@
 
 #include "sumi/data/data_loader.hpp"
 #include "sumi/data/glyph_renderer.hpp"
+#include "sumi/kernels/threading.hpp"
 #include "sumi/plot/image_grid.hpp"
 #include "sumi/util/json_file.hpp"
 
@@ -134,7 +135,7 @@ inline GlyphFolderStats render_glyph_folder(const std::filesystem::path& out,
   fs::create_directories(temp);
   std::atomic<int64_t> images{0};
   std::string error;
-#pragma omp parallel for schedule(dynamic, 4)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(sumi::get_num_threads())
   for (int64_t i = 0; i < int64_t(chars.size()); ++i) {
     const auto& [cp, font_ids] = chars[std::size_t(i)];
     try {

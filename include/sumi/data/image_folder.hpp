@@ -27,6 +27,7 @@
 #include "sumi/data/dataset.hpp"
 #include "sumi/data/detail/stb_image.hpp"
 #include "sumi/data/transforms.hpp"
+#include "sumi/kernels/threading.hpp"
 #include "sumi/tensor/tensor.hpp"
 
 namespace sumi::data {
@@ -170,7 +171,7 @@ class ImageFolder {
     std::vector<uint8_t> gray_planes(std::size_t(n) * plane);
     std::vector<std::vector<uint8_t>> colour(static_cast<std::size_t>(n));
     std::vector<std::string> errors(static_cast<std::size_t>(n));
-    const int threads = options_.threads > 0 ? options_.threads : omp_get_max_threads();
+    const int threads = options_.threads > 0 ? options_.threads : get_num_threads();
 #pragma omp parallel for schedule(dynamic, 16) num_threads(threads)
     for (int64_t i = 0; i < n; ++i) {
       try {

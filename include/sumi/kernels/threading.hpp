@@ -1,9 +1,11 @@
 #pragma once
 // How many threads sumi's kernels use.
 //
-// The conv kernels run one OpenMP parallel region per call, over images (forward, input gradient) or over
-// images / weight rows (weight gradient). By default they use omp_get_max_threads(), which honours
-// OMP_NUM_THREADS; set_num_threads() overrides that for the whole process.
+// Every OpenMP parallel region in sumi (the conv kernels' one region per call, the element-wise, reduction,
+// batch-norm, softmax and loss loops, the data loaders) asks get_num_threads() for its team size. By default
+// that is omp_get_max_threads(), which honours OMP_NUM_THREADS; set_num_threads() overrides it for the whole
+// process, including threads the caller starts itself (OpenMP's own setting is per thread: a std::thread
+// would otherwise start teams of the default size).
 //
 // Eigen: set_num_threads() also calls Eigen::setNbThreads() with the same count, so Eigen's own parallel
 // products (used elsewhere in sumi) follow the same setting. There is no nested oversubscription: the

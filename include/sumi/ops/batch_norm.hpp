@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "sumi/autograd/variable.hpp"
+#include "sumi/kernels/threading.hpp"
 
 namespace sumi {
 
@@ -19,7 +20,8 @@ namespace detail {
 // Runs f(c) for every channel, in parallel over channels when the tensor is large enough to pay for it.
 template <class F>
 void bn_for_each_channel(int64_t C, int64_t numel, F&& f) {
-#pragma omp parallel for schedule(static) if (numel >= (int64_t(1) << 15) && C > 1)
+#pragma omp parallel for schedule(static) \
+    num_threads(sumi::get_num_threads()) if (numel >= (int64_t(1) << 15) && C > 1)
   for (int64_t c = 0; c < C; ++c) f(c);
 }
 

@@ -11,6 +11,7 @@
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/conv.hpp"
 #include "sumi/kernels/conv_geometry.hpp"
+#include "sumi/kernels/threading.hpp"
 
 namespace sumi {
 
@@ -72,7 +73,8 @@ inline void conv_require_params(const char* op, const IntPair& stride, const Int
 template <class T>
 void conv_add_channel_bias(T* y, const T* bias, int64_t N, int64_t C, int64_t HW) {
   const int64_t planes = N * C;
-#pragma omp parallel for schedule(static) if (planes * HW >= (int64_t(1) << 16))
+#pragma omp parallel for schedule(static) \
+    num_threads(sumi::get_num_threads()) if (planes * HW >= (int64_t(1) << 16))
   for (int64_t p = 0; p < planes; ++p) {
     const T b = bias[p % C];
     T* row = y + p * HW;
@@ -85,7 +87,8 @@ template <class T>
 Tensor<T> conv_channel_sum(const T* g, int64_t N, int64_t C, int64_t HW) {
   Tensor<T> out = Tensor<T>::empty({C});
   T* po = out.data();
-#pragma omp parallel for schedule(static) if (N * C * HW >= (int64_t(1) << 16))
+#pragma omp parallel for schedule(static) \
+    num_threads(sumi::get_num_threads()) if (N * C * HW >= (int64_t(1) << 16))
   for (int64_t c = 0; c < C; ++c) {
     double s = 0;  // rows summed in T (vectorized), the N row sums in double
     for (int64_t n = 0; n < N; ++n) {

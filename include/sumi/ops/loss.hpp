@@ -11,6 +11,7 @@
 
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/elementwise.hpp"
+#include "sumi/kernels/threading.hpp"
 #include "sumi/ops/reduction.hpp"
 
 namespace sumi {
@@ -113,7 +114,8 @@ Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<int64_t>&
   // x - m first, which keeps the digits that x - (m + log_sum) would lose for large logits.
   std::vector<T> row_max(static_cast<std::size_t>(N)), log_sum(static_cast<std::size_t>(N));
   const T* xp = x.data();
-#pragma omp parallel for schedule(static) if (N > 1 && N * C >= kernels::kParallelThreshold)
+#pragma omp parallel for schedule(static) \
+    num_threads(sumi::get_num_threads()) if (N > 1 && N * C >= kernels::kParallelThreshold)
   for (int64_t i = 0; i < N; ++i) {
     const T* row = xp + i * C;
     T m = *std::max_element(row, row + C);
@@ -134,7 +136,8 @@ Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<int64_t>&
         Tensor<T> gx = Tensor<T>::empty(x.shape());
         const T* xp = x.data();
         T* gp = gx.data();
-#pragma omp parallel for schedule(static) if (N > 1 && N * C >= kernels::kParallelThreshold)
+#pragma omp parallel for schedule(static) \
+    num_threads(sumi::get_num_threads()) if (N > 1 && N * C >= kernels::kParallelThreshold)
         for (int64_t i = 0; i < N; ++i) {  // (softmax - one_hot) / N
           const auto ui = std::size_t(i);
           for (int64_t c = 0; c < C; ++c)

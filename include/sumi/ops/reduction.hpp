@@ -12,6 +12,7 @@
 
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/elementwise.hpp"
+#include "sumi/kernels/threading.hpp"
 #include "sumi/tensor/arithmetic.hpp"
 
 namespace sumi {
@@ -47,7 +48,8 @@ Acc chunked_sum(int64_t n, const F& f) {
   if (n <= kReduceChunk) return range_sum<Acc>(0, n, f);
   const int64_t chunks = (n + kReduceChunk - 1) / kReduceChunk;
   std::vector<Acc> partial(std::size_t(chunks), Acc(0));
-#pragma omp parallel for schedule(static) if (n >= kernels::kParallelThreshold)
+#pragma omp parallel for schedule(static) \
+    num_threads(sumi::get_num_threads()) if (n >= kernels::kParallelThreshold)
   for (int64_t c = 0; c < chunks; ++c)
     partial[std::size_t(c)] = range_sum<Acc>(c * kReduceChunk, std::min(n, (c + 1) * kReduceChunk), f);
   Acc total = Acc(0);
@@ -125,7 +127,7 @@ class DimSum {
     split_ = std::size_t(std::find(reduce_.begin(), reduce_.end(), false) - reduce_.begin());
     const int64_t extent = size_[split_];
     const int64_t blocks = n >= kernels::kParallelThreshold ? std::min<int64_t>(extent, 64) : 1;
-#pragma omp parallel for schedule(static) if (blocks > 1)
+#pragma omp parallel for schedule(static) num_threads(sumi::get_num_threads()) if (blocks > 1)
     for (int64_t b = 0; b < blocks; ++b) walk(0, 0, 0, extent * b / blocks, extent * (b + 1) / blocks);
   }
 

@@ -8,6 +8,7 @@
 
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/elementwise.hpp"
+#include "sumi/kernels/threading.hpp"
 
 namespace sumi {
 
@@ -55,7 +56,8 @@ Variable<T> reshape_to(const Variable<T>& x, const Shape& shape, const char* op)
 template <class T>
 void copy_blocks(int64_t outer, int64_t whole_row, int64_t part_row, int64_t part_begin, const T* src, T* dst,
                  bool to_whole) {
-#pragma omp parallel for schedule(static) if (outer * part_row >= kernels::kParallelThreshold && outer > 1)
+#pragma omp parallel for schedule(static) \
+    num_threads(sumi::get_num_threads()) if (outer * part_row >= kernels::kParallelThreshold && outer > 1)
   for (int64_t o = 0; o < outer; ++o) {
     if (to_whole)
       std::copy_n(src + o * part_row, part_row, dst + o * whole_row + part_begin);
@@ -90,17 +92,17 @@ Variable<T> concat_node(const std::vector<Variable<T>>& inputs, int64_t dim) {
     begin += part_row;
   }
   return Variable<T>::from_op(std::move(out), "concat", std::span<const Variable<T>>(inputs),
-                      [begins, shapes, needs_grad, outer, inner, whole_row, ud](const Tensor<T>& g) {
-                        const Tensor<T> gc = g.contiguous();
-                        std::vector<Tensor<T>> grads(shapes.size());
-                        for (std::size_t i = 0; i < shapes.size(); ++i) {
-                          if (!needs_grad[i]) continue;
-                          grads[i] = Tensor<T>::empty(shapes[i]);
-                          copy_blocks(outer, whole_row, shapes[i][ud] * inner, begins[i], gc.data(),
-                                      grads[i].data(), false);
-                        }
-                        return grads;
-                      });
+                              [begins, shapes, needs_grad, outer, inner, whole_row, ud](const Tensor<T>& g) {
+                                const Tensor<T> gc = g.contiguous();
+                                std::vector<Tensor<T>> grads(shapes.size());
+                                for (std::size_t i = 0; i < shapes.size(); ++i) {
+                                  if (!needs_grad[i]) continue;
+                                  grads[i] = Tensor<T>::empty(shapes[i]);
+                                  copy_blocks(outer, whole_row, shapes[i][ud] * inner, begins[i], gc.data(),
+                                              grads[i].data(), false);
+                                }
+                                return grads;
+                              });
 }
 
 }  // namespace detail

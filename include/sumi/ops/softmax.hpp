@@ -9,6 +9,7 @@
 
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/elementwise.hpp"
+#include "sumi/kernels/threading.hpp"
 
 namespace sumi {
 
@@ -34,7 +35,8 @@ struct AlongDim {
   template <class F>
   void for_each_line(F f) const {
     const int64_t lines = outer * inner;
-#pragma omp parallel for schedule(static) if (lines > 1 && lines * n >= kernels::kParallelThreshold)
+#pragma omp parallel for schedule(static) \
+    num_threads(sumi::get_num_threads()) if (lines > 1 && lines * n >= kernels::kParallelThreshold)
     for (int64_t l = 0; l < lines; ++l) f((l / inner) * n * inner + l % inner, inner);
   }
 };

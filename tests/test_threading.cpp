@@ -1,0 +1,73 @@
+#include <omp.h>
+
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <filesystem>
+#include <iterator>
+#include <thread>
+#include <vector>
+
+#include "sumi/kernels/threading.hpp"
+#include "sumi/ops/batch_norm.hpp"
+#include "sumi/ops/conv.hpp"
+#include "sumi/ops/elementwise.hpp"
+#include "sumi/ops/loss.hpp"
+#include "sumi/ops/reduction.hpp"
+#include "sumi/ops/shape_ops.hpp"
+#include "sumi/ops/softmax.hpp"
+
+using namespace sumi;
+using VF = Variable<float>;
+using TF = Tensor<float>;
+
+namespace {
+
+// Threads of this process: libgomp keeps a team's workers alive for as long as the thread that started the
+// team lives, so the count shows how many threads the parallel regions run so far used.
+std::ptrdiff_t process_threads() {
+  const std::filesystem::directory_iterator tasks("/proc/self/task");
+  return std::distance(std::filesystem::begin(tasks), std::filesystem::end(tasks));
+}
+
+// One forward and backward pass through every op family that has a parallel region of its own (convolution
+// bias, batch norm, softmax, cross-entropy, reductions, concatenation), each large enough to go parallel.
+void run_parallel_ops() {
+  Generator gen(3);
+  const VF x(TF::rand({64, 8, 32, 32}, gen, -1, 1), true);
+  const VF w(TF::rand({16, 8, 3, 3}, gen, -0.2f, 0.2f), true), b(TF::rand({16}, gen, -1, 1), true);
+  TF running_mean = TF::zeros({16}), running_var = TF::ones({16});
+  const VF y = batch_norm(conv2d(x, w, b, {.padding = 1}), running_mean, running_var, VF(), VF(), true);
+  const VF logits = flatten(sum(y, {3}), 1);
+  std::vector<int64_t> labels(64);
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = int64_t(i % 512);
+  const VF both = concat(std::vector<VF>{logits, log_softmax(logits, 1)}, 1);
+  VF loss = cross_entropy(both, labels) + mean(softmax(logits, 0));
+  loss.backward();
+}
+
+// Threads the ops add to the process when run on a fresh thread whose OpenMP default is 4 threads and with
+// sumi::set_num_threads(threads).
+std::ptrdiff_t threads_added_by_ops(int threads) {
+  std::ptrdiff_t added = -1;
+  std::thread caller([&] {
+    omp_set_num_threads(4);  // what OMP_NUM_THREADS=4 would give this thread
+    set_num_threads(threads);
+    const std::ptrdiff_t before = process_threads();
+    run_parallel_ops();
+    added = process_threads() - before;
+  });
+  caller.join();
+  return added;
+}
+
+}  // namespace
+
+TEST_CASE("set_num_threads bounds every op's parallel region, not only the convolution kernels",
+          "[threads]") {
+  const int saved = get_num_threads();
+  // The grid search trains one configuration per std::thread with set_num_threads(1): an op that took the
+  // OpenMP default instead would start a team of workers per configuration and oversubscribe the cores.
+  CHECK(threads_added_by_ops(1) == 0);
+  CHECK(threads_added_by_ops(3) == 2);
+  set_num_threads(saved);
+}
