@@ -194,8 +194,8 @@ def main():
     if yardstick.serve_torch_worker(args, run_torch):
         return
 
-    torch_res = None if args.sumi_only else torch_in_child(args)
-    sumi_res = None if args.torch_only else run_sumi(args)
+    torch_res, sumi_res = yardstick.alternate_rounds(args, lambda: torch_in_child(args), lambda: run_sumi(args),
+                                                       "seconds_per_epoch")
     print_table(torch_res, sumi_res)
     if args.json:
         with open(args.json, "w") as f:

@@ -10,6 +10,7 @@ Usage:
   /usr/bin/python3 bench/compare_dcgan.py                      # both, 10 iterations, 2 threads
   /usr/bin/python3 bench/compare_dcgan.py --iterations 5 --torch-only
   /usr/bin/python3 bench/compare_dcgan.py --json dcgan.json
+  /usr/bin/python3 bench/compare_dcgan.py --iterations 4 --rounds 5   # alternate 5 times, report medians
 
 The two runs are sequential in one invocation so that they see the same machine state. PyTorch runs in a
 child process because the BLAS is picked when torch loads: Debian's torch links libblas.so.3, which may be the
@@ -149,8 +150,8 @@ def main():
     if yardstick.serve_torch_worker(args, run_torch):
         return
 
-    torch_res = None if args.sumi_only else torch_in_child(args)
-    sumi_res = None if args.torch_only else run_sumi(args)
+    torch_res, sumi_res = yardstick.alternate_rounds(args, lambda: torch_in_child(args), lambda: run_sumi(args),
+                                                       "seconds_per_iteration")
 
     rows = [("seconds per iteration", "seconds_per_iteration", "%.3f"), ("max RSS MB", "max_rss_mb", "%.0f")]
     yardstick.print_side_by_side(torch_res, sumi_res, rows, "seconds_per_iteration", "target <= 0.5",

@@ -241,8 +241,8 @@ def main():
             args.encoder = os.path.join(tmp, "autoencoder.safetensors")
         elif not os.path.exists(args.encoder):
             ap.error("--encoder %s does not exist" % args.encoder)
-        torch_res = None if args.sumi_only else torch_in_child(args)
-        sumi_res = None if args.torch_only else run_sumi(args)
+        torch_res, sumi_res = yardstick.alternate_rounds(args, lambda: torch_in_child(args), lambda: run_sumi(args),
+                                                           "seconds_per_epoch")
     print_table(torch_res, sumi_res)
     if args.json:
         with open(args.json, "w") as f:

@@ -8,6 +8,7 @@ child reports the BLAS it loaded from /proc/self/maps and writes its results as 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,12 +63,45 @@ def add_comparison_args(ap, example):
     build of examples/<example>), --json, and --torch-worker, which the script passes to its PyTorch child."""
     root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run both sides this many times, alternating, and report each side's median round "
+                         "(a shared machine's slow spells then fall on both)")
     only = ap.add_mutually_exclusive_group()
     only.add_argument("--torch-only", action="store_true")
     only.add_argument("--sumi-only", action="store_true")
     ap.add_argument("--sumi-bin", default=os.path.join(root, "build", "release", "examples", example))
     ap.add_argument("--json", metavar="OUT", help="write both results to this JSON file")
     ap.add_argument("--torch-worker", metavar="OUT", help=argparse.SUPPRESS)
+
+
+def alternate_rounds(args, run_torch, run_sumi, key):
+    """Run PyTorch and sumi args.rounds times, alternating (each side skipped under --sumi-only/--torch-only),
+    and return (torch_res, sumi_res): each side's round with the median `key` (the lower middle one for an even
+    count), with every round's value of `key` added as "rounds_<key>"."""
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
+    runs = {"torch": [], "sumi": []}
+    for r in range(args.rounds):
+        if not args.sumi_only:
+            runs["torch"].append(run_torch())
+        if not args.torch_only:
+            runs["sumi"].append(run_sumi())
+        if args.rounds > 1 and runs["torch"] and runs["sumi"] and runs["torch"][-1] and runs["sumi"][-1]:
+            t, s = runs["torch"][-1][key], runs["sumi"][-1][key]
+            print("round %d of %d: %s PyTorch %.4g, sumi %.4g, sumi / PyTorch %.3f" % (
+                r + 1, args.rounds, key.replace("_", " "), t, s, s / t))
+            sys.stdout.flush()
+
+    def median_round(results):
+        results = [res for res in results if res]
+        if not results:
+            return None
+        ordered = sorted(results, key=lambda res: res[key])
+        chosen = dict(ordered[(len(ordered) - 1) // 2])
+        chosen["rounds_" + key] = [res[key] for res in results]
+        return chosen
+
+    return median_round(runs["torch"]), median_round(runs["sumi"])
 
 
 def serve_torch_worker(args, run_torch):

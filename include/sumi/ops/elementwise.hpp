@@ -63,7 +63,9 @@ Variable<T> div(const Variable<T>& a, const Variable<T>& b) {
 
 // y = f(x); the input gradient is dx(g, x, y) for output gradient g. The shared shape of every unary op
 // below. dx returns the gradient itself rather than f'(x) so that a masked gradient (relu) is a select,
-// which compilers vectorize, instead of a product with a 0/1 factor.
+// which compilers vectorize, instead of a product with a 0/1 factor. Under GCC's default -ftrapping-math a
+// conditional product (`v > 0 ? v : v * s`, or `v * (v > 0 ? 1 : s)`, which GCC turns into it) is a branch
+// per element and never vectorized: select operands, then do the arithmetic unconditionally.
 template <class T, class F, class DX>
 Variable<T> unary_op(const Variable<T>& x, const char* name, F f, DX dx) {
   Tensor<T> y = map(x.value(), f);
@@ -75,53 +77,64 @@ Variable<T> unary_op(const Variable<T>& x, const char* name, F f, DX dx) {
   });
 }
 
+// y (already computed from x) with the input gradient dy(g, y): for functions whose derivative is a
+// function of their output. The node keeps y alone, so x is freed after the forward pass unless something
+// else holds it, and the backward pass reads two arrays instead of three.
+template <class T, class DY>
+Variable<T> output_gradient_op(const Variable<T>& x, Tensor<T> y, const char* name, DY dy) {
+  return Variable<T>::from_op(y, name, {x}, [y, dy](const Tensor<T>& g) {
+    Tensor<T> gx = Tensor<T>::empty(g.shape());
+    const Tensor<T> gc = g.contiguous();
+    kernels::zip(g.numel(), gc.data(), y.data(), gx.data(), dy);
+    return std::vector<Tensor<T>>{gx};
+  });
+}
+
 template <class T>
 Variable<T> neg(const Variable<T>& x) {
   return unary_op(x, "neg", std::negate<T>(), [](T g, T, T) { return -g; });
 }
+// relu and leaky_relu take the gradient's mask from y: for a non-negative slope y > 0 exactly where x > 0.
 template <class T>
 Variable<T> relu(const Variable<T>& x) {
-  return unary_op(
-      x, "relu", [](T v) { return v > T(0) ? v : T(0); }, [](T g, T v, T) { return v > T(0) ? g : T(0); });
+  return output_gradient_op(x, map(x.value(), [](T v) { return v > T(0) ? v : T(0); }), "relu",
+                            [](T g, T y) { return y > T(0) ? g : T(0); });
 }
 template <class T>
 Variable<T> leaky_relu(const Variable<T>& x, T negative_slope = T(0.01)) {
-  return unary_op(
-      x, "leaky_relu", [negative_slope](T v) { return v > T(0) ? v : v * negative_slope; },
-      [negative_slope](T g, T v, T) { return v > T(0) ? g : g * negative_slope; });
+  // Both parts computed and added, each exact, rather than a conditional product (see unary_op).
+  const auto f = [negative_slope](T v) { return std::max(v, T(0)) + negative_slope * std::min(v, T(0)); };
+  const auto gradient = [negative_slope](T g, T v) {
+    return (v > T(0) ? g : T(0)) + negative_slope * (v > T(0) ? T(0) : g);
+  };
+  if (negative_slope >= T(0)) return output_gradient_op(x, map(x.value(), f), "leaky_relu", gradient);
+  return unary_op(x, "leaky_relu", f, [gradient](T g, T v, T) { return gradient(g, v); });
 }
 template <class T>
 Variable<T> sigmoid(const Variable<T>& x) {
-  const auto dx = [](T g, T, T y) { return g * y * (T(1) - y); };
+  const auto dy = [](T g, T y) { return g * y * (T(1) - y); };
   if constexpr (std::is_same_v<T, float>) {  // the vectorized kernel (2 ulp of the exact value)
     const Tensor<T> xc = x.value().contiguous();
     Tensor<T> y = Tensor<T>::empty(xc.shape());
     kernels::sigmoid(xc.numel(), xc.data(), y.data());
-    return Variable<T>::from_op(y, "sigmoid", {x}, [y, dx](const Tensor<T>& g) {
-      Tensor<T> gx = Tensor<T>::empty(g.shape());
-      const Tensor<T> gc = g.contiguous();
-      kernels::zip3(g.numel(), gc.data(), y.data(), y.data(), gx.data(), dx);
-      return std::vector<Tensor<T>>{gx};
-    });
+    return output_gradient_op(x, std::move(y), "sigmoid", dy);
   } else {  // written so that nothing overflows exp()
-    return unary_op(
-        x, "sigmoid",
-        [](T v) {
-          const T e = std::exp(-std::abs(v));
-          return v >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
-        },
-        dx);
+    const auto f = [](T v) {
+      const T e = std::exp(-std::abs(v));
+      return v >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+    };
+    return output_gradient_op(x, map(x.value(), f), "sigmoid", dy);
   }
 }
 template <class T>
 Variable<T> tanh(const Variable<T>& x) {
-  return unary_op(
-      x, "tanh", [](T v) { return std::tanh(v); }, [](T g, T, T y) { return g * (T(1) - y * y); });
+  return output_gradient_op(x, map(x.value(), [](T v) { return std::tanh(v); }), "tanh",
+                            [](T g, T y) { return g * (T(1) - y * y); });
 }
 template <class T>
 Variable<T> exp(const Variable<T>& x) {
-  return unary_op(
-      x, "exp", [](T v) { return std::exp(v); }, [](T g, T, T y) { return g * y; });
+  return output_gradient_op(x, map(x.value(), [](T v) { return std::exp(v); }), "exp",
+                            [](T g, T y) { return g * y; });
 }
 template <class T>
 Variable<T> log(const Variable<T>& x) {
