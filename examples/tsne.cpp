@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   cli.bind("--iterations", o.iterations, "optimisation iterations (the first 250 with early exaggeration)")
       .min(1);
   cli.bind("--gradient", o.gradient,
-           "repulsion: automatic (exact up to 20,000 points, fft above), exact, fft or barnes_hut");
+           "repulsion: automatic (exact up to 1,000 points, barnes_hut above), exact, barnes_hut or fft");
   cli.bind("--quiet", o.quiet, "no progress bar");
   return util::run_main(cli, argc, argv, [&] { return run(o); });
 }

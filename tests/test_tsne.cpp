@@ -172,21 +172,27 @@ TEST_CASE("the exact t-SNE gradient is the derivative of the KL divergence", "[t
   const Embedding2d e = random_embedding(n, 4, 2.0);
   std::vector<double> gx(n), gy(n);
   TsneObjective objective(TsneGradient::exact, 0.5);
-  objective.gradient(p, 1.0, e.x, e.y, gx, gy);
   std::vector<double> x(e.x.begin(), e.x.end()), y(e.y.begin(), e.y.end());
   const double h = 1e-5;
-  for (int64_t i = 0; i < n; i += 7) {
-    for (auto* coord : {&x, &y}) {
-      const double saved = (*coord)[std::size_t(i)];
-      (*coord)[std::size_t(i)] = saved + h;
-      const double up = reference_kl(p, x, y);
-      (*coord)[std::size_t(i)] = saved - h;
-      const double down = reference_kl(p, x, y);
-      (*coord)[std::size_t(i)] = saved;
-      const double numeric = (up - down) / (2 * h);
-      const double analytic = coord == &x ? gx[std::size_t(i)] : gy[std::size_t(i)];
-      CHECK(analytic == Approx(numeric).margin(1e-6).epsilon(1e-4));
-    }
+  // The vectorised attraction and repulsion where the CPU has them, and the portable loops.
+  const auto active = sumi::kernels::active_isa();
+  for (const auto isa : {active, sumi::kernels::Isa::scalar}) {
+    sumi::kernels::set_isa(isa);
+    objective.gradient(p, 1.0, e.x, e.y, gx, gy);
+    sumi::kernels::set_isa(active);
+    INFO(sumi::kernels::isa_name(isa));
+    for (int64_t i = 0; i < n; i += 7)
+      for (auto* coord : {&x, &y}) {
+        const double saved = (*coord)[std::size_t(i)];
+        (*coord)[std::size_t(i)] = saved + h;
+        const double up = reference_kl(p, x, y);
+        (*coord)[std::size_t(i)] = saved - h;
+        const double down = reference_kl(p, x, y);
+        (*coord)[std::size_t(i)] = saved;
+        const double numeric = (up - down) / (2 * h);
+        const double analytic = coord == &x ? gx[std::size_t(i)] : gy[std::size_t(i)];
+        CHECK(analytic == Approx(numeric).margin(1e-6).epsilon(1e-4));
+      }
   }
   // And the divergence itself.
   CHECK(tsne_kl_divergence(p, e.x, e.y, objective.normalisation(e.x, e.y)) ==
@@ -230,6 +236,39 @@ TEST_CASE("vectorised, scalar and Barnes-Hut repulsion agree", "[tsne]") {
     norm += sx[i] * sx[i] + sy[i] * sy[i];
   }
   CHECK(std::sqrt(error / norm) < 0.03);
+  // The vectorised group sums against the portable ones, on the same tree.
+  std::vector<double> qx(n), qy(n);
+  CHECK(tree(e.x, e.y, qx, qy, sumi::kernels::Isa::scalar) == Approx(tree(e.x, e.y, bx, by)).epsilon(1e-5));
+  CHECK(max_abs_difference(qx, bx) < 1e-5 * max_abs(bx));
+  CHECK(max_abs_difference(qy, by) < 1e-5 * max_abs(by));
+}
+
+TEST_CASE("Barnes-Hut: each point meets itself once at any opening angle, on any thread count", "[tsne]") {
+  // 3,000 Gaussian points (several threads, groups of whole cells) and a wide opening angle, where a
+  // cell that holds a group could pass the test unless it is always opened.
+  const int64_t n = 3000;
+  const Embedding2d e = random_embedding(n, 7, 30.0);
+  std::vector<double> sx(n), sy(n), bx(n), by(n);
+  const double z_exact = ExactRepulsion()(e.x, e.y, sx, sy);
+  const int saved = sumi::get_num_threads();
+  for (const double theta : {0.0, 0.5, 1.0}) {
+    std::vector<double> z;
+    std::vector<std::vector<double>> forces;
+    for (const int threads : {1, 2}) {
+      sumi::set_num_threads(threads);
+      z.push_back(BarnesHutRepulsion(theta)(e.x, e.y, bx, by));
+      forces.push_back(bx);
+    }
+    INFO("theta " << theta);
+    CHECK(z[0] == z[1]);
+    CHECK(forces[0] == forces[1]);
+    // A point counted against itself as part of a body would move Z by up to n = 16% of it.
+    const double z_tolerance = theta == 0 ? 1e-5 : theta * 0.04,
+                 force_tolerance = theta == 0 ? 1e-4 : theta * 0.2;
+    CHECK(z[0] == Approx(z_exact).epsilon(z_tolerance));
+    CHECK(max_abs_difference(sx, bx) < force_tolerance * max_abs(sx));
+  }
+  sumi::set_num_threads(saved);
 }
 
 TEST_CASE("the batched FFT matches Eigen's FFT forwards and backwards", "[tsne]") {
@@ -322,7 +361,21 @@ TEST_CASE("t-SNE keeps well-separated clusters apart and the KL falls", "[tsne]"
     CHECK(result.kl_history.back().second < 0.8 * result.kl_history.front().second);
     CHECK(result.kl_divergence < result.kl_history[5].second);  // after the exaggeration phase
     CHECK(result.learning_rate == 50.0);                        // auto: max(240 / 12 / 4, 50)
+    // The final KL of a small map uses the exact Z whatever the repulsion method (P from 3 * 15 + 1
+    // neighbours, as tsne() builds it).
+    CHECK(result.kl_method == "exact");
+    const auto p = joint_probabilities(conditional_probabilities(exact_knn(x, 46), options.perplexity));
+    std::vector<float> ex(std::size_t(x.rows())), ey(ex.size());
+    for (Eigen::Index i = 0; i < x.rows(); ++i)
+      ex[std::size_t(i)] = float(result.embedding(i, 0)), ey[std::size_t(i)] = float(result.embedding(i, 1));
+    CHECK(result.kl_divergence ==
+          Approx(tsne_kl_divergence(p, ex, ey, TsneObjective(TsneGradient::exact, 0.5).normalisation(ex, ey)))
+              .epsilon(1e-9));
   }
+  TsneOptions approximate = options;
+  approximate.gradient = TsneGradient::barnes_hut;
+  approximate.exact_kl_max_points = 100;
+  CHECK(tsne(x, approximate).kl_method == "barnes_hut");
 }
 
 TEST_CASE("t-SNE is reproducible with a fixed seed", "[tsne]") {
@@ -344,7 +397,7 @@ TEST_CASE("t-SNE is reproducible with a fixed seed", "[tsne]") {
   CHECK_THROWS_WITH(parse_tsne_gradient("fast"), Catch::Contains("unknown gradient method"));
   options.exact_max_points = 100;
   CHECK(resolve_tsne_gradient(options, 100) == TsneGradient::exact);
-  CHECK(resolve_tsne_gradient(options, 101) == TsneGradient::fft);
+  CHECK(resolve_tsne_gradient(options, 101) == TsneGradient::barnes_hut);
 }
 
 TEST_CASE("trustworthiness matches scikit-learn on a fixture", "[tsne][metrics]") {
