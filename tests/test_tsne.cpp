@@ -269,6 +269,20 @@ TEST_CASE("Barnes-Hut: each point meets itself once at any opening angle, on any
     CHECK(max_abs_difference(sx, bx) < force_tolerance * max_abs(sx));
   }
   sumi::set_num_threads(saved);
+  // Two tight clusters far apart, each one group: at any theta the far cluster acts as one body and each
+  // point's own cluster is summed exactly, so Z is right to the far field's tiny error. Were the root (which
+  // holds both groups) accepted as a body, each point would lose its self term against it and Z would turn
+  // negative.
+  const Embedding2d a = random_embedding(100, 8, 1.0), b = random_embedding(100, 9, 1.0);
+  Embedding2d two;
+  for (std::size_t i = 0; i < 100; ++i) {
+    two.x.push_back(a.x[i]), two.y.push_back(a.y[i]);
+    two.x.push_back(b.x[i] + 100.0f), two.y.push_back(b.y[i] + 100.0f);
+  }
+  std::vector<double> ex(200), ey(200), tx(200), ty(200);
+  const double z_two = ExactRepulsion()(two.x, two.y, ex, ey);
+  CHECK(BarnesHutRepulsion(1e6)(two.x, two.y, tx, ty) == Approx(z_two).epsilon(1e-4));
+  CHECK(max_abs_difference(ex, tx) < 1e-4 * max_abs(ex));
 }
 
 TEST_CASE("the batched FFT matches Eigen's FFT forwards and backwards", "[tsne]") {
