@@ -249,11 +249,10 @@ class TsneObjective {
     }
   }
 
-  // P's columns as int32 and values as float for the attraction kernels (half the memory traffic, and the
-  // gathers take 32-bit indices), each row padded with zero entries to a multiple of 8 so that the vector
-  // loop has no scalar tail (a tail of divisions cost as much as the rest of a ~100-entry row); rebuilt when
-  // a different P comes in. A P must not be modified in place between calls of one objective (tsne() holds
-  // it const).
+  // P's columns as int32 and values as float for the attraction kernels (half the memory traffic), each row
+  // padded with zero entries to a multiple of 8 so that the vector loop has no scalar tail (a tail of
+  // divisions cost as much as the rest of a ~100-entry row); rebuilt when a different P comes in. A P must
+  // not be modified in place between calls of one objective (tsne() holds it const).
   void compact(const JointProbabilities& p) {
     if (compacted_ == p.value.data() && compacted_nonzeros_ == p.nonzeros()) return;
     if (p.points > std::numeric_limits<int32_t>::max())
@@ -279,7 +278,7 @@ class TsneObjective {
   std::vector<int64_t> row_start_;
   std::vector<int32_t> column_;
   std::vector<float> value_;
-  std::vector<float> xy_;  // the positions interleaved, for the attraction's gathers
+  std::vector<float> xy_;  // the positions interleaved, for the attraction's 64-bit loads
   ExactRepulsion exact_;
   BarnesHutRepulsion barnes_hut_;
   FftRepulsion fft_;
@@ -408,9 +407,8 @@ inline TsneResult tsne(const PointMatrix& x, const TsneOptions& options = {}) {
   // The final divergence with the exact Z where one O(N^2) pass is cheap (about 10 ms at 10,000 points), so
   // that maps made with different repulsion methods compare exactly.
   const bool exact_kl = n <= options.exact_kl_max_points;
-  TsneObjective exact_objective(TsneGradient::exact, options.theta);
-  result.kl_divergence =
-      tsne_kl_divergence(p, xs, ys, (exact_kl ? exact_objective : objective).normalisation(xs, ys), p_log_p);
+  const double z = exact_kl ? ExactRepulsion()(xs, ys, gx, gy) : objective.normalisation(xs, ys);
+  result.kl_divergence = tsne_kl_divergence(p, xs, ys, z, p_log_p);
   result.kl_method = exact_kl ? tsne_gradient_name(TsneGradient::exact) : result.gradient;
   bar.set_postfix("KL", result.kl_divergence);
   bar.close();

@@ -11,8 +11,8 @@
 // through kernels::active_isa(), and a portable loop of the same shape otherwise: no tree, no approximation
 // error, the choice for small sets. BarnesHutRepulsion summarises far cells of a quadtree by their centre of
 // mass (Van der Maaten, 2014), N log N, walking the tree once per group of neighbouring points; it is faster
-// than exact from about 1,000 points on (at 2,000, 5,000 and 10,000 points, 2 threads: 1.00 / 2.62 / 4.5 s
-// against 1.43 / 3.87 / 9.8 s) and than FftRepulsion at 70,000 (43 s against 76 s, with a lower final
+// than exact from about 1,000 points on (at 2,000, 5,000 and 10,000 points, 2 threads: 1.00 / 2.62 / 4.2 s
+// against 1.43 / 3.87 / 9.8 s) and than FftRepulsion at 70,000 (34 s against 76 s, with a lower final
 // KL). FftRepulsion (FIt-SNE's interpolation on a grid, convolved by FFT) scales as N plus the grid's
 // G log G, which a widely spread embedding makes large; it is kept as an alternative.
 #include <omp.h>
@@ -72,6 +72,14 @@ __attribute__((target("avx2,fma"))) inline double horizontal_sum(__m256 v) {
   return s;
 }
 
+// w = 1 / (1 + dx^2 + dy^2), the Student-t kernel: the hardware reciprocal estimate refined by one Newton
+// step, relative error ~1e-7 as a division has, and several times cheaper.
+__attribute__((target("avx2,fma"))) inline __m256 student_t_avx2(__m256 dx, __m256 dy) {
+  const __m256 q = _mm256_fmadd_ps(dx, dx, _mm256_fmadd_ps(dy, dy, _mm256_set1_ps(1.0f)));
+  const __m256 w = _mm256_rcp_ps(q);
+  return _mm256_mul_ps(w, _mm256_fnmadd_ps(q, w, _mm256_set1_ps(2.0f)));
+}
+
 // Four rows i0 .. i0 + 3 against the columns j >= i0 + 4, eight columns at a time: each load of x_j, y_j
 // and each load and store of the columns' accumulators serves four rows, which quarters the traffic to L2
 // (where the arrays live at 10,000 points) that bounds the one-row loop. The pairs among the four rows
@@ -81,7 +89,6 @@ __attribute__((target("avx2,fma"))) inline void repulsion_rows4_avx2(const float
                                                                      float* col_fy, double* row_fx,
                                                                      double* row_fy, double* row_z) {
   constexpr int rows = 4;
-  const __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f);
   __m256 xi[rows], yi[rows], fx[rows], fy[rows], z[rows];
   for (int r = 0; r < rows; ++r) {
     xi[r] = _mm256_set1_ps(x[i0 + r]), yi[r] = _mm256_set1_ps(y[i0 + r]);
@@ -93,11 +100,7 @@ __attribute__((target("avx2,fma"))) inline void repulsion_rows4_avx2(const float
     __m256 cx = _mm256_loadu_ps(col_fx + j), cy = _mm256_loadu_ps(col_fy + j);
     for (int r = 0; r < rows; ++r) {
       const __m256 dx = _mm256_sub_ps(xi[r], xj), dy = _mm256_sub_ps(yi[r], yj);
-      const __m256 q = _mm256_fmadd_ps(dx, dx, _mm256_fmadd_ps(dy, dy, one));
-      __m256 w = _mm256_rcp_ps(q);
-      // The hardware reciprocal estimate refined by one Newton step: relative error ~1e-7, as a division,
-      // and several times cheaper.
-      w = _mm256_mul_ps(w, _mm256_fnmadd_ps(q, w, two));
+      const __m256 w = student_t_avx2(dx, dy);
       const __m256 w2 = _mm256_mul_ps(w, w);
       const __m256 gx = _mm256_mul_ps(w2, dx), gy = _mm256_mul_ps(w2, dy);
       fx[r] = _mm256_add_ps(fx[r], gx);
@@ -144,7 +147,6 @@ __attribute__((target("avx2,fma"))) inline void attraction_row_avx2(const float*
                                                                     const float* value, int64_t begin,
                                                                     int64_t end, float xi, float yi,
                                                                     double& ax, double& ay) {
-  const __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f);
   const __m256 vxi = _mm256_set1_ps(xi), vyi = _mm256_set1_ps(yi);
   const double* pairs = reinterpret_cast<const double*>(xy);
   __m256 sx = _mm256_setzero_ps(), sy = sx;
@@ -161,9 +163,7 @@ __attribute__((target("avx2,fma"))) inline void attraction_row_avx2(const float*
     const __m256 dy = _mm256_sub_ps(vyi, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)));
     const __m256 p = _mm256_castpd_ps(
         _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_loadu_ps(value + e)), _MM_SHUFFLE(3, 1, 2, 0)));
-    const __m256 q = _mm256_fmadd_ps(dx, dx, _mm256_fmadd_ps(dy, dy, one));
-    __m256 w = _mm256_rcp_ps(q);
-    w = _mm256_mul_ps(w, _mm256_fnmadd_ps(q, w, two));  // Newton step: as accurate as a division
+    const __m256 w = student_t_avx2(dx, dy);
     const __m256 pw = _mm256_mul_ps(p, w);
     sx = _mm256_fmadd_ps(pw, dx, sx);
     sy = _mm256_fmadd_ps(pw, dy, sy);
@@ -205,7 +205,6 @@ __attribute__((target("avx2,fma"))) inline void body_sums_avx2(const float* px, 
                                                                const float* c, int64_t n, double* fx,
                                                                double* fy, double* z) {
   constexpr int block = 4;
-  const __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f);
   __m256 xi[block], yi[block], sx[block], sy[block], sz[block];
   for (int r = 0; r < block; ++r) {
     xi[r] = _mm256_set1_ps(px[std::min(r, rows - 1)]), yi[r] = _mm256_set1_ps(py[std::min(r, rows - 1)]);
@@ -215,9 +214,7 @@ __attribute__((target("avx2,fma"))) inline void body_sums_avx2(const float* px, 
     const __m256 xb = _mm256_loadu_ps(bx + b), yb = _mm256_loadu_ps(by + b), cb = _mm256_loadu_ps(c + b);
     for (int r = 0; r < block; ++r) {
       const __m256 dx = _mm256_sub_ps(xi[r], xb), dy = _mm256_sub_ps(yi[r], yb);
-      const __m256 q = _mm256_fmadd_ps(dx, dx, _mm256_fmadd_ps(dy, dy, one));
-      __m256 w = _mm256_rcp_ps(q);
-      w = _mm256_mul_ps(w, _mm256_fnmadd_ps(q, w, two));  // Newton step: as accurate as a division
+      const __m256 w = student_t_avx2(dx, dy);
       const __m256 cw = _mm256_mul_ps(cb, w), cw2 = _mm256_mul_ps(cw, w);
       sz[r] = _mm256_add_ps(sz[r], cw);
       sx[r] = _mm256_fmadd_ps(cw2, dx, sx[r]);
