@@ -193,34 +193,57 @@ const std::vector<Problem>& sweep() {
   return problems;
 }
 
+// A problem per case, all drawn from one generator seeded with `seed`.
+std::vector<Problem> make_problems(uint32_t seed, const std::vector<Case>& cases) {
+  std::mt19937 rng(seed);
+  std::vector<Problem> out;
+  for (const Case& c : cases) out.push_back(make_problem(c, rng));
+  return out;
+}
+
 // The study's layers (NCHW, float), at a smaller batch where the reference would be slow.
 const std::vector<Problem>& study_layers() {
-  static const std::vector<Problem> problems = [] {
-    std::mt19937 rng(kSeed + 1);
-    const std::vector<Case> cases = {
-        {"ae.enc.conv1", geometry(300, 1, 28, 28, 8, 3, 3, 2, 2, 1, 1, 1, 1), true},
-        {"ae.enc.conv2", geometry(300, 8, 14, 14, 16, 3, 3, 2, 2, 1, 1, 1, 1), true},
-        {"ae.enc.conv3", geometry(300, 16, 7, 7, 32, 3, 3, 2, 2, 0, 0, 1, 1), true},
-        {"ae.dec.convT1", transposed(300, 32, 16, 3, 2, 0, 0, 3), true},
-        {"ae.dec.convT2", transposed(300, 16, 8, 3, 2, 1, 1, 7), true},
-        {"ae.dec.convT3", transposed(300, 8, 1, 3, 2, 1, 1, 14), true},
-        {"dcgan64.G1", transposed(16, 100, 512, 4, 1, 0, 0, 1), false},
-        {"dcgan64.G2", transposed(2, 512, 256, 4, 2, 1, 0, 4), false},
-        {"dcgan64.G3", transposed(2, 256, 128, 4, 2, 1, 0, 8), false},
-        {"dcgan64.G4", transposed(2, 128, 64, 4, 2, 1, 0, 16), false},
-        {"dcgan64.G5.nc1", transposed(6, 64, 1, 4, 2, 1, 0, 32), false},
-        {"dcgan64.G5.nc3", transposed(3, 64, 3, 4, 2, 1, 0, 32), false},
-        {"dcgan64.D1.nc1", geometry(6, 1, 64, 64, 64, 4, 4, 2, 2, 1, 1, 1, 1), false},
-        {"dcgan64.D1.nc3", geometry(3, 3, 64, 64, 64, 4, 4, 2, 2, 1, 1, 1, 1), false},
-        {"dcgan64.D2", geometry(2, 64, 32, 32, 128, 4, 4, 2, 2, 1, 1, 1, 1), false},
-        {"dcgan64.D3", geometry(2, 128, 16, 16, 256, 4, 4, 2, 2, 1, 1, 1, 1), false},
-        {"dcgan64.D4", geometry(2, 256, 8, 8, 512, 4, 4, 2, 2, 1, 1, 1, 1), false},
-        {"dcgan64.D5", geometry(16, 512, 4, 4, 1, 4, 4, 1, 1, 0, 0, 1, 1), false},
-    };
-    std::vector<Problem> out;
-    for (const Case& c : cases) out.push_back(make_problem(c, rng));
-    return out;
-  }();
+  static const std::vector<Problem> problems = make_problems(
+      kSeed + 1, {
+                     {"ae.enc.conv1", geometry(300, 1, 28, 28, 8, 3, 3, 2, 2, 1, 1, 1, 1), true},
+                     {"ae.enc.conv2", geometry(300, 8, 14, 14, 16, 3, 3, 2, 2, 1, 1, 1, 1), true},
+                     {"ae.enc.conv3", geometry(300, 16, 7, 7, 32, 3, 3, 2, 2, 0, 0, 1, 1), true},
+                     {"ae.dec.convT1", transposed(300, 32, 16, 3, 2, 0, 0, 3), true},
+                     {"ae.dec.convT2", transposed(300, 16, 8, 3, 2, 1, 1, 7), true},
+                     {"ae.dec.convT3", transposed(300, 8, 1, 3, 2, 1, 1, 14), true},
+                     {"dcgan64.G1", transposed(16, 100, 512, 4, 1, 0, 0, 1), false},
+                     {"dcgan64.G2", transposed(2, 512, 256, 4, 2, 1, 0, 4), false},
+                     {"dcgan64.G3", transposed(2, 256, 128, 4, 2, 1, 0, 8), false},
+                     {"dcgan64.G4", transposed(2, 128, 64, 4, 2, 1, 0, 16), false},
+                     {"dcgan64.G5.nc1", transposed(6, 64, 1, 4, 2, 1, 0, 32), false},
+                     {"dcgan64.G5.nc3", transposed(3, 64, 3, 4, 2, 1, 0, 32), false},
+                     {"dcgan64.D1.nc1", geometry(6, 1, 64, 64, 64, 4, 4, 2, 2, 1, 1, 1, 1), false},
+                     {"dcgan64.D1.nc3", geometry(3, 3, 64, 64, 64, 4, 4, 2, 2, 1, 1, 1, 1), false},
+                     {"dcgan64.D2", geometry(2, 64, 32, 32, 128, 4, 4, 2, 2, 1, 1, 1, 1), false},
+                     {"dcgan64.D3", geometry(2, 128, 16, 16, 256, 4, 4, 2, 2, 1, 1, 1, 1), false},
+                     {"dcgan64.D4", geometry(2, 256, 8, 8, 512, 4, 4, 2, 2, 1, 1, 1, 1), false},
+                     {"dcgan64.D5", geometry(16, 512, 4, 4, 1, 4, 4, 1, 1, 0, 0, 1, 1), false},
+                 });
+  return problems;
+}
+
+// Shapes that take the Winograd F(4x4, 2x2) paths (conv_winograd.hpp): 4x4 stride-2 kernels with enough
+// channels, every padding, non-square sizes, channel counts that leave partial register tiles, several
+// chunks of images per thread, and an input gradient whose transformed weights go one phase at a time.
+const std::vector<Problem>& winograd_layers() {
+  static const std::vector<Problem> problems = make_problems(
+      kSeed + 2,
+      {
+          {"both ops, pad 1, 16x8 input", geometry(3, 33, 16, 8, 70, 4, 4, 2, 2, 1, 1, 1, 1), true},
+          {"forward, pad 1, 8x12 output", geometry(2, 17, 16, 24, 35, 4, 4, 2, 2, 1, 1, 1, 1), true},
+          {"forward, pad 0", geometry(2, 16, 18, 10, 40, 4, 4, 2, 2, 0, 0, 1, 1), true},
+          {"forward, pad 2", geometry(2, 20, 14, 6, 33, 4, 4, 2, 2, 2, 2, 1, 1), false},
+          {"input grad, pad 0", geometry(2, 32, 16, 16, 64, 4, 4, 2, 2, 0, 0, 1, 1), false},
+          {"input grad, pad 2", geometry(2, 40, 8, 16, 65, 4, 4, 2, 2, 2, 2, 1, 1), false},
+          {"many images (two chunks on one thread)", geometry(60, 64, 8, 8, 200, 4, 4, 2, 2, 1, 1, 1, 1),
+           true},
+          {"input grad one phase at a time", geometry(1, 200, 8, 8, 256, 4, 4, 2, 2, 1, 1, 1, 1), false},
+      });
   return problems;
 }
 
@@ -444,6 +467,42 @@ TEST_CASE("conv kernels: the driver with AVX-512 tile shapes (emulated micro-ker
           "[conv][kernels]") {
   for (const auto* problems : {&sweep(), &study_layers()})
     for (const Problem& p : *problems) check_errors(p, run_ops(p, emulated::Ops{}), "emulated avx512 tiles");
+}
+
+TEST_CASE("conv kernels: the Winograd paths match the reference", "[conv][kernels][winograd]") {
+  namespace gemm = sk::gemm;
+  // Each case must really take a Winograd path (else this test would check the direct GEMM again).
+  for (const Problem& p : winograd_layers()) {
+    INFO(p.c.label << ": " << p.c.g.to_string());
+    CHECK((gemm::winograd_forward_applies(p.c.g) || gemm::winograd_backward_input_applies(p.c.g)));
+  }
+  CHECK(gemm::winograd_backward_input_applies(winograd_layers().back().c.g));
+  // The study's 4x4 stride-2 layers with 64..512 channels take it too, except the two whose transformed
+  // weights would exceed the limit.
+  CHECK(gemm::winograd_forward_applies(study_layers()[15].c.g));         // D3
+  CHECK(gemm::winograd_backward_input_applies(study_layers()[15].c.g));  // D3
+  CHECK(gemm::winograd_backward_input_applies(study_layers()[7].c.g));   // G2
+  CHECK_FALSE(gemm::winograd_forward_applies(study_layers()[16].c.g));   // D4: 52 MB of weights
+  CHECK_FALSE(gemm::winograd_forward_applies(study_layers()[13].c.g));   // D1 nc=3: 12 channels
+  check_isa(Isa::avx2, winograd_layers());
+  check_isa(Isa::avx512, winograd_layers());
+  // The portable transforms, with the AVX-512 tile shapes.
+  for (const Problem& p : winograd_layers())
+    check_errors(p, run_ops(p, emulated::Ops{}), "emulated avx512 tiles");
+  // One and two threads split the images differently; every image's result is computed the same way.
+  SettingsGuard guard;
+  if (!sk::isa_supported(Isa::avx2)) return;
+  sk::set_isa(Isa::avx2);
+  const Problem& p = winograd_layers()[6];
+  std::vector<float> y[2], gx[2];
+  for (int t = 0; t < 2; ++t) {
+    sumi::set_num_threads(t + 1);
+    y[t] = poisoned(p.c.g.output_numel()), gx[t] = poisoned(p.c.g.input_numel());
+    sk::conv2d_forward(p.c.g, p.x.data(), p.w.data(), p.b.data(), y[t].data());
+    sk::conv2d_backward_input(p.c.g, p.gy.data(), p.w.data(), gx[t].data());
+  }
+  CHECK(y[0] == y[1]);
+  CHECK(gx[0] == gx[1]);
 }
 
 TEST_CASE("conv kernels: images-to-lanes moves match the portable ones for 8 and 16 lanes",

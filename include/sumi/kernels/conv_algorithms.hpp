@@ -10,6 +10,7 @@
 #include "sumi/kernels/conv_dense.hpp"
 #include "sumi/kernels/conv_gemm.hpp"
 #include "sumi/kernels/conv_lanes.hpp"
+#include "sumi/kernels/conv_winograd.hpp"
 
 namespace sumi::kernels::gemm {
 
@@ -18,6 +19,7 @@ void conv2d_forward_auto(const Conv2dGeometry& g, const float* x, const float* w
                          float* y) {
   if (is_dense(g)) return conv2d_forward_dense<KS>(g, x, w, bias, y);
   if (prefer_lanes<KS>(g, 64)) return conv2d_forward_lanes<KS>(g, x, w, bias, y);
+  if (winograd_forward_applies(g)) return conv2d_forward_winograd<KS>(g, x, w, bias, y);
   conv2d_forward<KS>(g, x, w, bias, y);
 }
 
@@ -30,6 +32,7 @@ void conv2d_backward_input_auto(const Conv2dGeometry& g, const float* gy, const 
     if (lanes_backward_input_waste(g) <= 2.0) return conv2d_backward_input_lanes<KS>(g, gy, w, gx);
     return conv2d_backward_input_col2im<KS>(g, gy, w, gx);
   }
+  if (winograd_backward_input_applies(g)) return conv2d_backward_input_winograd<KS>(g, gy, w, gx);
   conv2d_backward_input<KS>(g, gy, w, gx);
 }
 

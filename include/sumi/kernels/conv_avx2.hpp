@@ -214,6 +214,39 @@ SUMI_TARGET_AVX2 inline void deinterleave_lanes(const float* src, int64_t count,
     for (int64_t l = 0; l < count; ++l) dst[l * img_stride + v * step] = src[v * lanes + l];
 }
 
+// o = B^T d over 5 elements, B^T = [2 -1 -2 1 0; 0 2 1 -1 0; 0 -2 3 -1 0; 0 -1 0 1 0; 0 2 -1 -2 1].
+SUMI_TARGET_AVX2 inline void winograd_b_transpose(const __m256* d, __m256* o) {
+  const __m256 two = _mm256_set1_ps(2.0f), three = _mm256_set1_ps(3.0f);
+  o[0] = _mm256_fmadd_ps(two, _mm256_sub_ps(d[0], d[2]), _mm256_sub_ps(d[3], d[1]));
+  o[1] = _mm256_fmadd_ps(two, d[1], _mm256_sub_ps(d[2], d[3]));
+  o[2] = _mm256_fmsub_ps(three, d[2], _mm256_fmadd_ps(two, d[1], d[3]));
+  o[3] = _mm256_sub_ps(d[3], d[1]);
+  o[4] = _mm256_fmadd_ps(two, _mm256_sub_ps(d[1], d[3]), _mm256_sub_ps(d[4], d[2]));
+}
+
+// Winograd input transform (conv_winograd.hpp) for 8 tiles: each tile's rows are loaded whole (8 floats, 5
+// used) and transposed, so that the arithmetic runs with one tile per lane.
+SUMI_TARGET_AVX2 inline void winograd_input_tiles(const float* const* p, int64_t row_stride, float* v,
+                                                  int64_t v_stride) {
+  __m256 t[5][5];  // t[s][i] = (B^T d)[i][s]
+  {
+    __m256 d[5][5];  // d[s][r]
+    for (int r = 0; r < 5; ++r) {
+      __m256 rows[8];
+      for (int l = 0; l < 8; ++l) rows[l] = _mm256_loadu_ps(p[l] + r * row_stride);
+      transpose8x8(rows);
+      for (int s = 0; s < 5; ++s) d[s][r] = rows[s];
+    }
+    for (int s = 0; s < 5; ++s) winograd_b_transpose(d[s], t[s]);
+  }
+  for (int i = 0; i < 5; ++i) {
+    const __m256 row[5] = {t[0][i], t[1][i], t[2][i], t[3][i], t[4][i]};
+    __m256 o[5];
+    winograd_b_transpose(row, o);
+    for (int j = 0; j < 5; ++j) _mm256_storeu_ps(v + (5 * i + j) * v_stride, o[j]);
+  }
+}
+
 // The kernel set conv_gemm.hpp's drivers are instantiated with.
 struct Kernels {
   static constexpr const char* kName = "avx2";
@@ -243,6 +276,14 @@ struct Kernels {
   static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride,
                            int64_t step) {
     deinterleave_lanes(src, count, n, dst, img_stride, step, kVec);
+  }
+
+  SUMI_TARGET_AVX2 static void winograd_input(const float* const* p, int64_t row_stride, float* v,
+                                              int64_t v_stride) {
+    winograd_input_tiles(p, row_stride, v, v_stride);
+  }
+  SUMI_TARGET_AVX2 static void winograd_output(const float* m, int64_t m_stride, float* y) {
+    gemm::winograd::output_tiles(m, m_stride, y);
   }
 
   static gemm::MicroKernel kernel(gemm::TileShape s, gemm::AMode am, bool direct_b) {

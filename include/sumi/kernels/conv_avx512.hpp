@@ -168,6 +168,14 @@ struct Kernels {
                     : &micro_kernel<MR, NV, gemm::AMode::rows, false>;
   }
 
+  SUMI_TARGET_AVX512 static void winograd_input(const float* const* p, int64_t row_stride, float* v,
+                                                int64_t v_stride) {
+    gemm::winograd::input_tiles(p, row_stride, v, v_stride);
+  }
+  SUMI_TARGET_AVX512 static void winograd_output(const float* m, int64_t m_stride, float* y) {
+    gemm::winograd::output_tiles(m, m_stride, y);
+  }
+
   static gemm::MicroKernel kernel(gemm::TileShape s, gemm::AMode am, bool direct_b) {
     switch (s.mr * 100 + s.nv) {
       case 604:

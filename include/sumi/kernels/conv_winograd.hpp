@@ -1,0 +1,456 @@
+#pragma once
+// Winograd F(4x4, 2x2) for 4x4 stride-2 convolutions (the DCGAN's 64..512-channel layers).
+//
+// Split into its four stride phases (PhaseSplit, conv_gemm.hpp), a 4x4 stride-2 convolution is a stride-1
+// correlation with 2x2 kernels over 4*Cin phase planes. Its input gradient (a transposed convolution's
+// forward) splits the same way, into one stride-1 2x2 correlation per phase of the input. Winograd's minimal
+// filtering F(4x4, 2x2) computes a 4x4 output tile of a 2x2 correlation from a 5x5 input tile with 25
+// products instead of 64:
+//
+//   Y = A^T [(G g G^T) . (B^T d B)] A
+//
+// Summed over channels, the 25 element-wise products become 25 independent GEMMs (Cout x C times C x
+// tiles), which run on the same micro-kernels as the direct convolutions: 2.56x fewer multiply-adds, plus
+// the transforms, which cost O(C + Cout) per tile against the GEMMs' O(C * Cout).
+//
+// Interpolation points 0, 1, -1, 2 and infinity; B^T's rows are scaled to integers and G's rows divided
+// accordingly. On random data the error is about 1e-5 of the output's magnitude (the direct GEMM's is about
+// 1e-6); the tests hold both to the double-precision reference at 1e-4.
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <stdexcept>
+#include <utility>
+
+#include <omp.h>
+
+#include "sumi/kernels/conv_gemm.hpp"
+
+#if defined(__GNUC__)
+#define SUMI_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define SUMI_ALWAYS_INLINE inline
+#endif
+
+namespace sumi::kernels::gemm {
+
+namespace winograd {
+constexpr int kOut = 4;      // output tile side
+constexpr int kIn = 5;       // input tile side
+constexpr int kPoints = 25;  // products per tile (kIn x kIn)
+constexpr int kLanes = 8;    // tiles transformed together
+constexpr int kInputSlack = 8;
+
+// v = B^T d B for kLanes tiles: element (r, s) of lane l's 5x5 input tile is p[l][r * row_stride + s];
+// product xi = 5 * i + j of lane l goes to v[xi * v_stride + l]. ISA versions may read up to kInputSlack
+// floats past a tile's last element (the source buffers have that much slack).
+// B^T = [2 -1 -2 1 0; 0 2 1 -1 0; 0 -2 3 -1 0; 0 -1 0 1 0; 0 2 -1 -2 1]
+SUMI_ALWAYS_INLINE void input_tiles(const float* const* p, int64_t row_stride, float* v, int64_t v_stride) {
+  float t[kIn][kIn][kLanes];  // B^T d: t[i][s]
+  for (int s = 0; s < kIn; ++s) {
+    float d[kIn][kLanes];
+    for (int r = 0; r < kIn; ++r)
+      for (int l = 0; l < kLanes; ++l) d[r][l] = p[l][r * row_stride + s];
+    for (int l = 0; l < kLanes; ++l) {
+      const float d0 = d[0][l], d1 = d[1][l], d2 = d[2][l], d3 = d[3][l], d4 = d[4][l];
+      t[0][s][l] = 2 * (d0 - d2) - d1 + d3;
+      t[1][s][l] = 2 * d1 + d2 - d3;
+      t[2][s][l] = 3 * d2 - 2 * d1 - d3;
+      t[3][s][l] = d3 - d1;
+      t[4][s][l] = 2 * (d1 - d3) - d2 + d4;
+    }
+  }
+  for (int i = 0; i < kIn; ++i) {
+    float* o = v + int64_t(i * kIn) * v_stride;
+    for (int l = 0; l < kLanes; ++l) {
+      const float d0 = t[i][0][l], d1 = t[i][1][l], d2 = t[i][2][l], d3 = t[i][3][l], d4 = t[i][4][l];
+      o[l] = 2 * (d0 - d2) - d1 + d3;
+      o[v_stride + l] = 2 * d1 + d2 - d3;
+      o[2 * v_stride + l] = 3 * d2 - 2 * d1 - d3;
+      o[3 * v_stride + l] = d3 - d1;
+      o[4 * v_stride + l] = 2 * (d1 - d3) - d2 + d4;
+    }
+  }
+}
+
+// Y = A^T M A for kLanes tiles: product xi of lane l is m[xi * m_stride + l]; output (p, q) of lane l goes
+// to y[(4 * p + q) * kLanes + l].
+// A^T = [1 1 1 1 0; 0 1 -1 2 0; 0 1 1 4 0; 0 1 -1 8 1]
+SUMI_ALWAYS_INLINE void output_tiles(const float* m, int64_t m_stride, float* y) {
+  float t[kOut][kIn][kLanes];  // A^T M: t[p][j]
+  for (int j = 0; j < kIn; ++j)
+    for (int l = 0; l < kLanes; ++l) {
+      const float m0 = m[int64_t(j) * m_stride + l], m1 = m[int64_t(5 + j) * m_stride + l],
+                  m2 = m[int64_t(10 + j) * m_stride + l], m3 = m[int64_t(15 + j) * m_stride + l],
+                  m4 = m[int64_t(20 + j) * m_stride + l];
+      t[0][j][l] = m0 + m1 + m2 + m3;
+      t[1][j][l] = m1 - m2 + 2 * m3;
+      t[2][j][l] = m1 + m2 + 4 * m3;
+      t[3][j][l] = m1 - m2 + 8 * m3 + m4;
+    }
+  for (int p = 0; p < kOut; ++p)
+    for (int l = 0; l < kLanes; ++l) {
+      const float m0 = t[p][0][l], m1 = t[p][1][l], m2 = t[p][2][l], m3 = t[p][3][l], m4 = t[p][4][l];
+      y[(4 * p + 0) * kLanes + l] = m0 + m1 + m2 + m3;
+      y[(4 * p + 1) * kLanes + l] = m1 - m2 + 2 * m3;
+      y[(4 * p + 2) * kLanes + l] = m1 + m2 + 4 * m3;
+      y[(4 * p + 3) * kLanes + l] = m1 - m2 + 8 * m3 + m4;
+    }
+}
+
+// u = G g G^T for kRows 2x2 kernels at once: tap k of kernel l is g[k][l] (taps row-major); product xi of
+// kernel l goes to u[xi][l]. Laid out by kernel so that the loops vectorize across kernels.
+// G = [1/2 0; 1/2 1/2; 1/6 -1/6; 1/6 1/3; 0 1]
+constexpr int kRows = 16;  // at least any register tile's rows
+inline void weight_tiles(const float (&g)[4][kRows], float (&u)[kPoints][kRows]) {
+  constexpr float kSixth = 1.0f / 6.0f;
+  float t[kIn][2][kRows];  // G g
+  for (int b = 0; b < 2; ++b)
+    for (int l = 0; l < kRows; ++l) {
+      const float top = g[b][l], bottom = g[2 + b][l];
+      t[0][b][l] = 0.5f * top, t[1][b][l] = 0.5f * (top + bottom), t[2][b][l] = kSixth * (top - bottom);
+      t[3][b][l] = kSixth * (top + 2 * bottom), t[4][b][l] = bottom;
+    }
+  for (int i = 0; i < kIn; ++i)
+    for (int l = 0; l < kRows; ++l) {
+      const float left = t[i][0][l], right = t[i][1][l];
+      u[5 * i][l] = 0.5f * left, u[5 * i + 1][l] = 0.5f * (left + right);
+      u[5 * i + 2][l] = kSixth * (left - right), u[5 * i + 3][l] = kSixth * (left + 2 * right);
+      u[5 * i + 4][l] = right;
+    }
+}
+}  // namespace winograd
+
+// The ISA's transforms when it has its own (compiled for its vector width), else the portable ones.
+template <class KS>
+void winograd_input_tiles(const float* const* p, int64_t row_stride, float* v, int64_t v_stride) {
+  if constexpr (requires { &KS::winograd_input; })
+    KS::winograd_input(p, row_stride, v, v_stride);
+  else
+    winograd::input_tiles(p, row_stride, v, v_stride);
+}
+template <class KS>
+void winograd_output_tiles(const float* m, int64_t m_stride, float* y) {
+  if constexpr (requires { &KS::winograd_output; })
+    KS::winograd_output(m, m_stride, y);
+  else
+    winograd::output_tiles(m, m_stride, y);
+}
+
+// 4x4 kernel, stride 2, no dilation: the geometry whose phases are 2x2 correlations.
+inline bool winograd_geometry(const Conv2dGeometry& g) {
+  return g.kernel_h == 4 && g.kernel_w == 4 && g.stride_h == 2 && g.stride_w == 2 && g.dilation_h == 1 &&
+         g.dilation_w == 1;
+}
+
+// The 25 GEMMs get too thin below these channel counts. Output sides must be whole tiles: multiples of 4
+// (forward), of 8 for the input (input gradient: phases of in/2).
+constexpr int64_t kWinogradMinReduce = 64, kWinogradMinRows = 32;
+
+// Transformed weights are 25/4 times the size of the kernel; the forward transforms all of them at once, the
+// input gradient one phase at a time when all four would exceed this (16 MB).
+constexpr int64_t kWinogradMaxWeightFloats = int64_t(4) << 20;
+
+inline bool winograd_forward_applies(const Conv2dGeometry& g) {
+  return winograd_geometry(g) && g.out_h() % 4 == 0 && g.out_w() % 4 == 0 &&
+         4 * g.in_channels >= kWinogradMinReduce && g.out_channels >= kWinogradMinRows &&
+         25 * 4 * g.in_channels * g.out_channels <= kWinogradMaxWeightFloats;
+}
+
+inline bool winograd_backward_input_applies(const Conv2dGeometry& g) {
+  return winograd_geometry(g) && g.in_h % 8 == 0 && g.in_w % 8 == 0 && g.out_channels >= kWinogradMinReduce &&
+         g.in_channels >= kWinogradMinRows;
+}
+
+// Blocking of one Winograd problem: M output channels, C reduced channels.
+struct WinogradPlan {
+  TileShape tile;
+  int64_t M = 0, C = 0, mr = 0, nr = 0, m_pad = 0, npanels = 0, kc = 0;
+  int64_t target_tiles = 0;  // tiles per chunk (per thread), a multiple of nr
+};
+
+template <class KS>
+WinogradPlan make_winograd_plan(int64_t M, int64_t C, int64_t tiles) {
+  WinogradPlan p;
+  p.M = M, p.C = C;
+  p.tile = choose_tile<KS>(M, tiles);
+  if (p.tile.mr > winograd::kRows) throw std::logic_error("Winograd: register tile taller than kRows");
+  p.mr = p.tile.mr, p.nr = int64_t(p.tile.nv) * KS::kVec;
+  p.m_pad = round_up(M, p.mr), p.npanels = p.m_pad / p.mr;
+  // The B micro-panel (kc x nr) stays in L1.
+  const int64_t kc_max = std::max<int64_t>(64, 6144 / p.nr);
+  p.kc = ceil_div(C, ceil_div(C, kc_max));
+  // Transformed tiles in flight take 25 * (C + M) floats each; ~2 MB of them per thread, and at least two
+  // column tiles so that each block of transformed weights is reused.
+  const int64_t fit = (2 << 20) / (int64_t(winograd::kPoints) * 4 * (C + p.m_pad));
+  p.target_tiles = round_up(std::clamp<int64_t>(fit, 2 * p.nr, 8 * p.nr), p.nr);
+  return p;
+}
+
+namespace winograd {
+// d[xi * xi_stride + r] = t[xi][r] for r < MR: a constant row count keeps these few-float copies inline.
+template <int MR>
+void store_weight_rows(const float (&t)[kPoints][kRows], float* d, int64_t xi_stride) {
+  for (int xi = 0; xi < kPoints; ++xi)
+    for (int r = 0; r < MR; ++r) d[xi * xi_stride + r] = t[xi][r];
+}
+using StoreWeightRows = void (*)(const float (&)[kPoints][kRows], float*, int64_t);
+template <int... MR>
+constexpr std::array<StoreWeightRows, sizeof...(MR)> store_weight_rows_table(
+    std::integer_sequence<int, MR...>) {
+  return {&store_weight_rows<MR>...};
+}
+inline StoreWeightRows store_weight_rows_for(int64_t mr) {  // mr in 1..kRows
+  static constexpr auto table = store_weight_rows_table(std::make_integer_sequence<int, kRows + 1>());
+  return table[std::size_t(mr)];
+}
+}  // namespace winograd
+
+// Transformed weights: u[xi][panel][c][mr] = (G g G^T)[xi] of kernel g = get(m, c) (4 floats, row-major),
+// m = panel * mr + r; rows past M are zero. Panels [p0, p1).
+template <class Get>
+void pack_winograd_weights(const WinogradPlan& p, int64_t p0, int64_t p1, float* u, Get&& get) {
+  const int64_t xi_stride = p.m_pad * p.C;
+  const winograd::StoreWeightRows store_rows = winograd::store_weight_rows_for(p.mr);
+  for (int64_t panel = p0; panel < p1; ++panel)
+    for (int64_t c = 0; c < p.C; ++c) {
+      float g[4][winograd::kRows] = {}, t[winograd::kPoints][winograd::kRows];
+      for (int64_t r = 0; r < p.mr; ++r) {
+        const int64_t m = panel * p.mr + r;
+        if (m >= p.M) break;
+        float k[4];
+        get(m, c, k);
+        for (int i = 0; i < 4; ++i) g[i][r] = k[i];
+      }
+      winograd::weight_tiles(g, t);
+      store_rows(t, u + (panel * p.C + c) * p.mr, xi_stride);
+    }
+}
+
+// Where one correlation reads and writes. Output tile (ti, tj) of image n covers pixels 4ti..4ti+3 x
+// 4tj..4tj+3, stored through `out`; its input tile is rows row0 + 4ti + 0..4, columns col0 + 4tj + 0..4 of
+// plane c at src + n * img_stride + c * ch_stride.
+struct WinogradSource {
+  const float* src = nullptr;
+  int64_t img_stride = 0, ch_stride = 0, row_stride = 0, row0 = 0, col0 = 0;
+  int64_t tiles_h = 0, tiles_w = 0;
+};
+
+// Per-thread buffers of a chunk of tiles.
+struct WinogradBuffers {
+  float* v = nullptr;          // transformed input [xi][column tile][C][nr]
+  float* m = nullptr;          // products [xi][m_pad][column tiles * nr]
+  int64_t* src_off = nullptr;  // per tile: offset of its input tile in the source
+  int64_t* out_off = nullptr;  // per tile: offset of its first output pixel
+};
+
+// One chunk: images n_first .. n_first + count - 1 of `s` (n_first indexes the output; the source holds the
+// chunk's images from 0) through the 25 GEMMs with transformed weights u, into `out`.
+template <class KS>
+void winograd_chunk(const WinogradPlan& p, MicroKernel uk, const float* u, const WinogradSource& s,
+                    int64_t n_first, int64_t count, const StoreMap& out, const WinogradBuffers& buf) {
+  using winograd::kLanes;
+  using winograd::kPoints;
+  const int64_t per_img = s.tiles_h * s.tiles_w, tiles = count * per_img;
+  const int64_t ntg = ceil_div(tiles, p.nr), ldm = ntg * p.nr, C = p.C;
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t n = t / per_img, ti = t % per_img / s.tiles_w, tj = t % s.tiles_w;
+    buf.src_off[t] = n * s.img_stride + (s.row0 + 4 * ti) * s.row_stride + s.col0 + 4 * tj;
+    buf.out_off[t] = (n_first + n) * out.img_stride + (4 * ti * out.row_mul + out.row_add) * out.row_stride +
+                     4 * tj * out.col_mul + out.col_add;
+  }
+  // Input transform. Lanes past the last tile repeat it; their columns are never stored.
+  const int64_t v_xi = ntg * C * p.nr;
+  // Column tile by column tile, so that each of the 25 products' rows of V is written sequentially.
+  for (int64_t jr = 0; jr < ntg; ++jr)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t lane = 0; lane < p.nr; lane += kLanes) {
+        const float* ptr[kLanes];
+        for (int l = 0; l < kLanes; ++l)
+          ptr[l] = s.src + c * s.ch_stride + buf.src_off[std::min(jr * p.nr + lane + l, tiles - 1)];
+        winograd_input_tiles<KS>(ptr, s.row_stride, buf.v + (jr * C + c) * p.nr + lane, v_xi);
+      }
+  // The 25 GEMMs: products[xi] = U[xi] (m_pad x C) * V[xi] (C x ldm).
+  for (int xi = 0; xi < kPoints; ++xi) {
+    const float* uxi = u + xi * p.m_pad * C;
+    const float* vxi = buf.v + xi * v_xi;
+    float* mxi = buf.m + xi * p.m_pad * ldm;
+    for (int64_t pc = 0; pc < C; pc += p.kc) {
+      const int64_t kc = std::min(p.kc, C - pc);
+      for (int64_t jr = 0; jr < ntg; ++jr)
+        for (int64_t ir = 0; ir < p.m_pad; ir += p.mr)
+          uk(kc, uxi + (ir / p.mr) * C * p.mr + pc * p.mr, 0, vxi + (jr * C + pc) * p.nr, nullptr,
+             mxi + ir * ldm + jr * p.nr, ldm, int(std::min(p.mr, p.M - ir)), pc > 0, nullptr);
+    }
+  }
+  // Output transform.
+  alignas(64) float y[16 * kLanes];
+  for (int64_t m = 0; m < p.M; ++m) {
+    const float bias = out.bias ? out.bias[m] : 0.0f;
+    float* dst = out.out + m * out.ch_stride;
+    for (int64_t t0 = 0; t0 < tiles; t0 += kLanes) {
+      winograd_output_tiles<KS>(buf.m + m * ldm + t0, p.m_pad * ldm, y);
+      const int lanes = int(std::min<int64_t>(kLanes, tiles - t0));
+      for (int l = 0; l < lanes; ++l) {
+        float* o = dst + buf.out_off[t0 + l];
+        for (int a = 0; a < 4; ++a)
+          for (int b = 0; b < 4; ++b)
+            o[a * out.row_mul * out.row_stride + b * out.col_mul] = y[(4 * a + b) * kLanes + l] + bias;
+      }
+    }
+  }
+}
+
+// Images per chunk and the per-thread buffers for chunks of that many images.
+inline int64_t winograd_chunk_images(const WinogradPlan& p, int64_t per_img_tiles, int64_t images) {
+  return std::clamp<int64_t>(p.target_tiles / std::max<int64_t>(per_img_tiles, 1), 1,
+                             std::max<int64_t>(images, 1));
+}
+
+inline WinogradBuffers winograd_buffers(const WinogradPlan& p, int64_t chunk_tiles) {
+  const int64_t ldm = round_up(chunk_tiles, p.nr);
+  WinogradBuffers b;
+  b.v = thread_workspace(WorkspaceSlot::packed_panel).get<float>(winograd::kPoints * p.C * ldm);
+  b.m = thread_workspace(WorkspaceSlot::accumulators).get<float>(winograd::kPoints * p.m_pad * ldm);
+  b.src_off = thread_workspace(WorkspaceSlot::partial_sums).get<int64_t>(2 * chunk_tiles);
+  b.out_off = b.src_off + chunk_tiles;
+  return b;
+}
+
+// Forward: the four phase planes of each input channel are the 4*Cin channels of one 2x2 correlation.
+template <class KS>
+void conv2d_forward_winograd(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                             float* y) {
+  const int64_t ho = g.out_h(), wo = g.out_w(), cin = g.in_channels;
+  const PhaseSplit ps = phase_split_for(g);
+  const int64_t img_floats = cin * ps.planes_per_channel() * ps.plane_size();
+  WinogradSource s;
+  s.img_stride = img_floats, s.ch_stride = ps.plane_size(), s.row_stride = ps.ws;
+  s.tiles_h = ho / 4, s.tiles_w = wo / 4;
+  const int64_t per_img = s.tiles_h * s.tiles_w;
+  const WinogradPlan plan = make_winograd_plan<KS>(g.out_channels, 4 * cin, g.batch * per_img);
+  const MicroKernel uk = KS::kernel(plan.tile, AMode::packed, false);
+  float* u =
+      thread_workspace(WorkspaceSlot::packed_weights).get<float>(winograd::kPoints * plan.m_pad * plan.C);
+  const auto pack = [&](int64_t p0, int64_t p1) {
+    // channel c = (ci, ph, pw) holds kernel taps (2a + ph, 2b + pw)
+    pack_winograd_weights(plan, p0, p1, u, [&](int64_t m, int64_t c, float k[4]) {
+      const float* wc = w + (m * cin + c / 4) * 16 + (c / 2 % 2) * 4 + c % 2;
+      k[0] = wc[0], k[1] = wc[2], k[2] = wc[8], k[3] = wc[10];
+    });
+  };
+  const bool pack_first = winograd::kPoints * plan.m_pad * plan.C <= kSerialFloats;
+  if (pack_first) pack(0, plan.npanels);
+  const StoreMap sm{y, g.out_channels * ho * wo, ho * wo, wo, 1, 0, 1, 0, bias};
+  const int nt = threads_for(g.batch);
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+    if (!pack_first) {
+      int64_t p0, p1;
+      split_range(plan.npanels, tn, t, p0, p1);
+      pack(p0, p1);
+#pragma omp barrier
+    }
+    int64_t n0, n1;
+    split_range(g.batch, tn, t, n0, n1);
+    if (n1 > n0) {
+      const int64_t chunk = winograd_chunk_images(plan, per_img, n1 - n0);
+      const WinogradBuffers buf = winograd_buffers(plan, chunk * per_img);
+      const int64_t src_floats = chunk * img_floats + winograd::kInputSlack;
+      float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats);
+      std::fill(src, src + src_floats, 0.0f);  // the padding, for all images
+      WinogradSource sp = s;
+      sp.src = src;
+      for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
+        const int64_t cn = std::min(chunk, n1 - c0);
+        for (int64_t n = 0; n < cn; ++n)
+          copy_phase_split(ps, x + (c0 + n) * cin * g.in_h * g.in_w, cin, g.in_h, g.in_w,
+                           src + n * img_floats);
+        winograd_chunk<KS>(plan, uk, u, sp, c0, cn, sm, buf);
+      }
+    }
+  }
+}
+
+// Input gradient: phase (rh, rw) of gx is a 2x2 correlation of the zero-padded output grad (C = Cout
+// channels) with the kernel taps of that phase, ordered by their offset into the output grad.
+template <class KS>
+void conv2d_backward_input_winograd(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) {
+  const int64_t ho = g.out_h(), wo = g.out_w(), cin = g.in_channels, cout = g.out_channels;
+  int64_t* table = thread_workspace(WorkspaceSlot::tables)
+                       .get<int64_t>(DimPhases::table_size(2, 4) + DimPhases::table_size(2, 4));
+  const DimPhases dh = make_dim_phases(g.in_h, ho, 4, 2, g.pad_h, 1, table);
+  const DimPhases dw = make_dim_phases(g.in_w, wo, 4, 2, g.pad_w, 1, table + DimPhases::table_size(2, 4));
+  // Per phase r of a dimension: its two taps by increasing offset, and the first padded row it reads.
+  int64_t tap_h[2][2], tap_w[2][2], row0[2], col0[2];
+  const auto order = [](const DimPhases& d, int64_t r, int64_t taps[2], int64_t& first) {
+    const bool swap = d.off[r * 4 + 1] < d.off[r * 4];
+    taps[0] = d.tap[r * 4 + (swap ? 1 : 0)], taps[1] = d.tap[r * 4 + (swap ? 0 : 1)];
+    first = std::min(d.off[r * 4], d.off[r * 4 + 1]) + d.pad_lo;
+  };
+  for (int64_t r = 0; r < 2; ++r) order(dh, r, tap_h[r], row0[r]), order(dw, r, tap_w[r], col0[r]);
+  const int64_t hp = dh.padded, wp = dw.padded, img_floats = cout * hp * wp;
+  WinogradSource s;
+  s.img_stride = img_floats, s.ch_stride = hp * wp, s.row_stride = wp;
+  s.tiles_h = g.in_h / 8, s.tiles_w = g.in_w / 8;
+  const int64_t per_img = s.tiles_h * s.tiles_w;
+  const WinogradPlan plan = make_winograd_plan<KS>(cin, cout, g.batch * per_img);
+  const MicroKernel uk = KS::kernel(plan.tile, AMode::packed, false);
+  const int64_t u_phase = winograd::kPoints * plan.m_pad * plan.C;
+  const int64_t phases_per_pass = 4 * u_phase <= kWinogradMaxWeightFloats ? 4 : 1;
+  float* u = thread_workspace(WorkspaceSlot::packed_weights).get<float>(phases_per_pass * u_phase);
+  // Transformed weights of phases [ph0, ph0 + phases_per_pass), row panels [p0, p1).
+  const auto pack = [&](int64_t ph0, int64_t p0, int64_t p1) {
+    for (int64_t ph = ph0; ph < ph0 + phases_per_pass; ++ph) {
+      const int64_t rh = ph / 2, rw = ph % 2;
+      pack_winograd_weights(plan, p0, p1, u + (ph - ph0) * u_phase, [&](int64_t ci, int64_t co, float k[4]) {
+        const float* wc = w + (co * cin + ci) * 16;
+        for (int a = 0; a < 2; ++a)
+          for (int b = 0; b < 2; ++b) k[2 * a + b] = wc[tap_h[rh][a] * 4 + tap_w[rw][b]];
+      });
+    }
+  };
+  const bool pack_first = phases_per_pass == 4 && 4 * u_phase <= kSerialFloats;
+  if (pack_first) pack(0, 0, plan.npanels);
+  const int nt = threads_for(g.batch);
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+    int64_t n0, n1;
+    split_range(g.batch, tn, t, n0, n1);
+    const int64_t chunk = winograd_chunk_images(plan, per_img, n1 - n0);
+    const WinogradBuffers buf = winograd_buffers(plan, chunk * per_img);
+    const int64_t src_floats = chunk * img_floats + winograd::kInputSlack;
+    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats);
+    std::fill(src, src + src_floats, 0.0f);  // the padding, for all images
+    for (int64_t ph0 = 0; ph0 < 4; ph0 += phases_per_pass) {
+      if (!pack_first) {
+        if (ph0 > 0) {
+#pragma omp barrier
+        }
+        int64_t p0, p1;
+        split_range(plan.npanels, tn, t, p0, p1);
+        pack(ph0, p0, p1);
+#pragma omp barrier
+      }
+      for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
+        const int64_t cn = std::min(chunk, n1 - c0);
+        for (int64_t n = 0; n < cn; ++n)
+          copy_into_padded(gy + (c0 + n) * cout * ho * wo, cout, ho, wo, hp, wp, dh.pad_lo, dw.pad_lo,
+                           src + n * img_floats);
+        for (int64_t ph = ph0; ph < ph0 + phases_per_pass; ++ph) {
+          const int64_t rh = ph / 2, rw = ph % 2;
+          WinogradSource sp = s;
+          sp.src = src, sp.row0 = row0[rh], sp.col0 = col0[rw];
+          const StoreMap sm{gx, cin * g.in_h * g.in_w, g.in_h * g.in_w, g.in_w, 2, rh, 2, rw, nullptr};
+          winograd_chunk<KS>(plan, uk, u + (ph - ph0) * u_phase, sp, c0, cn, sm, buf);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace sumi::kernels::gemm
