@@ -48,7 +48,10 @@ TEST_CASE("the generator gives fixed numbers for a seed on every platform", "[te
   REQUIRE(again.next_u64() == first);
   // Independent of threads: a generator used on another thread gives the same sequence.
   uint64_t on_thread = 0;
-  std::thread([&] { Generator g(0); on_thread = g.next_u64(); }).join();
+  std::thread([&] {
+    Generator g(0);
+    on_thread = g.next_u64();
+  }).join();
   REQUIRE(on_thread == first);
   REQUIRE(first == 0x99ec5f36cb75f2b4ull);
 }
@@ -132,4 +135,56 @@ TEST_CASE("the caching allocator reuses blocks of a freed shape", "[tensor][allo
   const AllocatorStats after = alloc.stats();
   REQUIRE(after.heap_allocations == before.heap_allocations);
   REQUIRE(after.cache_hits >= before.cache_hits + 10);
+}
+
+TEST_CASE("the caching allocator gives idle blocks back once the cache is over its limit",
+          "[tensor][allocator]") {
+  auto& alloc = CachingAllocator::instance();
+  alloc.release_cached();
+  // Cache more than the limit in blocks of one size (mapped blocks: 4 MB each).
+  const int64_t floats = 1 << 20;
+  const int count = int(CachingAllocator::kCacheLimit / (floats * sizeof(float))) + 4;
+  {
+    std::vector<TF> blocks;
+    for (int i = 0; i < count; ++i) blocks.push_back(TF::empty({floats}));
+  }
+  REQUIRE(alloc.stats().bytes_cached > CachingAllocator::kCacheLimit);
+  // A block of another size is not in the cache: the cache shrinks to fit it within the limit.
+  const AllocatorStats before = alloc.stats();
+  TF other = TF::empty({floats + 1024});
+  const AllocatorStats after = alloc.stats();
+  CHECK(after.heap_allocations == before.heap_allocations + 1);
+  CHECK(after.bytes_cached + (floats + 1024) * sizeof(float) <= CachingAllocator::kCacheLimit);
+  CHECK(after.bytes_cached >= CachingAllocator::kCacheLimit - 2 * floats * sizeof(float));
+  // The blocks left in the cache are still handed out.
+  TF again = TF::empty({floats});
+  CHECK(alloc.stats().heap_allocations == after.heap_allocations);
+  other.fill_(2), again.fill_(1);
+  CHECK(other.data()[floats] == 2.0f);
+  CHECK(again.data()[floats - 1] == 1.0f);
+}
+
+TEST_CASE("the caching allocator serves a request from a cached block of up to twice its size",
+          "[tensor][allocator]") {
+  auto& alloc = CachingAllocator::instance();
+  alloc.release_cached();
+  const float* first = nullptr;
+  {
+    TF big = TF::empty({1000});
+    first = big.data();
+  }
+  const AllocatorStats before = alloc.stats();
+  {
+    TF smaller = TF::empty({700});  // best fit: the cached 1000-float block
+    CHECK(smaller.data() == first);
+    CHECK(alloc.stats().heap_allocations == before.heap_allocations);
+    CHECK(alloc.stats().bytes_in_use == before.bytes_in_use + 4032);  // the whole block: 1000 floats rounded
+  }
+  CHECK(alloc.stats().bytes_cached == before.bytes_cached);
+  {
+    TF same = TF::empty({1000});  // the block went back to the cache under its own size
+    CHECK(same.data() == first);
+    TF half = TF::empty({400});  // the cache holds nothing within twice 400 floats
+    CHECK(alloc.stats().heap_allocations == before.heap_allocations + 1);
+  }
 }

@@ -247,6 +247,52 @@ SUMI_TARGET_AVX2 inline void winograd_input_tiles(const float* const* p, int64_t
   }
 }
 
+// Winograd output transform (conv_winograd.hpp) for 8 tiles and its store: computed with one tile per lane,
+// then transposed so that each tile's rows are stored as 4-float vectors (when they are contiguous).
+SUMI_TARGET_AVX2 inline void winograd_store_tiles(const float* m, int64_t m_stride, float* const* dst,
+                                                  int lanes, int64_t row_step, int64_t col_step, float bias) {
+  const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f), eight = _mm256_set1_ps(8.0f);
+  __m256 t[4][5];  // A^T M: t[p][j]
+  for (int j = 0; j < 5; ++j) {
+    __m256 mx[5];
+    for (int x = 0; x < 5; ++x) mx[x] = _mm256_loadu_ps(m + (5 * x + j) * m_stride);
+    const __m256 sum12 = _mm256_add_ps(mx[1], mx[2]), dif12 = _mm256_sub_ps(mx[1], mx[2]);
+    t[0][j] = _mm256_add_ps(_mm256_add_ps(mx[0], mx[3]), sum12);
+    t[1][j] = _mm256_fmadd_ps(two, mx[3], dif12);
+    t[2][j] = _mm256_fmadd_ps(four, mx[3], sum12);
+    t[3][j] = _mm256_add_ps(_mm256_fmadd_ps(eight, mx[3], dif12), mx[4]);
+  }
+  const __m256 b = _mm256_set1_ps(bias);
+  __m256 y[16];  // y[4p + q], then transposed: y[l] = lane l's outputs 0..7, y[8 + l] its outputs 8..15
+  for (int p = 0; p < 4; ++p) {
+    const __m256* r = t[p];
+    const __m256 sum12 = _mm256_add_ps(r[1], r[2]), dif12 = _mm256_sub_ps(r[1], r[2]);
+    y[4 * p] = _mm256_add_ps(_mm256_add_ps(r[0], r[3]), _mm256_add_ps(sum12, b));
+    y[4 * p + 1] = _mm256_fmadd_ps(two, r[3], _mm256_add_ps(dif12, b));
+    y[4 * p + 2] = _mm256_fmadd_ps(four, r[3], _mm256_add_ps(sum12, b));
+    y[4 * p + 3] = _mm256_add_ps(_mm256_fmadd_ps(eight, r[3], dif12), _mm256_add_ps(r[4], b));
+  }
+  transpose8x8(y);
+  transpose8x8(y + 8);
+  if (col_step == 1) {
+    for (int l = 0; l < lanes; ++l) {
+      float* o = dst[l];
+      _mm_storeu_ps(o, _mm256_castps256_ps128(y[l]));
+      _mm_storeu_ps(o + row_step, _mm256_extractf128_ps(y[l], 1));
+      _mm_storeu_ps(o + 2 * row_step, _mm256_castps256_ps128(y[8 + l]));
+      _mm_storeu_ps(o + 3 * row_step, _mm256_extractf128_ps(y[8 + l], 1));
+    }
+  } else {
+    for (int l = 0; l < lanes; ++l) {
+      alignas(32) float v[16];
+      _mm256_store_ps(v, y[l]);
+      _mm256_store_ps(v + 8, y[8 + l]);
+      for (int a = 0; a < 4; ++a)
+        for (int q = 0; q < 4; ++q) dst[l][a * row_step + q * col_step] = v[4 * a + q];
+    }
+  }
+}
+
 // The kernel set conv_gemm.hpp's drivers are instantiated with.
 struct Kernels {
   static constexpr const char* kName = "avx2";
@@ -282,8 +328,9 @@ struct Kernels {
                                               int64_t v_stride) {
     winograd_input_tiles(p, row_stride, v, v_stride);
   }
-  SUMI_TARGET_AVX2 static void winograd_output(const float* m, int64_t m_stride, float* y) {
-    gemm::winograd::output_tiles(m, m_stride, y);
+  SUMI_TARGET_AVX2 static void winograd_store(const float* m, int64_t m_stride, float* const* dst, int lanes,
+                                              int64_t row_step, int64_t col_step, float bias) {
+    winograd_store_tiles(m, m_stride, dst, lanes, row_step, col_step, bias);
   }
 
   static gemm::MicroKernel kernel(gemm::TileShape s, gemm::AMode am, bool direct_b) {

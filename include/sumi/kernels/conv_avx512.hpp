@@ -172,8 +172,9 @@ struct Kernels {
                                                 int64_t v_stride) {
     gemm::winograd::input_tiles(p, row_stride, v, v_stride);
   }
-  SUMI_TARGET_AVX512 static void winograd_output(const float* m, int64_t m_stride, float* y) {
-    gemm::winograd::output_tiles(m, m_stride, y);
+  SUMI_TARGET_AVX512 static void winograd_store(const float* m, int64_t m_stride, float* const* dst,
+                                                int lanes, int64_t row_step, int64_t col_step, float bias) {
+    gemm::winograd::store_tiles(m, m_stride, dst, lanes, row_step, col_step, bias);
   }
 
   static gemm::MicroKernel kernel(gemm::TileShape s, gemm::AMode am, bool direct_b) {

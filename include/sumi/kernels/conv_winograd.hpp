@@ -73,10 +73,11 @@ SUMI_ALWAYS_INLINE void input_tiles(const float* const* p, int64_t row_stride, f
   }
 }
 
-// Y = A^T M A for kLanes tiles: product xi of lane l is m[xi * m_stride + l]; output (p, q) of lane l goes
-// to y[(4 * p + q) * kLanes + l].
+// Y = A^T M A for kLanes tiles, stored: product xi of lane l is m[xi * m_stride + l]; output (a, b) of lane
+// l < lanes, plus bias, goes to dst[l][a * row_step + b * col_step].
 // A^T = [1 1 1 1 0; 0 1 -1 2 0; 0 1 1 4 0; 0 1 -1 8 1]
-SUMI_ALWAYS_INLINE void output_tiles(const float* m, int64_t m_stride, float* y) {
+SUMI_ALWAYS_INLINE void store_tiles(const float* m, int64_t m_stride, float* const* dst, int lanes,
+                                    int64_t row_step, int64_t col_step, float bias) {
   float t[kOut][kIn][kLanes];  // A^T M: t[p][j]
   for (int j = 0; j < kIn; ++j)
     for (int l = 0; l < kLanes; ++l) {
@@ -88,13 +89,14 @@ SUMI_ALWAYS_INLINE void output_tiles(const float* m, int64_t m_stride, float* y)
       t[2][j][l] = m1 + m2 + 4 * m3;
       t[3][j][l] = m1 - m2 + 8 * m3 + m4;
     }
-  for (int p = 0; p < kOut; ++p)
-    for (int l = 0; l < kLanes; ++l) {
+  for (int l = 0; l < lanes; ++l)
+    for (int p = 0; p < kOut; ++p) {
       const float m0 = t[p][0][l], m1 = t[p][1][l], m2 = t[p][2][l], m3 = t[p][3][l], m4 = t[p][4][l];
-      y[(4 * p + 0) * kLanes + l] = m0 + m1 + m2 + m3;
-      y[(4 * p + 1) * kLanes + l] = m1 - m2 + 2 * m3;
-      y[(4 * p + 2) * kLanes + l] = m1 + m2 + 4 * m3;
-      y[(4 * p + 3) * kLanes + l] = m1 - m2 + 8 * m3 + m4;
+      float* o = dst[l] + p * row_step;
+      o[0] = m0 + m1 + m2 + m3 + bias;
+      o[col_step] = m1 - m2 + 2 * m3 + bias;
+      o[2 * col_step] = m1 + m2 + 4 * m3 + bias;
+      o[3 * col_step] = m1 - m2 + 8 * m3 + m4 + bias;
     }
 }
 
@@ -130,11 +132,12 @@ void winograd_input_tiles(const float* const* p, int64_t row_stride, float* v, i
     winograd::input_tiles(p, row_stride, v, v_stride);
 }
 template <class KS>
-void winograd_output_tiles(const float* m, int64_t m_stride, float* y) {
-  if constexpr (requires { &KS::winograd_output; })
-    KS::winograd_output(m, m_stride, y);
+void winograd_store_tiles(const float* m, int64_t m_stride, float* const* dst, int lanes, int64_t row_step,
+                          int64_t col_step, float bias) {
+  if constexpr (requires { &KS::winograd_store; })
+    KS::winograd_store(m, m_stride, dst, lanes, row_step, col_step, bias);
   else
-    winograd::output_tiles(m, m_stride, y);
+    winograd::store_tiles(m, m_stride, dst, lanes, row_step, col_step, bias);
 }
 
 // 4x4 kernel, stride 2, no dilation: the geometry whose phases are 2x2 correlations.
@@ -284,19 +287,15 @@ void winograd_chunk(const WinogradPlan& p, MicroKernel uk, const float* u, const
     }
   }
   // Output transform.
-  alignas(64) float y[16 * kLanes];
   for (int64_t m = 0; m < p.M; ++m) {
     const float bias = out.bias ? out.bias[m] : 0.0f;
     float* dst = out.out + m * out.ch_stride;
     for (int64_t t0 = 0; t0 < tiles; t0 += kLanes) {
-      winograd_output_tiles<KS>(buf.m + m * ldm + t0, p.m_pad * ldm, y);
       const int lanes = int(std::min<int64_t>(kLanes, tiles - t0));
-      for (int l = 0; l < lanes; ++l) {
-        float* o = dst + buf.out_off[t0 + l];
-        for (int a = 0; a < 4; ++a)
-          for (int b = 0; b < 4; ++b)
-            o[a * out.row_mul * out.row_stride + b * out.col_mul] = y[(4 * a + b) * kLanes + l] + bias;
-      }
+      float* ptr[kLanes];
+      for (int l = 0; l < lanes; ++l) ptr[l] = dst + buf.out_off[t0 + l];
+      winograd_store_tiles<KS>(buf.m + m * ldm + t0, p.m_pad * ldm, ptr, lanes, out.row_mul * out.row_stride,
+                               out.col_mul, bias);
     }
   }
 }

@@ -1,12 +1,25 @@
 #pragma once
 // A caching allocator for tensor storage: freed blocks are kept in per-size free lists and handed out again,
 // so a steady-state training step (the same shapes every step) makes no heap allocation.
+//
+// Programs whose phases use different shapes (a GAN's discriminator and generator steps) would otherwise
+// keep every phase's blocks at once, so:
+//  - a request the cache has no block of its size for takes the smallest cached block of up to twice its
+//    size (best fit) before asking the system for memory;
+//  - when the cache still misses and holds more than kCacheLimit bytes, cached blocks (the largest first)
+//    go back to the system. Blocks of kMappedBytes and more are mapped from the system directly, so that
+//    returning them really lowers the footprint (malloc keeps freed memory for its own reuse).
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <new>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace sumi {
@@ -29,35 +42,49 @@ class CachingAllocator {
 
   void* allocate(std::size_t bytes) {
     const std::size_t size = round_up(bytes);
+    std::vector<std::pair<void*, std::size_t>> victims;  // released after the lock
     {
       std::lock_guard lock(mutex_);
-      auto it = free_blocks_.find(size);
-      if (it != free_blocks_.end() && !it->second.empty()) {
+      auto it = free_blocks_.lower_bound(size);  // smallest cached size >= size
+      if (it != free_blocks_.end() && it->first <= 2 * size) {
+        const std::size_t block_size = it->first;
         void* block = it->second.back();
         it->second.pop_back();
+        if (it->second.empty()) free_blocks_.erase(it);
+        if (block_size != size) larger_blocks_[block] = block_size;
         ++stats_.cache_hits;
-        stats_.bytes_cached -= size;
-        stats_.bytes_in_use += size;
+        stats_.bytes_cached -= block_size;
+        stats_.bytes_in_use += block_size;
         return block;
       }
       ++stats_.heap_allocations;
       stats_.bytes_in_use += size;
+      take_victims(size, victims);
     }
-    void* block = std::aligned_alloc(kTensorAlignment, size);
-    if (!block) throw std::bad_alloc();
+    for (const auto& [block, block_size] : victims) give_back(block, block_size);
+    void* block = obtain(size);
+    if (!block) {
+      std::lock_guard lock(mutex_);
+      stats_.bytes_in_use -= size;
+      throw std::bad_alloc();
+    }
     return block;
   }
 
   void deallocate(void* block, std::size_t bytes) noexcept {
     if (!block) return;
-    const std::size_t size = round_up(bytes);
+    std::size_t size = round_up(bytes);
     std::lock_guard lock(mutex_);
+    if (const auto larger = larger_blocks_.find(block); larger != larger_blocks_.end()) {
+      size = larger->second;
+      larger_blocks_.erase(larger);
+    }
     stats_.bytes_in_use -= size;
     try {
       free_blocks_[size].push_back(block);
       stats_.bytes_cached += size;
     } catch (...) {
-      std::free(block);
+      give_back(block, size);
     }
   }
 
@@ -65,10 +92,13 @@ class CachingAllocator {
   void release_cached() {
     std::lock_guard lock(mutex_);
     for (auto& [size, blocks] : free_blocks_)
-      for (void* block : blocks) std::free(block);
+      for (void* block : blocks) give_back(block, size);
     free_blocks_.clear();
     stats_.bytes_cached = 0;
   }
+
+  static constexpr std::size_t kCacheLimit = std::size_t(64) << 20;
+  static constexpr std::size_t kMappedBytes = std::size_t(1) << 20;
 
   AllocatorStats stats() const {
     std::lock_guard lock(mutex_);
@@ -81,11 +111,39 @@ class CachingAllocator {
   CachingAllocator() = default;
   static std::size_t round_up(std::size_t bytes) {
     const std::size_t b = bytes == 0 ? 1 : bytes;
-    return (b + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
+    const std::size_t unit = b >= kMappedBytes ? 4096 : kTensorAlignment;
+    return (b + unit - 1) / unit * unit;
+  }
+
+  static void* obtain(std::size_t size) {
+    if (size < kMappedBytes) return std::aligned_alloc(kTensorAlignment, size);
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+  }
+  static void give_back(void* block, std::size_t size) {
+    if (size < kMappedBytes)
+      std::free(block);
+    else
+      munmap(block, size);
+  }
+
+  // With the lock held: moves cached blocks out of the cache into `victims` (released by the caller without
+  // the lock) until the cache and the new block fit in kCacheLimit, largest sizes first.
+  void take_victims(std::size_t needed, std::vector<std::pair<void*, std::size_t>>& victims) {
+    if (stats_.bytes_cached <= kCacheLimit) return;
+    const std::size_t keep = kCacheLimit - std::min(needed, kCacheLimit);
+    while (stats_.bytes_cached > keep) {
+      const auto largest = std::prev(free_blocks_.end());
+      victims.push_back({largest->second.back(), largest->first});
+      stats_.bytes_cached -= largest->first;
+      largest->second.pop_back();
+      if (largest->second.empty()) free_blocks_.erase(largest);
+    }
   }
 
   mutable std::mutex mutex_;
-  std::unordered_map<std::size_t, std::vector<void*>> free_blocks_;
+  std::map<std::size_t, std::vector<void*>> free_blocks_;  // by size; no empty lists
+  std::unordered_map<void*, std::size_t> larger_blocks_;   // handed out for a smaller request
   AllocatorStats stats_;
 };
 
