@@ -17,10 +17,9 @@
 // accordingly. On random data the error is about 1e-5 of the output's magnitude (the direct GEMM's is about
 // 1e-6); the tests hold both to the double-precision reference at 1e-4.
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #include <stdexcept>
-#include <utility>
+#include <string>
 
 #include <omp.h>
 
@@ -100,21 +99,21 @@ SUMI_ALWAYS_INLINE void store_tiles(const float* m, int64_t m_stride, float* con
     }
 }
 
-// u = G g G^T for kRows 2x2 kernels at once: tap k of kernel l is g[k][l] (taps row-major); product xi of
-// kernel l goes to u[xi][l]. Laid out by kernel so that the loops vectorize across kernels.
+// u = G g G^T for L 2x2 kernels at once: tap k of kernel l is g[k][l] (taps row-major); product xi of kernel
+// l goes to u[xi][l]. Laid out by kernel so that the loops vectorize across kernels.
 // G = [1/2 0; 1/2 1/2; 1/6 -1/6; 1/6 1/3; 0 1]
-constexpr int kRows = 16;  // at least any register tile's rows
-inline void weight_tiles(const float (&g)[4][kRows], float (&u)[kPoints][kRows]) {
+template <int L>
+void weight_tiles(const float (&g)[4][L], float (&u)[kPoints][L]) {
   constexpr float kSixth = 1.0f / 6.0f;
-  float t[kIn][2][kRows];  // G g
+  float t[kIn][2][L];  // G g
   for (int b = 0; b < 2; ++b)
-    for (int l = 0; l < kRows; ++l) {
+    for (int l = 0; l < L; ++l) {
       const float top = g[b][l], bottom = g[2 + b][l];
       t[0][b][l] = 0.5f * top, t[1][b][l] = 0.5f * (top + bottom), t[2][b][l] = kSixth * (top - bottom);
       t[3][b][l] = kSixth * (top + 2 * bottom), t[4][b][l] = bottom;
     }
   for (int i = 0; i < kIn; ++i)
-    for (int l = 0; l < kRows; ++l) {
+    for (int l = 0; l < L; ++l) {
       const float left = t[i][0][l], right = t[i][1][l];
       u[5 * i][l] = 0.5f * left, u[5 * i + 1][l] = 0.5f * (left + right);
       u[5 * i + 2][l] = kSixth * (left - right), u[5 * i + 3][l] = kSixth * (left + 2 * right);
@@ -177,7 +176,6 @@ WinogradPlan make_winograd_plan(int64_t M, int64_t C, int64_t tiles) {
   WinogradPlan p;
   p.M = M, p.C = C;
   p.tile = choose_tile<KS>(M, tiles);
-  if (p.tile.mr > winograd::kRows) throw std::logic_error("Winograd: register tile taller than kRows");
   p.mr = p.tile.mr, p.nr = int64_t(p.tile.nv) * KS::kVec;
   p.m_pad = round_up(M, p.mr), p.npanels = p.m_pad / p.mr;
   // The B micro-panel (kc x nr) stays in L1.
@@ -190,44 +188,50 @@ WinogradPlan make_winograd_plan(int64_t M, int64_t C, int64_t tiles) {
   return p;
 }
 
-namespace winograd {
-// d[xi * xi_stride + r] = t[xi][r] for r < MR: a constant row count keeps these few-float copies inline.
-template <int MR>
-void store_weight_rows(const float (&t)[kPoints][kRows], float* d, int64_t xi_stride) {
-  for (int xi = 0; xi < kPoints; ++xi)
-    for (int r = 0; r < MR; ++r) d[xi * xi_stride + r] = t[xi][r];
-}
-using StoreWeightRows = void (*)(const float (&)[kPoints][kRows], float*, int64_t);
-template <int... MR>
-constexpr std::array<StoreWeightRows, sizeof...(MR)> store_weight_rows_table(
-    std::integer_sequence<int, MR...>) {
-  return {&store_weight_rows<MR>...};
-}
-inline StoreWeightRows store_weight_rows_for(int64_t mr) {  // mr in 1..kRows
-  static constexpr auto table = store_weight_rows_table(std::make_integer_sequence<int, kRows + 1>());
-  return table[std::size_t(mr)];
-}
-}  // namespace winograd
-
 // Transformed weights: u[xi][panel][c][mr] = (G g G^T)[xi] of kernel g = get(m, c) (4 floats, row-major),
-// m = panel * mr + r; rows past M are zero. Panels [p0, p1).
-template <class Get>
-void pack_winograd_weights(const WinogradPlan& p, int64_t p0, int64_t p1, float* u, Get&& get) {
+// m = panel * mr + r; rows past M are zero. Panels [p0, p1). MR = mr, a constant so that the transform runs
+// across exactly the panel's rows and its stores stay inline.
+template <int MR, class Get>
+void pack_winograd_panels(const WinogradPlan& p, int64_t p0, int64_t p1, float* u, Get& get) {
   const int64_t xi_stride = p.m_pad * p.C;
-  const winograd::StoreWeightRows store_rows = winograd::store_weight_rows_for(p.mr);
   for (int64_t panel = p0; panel < p1; ++panel)
     for (int64_t c = 0; c < p.C; ++c) {
-      float g[4][winograd::kRows] = {}, t[winograd::kPoints][winograd::kRows];
-      for (int64_t r = 0; r < p.mr; ++r) {
-        const int64_t m = panel * p.mr + r;
-        if (m >= p.M) break;
+      float g[4][MR] = {}, t[winograd::kPoints][MR];
+      for (int r = 0; r < MR && panel * MR + r < p.M; ++r) {
         float k[4];
-        get(m, c, k);
+        get(panel * MR + r, c, k);
         for (int i = 0; i < 4; ++i) g[i][r] = k[i];
       }
-      winograd::weight_tiles(g, t);
-      store_rows(t, u + (panel * p.C + c) * p.mr, xi_stride);
+      winograd::weight_tiles<MR>(g, t);
+      float* d = u + (panel * p.C + c) * MR;
+      for (int xi = 0; xi < winograd::kPoints; ++xi)
+        for (int r = 0; r < MR; ++r) d[xi * xi_stride + r] = t[xi][r];
     }
+}
+
+template <class Get>
+void pack_winograd_weights(const WinogradPlan& p, int64_t p0, int64_t p1, float* u, Get&& get) {
+  switch (p.mr) {  // the register tiles' row counts (conv_avx2.hpp, conv_avx512.hpp)
+    case 1:
+      return pack_winograd_panels<1>(p, p0, p1, u, get);
+    case 2:
+      return pack_winograd_panels<2>(p, p0, p1, u, get);
+    case 3:
+      return pack_winograd_panels<3>(p, p0, p1, u, get);
+    case 4:
+      return pack_winograd_panels<4>(p, p0, p1, u, get);
+    case 5:
+      return pack_winograd_panels<5>(p, p0, p1, u, get);
+    case 6:
+      return pack_winograd_panels<6>(p, p0, p1, u, get);
+    case 8:
+      return pack_winograd_panels<8>(p, p0, p1, u, get);
+    case 12:
+      return pack_winograd_panels<12>(p, p0, p1, u, get);
+    default:
+      throw std::logic_error("Winograd: no weight packing for register tiles of " + std::to_string(p.mr) +
+                             " rows");
+  }
 }
 
 // Where one correlation reads and writes. Output tile (ti, tj) of image n covers pixels 4ti..4ti+3 x
