@@ -20,16 +20,11 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include <omp.h>
 
 #include "sumi/kernels/conv_gemm.hpp"
-
-#if defined(__GNUC__)
-#define SUMI_ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define SUMI_ALWAYS_INLINE inline
-#endif
 
 namespace sumi::kernels::gemm {
 
@@ -44,7 +39,8 @@ constexpr int kInputSlack = 8;
 // product xi = 5 * i + j of lane l goes to v[xi * v_stride + l]. ISA versions may read up to kInputSlack
 // floats past a tile's last element (the source buffers have that much slack).
 // B^T = [2 -1 -2 1 0; 0 2 1 -1 0; 0 -2 3 -1 0; 0 -1 0 1 0; 0 2 -1 -2 1]
-SUMI_ALWAYS_INLINE void input_tiles(const float* const* p, int64_t row_stride, float* v, int64_t v_stride) {
+[[gnu::always_inline]] inline void input_tiles(const float* const* p, int64_t row_stride, float* v,
+                                               int64_t v_stride) {
   float t[kIn][kIn][kLanes];  // B^T d: t[i][s]
   for (int s = 0; s < kIn; ++s) {
     float d[kIn][kLanes];
@@ -75,8 +71,8 @@ SUMI_ALWAYS_INLINE void input_tiles(const float* const* p, int64_t row_stride, f
 // Y = A^T M A for kLanes tiles, stored: product xi of lane l is m[xi * m_stride + l]; output (a, b) of lane
 // l < lanes, plus bias, goes to dst[l][a * row_step + b * col_step].
 // A^T = [1 1 1 1 0; 0 1 -1 2 0; 0 1 1 4 0; 0 1 -1 8 1]
-SUMI_ALWAYS_INLINE void store_tiles(const float* m, int64_t m_stride, float* const* dst, int lanes,
-                                    int64_t row_step, int64_t col_step, float bias) {
+[[gnu::always_inline]] inline void store_tiles(const float* m, int64_t m_stride, float* const* dst, int lanes,
+                                               int64_t row_step, int64_t col_step, float bias) {
   float t[kOut][kIn][kLanes];  // A^T M: t[p][j]
   for (int j = 0; j < kIn; ++j)
     for (int l = 0; l < kLanes; ++l) {
@@ -209,29 +205,21 @@ void pack_winograd_panels(const WinogradPlan& p, int64_t p0, int64_t p1, float* 
     }
 }
 
+// The register tiles' row counts (conv_avx2.hpp, conv_avx512.hpp), each with its own weight packing.
+using WinogradTileRows = std::integer_sequence<int, 1, 2, 3, 4, 5, 6, 8, 12>;
+
+template <class Get, int... MR>
+void pack_winograd_weights(const WinogradPlan& p, int64_t p0, int64_t p1, float* u, Get& get,
+                           std::integer_sequence<int, MR...>) {
+  const bool packed = ((p.mr == MR && (pack_winograd_panels<MR>(p, p0, p1, u, get), true)) || ...);
+  if (!packed)
+    throw std::logic_error("Winograd: no weight packing for register tiles of " + std::to_string(p.mr) +
+                           " rows");
+}
+
 template <class Get>
 void pack_winograd_weights(const WinogradPlan& p, int64_t p0, int64_t p1, float* u, Get&& get) {
-  switch (p.mr) {  // the register tiles' row counts (conv_avx2.hpp, conv_avx512.hpp)
-    case 1:
-      return pack_winograd_panels<1>(p, p0, p1, u, get);
-    case 2:
-      return pack_winograd_panels<2>(p, p0, p1, u, get);
-    case 3:
-      return pack_winograd_panels<3>(p, p0, p1, u, get);
-    case 4:
-      return pack_winograd_panels<4>(p, p0, p1, u, get);
-    case 5:
-      return pack_winograd_panels<5>(p, p0, p1, u, get);
-    case 6:
-      return pack_winograd_panels<6>(p, p0, p1, u, get);
-    case 8:
-      return pack_winograd_panels<8>(p, p0, p1, u, get);
-    case 12:
-      return pack_winograd_panels<12>(p, p0, p1, u, get);
-    default:
-      throw std::logic_error("Winograd: no weight packing for register tiles of " + std::to_string(p.mr) +
-                             " rows");
-  }
+  pack_winograd_weights(p, p0, p1, u, get, WinogradTileRows{});
 }
 
 // Where one correlation reads and writes. Output tile (ti, tj) of image n covers pixels 4ti..4ti+3 x
@@ -243,8 +231,10 @@ struct WinogradSource {
   int64_t tiles_h = 0, tiles_w = 0;
 };
 
-// Per-thread buffers of a chunk of tiles.
+// A thread's buffers for chunks of `chunk` images.
 struct WinogradBuffers {
+  int64_t chunk = 0;           // images per chunk, at least one
+  float* src = nullptr;        // the chunk's source planes
   float* v = nullptr;          // transformed input [xi][column tile][C][nr]
   float* m = nullptr;          // products [xi][m_pad][column tiles * nr]
   int64_t* src_off = nullptr;  // per tile: offset of its input tile in the source
@@ -304,19 +294,22 @@ void winograd_chunk(const WinogradPlan& p, MicroKernel uk, const float* u, const
   }
 }
 
-// Images per chunk and the per-thread buffers for chunks of that many images.
-inline int64_t winograd_chunk_images(const WinogradPlan& p, int64_t per_img_tiles, int64_t images) {
-  return std::clamp<int64_t>(p.target_tiles / std::max<int64_t>(per_img_tiles, 1), 1,
-                             std::max<int64_t>(images, 1));
-}
-
-inline WinogradBuffers winograd_buffers(const WinogradPlan& p, int64_t chunk_tiles) {
-  const int64_t ldm = round_up(chunk_tiles, p.nr);
+// A thread's chunk size and buffers: transformed tiles, products, tile offsets and `src_floats_per_image`
+// floats per image of zeroed source planes (whose padding stays zero: images only write their pixels), with
+// kInputSlack floats past the end.
+inline WinogradBuffers winograd_thread_buffers(const WinogradPlan& p, int64_t per_img_tiles, int64_t images,
+                                               int64_t src_floats_per_image) {
   WinogradBuffers b;
+  b.chunk = std::clamp<int64_t>(p.target_tiles / std::max<int64_t>(per_img_tiles, 1), 1,
+                                std::max<int64_t>(images, 1));
+  const int64_t tiles = b.chunk * per_img_tiles, ldm = round_up(tiles, p.nr);
   b.v = thread_workspace(WorkspaceSlot::packed_panel).get<float>(winograd::kPoints * p.C * ldm);
   b.m = thread_workspace(WorkspaceSlot::accumulators).get<float>(winograd::kPoints * p.m_pad * ldm);
-  b.src_off = thread_workspace(WorkspaceSlot::partial_sums).get<int64_t>(2 * chunk_tiles);
-  b.out_off = b.src_off + chunk_tiles;
+  b.src_off = thread_workspace(WorkspaceSlot::partial_sums).get<int64_t>(2 * tiles);
+  b.out_off = b.src_off + tiles;
+  const int64_t src_floats = b.chunk * src_floats_per_image + winograd::kInputSlack;
+  b.src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats);
+  std::fill(b.src, b.src + src_floats, 0.0f);
   return b;
 }
 
@@ -358,21 +351,15 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const float* x, const floa
     }
     int64_t n0, n1;
     split_range(g.batch, tn, t, n0, n1);
-    if (n1 > n0) {
-      const int64_t chunk = winograd_chunk_images(plan, per_img, n1 - n0);
-      const WinogradBuffers buf = winograd_buffers(plan, chunk * per_img);
-      const int64_t src_floats = chunk * img_floats + winograd::kInputSlack;
-      float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats);
-      std::fill(src, src + src_floats, 0.0f);  // the padding, for all images
-      WinogradSource sp = s;
-      sp.src = src;
-      for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
-        const int64_t cn = std::min(chunk, n1 - c0);
-        for (int64_t n = 0; n < cn; ++n)
-          copy_phase_split(ps, x + (c0 + n) * cin * g.in_h * g.in_w, cin, g.in_h, g.in_w,
-                           src + n * img_floats);
-        winograd_chunk<KS>(plan, uk, u, sp, c0, cn, sm, buf);
-      }
+    const WinogradBuffers buf = winograd_thread_buffers(plan, per_img, n1 - n0, img_floats);
+    WinogradSource sp = s;
+    sp.src = buf.src;
+    for (int64_t c0 = n0; c0 < n1; c0 += buf.chunk) {
+      const int64_t cn = std::min(buf.chunk, n1 - c0);
+      for (int64_t n = 0; n < cn; ++n)
+        copy_phase_split(ps, x + (c0 + n) * cin * g.in_h * g.in_w, cin, g.in_h, g.in_w,
+                         buf.src + n * img_floats);
+      winograd_chunk<KS>(plan, uk, u, sp, c0, cn, sm, buf);
     }
   }
 }
@@ -424,11 +411,7 @@ void conv2d_backward_input_winograd(const Conv2dGeometry& g, const float* gy, co
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
     int64_t n0, n1;
     split_range(g.batch, tn, t, n0, n1);
-    const int64_t chunk = winograd_chunk_images(plan, per_img, n1 - n0);
-    const WinogradBuffers buf = winograd_buffers(plan, chunk * per_img);
-    const int64_t src_floats = chunk * img_floats + winograd::kInputSlack;
-    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats);
-    std::fill(src, src + src_floats, 0.0f);  // the padding, for all images
+    const WinogradBuffers buf = winograd_thread_buffers(plan, per_img, n1 - n0, img_floats);
     for (int64_t ph0 = 0; ph0 < 4; ph0 += phases_per_pass) {
       if (!pack_first) {
         if (ph0 > 0) {
@@ -439,15 +422,15 @@ void conv2d_backward_input_winograd(const Conv2dGeometry& g, const float* gy, co
         pack(ph0, p0, p1);
 #pragma omp barrier
       }
-      for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
-        const int64_t cn = std::min(chunk, n1 - c0);
+      for (int64_t c0 = n0; c0 < n1; c0 += buf.chunk) {
+        const int64_t cn = std::min(buf.chunk, n1 - c0);
         for (int64_t n = 0; n < cn; ++n)
           copy_into_padded(gy + (c0 + n) * cout * ho * wo, cout, ho, wo, hp, wp, dh.pad_lo, dw.pad_lo,
-                           src + n * img_floats);
+                           buf.src + n * img_floats);
         for (int64_t ph = ph0; ph < ph0 + phases_per_pass; ++ph) {
           const int64_t rh = ph / 2, rw = ph % 2;
           WinogradSource sp = s;
-          sp.src = src, sp.row0 = row0[rh], sp.col0 = col0[rw];
+          sp.src = buf.src, sp.row0 = row0[rh], sp.col0 = col0[rw];
           const StoreMap sm{gx, cin * g.in_h * g.in_w, g.in_h * g.in_w, g.in_w, 2, rh, 2, rw, nullptr};
           winograd_chunk<KS>(plan, uk, u + (ph - ph0) * u_phase, sp, c0, cn, sm, buf);
         }
