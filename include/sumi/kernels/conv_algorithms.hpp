@@ -41,6 +41,7 @@ void conv2d_backward_weight_auto(const Conv2dGeometry& g, const float* x, const 
                                  float* gbias) {
   if (is_dense(g)) return conv2d_backward_weight_dense<KS>(g, x, gy, gw, gbias);
   if (prefer_lanes<KS>(g)) return conv2d_backward_weight_lanes<KS>(g, x, gy, gw, gbias);
+  if (winograd_backward_weight_applies(g)) return conv2d_backward_weight_winograd<KS>(g, x, gy, gw, gbias);
   conv2d_backward_weight<KS>(g, x, gy, gw, gbias);
 }
 

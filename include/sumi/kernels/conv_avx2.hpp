@@ -247,6 +247,47 @@ SUMI_TARGET_AVX2 inline void winograd_input_tiles(const float* const* p, int64_t
   }
 }
 
+// z = A d over 4 elements into 5, A = [1 0 0 0; 1 1 1 1; 1 -1 1 -1; 1 2 4 8; 0 0 0 1].
+SUMI_TARGET_AVX2 inline void winograd_a_gradient(const __m256* d, __m256* z) {
+  const __m256 sum02 = _mm256_add_ps(d[0], d[2]), sum13 = _mm256_add_ps(d[1], d[3]);
+  z[0] = d[0];
+  z[1] = _mm256_add_ps(sum02, sum13);
+  z[2] = _mm256_sub_ps(sum02, sum13);
+  z[3] = _mm256_fmadd_ps(
+      _mm256_set1_ps(8.0f), d[3],
+      _mm256_fmadd_ps(_mm256_set1_ps(4.0f), d[2], _mm256_fmadd_ps(_mm256_set1_ps(2.0f), d[1], d[0])));
+  z[4] = d[3];
+}
+
+// Winograd output-gradient transform (conv_winograd.hpp) for 8 tiles: each tile's 4-float rows are loaded
+// and transposed 4x4 in both halves, so that the arithmetic runs with one tile per lane.
+SUMI_TARGET_AVX2 inline void winograd_gradient_tiles(const float* const* p, int64_t row_stride, float* z,
+                                                     int64_t z_stride) {
+  __m256 t[4][5];  // t[s][i] = (A gy)[i][s]
+  {
+    __m256 d[4][4];  // d[s][r]
+    for (int r = 0; r < 4; ++r) {
+      __m256 x[4];  // x[l] = row r of tiles l (low half) and l + 4 (high half)
+      for (int l = 0; l < 4; ++l)
+        x[l] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(p[l] + r * row_stride)),
+                                    _mm_loadu_ps(p[l + 4] + r * row_stride), 1);
+      const __m256 lo01 = _mm256_unpacklo_ps(x[0], x[1]), lo23 = _mm256_unpacklo_ps(x[2], x[3]);
+      const __m256 hi01 = _mm256_unpackhi_ps(x[0], x[1]), hi23 = _mm256_unpackhi_ps(x[2], x[3]);
+      d[0][r] = _mm256_shuffle_ps(lo01, lo23, 0x44);
+      d[1][r] = _mm256_shuffle_ps(lo01, lo23, 0xEE);
+      d[2][r] = _mm256_shuffle_ps(hi01, hi23, 0x44);
+      d[3][r] = _mm256_shuffle_ps(hi01, hi23, 0xEE);
+    }
+    for (int s = 0; s < 4; ++s) winograd_a_gradient(d[s], t[s]);
+  }
+  for (int i = 0; i < 5; ++i) {
+    const __m256 row[4] = {t[0][i], t[1][i], t[2][i], t[3][i]};
+    __m256 o[5];
+    winograd_a_gradient(row, o);
+    for (int j = 0; j < 5; ++j) _mm256_storeu_ps(z + (5 * i + j) * z_stride, o[j]);
+  }
+}
+
 // Winograd output transform (conv_winograd.hpp) for 8 tiles and its store: computed with one tile per lane,
 // then transposed so that each tile's rows are stored as 4-float vectors (when they are contiguous).
 SUMI_TARGET_AVX2 inline void winograd_store_tiles(const float* m, int64_t m_stride, float* const* dst,
@@ -327,6 +368,10 @@ struct Kernels {
   SUMI_TARGET_AVX2 static void winograd_input(const float* const* p, int64_t row_stride, float* v,
                                               int64_t v_stride) {
     winograd_input_tiles(p, row_stride, v, v_stride);
+  }
+  SUMI_TARGET_AVX2 static void winograd_gradient(const float* const* p, int64_t row_stride, float* z,
+                                                 int64_t z_stride) {
+    winograd_gradient_tiles(p, row_stride, z, z_stride);
   }
   SUMI_TARGET_AVX2 static void winograd_store(const float* m, int64_t m_stride, float* const* dst, int lanes,
                                               int64_t row_step, int64_t col_step, float bias) {

@@ -172,6 +172,10 @@ struct Kernels {
                                                 int64_t v_stride) {
     gemm::winograd::input_tiles(p, row_stride, v, v_stride);
   }
+  SUMI_TARGET_AVX512 static void winograd_gradient(const float* const* p, int64_t row_stride, float* z,
+                                                   int64_t z_stride) {
+    gemm::winograd::gradient_tiles(p, row_stride, z, z_stride);
+  }
   SUMI_TARGET_AVX512 static void winograd_store(const float* m, int64_t m_stride, float* const* dst,
                                                 int lanes, int64_t row_step, int64_t col_step, float bias) {
     gemm::winograd::store_tiles(m, m_stride, dst, lanes, row_step, col_step, bias);

@@ -11,7 +11,9 @@
 //
 // Summed over channels, the 25 element-wise products become 25 independent GEMMs (Cout x C times C x
 // tiles), which run on the same micro-kernels as the direct convolutions: 2.56x fewer multiply-adds, plus
-// the transforms, which cost O(C + Cout) per tile against the GEMMs' O(C * Cout).
+// the transforms, which cost O(C + Cout) per tile against the GEMMs' O(C * Cout). The weight gradient is the
+// same algorithm transposed: 25 GEMMs Cout x C reduced over tiles, of the transformed output gradient
+// (A gy A^T) and input (B^T d B), then G^T (.) G per kernel.
 //
 // Interpolation points 0, 1, -1, 2 and infinity; B^T's rows are scaled to integers and G's rows divided
 // accordingly. On random data the error is about 1e-5 of the output's magnitude (the direct GEMM's is about
@@ -95,6 +97,52 @@ constexpr int kInputSlack = 8;
     }
 }
 
+// z = A gy A^T for kLanes 4x4 tiles of an output gradient: element (r, s) of lane l's tile is
+// p[l][r * row_stride + s]; product xi of lane l goes to z[xi * z_stride + l]. The weight gradient's
+// transform: as Y = A^T (U . V) A, the gradient of U is (A gy A^T) . V.
+// A = [1 0 0 0; 1 1 1 1; 1 -1 1 -1; 1 2 4 8; 0 0 0 1]
+[[gnu::always_inline]] inline void gradient_tiles(const float* const* p, int64_t row_stride, float* z,
+                                                  int64_t z_stride) {
+  float t[kIn][kOut][kLanes];  // A gy: t[i][s]
+  for (int s = 0; s < kOut; ++s)
+    for (int l = 0; l < kLanes; ++l) {
+      const float d0 = p[l][s], d1 = p[l][row_stride + s], d2 = p[l][2 * row_stride + s],
+                  d3 = p[l][3 * row_stride + s];
+      t[0][s][l] = d0, t[1][s][l] = d0 + d1 + d2 + d3, t[2][s][l] = d0 - d1 + d2 - d3;
+      t[3][s][l] = d0 + 2 * d1 + 4 * d2 + 8 * d3, t[4][s][l] = d3;
+    }
+  for (int i = 0; i < kIn; ++i) {
+    float* o = z + int64_t(5 * i) * z_stride;
+    for (int l = 0; l < kLanes; ++l) {
+      const float d0 = t[i][0][l], d1 = t[i][1][l], d2 = t[i][2][l], d3 = t[i][3][l];
+      o[l] = d0, o[z_stride + l] = d0 + d1 + d2 + d3, o[2 * z_stride + l] = d0 - d1 + d2 - d3;
+      o[3 * z_stride + l] = d0 + 2 * d1 + 4 * d2 + 8 * d3, o[4 * z_stride + l] = d3;
+    }
+  }
+}
+
+// g = G^T u G for kLanes 5x5 gradients of U (product xi of lane l at u[xi * u_stride + l]): the 2x2
+// kernels' gradients, tap k of lane l in g[k][l] (taps row-major).
+[[gnu::always_inline]] inline void weight_gradient_tiles(const float* u, int64_t u_stride,
+                                                         float (&g)[4][kLanes]) {
+  constexpr float kSixth = 1.0f / 6.0f, kThird = 1.0f / 3.0f;
+  float h[kIn][2][kLanes];  // u G
+  for (int i = 0; i < kIn; ++i) {
+    const float* r = u + 5 * i * u_stride;
+    for (int l = 0; l < kLanes; ++l) {
+      const float u0 = r[l], u1 = r[u_stride + l], u2 = r[2 * u_stride + l], u3 = r[3 * u_stride + l],
+                  u4 = r[4 * u_stride + l];
+      h[i][0][l] = 0.5f * (u0 + u1) + kSixth * (u2 + u3);
+      h[i][1][l] = 0.5f * u1 - kSixth * u2 + kThird * u3 + u4;
+    }
+  }
+  for (int b = 0; b < 2; ++b)
+    for (int l = 0; l < kLanes; ++l) {
+      g[b][l] = 0.5f * (h[0][b][l] + h[1][b][l]) + kSixth * (h[2][b][l] + h[3][b][l]);
+      g[2 + b][l] = 0.5f * h[1][b][l] - kSixth * h[2][b][l] + kThird * h[3][b][l] + h[4][b][l];
+    }
+}
+
 // u = G g G^T for L 2x2 kernels at once: tap k of kernel l is g[k][l] (taps row-major); product xi of kernel
 // l goes to u[xi][l]. Laid out by kernel so that the loops vectorize across kernels.
 // G = [1/2 0; 1/2 1/2; 1/6 -1/6; 1/6 1/3; 0 1]
@@ -125,6 +173,13 @@ void winograd_input_tiles(const float* const* p, int64_t row_stride, float* v, i
     KS::winograd_input(p, row_stride, v, v_stride);
   else
     winograd::input_tiles(p, row_stride, v, v_stride);
+}
+template <class KS>
+void winograd_gradient_tiles(const float* const* p, int64_t row_stride, float* z, int64_t z_stride) {
+  if constexpr (requires { &KS::winograd_gradient; })
+    KS::winograd_gradient(p, row_stride, z, z_stride);
+  else
+    winograd::gradient_tiles(p, row_stride, z, z_stride);
 }
 template <class KS>
 void winograd_store_tiles(const float* m, int64_t m_stride, float* const* dst, int lanes, int64_t row_step,
@@ -158,6 +213,16 @@ inline bool winograd_forward_applies(const Conv2dGeometry& g) {
 inline bool winograd_backward_input_applies(const Conv2dGeometry& g) {
   return winograd_geometry(g) && g.in_h % 8 == 0 && g.in_w % 8 == 0 && g.out_channels >= kWinogradMinReduce &&
          g.in_channels >= kWinogradMinRows;
+}
+
+// The weight gradient reduces over tiles: below this many per call, transforming the kernels' gradients back
+// costs more than the products save.
+constexpr int64_t kWinogradMinTiles = 8;
+
+inline bool winograd_backward_weight_applies(const Conv2dGeometry& g) {
+  return winograd_geometry(g) && g.out_h() % 4 == 0 && g.out_w() % 4 == 0 &&
+         4 * g.in_channels >= kWinogradMinReduce && g.out_channels >= kWinogradMinRows &&
+         g.batch * (g.out_h() / 4) * (g.out_w() / 4) >= kWinogradMinTiles;
 }
 
 // Blocking of one Winograd problem: M output channels, C reduced channels.
@@ -435,6 +500,120 @@ void conv2d_backward_input_winograd(const Conv2dGeometry& g, const float* gy, co
           winograd_chunk<KS>(plan, uk, u + (ph - ph0) * u_phase, sp, c0, cn, sm, buf);
         }
       }
+    }
+  }
+}
+
+// Weight gradient. With the forward's phase planes (C = 4*Cin channels) and V = B^T d B of their 5x5 input
+// tiles, the gradient of the transformed weights is dU[xi] = sum over tiles of Z[xi] V[xi]^T, where
+// Z = A gy A^T of the output gradient's 4x4 tiles: 25 GEMMs Cout x C reduced over tiles, then each kernel's
+// gradient is G^T dU G. The channels are split into blocks, each owned by one thread, which reduces it over
+// every tile in chunks: no per-thread copies of the gradient to add up, and a block's dU stays bounded.
+constexpr int64_t kWinogradGradientFloats = int64_t(2) << 20;  // a block's dU: 8 MB
+constexpr int64_t kWinogradChunkFloats = int64_t(1) << 20;     // a chunk's transformed output gradient
+
+template <class KS>
+void conv2d_backward_weight_winograd(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,
+                                     float* gbias) {
+  using winograd::kLanes;
+  using winograd::kPoints;
+  const int64_t ho = g.out_h(), wo = g.out_w(), cin = g.in_channels, cout = g.out_channels, C = 4 * cin;
+  const int64_t x_img = cin * g.in_h * g.in_w, gy_img = cout * ho * wo;
+  const int64_t tiles_w = wo / 4, per_img = ho / 4 * tiles_w;
+  const PhaseSplit ps = phase_split_for(g);
+  // Blocks of channels: as many per thread, each dU within its budget and at least 32 channels wide.
+  const int max_threads = get_num_threads();
+  const int64_t needed = ceil_div(kPoints * cout * C, kWinogradGradientFloats);
+  const int64_t blocks = std::clamp<int64_t>(round_up(needed, max_threads), 1, std::max<int64_t>(1, C / 32));
+  const int64_t cb = round_up(ceil_div(C, blocks), 8), nblocks = ceil_div(C, cb);
+  const TileShape tile = choose_tile<KS>(cout, cb);
+  const int64_t mr = tile.mr, nr = int64_t(tile.nv) * KS::kVec;
+  const int64_t ldu = round_up(cb, nr), groups = ldu / nr;
+  const int64_t kc_max = std::max<int64_t>(64, 6144 / nr);  // the B micro-panel (kc x nr) stays in L1
+  const int64_t chunk = std::clamp<int64_t>(kWinogradChunkFloats / (kPoints * cout * per_img), 1, g.batch);
+  const int64_t block_img = cb / 4 * ps.planes_per_channel() * ps.plane_size();
+  const MicroKernel uk = KS::kernel(tile, AMode::rows, false);
+  if (gbias)
+    for (int64_t co = 0; co < cout; ++co) {
+      float s = 0;
+      for (int64_t n = 0; n < g.batch; ++n)
+        for (int64_t q = 0; q < ho * wo; ++q) s += gy[n * gy_img + co * ho * wo + q];
+      gbias[co] = s;
+    }
+  const int nt = threads_for(nblocks);
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+    const int64_t kmax = chunk * per_img, ldk = round_up(kmax, kLanes);
+    float* z = thread_workspace(WorkspaceSlot::packed_weights).get<float>(kPoints * cout * ldk);
+    float* v = thread_workspace(WorkspaceSlot::packed_panel).get<float>(kPoints * ldu * kmax);
+    float* du = thread_workspace(WorkspaceSlot::partial_sums).get<float>(kPoints * cout * ldu);
+    int64_t* off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(2 * kmax);
+    const int64_t src_floats = block_img + winograd::kInputSlack;
+    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats);
+    std::fill(src, src + src_floats, 0.0f);  // the padding, for every image
+    int64_t b0, b1;
+    split_range(nblocks, tn, t, b0, b1);
+    const bool one_chunk = chunk >= g.batch;
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t c0 = blk * cb, cn = std::min(cb, C - c0);
+      for (int64_t n0 = 0; n0 < g.batch; n0 += chunk) {
+        const int64_t images = std::min(chunk, g.batch - n0), k = images * per_img;
+        for (int64_t tt = 0; tt < k; ++tt) {
+          const int64_t n = tt / per_img, ti = tt % per_img / tiles_w, tj = tt % tiles_w;
+          off[tt] = 4 * ti * ps.ws + 4 * tj;                          // input tile, in its image's src
+          off[kmax + tt] = (n0 + n) * gy_img + 4 * ti * wo + 4 * tj;  // output grad tile, in gy
+        }
+        // Z[xi][co][tile] (row-major A), 8 tiles of one channel per transform; the same for every block
+        // when the batch is one chunk. Lanes past the chunk repeat its last tile; the GEMMs never read them.
+        const int64_t z_xi = cout * ldk;
+        if (!one_chunk || blk == b0)
+          for (int64_t tt = 0; tt < k; tt += kLanes) {
+            const float* ptr[kLanes];
+            for (int l = 0; l < kLanes; ++l) ptr[l] = gy + off[kmax + std::min(tt + l, k - 1)];
+            for (int64_t co = 0; co < cout; ++co) {
+              winograd_gradient_tiles<KS>(ptr, wo, z + co * ldk + tt, z_xi);
+              for (int l = 0; l < kLanes; ++l) ptr[l] += ho * wo;
+            }
+          }
+        // V[xi][group][tile][nr], 8 channels of one tile per transform, image by image from its phase planes,
+        // group by group so that each product's rows are written in order. Lanes past the block repeat its
+        // last channel; their columns of dU are never read.
+        const int64_t v_xi = groups * k * nr;
+        for (int64_t n = 0; n < images; ++n) {
+          copy_phase_split(ps, x + (n0 + n) * x_img + c0 / 4 * g.in_h * g.in_w, cn / 4, g.in_h, g.in_w, src);
+          for (int64_t jg = 0; jg < groups; ++jg)
+            for (int64_t tt = n * per_img; tt < (n + 1) * per_img; ++tt)
+              for (int64_t c = jg * nr; c < (jg + 1) * nr; c += kLanes) {
+                const float* ptr[kLanes];
+                for (int l = 0; l < kLanes; ++l)
+                  ptr[l] = src + std::min(c + l, cn - 1) * ps.plane_size() + off[tt];
+                winograd_input_tiles<KS>(ptr, ps.ws, v + (jg * k + tt) * nr + c % nr, v_xi);
+              }
+        }
+        for (int xi = 0; xi < kPoints; ++xi)
+          for (int64_t pk = 0; pk < k; pk += kc_max) {
+            const int64_t kc = std::min(kc_max, k - pk);
+            for (int64_t jg = 0; jg < groups; ++jg)
+              for (int64_t ir = 0; ir < cout; ir += mr)
+                uk(kc, z + xi * z_xi + ir * ldk + pk, ldk, v + xi * v_xi + (jg * k + pk) * nr, nullptr,
+                   du + (xi * cout + ir) * ldu + jg * nr, ldu, int(std::min(mr, cout - ir)), n0 > 0 || pk > 0,
+                   nullptr);
+          }
+      }
+      // gw[co][ci][2a + ph][2b + pw] from channel c = (ci, ph, pw)'s G^T dU G, 8 channels at a time (the
+      // lanes past the block read columns of dU that are not stored).
+      for (int64_t co = 0; co < cout; ++co)
+        for (int64_t c = 0; c < cn; c += kLanes) {
+          float k[4][kLanes];
+          winograd::weight_gradient_tiles(du + co * ldu + c, cout * ldu, k);
+          for (int l = 0; l < kLanes && c + l < cn; ++l) {
+            const int64_t cc = c0 + c + l, ph = cc / 2 % 2, pw = cc % 2;
+            float* wc = gw + (co * cin + cc / 4) * 16 + ph * 4 + pw;
+            wc[0] = k[0][l], wc[2] = k[1][l], wc[8] = k[2][l], wc[10] = k[3][l];
+          }
+        }
     }
   }
 }

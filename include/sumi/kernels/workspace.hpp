@@ -48,7 +48,8 @@ class AlignedBuffer {
 
 // What each buffer of a thread holds during a kernel call.
 enum class WorkspaceSlot : int {
-  packed_weights,  // the caller's: weights reordered for the micro-kernel
+  packed_weights,  // the caller's: weights reordered for the micro-kernel (Winograd weight gradients: a
+                   // worker's transformed output gradient)
   source,          // a worker's: padded / phase-split copy of its images
   packed_panel,    // a worker's: the operand block packed for the micro-kernel
   accumulators,    // a worker's: micro-kernel results before they are written out
