@@ -229,8 +229,9 @@ const std::vector<Problem>& study_layers() {
 
 // Shapes that take the Winograd F(4x4, 2x2) paths (conv_winograd.hpp): 4x4 stride-2 kernels with enough
 // channels, every padding, non-square sizes, channel counts that leave partial register tiles, several
-// chunks of images per thread, an input gradient whose transformed weights go one phase at a time, and
-// weight gradients whose reduction over tiles is split into blocks and chunks.
+// chunks of images per thread, an input gradient whose transformed weights go one phase at a time, a forward
+// whose transformed weights go in blocks of channels, and weight gradients whose reduction over tiles is
+// split into blocks and chunks.
 const std::vector<Problem>& winograd_layers() {
   static const std::vector<Problem> problems = make_problems(
       kSeed + 2,
@@ -244,6 +245,8 @@ const std::vector<Problem>& winograd_layers() {
           {"many images (two chunks on one thread)", geometry(60, 64, 8, 8, 200, 4, 4, 2, 2, 1, 1, 1, 1),
            true},
           {"input grad one phase at a time", geometry(1, 200, 8, 8, 256, 4, 4, 2, 2, 1, 1, 1, 1), false},
+          {"forward in two blocks of input channels, the second smaller",
+           geometry(8, 161, 8, 8, 290, 4, 4, 2, 2, 1, 1, 1, 1), true},
           {"weight grad, pad 0, reduction split in L1 blocks",
            geometry(17, 16, 34, 34, 40, 4, 4, 2, 2, 0, 0, 1, 1), true},
           {"weight grad, pad 2, dU over its budget: two channel blocks",
@@ -484,14 +487,14 @@ TEST_CASE("conv kernels: the Winograd paths match the reference", "[conv][kernel
            gemm::winograd_backward_weight_applies(p.c.g)));
   }
   CHECK(gemm::winograd_backward_input_applies(winograd_layers()[7].c.g));
-  for (size_t i = 8; i < winograd_layers().size(); ++i)
+  CHECK(gemm::winograd_forward_applies(winograd_layers()[8].c.g));
+  for (size_t i = 9; i < winograd_layers().size(); ++i)
     CHECK(gemm::winograd_backward_weight_applies(winograd_layers()[i].c.g));
-  // The study's 4x4 stride-2 layers with 64..512 channels take it too, except the two whose transformed
-  // weights would exceed the limit.
+  // The study's 4x4 stride-2 layers with 64..512 channels take it too.
   CHECK(gemm::winograd_forward_applies(study_layers()[15].c.g));         // D3
   CHECK(gemm::winograd_backward_input_applies(study_layers()[15].c.g));  // D3
   CHECK(gemm::winograd_backward_input_applies(study_layers()[7].c.g));   // G2
-  CHECK_FALSE(gemm::winograd_forward_applies(study_layers()[16].c.g));   // D4: 52 MB of weights
+  CHECK(gemm::winograd_forward_applies(study_layers()[16].c.g));         // D4: weights in blocks
   CHECK_FALSE(gemm::winograd_forward_applies(study_layers()[13].c.g));   // D1 nc=3: 12 channels
   for (int layer : {8, 9, 14, 15})  // G3, G4, D2, D3 (G2 and D4 have too few tiles at this batch)
     CHECK(gemm::winograd_backward_weight_applies(study_layers()[size_t(layer)].c.g));

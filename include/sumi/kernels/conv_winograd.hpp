@@ -204,10 +204,14 @@ constexpr int64_t kWinogradMinReduce = 64, kWinogradMinRows = 32;
 // input gradient one phase at a time when all four would exceed this (16 MB).
 constexpr int64_t kWinogradMaxWeightFloats = int64_t(4) << 20;
 
+// Transformed weights over that limit go in blocks of channels, for which each thread keeps the products of
+// all its images: at most this many for the whole batch (16 MB).
 inline bool winograd_forward_applies(const Conv2dGeometry& g) {
+  const bool fits =
+      25 * 4 * g.in_channels * g.out_channels <= kWinogradMaxWeightFloats ||
+      25 * g.out_channels * g.batch * (g.out_h() / 4) * (g.out_w() / 4) <= kWinogradMaxWeightFloats;
   return winograd_geometry(g) && g.out_h() % 4 == 0 && g.out_w() % 4 == 0 &&
-         4 * g.in_channels >= kWinogradMinReduce && g.out_channels >= kWinogradMinRows &&
-         25 * 4 * g.in_channels * g.out_channels <= kWinogradMaxWeightFloats;
+         4 * g.in_channels >= kWinogradMinReduce && g.out_channels >= kWinogradMinRows && fits;
 }
 
 inline bool winograd_backward_input_applies(const Conv2dGeometry& g) {
@@ -307,10 +311,13 @@ struct WinogradBuffers {
 };
 
 // One chunk: images n_first .. n_first + count - 1 of `s` (n_first indexes the output; the source holds the
-// chunk's images from 0) through the 25 GEMMs with transformed weights u, into `out`.
+// chunk's images from 0) through the 25 GEMMs with transformed weights u, into `out`. With `accumulate` the
+// products add to those already in buf.m (an earlier block of channels); only with `store` are they
+// transformed and stored.
 template <class KS>
 void winograd_chunk(const WinogradPlan& p, MicroKernel uk, const float* u, const WinogradSource& s,
-                    int64_t n_first, int64_t count, const StoreMap& out, const WinogradBuffers& buf) {
+                    int64_t n_first, int64_t count, const StoreMap& out, const WinogradBuffers& buf,
+                    bool accumulate = false, bool store = true) {
   using winograd::kLanes;
   using winograd::kPoints;
   const int64_t per_img = s.tiles_h * s.tiles_w, tiles = count * per_img;
@@ -342,9 +349,10 @@ void winograd_chunk(const WinogradPlan& p, MicroKernel uk, const float* u, const
       for (int64_t jr = 0; jr < ntg; ++jr)
         for (int64_t ir = 0; ir < p.m_pad; ir += p.mr)
           uk(kc, uxi + (ir / p.mr) * C * p.mr + pc * p.mr, 0, vxi + (jr * C + pc) * p.nr, nullptr,
-             mxi + ir * ldm + jr * p.nr, ldm, int(std::min(p.mr, p.M - ir)), pc > 0, nullptr);
+             mxi + ir * ldm + jr * p.nr, ldm, int(std::min(p.mr, p.M - ir)), accumulate || pc > 0, nullptr);
     }
   }
+  if (!store) return;
   // Output transform.
   for (int64_t m = 0; m < p.M; ++m) {
     const float bias = out.bias ? out.bias[m] : 0.0f;
@@ -379,52 +387,72 @@ inline WinogradBuffers winograd_thread_buffers(const WinogradPlan& p, int64_t pe
 }
 
 // Forward: the four phase planes of each input channel are the 4*Cin channels of one 2x2 correlation.
+// Transformed weights over kWinogradMaxWeightFloats (D4: 52 MB) go in blocks of input channels, transformed
+// by all threads together, one block at a time; each thread then keeps all its images in one chunk, whose
+// products add up over the blocks before the output transform.
 template <class KS>
 void conv2d_forward_winograd(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                              float* y) {
-  const int64_t ho = g.out_h(), wo = g.out_w(), cin = g.in_channels;
+  const int64_t ho = g.out_h(), wo = g.out_w(), cin = g.in_channels, cout = g.out_channels;
   const PhaseSplit ps = phase_split_for(g);
-  const int64_t img_floats = cin * ps.planes_per_channel() * ps.plane_size();
+  const int64_t channel_floats = ps.planes_per_channel() * ps.plane_size();
   WinogradSource s;
-  s.img_stride = img_floats, s.ch_stride = ps.plane_size(), s.row_stride = ps.ws;
+  s.ch_stride = ps.plane_size(), s.row_stride = ps.ws;
   s.tiles_h = ho / 4, s.tiles_w = wo / 4;
-  const int64_t per_img = s.tiles_h * s.tiles_w;
-  const WinogradPlan plan = make_winograd_plan<KS>(g.out_channels, 4 * cin, g.batch * per_img);
+  const int64_t per_img = s.tiles_h * s.tiles_w, tiles = g.batch * per_img;
+  const int64_t blocks = ceil_div(winograd::kPoints * 4 * cin * cout, kWinogradMaxWeightFloats);
+  const int64_t block_cin = ceil_div(cin, blocks), last_cin = cin - (blocks - 1) * block_cin;
+  const auto plan_for = [&](int64_t channels) {
+    WinogradPlan p = make_winograd_plan<KS>(cout, 4 * channels, tiles);
+    if (blocks > 1) p.target_tiles = round_up(tiles, p.nr);  // one chunk per thread
+    return p;
+  };
+  const WinogradPlan plan = plan_for(block_cin), last_plan = plan_for(last_cin);
+  s.img_stride = block_cin * channel_floats;
   const MicroKernel uk = KS::kernel(plan.tile, AMode::packed, false);
   float* u =
       thread_workspace(WorkspaceSlot::packed_weights).get<float>(winograd::kPoints * plan.m_pad * plan.C);
-  const auto pack = [&](int64_t p0, int64_t p1) {
-    // channel c = (ci, ph, pw) holds kernel taps (2a + ph, 2b + pw)
-    pack_winograd_weights(plan, p0, p1, u, [&](int64_t m, int64_t c, float k[4]) {
-      const float* wc = w + (m * cin + c / 4) * 16 + (c / 2 % 2) * 4 + c % 2;
+  // Row panels [p0, p1) of block b's transformed weights; channel c = (ci, ph, pw) holds kernel taps
+  // (2a + ph, 2b + pw).
+  const auto pack = [&](int64_t b, int64_t p0, int64_t p1) {
+    const WinogradPlan& pb = b == blocks - 1 ? last_plan : plan;
+    pack_winograd_weights(pb, p0, p1, u, [&](int64_t m, int64_t c, float k[4]) {
+      const float* wc = w + (m * cin + b * block_cin + c / 4) * 16 + (c / 2 % 2) * 4 + c % 2;
       k[0] = wc[0], k[1] = wc[2], k[2] = wc[8], k[3] = wc[10];
     });
   };
-  const bool pack_first = winograd::kPoints * plan.m_pad * plan.C <= kSerialFloats;
-  if (pack_first) pack(0, plan.npanels);
-  const StoreMap sm{y, g.out_channels * ho * wo, ho * wo, wo, 1, 0, 1, 0, bias};
+  const bool pack_first = blocks == 1 && winograd::kPoints * plan.m_pad * plan.C <= kSerialFloats;
+  if (pack_first) pack(0, 0, plan.npanels);
+  const StoreMap sm{y, cout * ho * wo, ho * wo, wo, 1, 0, 1, 0, bias};
   const int nt = threads_for(g.batch);
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-    if (!pack_first) {
-      int64_t p0, p1;
-      split_range(plan.npanels, tn, t, p0, p1);
-      pack(p0, p1);
-#pragma omp barrier
-    }
     int64_t n0, n1;
     split_range(g.batch, tn, t, n0, n1);
-    const WinogradBuffers buf = winograd_thread_buffers(plan, per_img, n1 - n0, img_floats);
+    const WinogradBuffers buf = winograd_thread_buffers(plan, per_img, n1 - n0, s.img_stride);
     WinogradSource sp = s;
     sp.src = buf.src;
-    for (int64_t c0 = n0; c0 < n1; c0 += buf.chunk) {
-      const int64_t cn = std::min(buf.chunk, n1 - c0);
-      for (int64_t n = 0; n < cn; ++n)
-        copy_phase_split(ps, x + (c0 + n) * cin * g.in_h * g.in_w, cin, g.in_h, g.in_w,
-                         buf.src + n * img_floats);
-      winograd_chunk<KS>(plan, uk, u, sp, c0, cn, sm, buf);
+    for (int64_t b = 0; b < blocks; ++b) {
+      if (!pack_first) {
+        if (b > 0) {
+#pragma omp barrier
+        }
+        int64_t p0, p1;
+        split_range(plan.npanels, tn, t, p0, p1);
+        pack(b, p0, p1);
+#pragma omp barrier
+      }
+      const int64_t ci0 = b * block_cin, channels = b == blocks - 1 ? last_cin : block_cin;
+      for (int64_t c0 = n0; c0 < n1; c0 += buf.chunk) {
+        const int64_t cn = std::min(buf.chunk, n1 - c0);
+        for (int64_t n = 0; n < cn; ++n)
+          copy_phase_split(ps, x + ((c0 + n) * cin + ci0) * g.in_h * g.in_w, channels, g.in_h, g.in_w,
+                           buf.src + n * s.img_stride);
+        winograd_chunk<KS>(b == blocks - 1 ? last_plan : plan, uk, u, sp, c0, cn, sm, buf, b > 0,
+                           b == blocks - 1);
+      }
     }
   }
 }
