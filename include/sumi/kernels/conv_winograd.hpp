@@ -291,6 +291,19 @@ void pack_winograd_weights(const WinogradPlan& p, int64_t p0, int64_t p1, float*
   pack_winograd_weights(p, p0, p1, u, get, WinogradTileRows{});
 }
 
+// Inside a parallel region: the team packs one pass's transformed weights (row panels split between the
+// threads) into the shared buffer once every thread is done with the previous pass's.
+template <class Pack>
+void pack_as_team(int64_t npanels, bool after_a_pass, Pack&& pack) {
+  if (after_a_pass) {
+#pragma omp barrier
+  }
+  int64_t p0, p1;
+  split_range(npanels, omp_get_num_threads(), omp_get_thread_num(), p0, p1);
+  pack(p0, p1);
+#pragma omp barrier
+}
+
 // Where one correlation reads and writes. Output tile (ti, tj) of image n covers pixels 4ti..4ti+3 x
 // 4tj..4tj+3, stored through `out`; its input tile is rows row0 + 4ti + 0..4, columns col0 + 4tj + 0..4 of
 // plane c at src + n * img_stride + c * ch_stride.
@@ -435,15 +448,7 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const float* x, const floa
     WinogradSource sp = s;
     sp.src = buf.src;
     for (int64_t b = 0; b < blocks; ++b) {
-      if (!pack_first) {
-        if (b > 0) {
-#pragma omp barrier
-        }
-        int64_t p0, p1;
-        split_range(plan.npanels, tn, t, p0, p1);
-        pack(b, p0, p1);
-#pragma omp barrier
-      }
+      if (!pack_first) pack_as_team(plan.npanels, b > 0, [&](int64_t p0, int64_t p1) { pack(b, p0, p1); });
       const int64_t ci0 = b * block_cin, channels = b == blocks - 1 ? last_cin : block_cin;
       for (int64_t c0 = n0; c0 < n1; c0 += buf.chunk) {
         const int64_t cn = std::min(buf.chunk, n1 - c0);
@@ -506,15 +511,8 @@ void conv2d_backward_input_winograd(const Conv2dGeometry& g, const float* gy, co
     split_range(g.batch, tn, t, n0, n1);
     const WinogradBuffers buf = winograd_thread_buffers(plan, per_img, n1 - n0, img_floats);
     for (int64_t ph0 = 0; ph0 < 4; ph0 += phases_per_pass) {
-      if (!pack_first) {
-        if (ph0 > 0) {
-#pragma omp barrier
-        }
-        int64_t p0, p1;
-        split_range(plan.npanels, tn, t, p0, p1);
-        pack(ph0, p0, p1);
-#pragma omp barrier
-      }
+      if (!pack_first)
+        pack_as_team(plan.npanels, ph0 > 0, [&](int64_t p0, int64_t p1) { pack(ph0, p0, p1); });
       for (int64_t c0 = n0; c0 < n1; c0 += buf.chunk) {
         const int64_t cn = std::min(buf.chunk, n1 - c0);
         for (int64_t n = 0; n < cn; ++n)
