@@ -535,8 +535,8 @@ void conv2d_backward_input_winograd(const Conv2dGeometry& g, const float* gy, co
 // Z = A gy A^T of the output gradient's 4x4 tiles: 25 GEMMs Cout x C reduced over tiles, then each kernel's
 // gradient is G^T dU G. The channels are split into blocks, each owned by one thread, which reduces it over
 // every tile in chunks: no per-thread copies of the gradient to add up, and a block's dU stays bounded.
-constexpr int64_t kWinogradGradientFloats = int64_t(2) << 20;  // a block's dU: 8 MB
-constexpr int64_t kWinogradChunkFloats = int64_t(1) << 20;     // a chunk's transformed output gradient
+constexpr int64_t kWinogradGradientFloats = int64_t(1) << 20;  // a block's dU: 4 MB
+constexpr int64_t kWinogradChunkFloats = int64_t(1) << 19;     // a chunk's transformed output gradient
 
 template <class KS>
 void conv2d_backward_weight_winograd(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,

@@ -97,7 +97,7 @@ class CachingAllocator {
     stats_.bytes_cached = 0;
   }
 
-  static constexpr std::size_t kCacheLimit = std::size_t(64) << 20;
+  static constexpr std::size_t kCacheLimit = std::size_t(32) << 20;
   static constexpr std::size_t kMappedBytes = std::size_t(1) << 20;
 
   AllocatorStats stats() const {
