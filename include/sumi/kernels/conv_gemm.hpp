@@ -256,6 +256,11 @@ struct Blocking {
   int64_t nc = 0;     // columns per block (multiple of nr)
 };
 
+// Reduction depth at which a B micro-panel (kc x nr) stays in L1.
+inline int64_t l1_panel_depth(int64_t nr) {
+  return std::max<int64_t>(64, 6144 / nr);
+}
+
 // Block sizes: the B micro-panel (kc x nr) stays in L1, the A block (mc x kc) in L2.
 template <class KS>
 Blocking make_blocking(int64_t M, int64_t K, int64_t cols_hint) {
@@ -263,7 +268,7 @@ Blocking make_blocking(int64_t M, int64_t K, int64_t cols_hint) {
   b.tile = choose_tile<KS>(M, cols_hint);
   b.nr = int64_t(b.tile.nv) * KS::kVec;
   b.m_pad = round_up(M, b.tile.mr);
-  const int64_t kc_max = std::max<int64_t>(64, 6144 / b.nr);
+  const int64_t kc_max = l1_panel_depth(b.nr);
   b.kc = ceil_div(K, ceil_div(K, kc_max));
   const int64_t a_block_floats = 96 * 1024;  // 384 KB
   b.mc = std::max<int64_t>(b.tile.mr, a_block_floats / std::max<int64_t>(b.kc, 1) / b.tile.mr * b.tile.mr);

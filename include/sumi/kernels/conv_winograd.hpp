@@ -243,8 +243,7 @@ WinogradPlan make_winograd_plan(int64_t M, int64_t C, int64_t tiles) {
   p.tile = choose_tile<KS>(M, tiles);
   p.mr = p.tile.mr, p.nr = int64_t(p.tile.nv) * KS::kVec;
   p.m_pad = round_up(M, p.mr), p.npanels = p.m_pad / p.mr;
-  // The B micro-panel (kc x nr) stays in L1.
-  const int64_t kc_max = std::max<int64_t>(64, 6144 / p.nr);
+  const int64_t kc_max = l1_panel_depth(p.nr);
   p.kc = ceil_div(C, ceil_div(C, kc_max));
   // Transformed tiles in flight take 25 * (C + M) floats each; ~2 MB of them per thread, and at least two
   // column tiles so that each block of transformed weights is reused.
@@ -555,7 +554,7 @@ void conv2d_backward_weight_winograd(const Conv2dGeometry& g, const float* x, co
   const TileShape tile = choose_tile<KS>(cout, cb);
   const int64_t mr = tile.mr, nr = int64_t(tile.nv) * KS::kVec;
   const int64_t ldu = round_up(cb, nr), groups = ldu / nr;
-  const int64_t kc_max = std::max<int64_t>(64, 6144 / nr);  // the B micro-panel (kc x nr) stays in L1
+  const int64_t kc_max = l1_panel_depth(nr);
   const int64_t chunk = std::clamp<int64_t>(kWinogradChunkFloats / (kPoints * cout * per_img), 1, g.batch);
   const int64_t block_img = cb / 4 * ps.planes_per_channel() * ps.plane_size();
   const MicroKernel uk = KS::kernel(tile, AMode::rows, false);
