@@ -251,7 +251,8 @@ const std::vector<Problem>& winograd_layers() {
            geometry(17, 16, 34, 34, 40, 4, 4, 2, 2, 0, 0, 1, 1), true},
           {"weight grad, pad 2, dU over its budget: two channel blocks",
            geometry(2, 72, 14, 14, 300, 4, 4, 2, 2, 2, 2, 1, 1), false},
-          {"weight grad, two chunks of images", geometry(11, 16, 32, 32, 256, 4, 4, 2, 2, 1, 1, 1, 1), false},
+          {"weight grad, the batch's transformed output gradient over budget: chunks of images",
+           geometry(11, 16, 64, 64, 256, 4, 4, 2, 2, 1, 1, 1, 1), false},
       });
   return problems;
 }
@@ -490,6 +491,9 @@ TEST_CASE("conv kernels: the Winograd paths match the reference", "[conv][kernel
   CHECK(gemm::winograd_forward_applies(winograd_layers()[8].c.g));
   for (size_t i = 9; i < winograd_layers().size(); ++i)
     CHECK(gemm::winograd_backward_weight_applies(winograd_layers()[i].c.g));
+  // The weight gradient's two ways through the batch: one shared transformed output gradient, and chunks.
+  CHECK(gemm::winograd_gradient_chunk(winograd_layers()[9].c.g) == winograd_layers()[9].c.g.batch);
+  CHECK(gemm::winograd_gradient_chunk(winograd_layers()[11].c.g) < winograd_layers()[11].c.g.batch);
   // The study's 4x4 stride-2 layers with 64..512 channels take it too.
   CHECK(gemm::winograd_forward_applies(study_layers()[15].c.g));         // D3
   CHECK(gemm::winograd_backward_input_applies(study_layers()[15].c.g));  // D3

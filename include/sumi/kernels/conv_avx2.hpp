@@ -289,9 +289,12 @@ SUMI_TARGET_AVX2 inline void winograd_gradient_tiles(const float* const* p, int6
 }
 
 // Winograd output transform (conv_winograd.hpp) for 8 tiles and its store: computed with one tile per lane,
-// then transposed so that each tile's rows are stored as 4-float vectors (when they are contiguous).
+// then transposed so that each tile's rows are stored as 4-float vectors when they are contiguous, and as
+// whole 8-column rows when they interleave with another column phase (col_step 2): phase 0 stores its values
+// in both phases' columns, phase 1 blends its own into them.
 SUMI_TARGET_AVX2 inline void winograd_store_tiles(const float* m, int64_t m_stride, float* const* dst,
-                                                  int lanes, int64_t row_step, int64_t col_step, float bias) {
+                                                  int lanes, int64_t row_step, int64_t col_step,
+                                                  int col_phase, float bias) {
   const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f), eight = _mm256_set1_ps(8.0f);
   __m256 t[4][5];  // A^T M: t[p][j]
   for (int j = 0; j < 5; ++j) {
@@ -322,6 +325,20 @@ SUMI_TARGET_AVX2 inline void winograd_store_tiles(const float* m, int64_t m_stri
       _mm_storeu_ps(o + row_step, _mm256_extractf128_ps(y[l], 1));
       _mm_storeu_ps(o + 2 * row_step, _mm256_castps256_ps128(y[8 + l]));
       _mm_storeu_ps(o + 3 * row_step, _mm256_extractf128_ps(y[8 + l], 1));
+    }
+  } else if (col_step == 2) {
+    // Row a's 4 outputs, each twice: columns 2q and 2q + 1 of the tile's 8.
+    const __m256i low = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3),
+                  high = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+    for (int l = 0; l < lanes; ++l) {
+      float* o = dst[l] - col_phase;
+      const __m256 rows[4] = {_mm256_permutevar8x32_ps(y[l], low), _mm256_permutevar8x32_ps(y[l], high),
+                              _mm256_permutevar8x32_ps(y[8 + l], low),
+                              _mm256_permutevar8x32_ps(y[8 + l], high)};
+      for (int a = 0; a < 4; ++a) {
+        float* row = o + a * row_step;
+        _mm256_storeu_ps(row, col_phase ? _mm256_blend_ps(_mm256_loadu_ps(row), rows[a], 0xAA) : rows[a]);
+      }
     }
   } else {
     for (int l = 0; l < lanes; ++l) {
@@ -374,8 +391,8 @@ struct Kernels {
     winograd_gradient_tiles(p, row_stride, z, z_stride);
   }
   SUMI_TARGET_AVX2 static void winograd_store(const float* m, int64_t m_stride, float* const* dst, int lanes,
-                                              int64_t row_step, int64_t col_step, float bias) {
-    winograd_store_tiles(m, m_stride, dst, lanes, row_step, col_step, bias);
+                                              int64_t row_step, int64_t col_step, int col_phase, float bias) {
+    winograd_store_tiles(m, m_stride, dst, lanes, row_step, col_step, col_phase, bias);
   }
 
   static gemm::MicroKernel kernel(gemm::TileShape s, gemm::AMode am, bool direct_b) {

@@ -177,8 +177,9 @@ struct Kernels {
     gemm::winograd::gradient_tiles(p, row_stride, z, z_stride);
   }
   SUMI_TARGET_AVX512 static void winograd_store(const float* m, int64_t m_stride, float* const* dst,
-                                                int lanes, int64_t row_step, int64_t col_step, float bias) {
-    gemm::winograd::store_tiles(m, m_stride, dst, lanes, row_step, col_step, bias);
+                                                int lanes, int64_t row_step, int64_t col_step, int col_phase,
+                                                float bias) {
+    gemm::winograd::store_tiles(m, m_stride, dst, lanes, row_step, col_step, col_phase, bias);
   }
 
   static gemm::MicroKernel kernel(gemm::TileShape s, gemm::AMode am, bool direct_b) {

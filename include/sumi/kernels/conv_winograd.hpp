@@ -27,6 +27,11 @@
 #include <omp.h>
 
 #include "sumi/kernels/conv_gemm.hpp"
+#include "sumi/kernels/cpu_features.hpp"
+
+#if SUMI_X86_KERNELS
+#include <immintrin.h>
+#endif
 
 namespace sumi::kernels::gemm {
 
@@ -72,9 +77,13 @@ constexpr int kInputSlack = 8;
 
 // Y = A^T M A for kLanes tiles, stored: product xi of lane l is m[xi * m_stride + l]; output (a, b) of lane
 // l < lanes, plus bias, goes to dst[l][a * row_step + b * col_step].
+// With col_step 2 the tile's columns interleave with those of another column phase (an input gradient's
+// phases), col_phase 0 or 1, and ISA versions may store whole 8-column rows: phase 0 may write anything to
+// phase 1's columns of its rows (phase 1 is stored later), phase 1 keeps phase 0's.
 // A^T = [1 1 1 1 0; 0 1 -1 2 0; 0 1 1 4 0; 0 1 -1 8 1]
 [[gnu::always_inline]] inline void store_tiles(const float* m, int64_t m_stride, float* const* dst, int lanes,
-                                               int64_t row_step, int64_t col_step, float bias) {
+                                               int64_t row_step, int64_t col_step,
+                                               [[maybe_unused]] int col_phase, float bias) {
   float t[kOut][kIn][kLanes];  // A^T M: t[p][j]
   for (int j = 0; j < kIn; ++j)
     for (int l = 0; l < kLanes; ++l) {
@@ -183,11 +192,11 @@ void winograd_gradient_tiles(const float* const* p, int64_t row_stride, float* z
 }
 template <class KS>
 void winograd_store_tiles(const float* m, int64_t m_stride, float* const* dst, int lanes, int64_t row_step,
-                          int64_t col_step, float bias) {
+                          int64_t col_step, int col_phase, float bias) {
   if constexpr (requires { &KS::winograd_store; })
-    KS::winograd_store(m, m_stride, dst, lanes, row_step, col_step, bias);
+    KS::winograd_store(m, m_stride, dst, lanes, row_step, col_step, col_phase, bias);
   else
-    winograd::store_tiles(m, m_stride, dst, lanes, row_step, col_step, bias);
+    winograd::store_tiles(m, m_stride, dst, lanes, row_step, col_step, col_phase, bias);
 }
 
 // 4x4 kernel, stride 2, no dilation: the geometry whose phases are 2x2 correlations.
@@ -229,10 +238,18 @@ inline bool winograd_backward_weight_applies(const Conv2dGeometry& g) {
          g.batch * (g.out_h() / 4) * (g.out_w() / 4) >= kWinogradMinTiles;
 }
 
+// Floats between consecutive products' planes of `floats` each. Every transform touches all 25 planes at
+// once; planes a multiple of 4 KB apart fall in the same cache sets, where 25 streams evict each other (a
+// 12-way L1, a 16-way L2). An odd number of cache lines apart, the 25 fall in different sets.
+inline int64_t product_stride(int64_t floats) {
+  return (ceil_div(floats, 16) | 1) * 16;
+}
+
 // Blocking of one Winograd problem: M output channels, C reduced channels.
 struct WinogradPlan {
   TileShape tile;
   int64_t M = 0, C = 0, mr = 0, nr = 0, m_pad = 0, npanels = 0, kc = 0;
+  int64_t u_stride = 0;      // floats between the transformed weights' products
   int64_t target_tiles = 0;  // tiles per chunk (per thread), a multiple of nr
 };
 
@@ -243,6 +260,7 @@ WinogradPlan make_winograd_plan(int64_t M, int64_t C, int64_t tiles) {
   p.tile = choose_tile<KS>(M, tiles);
   p.mr = p.tile.mr, p.nr = int64_t(p.tile.nv) * KS::kVec;
   p.m_pad = round_up(M, p.mr), p.npanels = p.m_pad / p.mr;
+  p.u_stride = product_stride(p.m_pad * C);
   const int64_t kc_max = l1_panel_depth(p.nr);
   p.kc = ceil_div(C, ceil_div(C, kc_max));
   // Transformed tiles in flight take 25 * (C + M) floats each; ~2 MB of them per thread, and at least two
@@ -252,25 +270,53 @@ WinogradPlan make_winograd_plan(int64_t M, int64_t C, int64_t tiles) {
   return p;
 }
 
-// Transformed weights: u[xi][panel][c][mr] = (G g G^T)[xi] of kernel g = get(m, c) (4 floats, row-major),
-// m = panel * mr + r; rows past M are zero. Panels [p0, p1). MR = mr, a constant so that the transform runs
-// across exactly the panel's rows and its stores stay inline.
+// Copies n floats, a multiple of 16, to 64-byte aligned dst with streaming stores where the CPU has them:
+// the transformed weights are tens of MB, written once and read later, and a streaming store skips reading
+// each line before overwriting it (three times faster for 25 interleaved streams on the project machine).
+// fence_streaming_copies() orders them before the stores that follow (the barrier other threads wait on).
+inline void copy_streaming(const float* src, int64_t n, float* dst) {
+#if SUMI_X86_KERNELS
+  for (int64_t i = 0; i < n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+#else
+  std::copy_n(src, n, dst);
+#endif
+}
+inline void fence_streaming_copies() {
+#if SUMI_X86_KERNELS
+  _mm_sfence();
+#endif
+}
+
+// Transformed weights: u[xi * u_stride + (panel * C + c) * mr + r] = (G g G^T)[xi] of kernel g = get(m, c) (4
+// floats, row-major), m = panel * mr + r; rows past M are zero. Panels [p0, p1). MR = mr, a constant so that
+// the stores stay inline. A group of channels of a panel is transformed together, with their kernels in the
+// order they are stored (channel-major, row-minor): the transform vectorizes across the group's kernels and
+// each product's floats for the group are whole cache lines (16 channels for odd MR, else 8).
 template <int MR, class Get>
 void pack_winograd_panels(const WinogradPlan& p, int64_t p0, int64_t p1, float* u, Get& get) {
-  const int64_t xi_stride = p.m_pad * p.C;
-  for (int64_t panel = p0; panel < p1; ++panel)
-    for (int64_t c = 0; c < p.C; ++c) {
-      float g[4][MR] = {}, t[winograd::kPoints][MR];
-      for (int r = 0; r < MR && panel * MR + r < p.M; ++r) {
-        float k[4];
-        get(panel * MR + r, c, k);
-        for (int i = 0; i < 4; ++i) g[i][r] = k[i];
-      }
-      winograd::weight_tiles<MR>(g, t);
-      float* d = u + (panel * p.C + c) * MR;
-      for (int xi = 0; xi < winograd::kPoints; ++xi)
-        for (int r = 0; r < MR; ++r) d[xi * xi_stride + r] = t[xi][r];
+  constexpr int kChannels = MR % 2 ? 16 : 8, L = kChannels * MR;
+  static_assert(L % 16 == 0);
+  const int64_t xi_stride = p.u_stride;
+  for (int64_t panel = p0; panel < p1; ++panel) {
+    const int rows = int(std::min<int64_t>(MR, p.M - panel * MR));
+    for (int64_t c0 = 0; c0 < p.C; c0 += kChannels) {
+      const int channels = int(std::min<int64_t>(kChannels, p.C - c0));
+      float g[4][L] = {}, t[winograd::kPoints][L];
+      for (int c = 0; c < channels; ++c)
+        for (int r = 0; r < rows; ++r) {
+          float k[4];
+          get(panel * MR + r, c0 + c, k);
+          for (int i = 0; i < 4; ++i) g[i][c * MR + r] = k[i];
+        }
+      winograd::weight_tiles<L>(g, t);
+      float* d = u + (panel * p.C + c0) * MR;
+      if (channels == kChannels && reinterpret_cast<uintptr_t>(d) % 64 == 0)
+        for (int xi = 0; xi < winograd::kPoints; ++xi) copy_streaming(t[xi], L, d + xi * xi_stride);
+      else
+        for (int xi = 0; xi < winograd::kPoints; ++xi) std::copy_n(t[xi], channels * MR, d + xi * xi_stride);
     }
+  }
+  fence_streaming_copies();
 }
 
 // The register tiles' row counts (conv_avx2.hpp, conv_avx512.hpp), each with its own weight packing.
@@ -341,7 +387,7 @@ void winograd_chunk(const WinogradPlan& p, MicroKernel uk, const float* u, const
                      4 * tj * out.col_mul + out.col_add;
   }
   // Input transform. Lanes past the last tile repeat it; their columns are never stored.
-  const int64_t v_xi = ntg * C * p.nr;
+  const int64_t v_xi = product_stride(ntg * C * p.nr), m_xi = product_stride(p.m_pad * ldm);
   // Column tile by column tile, so that each of the 25 products' rows of V is written sequentially.
   for (int64_t jr = 0; jr < ntg; ++jr)
     for (int64_t c = 0; c < C; ++c)
@@ -353,9 +399,9 @@ void winograd_chunk(const WinogradPlan& p, MicroKernel uk, const float* u, const
       }
   // The 25 GEMMs: products[xi] = U[xi] (m_pad x C) * V[xi] (C x ldm).
   for (int xi = 0; xi < kPoints; ++xi) {
-    const float* uxi = u + xi * p.m_pad * C;
+    const float* uxi = u + xi * p.u_stride;
     const float* vxi = buf.v + xi * v_xi;
-    float* mxi = buf.m + xi * p.m_pad * ldm;
+    float* mxi = buf.m + xi * m_xi;
     for (int64_t pc = 0; pc < C; pc += p.kc) {
       const int64_t kc = std::min(p.kc, C - pc);
       for (int64_t jr = 0; jr < ntg; ++jr)
@@ -373,8 +419,8 @@ void winograd_chunk(const WinogradPlan& p, MicroKernel uk, const float* u, const
       const int lanes = int(std::min<int64_t>(kLanes, tiles - t0));
       float* ptr[kLanes];
       for (int l = 0; l < lanes; ++l) ptr[l] = dst + buf.out_off[t0 + l];
-      winograd_store_tiles<KS>(buf.m + m * ldm + t0, p.m_pad * ldm, ptr, lanes, out.row_mul * out.row_stride,
-                               out.col_mul, bias);
+      winograd_store_tiles<KS>(buf.m + m * ldm + t0, m_xi, ptr, lanes, out.row_mul * out.row_stride,
+                               out.col_mul, int(out.col_add), bias);
     }
   }
 }
@@ -388,8 +434,10 @@ inline WinogradBuffers winograd_thread_buffers(const WinogradPlan& p, int64_t pe
   b.chunk = std::clamp<int64_t>(p.target_tiles / std::max<int64_t>(per_img_tiles, 1), 1,
                                 std::max<int64_t>(images, 1));
   const int64_t tiles = b.chunk * per_img_tiles, ldm = round_up(tiles, p.nr);
-  b.v = thread_workspace(WorkspaceSlot::packed_panel).get<float>(winograd::kPoints * p.C * ldm);
-  b.m = thread_workspace(WorkspaceSlot::accumulators).get<float>(winograd::kPoints * p.m_pad * ldm);
+  b.v =
+      thread_workspace(WorkspaceSlot::packed_panel).get<float>(winograd::kPoints * product_stride(p.C * ldm));
+  b.m = thread_workspace(WorkspaceSlot::accumulators)
+            .get<float>(winograd::kPoints * product_stride(p.m_pad * ldm));
   b.src_off = thread_workspace(WorkspaceSlot::partial_sums).get<int64_t>(2 * tiles);
   b.out_off = b.src_off + tiles;
   const int64_t src_floats = b.chunk * src_floats_per_image + winograd::kInputSlack;
@@ -422,8 +470,7 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const float* x, const floa
   const WinogradPlan plan = plan_for(block_cin), last_plan = plan_for(last_cin);
   s.img_stride = block_cin * channel_floats;
   const MicroKernel uk = KS::kernel(plan.tile, AMode::packed, false);
-  float* u =
-      thread_workspace(WorkspaceSlot::packed_weights).get<float>(winograd::kPoints * plan.m_pad * plan.C);
+  float* u = thread_workspace(WorkspaceSlot::packed_weights).get<float>(winograd::kPoints * plan.u_stride);
   // Row panels [p0, p1) of block b's transformed weights; channel c = (ci, ph, pw) holds kernel taps
   // (2a + ph, 2b + pw).
   const auto pack = [&](int64_t b, int64_t p0, int64_t p1) {
@@ -433,7 +480,7 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const float* x, const floa
       k[0] = wc[0], k[1] = wc[2], k[2] = wc[8], k[3] = wc[10];
     });
   };
-  const bool pack_first = blocks == 1 && winograd::kPoints * plan.m_pad * plan.C <= kSerialFloats;
+  const bool pack_first = blocks == 1 && winograd::kPoints * plan.u_stride <= kSerialFloats;
   if (pack_first) pack(0, 0, plan.npanels);
   const StoreMap sm{y, cout * ho * wo, ho * wo, wo, 1, 0, 1, 0, bias};
   const int nt = threads_for(g.batch);
@@ -485,7 +532,7 @@ void conv2d_backward_input_winograd(const Conv2dGeometry& g, const float* gy, co
   const int64_t per_img = s.tiles_h * s.tiles_w;
   const WinogradPlan plan = make_winograd_plan<KS>(cin, cout, g.batch * per_img);
   const MicroKernel uk = KS::kernel(plan.tile, AMode::packed, false);
-  const int64_t u_phase = winograd::kPoints * plan.m_pad * plan.C;
+  const int64_t u_phase = winograd::kPoints * plan.u_stride;
   const int64_t phases_per_pass = 4 * u_phase <= kWinogradMaxWeightFloats ? 4 : 1;
   float* u = thread_workspace(WorkspaceSlot::packed_weights).get<float>(phases_per_pass * u_phase);
   // Transformed weights of phases [ph0, ph0 + phases_per_pass), row panels [p0, p1).
@@ -533,9 +580,26 @@ void conv2d_backward_input_winograd(const Conv2dGeometry& g, const float* gy, co
 // tiles, the gradient of the transformed weights is dU[xi] = sum over tiles of Z[xi] V[xi]^T, where
 // Z = A gy A^T of the output gradient's 4x4 tiles: 25 GEMMs Cout x C reduced over tiles, then each kernel's
 // gradient is G^T dU G. The channels are split into blocks, each owned by one thread, which reduces it over
-// every tile in chunks: no per-thread copies of the gradient to add up, and a block's dU stays bounded.
+// every tile: no per-thread copies of the gradient to add up, and a block's dU stays bounded. When Z of the
+// whole batch fits kWinogradMaxWeightFloats, the team transforms it once and every block reads it; otherwise
+// each block goes through the batch in chunks, transforming each chunk's Z itself.
 constexpr int64_t kWinogradGradientFloats = int64_t(1) << 20;  // a block's dU: 4 MB
 constexpr int64_t kWinogradChunkFloats = int64_t(1) << 19;     // a chunk's transformed output gradient
+
+// Floats of the transformed output gradient Z of `images` images.
+inline int64_t winograd_gradient_floats(const Conv2dGeometry& g, int64_t images) {
+  const int64_t tiles = images * (g.out_h() / 4) * (g.out_w() / 4);
+  return winograd::kPoints * product_stride(g.out_channels * round_up(tiles, winograd::kLanes));
+}
+
+// Images per chunk of the weight gradient: the whole batch when its Z is shared by the team, else as many
+// as kWinogradChunkFloats holds.
+inline int64_t winograd_gradient_chunk(const Conv2dGeometry& g) {
+  if (winograd_gradient_floats(g, g.batch) <= kWinogradMaxWeightFloats) return g.batch;
+  const int64_t per_img = (g.out_h() / 4) * (g.out_w() / 4);
+  return std::clamp<int64_t>(kWinogradChunkFloats / (winograd::kPoints * g.out_channels * per_img), 1,
+                             g.batch);
+}
 
 template <class KS>
 void conv2d_backward_weight_winograd(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,
@@ -553,9 +617,11 @@ void conv2d_backward_weight_winograd(const Conv2dGeometry& g, const float* x, co
   const int64_t cb = round_up(ceil_div(C, blocks), 8), nblocks = ceil_div(C, cb);
   const TileShape tile = choose_tile<KS>(cout, cb);
   const int64_t mr = tile.mr, nr = int64_t(tile.nv) * KS::kVec;
-  const int64_t ldu = round_up(cb, nr), groups = ldu / nr;
+  const int64_t ldu = round_up(cb, nr), groups = ldu / nr, du_xi = product_stride(cout * ldu);
   const int64_t kc_max = l1_panel_depth(nr);
-  const int64_t chunk = std::clamp<int64_t>(kWinogradChunkFloats / (kPoints * cout * per_img), 1, g.batch);
+  const int64_t chunk = winograd_gradient_chunk(g);
+  const bool shared_z = chunk == g.batch;
+  const int64_t kmax = chunk * per_img, ldk = round_up(kmax, kLanes), z_xi = product_stride(cout * ldk);
   const int64_t block_img = cb / 4 * ps.planes_per_channel() * ps.plane_size();
   const MicroKernel uk = KS::kernel(tile, AMode::rows, false);
   if (gbias)
@@ -565,47 +631,63 @@ void conv2d_backward_weight_winograd(const Conv2dGeometry& g, const float* x, co
         for (int64_t q = 0; q < ho * wo; ++q) s += gy[n * gy_img + co * ho * wo + q];
       gbias[co] = s;
     }
+  float* z_batch =
+      shared_z ? thread_workspace(WorkspaceSlot::packed_weights).get<float>(kPoints * z_xi) : nullptr;
   const int nt = threads_for(nblocks);
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-    const int64_t kmax = chunk * per_img, ldk = round_up(kmax, kLanes);
-    float* z = thread_workspace(WorkspaceSlot::packed_weights).get<float>(kPoints * cout * ldk);
-    float* v = thread_workspace(WorkspaceSlot::packed_panel).get<float>(kPoints * ldu * kmax);
-    float* du = thread_workspace(WorkspaceSlot::partial_sums).get<float>(kPoints * cout * ldu);
+    float* z =
+        shared_z ? z_batch : thread_workspace(WorkspaceSlot::packed_weights).get<float>(kPoints * z_xi);
+    float* v = thread_workspace(WorkspaceSlot::packed_panel).get<float>(kPoints * product_stride(ldu * kmax));
+    float* du = thread_workspace(WorkspaceSlot::partial_sums).get<float>(kPoints * du_xi);
     int64_t* off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(2 * kmax);
     const int64_t src_floats = block_img + winograd::kInputSlack;
     float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats);
     std::fill(src, src + src_floats, 0.0f);  // the padding, for every image
+    // Tile offsets of the chunk from image n0, k tiles: its input tiles in their image's src, then its
+    // output-gradient tiles in gy.
+    const auto tile_offsets = [&](int64_t n0, int64_t k) {
+      for (int64_t tt = 0; tt < k; ++tt) {
+        const int64_t n = tt / per_img, ti = tt % per_img / tiles_w, tj = tt % tiles_w;
+        off[tt] = 4 * ti * ps.ws + 4 * tj;
+        off[kmax + tt] = (n0 + n) * gy_img + 4 * ti * wo + 4 * tj;
+      }
+    };
+    // Z[xi][co][tile] (row-major A) of output channels [co0, co1), 8 tiles of one channel per transform.
+    // Lanes past the chunk repeat its last tile; the GEMMs never read them.
+    const auto transform_gradient = [&](int64_t k, int64_t co0, int64_t co1) {
+      for (int64_t tt = 0; tt < k; tt += kLanes) {
+        const float* ptr[kLanes];
+        for (int l = 0; l < kLanes; ++l) ptr[l] = gy + off[kmax + std::min(tt + l, k - 1)] + co0 * ho * wo;
+        for (int64_t co = co0; co < co1; ++co) {
+          winograd_gradient_tiles<KS>(ptr, wo, z + co * ldk + tt, z_xi);
+          for (int l = 0; l < kLanes; ++l) ptr[l] += ho * wo;
+        }
+      }
+    };
+    if (shared_z) {
+      int64_t co0, co1;
+      split_range(cout, tn, t, co0, co1);
+      tile_offsets(0, kmax);
+      transform_gradient(kmax, co0, co1);
+#pragma omp barrier
+    }
     int64_t b0, b1;
     split_range(nblocks, tn, t, b0, b1);
-    const bool one_chunk = chunk >= g.batch;
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t c0 = blk * cb, cn = std::min(cb, C - c0);
       for (int64_t n0 = 0; n0 < g.batch; n0 += chunk) {
         const int64_t images = std::min(chunk, g.batch - n0), k = images * per_img;
-        for (int64_t tt = 0; tt < k; ++tt) {
-          const int64_t n = tt / per_img, ti = tt % per_img / tiles_w, tj = tt % tiles_w;
-          off[tt] = 4 * ti * ps.ws + 4 * tj;                          // input tile, in its image's src
-          off[kmax + tt] = (n0 + n) * gy_img + 4 * ti * wo + 4 * tj;  // output grad tile, in gy
+        if (!shared_z) {
+          tile_offsets(n0, k);
+          transform_gradient(k, 0, cout);
         }
-        // Z[xi][co][tile] (row-major A), 8 tiles of one channel per transform; the same for every block
-        // when the batch is one chunk. Lanes past the chunk repeat its last tile; the GEMMs never read them.
-        const int64_t z_xi = cout * ldk;
-        if (!one_chunk || blk == b0)
-          for (int64_t tt = 0; tt < k; tt += kLanes) {
-            const float* ptr[kLanes];
-            for (int l = 0; l < kLanes; ++l) ptr[l] = gy + off[kmax + std::min(tt + l, k - 1)];
-            for (int64_t co = 0; co < cout; ++co) {
-              winograd_gradient_tiles<KS>(ptr, wo, z + co * ldk + tt, z_xi);
-              for (int l = 0; l < kLanes; ++l) ptr[l] += ho * wo;
-            }
-          }
         // V[xi][group][tile][nr], 8 channels of one tile per transform, image by image from its phase planes,
         // group by group so that each product's rows are written in order. Lanes past the block repeat its
         // last channel; their columns of dU are never read.
-        const int64_t v_xi = groups * k * nr;
+        const int64_t v_xi = product_stride(groups * k * nr);
         for (int64_t n = 0; n < images; ++n) {
           copy_phase_split(ps, x + (n0 + n) * x_img + c0 / 4 * g.in_h * g.in_w, cn / 4, g.in_h, g.in_w, src);
           for (int64_t jg = 0; jg < groups; ++jg)
@@ -623,7 +705,7 @@ void conv2d_backward_weight_winograd(const Conv2dGeometry& g, const float* x, co
             for (int64_t jg = 0; jg < groups; ++jg)
               for (int64_t ir = 0; ir < cout; ir += mr)
                 uk(kc, z + xi * z_xi + ir * ldk + pk, ldk, v + xi * v_xi + (jg * k + pk) * nr, nullptr,
-                   du + (xi * cout + ir) * ldu + jg * nr, ldu, int(std::min(mr, cout - ir)), n0 > 0 || pk > 0,
+                   du + xi * du_xi + ir * ldu + jg * nr, ldu, int(std::min(mr, cout - ir)), n0 > 0 || pk > 0,
                    nullptr);
           }
       }
@@ -632,7 +714,7 @@ void conv2d_backward_weight_winograd(const Conv2dGeometry& g, const float* x, co
       for (int64_t co = 0; co < cout; ++co)
         for (int64_t c = 0; c < cn; c += kLanes) {
           float k[4][kLanes];
-          winograd::weight_gradient_tiles(du + co * ldu + c, cout * ldu, k);
+          winograd::weight_gradient_tiles(du + co * ldu + c, du_xi, k);
           for (int l = 0; l < kLanes && c + l < cn; ++l) {
             const int64_t cc = c0 + c + l, ph = cc / 2 % 2, pw = cc % 2;
             float* wc = gw + (co * cin + cc / 4) * 16 + ph * 4 + pw;

@@ -3,7 +3,8 @@
 //
 // Each thread (the caller and every OpenMP worker) owns a few buffers, one per purpose (slot). A buffer
 // only grows: after the first call with the largest shape, later calls reuse it. The caller's buffers may
-// be read by the workers of the parallel region it starts (e.g. packed weights), never written by them.
+// be shared with the workers of the parallel region it starts (e.g. packed weights, which the team may fill
+// together), but only the caller obtains or grows them.
 #include <array>
 #include <cstddef>
 #include <cstring>
@@ -48,8 +49,8 @@ class AlignedBuffer {
 
 // What each buffer of a thread holds during a kernel call.
 enum class WorkspaceSlot : int {
-  packed_weights,  // the caller's: weights reordered for the micro-kernel (Winograd weight gradients: a
-                   // worker's transformed output gradient)
+  packed_weights,  // the caller's: weights reordered for the micro-kernel (Winograd weight gradients: the
+                   // transformed output gradient, the team's or a worker's own)
   source,          // a worker's: padded / phase-split copy of its images
   packed_panel,    // a worker's: the operand block packed for the micro-kernel
   accumulators,    // a worker's: micro-kernel results before they are written out

@@ -99,6 +99,7 @@ class CachingAllocator {
 
   static constexpr std::size_t kCacheLimit = std::size_t(32) << 20;
   static constexpr std::size_t kMappedBytes = std::size_t(1) << 20;
+  static constexpr std::size_t kHugePageBytes = std::size_t(2) << 20;
 
   AllocatorStats stats() const {
     std::lock_guard lock(mutex_);
@@ -118,7 +119,13 @@ class CachingAllocator {
   static void* obtain(std::size_t size) {
     if (size < kMappedBytes) return std::aligned_alloc(kTensorAlignment, size);
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? nullptr : p;
+    if (p == MAP_FAILED) return nullptr;
+#ifdef MADV_HUGEPAGE
+    // 2 MB pages where the system allows them (transparent huge pages on request): a DCGAN iteration maps
+    // hundreds of MB of activations afresh, and faulting them in 4 KB at a time took about 5% of its time.
+    if (size >= kHugePageBytes) madvise(p, size, MADV_HUGEPAGE);
+#endif
+    return p;
   }
   static void give_back(void* block, std::size_t size) {
     if (size < kMappedBytes)
