@@ -184,9 +184,13 @@ int run(Options o) {
                                     .batch = c.get<int>("batch"),
                                     .lr = o.lr,
                                     .seed = uint64_t(o.seed)};
+    // Only the budgets' epochs become rows, so only they are validated.
     examples::train_autoencoder_run(
         s, *study->train, *study->validation, int(trial.max_epochs()),
-        [&](const examples::AutoencoderEpoch& e) { trial.report(e.epoch, e.train_loss, e.val_mse); });
+        [&](const examples::AutoencoderEpoch& e) {
+          if (trial.is_budget(e.epoch)) trial.report(e.epoch, e.train_loss, e.val_mse);
+        },
+        nullptr, [&](int epoch) { return trial.is_budget(epoch); });
   };
   const tune::GridSearchSummary summary = tune::run_grid_search(grid, options, train);
   if (bar) bar->close();

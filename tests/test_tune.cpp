@@ -136,6 +136,17 @@ TEST_CASE("grid search runs every combination once and records each epoch budget
   fs::remove_all(dir);
 }
 
+TEST_CASE("a trial trains for its largest budget and knows which epochs are budgets", "[tune]") {
+  const tune::ParameterGrid grid = small_grid();
+  const tune::Trial trial(grid.at(0), {2, 4}, 0);
+  REQUIRE(trial.max_epochs() == 4);
+  REQUIRE(trial.is_budget(2));
+  REQUIRE(trial.is_budget(4));
+  REQUIRE_FALSE(trial.is_budget(1));
+  REQUIRE_FALSE(trial.is_budget(3));
+  REQUIRE_FALSE(trial.is_budget(5));
+}
+
 TEST_CASE("grid search resumes: rows already in the file are not run again", "[tune]") {
   const fs::path dir = temp_dir("resume");
   const tune::ParameterGrid grid = small_grid();
@@ -270,9 +281,13 @@ TEST_CASE("the 1-epoch rows of a shared {1, 2}-epoch run equal a separate 1-epoc
                                     .dropout = trial.config().get<double>("dropout"),
                                     .batch = 16,
                                     .seed = 7};
+    // As the grid-search example does it: only the budgets' epochs are validated and reported.
     examples::train_autoencoder_run(
         s, train, val, int(trial.max_epochs()),
-        [&](const examples::AutoencoderEpoch& e) { trial.report(e.epoch, e.train_loss, e.val_mse); });
+        [&](const examples::AutoencoderEpoch& e) {
+          if (trial.is_budget(e.epoch)) trial.report(e.epoch, e.train_loss, e.val_mse);
+        },
+        nullptr, [&](int epoch) { return trial.is_budget(epoch); });
   };
   const auto shared =
       tune::run_grid_search(grid, {.epochs = {1, 2}, .results_csv = dir / "shared.csv"}, train_fn);

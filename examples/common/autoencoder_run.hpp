@@ -3,6 +3,7 @@
 // does it (same initialisation, optimiser, shuffling and seeds), reporting after every epoch. Shared by the
 // grid search (which records several epoch budgets from one run) and the fine-tuning example (which trains
 // the reference encoder when none is given).
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -27,8 +28,8 @@ struct AutoencoderSettings {
 
 struct AutoencoderEpoch {
   int epoch = 0;
-  double train_loss = 0, val_mse = 0;
-  double seconds = 0;  // training time of this epoch (validation excluded)
+  double train_loss = 0, val_mse = 0;  // val_mse is NaN for an epoch that was not validated
+  double seconds = 0;                  // training time of this epoch (validation excluded)
 };
 
 // A trained model with the generator its dropout draws from (which must live as long as the model).
@@ -40,11 +41,14 @@ struct AutoencoderRun {
 // Trains a new autoencoder for `epochs` epochs and calls on_epoch(const AutoencoderEpoch&) after each.
 // Epoch e's result depends only on the settings and e, not on `epochs`: the learning rate is constant and
 // epoch e's batch order comes from (seed, e), so a 10-epoch run is the first 10 epochs of a 20-epoch run.
-// `progress` (may be null) names the progress bar options; no bar is shown when it is null.
-template <class TrainSet, class ValSet, class OnEpoch>
-AutoencoderRun train_autoencoder_run(const AutoencoderSettings& s, const TrainSet& train,
-                                     const ValSet& validation, int epochs, OnEpoch&& on_epoch,
-                                     const util::ProgressBarOptions* progress = nullptr) {
+// `progress` (may be null) names the progress bar options; no bar is shown when it is null. Only the epochs
+// for which validate(epoch) is true are validated (by default every epoch); validation does not change the
+// training.
+template <class TrainSet, class ValSet, class OnEpoch, class Validate = bool (*)(int)>
+AutoencoderRun train_autoencoder_run(
+    const AutoencoderSettings& s, const TrainSet& train, const ValSet& validation, int epochs,
+    OnEpoch&& on_epoch, const util::ProgressBarOptions* progress = nullptr,
+    Validate&& validate = [](int) { return true; }) {
   AutoencoderRun run;
   run.generator = std::make_unique<Generator>(s.seed);
   run.model = std::make_shared<models::Autoencoder<float>>(s.latent, s.dropout, *run.generator);
@@ -60,9 +64,9 @@ AutoencoderRun train_autoencoder_run(const AutoencoderSettings& s, const TrainSe
     util::Timer timer;
     const EpochResult r = train_autoencoder_epoch(*run.model, optimizer, train_loader, bar.get());
     const double seconds = timer.elapsed_seconds();
-    const double val = evaluate_mse(*run.model, val_loader);
+    const double val = validate(epoch) ? evaluate_mse(*run.model, val_loader) : std::nan("");
     if (bar) {
-      bar->set_postfix("val_mse", val);
+      if (!std::isnan(val)) bar->set_postfix("val_mse", val);
       bar->close();
     }
     on_epoch(AutoencoderEpoch{epoch, r.mean_loss, val, seconds});

@@ -4,8 +4,9 @@
 //
 // Epoch budgets share one run: with a constant learning rate the first 10 epochs of a 20-epoch run are a
 // 10-epoch run, so each configuration is trained once for the largest budget and the function reports the
-// losses after every epoch; the rows for the smaller budgets are taken on the way. The function must make
-// epoch e's result independent of the total (no schedule over the whole run) for this to hold.
+// losses after each budget's epoch (reports of other epochs are ignored, so it need not validate them); the
+// rows for the smaller budgets are taken on the way. The function must make epoch e's result independent of
+// the total (no schedule over the whole run) for this to hold.
 //
 // Resumable: rows already in the results file are kept and their runs skipped; each new row is appended and
 // flushed as soon as it is known, so an interrupted search continues where it stopped. Shardable: with
@@ -15,8 +16,10 @@
 //
 //   auto summary = tune::run_grid_search(grid, {.epochs = {10, 20}, .results_csv = "grid.csv"},
 //                                        [&](tune::Trial& trial) {
-//                                          for (int e = 1; e <= trial.max_epochs(); ++e)
-//                                            trial.report(e, train_one_epoch(), validate());
+//                                          for (int e = 1; e <= trial.max_epochs(); ++e) {
+//                                            const double train_loss = train_one_epoch();
+//                                            if (trial.is_budget(e)) trial.report(e, train_loss, validate());
+//                                          }
 //                                        });
 #include <algorithm>
 #include <atomic>
@@ -66,15 +69,18 @@ struct GridSearchSummary {
 // One run as the user function sees it.
 class Trial {
  public:
-  Trial(Configuration config, int64_t max_epochs, std::size_t index)
+  // `budgets`: the epoch budgets, ascending.
+  Trial(Configuration config, std::vector<int64_t> budgets, std::size_t index)
       : config_(std::move(config)),
-        max_epochs_(max_epochs),
+        budgets_(std::move(budgets)),
         index_(index),
         start_(std::chrono::steady_clock::now()) {}
 
   const Configuration& config() const { return config_; }
   // Epochs to train: the largest budget.
-  int64_t max_epochs() const { return max_epochs_; }
+  int64_t max_epochs() const { return budgets_.back(); }
+  // Whether `epoch` is a budget, i.e. becomes a row: the function may skip validating the other epochs.
+  bool is_budget(int64_t epoch) const { return std::binary_search(budgets_.begin(), budgets_.end(), epoch); }
   // The configuration's position in grid order.
   std::size_t index() const { return index_; }
 
@@ -88,7 +94,7 @@ class Trial {
 
  private:
   Configuration config_;
-  int64_t max_epochs_;
+  std::vector<int64_t> budgets_;
   std::size_t index_;
   std::chrono::steady_clock::time_point start_;
   std::vector<GridResult> reports_;
@@ -115,7 +121,6 @@ inline GridSearchSummary run_grid_search(const ParameterGrid& grid, const GridSe
   if (options.results_csv.empty()) throw std::invalid_argument("grid search: no results file given");
   std::vector<int64_t> budgets = options.epochs;
   std::sort(budgets.begin(), budgets.end());
-  const int64_t max_epochs = budgets.back();
 
   std::vector<GridResult> existing;
   if (std::filesystem::exists(options.results_csv)) existing = read_grid_results(options.results_csv, grid);
@@ -153,7 +158,7 @@ inline GridSearchSummary run_grid_search(const ParameterGrid& grid, const GridSe
         std::lock_guard lock(mutex);
         if (fatal) return;
       }
-      Trial trial(grid.at(pending[k]), max_epochs, pending[k]);
+      Trial trial(grid.at(pending[k]), budgets, pending[k]);
       std::string error;
       try {
         train(trial);
