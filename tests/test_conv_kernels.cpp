@@ -159,6 +159,8 @@ const std::vector<Problem>& sweep() {
         {"few channels, 7x7 -> 3x3, 9 images (lanes, col2im input grad)",
          geometry(9, 16, 7, 7, 32, 3, 3, 2, 2, 0, 0, 1, 1)},
         {"few channels, 17 images (lanes)", geometry(17, 5, 12, 11, 6, 3, 3, 2, 2, 1, 1, 1, 1)},
+        {"one input channel, 9 images (lanes, taps as the dot kernel's rows)",
+         geometry(9, 1, 28, 28, 8, 3, 3, 2, 2, 1, 1, 1, 1)},
         {"convT k3 s2 p1 op1", transposed(3, 9, 7, 3, 2, 1, 1, 5)},
         {"convT k4 s2 p1 op1", transposed(2, 17, 6, 4, 2, 1, 1, 6)},
         {"convT k5 s3 p2 op2", transposed(2, 5, 11, 5, 3, 2, 2, 4)},
@@ -308,13 +310,14 @@ void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b, const
     for (int j = 0; j < NR; ++j) c[r * ldc + j] = acc[r][j];
 }
 
-void dot_kernel(int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb, const int64_t* boff,
-                float* c, int64_t ldc, int rows, int cols, bool accumulate) {
+void dot_kernel(int64_t len, const float* a, int64_t lda, const int64_t* aoff, const float* b, int64_t ldb,
+                const int64_t* boff, float* c, int64_t ldc, int rows, int cols, bool accumulate) {
   for (int r = 0; r < rows; ++r)
     for (int j = 0; j < cols; ++j) {
+      const float* ar = a + (aoff ? aoff[r] : r * lda);
       const float* bj = b + (boff ? boff[j] : j * ldb);
       float s = 0;
-      for (int64_t t = 0; t < len; ++t) s += a[r * lda + t] * bj[t];
+      for (int64_t t = 0; t < len; ++t) s += ar[t] * bj[t];
       c[r * ldc + j] = accumulate ? c[r * ldc + j] + s : s;
     }
 }
@@ -533,20 +536,32 @@ TEST_CASE("conv kernels: images-to-lanes moves match the portable ones for 8 and
   const auto src = random_values(16 * img_stride, rng);
   for (int64_t lanes : {8, 16})
     for (int64_t count : {int64_t(1), int64_t(5), lanes - 1, lanes})
+      for (bool scattered : {false, true})
+        for (int64_t n : {1, 7, 8, 9, 16, 23}) {
+          INFO("lanes " << lanes << " count " << count << " scattered " << scattered << " n " << n);
+          // scattered: pixel v goes to slot 3 * (n - 1 - v) + 1 of 3n slots (reversed, spread, offset)
+          std::vector<int64_t> pixel(static_cast<size_t>(n));
+          for (int64_t v = 0; v < n; ++v) pixel[size_t(v)] = scattered ? 3 * (n - 1 - v) + 1 : v;
+          const int64_t slots = scattered ? 3 * n : n;
+          std::vector<float> got(size_t(slots * lanes), -1.0f), want(size_t(slots * lanes), -1.0f);
+          sk::avx2::interleave_lanes(src.data(), img_stride, count, n, scattered ? pixel.data() : nullptr,
+                                     got.data(), lanes);
+          for (int64_t v = 0; v < n; ++v)
+            for (int64_t l = 0; l < lanes; ++l)
+              want[size_t(pixel[size_t(v)] * lanes + l)] = l < count ? src[size_t(l * img_stride + v)] : 0.0f;
+          CHECK(got == want);
+        }
+  for (int64_t lanes : {8, 16})
+    for (int64_t count : {int64_t(1), int64_t(5), lanes - 1, lanes})
       for (int64_t step : {1, 2, 3})
         for (int64_t n : {1, 7, 8, 9, 16, 23}) {
           INFO("lanes " << lanes << " count " << count << " step " << step << " n " << n);
-          std::vector<float> got(size_t(n * lanes), -1.0f), want(size_t(n * lanes), -2.0f);
-          sk::avx2::interleave_lanes(src.data(), img_stride, count, n, step, got.data(), lanes);
-          for (int64_t v = 0; v < n; ++v)
-            for (int64_t l = 0; l < lanes; ++l)
-              want[size_t(v * lanes + l)] = l < count ? src[size_t(l * img_stride + v * step)] : 0.0f;
-          CHECK(got == want);
+          const auto lanes_src = random_values(n * lanes, rng);
           std::vector<float> back(src.size(), 0.0f), expect(src.size(), 0.0f);
-          sk::avx2::deinterleave_lanes(want.data(), count, n, back.data(), img_stride, step, lanes);
+          sk::avx2::deinterleave_lanes(lanes_src.data(), count, n, back.data(), img_stride, step, lanes);
           for (int64_t l = 0; l < count; ++l)
             for (int64_t v = 0; v < n; ++v)
-              expect[size_t(l * img_stride + v * step)] = want[size_t(v * lanes + l)];
+              expect[size_t(l * img_stride + v * step)] = lanes_src[size_t(v * lanes + l)];
           CHECK(back == expect);
         }
 #endif

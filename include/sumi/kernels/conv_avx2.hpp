@@ -91,14 +91,17 @@ SUMI_TARGET_AVX2 inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
 // dot products vectorized along t, for weight gradients with few channels, where neither operand is worth
 // transposing. Rows / columns past rows / cols repeat the last valid one and are not stored.
 template <int MR, int NR>
-SUMI_TARGET_AVX2 void dot_kernel(int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb,
-                                 const int64_t* boff, float* c, int64_t ldc, int rows, int cols,
-                                 bool accumulate) {
+SUMI_TARGET_AVX2 void dot_kernel(int64_t len, const float* a, int64_t lda, const int64_t* aoff,
+                                 const float* b, int64_t ldb, const int64_t* boff, float* c, int64_t ldc,
+                                 int rows, int cols, bool accumulate) {
   static_assert(NR % 4 == 0, "columns are reduced in groups of 4");
   const float* ar[MR];
   const float* br[NR];
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) ar[r] = a + (r < rows ? r : rows - 1) * lda;
+  for (int r = 0; r < MR; ++r) {
+    const int rr = r < rows ? r : rows - 1;
+    ar[r] = a + (aoff ? aoff[rr] : rr * lda);
+  }
 #pragma GCC unroll 16
   for (int j = 0; j < NR; ++j) {
     const int jj = j < cols ? j : cols - 1;
@@ -162,38 +165,27 @@ SUMI_TARGET_AVX2 inline void transpose8x8(__m256 r[8]) {
   r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-// Images into vector lanes (conv_lanes.hpp): dst[v * lanes + l] = src[l * img_stride + v * step] for v < n,
-// l < count; lanes count .. lanes-1 are zero. lanes is a multiple of 8. Blocks of 8 images x 8 pixels go
-// through an 8x8 register transpose (step 1 and 2; step 2 also splits even from odd elements).
+// Images into vector lanes (conv_lanes.hpp): dst[pixel[v] * lanes + l] = src[l * img_stride + v] for v < n,
+// l < count, and zero for lanes count .. lanes-1; pixel null means pixel[v] = v. lanes is a multiple of 8.
+// Blocks of 8 images x 8 pixels go through an 8x8 register transpose; the table lets the same pass place
+// each pixel straight into padded or stride-phase-split planes.
 SUMI_TARGET_AVX2 inline void interleave_lanes(const float* src, int64_t img_stride, int64_t count, int64_t n,
-                                              int64_t step, float* dst, int64_t lanes) {
+                                              const int64_t* pixel, float* dst, int64_t lanes) {
   int64_t v = 0;
-  if (step == 1 || step == 2) {
-    // Step 2 reads 16 floats for 8 pixels, one past the last pixel: stay one pixel short of n.
-    const int64_t v_end = step == 1 ? n - 8 : n - 9;
-    for (; v <= v_end; v += 8)
-      for (int64_t l0 = 0; l0 < lanes; l0 += 8) {
-        __m256 r[8];
-        for (int i = 0; i < 8; ++i) {
-          const int64_t l = l0 + i;
-          if (l >= count) {
-            r[i] = _mm256_setzero_ps();
-          } else if (step == 1) {
-            r[i] = _mm256_loadu_ps(src + l * img_stride + v);
-          } else {
-            const float* p = src + l * img_stride + 2 * v;
-            const __m256 even =
-                _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), _MM_SHUFFLE(2, 0, 2, 0));
-            r[i] = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), _MM_SHUFFLE(3, 1, 2, 0)));
-          }
-        }
-        transpose8x8(r);
-        for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + (v + i) * lanes + l0, r[i]);
-      }
+  for (; v + 8 <= n; v += 8) {
+    float* d[8];
+    for (int i = 0; i < 8; ++i) d[i] = dst + (pixel ? pixel[v + i] : v + i) * lanes;
+    for (int64_t l0 = 0; l0 < lanes; l0 += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i)
+        r[i] = l0 + i < count ? _mm256_loadu_ps(src + (l0 + i) * img_stride + v) : _mm256_setzero_ps();
+      transpose8x8(r);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(d[i] + l0, r[i]);
+    }
   }
   for (; v < n; ++v) {
-    float* d = dst + v * lanes;
-    for (int64_t l = 0; l < count; ++l) d[l] = src[l * img_stride + v * step];
+    float* d = dst + (pixel ? pixel[v] : v) * lanes;
+    for (int64_t l = 0; l < count; ++l) d[l] = src[l * img_stride + v];
     for (int64_t l = count; l < lanes; ++l) d[l] = 0.0f;
   }
 }
@@ -373,9 +365,9 @@ struct Kernels {
   static constexpr int kDotRows = 3, kDotCols = 4;
   static constexpr gemm::DotKernel kDot = &dot_kernel<kDotRows, kDotCols>;
 
-  static void interleave(const float* src, int64_t img_stride, int64_t count, int64_t n, int64_t step,
+  static void interleave(const float* src, int64_t img_stride, int64_t count, int64_t n, const int64_t* pixel,
                          float* dst) {
-    interleave_lanes(src, img_stride, count, n, step, dst, kVec);
+    interleave_lanes(src, img_stride, count, n, pixel, dst, kVec);
   }
   static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride,
                            int64_t step) {

@@ -85,14 +85,17 @@ SUMI_TARGET_AVX512 inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
 // dot products vectorized along t (see the AVX2 version). Rows / columns past rows / cols repeat the last
 // valid one and are not stored.
 template <int MR, int NR>
-SUMI_TARGET_AVX512 void dot_kernel(int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb,
-                                   const int64_t* boff, float* c, int64_t ldc, int rows, int cols,
-                                   bool accumulate) {
+SUMI_TARGET_AVX512 void dot_kernel(int64_t len, const float* a, int64_t lda, const int64_t* aoff,
+                                   const float* b, int64_t ldb, const int64_t* boff, float* c, int64_t ldc,
+                                   int rows, int cols, bool accumulate) {
   static_assert(NR % 4 == 0, "columns are reduced in groups of 4");
   const float* ar[MR];
   const float* br[NR];
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) ar[r] = a + (r < rows ? r : rows - 1) * lda;
+  for (int r = 0; r < MR; ++r) {
+    const int rr = r < rows ? r : rows - 1;
+    ar[r] = a + (aoff ? aoff[rr] : rr * lda);
+  }
 #pragma GCC unroll 16
   for (int j = 0; j < NR; ++j) {
     const int jj = j < cols ? j : cols - 1;
@@ -150,9 +153,9 @@ struct Kernels {
   static constexpr gemm::DotKernel kDot = &dot_kernel<kDotRows, kDotCols>;
 
   // Images to lanes and back: the AVX2 8x8 transposes, per group of 8 of the 16 lanes.
-  static void interleave(const float* src, int64_t img_stride, int64_t count, int64_t n, int64_t step,
+  static void interleave(const float* src, int64_t img_stride, int64_t count, int64_t n, const int64_t* pixel,
                          float* dst) {
-    avx2::interleave_lanes(src, img_stride, count, n, step, dst, kVec);
+    avx2::interleave_lanes(src, img_stride, count, n, pixel, dst, kVec);
   }
   static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride,
                            int64_t step) {

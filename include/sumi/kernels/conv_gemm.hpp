@@ -48,10 +48,11 @@ namespace sumi::kernels::gemm {
 using MicroKernel = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, const int64_t* boff,
                              float* c, int64_t ldc, int rows, bool accumulate, const float* bias);
 
-// C[r][j] (+)= sum over t < len of a[r*lda + t] * B_j[t] for r < rows <= kDotRows, j < cols <= kDotCols,
-// where B_j = b + j*ldb, or b + boff[j] when boff is not null.
-using DotKernel = void (*)(int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb,
-                           const int64_t* boff, float* c, int64_t ldc, int rows, int cols, bool accumulate);
+// C[r][j] (+)= sum over t < len of A_r[t] * B_j[t] for r < rows <= kDotRows, j < cols <= kDotCols,
+// where A_r = a + r*lda, or a + aoff[r] when aoff is not null, and B_j = b + j*ldb, or b + boff[j].
+using DotKernel = void (*)(int64_t len, const float* a, int64_t lda, const int64_t* aoff, const float* b,
+                           int64_t ldb, const int64_t* boff, float* c, int64_t ldc, int rows, int cols,
+                           bool accumulate);
 
 enum class AMode { packed, rows };
 
@@ -965,7 +966,7 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float
           });
           for (int64_t co = 0; co < cout; co += KS::kDotRows)
             for (int64_t k = 0; k < kn; k += KS::kDotCols)
-              KS::kDot(per_img, gyn + co * per_img, per_img, at + k * per_img, per_img, nullptr,
+              KS::kDot(per_img, gyn + co * per_img, per_img, nullptr, at + k * per_img, per_img, nullptr,
                        part + co * M + k0 + k, M, int(std::min<int64_t>(KS::kDotRows, cout - co)),
                        int(std::min<int64_t>(KS::kDotCols, kn - k)), !first);
         }

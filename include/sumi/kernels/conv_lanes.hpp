@@ -50,64 +50,42 @@ inline double lanes_backward_input_waste(const Conv2dGeometry& g) {
   return phase_gemm_waste(g) * std::max(widened, 1.0);
 }
 
-// Interleaving runs over whole channel planes (long contiguous runs for KS::interleave's register
-// transposes); padding and phase splitting then move whole vectors (one pixel of every lane).
-template <class KS>
-void interleave_planes(const float* src, int64_t img_stride, int64_t count, int64_t channels, int64_t plane,
-                       float* dst) {
-  for (int64_t c = 0; c < channels; ++c)
-    KS::interleave(src + c * plane, img_stride, count, plane, 1, dst + c * plane * KS::kVec);
-}
+// Interleaving goes straight into padded or phase-split planes: KS::interleave transposes whole images (long
+// runs for its register transposes) and stores each pixel's vector where a table puts it. The padding is at
+// the same place in every block of images, so each thread zeroes its planes once per call.
 
-// Interleaves `count` images (lanes past count are zero) of x [C][h][w] (image stride x_img) into
-// phase-split planes [C * sh * sw][hs][ws][lanes] (see PhaseSplit), through tmp [C][h * w][lanes].
-template <class KS>
-void fill_phase_split_lanes(const PhaseSplit& s, const float* x, int64_t x_img, int64_t count,
-                            int64_t channels, int64_t h, int64_t w, float* tmp, float* dst) {
-  constexpr int64_t L = KS::kVec;
-  interleave_planes<KS>(x, x_img, count, channels, h * w, tmp);
+// Where each pixel of x [C][h][w] goes in the phase-split planes [C * sh * sw][hs][ws] (see PhaseSplit), in
+// pixels; pixels that no tap reads go to `discard`.
+inline void phase_split_pixels(const PhaseSplit& s, int64_t channels, int64_t h, int64_t w, int64_t discard,
+                               int64_t* pixel) {
   for (int64_t c = 0; c < channels; ++c)
-    for (int64_t ph = 0; ph < s.sh; ++ph)
-      for (int64_t pw = 0; pw < s.sw; ++pw) {
-        float* plane = dst + ((c * s.sh + ph) * s.sw + pw) * s.plane_size() * L;
-        const int64_t v0 = std::clamp<int64_t>(ceil_div_signed(s.pad_w - pw, s.sw), 0, s.ws);
-        const int64_t v1 = std::clamp<int64_t>(ceil_div_signed(w + s.pad_w - pw, s.sw), v0, s.ws);
-        for (int64_t u = 0; u < s.hs; ++u) {
-          float* d = plane + u * s.ws * L;
-          const int64_t ih = u * s.sh + ph - s.pad_h;
-          if (ih < 0 || ih >= h) {
-            std::fill(d, d + s.ws * L, 0.0f);
-            continue;
-          }
-          std::fill(d, d + v0 * L, 0.0f);
-          const float* row = tmp + ((c * h + ih) * w + pw - s.pad_w) * L;
-          if (s.sw == 1)
-            std::memcpy(d + v0 * L, row + v0 * L, sizeof(float) * L * (v1 - v0));
-          else
-            for (int64_t v = v0; v < v1; ++v) std::memcpy(d + v * L, row + v * s.sw * L, sizeof(float) * L);
-          std::fill(d + v1 * L, d + s.ws * L, 0.0f);
-        }
+    for (int64_t ih = 0; ih < h; ++ih)
+      for (int64_t iw = 0; iw < w; ++iw) {
+        const int64_t r = ih + s.pad_h, q = iw + s.pad_w, u = r / s.sh, v = q / s.sw;
+        *pixel++ = u < s.hs && v < s.ws
+                       ? ((c * s.sh + r % s.sh) * s.sw + q % s.sw) * s.plane_size() + u * s.ws + v
+                       : discard;
       }
 }
 
-// Interleaves `count` images of g [C][ho][wo] into zero-padded planes [C][hp][wp][lanes], data at (pt, pl),
-// through tmp [C][ho * wo][lanes].
-template <class KS>
-void fill_padded_lanes(const float* src, int64_t img_stride, int64_t count, int64_t channels, int64_t ho,
-                       int64_t wo, int64_t hp, int64_t wp, int64_t pt, int64_t pl, float* tmp, float* dst) {
-  constexpr int64_t L = KS::kVec;
-  interleave_planes<KS>(src, img_stride, count, channels, ho * wo, tmp);
-  for (int64_t c = 0; c < channels; ++c) {
-    float* d = dst + c * hp * wp * L;
-    std::fill(d, d + pt * wp * L, 0.0f);
-    for (int64_t u = 0; u < ho; ++u) {
-      float* row = d + (pt + u) * wp * L;
-      std::fill(row, row + pl * L, 0.0f);
-      std::memcpy(row + pl * L, tmp + (c * ho + u) * wo * L, sizeof(float) * wo * L);
-      std::fill(row + (pl + wo) * L, row + wp * L, 0.0f);
-    }
-    std::fill(d + (pt + ho) * wp * L, d + hp * wp * L, 0.0f);
-  }
+// Where each pixel of g [C][ho][wo] goes in the zero-padded planes [C][hp][wp], data at (pt, pl).
+inline void padded_pixels(int64_t channels, int64_t ho, int64_t wo, int64_t hp, int64_t wp, int64_t pt,
+                          int64_t pl, int64_t* pixel) {
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t u = 0; u < ho; ++u)
+      for (int64_t v = 0; v < wo; ++v) *pixel++ = (c * hp + pt + u) * wp + pl + v;
+}
+
+// The sum of r[0..n), n a multiple of L, in L partial sums: independent additions that vectorize without
+// reassociating (one scalar chain of n dependent additions ran at a quarter of a float per cycle).
+template <int64_t L>
+float lane_sum(const float* r, int64_t n) {
+  float acc[L] = {};
+  for (int64_t q = 0; q < n; q += L)
+    for (int64_t l = 0; l < L; ++l) acc[l] += r[q + l];
+  float s = 0;
+  for (int64_t l = 0; l < L; ++l) s += acc[l];
+  return s;
 }
 
 // Copies a run of `len` pixels starting at pixel lc of a block result cst [m][pixel][lane] into the
@@ -136,11 +114,11 @@ void store_run_lanes(const LaneStore& s, int64_t m_count, const float* c, int64_
 // Portable versions of KS::interleave / KS::deinterleave (see conv_avx2.hpp), for kernel sets without them.
 template <int kLanes>
 struct ScalarLaneMoves {
-  static void interleave(const float* src, int64_t img_stride, int64_t count, int64_t n, int64_t step,
+  static void interleave(const float* src, int64_t img_stride, int64_t count, int64_t n, const int64_t* pixel,
                          float* dst) {
     for (int64_t v = 0; v < n; ++v)
       for (int64_t l = 0; l < kLanes; ++l)
-        dst[v * kLanes + l] = l < count ? src[l * img_stride + v * step] : 0.0f;
+        dst[(pixel ? pixel[v] : v) * kLanes + l] = l < count ? src[l * img_stride + v] : 0.0f;
   }
   static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride,
                            int64_t step) {
@@ -162,16 +140,19 @@ void conv2d_forward_lanes(const Conv2dGeometry& g, const float* x, const float* 
   const Blocking bl = make_blocking<KS>(M, K, wide_q * L);
   const MicroKernel uk = KS::kernel(bl.tile, AMode::packed, true);
 
-  int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K);
+  int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K + x_img);
+  int64_t* x_pixel = tap_off + K;
   forward_tap_offsets(g, ps, tap_off);
   const int64_t tap_max = *std::max_element(tap_off, tap_off + K);
   for (int64_t k = 0; k < K; ++k) tap_off[k] *= L;  // in floats
   const int64_t npanels = bl.m_pad / bl.tile.mr;
   float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * K);
   const int64_t blocks = ceil_div(g.batch, L);
-  // per thread: planes (+ slack read by the widened grid's last tiles), interleaved input and output
+  // per thread: planes (+ slack read by the widened grid's last tiles, then the discarded pixels' slot),
+  // interleaved output
   const int64_t src_floats = std::max(img_pixels * L, round_up(wide_q * L, bl.nr) + (tap_max + 1) * L);
-  const int64_t tmp_floats = x_img * L, out_floats = y_img * L;
+  const int64_t out_floats = y_img * L;
+  phase_split_pixels(ps, g.in_channels, g.in_h, g.in_w, src_floats / L, x_pixel);
   const LaneStore ls{nullptr, wo, per_img, 1, 0, 1, 0};
   const int nt = threads_for(blocks);
   // Few channels: the weights are small, the caller packs them (no barrier in the region).
@@ -183,14 +164,13 @@ void conv2d_forward_lanes(const Conv2dGeometry& g, const float* x, const float* 
     int64_t b0, b1;
     split_range(blocks, tn, t, b0, b1);
     float* cst = thread_workspace(WorkspaceSlot::accumulators).get<float>(bl.m_pad * bl.nc + out_floats);
-    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats + tmp_floats);
-    float* tmp = src + src_floats;
+    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats + L);
     LaneStore store = ls;
     store.out = cst + bl.m_pad * bl.nc;
-    std::fill(src + img_pixels * L, src + src_floats, 0.0f);
+    std::fill(src, src + src_floats, 0.0f);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * L, count = std::min(L, g.batch - n0);
-      fill_phase_split_lanes<KS>(ps, x + n0 * x_img, x_img, count, g.in_channels, g.in_h, g.in_w, tmp, src);
+      KS::interleave(x + n0 * x_img, x_img, count, x_img, x_pixel, src);
       for (int64_t q0 = 0; q0 < wide_q * L; q0 += bl.nc) {
         const int64_t nq = std::min(bl.nc, wide_q * L - q0);
         gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, nq, cst, bl.nc, bias);
@@ -215,14 +195,16 @@ void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const
   int64_t* table =
       thread_workspace(WorkspaceSlot::tables)
           .get<int64_t>(DimPhases::table_size(g.stride_h, kh) + DimPhases::table_size(g.stride_w, kw) +
-                        cout * kh * kw + g.stride_h * g.stride_w + 1);
+                        cout * kh * kw + g.stride_h * g.stride_w + 1 + out_img);
   const DimPhases dh = make_dim_phases(g.in_h, ho, kh, g.stride_h, g.pad_h, g.dilation_h, table);
   const DimPhases dw = make_dim_phases(g.in_w, wo, kw, g.stride_w, g.pad_w, g.dilation_w,
                                        table + DimPhases::table_size(g.stride_h, kh));
   int64_t* tap_off = table + DimPhases::table_size(g.stride_h, kh) + DimPhases::table_size(g.stride_w, kw);
   int64_t* phase_k0 = tap_off + cout * kh * kw;
   const int64_t nph = g.stride_h * g.stride_w;
+  int64_t* gy_pixel = phase_k0 + nph + 1;
   const int64_t hp = dh.padded, wp = dw.padded, pt = dh.pad_lo, pl = dw.pad_lo;
+  padded_pixels(cout, ho, wo, hp, wp, pt, pl, gy_pixel);
   int64_t k_total = 0, kmax = 1;
   for (int64_t ph = 0; ph < nph; ++ph) {
     const int64_t rh = ph / g.stride_w, rw = ph % g.stride_w;
@@ -248,7 +230,7 @@ void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const
       thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * std::max<int64_t>(k_total, 1));
   const int64_t blocks = ceil_div(g.batch, L);
   const int64_t src_floats = std::max(img_pixels * L, round_up(wide_q * L, bl.nr) + (tap_max + 1) * L);
-  const int64_t tmp_floats = out_img * L, out_floats = in_img * L;
+  const int64_t out_floats = in_img * L;
   const int nt = threads_for(blocks);
 
   for (int64_t ph = 0; ph < nph; ++ph) {  // few channels: small weights, packed by the caller
@@ -264,13 +246,12 @@ void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const
     int64_t b0, b1;
     split_range(blocks, tn, t, b0, b1);
     float* cst = thread_workspace(WorkspaceSlot::accumulators).get<float>(bl.m_pad * bl.nc + out_floats);
-    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats + tmp_floats);
-    float* tmp = src + src_floats;
+    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats);
     float* out = cst + bl.m_pad * bl.nc;  // interleaved input grad [ci][ih][iw][lane]
-    std::fill(src + img_pixels * L, src + src_floats, 0.0f);
+    std::fill(src, src + src_floats, 0.0f);
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t n0 = blk * L, count = std::min(L, g.batch - n0);
-      fill_padded_lanes<KS>(gy + n0 * out_img, out_img, count, cout, ho, wo, hp, wp, pt, pl, tmp, src);
+      KS::interleave(gy + n0 * out_img, out_img, count, out_img, gy_pixel, src);
       for (int64_t ph = 0; ph < nph; ++ph) {
         const int64_t rh = ph / g.stride_w, rw = ph % g.stride_w;
         const int64_t rows = dh.count[rh], cols = dw.count[rw];
@@ -315,7 +296,8 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
   const int64_t img_pixels = g.in_channels * ps.planes_per_channel() * ps.plane_size();
   const int64_t wide_q = ho * ps.ws, len = wide_q * L;  // a dot product runs over widened pixels x lanes
 
-  int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(M);
+  int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(M + x_img + out_img);
+  int64_t *x_pixel = tap_off + M, *gy_pixel = x_pixel + x_img;
   forward_tap_offsets(g, ps, tap_off);
   const int64_t tap_max = *std::max_element(tap_off, tap_off + M);
   for (int64_t k = 0; k < M; ++k) tap_off[k] *= L;
@@ -323,7 +305,12 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
   const int nt = threads_for(blocks);
   float** parts = thread_workspace(WorkspaceSlot::thread_results).get<float*>(nt);
   const int64_t src_floats = std::max(img_pixels * L, (tap_max + wide_q) * L);
-  const int64_t tmp_floats = std::max(x_img, out_img) * L;
+  phase_split_pixels(ps, g.in_channels, g.in_h, g.in_w, src_floats / L, x_pixel);
+  padded_pixels(cout, ho, wo, ho, ps.ws, 0, 0, gy_pixel);
+  // The dot kernel's R x J tile goes over (Cout, taps) or (taps, Cout), whichever wastes fewer products:
+  // 8 channels x 9 taps fill 3 x 4 tiles exactly as (taps, Cout) and only 2/3 of them as (Cout, taps).
+  constexpr int64_t R = KS::kDotRows, J = KS::kDotCols;
+  const bool taps_as_rows = round_up(M, R) * round_up(cout, J) < round_up(cout, R) * round_up(M, J);
   int team = 1;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -332,38 +319,40 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
     int64_t b0, b1;
     split_range(blocks, tn, t, b0, b1);
     float* part =
-        thread_workspace(WorkspaceSlot::partial_sums).get<float>(cout * M + cout);  // [Cout][M], bias
+        thread_workspace(WorkspaceSlot::partial_sums).get<float>(cout * M + cout);  // weights, then bias
     parts[t] = b1 > b0 ? part : nullptr;
-    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats + cout * len + tmp_floats);
-    float* gyw = src + src_floats;  // gy on the widened grid, zero in its extra columns: [Cout][pixel][lane]
-    float* tmp = gyw + cout * len;
-    std::fill(src + img_pixels * L, src + src_floats, 0.0f);
+    // x's planes, the discarded pixels' slot, then gy on the widened grid, zero in its extra columns:
+    // [Cout][pixel][lane]
+    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats + L + cout * len);
+    float* gyw = src + src_floats + L;
+    std::fill(src, src + src_floats + L + cout * len, 0.0f);
     float* gb = part + cout * M;
     std::fill(gb, gb + cout, 0.0f);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * L, count = std::min(L, g.batch - n0);
-      fill_phase_split_lanes<KS>(ps, x + n0 * x_img, x_img, count, g.in_channels, g.in_h, g.in_w, tmp, src);
-      fill_padded_lanes<KS>(gy + n0 * out_img, out_img, count, cout, ho, wo, ho, ps.ws, 0, 0, tmp, gyw);
-      for (int64_t co = 0; co < cout; co += KS::kDotRows)
-        for (int64_t k = 0; k < M; k += KS::kDotCols)
-          KS::kDot(len, gyw + co * len, len, src, 0, tap_off + k, part + co * M + k, M,
-                   int(std::min<int64_t>(KS::kDotRows, cout - co)),
-                   int(std::min<int64_t>(KS::kDotCols, M - k)), b > b0);
-      for (int64_t co = 0; co < cout; ++co) {
-        const float* r = gyw + co * len;
-        float s = 0;
-        for (int64_t q = 0; q < len; ++q) s += r[q];
-        gb[co] += s;
-      }
+      KS::interleave(x + n0 * x_img, x_img, count, x_img, x_pixel, src);
+      KS::interleave(gy + n0 * out_img, out_img, count, out_img, gy_pixel, gyw);
+      if (taps_as_rows)  // part [M][Cout]
+        for (int64_t k = 0; k < M; k += R)
+          for (int64_t co = 0; co < cout; co += J)
+            KS::kDot(len, src, 0, tap_off + k, gyw + co * len, len, nullptr, part + k * cout + co, cout,
+                     int(std::min(R, M - k)), int(std::min(J, cout - co)), b > b0);
+      else  // part [Cout][M]
+        for (int64_t co = 0; co < cout; co += R)
+          for (int64_t k = 0; k < M; k += J)
+            KS::kDot(len, gyw + co * len, len, nullptr, src, 0, tap_off + k, part + co * M + k, M,
+                     int(std::min(R, cout - co)), int(std::min(J, M - k)), b > b0);
+      for (int64_t co = 0; co < cout; ++co) gb[co] += lane_sum<L>(gyw + co * len, len);
     }
     if (t == 0) team = tn;
   }
   // Few channels: small partial sums, added up by the caller (no barrier in the region).
   for (int64_t co = 0; co < cout; ++co)
     for (int64_t k = 0; k < M; ++k) {
+      const int64_t at = taps_as_rows ? k * cout + co : co * M + k;
       float s = 0;
       for (int u = 0; u < team; ++u)
-        if (parts[u]) s += parts[u][co * M + k];
+        if (parts[u]) s += parts[u][at];
       gw[co * M + k] = s;
     }
   if (gbias)
