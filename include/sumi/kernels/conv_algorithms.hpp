@@ -2,8 +2,8 @@
 // Which convolution algorithm runs a given geometry, for one ISA's kernel set KS.
 //
 //  - a kernel covering the whole unpadded input (1x1 output): matrix products (conv_dense.hpp);
-//  - few channels and at least a vector's worth of images: images in vector lanes (conv_lanes.hpp), except
-//    input gradients whose stride phases would waste too much, which use col2im;
+//  - few channels and at least a vector's worth of images: images in vector lanes (conv_lanes.hpp); input
+//    gradients whose stride phases would waste too much use col2im there;
 //  - otherwise the per-image implicit GEMM (conv_gemm.hpp), which itself picks per shape between packed
 //    and direct operands, stride-phase and col2im input gradients, GEMM and dot-product weight gradients.
 // The choices come from measurements on the study's layers (docs/benchmarks.md).
@@ -24,13 +24,13 @@ void conv2d_forward_auto(const Conv2dGeometry& g, const float* x, const float* w
 }
 
 // Few channels: lanes unless their phases and widened grid more than double the work (e.g. the
-// autoencoder's 7x7 -> 3x3 layer), then col2im, whose scatter is cheap next to its exact GEMM.
+// autoencoder's 7x7 -> 3x3 layer), then col2im in lanes, whose scatter is cheap next to its exact GEMM.
 template <class KS>
 void conv2d_backward_input_auto(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) {
   if (is_dense(g)) return conv2d_backward_input_dense<KS>(g, gy, w, gx);
   if (prefer_lanes<KS>(g)) {
     if (lanes_backward_input_waste(g) <= 2.0) return conv2d_backward_input_lanes<KS>(g, gy, w, gx);
-    return conv2d_backward_input_col2im<KS>(g, gy, w, gx);
+    return conv2d_backward_input_lanes_col2im<KS>(g, gy, w, gx);
   }
   if (winograd_backward_input_applies(g)) return conv2d_backward_input_winograd<KS>(g, gy, w, gx);
   conv2d_backward_input<KS>(g, gy, w, gx);

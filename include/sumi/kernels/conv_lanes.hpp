@@ -285,6 +285,72 @@ void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const
   }
 }
 
+// Input gradient by col2im in lanes, for layers whose stride phases would waste too much (the
+// autoencoder's 7x7 -> 3x3 layer): per block of images, C [(ci, ki, kj)][pixel][lane] = W^T gy by the direct
+// micro-kernel over the interleaved gy (an exact GEMM: no phases, no widened grid), then each row of C is
+// added into the interleaved gx at its kernel offset, one vector (a pixel of every lane) at a time.
+template <class KS>
+void conv2d_backward_input_lanes_col2im(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) {
+  constexpr int64_t L = KS::kVec;
+  const int64_t ho = g.out_h(), wo = g.out_w(), per_img = ho * wo;
+  const int64_t cin = g.in_channels, cout = g.out_channels, khw = g.kernel_h * g.kernel_w;
+  const int64_t M = cin * khw, K = cout, in_plane = g.in_h * g.in_w, in_img = cin * in_plane;
+  const int64_t out_img = cout * per_img;
+  const Blocking bl = make_blocking<KS>(M, K, per_img * L);
+  const MicroKernel uk = KS::kernel(bl.tile, AMode::packed, true);
+  const int64_t npanels = bl.m_pad / bl.tile.mr;
+  // tables: rows of B (gy channels) in the interleaved gy; per row m of C its kernel position
+  int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K + 2 * M);
+  int64_t *m_dh = tap_off + K, *m_dw = m_dh + M;
+  for (int64_t co = 0; co < cout; ++co) tap_off[co] = co * per_img * L;
+  for (int64_t m = 0; m < M; ++m)
+    m_dh[m] = m % khw / g.kernel_w * g.dilation_h - g.pad_h,
+    m_dw[m] = m % g.kernel_w * g.dilation_w - g.pad_w;
+  float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * K);
+  pack_a_panels(M, K, bl.tile.mr, 0, npanels, ap, [&](int64_t m, int64_t co) { return w[co * M + m]; });
+  const int64_t blocks = ceil_div(g.batch, L);
+  const int64_t src_floats = out_img * L + round_up(per_img * L, bl.nr);  // + slack read by the last tile
+  const int nt = threads_for(blocks);
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int64_t b0, b1;
+    split_range(blocks, omp_get_num_threads(), omp_get_thread_num(), b0, b1);
+    float* cst = thread_workspace(WorkspaceSlot::accumulators).get<float>(bl.m_pad * bl.nc + in_img * L);
+    float* out = cst + bl.m_pad * bl.nc;  // interleaved input grad [ci][ih][iw][lane]
+    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats);
+    std::fill(src + out_img * L, src + src_floats, 0.0f);
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n0 = b * L, count = std::min(L, g.batch - n0);
+      KS::interleave(gy + n0 * out_img, out_img, count, out_img, nullptr, src);
+      std::fill(out, out + in_img * L, 0.0f);
+      for (int64_t q0 = 0; q0 < per_img * L; q0 += bl.nc) {
+        const int64_t nq = std::min(bl.nc, per_img * L - q0);
+        gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, nq, cst, bl.nc, nullptr);
+        const int64_t p0 = q0 / L, p1 = (q0 + nq) / L;
+        for (int64_t m = 0; m < M; ++m) {
+          float* plane = out + m / khw * in_plane * L;
+          const float* c = cst + m * bl.nc - q0;
+          int64_t oh = p0 / wo, ow = p0 % wo;  // pixel p of gy
+          for (int64_t p = p0; p < p1; ++p) {
+            const int64_t ih = oh * g.stride_h + m_dh[m], iw = ow * g.stride_w + m_dw[m];
+            if (ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w) {
+              float* __restrict d = plane + (ih * g.in_w + iw) * L;
+              const float* __restrict cp = c + p * L;
+#pragma omp simd
+              for (int64_t l = 0; l < L; ++l) d[l] += cp[l];
+            }
+            if (++ow == wo) ow = 0, ++oh;
+          }
+        }
+      }
+      for (int64_t ci = 0; ci < cin; ++ci)
+        KS::deinterleave(out + ci * in_plane * L, count, in_plane, gx + n0 * in_img + ci * in_plane, in_img,
+                         1);
+    }
+  }
+}
+
 template <class KS>
 void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,
                                   float* gbias) {
