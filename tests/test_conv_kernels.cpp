@@ -159,6 +159,9 @@ const std::vector<Problem>& sweep() {
         {"few channels, 7x7 -> 3x3, 9 images (lanes, col2im input grad)",
          geometry(9, 16, 7, 7, 32, 3, 3, 2, 2, 0, 0, 1, 1)},
         {"few channels, 17 images (lanes)", geometry(17, 5, 12, 11, 6, 3, 3, 2, 2, 1, 1, 1, 1)},
+        {"stride > kernel, 9 images (lanes, phases without taps)",
+         geometry(9, 4, 10, 10, 6, 2, 2, 3, 3, 0, 0, 1, 1)},
+        {"stride > kernel, 1x1, 9 images (lanes)", geometry(9, 3, 9, 8, 5, 1, 1, 2, 3, 0, 0, 1, 1)},
         {"one input channel, 9 images (lanes, taps as the dot kernel's rows)",
          geometry(9, 1, 28, 28, 8, 3, 3, 2, 2, 1, 1, 1, 1)},
         {"convT k3 s2 p1 op1", transposed(3, 9, 7, 3, 2, 1, 1, 5)},
@@ -553,15 +556,19 @@ TEST_CASE("conv kernels: images-to-lanes moves match the portable ones for 8 and
         }
   for (int64_t lanes : {8, 16})
     for (int64_t count : {int64_t(1), int64_t(5), lanes - 1, lanes})
-      for (int64_t step : {1, 2, 3})
+      for (bool gathered : {false, true})
         for (int64_t n : {1, 7, 8, 9, 16, 23}) {
-          INFO("lanes " << lanes << " count " << count << " step " << step << " n " << n);
-          const auto lanes_src = random_values(n * lanes, rng);
+          INFO("lanes " << lanes << " count " << count << " gathered " << gathered << " n " << n);
+          // gathered: pixel v comes from slot 3 * (n - 1 - v) + 1 of 3n slots
+          std::vector<int64_t> pixel(static_cast<size_t>(n));
+          for (int64_t v = 0; v < n; ++v) pixel[size_t(v)] = gathered ? 3 * (n - 1 - v) + 1 : v;
+          const auto lanes_src = random_values((gathered ? 3 * n : n) * lanes, rng);
           std::vector<float> back(src.size(), 0.0f), expect(src.size(), 0.0f);
-          sk::avx2::deinterleave_lanes(lanes_src.data(), count, n, back.data(), img_stride, step, lanes);
+          sk::avx2::deinterleave_lanes(lanes_src.data(), count, n, back.data(), img_stride,
+                                       gathered ? pixel.data() : nullptr, lanes);
           for (int64_t l = 0; l < count; ++l)
             for (int64_t v = 0; v < n; ++v)
-              expect[size_t(l * img_stride + v * step)] = lanes_src[size_t(v * lanes + l)];
+              expect[size_t(l * img_stride + v)] = lanes_src[size_t(pixel[size_t(v)] * lanes + l)];
           CHECK(back == expect);
         }
 #endif

@@ -190,20 +190,26 @@ SUMI_TARGET_AVX2 inline void interleave_lanes(const float* src, int64_t img_stri
   }
 }
 
-// Lanes back to images: dst[l * img_stride + v * step] = src[v * lanes + l] for v < n, l < count.
+// Lanes back to images: dst[l * img_stride + v] = src[pixel[v] * lanes + l] for v < n, l < count; pixel
+// null means pixel[v] = v. The table lets the pass gather each pixel straight from a micro-kernel's result
+// block (a widened grid, or the stride phases of an input gradient).
 SUMI_TARGET_AVX2 inline void deinterleave_lanes(const float* src, int64_t count, int64_t n, float* dst,
-                                                int64_t img_stride, int64_t step, int64_t lanes) {
+                                                int64_t img_stride, const int64_t* pixel, int64_t lanes) {
   int64_t v = 0;
-  if (step == 1)
-    for (; v + 8 <= n; v += 8)
-      for (int64_t l0 = 0; l0 < count; l0 += 8) {
-        __m256 r[8];
-        for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + (v + i) * lanes + l0);
-        transpose8x8(r);
-        for (int i = 0; i < 8 && l0 + i < count; ++i) _mm256_storeu_ps(dst + (l0 + i) * img_stride + v, r[i]);
-      }
-  for (; v < n; ++v)
-    for (int64_t l = 0; l < count; ++l) dst[l * img_stride + v * step] = src[v * lanes + l];
+  for (; v + 8 <= n; v += 8) {
+    const float* s[8];
+    for (int i = 0; i < 8; ++i) s[i] = src + (pixel ? pixel[v + i] : v + i) * lanes;
+    for (int64_t l0 = 0; l0 < count; l0 += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(s[i] + l0);
+      transpose8x8(r);
+      for (int i = 0; i < 8 && l0 + i < count; ++i) _mm256_storeu_ps(dst + (l0 + i) * img_stride + v, r[i]);
+    }
+  }
+  for (; v < n; ++v) {
+    const float* s = src + (pixel ? pixel[v] : v) * lanes;
+    for (int64_t l = 0; l < count; ++l) dst[l * img_stride + v] = s[l];
+  }
 }
 
 // o = B^T d over 5 elements, B^T = [2 -1 -2 1 0; 0 2 1 -1 0; 0 -2 3 -1 0; 0 -1 0 1 0; 0 2 -1 -2 1].
@@ -370,8 +376,8 @@ struct Kernels {
     interleave_lanes(src, img_stride, count, n, pixel, dst, kVec);
   }
   static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride,
-                           int64_t step) {
-    deinterleave_lanes(src, count, n, dst, img_stride, step, kVec);
+                           const int64_t* pixel) {
+    deinterleave_lanes(src, count, n, dst, img_stride, pixel, kVec);
   }
 
   SUMI_TARGET_AVX2 static void winograd_input(const float* const* p, int64_t row_stride, float* v,

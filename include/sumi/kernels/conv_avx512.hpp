@@ -158,8 +158,8 @@ struct Kernels {
     avx2::interleave_lanes(src, img_stride, count, n, pixel, dst, kVec);
   }
   static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride,
-                           int64_t step) {
-    avx2::deinterleave_lanes(src, count, n, dst, img_stride, step, kVec);
+                           const int64_t* pixel) {
+    avx2::deinterleave_lanes(src, count, n, dst, img_stride, pixel, kVec);
   }
 
   template <int MR, int NV>

@@ -32,10 +32,11 @@ struct Conv2dGeometry {
 
   std::string to_string() const {
     return "N=" + std::to_string(batch) + " Cin=" + std::to_string(in_channels) + " " + std::to_string(in_h) +
-           "x" + std::to_string(in_w) + " Cout=" + std::to_string(out_channels) + " k=" +
-           std::to_string(kernel_h) + "x" + std::to_string(kernel_w) + " s=" + std::to_string(stride_h) + "," +
-           std::to_string(stride_w) + " p=" + std::to_string(pad_h) + "," + std::to_string(pad_w) +
-           " d=" + std::to_string(dilation_h) + "," + std::to_string(dilation_w);
+           "x" + std::to_string(in_w) + " Cout=" + std::to_string(out_channels) +
+           " k=" + std::to_string(kernel_h) + "x" + std::to_string(kernel_w) +
+           " s=" + std::to_string(stride_h) + "," + std::to_string(stride_w) + " p=" + std::to_string(pad_h) +
+           "," + std::to_string(pad_w) + " d=" + std::to_string(dilation_h) + "," +
+           std::to_string(dilation_w);
   }
 
   void validate() const {

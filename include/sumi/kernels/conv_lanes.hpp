@@ -88,29 +88,6 @@ float lane_sum(const float* r, int64_t n) {
   return s;
 }
 
-// Copies a run of `len` pixels starting at pixel lc of a block result cst [m][pixel][lane] into the
-// interleaved output planes out [m][oh][ow][lane] at (i * row_mul + row_add, j * col_mul + col_add).
-struct LaneStore {
-  float* out = nullptr;
-  int64_t ow = 0, plane = 0;  // output row length, output plane size (pixels)
-  int64_t row_mul = 1, row_add = 0, col_mul = 1, col_add = 0;
-};
-
-template <class KS>
-void store_run_lanes(const LaneStore& s, int64_t m_count, const float* c, int64_t ldc, int64_t lc, int64_t i,
-                     int64_t j, int64_t len) {
-  constexpr int64_t L = KS::kVec;
-  const int64_t pix = (i * s.row_mul + s.row_add) * s.ow + j * s.col_mul + s.col_add;
-  for (int64_t m = 0; m < m_count; ++m) {
-    const float* src = c + m * ldc + lc * L;
-    float* dst = s.out + (m * s.plane + pix) * L;
-    if (s.col_mul == 1)
-      std::memcpy(dst, src, sizeof(float) * L * len);
-    else
-      for (int64_t t = 0; t < len; ++t) std::memcpy(dst + t * s.col_mul * L, src + t * L, sizeof(float) * L);
-  }
-}
-
 // Portable versions of KS::interleave / KS::deinterleave (see conv_avx2.hpp), for kernel sets without them.
 template <int kLanes>
 struct ScalarLaneMoves {
@@ -121,9 +98,9 @@ struct ScalarLaneMoves {
         dst[(pixel ? pixel[v] : v) * kLanes + l] = l < count ? src[l * img_stride + v] : 0.0f;
   }
   static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride,
-                           int64_t step) {
+                           const int64_t* pixel) {
     for (int64_t l = 0; l < count; ++l)
-      for (int64_t v = 0; v < n; ++v) dst[l * img_stride + v * step] = src[v * kLanes + l];
+      for (int64_t v = 0; v < n; ++v) dst[l * img_stride + v] = src[(pixel ? pixel[v] : v) * kLanes + l];
   }
 };
 
@@ -140,20 +117,21 @@ void conv2d_forward_lanes(const Conv2dGeometry& g, const float* x, const float* 
   const Blocking bl = make_blocking<KS>(M, K, wide_q * L);
   const MicroKernel uk = KS::kernel(bl.tile, AMode::packed, true);
 
-  int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K + x_img);
-  int64_t* x_pixel = tap_off + K;
+  int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K + x_img + per_img);
+  int64_t *x_pixel = tap_off + K, *y_pixel = x_pixel + x_img;
   forward_tap_offsets(g, ps, tap_off);
+  for (int64_t i = 0; i < ho; ++i)  // output pixel (i, j) is pixel (i, j) of the widened grid
+    for (int64_t j = 0; j < wo; ++j) y_pixel[i * wo + j] = i * ps.ws + j;
   const int64_t tap_max = *std::max_element(tap_off, tap_off + K);
   for (int64_t k = 0; k < K; ++k) tap_off[k] *= L;  // in floats
   const int64_t npanels = bl.m_pad / bl.tile.mr;
   float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * K);
   const int64_t blocks = ceil_div(g.batch, L);
   // per thread: planes (+ slack read by the widened grid's last tiles, then the discarded pixels' slot),
-  // interleaved output
+  // the results over the whole widened grid [m][pixel][lane]
   const int64_t src_floats = std::max(img_pixels * L, round_up(wide_q * L, bl.nr) + (tap_max + 1) * L);
-  const int64_t out_floats = y_img * L;
+  const int64_t ldr = round_up(wide_q * L, bl.nr);
   phase_split_pixels(ps, g.in_channels, g.in_h, g.in_w, src_floats / L, x_pixel);
-  const LaneStore ls{nullptr, wo, per_img, 1, 0, 1, 0};
   const int nt = threads_for(blocks);
   // Few channels: the weights are small, the caller packs them (no barrier in the region).
   pack_a_panels(M, K, bl.tile.mr, 0, npanels, ap, [&](int64_t m, int64_t k) { return w[m * K + k]; });
@@ -163,24 +141,17 @@ void conv2d_forward_lanes(const Conv2dGeometry& g, const float* x, const float* 
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
     int64_t b0, b1;
     split_range(blocks, tn, t, b0, b1);
-    float* cst = thread_workspace(WorkspaceSlot::accumulators).get<float>(bl.m_pad * bl.nc + out_floats);
+    float* res = thread_workspace(WorkspaceSlot::accumulators).get<float>(bl.m_pad * ldr);
     float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats + L);
-    LaneStore store = ls;
-    store.out = cst + bl.m_pad * bl.nc;
     std::fill(src, src + src_floats, 0.0f);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * L, count = std::min(L, g.batch - n0);
       KS::interleave(x + n0 * x_img, x_img, count, x_img, x_pixel, src);
-      for (int64_t q0 = 0; q0 < wide_q * L; q0 += bl.nc) {
-        const int64_t nq = std::min(bl.nc, wide_q * L - q0);
-        gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, nq, cst, bl.nc, bias);
-        for_each_direct_run(q0 / L, nq / L, ho, wo, ps.ws,
-                            [&](int64_t lc, int64_t i, int64_t j, int64_t len) {
-                              store_run_lanes<KS>(store, M, cst, bl.nc, lc, i, j, len);
-                            });
-      }
+      for (int64_t q0 = 0; q0 < wide_q * L; q0 += bl.nc)
+        gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, std::min(bl.nc, wide_q * L - q0), res + q0,
+                              ldr, bias);
       for (int64_t m = 0; m < M; ++m)
-        KS::deinterleave(store.out + m * per_img * L, count, per_img, y + n0 * y_img + m * per_img, y_img, 1);
+        KS::deinterleave(res + m * ldr, count, per_img, y + n0 * y_img + m * per_img, y_img, y_pixel);
     }
   }
 }
@@ -195,14 +166,14 @@ void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const
   int64_t* table =
       thread_workspace(WorkspaceSlot::tables)
           .get<int64_t>(DimPhases::table_size(g.stride_h, kh) + DimPhases::table_size(g.stride_w, kw) +
-                        cout * kh * kw + g.stride_h * g.stride_w + 1 + out_img);
+                        cout * kh * kw + 2 * g.stride_h * g.stride_w + 1 + out_img + in_plane);
   const DimPhases dh = make_dim_phases(g.in_h, ho, kh, g.stride_h, g.pad_h, g.dilation_h, table);
   const DimPhases dw = make_dim_phases(g.in_w, wo, kw, g.stride_w, g.pad_w, g.dilation_w,
                                        table + DimPhases::table_size(g.stride_h, kh));
   int64_t* tap_off = table + DimPhases::table_size(g.stride_h, kh) + DimPhases::table_size(g.stride_w, kw);
   int64_t* phase_k0 = tap_off + cout * kh * kw;
   const int64_t nph = g.stride_h * g.stride_w;
-  int64_t* gy_pixel = phase_k0 + nph + 1;
+  int64_t *gy_pixel = phase_k0 + nph + 1, *res_off = gy_pixel + out_img, *gx_pixel = res_off + nph;
   const int64_t hp = dh.padded, wp = dw.padded, pt = dh.pad_lo, pl = dw.pad_lo;
   padded_pixels(cout, ho, wo, hp, wp, pt, pl, gy_pixel);
   int64_t k_total = 0, kmax = 1;
@@ -230,7 +201,23 @@ void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const
       thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * std::max<int64_t>(k_total, 1));
   const int64_t blocks = ceil_div(g.batch, L);
   const int64_t src_floats = std::max(img_pixels * L, round_up(wide_q * L, bl.nr) + (tap_max + 1) * L);
-  const int64_t out_floats = in_img * L;
+  // Per row of results: each phase's grid [i][j < wp][lane] (pixel (i * sh + rh, j * sw + rw) of gx), then
+  // a zero pixel for the phases that no tap reaches.
+  int64_t ldr = 0;
+  for (int64_t ph = 0; ph < nph; ++ph) {
+    res_off[ph] = ldr;
+    const int64_t rh = ph / g.stride_w, rw = ph % g.stride_w;
+    if (phase_k0[ph + 1] > phase_k0[ph] && dw.count[rw] > 0) ldr += round_up(dh.count[rh] * wp * L, bl.nr);
+  }
+  const int64_t zero_pixel = ldr / L;
+  ldr += L;
+  for (int64_t ih = 0; ih < g.in_h; ++ih)
+    for (int64_t iw = 0; iw < g.in_w; ++iw) {
+      const int64_t ph = ih % g.stride_h * g.stride_w + iw % g.stride_w;
+      gx_pixel[ih * g.in_w + iw] = phase_k0[ph + 1] > phase_k0[ph]
+                                       ? res_off[ph] / L + ih / g.stride_h * wp + iw / g.stride_w
+                                       : zero_pixel;
+    }
   const int nt = threads_for(blocks);
 
   for (int64_t ph = 0; ph < nph; ++ph) {  // few channels: small weights, packed by the caller
@@ -245,42 +232,22 @@ void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
     int64_t b0, b1;
     split_range(blocks, tn, t, b0, b1);
-    float* cst = thread_workspace(WorkspaceSlot::accumulators).get<float>(bl.m_pad * bl.nc + out_floats);
+    float* res = thread_workspace(WorkspaceSlot::accumulators).get<float>(bl.m_pad * ldr);
     float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats);
-    float* out = cst + bl.m_pad * bl.nc;  // interleaved input grad [ci][ih][iw][lane]
     std::fill(src, src + src_floats, 0.0f);
+    for (int64_t m = 0; m < M; ++m) std::fill_n(res + m * ldr + zero_pixel * L, L, 0.0f);
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t n0 = blk * L, count = std::min(L, g.batch - n0);
       KS::interleave(gy + n0 * out_img, out_img, count, out_img, gy_pixel, src);
       for (int64_t ph = 0; ph < nph; ++ph) {
-        const int64_t rh = ph / g.stride_w, rw = ph % g.stride_w;
-        const int64_t rows = dh.count[rh], cols = dw.count[rw];
-        if (rows == 0 || cols == 0) continue;
-        const int64_t K = phase_k0[ph + 1] - phase_k0[ph];
-        const LaneStore ls{out, g.in_w, in_plane, g.stride_h, rh, g.stride_w, rw};
-        if (K == 0) {  // no tap reaches these pixels
-          for (int64_t ci = 0; ci < cin; ++ci)
-            for (int64_t i = 0; i < rows; ++i)
-              for (int64_t j = 0; j < cols; ++j) {
-                float* d = out + (ci * in_plane + (rh + i * g.stride_h) * g.in_w + rw + j * g.stride_w) * L;
-                std::fill(d, d + L, 0.0f);
-              }
-          continue;
-        }
-        const int64_t q_end = rows * wp * L;
-        for (int64_t q0 = 0; q0 < q_end; q0 += bl.nc) {
-          const int64_t nq = std::min(bl.nc, q_end - q0);
+        const int64_t K = phase_k0[ph + 1] - phase_k0[ph], q_end = dh.count[ph / g.stride_w] * wp * L;
+        if (K == 0 || dw.count[ph % g.stride_w] == 0) continue;
+        for (int64_t q0 = 0; q0 < q_end; q0 += bl.nc)
           gemm_direct_block<KS>(bl, uk, M, K, ap + bl.m_pad * phase_k0[ph], src, tap_off + phase_k0[ph], q0,
-                                nq, cst, bl.nc, nullptr);
-          for_each_direct_run(q0 / L, nq / L, rows, cols, wp,
-                              [&](int64_t lc, int64_t i, int64_t j, int64_t len) {
-                                store_run_lanes<KS>(ls, M, cst, bl.nc, lc, i, j, len);
-                              });
-        }
+                                std::min(bl.nc, q_end - q0), res + res_off[ph] + q0, ldr, nullptr);
       }
       for (int64_t ci = 0; ci < cin; ++ci)
-        KS::deinterleave(out + ci * in_plane * L, count, in_plane, gx + n0 * in_img + ci * in_plane, in_img,
-                         1);
+        KS::deinterleave(res + ci * ldr, count, in_plane, gx + n0 * in_img + ci * in_plane, in_img, gx_pixel);
     }
   }
 }
@@ -346,7 +313,7 @@ void conv2d_backward_input_lanes_col2im(const Conv2dGeometry& g, const float* gy
       }
       for (int64_t ci = 0; ci < cin; ++ci)
         KS::deinterleave(out + ci * in_plane * L, count, in_plane, gx + n0 * in_img + ci * in_plane, in_img,
-                         1);
+                         nullptr);
     }
   }
 }

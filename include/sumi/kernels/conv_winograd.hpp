@@ -586,10 +586,13 @@ void conv2d_backward_input_winograd(const Conv2dGeometry& g, const float* gy, co
 constexpr int64_t kWinogradGradientFloats = int64_t(1) << 20;  // a block's dU: 4 MB
 constexpr int64_t kWinogradChunkFloats = int64_t(1) << 19;     // a chunk's transformed output gradient
 
-// Floats of the transformed output gradient Z of `images` images.
-inline int64_t winograd_gradient_floats(const Conv2dGeometry& g, int64_t images) {
+// Floats between the planes of the transformed output gradient Z of `images` images, and in all of Z.
+inline int64_t winograd_gradient_stride(const Conv2dGeometry& g, int64_t images) {
   const int64_t tiles = images * (g.out_h() / 4) * (g.out_w() / 4);
-  return winograd::kPoints * product_stride(g.out_channels * round_up(tiles, winograd::kLanes));
+  return product_stride(g.out_channels * round_up(tiles, winograd::kLanes));
+}
+inline int64_t winograd_gradient_floats(const Conv2dGeometry& g, int64_t images) {
+  return winograd::kPoints * winograd_gradient_stride(g, images);
 }
 
 // Images per chunk of the weight gradient: the whole batch when its Z is shared by the team, else as many
@@ -621,7 +624,8 @@ void conv2d_backward_weight_winograd(const Conv2dGeometry& g, const float* x, co
   const int64_t kc_max = l1_panel_depth(nr);
   const int64_t chunk = winograd_gradient_chunk(g);
   const bool shared_z = chunk == g.batch;
-  const int64_t kmax = chunk * per_img, ldk = round_up(kmax, kLanes), z_xi = product_stride(cout * ldk);
+  const int64_t kmax = chunk * per_img, ldk = round_up(kmax, kLanes),
+                z_xi = winograd_gradient_stride(g, chunk);
   const int64_t block_img = cb / 4 * ps.planes_per_channel() * ps.plane_size();
   const MicroKernel uk = KS::kernel(tile, AMode::rows, false);
   if (gbias)
