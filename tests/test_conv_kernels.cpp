@@ -539,33 +539,25 @@ TEST_CASE("conv kernels: images-to-lanes moves match the portable ones for 8 and
   const auto src = random_values(16 * img_stride, rng);
   for (int64_t lanes : {8, 16})
     for (int64_t count : {int64_t(1), int64_t(5), lanes - 1, lanes})
-      for (bool scattered : {false, true})
+      for (bool tabled : {false, true})
         for (int64_t n : {1, 7, 8, 9, 16, 23}) {
-          INFO("lanes " << lanes << " count " << count << " scattered " << scattered << " n " << n);
-          // scattered: pixel v goes to slot 3 * (n - 1 - v) + 1 of 3n slots (reversed, spread, offset)
+          INFO("lanes " << lanes << " count " << count << " pixel table " << tabled << " n " << n);
+          // with the table, pixel v goes to / comes from slot 3 * (n - 1 - v) + 1 of 3n (reversed, spread)
           std::vector<int64_t> pixel(static_cast<size_t>(n));
-          for (int64_t v = 0; v < n; ++v) pixel[size_t(v)] = scattered ? 3 * (n - 1 - v) + 1 : v;
-          const int64_t slots = scattered ? 3 * n : n;
+          for (int64_t v = 0; v < n; ++v) pixel[size_t(v)] = tabled ? 3 * (n - 1 - v) + 1 : v;
+          const int64_t slots = tabled ? 3 * n : n;
+          const int64_t* table = tabled ? pixel.data() : nullptr;
+
           std::vector<float> got(size_t(slots * lanes), -1.0f), want(size_t(slots * lanes), -1.0f);
-          sk::avx2::interleave_lanes(src.data(), img_stride, count, n, scattered ? pixel.data() : nullptr,
-                                     got.data(), lanes);
+          sk::avx2::interleave_lanes(src.data(), img_stride, count, n, table, got.data(), lanes);
           for (int64_t v = 0; v < n; ++v)
             for (int64_t l = 0; l < lanes; ++l)
               want[size_t(pixel[size_t(v)] * lanes + l)] = l < count ? src[size_t(l * img_stride + v)] : 0.0f;
           CHECK(got == want);
-        }
-  for (int64_t lanes : {8, 16})
-    for (int64_t count : {int64_t(1), int64_t(5), lanes - 1, lanes})
-      for (bool gathered : {false, true})
-        for (int64_t n : {1, 7, 8, 9, 16, 23}) {
-          INFO("lanes " << lanes << " count " << count << " gathered " << gathered << " n " << n);
-          // gathered: pixel v comes from slot 3 * (n - 1 - v) + 1 of 3n slots
-          std::vector<int64_t> pixel(static_cast<size_t>(n));
-          for (int64_t v = 0; v < n; ++v) pixel[size_t(v)] = gathered ? 3 * (n - 1 - v) + 1 : v;
-          const auto lanes_src = random_values((gathered ? 3 * n : n) * lanes, rng);
+
+          const auto lanes_src = random_values(slots * lanes, rng);
           std::vector<float> back(src.size(), 0.0f), expect(src.size(), 0.0f);
-          sk::avx2::deinterleave_lanes(lanes_src.data(), count, n, back.data(), img_stride,
-                                       gathered ? pixel.data() : nullptr, lanes);
+          sk::avx2::deinterleave_lanes(lanes_src.data(), count, n, back.data(), img_stride, table, lanes);
           for (int64_t l = 0; l < count; ++l)
             for (int64_t v = 0; v < n; ++v)
               expect[size_t(l * img_stride + v)] = lanes_src[size_t(pixel[size_t(v)] * lanes + l)];

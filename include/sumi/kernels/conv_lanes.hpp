@@ -76,18 +76,6 @@ inline void padded_pixels(int64_t channels, int64_t ho, int64_t wo, int64_t hp, 
       for (int64_t v = 0; v < wo; ++v) *pixel++ = (c * hp + pt + u) * wp + pl + v;
 }
 
-// The sum of r[0..n), n a multiple of L, in L partial sums: independent additions that vectorize without
-// reassociating (one scalar chain of n dependent additions ran at a quarter of a float per cycle).
-template <int64_t L>
-float lane_sum(const float* r, int64_t n) {
-  float acc[L] = {};
-  for (int64_t q = 0; q < n; q += L)
-    for (int64_t l = 0; l < L; ++l) acc[l] += r[q + l];
-  float s = 0;
-  for (int64_t l = 0; l < L; ++l) s += acc[l];
-  return s;
-}
-
 // Portable versions of KS::interleave / KS::deinterleave (see conv_avx2.hpp), for kernel sets without them.
 template <int kLanes>
 struct ScalarLaneMoves {
@@ -120,8 +108,7 @@ void conv2d_forward_lanes(const Conv2dGeometry& g, const float* x, const float* 
   int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K + x_img + per_img);
   int64_t *x_pixel = tap_off + K, *y_pixel = x_pixel + x_img;
   forward_tap_offsets(g, ps, tap_off);
-  for (int64_t i = 0; i < ho; ++i)  // output pixel (i, j) is pixel (i, j) of the widened grid
-    for (int64_t j = 0; j < wo; ++j) y_pixel[i * wo + j] = i * ps.ws + j;
+  padded_pixels(1, ho, wo, ho, ps.ws, 0, 0, y_pixel);  // output pixel (i, j): (i, j) of the widened grid
   const int64_t tap_max = *std::max_element(tap_off, tap_off + K);
   for (int64_t k = 0; k < K; ++k) tap_off[k] *= L;  // in floats
   const int64_t npanels = bl.m_pad / bl.tile.mr;
@@ -375,7 +362,13 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
           for (int64_t k = 0; k < M; k += J)
             KS::kDot(len, gyw + co * len, len, nullptr, src, 0, tap_off + k, part + co * M + k, M,
                      int(std::min(R, cout - co)), int(std::min(J, M - k)), b > b0);
-      for (int64_t co = 0; co < cout; ++co) gb[co] += lane_sum<L>(gyw + co * len, len);
+      for (int64_t co = 0; co < cout; ++co) {
+        const float* r = gyw + co * len;
+        float sum = 0;  // vectorized: one chain of dependent scalar additions ran 8x slower
+#pragma omp simd reduction(+ : sum)
+        for (int64_t q = 0; q < len; ++q) sum += r[q];
+        gb[co] += sum;
+      }
     }
     if (t == 0) team = tn;
   }
