@@ -270,6 +270,21 @@ TEST_CASE("dropout masks are reproducible from the generator's seed", "[dropout]
   REQUIRE(same < x.numel() * 3 / 4);
 }
 
+TEST_CASE("dropout keeps element i exactly when the generator's i-th uniform number is at least p",
+          "[dropout]") {
+  const VF x(TF::ones({37, 53}));
+  for (const float p : {0.1f, 0.25f, 0.3f, 0.5f, 0.7f}) {
+    INFO("p = " << p);
+    Generator gen(11), draws(11);
+    const TF y = dropout(x, p, true, gen).value();
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const bool kept = draws.uniform() >= double(p);
+      if ((y.data()[i] != 0) != kept) FAIL("element " << i << ": " << y.data()[i]);
+    }
+    REQUIRE(gen.next_u64() == draws.next_u64());  // one number per element, no more
+  }
+}
+
 TEST_CASE("dropout backward multiplies by the same mask", "[dropout][gradcheck]") {
   V x = leaf({5, 40}, 4);
   Generator gen(9);

@@ -555,13 +555,21 @@ TEST_CASE("conv kernels: images-to-lanes moves match the portable ones for 8 and
               want[size_t(pixel[size_t(v)] * lanes + l)] = l < count ? src[size_t(l * img_stride + v)] : 0.0f;
           CHECK(got == want);
 
+          // back, plain and with the output epilogue (a bias added, then relu)
           const auto lanes_src = random_values(slots * lanes, rng);
-          std::vector<float> back(src.size(), 0.0f), expect(src.size(), 0.0f);
-          sk::avx2::deinterleave_lanes(lanes_src.data(), count, n, back.data(), img_stride, table, lanes);
-          for (int64_t l = 0; l < count; ++l)
-            for (int64_t v = 0; v < n; ++v)
-              expect[size_t(l * img_stride + v)] = lanes_src[size_t(pixel[size_t(v)] * lanes + l)];
-          CHECK(back == expect);
+          for (const auto& [add, relu] :
+               {std::pair{0.0f, false}, std::pair{0.3f, false}, std::pair{-0.2f, true}}) {
+            INFO("add " << add << " relu " << relu);
+            std::vector<float> back(src.size(), 0.0f), expect(src.size(), 0.0f);
+            sk::avx2::deinterleave_lanes(lanes_src.data(), count, n, back.data(), img_stride, table, lanes,
+                                         add, relu);
+            for (int64_t l = 0; l < count; ++l)
+              for (int64_t v = 0; v < n; ++v) {
+                const float value = lanes_src[size_t(pixel[size_t(v)] * lanes + l)] + add;
+                expect[size_t(l * img_stride + v)] = relu && !(value > 0.0f) ? 0.0f : value;
+              }
+            CHECK(back == expect);
+          }
         }
 #endif
 }

@@ -1,11 +1,13 @@
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "fixture.hpp"
 #include "sumi/autograd/gradcheck.hpp"
 #include "sumi/ops/conv.hpp"
+#include "sumi/ops/elementwise.hpp"
 
 using namespace sumi;
 using V = Variable<double>;
@@ -182,6 +184,88 @@ TEST_CASE("conv ops add the bias per output channel", "[conv]") {
       REQUIRE(y1.at({n, c, 1, 2}) - y0.at({n, c, 1, 2}) == Approx(b.value().at({c})));
       REQUIRE(t1.at({n, c, 4, 0}) - t0.at({n, c, 4, 0}) == Approx(b.value().at({c})));
     }
+}
+
+// A fused relu is relu after the op, bit for bit, in the output and in all three gradients: on every ISA,
+// for geometries that take the lanes kernels (which apply bias and relu as they write), their col2im input
+// gradient and the per-image GEMM (which apply them in a pass afterwards).
+TEST_CASE("conv ops with a fused relu equal relu after the op, on every ISA", "[conv][relu]") {
+  namespace sk = sumi::kernels;
+  using TF = Tensor<float>;
+  struct Case {
+    const char* name;
+    bool transpose;
+    Shape x, w;
+    IntPair stride, padding, output_padding;
+  };
+  const std::vector<Case> cases = {
+      {"lanes conv 1->8 28x28 s2", false, {20, 1, 28, 28}, {8, 1, 3, 3}, 2, 1, 0},
+      {"lanes convT 16->8 7x7 s2", true, {19, 16, 7, 7}, {16, 8, 3, 3}, 2, 1, 1},
+      {"col2im convT 32->16 3x3 s2", true, {17, 32, 3, 3}, {32, 16, 3, 3}, 2, 0, 0},
+      {"gemm conv 40->24 9x9", false, {3, 40, 9, 9}, {24, 40, 3, 3}, 1, 1, 0},
+      {"gemm convT 40->24 5x5 s2", true, {3, 40, 5, 5}, {40, 24, 3, 3}, 2, 1, 1},
+  };
+  const sk::Isa saved = sk::active_isa();
+  std::map<std::string, std::vector<TF>> reference;
+  for (sk::Isa isa : {sk::Isa::scalar, sk::Isa::avx2, sk::Isa::avx512}) {
+    if (!sk::isa_supported(isa)) {
+      WARN("skipped: this CPU does not support " << sk::isa_name(isa));
+      continue;
+    }
+    sk::set_isa(isa);
+    for (const Case& c : cases) {
+      INFO(sk::isa_name(isa) << ": " << c.name);
+      Generator gen(7);
+      const TF xv = TF::rand(c.x, gen, -1, 1), wv = TF::rand(c.w, gen, -0.5, 0.5);
+      const TF bv = TF::rand({c.transpose ? c.w[1] : c.w[0]}, gen, -0.5, 0.5);
+      auto run = [&](bool fused) {
+        VF x(xv, true), w(wv, true), b(bv, true);
+        const ConvActivation a = fused ? ConvActivation::relu : ConvActivation::none;
+        VF y = c.transpose ? conv_transpose2d(x, w, b, {c.stride, c.padding, c.output_padding, 1, a})
+                           : conv2d(x, w, b, {c.stride, c.padding, 1, a});
+        if (!fused) y = relu(y);
+        Generator g_gen(8);
+        y.backward(TF::rand(y.shape(), g_gen, -1, 1));
+        return std::vector<TF>{y.value(), x.grad(), w.grad(), b.grad()};
+      };
+      const std::vector<TF> fused = run(true), separate = run(false);
+      int64_t zeros = 0;
+      for (int64_t i = 0; i < fused[0].numel(); ++i) zeros += fused[0].data()[i] == 0.0f;
+      REQUIRE(zeros > fused[0].numel() / 10);  // the relu cuts something
+      REQUIRE(zeros < fused[0].numel() * 9 / 10);
+      for (std::size_t k = 0; k < fused.size(); ++k) {
+        INFO("tensor " << k << " (y, gx, gw, gb)");
+        REQUIRE(fused[k].shape() == separate[k].shape());
+        int64_t differ = 0;
+        for (int64_t i = 0; i < fused[k].numel(); ++i) differ += fused[k].data()[i] != separate[k].data()[i];
+        REQUIRE(differ == 0);
+      }
+      // and the vectorized paths' bias and relu are the reference kernels' (scalar runs first)
+      auto& expected = reference[c.name];
+      if (isa == sk::Isa::scalar) expected = fused;
+      for (std::size_t k = 0; k < fused.size(); ++k) {
+        INFO("tensor " << k << " (y, gx, gw, gb) against the scalar reference");
+        double worst = 0;
+        for (int64_t i = 0; i < fused[k].numel(); ++i)
+          worst = std::max(worst, double(std::abs(fused[k].data()[i] - expected[k].data()[i])) /
+                                      (1.0 + std::abs(double(expected[k].data()[i]))));
+        REQUIRE(worst < 1e-4);
+      }
+    }
+  }
+  sk::set_isa(saved);
+}
+
+TEST_CASE("conv ops with a fused relu match finite differences", "[conv][relu][gradcheck]") {
+  for (const bool transpose : {false, true}) {
+    INFO((transpose ? "conv_transpose2d" : "conv2d"));
+    require_gradcheck(
+        [transpose](const std::vector<V>& v) {
+          return transpose ? conv_transpose2d(v[0], v[1], v[2], {2, 1, 1, 1, ConvActivation::relu})
+                           : conv2d(v[0], v[1], v[2], {2, 1, 1, ConvActivation::relu});
+        },
+        {leaf({2, 3, 5, 5}, 21), transpose ? leaf({3, 4, 3, 3}, 22) : leaf({4, 3, 3, 3}, 22), leaf({4}, 23)});
+  }
 }
 
 TEST_CASE("conv ops compute only the gradients that are required", "[conv]") {

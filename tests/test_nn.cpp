@@ -17,6 +17,7 @@
 #include "sumi/nn/linear.hpp"
 #include "sumi/nn/sequential.hpp"
 #include "sumi/ops/loss.hpp"
+#include "sumi/ops/reduction.hpp"
 #include "sumi/optim/adam.hpp"
 
 using namespace sumi;
@@ -362,6 +363,47 @@ TEST_CASE("Sequential: names, indexing, push_back and replacing a child", "[nn][
   REQUIRE(model.named_parameters()[8].first == "encoder.encoder_lin.2.weight");
   REQUIRE(model.named_parameters()[8].second.shape() == Shape{9, 64});
   REQUIRE(model.encode(Variable<float>(Tensor<float>::rand({2, 1, 28, 28}, gen))).shape() == Shape{2, 9});
+}
+
+TEST_CASE("Sequential runs a convolution and the ReLU after it as one fused step, with the same results",
+          "[nn][sequential][relu]") {
+  Generator gen(6);
+  auto seq = std::make_shared<nn::Sequential<float>>(
+      std::make_shared<nn::Conv2d<float>>(2, 4, 3, 2, 1, 1, true, gen), std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::ConvTranspose2d<float>>(4, 3, 3, 2, 1, 1, 1, true, gen),
+      std::make_shared<nn::ReLU<float>>(), std::make_shared<nn::Conv2d<float>>(3, 2, 3, 1, 1, 1, true, gen),
+      std::make_shared<nn::Sigmoid<float>>());
+  const Tensor<float> input = Tensor<float>::rand({18, 2, 10, 10}, gen, -1, 1);
+  auto gradients = [&] {
+    std::vector<Tensor<float>> g;
+    for (auto& [name, p] : seq->named_parameters()) {
+      g.push_back(p.grad().contiguous());
+      p.zero_grad();
+    }
+    return g;
+  };
+  const Variable<float> x1(input, true);
+  const Variable<float> fused = seq->forward(x1);
+  // the nodes that ran, from the output back: two fused convolutions, then the last one on its own
+  std::vector<std::string> ops;
+  for (auto node = fused.grad_fn(); node;) {
+    ops.push_back(node->op_name);
+    node = node->inputs.empty() ? nullptr : node->inputs[0]->grad_fn;
+  }
+  REQUIRE(ops == std::vector<std::string>{"sigmoid", "conv2d", "conv_transpose2d_relu", "conv2d_relu"});
+  sum(fused).backward();
+  const std::vector<Tensor<float>> fused_grads = gradients();
+
+  const Variable<float> x2(input, true);
+  Variable<float> h = x2;
+  for (std::size_t i = 0; i < seq->size(); ++i) h = (*seq)[int64_t(i)]->forward(h);  // one child at a time
+  sum(h).backward();
+  const std::vector<Tensor<float>> separate_grads = gradients();
+
+  REQUIRE(bit_equal(fused.value(), h.value()));
+  REQUIRE(bit_equal(x1.grad(), x2.grad()));
+  REQUIRE(fused_grads.size() == 6);
+  for (std::size_t k = 0; k < fused_grads.size(); ++k) REQUIRE(bit_equal(fused_grads[k], separate_grads[k]));
 }
 
 TEST_CASE("Module registration rejects bad and duplicate names; shared parameters are listed once", "[nn]") {

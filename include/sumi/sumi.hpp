@@ -36,6 +36,7 @@
 #include "sumi/nn/init.hpp"
 #include "sumi/nn/linear.hpp"
 #include "sumi/nn/module.hpp"
+#include "sumi/nn/relu_fusable.hpp"
 #include "sumi/nn/sequential.hpp"
 #include "sumi/nn/serialize.hpp"
 #include "sumi/nn/state_dict.hpp"

@@ -83,12 +83,6 @@ class MnistDataset {
 
   void get_batch(std::span<const int64_t> indices, Tensor<float>& images,
                  std::vector<int64_t>& labels) const {
-    // A table gives exactly v / 255.0f (as ToTensor) without a division per pixel.
-    static const std::array<float, 256> to_unit = [] {
-      std::array<float, 256> t{};
-      for (int v = 0; v < 256; ++v) t[std::size_t(v)] = float(v) / 255.0f;
-      return t;
-    }();
     const auto b = int64_t(indices.size());
     prepare_batch_tensor(images, {b, 1, height(), width()});
     labels.resize(indices.size());
@@ -97,7 +91,10 @@ class MnistDataset {
     for (std::size_t k = 0; k < indices.size(); ++k) {
       check_index(indices[k], "MnistDataset::get_batch");
       const uint8_t* src = images_.data.data() + std::size_t(indices[k]) * n;
-      for (std::size_t p = 0; p < n; ++p) out[k * n + p] = to_unit[src[p]];
+      float* dst = out + k * n;
+      // v / 255.0f exactly, as ToTensor; the division vectorizes (a table lookup per pixel did not).
+#pragma omp simd
+      for (std::size_t p = 0; p < n; ++p) dst[p] = float(src[p]) / 255.0f;
       labels[k] = labels_.data[std::size_t(indices[k])];
     }
   }

@@ -14,6 +14,7 @@
 
 #include "sumi/kernels/conv_avx2.hpp"
 #include "sumi/kernels/conv_avx512.hpp"
+#include "sumi/kernels/conv_epilogue.hpp"
 #include "sumi/kernels/conv_geometry.hpp"
 #include "sumi/kernels/conv_reference.hpp"
 #include "sumi/kernels/cpu_features.hpp"
@@ -41,32 +42,39 @@ inline Isa last_conv_isa() {
   return detail::last_conv_isa_slot();
 }
 
+// y = conv2d(x, w) + bias (bias may be null), then relu(y) when `relu`.
 template <class T>
-void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y, bool relu = false) {
   g.validate();
   const Isa isa = detail::conv_isa<T>();
   detail::last_conv_isa_slot() = isa;
 #if SUMI_X86_KERNELS
   if constexpr (std::is_same_v<T, float>) {
-    if (isa == Isa::avx512) return avx512::conv2d_forward(g, x, w, bias, y);
-    if (isa == Isa::avx2) return avx2::conv2d_forward(g, x, w, bias, y);
+    if (isa == Isa::avx512) return avx512::conv2d_forward(g, x, w, bias, y, relu);
+    if (isa == Isa::avx2) return avx2::conv2d_forward(g, x, w, bias, y, relu);
   }
 #endif
   conv2d_forward_reference(g, x, w, bias, y);
+  conv_output_epilogue(y, g.batch, g.out_channels, g.out_h() * g.out_w(), static_cast<const T*>(nullptr),
+                       relu);
 }
 
+// gx = the input gradient of conv2d for output gradient gy; + bias[c] per input channel (bias may be null),
+// then relu(gx) when `relu`: bias and relu serve the transposed convolution, whose forward this is.
 template <class T>
-void conv2d_backward_input(const Conv2dGeometry& g, const T* gy, const T* w, T* gx) {
+void conv2d_backward_input(const Conv2dGeometry& g, const T* gy, const T* w, T* gx, const T* bias = nullptr,
+                           bool relu = false) {
   g.validate();
   const Isa isa = detail::conv_isa<T>();
   detail::last_conv_isa_slot() = isa;
 #if SUMI_X86_KERNELS
   if constexpr (std::is_same_v<T, float>) {
-    if (isa == Isa::avx512) return avx512::conv2d_backward_input(g, gy, w, gx);
-    if (isa == Isa::avx2) return avx2::conv2d_backward_input(g, gy, w, gx);
+    if (isa == Isa::avx512) return avx512::conv2d_backward_input(g, gy, w, gx, bias, relu);
+    if (isa == Isa::avx2) return avx2::conv2d_backward_input(g, gy, w, gx, bias, relu);
   }
 #endif
   conv2d_backward_input_reference(g, gy, w, gx);
+  conv_output_epilogue(gx, g.batch, g.in_channels, g.in_h * g.in_w, bias, relu);
 }
 
 template <class T>

@@ -8,32 +8,46 @@
 //    and direct operands, stride-phase and col2im input gradients, GEMM and dot-product weight gradients.
 // The choices come from measurements on the study's layers (docs/benchmarks.md).
 #include "sumi/kernels/conv_dense.hpp"
+#include "sumi/kernels/conv_epilogue.hpp"
 #include "sumi/kernels/conv_gemm.hpp"
 #include "sumi/kernels/conv_lanes.hpp"
 #include "sumi/kernels/conv_winograd.hpp"
 
 namespace sumi::kernels::gemm {
 
+// relu: y = relu(conv(x) + bias), applied as the lanes kernels write y, else in a pass over y.
 template <class KS>
-void conv2d_forward_auto(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
-                         float* y) {
-  if (is_dense(g)) return conv2d_forward_dense<KS>(g, x, w, bias, y);
-  if (prefer_lanes<KS>(g, 64)) return conv2d_forward_lanes<KS>(g, x, w, bias, y);
-  if (winograd_forward_applies(g)) return conv2d_forward_winograd<KS>(g, x, w, bias, y);
-  conv2d_forward<KS>(g, x, w, bias, y);
+void conv2d_forward_auto(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y,
+                         bool relu = false) {
+  if (prefer_lanes<KS>(g, 64) && !is_dense(g)) return conv2d_forward_lanes<KS>(g, x, w, bias, y, relu);
+  if (is_dense(g))
+    conv2d_forward_dense<KS>(g, x, w, bias, y);
+  else if (winograd_forward_applies(g))
+    conv2d_forward_winograd<KS>(g, x, w, bias, y);
+  else
+    conv2d_forward<KS>(g, x, w, bias, y);
+  conv_output_epilogue(y, g.batch, g.out_channels, g.out_h() * g.out_w(), static_cast<const float*>(nullptr),
+                       relu);
 }
 
 // Few channels: lanes unless their phases and widened grid more than double the work (e.g. the
 // autoencoder's 7x7 -> 3x3 layer), then col2im in lanes, whose scatter is cheap next to its exact GEMM.
+// bias (may be null) and relu: gx = relu(input gradient + bias), the transposed convolution's forward.
 template <class KS>
-void conv2d_backward_input_auto(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) {
-  if (is_dense(g)) return conv2d_backward_input_dense<KS>(g, gy, w, gx);
-  if (prefer_lanes<KS>(g)) {
-    if (lanes_backward_input_waste(g) <= 2.0) return conv2d_backward_input_lanes<KS>(g, gy, w, gx);
-    return conv2d_backward_input_lanes_col2im<KS>(g, gy, w, gx);
+void conv2d_backward_input_auto(const Conv2dGeometry& g, const float* gy, const float* w, float* gx,
+                                const float* bias = nullptr, bool relu = false) {
+  if (prefer_lanes<KS>(g) && !is_dense(g)) {
+    if (lanes_backward_input_waste(g) <= 2.0)
+      return conv2d_backward_input_lanes<KS>(g, gy, w, gx, bias, relu);
+    return conv2d_backward_input_lanes_col2im<KS>(g, gy, w, gx, bias, relu);
   }
-  if (winograd_backward_input_applies(g)) return conv2d_backward_input_winograd<KS>(g, gy, w, gx);
-  conv2d_backward_input<KS>(g, gy, w, gx);
+  if (is_dense(g))
+    conv2d_backward_input_dense<KS>(g, gy, w, gx);
+  else if (winograd_backward_input_applies(g))
+    conv2d_backward_input_winograd<KS>(g, gy, w, gx);
+  else
+    conv2d_backward_input<KS>(g, gy, w, gx);
+  conv_output_epilogue(gx, g.batch, g.in_channels, g.in_h * g.in_w, bias, relu);
 }
 
 template <class KS>

@@ -190,11 +190,15 @@ SUMI_TARGET_AVX2 inline void interleave_lanes(const float* src, int64_t img_stri
   }
 }
 
-// Lanes back to images: dst[l * img_stride + v] = src[pixel[v] * lanes + l] for v < n, l < count; pixel
-// null means pixel[v] = v. The table lets the pass gather each pixel straight from a micro-kernel's result
-// block (a widened grid, or the stride phases of an input gradient).
+// Lanes back to images: dst[l * img_stride + v] = f(src[pixel[v] * lanes + l]) for v < n, l < count, with
+// f(v) = v + add, then max(., 0) when relu (the output's bias and activation in the same pass); pixel null
+// means pixel[v] = v. The table lets the pass gather each pixel straight from a micro-kernel's result block
+// (a widened grid, or the stride phases of an input gradient).
 SUMI_TARGET_AVX2 inline void deinterleave_lanes(const float* src, int64_t count, int64_t n, float* dst,
-                                                int64_t img_stride, const int64_t* pixel, int64_t lanes) {
+                                                int64_t img_stride, const int64_t* pixel, int64_t lanes,
+                                                float add, bool relu) {
+  const __m256 addv = _mm256_set1_ps(add), zero = _mm256_setzero_ps();
+  const bool map = add != 0.0f || relu;
   int64_t v = 0;
   for (; v + 8 <= n; v += 8) {
     const float* s[8];
@@ -203,12 +207,21 @@ SUMI_TARGET_AVX2 inline void deinterleave_lanes(const float* src, int64_t count,
       __m256 r[8];
       for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(s[i] + l0);
       transpose8x8(r);
+      if (map)
+        for (int i = 0; i < 8; ++i) {
+          r[i] = _mm256_add_ps(r[i], addv);
+          if (relu) r[i] = _mm256_max_ps(r[i], zero);  // +0 for NaN and -0, as the relu op
+        }
       for (int i = 0; i < 8 && l0 + i < count; ++i) _mm256_storeu_ps(dst + (l0 + i) * img_stride + v, r[i]);
     }
   }
   for (; v < n; ++v) {
     const float* s = src + (pixel ? pixel[v] : v) * lanes;
-    for (int64_t l = 0; l < count; ++l) dst[l * img_stride + v] = s[l];
+    for (int64_t l = 0; l < count; ++l) {
+      float x = s[l];
+      if (map) x = relu ? (x + add > 0.0f ? x + add : 0.0f) : x + add;
+      dst[l * img_stride + v] = x;
+    }
   }
 }
 
@@ -376,8 +389,8 @@ struct Kernels {
     interleave_lanes(src, img_stride, count, n, pixel, dst, kVec);
   }
   static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride,
-                           const int64_t* pixel) {
-    deinterleave_lanes(src, count, n, dst, img_stride, pixel, kVec);
+                           const int64_t* pixel, float add = 0.0f, bool relu = false) {
+    deinterleave_lanes(src, count, n, dst, img_stride, pixel, kVec, add, relu);
   }
 
   SUMI_TARGET_AVX2 static void winograd_input(const float* const* p, int64_t row_stride, float* v,
@@ -412,12 +425,13 @@ struct Kernels {
 };
 
 inline void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
-                           float* y) {
-  gemm::conv2d_forward_auto<Kernels>(g, x, w, bias, y);
+                           float* y, bool relu = false) {
+  gemm::conv2d_forward_auto<Kernels>(g, x, w, bias, y, relu);
 }
 
-inline void conv2d_backward_input(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) {
-  gemm::conv2d_backward_input_auto<Kernels>(g, gy, w, gx);
+inline void conv2d_backward_input(const Conv2dGeometry& g, const float* gy, const float* w, float* gx,
+                                  const float* bias = nullptr, bool relu = false) {
+  gemm::conv2d_backward_input_auto<Kernels>(g, gy, w, gx, bias, relu);
 }
 
 inline void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,

@@ -158,8 +158,8 @@ struct Kernels {
     avx2::interleave_lanes(src, img_stride, count, n, pixel, dst, kVec);
   }
   static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride,
-                           const int64_t* pixel) {
-    avx2::deinterleave_lanes(src, count, n, dst, img_stride, pixel, kVec);
+                           const int64_t* pixel, float add = 0.0f, bool relu = false) {
+    avx2::deinterleave_lanes(src, count, n, dst, img_stride, pixel, kVec, add, relu);
   }
 
   template <int MR, int NV>
@@ -206,12 +206,13 @@ struct Kernels {
 };
 
 inline void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
-                           float* y) {
-  gemm::conv2d_forward_auto<Kernels>(g, x, w, bias, y);
+                           float* y, bool relu = false) {
+  gemm::conv2d_forward_auto<Kernels>(g, x, w, bias, y, relu);
 }
 
-inline void conv2d_backward_input(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) {
-  gemm::conv2d_backward_input_auto<Kernels>(g, gy, w, gx);
+inline void conv2d_backward_input(const Conv2dGeometry& g, const float* gy, const float* w, float* gx,
+                                  const float* bias = nullptr, bool relu = false) {
+  gemm::conv2d_backward_input_auto<Kernels>(g, gy, w, gx, bias, relu);
 }
 
 inline void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,

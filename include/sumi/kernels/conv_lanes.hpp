@@ -86,15 +86,19 @@ struct ScalarLaneMoves {
         dst[(pixel ? pixel[v] : v) * kLanes + l] = l < count ? src[l * img_stride + v] : 0.0f;
   }
   static void deinterleave(const float* src, int64_t count, int64_t n, float* dst, int64_t img_stride,
-                           const int64_t* pixel) {
+                           const int64_t* pixel, float add = 0.0f, bool relu = false) {
     for (int64_t l = 0; l < count; ++l)
-      for (int64_t v = 0; v < n; ++v) dst[l * img_stride + v] = src[(pixel ? pixel[v] : v) * kLanes + l];
+      for (int64_t v = 0; v < n; ++v) {
+        float x = src[(pixel ? pixel[v] : v) * kLanes + l];
+        if (add != 0.0f || relu) x = relu ? (x + add > 0.0f ? x + add : 0.0f) : x + add;
+        dst[l * img_stride + v] = x;
+      }
   }
 };
 
 template <class KS>
 void conv2d_forward_lanes(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
-                          float* y) {
+                          float* y, bool relu = false) {
   constexpr int64_t L = KS::kVec;
   const int64_t ho = g.out_h(), wo = g.out_w(), per_img = ho * wo;
   const int64_t M = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
@@ -138,13 +142,16 @@ void conv2d_forward_lanes(const Conv2dGeometry& g, const float* x, const float* 
         gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, std::min(bl.nc, wide_q * L - q0), res + q0,
                               ldr, bias);
       for (int64_t m = 0; m < M; ++m)
-        KS::deinterleave(res + m * ldr, count, per_img, y + n0 * y_img + m * per_img, y_img, y_pixel);
+        KS::deinterleave(res + m * ldr, count, per_img, y + n0 * y_img + m * per_img, y_img, y_pixel, 0.0f,
+                         relu);
     }
   }
 }
 
+// bias (may be null) and relu: the transposed convolution's bias and activation, applied as gx is written.
 template <class KS>
-void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) {
+void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const float* w, float* gx,
+                                 const float* bias = nullptr, bool relu = false) {
   constexpr int64_t L = KS::kVec;
   const int64_t ho = g.out_h(), wo = g.out_w();
   const int64_t cin = g.in_channels, cout = g.out_channels, kh = g.kernel_h, kw = g.kernel_w;
@@ -234,7 +241,8 @@ void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const
                                 std::min(bl.nc, q_end - q0), res + res_off[ph] + q0, ldr, nullptr);
       }
       for (int64_t ci = 0; ci < cin; ++ci)
-        KS::deinterleave(res + ci * ldr, count, in_plane, gx + n0 * in_img + ci * in_plane, in_img, gx_pixel);
+        KS::deinterleave(res + ci * ldr, count, in_plane, gx + n0 * in_img + ci * in_plane, in_img, gx_pixel,
+                         bias ? bias[ci] : 0.0f, relu);
     }
   }
 }
@@ -244,7 +252,8 @@ void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const
 // micro-kernel over the interleaved gy (an exact GEMM: no phases, no widened grid), then each row of C is
 // added into the interleaved gx at its kernel offset, one vector (a pixel of every lane) at a time.
 template <class KS>
-void conv2d_backward_input_lanes_col2im(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) {
+void conv2d_backward_input_lanes_col2im(const Conv2dGeometry& g, const float* gy, const float* w, float* gx,
+                                        const float* bias = nullptr, bool relu = false) {
   constexpr int64_t L = KS::kVec;
   const int64_t ho = g.out_h(), wo = g.out_w(), per_img = ho * wo;
   const int64_t cin = g.in_channels, cout = g.out_channels, khw = g.kernel_h * g.kernel_w;
@@ -300,24 +309,28 @@ void conv2d_backward_input_lanes_col2im(const Conv2dGeometry& g, const float* gy
       }
       for (int64_t ci = 0; ci < cin; ++ci)
         KS::deinterleave(out + ci * in_plane * L, count, in_plane, gx + n0 * in_img + ci * in_plane, in_img,
-                         nullptr);
+                         nullptr, bias ? bias[ci] : 0.0f, relu);
     }
   }
 }
 
+// The bias gradient comes out of the same dot products: one more "tap" whose row is all ones, so each output
+// channel's gy row is also summed by the dot kernel's many accumulators (a separate sum loop was a chain of
+// dependent additions).
 template <class KS>
 void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,
                                   float* gbias) {
   constexpr int64_t L = KS::kVec;
   const int64_t ho = g.out_h(), wo = g.out_w(), per_img = ho * wo;
   const int64_t cout = g.out_channels, M = g.in_channels * g.kernel_h * g.kernel_w;
+  const int64_t taps = M + (gbias ? 1 : 0);  // tap M: the ones row
   const int64_t x_img = g.in_channels * g.in_h * g.in_w, out_img = cout * per_img;
   const PhaseSplit ps = phase_split_for(g);
   const int64_t img_pixels = g.in_channels * ps.planes_per_channel() * ps.plane_size();
   const int64_t wide_q = ho * ps.ws, len = wide_q * L;  // a dot product runs over widened pixels x lanes
 
-  int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(M + x_img + out_img);
-  int64_t *x_pixel = tap_off + M, *gy_pixel = x_pixel + x_img;
+  int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(taps + x_img + out_img);
+  int64_t *x_pixel = tap_off + taps, *gy_pixel = x_pixel + x_img;
   forward_tap_offsets(g, ps, tap_off);
   const int64_t tap_max = *std::max_element(tap_off, tap_off + M);
   for (int64_t k = 0; k < M; ++k) tap_off[k] *= L;
@@ -325,12 +338,16 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
   const int nt = threads_for(blocks);
   float** parts = thread_workspace(WorkspaceSlot::thread_results).get<float*>(nt);
   const int64_t src_floats = std::max(img_pixels * L, (tap_max + wide_q) * L);
+  // per thread: x's planes, the discarded pixels' slot, gy on the widened grid (zero in its extra columns)
+  // [Cout][pixel][lane], then the ones row
+  const int64_t gy_at = src_floats + L, ones_at = gy_at + cout * len;
+  if (gbias) tap_off[M] = ones_at;
   phase_split_pixels(ps, g.in_channels, g.in_h, g.in_w, src_floats / L, x_pixel);
   padded_pixels(cout, ho, wo, ho, ps.ws, 0, 0, gy_pixel);
   // The dot kernel's R x J tile goes over (Cout, taps) or (taps, Cout), whichever wastes fewer products:
   // 8 channels x 9 taps fill 3 x 4 tiles exactly as (taps, Cout) and only 2/3 of them as (Cout, taps).
   constexpr int64_t R = KS::kDotRows, J = KS::kDotCols;
-  const bool taps_as_rows = round_up(M, R) * round_up(cout, J) < round_up(cout, R) * round_up(M, J);
+  const bool taps_as_rows = round_up(taps, R) * round_up(cout, J) < round_up(cout, R) * round_up(taps, J);
   int team = 1;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -338,55 +355,37 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
     int64_t b0, b1;
     split_range(blocks, tn, t, b0, b1);
-    float* part =
-        thread_workspace(WorkspaceSlot::partial_sums).get<float>(cout * M + cout);  // weights, then bias
+    float* part = thread_workspace(WorkspaceSlot::partial_sums).get<float>(cout * taps);
     parts[t] = b1 > b0 ? part : nullptr;
-    // x's planes, the discarded pixels' slot, then gy on the widened grid, zero in its extra columns:
-    // [Cout][pixel][lane]
-    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats + L + cout * len);
-    float* gyw = src + src_floats + L;
-    std::fill(src, src + src_floats + L + cout * len, 0.0f);
-    float* gb = part + cout * M;
-    std::fill(gb, gb + cout, 0.0f);
+    float* src = thread_workspace(WorkspaceSlot::source).get<float>(ones_at + len);
+    float* gyw = src + gy_at;
+    std::fill(src, src + ones_at, 0.0f);
+    std::fill(src + ones_at, src + ones_at + len, 1.0f);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * L, count = std::min(L, g.batch - n0);
       KS::interleave(x + n0 * x_img, x_img, count, x_img, x_pixel, src);
       KS::interleave(gy + n0 * out_img, out_img, count, out_img, gy_pixel, gyw);
-      if (taps_as_rows)  // part [M][Cout]
-        for (int64_t k = 0; k < M; k += R)
+      if (taps_as_rows)  // part [taps][Cout]
+        for (int64_t k = 0; k < taps; k += R)
           for (int64_t co = 0; co < cout; co += J)
             KS::kDot(len, src, 0, tap_off + k, gyw + co * len, len, nullptr, part + k * cout + co, cout,
-                     int(std::min(R, M - k)), int(std::min(J, cout - co)), b > b0);
-      else  // part [Cout][M]
+                     int(std::min(R, taps - k)), int(std::min(J, cout - co)), b > b0);
+      else  // part [Cout][taps]
         for (int64_t co = 0; co < cout; co += R)
-          for (int64_t k = 0; k < M; k += J)
-            KS::kDot(len, gyw + co * len, len, nullptr, src, 0, tap_off + k, part + co * M + k, M,
-                     int(std::min(R, cout - co)), int(std::min(J, M - k)), b > b0);
-      for (int64_t co = 0; co < cout; ++co) {
-        const float* r = gyw + co * len;
-        float sum = 0;  // vectorized: one chain of dependent scalar additions ran 8x slower
-#pragma omp simd reduction(+ : sum)
-        for (int64_t q = 0; q < len; ++q) sum += r[q];
-        gb[co] += sum;
-      }
+          for (int64_t k = 0; k < taps; k += J)
+            KS::kDot(len, gyw + co * len, len, nullptr, src, 0, tap_off + k, part + co * taps + k, taps,
+                     int(std::min(R, cout - co)), int(std::min(J, taps - k)), b > b0);
     }
     if (t == 0) team = tn;
   }
   // Few channels: small partial sums, added up by the caller (no barrier in the region).
   for (int64_t co = 0; co < cout; ++co)
-    for (int64_t k = 0; k < M; ++k) {
-      const int64_t at = taps_as_rows ? k * cout + co : co * M + k;
+    for (int64_t k = 0; k < taps; ++k) {
+      const int64_t at = taps_as_rows ? k * cout + co : co * taps + k;
       float s = 0;
       for (int u = 0; u < team; ++u)
         if (parts[u]) s += parts[u][at];
-      gw[co * M + k] = s;
-    }
-  if (gbias)
-    for (int64_t co = 0; co < cout; ++co) {
-      float s = 0;
-      for (int u = 0; u < team; ++u)
-        if (parts[u]) s += parts[u][cout * M + co];
-      gbias[co] = s;
+      (k < M ? gw[co * M + k] : gbias[co]) = s;
     }
 }
 

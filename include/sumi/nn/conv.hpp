@@ -4,6 +4,7 @@
 // Sizes are IntPairs: a single integer sets height and width.
 #include "sumi/nn/init.hpp"
 #include "sumi/nn/module.hpp"
+#include "sumi/nn/relu_fusable.hpp"
 #include "sumi/ops/conv.hpp"
 
 namespace sumi::nn {
@@ -19,7 +20,7 @@ inline void check_conv_args(const char* layer, int64_t in_channels, int64_t out_
 }  // namespace detail
 
 template <std::floating_point T = float>
-class Conv2d : public Module<T> {
+class Conv2d : public Module<T>, public ReluFusable<T> {
  public:
   // Initialised as PyTorch's default (init::default_layer_init_) from `gen`.
   Conv2d(int64_t in_channels, int64_t out_channels, IntPair kernel_size, IntPair stride = 1,
@@ -44,6 +45,9 @@ class Conv2d : public Module<T> {
   Variable<T> forward(const Variable<T>& x) override {
     return conv2d(x, weight, bias, Conv2dOptions{stride, padding, dilation});
   }
+  Variable<T> forward_relu(const Variable<T>& x) override {
+    return conv2d(x, weight, bias, Conv2dOptions{stride, padding, dilation, ConvActivation::relu});
+  }
 
   std::string type_name() const override { return "Conv2d"; }
   std::string extra_repr() const override {
@@ -66,7 +70,7 @@ class Conv2d : public Module<T> {
 };
 
 template <std::floating_point T = float>
-class ConvTranspose2d : public Module<T> {
+class ConvTranspose2d : public Module<T>, public ReluFusable<T> {
  public:
   // Initialised as PyTorch's default from `gen`; the weight's fan_in is out_channels * kh * kw, as in
   // PyTorch (it computes it from the [in, out, kh, kw] weight's second dimension).
@@ -94,6 +98,11 @@ class ConvTranspose2d : public Module<T> {
   Variable<T> forward(const Variable<T>& x) override {
     return conv_transpose2d(x, weight, bias,
                             ConvTranspose2dOptions{stride, padding, output_padding, dilation});
+  }
+  Variable<T> forward_relu(const Variable<T>& x) override {
+    return conv_transpose2d(
+        x, weight, bias,
+        ConvTranspose2dOptions{stride, padding, output_padding, dilation, ConvActivation::relu});
   }
 
   std::string type_name() const override { return "ConvTranspose2d"; }

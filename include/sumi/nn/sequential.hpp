@@ -1,11 +1,14 @@
 #pragma once
 // Sequential<T>: runs its children in order, as torch.nn.Sequential. Children are named "0", "1", ... in the
-// order they were added, so parameter names are PyTorch's ("encoder_cnn.0.weight").
+// order they were added, so parameter names are PyTorch's ("encoder_cnn.0.weight"). A child that can apply a
+// ReLU as it writes its output (ReluFusable: the convolutions) runs fused with a ReLU child right after it.
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "sumi/nn/activation.hpp"
 #include "sumi/nn/module.hpp"
+#include "sumi/nn/relu_fusable.hpp"
 
 namespace sumi::nn {
 
@@ -29,7 +32,16 @@ class Sequential : public Module<T> {
 
   Variable<T> forward(const Variable<T>& input) override {
     Variable<T> x = input;
-    for (std::size_t i = 0; i < size(); ++i) x = this->child_at(i)->forward(x);
+    for (std::size_t i = 0; i < size(); ++i) {
+      const ModulePtr& child = this->child_at(i);
+      if (i + 1 < size() && dynamic_cast<const ReLU<T>*>(this->child_at(i + 1).get()))
+        if (auto* fusable = dynamic_cast<ReluFusable<T>*>(child.get())) {
+          x = fusable->forward_relu(x);
+          ++i;
+          continue;
+        }
+      x = child->forward(x);
+    }
     return x;
   }
 

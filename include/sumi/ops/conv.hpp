@@ -11,6 +11,7 @@
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/conv.hpp"
 #include "sumi/kernels/conv_geometry.hpp"
+#include "sumi/kernels/elementwise.hpp"
 #include "sumi/kernels/threading.hpp"
 
 namespace sumi {
@@ -32,11 +33,17 @@ struct IntPair {
   }
 };
 
+// An activation a convolution applies to its output as it writes it: conv2d(x, w, b, {.stride = 2,
+// .activation = ConvActivation::relu}) is relu(conv2d(x, w, b, {.stride = 2})), values and gradients, with
+// the output written once instead of written, read and written again by a separate relu.
+enum class ConvActivation { none, relu };
+
 // conv2d(x, weight, bias, {.stride = 2, .padding = 1})
 struct Conv2dOptions {
   IntPair stride = 1;
   IntPair padding = 0;
   IntPair dilation = 1;
+  ConvActivation activation = ConvActivation::none;
 };
 
 // conv_transpose2d(x, weight, bias, {.stride = 2, .padding = 1, .output_padding = 1})
@@ -45,6 +52,7 @@ struct ConvTranspose2dOptions {
   IntPair padding = 0;
   IntPair output_padding = 0;
   IntPair dilation = 1;
+  ConvActivation activation = ConvActivation::none;
 };
 
 namespace detail {
@@ -69,17 +77,13 @@ inline void conv_require_params(const char* op, const IntPair& stride, const Int
                                 " must be non-negative");
 }
 
-// y[n, c, :, :] += bias[c] over contiguous [N, C, HW] data.
+// The output gradient through a fused relu: g where the output y is positive, else 0.
 template <class T>
-void conv_add_channel_bias(T* y, const T* bias, int64_t N, int64_t C, int64_t HW) {
-  const int64_t planes = N * C;
-#pragma omp parallel for schedule(static) \
-    num_threads(sumi::get_num_threads()) if (planes * HW >= (int64_t(1) << 16))
-  for (int64_t p = 0; p < planes; ++p) {
-    const T b = bias[p % C];
-    T* row = y + p * HW;
-    for (int64_t i = 0; i < HW; ++i) row[i] += b;
-  }
+Tensor<T> conv_relu_gradient(const Tensor<T>& grad, const Tensor<T>& y) {
+  const Tensor<T> g = grad.contiguous();
+  Tensor<T> out = Tensor<T>::empty(g.shape());
+  kernels::zip(g.numel(), g.data(), y.data(), out.data(), [](T gv, T yv) { return yv > T(0) ? gv : T(0); });
+  return out;
 }
 
 // The sum of contiguous [N, C, HW] data over N and HW: a [C] tensor (the gradient of a per-channel bias).
@@ -90,14 +94,18 @@ Tensor<T> conv_channel_sum(const T* g, int64_t N, int64_t C, int64_t HW) {
 #pragma omp parallel for schedule(static) \
     num_threads(sumi::get_num_threads()) if (N * C * HW >= (int64_t(1) << 16))
   for (int64_t c = 0; c < C; ++c) {
-    double s = 0;  // rows summed in T (vectorized), the N row sums in double
+    // 16 running sums in T, which vectorize as independent chains (one vector accumulator was a chain of
+    // dependent additions); the rows' leftovers and the final sum in double
+    T part[16] = {};
+    double s = 0;
     for (int64_t n = 0; n < N; ++n) {
       const T* row = g + (n * C + c) * HW;
-      T row_sum = 0;
-#pragma omp simd reduction(+ : row_sum)
-      for (int64_t i = 0; i < HW; ++i) row_sum += row[i];
-      s += double(row_sum);
+      int64_t i = 0;
+      for (; i + 16 <= HW; i += 16)
+        for (int j = 0; j < 16; ++j) part[j] += row[i + j];
+      for (; i < HW; ++i) s += double(row[i]);
     }
+    for (const T p : part) s += double(p);
     po[c] = T(s);
   }
   return out;
@@ -175,17 +183,20 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& weight, const Variab
 
   const Tensor<T> xv = x.value().contiguous(), wv = weight.value().contiguous();
   const Tensor<T> bv = has_bias ? bias.value().contiguous() : Tensor<T>();
+  const bool relu = options.activation == ConvActivation::relu;
   Tensor<T> y = Tensor<T>::empty({g.batch, g.out_channels, g.out_h(), g.out_w()});
-  if (g.batch > 0) kernels::conv2d_forward(g, xv.data(), wv.data(), has_bias ? bv.data() : nullptr, y.data());
+  if (g.batch > 0)
+    kernels::conv2d_forward(g, xv.data(), wv.data(), has_bias ? bv.data() : nullptr, y.data(), relu);
+  const Tensor<T> ys = relu ? y : Tensor<T>();  // the relu's mask
 
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad(),
              need_b = has_bias && bias.requires_grad();
   // Save only what the required gradients read: grad-input needs the weight, grad-weight needs the input.
   return Variable<T>::from_op(
-      std::move(y), op, {x, weight, has_bias ? bias : Variable<T>()},
-      [g, xs = need_w ? xv : Tensor<T>(), ws = need_x ? wv : Tensor<T>(), need_x, need_w,
+      std::move(y), relu ? "conv2d_relu" : op, {x, weight, has_bias ? bias : Variable<T>()},
+      [g, xs = need_w ? xv : Tensor<T>(), ws = need_x ? wv : Tensor<T>(), ys, need_x, need_w,
        need_b](const Tensor<T>& grad) {
-        const Tensor<T> gy = grad.contiguous();
+        const Tensor<T> gy = ys.defined() ? detail::conv_relu_gradient(grad, ys) : grad.contiguous();
         Tensor<T> gx, gw, gb;
         if (need_x) {
           gx = Tensor<T>::empty({g.batch, g.in_channels, g.in_h, g.in_w});
@@ -268,20 +279,23 @@ Variable<T> conv_transpose2d(const Variable<T>& x, const Variable<T>& weight,
   const int64_t gh = g.out_h(), gw_ = g.out_w();  // >= H, W
 
   const Tensor<T> xv = x.value().contiguous(), wv = weight.value().contiguous();
+  const bool relu = options.activation == ConvActivation::relu;
   Tensor<T> y = Tensor<T>::empty({N, Cout, Ho, Wo});
   if (N > 0) {
     const Tensor<T> xp = detail::conv_pad_bottom_right(xv, gh, gw_);
-    kernels::conv2d_backward_input(g, xp.data(), wv.data(), y.data());
-    if (has_bias) detail::conv_add_channel_bias(y.data(), bias.value().contiguous().data(), N, Cout, Ho * Wo);
+    const Tensor<T> bv = has_bias ? bias.value().contiguous() : Tensor<T>();
+    kernels::conv2d_backward_input(g, xp.data(), wv.data(), y.data(), has_bias ? bv.data() : nullptr, relu);
   }
+  const Tensor<T> ys = relu ? y : Tensor<T>();  // the relu's mask
 
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad(),
              need_b = has_bias && bias.requires_grad();
   return Variable<T>::from_op(
-      std::move(y), op, {x, weight, has_bias ? bias : Variable<T>()},
-      [g, H, W, gh, gw_, xs = need_w ? xv : Tensor<T>(), ws = need_x ? wv : Tensor<T>(), need_x, need_w,
+      std::move(y), relu ? "conv_transpose2d_relu" : op, {x, weight, has_bias ? bias : Variable<T>()},
+      [g, H, W, gh, gw_, xs = need_w ? xv : Tensor<T>(), ws = need_x ? wv : Tensor<T>(), ys, need_x, need_w,
        need_b](const Tensor<T>& grad) {
-        const Tensor<T> gout = grad.contiguous();  // [N, Cout, Ho, Wo]: the geometry's x
+        // [N, Cout, Ho, Wo]: the geometry's x
+        const Tensor<T> gout = ys.defined() ? detail::conv_relu_gradient(grad, ys) : grad.contiguous();
         Tensor<T> gx, gw, gb;
         if (need_x) {
           if (g.batch > 0) {
