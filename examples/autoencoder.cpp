@@ -104,6 +104,17 @@ int run(const Options& o) {
     const auto loaded = nn::load_state(model, checkpoint, {.prefix = "", .strict = true});
     optimizer.load_state_dict(loaded.extra.strip_prefix("optimizer."));
     first_epoch = std::stoi(loaded.metadata.at("epoch")) + 1;
+    // the dropout masks' generator, so that a resumed run draws what an uninterrupted one would have
+    if (const auto it = loaded.metadata.find("generator"); it != loaded.metadata.end()) {
+      try {
+        init_gen.set_state(generator_state_from_string(it->second));
+      } catch (const std::invalid_argument& e) {
+        throw std::runtime_error(checkpoint.string() + ": " + e.what());
+      }
+    } else if (o.dropout > 0) {
+      std::printf("note: %s has no generator state; dropout masks will differ from an uninterrupted run\n",
+                  checkpoint.c_str());
+    }
     rows = read_metrics(metrics_path);
     rows.resize(std::size_t(first_epoch - 1));
     std::printf("resumed from %s after epoch %d\n", checkpoint.c_str(), first_epoch - 1);
@@ -130,7 +141,9 @@ int run(const Options& o) {
     std::printf("epoch %d: train loss %.5f, validation MSE %.5f, %.2f s\n", epoch, r.mean_loss, val, seconds);
     std::fflush(stdout);
     nn::save_state(model, checkpoint,
-                   {{"epoch", std::to_string(epoch)}, {"latent", std::to_string(o.latent)}},
+                   {{"epoch", std::to_string(epoch)},
+                    {"latent", std::to_string(o.latent)},
+                    {"generator", generator_state_to_string(init_gen.get_state())}},
                    optimizer.state_dict().with_prefix("optimizer."));
     write_metrics(rows, metrics_path);
     write_loss_chart(rows, out / "loss.svg");

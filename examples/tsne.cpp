@@ -14,7 +14,7 @@ namespace {
 
 struct Options {
   std::string input, out, gradient = "automatic";
-  double perplexity = 30;
+  double perplexity = 30, theta = 0.5;
   int64_t seed = 0;
   int threads = 0, iterations = 1000;
   bool quiet = false;
@@ -34,6 +34,7 @@ int run(const Options& o) {
               (long long)table.points.cols(), table.has_labels() ? ", labelled" : "");
   analysis::TsneOptions options;
   options.perplexity = o.perplexity;
+  options.theta = o.theta;
   options.seed = uint64_t(o.seed);
   options.iterations = o.iterations;
   options.exaggeration_iterations = std::min(250, o.iterations);
@@ -93,6 +94,10 @@ int main(int argc, char** argv) {
       .min(1);
   cli.bind("--gradient", o.gradient,
            "repulsion: automatic (exact up to 1,000 points, barnes_hut above), exact, barnes_hut or fft");
+  cli.bind("--theta", o.theta,
+           "Barnes-Hut opening angle (scikit-learn's angle): larger is faster and coarser, 0 gives exact "
+           "forces")
+      .check([](double t) { return t >= 0; }, "must be >= 0");
   cli.bind("--quiet", o.quiet, "no progress bar");
   return util::run_main(cli, argc, argv, [&] { return run(o); });
 }

@@ -59,6 +59,34 @@ TEST_CASE("autoencoder example trains, writes every output and resumes", "[examp
   fs::remove_all(out);
 }
 
+TEST_CASE("a resumed autoencoder run with dropout continues as an uninterrupted one", "[example][e2e]") {
+  if (!test::fashion_mnist_installed()) {
+    WARN("FashionMNIST not installed (apt-get install dataset-fashion-mnist); skipping");
+    return;
+  }
+  const fs::path straight = fs::temp_directory_path() / "sumi_e2e_dropout_straight",
+                 resumed = fs::temp_directory_path() / "sumi_e2e_dropout_resumed";
+  fs::remove_all(straight);
+  fs::remove_all(resumed);
+  const std::string common = "--limit 600 --batch 50 --dropout 0.25 --quiet --threads 2";
+  REQUIRE(test::run_example("autoencoder", common + " --epochs 3 --out " + straight.string(),
+                            straight.string() + ".log") == 0);
+  REQUIRE(test::run_example("autoencoder", common + " --epochs 2 --out " + resumed.string(),
+                            resumed.string() + ".log") == 0);
+  REQUIRE(test::run_example("autoencoder", common + " --epochs 3 --resume --out " + resumed.string(),
+                            resumed.string() + ".log") == 0);
+  const util::CsvTable a = util::read_csv(straight / "metrics.csv"),
+                       b = util::read_csv(resumed / "metrics.csv");
+  REQUIRE(a.size() == 3);
+  REQUIRE(b.size() == 3);
+  for (std::size_t row = 0; row < 3; ++row) {
+    REQUIRE(b.text(row, "train_loss") == a.text(row, "train_loss"));
+    REQUIRE(b.text(row, "val_mse") == a.text(row, "val_mse"));
+  }
+  fs::remove_all(straight);
+  fs::remove_all(resumed);
+}
+
 TEST_CASE("autoencoder example rejects bad flags naming the flag", "[example][errors]") {
   const fs::path log = fs::temp_directory_path() / "sumi_e2e_flags.log";
   REQUIRE(test::run_example("autoencoder", "--epochs abc", log) == 2);

@@ -1,9 +1,15 @@
 #pragma once
 // A seedable random generator that gives the same numbers on every platform and thread count.
 // std::mt19937 is portable but std::*_distribution is not, so the distributions are written out here.
+#include <array>
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <numbers>
+#include <sstream>
+#include <stdexcept>
+#include <string>
 
 namespace sumi {
 
@@ -66,6 +72,23 @@ class Generator {
   }
   double normal(double mean, double stddev) { return mean + stddev * normal(); }
 
+  // Everything the next numbers depend on, to save with a checkpoint and restore (as torch.Generator's
+  // get_state / set_state): a resumed run then draws what an uninterrupted one would have.
+  struct State {
+    std::array<uint64_t, 4> words{};
+    bool has_spare_normal = false;
+    double spare_normal = 0.0;
+    friend bool operator==(const State&, const State&) = default;
+  };
+  State get_state() const {
+    return {{state_[0], state_[1], state_[2], state_[3]}, has_spare_normal_, spare_normal_};
+  }
+  void set_state(const State& s) {
+    for (std::size_t i = 0; i < 4; ++i) state_[i] = s.words[i];
+    has_spare_normal_ = s.has_spare_normal;
+    spare_normal_ = s.spare_normal;
+  }
+
  private:
   static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
   uint64_t state_[4] = {};
@@ -79,6 +102,36 @@ inline Generator& default_generator() {
   return generator;
 }
 
-inline void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
+inline void manual_seed(uint64_t seed) {
+  default_generator().manual_seed(seed);
+}
+
+// A generator state as text, for checkpoint metadata: six 16-digit hex words (the four state words, the
+// spare-normal flag and the spare normal's bits), separated by spaces.
+inline std::string generator_state_to_string(const Generator::State& s) {
+  char text[6 * 17];
+  std::snprintf(
+      text, sizeof text, "%016llx %016llx %016llx %016llx %016llx %016llx", (unsigned long long)s.words[0],
+      (unsigned long long)s.words[1], (unsigned long long)s.words[2], (unsigned long long)s.words[3],
+      (unsigned long long)s.has_spare_normal, (unsigned long long)std::bit_cast<uint64_t>(s.spare_normal));
+  return text;
+}
+
+// The inverse of generator_state_to_string; throws std::invalid_argument naming the text when it is not one.
+inline Generator::State generator_state_from_string(const std::string& text) {
+  std::istringstream in(text);
+  uint64_t w[6];
+  for (uint64_t& word : w) {
+    std::string token;
+    if (!(in >> token) || token.size() != 16 ||
+        token.find_first_not_of("0123456789abcdef") != std::string::npos)
+      throw std::invalid_argument("generator state: expected six 16-digit hex words, got '" + text + "'");
+    word = std::stoull(token, nullptr, 16);
+  }
+  std::string rest;
+  if (in >> rest || w[4] > 1)
+    throw std::invalid_argument("generator state: expected six 16-digit hex words, got '" + text + "'");
+  return {{w[0], w[1], w[2], w[3]}, w[4] == 1, std::bit_cast<double>(w[5])};
+}
 
 }  // namespace sumi

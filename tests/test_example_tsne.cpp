@@ -1,0 +1,44 @@
+// The tsne example end to end on a small labelled CSV: its outputs, the --theta flag and bad flags.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "example_runner.hpp"
+#include "sumi/util/json_file.hpp"
+
+namespace fs = std::filesystem;
+using namespace sumi;
+
+TEST_CASE("tsne example embeds a labelled CSV with the given Barnes-Hut theta", "[example][e2e][tsne]") {
+  const fs::path dir = fs::temp_directory_path() / "sumi_e2e_tsne";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  // three well separated clusters of 30 points in 4-d
+  std::mt19937 rng(5);
+  std::normal_distribution<double> noise(0.0, 0.3);
+  {
+    std::ofstream csv(dir / "points.csv");
+    csv << "a,b,c,d,label\n";
+    for (int cluster = 0; cluster < 3; ++cluster)
+      for (int i = 0; i < 30; ++i) {
+        for (int d = 0; d < 4; ++d) csv << (d == cluster ? 10.0 : 0.0) + noise(rng) << ",";
+        csv << "c" << cluster << "\n";
+      }
+  }
+  const std::string common = "--input " + (dir / "points.csv").string() + " --gradient barnes_hut --quiet";
+  REQUIRE(test::run_example("tsne",
+                            common + " --theta 0.3 --iterations 400 --out " + (dir / "e.csv").string(),
+                            dir / "run.log") == 0);
+  const nlohmann::json summary = util::read_json_file(dir / "e.json");
+  REQUIRE(summary.at("theta").get<double>() == 0.3);
+  REQUIRE(summary.at("gradient").get<std::string>().find("barnes") != std::string::npos);
+  REQUIRE(summary.at("points").get<int>() == 90);
+  REQUIRE(summary.at("knn_accuracy").get<double>() > 0.95);  // the clusters stay apart
+  REQUIRE(fs::exists(dir / "e.svg"));
+
+  REQUIRE(test::run_example("tsne", common + " --theta -1 --out " + (dir / "bad.csv").string(),
+                            dir / "bad.log") == 2);
+  REQUIRE(test::read_text(dir / "bad.log").find("--theta") != std::string::npos);
+  fs::remove_all(dir);
+}
