@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "sumi/autograd/gradcheck.hpp"
+#include "sumi/autograd/gradient_zip.hpp"
 #include "sumi/ops/elementwise.hpp"
 #include "sumi/ops/linalg.hpp"
 
@@ -28,7 +29,8 @@ TEST_CASE("binary ops broadcast and their gradients match finite differences", "
       require_gradcheck([](const std::vector<V>& v) { return add(v[0], v[1]); }, {leaf(sa, 1), leaf(sb, 2)});
       require_gradcheck([](const std::vector<V>& v) { return sub(v[0], v[1]); }, {leaf(sa, 3), leaf(sb, 4)});
       require_gradcheck([](const std::vector<V>& v) { return mul(v[0], v[1]); }, {leaf(sa, 5), leaf(sb, 6)});
-      require_gradcheck([](const std::vector<V>& v) { return div(v[0], v[1]); }, {leaf(sa, 7), leaf(sb, 8, 0.5, 2)});
+      require_gradcheck([](const std::vector<V>& v) { return div(v[0], v[1]); },
+                        {leaf(sa, 7), leaf(sb, 8, 0.5, 2)});
     }
   }
 }
@@ -46,10 +48,12 @@ TEST_CASE("unary ops match finite differences", "[autograd][gradcheck]") {
 }
 
 TEST_CASE("matmul and linear match finite differences", "[autograd][gradcheck]") {
-  require_gradcheck([](const std::vector<V>& v) { return matmul(v[0], v[1]); }, {leaf({3, 4}, 1), leaf({4, 5}, 2)});
+  require_gradcheck([](const std::vector<V>& v) { return matmul(v[0], v[1]); },
+                    {leaf({3, 4}, 1), leaf({4, 5}, 2)});
   require_gradcheck([](const std::vector<V>& v) { return linear(v[0], v[1], v[2]); },
                     {leaf({3, 4}, 3), leaf({5, 4}, 4), leaf({5}, 5)});
-  require_gradcheck([](const std::vector<V>& v) { return linear(v[0], v[1]); }, {leaf({3, 4}, 6), leaf({2, 4}, 7)});
+  require_gradcheck([](const std::vector<V>& v) { return linear(v[0], v[1]); },
+                    {leaf({3, 4}, 6), leaf({2, 4}, 7)});
 }
 
 TEST_CASE("gradients accumulate across backward calls until zero_grad", "[autograd]") {
@@ -69,6 +73,32 @@ TEST_CASE("a variable used twice gets the sum of both paths", "[autograd]") {
   V y = mul(x, x) + x;  // dy/dx = 2x + 1
   y.backward();
   REQUIRE(x.grad().item() == Approx(5));
+}
+
+TEST_CASE("an element-wise gradient overwrites its input gradient only when nothing else holds it",
+          "[autograd]") {
+  const auto values = [](const TD& t) { return std::vector<double>(t.data(), t.data() + t.numel()); };
+  const TD other = TD::from_vector({1, -1, 2}, {3});
+  const auto times = [](double g, double o) { return g * o; };
+  TD sole = TD::from_vector({3, 4, 5}, {3});
+  const double* buffer = sole.data();
+  const TD reused = zip_gradient(std::move(sole), other, times);
+  CHECK(reused.data() == buffer);
+  CHECK(values(reused) == std::vector<double>{3, -4, 10});
+
+  const TD shared = TD::from_vector({3, 4, 5}, {3});
+  const TD fresh = zip_gradient(shared, other, times);
+  CHECK(fresh.data() != shared.data());
+  CHECK(values(fresh) == std::vector<double>{3, -4, 10});
+  CHECK(values(shared) == std::vector<double>{3, 4, 5});
+
+  // add hands the same gradient tensor to both inputs: the first relu's backward to run must not mask it
+  // in place, since the other one reads it too.
+  V x(TD::from_vector({-1, 2, -3}, {3}), true), z(TD::from_vector({4, -5, 6}, {3}), true);
+  V s = relu(x) + relu(z);
+  s.backward(TD::ones({3}));
+  CHECK(values(x.grad()) == std::vector<double>{0, 1, 0});
+  CHECK(values(z.grad()) == std::vector<double>{1, 0, 1});
 }
 
 TEST_CASE("backward frees the graph and a second pass is an error", "[autograd]") {
@@ -94,7 +124,10 @@ TEST_CASE("detach and NoGradGuard stop recording", "[autograd]") {
 
 TEST_CASE("shape errors name the op and both shapes", "[autograd][errors]") {
   V a(TD::zeros({2, 3})), b(TD::zeros({4, 5}));
-  REQUIRE_THROWS_WITH(add(a, b), Catch::Contains("add") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
-  REQUIRE_THROWS_WITH(matmul(a, b), Catch::Contains("matmul") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
-  REQUIRE_THROWS_WITH(linear(a, b), Catch::Contains("linear") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
+  REQUIRE_THROWS_WITH(add(a, b),
+                      Catch::Contains("add") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
+  REQUIRE_THROWS_WITH(matmul(a, b),
+                      Catch::Contains("matmul") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
+  REQUIRE_THROWS_WITH(linear(a, b),
+                      Catch::Contains("linear") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
 }

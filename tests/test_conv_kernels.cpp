@@ -159,6 +159,8 @@ const std::vector<Problem>& sweep() {
         {"few channels, 7x7 -> 3x3, 9 images (lanes, col2im input grad)",
          geometry(9, 16, 7, 7, 32, 3, 3, 2, 2, 0, 0, 1, 1)},
         {"few channels, 17 images (lanes)", geometry(17, 5, 12, 11, 6, 3, 3, 2, 2, 1, 1, 1, 1)},
+        {"7x7 -> 3x3, 70 images (lanes, weight grad over several blocks of images at once)",
+         geometry(70, 16, 7, 7, 32, 3, 3, 2, 2, 0, 0, 1, 1)},
         {"stride > kernel, 9 images (lanes, phases without taps)",
          geometry(9, 4, 10, 10, 6, 2, 2, 3, 3, 0, 0, 1, 1)},
         {"stride > kernel, 1x1, 9 images (lanes)", geometry(9, 3, 9, 8, 5, 1, 1, 2, 3, 0, 0, 1, 1)},

@@ -16,6 +16,7 @@
 
 #include "sumi/autograd/grad_mode.hpp"
 #include "sumi/autograd/gradcheck.hpp"
+#include "sumi/autograd/gradient_zip.hpp"
 #include "sumi/autograd/variable.hpp"
 
 #include "sumi/ops/batch_norm.hpp"

@@ -24,8 +24,9 @@ struct VariableState {
 template <std::floating_point T>
 struct Node {
   // Maps the gradient of the node's output to one gradient per input, in input order. An undefined tensor
-  // means "no gradient for this input" (it does not require one).
-  using BackwardFn = std::function<std::vector<Tensor<T>>(const Tensor<T>& grad_output)>;
+  // means "no gradient for this input" (it does not require one). The gradient comes by value: a function
+  // holding its only reference (Tensor::is_sole_reference) may overwrite it instead of allocating.
+  using BackwardFn = std::function<std::vector<Tensor<T>>(Tensor<T> grad_output)>;
 
   std::string op_name;
   std::vector<std::shared_ptr<VariableState<T>>> inputs;

@@ -69,7 +69,8 @@ class Variable {
                           typename Node<T>::BackwardFn backward) {
     Variable out(std::move(value));
     if (!grad_mode_enabled()) return out;
-    const bool any = std::any_of(inputs.begin(), inputs.end(), [](const Variable& v) { return v.requires_grad(); });
+    const bool any =
+        std::any_of(inputs.begin(), inputs.end(), [](const Variable& v) { return v.requires_grad(); });
     if (!any) return out;
     auto node = std::make_shared<Node<T>>();
     node->op_name = std::move(op_name);
@@ -81,8 +82,8 @@ class Variable {
   }
   static Variable from_op(Tensor<T> value, std::string op_name, std::initializer_list<Variable> inputs,
                           typename Node<T>::BackwardFn backward) {
-    return from_op(std::move(value), std::move(op_name), std::span<const Variable>(inputs.begin(), inputs.size()),
-                   std::move(backward));
+    return from_op(std::move(value), std::move(op_name),
+                   std::span<const Variable>(inputs.begin(), inputs.size()), std::move(backward));
   }
 
   // Identity of the underlying state (two handles to the same variable compare equal).
@@ -138,10 +139,10 @@ void Variable<T>::backward(const Tensor<T>& grad_output) const {
     State* s = it->get();
     auto found = pending.find(s);
     if (found == pending.end()) continue;  // no gradient flowed here
-    const Tensor<T> grad = std::move(found->second.grad);
+    Tensor<T> grad = std::move(found->second.grad);
     pending.erase(found);
     Node<T>& node = *s->grad_fn;
-    std::vector<Tensor<T>> input_grads = node.backward(grad);
+    std::vector<Tensor<T>> input_grads = node.backward(std::move(grad));
     for (std::size_t i = 0; i < node.inputs.size() && i < input_grads.size(); ++i) {
       State* in = node.inputs[i].get();
       Tensor<T>& g = input_grads[i];

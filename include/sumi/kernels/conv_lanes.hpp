@@ -317,33 +317,43 @@ void conv2d_backward_input_lanes_col2im(const Conv2dGeometry& g, const float* gy
 // The bias gradient comes out of the same dot products: one more "tap" whose row is all ones, so each output
 // channel's gy row is also summed by the dot kernel's many accumulators (a separate sum loop was a chain of
 // dependent additions).
+//
+// Small grids (the 3x3 outputs of 7x7 -> 3x3 layers: 12 widened pixels) make short dot products, whose
+// reduction and setup cost as much as their multiply-adds. Such layers interleave S blocks of images side by
+// side, pixel by pixel ([pixel][block][lane], one "pixel" of S * kVec floats), so that one dot product runs
+// over all S blocks: the pixel tables are scaled by S and block s is written at lane offset s * kVec.
 template <class KS>
 void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,
                                   float* gbias) {
-  constexpr int64_t L = KS::kVec;
+  constexpr int64_t L = KS::kVec, kMinDotLength = 512;
   const int64_t ho = g.out_h(), wo = g.out_w(), per_img = ho * wo;
   const int64_t cout = g.out_channels, M = g.in_channels * g.kernel_h * g.kernel_w;
   const int64_t taps = M + (gbias ? 1 : 0);  // tap M: the ones row
   const int64_t x_img = g.in_channels * g.in_h * g.in_w, out_img = cout * per_img;
   const PhaseSplit ps = phase_split_for(g);
   const int64_t img_pixels = g.in_channels * ps.planes_per_channel() * ps.plane_size();
-  const int64_t wide_q = ho * ps.ws, len = wide_q * L;  // a dot product runs over widened pixels x lanes
+  const int64_t wide_q = ho * ps.ws;  // a dot product runs over widened pixels x blocks x lanes
+  const int64_t blocks = ceil_div(g.batch, L);
+  const int nt = threads_for(blocks);
+  const int64_t S =
+      std::clamp<int64_t>(ceil_div(kMinDotLength, wide_q * L), 1, std::max<int64_t>(1, blocks / nt));
+  const int64_t LS = L * S, len = wide_q * LS;
 
   int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(taps + x_img + out_img);
   int64_t *x_pixel = tap_off + taps, *gy_pixel = x_pixel + x_img;
   forward_tap_offsets(g, ps, tap_off);
   const int64_t tap_max = *std::max_element(tap_off, tap_off + M);
-  for (int64_t k = 0; k < M; ++k) tap_off[k] *= L;
-  const int64_t blocks = ceil_div(g.batch, L);
-  const int nt = threads_for(blocks);
+  for (int64_t k = 0; k < M; ++k) tap_off[k] *= LS;
   float** parts = thread_workspace(WorkspaceSlot::thread_results).get<float*>(nt);
-  const int64_t src_floats = std::max(img_pixels * L, (tap_max + wide_q) * L);
+  const int64_t src_floats = std::max(img_pixels * LS, (tap_max + wide_q) * LS);
   // per thread: x's planes, the discarded pixels' slot, gy on the widened grid (zero in its extra columns)
-  // [Cout][pixel][lane], then the ones row
-  const int64_t gy_at = src_floats + L, ones_at = gy_at + cout * len;
+  // [Cout][pixel][block][lane], then the ones row
+  const int64_t gy_at = src_floats + LS, ones_at = gy_at + cout * len;
   if (gbias) tap_off[M] = ones_at;
-  phase_split_pixels(ps, g.in_channels, g.in_h, g.in_w, src_floats / L, x_pixel);
+  phase_split_pixels(ps, g.in_channels, g.in_h, g.in_w, src_floats / LS, x_pixel);
   padded_pixels(cout, ho, wo, ho, ps.ws, 0, 0, gy_pixel);
+  for (int64_t v = 0; v < x_img; ++v) x_pixel[v] *= S;  // in kVec-float vectors
+  for (int64_t v = 0; v < out_img; ++v) gy_pixel[v] *= S;
   // The dot kernel's R x J tile goes over (Cout, taps) or (taps, Cout), whichever wastes fewer products:
   // 8 channels x 9 taps fill 3 x 4 tiles exactly as (taps, Cout) and only 2/3 of them as (Cout, taps).
   constexpr int64_t R = KS::kDotRows, J = KS::kDotCols;
@@ -353,8 +363,8 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
-    int64_t b0, b1;
-    split_range(blocks, tn, t, b0, b1);
+    int64_t b0, b1;  // in groups of S blocks
+    split_range(ceil_div(blocks, S), tn, t, b0, b1);
     float* part = thread_workspace(WorkspaceSlot::partial_sums).get<float>(cout * taps);
     parts[t] = b1 > b0 ? part : nullptr;
     float* src = thread_workspace(WorkspaceSlot::source).get<float>(ones_at + len);
@@ -362,9 +372,11 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
     std::fill(src, src + ones_at, 0.0f);
     std::fill(src + ones_at, src + ones_at + len, 1.0f);
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t n0 = b * L, count = std::min(L, g.batch - n0);
-      KS::interleave(x + n0 * x_img, x_img, count, x_img, x_pixel, src);
-      KS::interleave(gy + n0 * out_img, out_img, count, out_img, gy_pixel, gyw);
+      for (int64_t s = 0; s < S; ++s) {  // past the batch: count 0, zero lanes
+        const int64_t n0 = std::min((b * S + s) * L, g.batch), count = std::min(L, g.batch - n0);
+        KS::interleave(x + n0 * x_img, x_img, count, x_img, x_pixel, src + s * L);
+        KS::interleave(gy + n0 * out_img, out_img, count, out_img, gy_pixel, gyw + s * L);
+      }
       if (taps_as_rows)  // part [taps][Cout]
         for (int64_t k = 0; k < taps; k += R)
           for (int64_t co = 0; co < cout; co += J)

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "sumi/autograd/gradient_zip.hpp"
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/conv.hpp"
 #include "sumi/kernels/conv_geometry.hpp"
@@ -79,11 +80,8 @@ inline void conv_require_params(const char* op, const IntPair& stride, const Int
 
 // The output gradient through a fused relu: g where the output y is positive, else 0.
 template <class T>
-Tensor<T> conv_relu_gradient(const Tensor<T>& grad, const Tensor<T>& y) {
-  const Tensor<T> g = grad.contiguous();
-  Tensor<T> out = Tensor<T>::empty(g.shape());
-  kernels::zip(g.numel(), g.data(), y.data(), out.data(), [](T gv, T yv) { return yv > T(0) ? gv : T(0); });
-  return out;
+Tensor<T> conv_relu_gradient(Tensor<T> grad, const Tensor<T>& y) {
+  return zip_gradient(std::move(grad), y, [](T gv, T yv) { return yv > T(0) ? gv : T(0); });
 }
 
 // The sum of contiguous [N, C, HW] data over N and HW: a [C] tensor (the gradient of a per-channel bias).
@@ -195,8 +193,9 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& weight, const Variab
   return Variable<T>::from_op(
       std::move(y), relu ? "conv2d_relu" : op, {x, weight, has_bias ? bias : Variable<T>()},
       [g, xs = need_w ? xv : Tensor<T>(), ws = need_x ? wv : Tensor<T>(), ys, need_x, need_w,
-       need_b](const Tensor<T>& grad) {
-        const Tensor<T> gy = ys.defined() ? detail::conv_relu_gradient(grad, ys) : grad.contiguous();
+       need_b](Tensor<T> grad) {
+        const Tensor<T> gy =
+            ys.defined() ? detail::conv_relu_gradient(std::move(grad), ys) : grad.contiguous();
         Tensor<T> gx, gw, gb;
         if (need_x) {
           gx = Tensor<T>::empty({g.batch, g.in_channels, g.in_h, g.in_w});

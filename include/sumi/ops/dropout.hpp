@@ -1,6 +1,7 @@
 #pragma once
 // Inverted dropout with autograd, as torch.nn.functional.dropout.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "sumi/autograd/gradient_zip.hpp"
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/elementwise.hpp"
 #include "sumi/tensor/random.hpp"
@@ -30,25 +32,32 @@ Variable<T> dropout(const Variable<T>& x, std::type_identity_t<T> p, bool traini
   if (!training || p == T(0)) return x;
 
   const int64_t n = x.numel();
+  const Tensor<T> xv = x.value().contiguous();
+  const T* px = xv.data();
   Tensor<T> mask = Tensor<T>::empty(x.shape());  // 0 or 1 / (1 - p): the gradient's factor as well
-  T* pm = mask.data();
+  Tensor<T> y = Tensor<T>::empty(x.shape());
+  T *pm = mask.data(), *py = y.data();
   if (p == T(1)) {
     std::fill_n(pm, n, T(0));
+    std::fill_n(py, n, T(0));
   } else {
     // gen.uniform() >= p exactly, on the uniform's 53 integer bits and without a branch: a kept or dropped
-    // element is a coin flip, and the mispredicted branch cost more than drawing the number.
-    const T keep_scale = T(1) / (T(1) - p);
+    // element is a coin flip, and the mispredicted branch cost more than drawing the number. The factor is
+    // selected with integer bits: converting the comparison to T (cvtsi2ss) chained every iteration to the
+    // one before through its register. The generator runs on a local copy, in registers.
+    using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+    const Bits scale_bits = std::bit_cast<Bits>(T(1) / (T(1) - p));
     const auto threshold = uint64_t(std::ceil(std::ldexp(double(p), 53)));
-    for (int64_t i = 0; i < n; ++i) pm[i] = T((gen.next_u64() >> 11) >= threshold) * keep_scale;
+    Generator local = gen;
+    for (int64_t i = 0; i < n; ++i) {
+      const Bits keep = Bits((local.next_u64() >> 11) >= threshold);
+      pm[i] = std::bit_cast<T>(Bits(Bits(0) - keep) & scale_bits);
+      py[i] = px[i] * pm[i];
+    }
+    gen = local;
   }
-  const Tensor<T> xv = x.value().contiguous();
-  Tensor<T> y = Tensor<T>::empty(x.shape());
-  kernels::zip(n, xv.data(), static_cast<const T*>(pm), y.data(), [](T a, T m) { return a * m; });
-  return Variable<T>::from_op(std::move(y), "dropout", {x}, [mask](const Tensor<T>& grad) {
-    const Tensor<T> g = grad.contiguous();
-    Tensor<T> gx = Tensor<T>::empty(g.shape());
-    kernels::zip(g.numel(), g.data(), mask.data(), gx.data(), [](T a, T m) { return a * m; });
-    return std::vector<Tensor<T>>{gx};
+  return Variable<T>::from_op(std::move(y), "dropout", {x}, [mask](Tensor<T> grad) {
+    return std::vector<Tensor<T>>{zip_gradient(std::move(grad), mask, [](T a, T m) { return a * m; })};
   });
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "sumi/autograd/gradient_zip.hpp"
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/fast_math.hpp"
 #include "sumi/tensor/arithmetic.hpp"
@@ -82,11 +83,8 @@ Variable<T> unary_op(const Variable<T>& x, const char* name, F f, DX dx) {
 // else holds it, and the backward pass reads two arrays instead of three.
 template <class T, class DY>
 Variable<T> output_gradient_op(const Variable<T>& x, Tensor<T> y, const char* name, DY dy) {
-  return Variable<T>::from_op(y, name, {x}, [y, dy](const Tensor<T>& g) {
-    Tensor<T> gx = Tensor<T>::empty(g.shape());
-    const Tensor<T> gc = g.contiguous();
-    kernels::zip(g.numel(), gc.data(), y.data(), gx.data(), dy);
-    return std::vector<Tensor<T>>{gx};
+  return Variable<T>::from_op(y, name, {x}, [y, dy](Tensor<T> g) {
+    return std::vector<Tensor<T>>{zip_gradient(std::move(g), y, dy)};
   });
 }
 

@@ -63,7 +63,8 @@ class Tensor {
     for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = T(gen.uniform(low, high));
     return t;
   }
-  static Tensor randn(const Shape& shape, Generator& gen = default_generator(), T mean = T(0), T stddev = T(1)) {
+  static Tensor randn(const Shape& shape, Generator& gen = default_generator(), T mean = T(0),
+                      T stddev = T(1)) {
     Tensor t = empty(shape);
     for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = T(gen.normal(mean, stddev));
     return t;
@@ -94,6 +95,9 @@ class Tensor {
   bool is_contiguous() const { return strides_ == contiguous_strides(shape_); }
   // True when both tensors view the same storage.
   bool shares_storage_with(const Tensor& other) const { return storage_ == other.storage_; }
+  // True when no other tensor (view or copy) shares this one's storage, so writing to it changes nothing
+  // anyone else can see.
+  bool is_sole_reference() const { return storage_.use_count() == 1; }
 
   // Pointer to the first element. For a non-contiguous view, index it with strides().
   T* data() { return storage_ ? storage_->data() + offset_ : nullptr; }
@@ -103,8 +107,9 @@ class Tensor {
   T at(std::initializer_list<int64_t> index) const { return data()[flat_offset(index)]; }
   // The value of a one-element tensor.
   T item() const {
-    if (numel() != 1) throw std::invalid_argument("Tensor::item: tensor of shape " + shape_str(shape_) +
-                                                  " has " + std::to_string(numel()) + " elements, not 1");
+    if (numel() != 1)
+      throw std::invalid_argument("Tensor::item: tensor of shape " + shape_str(shape_) + " has " +
+                                  std::to_string(numel()) + " elements, not 1");
     return data()[0];
   }
 
@@ -120,7 +125,9 @@ class Tensor {
     return t;
   }
   // view() when possible, otherwise a contiguous copy.
-  Tensor reshape(Shape shape) const { return is_contiguous() ? view(std::move(shape)) : contiguous().view(shape); }
+  Tensor reshape(Shape shape) const {
+    return is_contiguous() ? view(std::move(shape)) : contiguous().view(shape);
+  }
 
   // Rows [begin, end) of the first dimension, as a view (a batch of a dataset).
   Tensor slice(int64_t begin, int64_t end) const {
@@ -235,8 +242,8 @@ class Tensor {
  private:
   int64_t flat_offset(std::initializer_list<int64_t> index) const {
     if (int64_t(index.size()) != dim())
-      throw std::out_of_range("Tensor::at: " + std::to_string(index.size()) + " indices for a tensor of rank " +
-                              std::to_string(dim()));
+      throw std::out_of_range("Tensor::at: " + std::to_string(index.size()) +
+                              " indices for a tensor of rank " + std::to_string(dim()));
     int64_t off = 0, d = 0;
     for (int64_t i : index) {
       const auto ud = std::size_t(d);
@@ -252,7 +259,8 @@ class Tensor {
     int64_t known = 1, infer_at = -1;
     for (std::size_t i = 0; i < shape.size(); ++i) {
       if (shape[i] == -1) {
-        if (infer_at >= 0) throw std::invalid_argument("Tensor::view: more than one -1 in " + shape_str(shape));
+        if (infer_at >= 0)
+          throw std::invalid_argument("Tensor::view: more than one -1 in " + shape_str(shape));
         infer_at = int64_t(i);
       } else {
         known *= shape[i];
@@ -269,7 +277,8 @@ class Tensor {
                                   " is not contiguous");
   }
   void require_matrix() const {
-    if (dim() != 2) throw std::invalid_argument("Tensor::matrix: tensor of shape " + shape_str(shape_) + " is not 2-d");
+    if (dim() != 2)
+      throw std::invalid_argument("Tensor::matrix: tensor of shape " + shape_str(shape_) + " is not 2-d");
     require_contiguous("matrix");
   }
 
