@@ -1,9 +1,11 @@
 // The DCGAN generator and discriminator and one tutorial training iteration against PyTorch
 // (tests/fixtures/dcgan.safetensors, from make_fixtures.py's make_dcgan), and the dcgan example end to end.
 #include <catch2/catch.hpp>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include "max_error.hpp"
 
 #include "common/dcgan_training.hpp"
 #include "example_runner.hpp"
@@ -60,7 +62,7 @@ void require_state(const test::Fixture& fx, const nn::Module<float>& model, cons
     for (int64_t i = 0; i < ours.numel(); ++i) {
       const double want = expected_after.data()[i] - expected_before.data()[i];
       const double got = double(ours.data()[i]) - double(ours_before.data()[i]);
-      worst = std::max(worst, std::abs(got - want) / (scale + 1e-30));
+      worst = sumi::test::nan_max(worst, std::abs(got - want) / (scale + 1e-30));
     }
     INFO("largest update error relative to the largest update (" << scale << "): " << worst);
     REQUIRE(scale > 0);

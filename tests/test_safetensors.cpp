@@ -9,8 +9,12 @@ using namespace sumi;
 namespace fs = std::filesystem;
 
 namespace {
-fs::path temp_path(const std::string& name) { return fs::temp_directory_path() / ("sumi_test_" + name); }
-void write_bytes(const fs::path& p, const std::string& bytes) { std::ofstream(p, std::ios::binary) << bytes; }
+fs::path temp_path(const std::string& name) {
+  return fs::temp_directory_path() / ("sumi_test_" + name);
+}
+void write_bytes(const fs::path& p, const std::string& bytes) {
+  std::ofstream(p, std::ios::binary) << bytes;
+}
 std::string read_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), {}};
@@ -22,8 +26,10 @@ TEST_CASE("safetensors round-trips tensors, scalars and metadata", "[io]") {
   Generator gen(3);
   const Tensor<float> a = Tensor<float>::randn({2, 3, 4}, gen);
   const Tensor<double> b = Tensor<double>::rand({5}, gen);
-  io::write_safetensors(path, {{"a", io::TensorRecord::from_tensor(a)}, {"b", io::TensorRecord::from_tensor(b)},
-                               {"n", io::TensorRecord::from_int64(42)}},
+  io::write_safetensors(path,
+                        {{"a", io::TensorRecord::from_tensor(a)},
+                         {"b", io::TensorRecord::from_tensor(b)},
+                         {"n", io::TensorRecord::from_int64(42)}},
                         {{"format", "pt"}});
   const io::SafetensorsFile f = io::read_safetensors(path);
   REQUIRE(f.metadata.at("format") == "pt");
@@ -46,7 +52,8 @@ TEST_CASE("safetensors reader names the file and the problem", "[io][errors]") {
   REQUIRE_THROWS_WITH(io::read_safetensors(temp_path("missing.safetensors")),
                       Catch::Contains("missing.safetensors") && Catch::Contains("cannot open"));
   write_bytes(bad, bytes.substr(0, 5));
-  REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("bad.safetensors") && Catch::Contains("truncated"));
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad),
+                      Catch::Contains("bad.safetensors") && Catch::Contains("truncated"));
   write_bytes(bad, bytes.substr(0, bytes.size() - 10));
   REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("'w'") && Catch::Contains("truncated"));
   std::string corrupt = bytes;

@@ -45,13 +45,14 @@ void conv2d_forward_dense(const Conv2dGeometry& g, const float* x, const float* 
 }
 
 // C[m][k] = sum over j < red of A(m, j) * Bj[k] for m < M, k < K (row stride K), with B row j at
-// b + boff[j]: the micro-kernel over full column tiles, scalar code for the last K % nr columns. Columns
-// are split across threads.
-template <class KS, class AOf>
-void dense_rows_times_rows(const TileShape tile, MicroKernel uk, int64_t M, int64_t K, int64_t red,
-                           const float* a, int64_t lda, const float* b, const int64_t* boff, float* c,
-                           AOf&& a_of) {
-  const int64_t mr = tile.mr, nr = int64_t(tile.nv) * KS::kVec, full = K / nr;
+// b + boff[j]: `uk` (direct B) over full column tiles, split across threads. The last K % nr columns (all of
+// them for K < nr: a latent of 10) go through `uk_packed` (packed B) on a zero-padded copy of those columns,
+// since a scalar loop over them was a chain of dependent additions as long as the reduction.
+template <class KS>
+void dense_rows_times_rows(const TileShape tile, MicroKernel uk, MicroKernel uk_packed, int64_t M, int64_t K,
+                           int64_t red, const float* a, int64_t lda, const float* b, const int64_t* boff,
+                           float* c) {
+  const int64_t mr = tile.mr, nr = int64_t(tile.nv) * KS::kVec, full = K / nr, tail = K - full * nr;
   const int nt = threads_for(std::max<int64_t>(full, 1));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -61,13 +62,19 @@ void dense_rows_times_rows(const TileShape tile, MicroKernel uk, int64_t M, int6
       for (int64_t m = 0; m < M; m += mr)
         uk(red, a + (lda ? m * lda : m * red), lda, b + jt * nr, boff, c + m * K + jt * nr, K,
            int(std::min(mr, M - m)), false, nullptr);
-    if (omp_get_thread_num() == 0)
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t k = full * nr; k < K; ++k) {
-          float s = 0;
-          for (int64_t j = 0; j < red; ++j) s += a_of(m, j) * b[boff[j] + k];
-          c[m * K + k] = s;
-        }
+    if (tail > 0 && omp_get_thread_num() == omp_get_num_threads() - 1) {
+      float* tb = thread_workspace(WorkspaceSlot::packed_panel).get<float>((red + mr) * nr);
+      float* tc = tb + red * nr;  // mr rows of nr results
+      for (int64_t j = 0; j < red; ++j) {
+        std::copy_n(b + boff[j] + full * nr, tail, tb + j * nr);
+        std::fill(tb + j * nr + tail, tb + (j + 1) * nr, 0.0f);
+      }
+      for (int64_t m = 0; m < M; m += mr) {
+        const int rows = int(std::min(mr, M - m));
+        uk_packed(red, a + (lda ? m * lda : m * red), lda, tb, nullptr, tc, nr, rows, false, nullptr);
+        for (int r = 0; r < rows; ++r) std::copy_n(tc + r * nr, tail, c + (m + r) * K + full * nr);
+      }
+    }
   }
 }
 
@@ -78,8 +85,8 @@ void conv2d_backward_input_dense(const Conv2dGeometry& g, const float* gy, const
   const TileShape tile = choose_tile<KS>(N, K);
   int64_t* boff = thread_workspace(WorkspaceSlot::tables).get<int64_t>(C);
   for (int64_t co = 0; co < C; ++co) boff[co] = co * K;
-  dense_rows_times_rows<KS>(tile, KS::kernel(tile, AMode::rows, true), N, K, C, gy, C, w, boff, gx,
-                            [&](int64_t n, int64_t co) { return gy[n * C + co]; });
+  dense_rows_times_rows<KS>(tile, KS::kernel(tile, AMode::rows, true), KS::kernel(tile, AMode::rows, false),
+                            N, K, C, gy, C, w, boff, gx);
 }
 
 template <class KS>
@@ -94,14 +101,13 @@ void conv2d_backward_weight_dense(const Conv2dGeometry& g, const float* x, const
   float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(panels * mr * N);
   pack_a_panels(C, N, int(mr), 0, panels, ap, [&](int64_t co, int64_t n) { return gy[n * C + co]; });
   // Panel p of A starts at ap + p * N * mr: the micro-kernel's packed A for rows [p*mr, p*mr + mr).
-  dense_rows_times_rows<KS>(tile, KS::kernel(tile, AMode::packed, true), C, K, N, ap, 0, x, boff, gw,
-                            [&](int64_t co, int64_t n) { return gy[n * C + co]; });
-  if (gbias)
-    for (int64_t co = 0; co < C; ++co) {
-      float s = 0;
-      for (int64_t n = 0; n < N; ++n) s += gy[n * C + co];
-      gbias[co] = s;
-    }
+  dense_rows_times_rows<KS>(tile, KS::kernel(tile, AMode::packed, true),
+                            KS::kernel(tile, AMode::packed, false), C, K, N, ap, 0, x, boff, gw);
+  if (gbias) {  // image by image: C independent sums, each still in image order
+    std::fill_n(gbias, C, 0.0f);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t co = 0; co < C; ++co) gbias[co] += gy[n * C + co];
+  }
 }
 
 }  // namespace sumi::kernels::gemm

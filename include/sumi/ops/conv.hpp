@@ -292,9 +292,10 @@ Variable<T> conv_transpose2d(const Variable<T>& x, const Variable<T>& weight,
   return Variable<T>::from_op(
       std::move(y), relu ? "conv_transpose2d_relu" : op, {x, weight, has_bias ? bias : Variable<T>()},
       [g, H, W, gh, gw_, xs = need_w ? xv : Tensor<T>(), ws = need_x ? wv : Tensor<T>(), ys, need_x, need_w,
-       need_b](const Tensor<T>& grad) {
+       need_b](Tensor<T> grad) {
         // [N, Cout, Ho, Wo]: the geometry's x
-        const Tensor<T> gout = ys.defined() ? detail::conv_relu_gradient(grad, ys) : grad.contiguous();
+        const Tensor<T> gout =
+            ys.defined() ? detail::conv_relu_gradient(std::move(grad), ys) : grad.contiguous();
         Tensor<T> gx, gw, gb;
         if (need_x) {
           if (g.batch > 0) {
