@@ -226,7 +226,7 @@ SUMI_TARGET_AVX2 inline void deinterleave_lanes(const float* src, int64_t count,
     const float* s = src + (pixel ? pixel[v] : v) * lanes;
     for (int64_t l = 0; l < count; ++l) {
       float x = s[l];
-      if (map) x = relu ? (x + add > 0.0f ? x + add : 0.0f) : x + add;
+      if (map) x = conv_epilogue_value(x, add, relu);
       dst[l * img_stride + v] = x;
     }
   }

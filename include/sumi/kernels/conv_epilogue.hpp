@@ -8,6 +8,14 @@
 
 namespace sumi::kernels {
 
+// One output value's epilogue: v + bias, then relu(.) = (. > 0 ? . : 0) when `relu`, as the relu op (0 for
+// NaN and -0). The vectorized kernels compute the same with add and max instructions.
+template <class T>
+inline T conv_epilogue_value(T v, T bias, bool relu) {
+  const T u = v + bias;
+  return relu ? (u > T(0) ? u : T(0)) : u;
+}
+
 // y[n, c, :, :] = f(y[n, c, :, :] + bias[c]) over contiguous [N, C, HW] data, with f = relu when `relu` and
 // the identity otherwise; bias may be null. relu(v) is v > 0 ? v : 0, as the relu op (0 for NaN).
 template <class T>
@@ -19,14 +27,7 @@ void conv_output_epilogue(T* y, int64_t N, int64_t C, int64_t HW, const T* bias,
   for (int64_t p = 0; p < planes; ++p) {
     const T b = bias ? bias[p % C] : T(0);
     T* row = y + p * HW;
-    if (!relu) {
-      for (int64_t i = 0; i < HW; ++i) row[i] += b;
-    } else {
-      for (int64_t i = 0; i < HW; ++i) {
-        const T v = bias ? row[i] + b : row[i];
-        row[i] = v > T(0) ? v : T(0);
-      }
-    }
+    for (int64_t i = 0; i < HW; ++i) row[i] = conv_epilogue_value(row[i], b, relu);
   }
 }
 

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "sumi/kernels/conv_epilogue.hpp"
 #include "sumi/kernels/conv_gemm.hpp"
 
 namespace sumi::kernels::gemm {
@@ -90,7 +91,7 @@ struct ScalarLaneMoves {
     for (int64_t l = 0; l < count; ++l)
       for (int64_t v = 0; v < n; ++v) {
         float x = src[(pixel ? pixel[v] : v) * kLanes + l];
-        if (add != 0.0f || relu) x = relu ? (x + add > 0.0f ? x + add : 0.0f) : x + add;
+        if (add != 0.0f || relu) x = conv_epilogue_value(x, add, relu);
         dst[l * img_stride + v] = x;
       }
   }
