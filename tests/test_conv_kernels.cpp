@@ -214,7 +214,8 @@ std::vector<Problem> make_problems(uint32_t seed, const std::vector<Case>& cases
   return out;
 }
 
-// The study's layers (NCHW, float), at a smaller batch where the reference would be slow.
+// The study's layers (NCHW, float; the autoencoder's linear layers as 1x1 convolutions of 1x1 images), at a
+// smaller batch where the reference would be slow.
 const std::vector<Problem>& study_layers() {
   static const std::vector<Problem> problems = make_problems(
       kSeed + 1, {
@@ -236,6 +237,10 @@ const std::vector<Problem>& study_layers() {
                      {"dcgan64.D3", geometry(2, 128, 16, 16, 256, 4, 4, 2, 2, 1, 1, 1, 1), false},
                      {"dcgan64.D4", geometry(2, 256, 8, 8, 512, 4, 4, 2, 2, 1, 1, 1, 1), false},
                      {"dcgan64.D5", geometry(16, 512, 4, 4, 1, 4, 4, 1, 1, 0, 0, 1, 1), false},
+                     {"ae.enc.linear1 288 -> 64", geometry(300, 288, 1, 1, 64, 1, 1, 1, 1, 0, 0, 1, 1), true},
+                     {"ae.enc.linear2 64 -> 5", geometry(300, 64, 1, 1, 5, 1, 1, 1, 1, 0, 0, 1, 1), true},
+                     {"ae.dec.linear1 5 -> 64", geometry(300, 5, 1, 1, 64, 1, 1, 1, 1, 0, 0, 1, 1), true},
+                     {"ae.dec.linear2 64 -> 288", geometry(300, 64, 1, 1, 288, 1, 1, 1, 1, 0, 0, 1, 1), true},
                  });
   return problems;
 }

@@ -4,10 +4,14 @@
 // With in_h == kernel_h, in_w == kernel_w, no padding and no dilation (the DCGAN's first and last layers:
 // a 4x4 kernel over a 4x4 input), tap k = (ci, kh, kw) of image n is simply x[n][k], so the conv is a
 // fully connected layer over K = Cin*Kh*Kw features and gathering taps would only transpose data:
-//   forward      y[n][co]  = x[n] . w[co] (+ bias)       dot kernel, vectorized along K
-//   input grad   gx[n][k]  = sum_co gy[n][co] w[co][k]  micro-kernel, rows = images, vectors along k
-//   weight grad  gw[co][k] = sum_n gy[n][co] x[n][k]    micro-kernel, rows = channels, vectors along k
-// Threads split images (forward) or k (gradients): outputs are disjoint, nothing is reduced across threads.
+//   forward      y[n][co]  = x[n] . w[co] (+ bias)
+//   input grad   gx[n][k]  = sum_co gy[n][co] w[co][k]
+//   weight grad  gw[co][k] = sum_n gy[n][co] x[n][k]
+// The forward is a dot kernel along K, or for short K (the autoencoder's linear layers) the micro-kernel with
+// rows = images and vectors along co. The input grad is the micro-kernel with rows = images, vectors along k;
+// the weight grad with rows = channels, vectors along k, or, with fewer features than channels, rows = k and
+// vectors along co. Linear layers are such convolutions too (kernels/linear.hpp). Threads split images (dot
+// forward) or columns: outputs are disjoint, nothing is reduced across threads.
 #include <algorithm>
 #include <cstdint>
 
@@ -18,30 +22,6 @@ namespace sumi::kernels::gemm {
 inline bool is_dense(const Conv2dGeometry& g) {
   return g.in_h == g.kernel_h && g.in_w == g.kernel_w && g.pad_h == 0 && g.pad_w == 0 && g.dilation_h == 1 &&
          g.dilation_w == 1;
-}
-
-template <class KS>
-void conv2d_forward_dense(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
-                          float* y) {
-  const int64_t N = g.batch, C = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
-  constexpr int64_t R = KS::kDotRows, J = KS::kDotCols;
-  const int64_t kb = 2048;  // reduction block: a tile's rows stay in L1, a block of w in L2
-  const int nt = threads_for(ceil_div(N, R));
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    int64_t b0, b1;
-    split_range(ceil_div(N, R), omp_get_num_threads(), omp_get_thread_num(), b0, b1);
-    for (int64_t k0 = 0; k0 < K; k0 += kb) {
-      const int64_t len = std::min(kb, K - k0);
-      for (int64_t b = b0; b < b1; ++b)
-        for (int64_t co = 0; co < C; co += J)
-          KS::kDot(len, x + b * R * K + k0, K, nullptr, w + co * K + k0, K, nullptr, y + b * R * C + co, C,
-                   int(std::min(R, N - b * R)), int(std::min(J, C - co)), k0 > 0);
-    }
-    if (bias)
-      for (int64_t n = b0 * R; n < std::min(N, b1 * R); ++n)
-        for (int64_t co = 0; co < C; ++co) y[n * C + co] += bias[co];
-  }
 }
 
 // C[m][k] = sum over j < red of A(m, j) * Bj[k] for m < M, k < K (row stride K), with B row j at
@@ -78,6 +58,56 @@ void dense_rows_times_rows(const TileShape tile, MicroKernel uk, MicroKernel uk_
   }
 }
 
+// The forward for short reductions (the autoencoder's linear layers, 5..288 features), where the dot
+// kernel's horizontal sums cost as much as its products: rows = images (A = x), vectors along the output
+// channels, B row k = column k of w (w transposed once per call, a few thousand floats).
+template <class KS>
+void conv2d_forward_dense_rows(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                               float* y) {
+  const int64_t N = g.batch, C = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
+  const TileShape tile = choose_tile<KS>(N, C);
+  int64_t* boff = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K);
+  float* wt = thread_workspace(WorkspaceSlot::packed_weights).get<float>(K * C);
+  for (int64_t k = 0; k < K; ++k) boff[k] = k * C;
+  for (int64_t co = 0; co < C; ++co)
+    for (int64_t k = 0; k < K; ++k) wt[k * C + co] = w[co * K + k];
+  dense_rows_times_rows<KS>(tile, KS::kernel(tile, AMode::rows, true), KS::kernel(tile, AMode::rows, false),
+                            N, C, K, x, K, wt, boff, y);
+  if (bias)
+    for (int64_t n = 0; n < N; ++n)
+#pragma omp simd
+      for (int64_t co = 0; co < C; ++co) y[n * C + co] += bias[co];
+}
+
+// Reductions shorter than this go through conv2d_forward_dense_rows, unless the outputs are fewer than a
+// vector (the latent codes).
+inline constexpr int64_t kDenseForwardMinDotLength = 512;
+
+template <class KS>
+void conv2d_forward_dense(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                          float* y) {
+  const int64_t N = g.batch, C = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
+  if (K < kDenseForwardMinDotLength && C >= KS::kVec) return conv2d_forward_dense_rows<KS>(g, x, w, bias, y);
+  constexpr int64_t R = KS::kDotRows, J = KS::kDotCols;
+  const int64_t kb = 2048;  // reduction block: a tile's rows stay in L1, a block of w in L2
+  const int nt = threads_for(ceil_div(N, R));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int64_t b0, b1;
+    split_range(ceil_div(N, R), omp_get_num_threads(), omp_get_thread_num(), b0, b1);
+    for (int64_t k0 = 0; k0 < K; k0 += kb) {
+      const int64_t len = std::min(kb, K - k0);
+      for (int64_t b = b0; b < b1; ++b)
+        for (int64_t co = 0; co < C; co += J)
+          KS::kDot(len, x + b * R * K + k0, K, nullptr, w + co * K + k0, K, nullptr, y + b * R * C + co, C,
+                   int(std::min(R, N - b * R)), int(std::min(J, C - co)), k0 > 0);
+    }
+    if (bias)
+      for (int64_t n = b0 * R; n < std::min(N, b1 * R); ++n)
+        for (int64_t co = 0; co < C; ++co) y[n * C + co] += bias[co];
+  }
+}
+
 template <class KS>
 void conv2d_backward_input_dense(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) {
   const int64_t N = g.batch, C = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
@@ -89,10 +119,44 @@ void conv2d_backward_input_dense(const Conv2dGeometry& g, const float* gy, const
                             N, K, C, gy, C, w, boff, gx);
 }
 
+// gbias[co] = sum over n of gy[n][co] (gbias may be null), image by image: C independent sums, each still
+// in image order.
+inline void dense_bias_gradient(int64_t N, int64_t C, const float* gy, float* gbias) {
+  if (!gbias) return;
+  std::fill_n(gbias, C, 0.0f);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t co = 0; co < C; ++co) gbias[co] += gy[n * C + co];
+}
+
+// The weight gradient with fewer features than channels (the decoder's Linear(k, 64) and Linear(64, 288)):
+// rows = features (A = x^T, the smaller operand to pack), vectors along the channels (B row n = gy[n]),
+// then gw^T transposed into place.
+template <class KS>
+void conv2d_backward_weight_dense_transposed(const Conv2dGeometry& g, const float* x, const float* gy,
+                                             float* gw) {
+  const int64_t N = g.batch, C = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
+  const TileShape tile = choose_tile<KS>(K, C);
+  const int64_t mr = tile.mr, panels = ceil_div(K, mr);
+  int64_t* boff = thread_workspace(WorkspaceSlot::tables).get<int64_t>(N);
+  for (int64_t n = 0; n < N; ++n) boff[n] = n * C;
+  float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(panels * mr * N + K * C);
+  float* gwt = ap + panels * mr * N;  // [K][C]
+  pack_a_panels(K, N, int(mr), 0, panels, ap, [&](int64_t k, int64_t n) { return x[n * K + k]; });
+  dense_rows_times_rows<KS>(tile, KS::kernel(tile, AMode::packed, true),
+                            KS::kernel(tile, AMode::packed, false), K, C, N, ap, 0, gy, boff, gwt);
+  for (int64_t co = 0; co < C; ++co)
+    for (int64_t k = 0; k < K; ++k) gw[co * K + k] = gwt[k * C + co];
+}
+
 template <class KS>
 void conv2d_backward_weight_dense(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,
                                   float* gbias) {
   const int64_t N = g.batch, C = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
+  if (K < C) {
+    conv2d_backward_weight_dense_transposed<KS>(g, x, gy, gw);
+    dense_bias_gradient(N, C, gy, gbias);
+    return;
+  }
   // rows = channels (A = gy^T packed as [panel][N][mr]), reduction over images, B row n = x[n]
   const TileShape tile = choose_tile<KS>(C, K);
   const int64_t mr = tile.mr, panels = ceil_div(C, mr);
@@ -103,11 +167,7 @@ void conv2d_backward_weight_dense(const Conv2dGeometry& g, const float* x, const
   // Panel p of A starts at ap + p * N * mr: the micro-kernel's packed A for rows [p*mr, p*mr + mr).
   dense_rows_times_rows<KS>(tile, KS::kernel(tile, AMode::packed, true),
                             KS::kernel(tile, AMode::packed, false), C, K, N, ap, 0, x, boff, gw);
-  if (gbias) {  // image by image: C independent sums, each still in image order
-    std::fill_n(gbias, C, 0.0f);
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t co = 0; co < C; ++co) gbias[co] += gy[n * C + co];
-  }
+  dense_bias_gradient(N, C, gy, gbias);
 }
 
 }  // namespace sumi::kernels::gemm
