@@ -36,11 +36,12 @@ struct Case {
   bool bias = true;
 };
 
-// Inputs of all three ops and the reference results (in double) for one geometry.
+// Inputs of all three ops and the reference results (in double) for one geometry; y_no_bias is the forward
+// without bias, as the transposed convolution's backward computes it.
 struct Problem {
   Case c;
   std::vector<float> x, w, b, gy;
-  std::vector<double> y, gx, gw, gb;
+  std::vector<double> y, y_no_bias, gx, gw, gb;
 };
 
 std::vector<float> random_values(int64_t n, std::mt19937& rng) {
@@ -68,6 +69,9 @@ Problem make_problem(const Case& c, std::mt19937& rng) {
   p.gw.resize(size_t(g.weight_numel()));
   p.gb.resize(size_t(g.out_channels));
   sk::conv2d_forward_reference(g, x.data(), w.data(), c.bias ? b.data() : nullptr, p.y.data());
+  p.y_no_bias.resize(size_t(g.output_numel()));
+  sk::conv2d_forward_reference(g, x.data(), w.data(), static_cast<const double*>(nullptr),
+                               p.y_no_bias.data());
   sk::conv2d_backward_input_reference(g, gy.data(), w.data(), p.gx.data());
   sk::conv2d_backward_weight_reference(g, x.data(), gy.data(), p.gw.data(), c.bias ? p.gb.data() : nullptr);
   return p;
@@ -90,9 +94,12 @@ std::vector<float> poisoned(int64_t n) {
 
 struct Errors {
   double fwd = 0, bwd_in = 0, bwd_w = 0, bwd_b = 0;
+  double both_fwd = 0, both_bwd_w = 0;  // transpose_backward: the forward and weight gradient in one call
 };
 
-// Runs the three ops through `ops` (an object with forward / backward_input / backward_weight).
+// Runs the three ops through `ops` (an object with forward / backward_input / backward_weight /
+// transpose_backward, the last as the transposed convolution's backward calls it: x is its output gradient,
+// gy its input).
 template <class Ops>
 Errors run_ops(const Problem& p, Ops&& ops) {
   const Conv2dGeometry& g = p.c.g;
@@ -107,6 +114,10 @@ Errors run_ops(const Problem& p, Ops&& ops) {
   ops.backward_weight(g, p.x.data(), p.gy.data(), gw.data(), p.c.bias ? gb.data() : nullptr);
   e.bwd_w = scaled_error(gw, p.gw);
   e.bwd_b = p.c.bias ? scaled_error(gb, p.gb) : 0.0;
+  auto y_both = poisoned(g.output_numel()), gw_both = poisoned(g.weight_numel());
+  ops.transpose_backward(g, p.x.data(), p.gy.data(), p.w.data(), y_both.data(), gw_both.data());
+  e.both_fwd = scaled_error(y_both, p.y_no_bias);
+  e.both_bwd_w = scaled_error(gw_both, p.gw);
   return e;
 }
 
@@ -120,6 +131,10 @@ struct DispatchOps {
   void backward_weight(const Conv2dGeometry& g, const float* x, const float* gy, float* gw, float* gb) const {
     sk::conv2d_backward_weight(g, x, gy, gw, gb);
   }
+  void transpose_backward(const Conv2dGeometry& g, const float* x, const float* gy, const float* w, float* y,
+                          float* gw) const {
+    sk::conv_transpose2d_backward(g, x, gy, w, y, gw);
+  }
 };
 
 void check_errors(const Problem& p, const Errors& e, const char* what) {
@@ -128,6 +143,8 @@ void check_errors(const Problem& p, const Errors& e, const char* what) {
   CHECK(e.bwd_in <= kRelTol);
   CHECK(e.bwd_w <= kRelTol);
   CHECK(e.bwd_b <= kRelTol);
+  CHECK(e.both_fwd <= kRelTol);
+  CHECK(e.both_bwd_w <= kRelTol);
 }
 
 Conv2dGeometry geometry(int64_t n, int64_t cin, int64_t h, int64_t w, int64_t cout, int64_t kh, int64_t kw,
@@ -383,6 +400,10 @@ struct Ops {
   void backward_weight(const Conv2dGeometry& g, const float* x, const float* gy, float* gw, float* gb) const {
     gemm::conv2d_backward_weight_auto<Avx512Shapes>(g, x, gy, gw, gb);
   }
+  void transpose_backward(const Conv2dGeometry& g, const float* x, const float* gy, const float* w, float* y,
+                          float* gw) const {
+    gemm::conv_transpose2d_backward_auto<Avx512Shapes>(g, x, gy, w, y, gw);
+  }
 };
 }  // namespace emulated
 
@@ -496,6 +517,21 @@ TEST_CASE("conv kernels: the driver with AVX-512 tile shapes (emulated micro-ker
           "[conv][kernels]") {
   for (const auto* problems : {&sweep(), &study_layers()})
     for (const Problem& p : *problems) check_errors(p, run_ops(p, emulated::Ops{}), "emulated avx512 tiles");
+}
+
+TEST_CASE("conv kernels: the transposed conv's two gradients share one lanes pass where it applies",
+          "[conv][kernels]") {
+  // With 16 lanes: the decoder's 7x7 -> 14x14 and 14x14 -> 28x28 layers (indices 4, 5) take the shared pass,
+  // whose results the sweeps above check; the 3x3 -> 7x7 layer (3) interleaves several blocks at once for
+  // its weight gradient and keeps the separate kernels.
+  namespace gemm = sk::gemm;
+  using KS = emulated::Avx512Shapes;
+  for (size_t layer : {4, 5}) {
+    const Conv2dGeometry& g = study_layers()[layer].c.g;
+    INFO(study_layers()[layer].c.label);
+    CHECK((gemm::prefer_lanes<KS>(g) && gemm::lanes_weight_group_blocks<KS>(g) == 1));
+  }
+  CHECK(gemm::lanes_weight_group_blocks<KS>(study_layers()[3].c.g) > 1);
 }
 
 TEST_CASE("conv kernels: the Winograd paths match the reference", "[conv][kernels][winograd]") {

@@ -9,7 +9,8 @@
 //
 // Transposed convolutions use the same three functions with the roles swapped (see conv_geometry.hpp):
 // convT forward = conv2d_backward_input, convT input grad = conv2d_forward (no bias), convT weight grad =
-// conv2d_backward_weight(g, convT output grad, convT input, gw, nullptr).
+// conv2d_backward_weight(g, convT output grad, convT input, gw, nullptr); conv_transpose2d_backward computes
+// both gradients in one call.
 #include <type_traits>
 
 #include "sumi/kernels/conv_avx2.hpp"
@@ -89,6 +90,25 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* gy, T*
   }
 #endif
   conv2d_backward_weight_reference(g, x, gy, gw, gbias);
+}
+
+// Both gradients of a transposed convolution with conv geometry g, from its output gradient gout and its
+// input xin: gx = conv2d_forward(g, gout, w) and gw = conv2d_backward_weight(g, gout, xin, gw, nullptr).
+// One call, so that kernels can share their pass over gout.
+template <class T>
+void conv_transpose2d_backward(const Conv2dGeometry& g, const T* gout, const T* xin, const T* w, T* gx,
+                               T* gw) {
+  g.validate();
+  const Isa isa = detail::conv_isa<T>();
+  detail::last_conv_isa_slot() = isa;
+#if SUMI_X86_KERNELS
+  if constexpr (std::is_same_v<T, float>) {
+    if (isa == Isa::avx512) return avx512::conv_transpose2d_backward(g, gout, xin, w, gx, gw);
+    if (isa == Isa::avx2) return avx2::conv_transpose2d_backward(g, gout, xin, w, gx, gw);
+  }
+#endif
+  conv2d_forward_reference(g, gout, w, static_cast<const T*>(nullptr), gx);
+  conv2d_backward_weight_reference(g, gout, xin, gw, static_cast<T*>(nullptr));
 }
 
 }  // namespace sumi::kernels

@@ -59,4 +59,16 @@ void conv2d_backward_weight_auto(const Conv2dGeometry& g, const float* x, const 
   conv2d_backward_weight<KS>(g, x, gy, gw, gbias);
 }
 
+// Both gradients of a transposed convolution with conv geometry g (gout: its output gradient, xin: its
+// input): gx = conv2d forward of gout (no bias) and gw = the conv2d weight gradient for x = gout, gy = xin.
+// In one lanes pass, which interleaves gout once for both, when both take the lanes path a block at a time.
+template <class KS>
+void conv_transpose2d_backward_auto(const Conv2dGeometry& g, const float* gout, const float* xin,
+                                    const float* w, float* gx, float* gw) {
+  if (prefer_lanes<KS>(g) && !is_dense(g) && lanes_weight_group_blocks<KS>(g) == 1)
+    return conv_transpose2d_backward_lanes<KS>(g, gout, xin, w, gx, gw);
+  conv2d_forward_auto<KS>(g, gout, w, nullptr, gx);
+  conv2d_backward_weight_auto<KS>(g, gout, xin, gw, nullptr);
+}
+
 }  // namespace sumi::kernels::gemm

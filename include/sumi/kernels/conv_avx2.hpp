@@ -446,6 +446,11 @@ inline void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, cons
   gemm::conv2d_backward_weight_auto<Kernels>(g, x, gy, gw, gbias);
 }
 
+inline void conv_transpose2d_backward(const Conv2dGeometry& g, const float* gout, const float* xin,
+                                      const float* w, float* gx, float* gw) {
+  gemm::conv_transpose2d_backward_auto<Kernels>(g, gout, xin, w, gx, gw);
+}
+
 }  // namespace sumi::kernels::avx2
 
 #endif  // SUMI_X86_KERNELS

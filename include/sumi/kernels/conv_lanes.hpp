@@ -97,54 +97,77 @@ struct ScalarLaneMoves {
   }
 };
 
+// What a lanes forward needs per call: the tap offsets, where each input pixel goes in the phase-split
+// planes and each output pixel comes from on the widened grid, the blocking and the packed weights. The
+// tables sit in the calling thread's table workspace, followed by `extra_entries` more (extra_table) for
+// the caller.
+template <class KS>
+struct LanesForwardPlan {
+  static constexpr int64_t L = KS::kVec;
+  int64_t per_img, M, K, x_img, y_img, ws, wide_q, tap_max, src_floats, ldr;
+  Blocking bl;
+  MicroKernel uk;
+  const float* ap;
+  int64_t *tap_off, *x_pixel, *y_pixel, *extra_table;
+
+  LanesForwardPlan(const Conv2dGeometry& g, const float* w, int64_t extra_entries = 0) {
+    const int64_t ho = g.out_h(), wo = g.out_w();
+    per_img = ho * wo, M = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
+    x_img = g.in_channels * g.in_h * g.in_w, y_img = M * per_img;
+    const PhaseSplit ps = phase_split_for(g);
+    const int64_t img_pixels = g.in_channels * ps.planes_per_channel() * ps.plane_size();
+    ws = ps.ws, wide_q = ho * ws;  // pixels of the widened grid
+    bl = make_blocking<KS>(M, K, wide_q * L);
+    uk = KS::kernel(bl.tile, AMode::packed, true);
+    tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K + x_img + per_img + extra_entries);
+    x_pixel = tap_off + K, y_pixel = x_pixel + x_img, extra_table = y_pixel + per_img;
+    forward_tap_offsets(g, ps, tap_off);
+    padded_pixels(1, ho, wo, ho, ps.ws, 0, 0, y_pixel);  // output pixel (i, j): (i, j) of the widened grid
+    tap_max = *std::max_element(tap_off, tap_off + K);
+    for (int64_t k = 0; k < K; ++k) tap_off[k] *= L;  // in floats
+    // planes (+ slack read by the widened grid's last tiles); then one pixel for the discarded pixels
+    src_floats = std::max(img_pixels * L, round_up(wide_q * L, bl.nr) + (tap_max + 1) * L);
+    ldr = round_up(wide_q * L, bl.nr);  // results over the whole widened grid [m][pixel][lane]
+    phase_split_pixels(ps, g.in_channels, g.in_h, g.in_w, src_floats / L, x_pixel);
+    const int64_t npanels = bl.m_pad / bl.tile.mr;
+    float* packed = thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * K);
+    // Few channels: the weights are small, the caller packs them (no barrier in the region).
+    pack_a_panels(M, K, bl.tile.mr, 0, npanels, packed, [&](int64_t m, int64_t k) { return w[m * K + k]; });
+    ap = packed;
+  }
+
+  // The block of `count` images whose planes are in src, into y_block (image stride y_img); res holds
+  // bl.m_pad * ldr floats.
+  void compute_block(const float* src, float* res, const float* bias, int64_t count, float* y_block,
+                     bool relu) const {
+    for (int64_t q0 = 0; q0 < wide_q * L; q0 += bl.nc)
+      gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, std::min(bl.nc, wide_q * L - q0), res + q0,
+                            ldr, bias);
+    for (int64_t m = 0; m < M; ++m)
+      KS::deinterleave(res + m * ldr, count, per_img, y_block + m * per_img, y_img, y_pixel, 0.0f, relu);
+  }
+};
+
 template <class KS>
 void conv2d_forward_lanes(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                           float* y, bool relu = false) {
   constexpr int64_t L = KS::kVec;
-  const int64_t ho = g.out_h(), wo = g.out_w(), per_img = ho * wo;
-  const int64_t M = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
-  const int64_t x_img = g.in_channels * g.in_h * g.in_w, y_img = M * per_img;
-  const PhaseSplit ps = phase_split_for(g);
-  const int64_t img_pixels = g.in_channels * ps.planes_per_channel() * ps.plane_size();
-  const int64_t wide_q = ho * ps.ws;  // pixels of the widened grid
-  const Blocking bl = make_blocking<KS>(M, K, wide_q * L);
-  const MicroKernel uk = KS::kernel(bl.tile, AMode::packed, true);
-
-  int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K + x_img + per_img);
-  int64_t *x_pixel = tap_off + K, *y_pixel = x_pixel + x_img;
-  forward_tap_offsets(g, ps, tap_off);
-  padded_pixels(1, ho, wo, ho, ps.ws, 0, 0, y_pixel);  // output pixel (i, j): (i, j) of the widened grid
-  const int64_t tap_max = *std::max_element(tap_off, tap_off + K);
-  for (int64_t k = 0; k < K; ++k) tap_off[k] *= L;  // in floats
-  const int64_t npanels = bl.m_pad / bl.tile.mr;
-  float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * K);
+  const LanesForwardPlan<KS> plan(g, w);
   const int64_t blocks = ceil_div(g.batch, L);
-  // per thread: planes (+ slack read by the widened grid's last tiles, then the discarded pixels' slot),
-  // the results over the whole widened grid [m][pixel][lane]
-  const int64_t src_floats = std::max(img_pixels * L, round_up(wide_q * L, bl.nr) + (tap_max + 1) * L);
-  const int64_t ldr = round_up(wide_q * L, bl.nr);
-  phase_split_pixels(ps, g.in_channels, g.in_h, g.in_w, src_floats / L, x_pixel);
   const int nt = threads_for(blocks);
-  // Few channels: the weights are small, the caller packs them (no barrier in the region).
-  pack_a_panels(M, K, bl.tile.mr, 0, npanels, ap, [&](int64_t m, int64_t k) { return w[m * K + k]; });
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), tn = omp_get_num_threads();
     int64_t b0, b1;
     split_range(blocks, tn, t, b0, b1);
-    float* res = thread_workspace(WorkspaceSlot::accumulators).get<float>(bl.m_pad * ldr);
-    float* src = thread_workspace(WorkspaceSlot::source).get<float>(src_floats + L);
-    std::fill(src, src + src_floats, 0.0f);
+    float* res = thread_workspace(WorkspaceSlot::accumulators).get<float>(plan.bl.m_pad * plan.ldr);
+    float* src = thread_workspace(WorkspaceSlot::source).get<float>(plan.src_floats + L);
+    std::fill(src, src + plan.src_floats, 0.0f);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * L, count = std::min(L, g.batch - n0);
-      KS::interleave(x + n0 * x_img, x_img, count, x_img, x_pixel, src);
-      for (int64_t q0 = 0; q0 < wide_q * L; q0 += bl.nc)
-        gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, std::min(bl.nc, wide_q * L - q0), res + q0,
-                              ldr, bias);
-      for (int64_t m = 0; m < M; ++m)
-        KS::deinterleave(res + m * ldr, count, per_img, y + n0 * y_img + m * per_img, y_img, y_pixel, 0.0f,
-                         relu);
+      KS::interleave(x + n0 * plan.x_img, plan.x_img, count, plan.x_img, plan.x_pixel, src);
+      plan.compute_block(src, res, bias, count, y + n0 * plan.y_img, relu);
     }
   }
 }
@@ -315,6 +338,58 @@ void conv2d_backward_input_lanes_col2im(const Conv2dGeometry& g, const float* gy
   }
 }
 
+// The dot kernel's R x J tile goes over (Cout, taps) or (taps, Cout), whichever wastes fewer products:
+// 8 channels x 9 taps fill 3 x 4 tiles exactly as (taps, Cout) and only 2/3 of them as (Cout, taps).
+template <class KS>
+bool lanes_taps_as_rows(int64_t taps, int64_t cout) {
+  constexpr int64_t R = KS::kDotRows, J = KS::kDotCols;
+  return round_up(taps, R) * round_up(cout, J) < round_up(cout, R) * round_up(taps, J);
+}
+
+// One group of blocks' share of the weight gradient: part [taps][Cout] (taps_as_rows) or [Cout][taps]
+// (+)= the dot products of each tap's row of the planes in src (at tap_off[k]) with each channel's gy row
+// (gyw + co * len), all `len` floats long.
+template <class KS>
+void lanes_weight_dots(bool taps_as_rows, int64_t taps, int64_t cout, int64_t len, const float* src,
+                       const int64_t* tap_off, const float* gyw, float* part, bool accumulate) {
+  constexpr int64_t R = KS::kDotRows, J = KS::kDotCols;
+  if (taps_as_rows)
+    for (int64_t k = 0; k < taps; k += R)
+      for (int64_t co = 0; co < cout; co += J)
+        KS::kDot(len, src, 0, tap_off + k, gyw + co * len, len, nullptr, part + k * cout + co, cout,
+                 int(std::min(R, taps - k)), int(std::min(J, cout - co)), accumulate);
+  else
+    for (int64_t co = 0; co < cout; co += R)
+      for (int64_t k = 0; k < taps; k += J)
+        KS::kDot(len, gyw + co * len, len, nullptr, src, 0, tap_off + k, part + co * taps + k, taps,
+                 int(std::min(R, cout - co)), int(std::min(J, taps - k)), accumulate);
+}
+
+// gw [Cout][M] (and gbias from tap M, when taps > M) as the sum of the team's parts (null: no blocks).
+// Few channels: small partial sums, added up by the caller (no barrier in the region).
+inline void lanes_weight_reduce(float* const* parts, int team, bool taps_as_rows, int64_t cout, int64_t taps,
+                                int64_t M, float* gw, float* gbias) {
+  for (int64_t co = 0; co < cout; ++co)
+    for (int64_t k = 0; k < taps; ++k) {
+      const int64_t at = taps_as_rows ? k * cout + co : co * taps + k;
+      float s = 0;
+      for (int u = 0; u < team; ++u)
+        if (parts[u]) s += parts[u][at];
+      (k < M ? gw[co * M + k] : gbias[co]) = s;
+    }
+}
+
+// Blocks of images that the lanes weight gradient interleaves side by side (see below): enough for dot
+// products of at least 512 floats, but no more than each thread's share of the blocks.
+template <class KS>
+int64_t lanes_weight_group_blocks(const Conv2dGeometry& g) {
+  constexpr int64_t kMinDotLength = 512;
+  const int64_t wide_q = g.out_h() * phase_split_for(g).ws, blocks = ceil_div(g.batch, KS::kVec);
+  const int nt = threads_for(blocks);
+  return std::clamp<int64_t>(ceil_div(kMinDotLength, wide_q * KS::kVec), 1,
+                             std::max<int64_t>(1, blocks / nt));
+}
+
 // The bias gradient comes out of the same dot products: one more "tap" whose row is all ones, so each output
 // channel's gy row is also summed by the dot kernel's many accumulators (a separate sum loop was a chain of
 // dependent additions).
@@ -326,7 +401,7 @@ void conv2d_backward_input_lanes_col2im(const Conv2dGeometry& g, const float* gy
 template <class KS>
 void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,
                                   float* gbias) {
-  constexpr int64_t L = KS::kVec, kMinDotLength = 512;
+  constexpr int64_t L = KS::kVec;
   const int64_t ho = g.out_h(), wo = g.out_w(), per_img = ho * wo;
   const int64_t cout = g.out_channels, M = g.in_channels * g.kernel_h * g.kernel_w;
   const int64_t taps = M + (gbias ? 1 : 0);  // tap M: the ones row
@@ -336,8 +411,7 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
   const int64_t wide_q = ho * ps.ws;  // a dot product runs over widened pixels x blocks x lanes
   const int64_t blocks = ceil_div(g.batch, L);
   const int nt = threads_for(blocks);
-  const int64_t S =
-      std::clamp<int64_t>(ceil_div(kMinDotLength, wide_q * L), 1, std::max<int64_t>(1, blocks / nt));
+  const int64_t S = lanes_weight_group_blocks<KS>(g);
   const int64_t LS = L * S, len = wide_q * LS;
 
   int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(taps + x_img + out_img);
@@ -355,10 +429,7 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
   padded_pixels(cout, ho, wo, ho, ps.ws, 0, 0, gy_pixel);
   for (int64_t v = 0; v < x_img; ++v) x_pixel[v] *= S;  // in kVec-float vectors
   for (int64_t v = 0; v < out_img; ++v) gy_pixel[v] *= S;
-  // The dot kernel's R x J tile goes over (Cout, taps) or (taps, Cout), whichever wastes fewer products:
-  // 8 channels x 9 taps fill 3 x 4 tiles exactly as (taps, Cout) and only 2/3 of them as (Cout, taps).
-  constexpr int64_t R = KS::kDotRows, J = KS::kDotCols;
-  const bool taps_as_rows = round_up(taps, R) * round_up(cout, J) < round_up(cout, R) * round_up(taps, J);
+  const bool taps_as_rows = lanes_taps_as_rows<KS>(taps, cout);
   int team = 1;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -378,28 +449,56 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
         KS::interleave(x + n0 * x_img, x_img, count, x_img, x_pixel, src + s * L);
         KS::interleave(gy + n0 * out_img, out_img, count, out_img, gy_pixel, gyw + s * L);
       }
-      if (taps_as_rows)  // part [taps][Cout]
-        for (int64_t k = 0; k < taps; k += R)
-          for (int64_t co = 0; co < cout; co += J)
-            KS::kDot(len, src, 0, tap_off + k, gyw + co * len, len, nullptr, part + k * cout + co, cout,
-                     int(std::min(R, taps - k)), int(std::min(J, cout - co)), b > b0);
-      else  // part [Cout][taps]
-        for (int64_t co = 0; co < cout; co += R)
-          for (int64_t k = 0; k < taps; k += J)
-            KS::kDot(len, gyw + co * len, len, nullptr, src, 0, tap_off + k, part + co * taps + k, taps,
-                     int(std::min(R, cout - co)), int(std::min(J, taps - k)), b > b0);
+      lanes_weight_dots<KS>(taps_as_rows, taps, cout, len, src, tap_off, gyw, part, b > b0);
     }
     if (t == 0) team = tn;
   }
-  // Few channels: small partial sums, added up by the caller (no barrier in the region).
-  for (int64_t co = 0; co < cout; ++co)
-    for (int64_t k = 0; k < taps; ++k) {
-      const int64_t at = taps_as_rows ? k * cout + co : co * taps + k;
-      float s = 0;
-      for (int u = 0; u < team; ++u)
-        if (parts[u]) s += parts[u][at];
-      (k < M ? gw[co * M + k] : gbias[co]) = s;
+  lanes_weight_reduce(parts, team, taps_as_rows, cout, taps, M, gw, gbias);
+}
+
+// Both gradients of a transposed convolution whose conv geometry is g: gx = conv2d(gout, w) (its input
+// gradient) and gw = the conv2d weight gradient for x = gout, gy = xin (its input). Both read gout in the
+// same phase-split planes, so each block of images is interleaved once, and used by both while in the
+// cache. For geometries whose weight gradient runs over one block at a time (lanes_weight_group_blocks
+// == 1).
+template <class KS>
+void conv_transpose2d_backward_lanes(const Conv2dGeometry& g, const float* gout, const float* xin,
+                                     const float* w, float* gx, float* gw) {
+  constexpr int64_t L = KS::kVec;
+  const int64_t cout = g.out_channels, M = g.in_channels * g.kernel_h * g.kernel_w;
+  const int64_t ho = g.out_h(), out_img = cout * ho * g.out_w();
+  const LanesForwardPlan<KS> plan(g, w, out_img);
+  const int64_t len = plan.wide_q * L;  // a dot product: the widened grid x lanes
+  int64_t* xin_pixel = plan.extra_table;
+  padded_pixels(cout, ho, g.out_w(), ho, plan.ws, 0, 0, xin_pixel);
+  const bool taps_as_rows = lanes_taps_as_rows<KS>(M, cout);
+  const int64_t blocks = ceil_div(g.batch, L);
+  const int nt = threads_for(blocks);
+  float** parts = thread_workspace(WorkspaceSlot::thread_results).get<float*>(nt);
+  // per thread: gout's planes, the discarded pixels' slot, xin on the widened grid [Cout][pixel][lane]
+  const int64_t xin_at = plan.src_floats + L;
+  int team = 1;
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_get_thread_num(), tn = omp_get_num_threads();
+    int64_t b0, b1;
+    split_range(blocks, tn, t, b0, b1);
+    float* part = thread_workspace(WorkspaceSlot::partial_sums).get<float>(cout * M);
+    parts[t] = b1 > b0 ? part : nullptr;
+    float* res = thread_workspace(WorkspaceSlot::accumulators).get<float>(plan.bl.m_pad * plan.ldr);
+    float* src = thread_workspace(WorkspaceSlot::source).get<float>(xin_at + cout * len);
+    std::fill(src, src + xin_at + cout * len, 0.0f);
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n0 = b * L, count = std::min(L, g.batch - n0);
+      KS::interleave(gout + n0 * plan.x_img, plan.x_img, count, plan.x_img, plan.x_pixel, src);
+      plan.compute_block(src, res, nullptr, count, gx + n0 * plan.y_img, false);
+      KS::interleave(xin + n0 * out_img, out_img, count, out_img, xin_pixel, src + xin_at);
+      lanes_weight_dots<KS>(taps_as_rows, M, cout, len, src, plan.tap_off, src + xin_at, part, b > b0);
     }
+    if (t == 0) team = tn;
+  }
+  lanes_weight_reduce(parts, team, taps_as_rows, cout, M, M, gw, nullptr);
 }
 
 }  // namespace sumi::kernels::gemm

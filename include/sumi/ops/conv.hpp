@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <omp.h>
+
 #include "sumi/autograd/gradient_zip.hpp"
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/conv.hpp"
@@ -78,34 +80,78 @@ inline void conv_require_params(const char* op, const IntPair& stride, const Int
                                 " must be non-negative");
 }
 
-// The output gradient through a fused relu: g where the output y is positive, else 0.
+// Per-channel sums of [N, C, HW] data, accumulated plane by plane in image order: 16 running sums per
+// channel in T, which vectorize as independent chains (one vector accumulator was a chain of dependent
+// additions); each row's leftovers and the final sum in double. Each channel's order is fixed, so the
+// result does not depend on how channels are split across threads.
 template <class T>
-Tensor<T> conv_relu_gradient(Tensor<T> grad, const Tensor<T>& y) {
-  return zip_gradient(std::move(grad), y, [](T gv, T yv) { return yv > T(0) ? gv : T(0); });
+class ChannelSums {
+ public:
+  explicit ChannelSums(int64_t channels) : part_(std::size_t(channels) * 16, T(0)), rest_(channels, 0.0) {}
+  void add_plane(int64_t c, const T* row, int64_t HW) {
+    T* part = part_.data() + c * 16;
+    int64_t i = 0;
+    for (; i + 16 <= HW; i += 16)
+      for (int j = 0; j < 16; ++j) part[j] += row[i + j];
+    for (; i < HW; ++i) rest_[std::size_t(c)] += double(row[i]);
+  }
+  T total(int64_t c) const {
+    double s = rest_[std::size_t(c)];
+    for (int j = 0; j < 16; ++j) s += double(part_[std::size_t(c * 16 + j)]);
+    return T(s);
+  }
+
+ private:
+  std::vector<T> part_;
+  std::vector<double> rest_;
+};
+
+// Channels [c0, c1) of every image, image by image: body(n, c0, c1) per image, for channel ranges split
+// across threads when the data is large enough.
+template <class Body>
+void for_channel_ranges(int64_t N, int64_t C, int64_t HW, const Body& body) {
+  const int nt = N * C * HW >= (int64_t(1) << 16) ? int(std::min<int64_t>(get_num_threads(), C)) : 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int64_t t = omp_get_thread_num(), tn = omp_get_num_threads();
+    const int64_t c0 = C * t / tn, c1 = C * (t + 1) / tn;
+    for (int64_t n = 0; n < N && c1 > c0; ++n) body(n, c0, c1);
+  }
 }
 
 // The sum of contiguous [N, C, HW] data over N and HW: a [C] tensor (the gradient of a per-channel bias).
 template <class T>
 Tensor<T> conv_channel_sum(const T* g, int64_t N, int64_t C, int64_t HW) {
+  ChannelSums<T> sums(C);
+  for_channel_ranges(N, C, HW, [&](int64_t n, int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) sums.add_plane(c, g + (n * C + c) * HW, HW);
+  });
   Tensor<T> out = Tensor<T>::empty({C});
-  T* po = out.data();
-#pragma omp parallel for schedule(static) \
-    num_threads(sumi::get_num_threads()) if (N * C * HW >= (int64_t(1) << 16))
-  for (int64_t c = 0; c < C; ++c) {
-    // 16 running sums in T, which vectorize as independent chains (one vector accumulator was a chain of
-    // dependent additions); the rows' leftovers and the final sum in double
-    T part[16] = {};
-    double s = 0;
-    for (int64_t n = 0; n < N; ++n) {
-      const T* row = g + (n * C + c) * HW;
-      int64_t i = 0;
-      for (; i + 16 <= HW; i += 16)
-        for (int j = 0; j < 16; ++j) part[j] += row[i + j];
-      for (; i < HW; ++i) s += double(row[i]);
-    }
-    for (const T p : part) s += double(p);
-    po[c] = T(s);
-  }
+  for (int64_t c = 0; c < C; ++c) out.data()[c] = sums.total(c);
+  return out;
+}
+
+// The output gradient through a fused relu: g where the output y [N, C, H, W] is positive, else 0. With
+// `channel_sum`, also its sum per channel (a transposed convolution's bias gradient), taken from each
+// image's masked planes while they are in the cache instead of in a second pass over the whole gradient.
+template <class T>
+Tensor<T> conv_relu_gradient(Tensor<T> grad, const Tensor<T>& y, Tensor<T>* channel_sum = nullptr) {
+  const auto mask = [](T gv, T yv) { return yv > T(0) ? gv : T(0); };
+  if (!channel_sum) return zip_gradient(std::move(grad), y, mask);
+  Tensor<T> out = grad.is_contiguous() && grad.is_sole_reference() ? grad : Tensor<T>::empty(grad.shape());
+  const Tensor<T> g = grad.contiguous();
+  const int64_t N = y.size(0), C = y.size(1), HW = y.size(2) * y.size(3);
+  const kernels::Isa isa = kernels::active_isa();
+  ChannelSums<T> sums(C);
+  for_channel_ranges(N, C, HW, [&](int64_t n, int64_t c0, int64_t c1) {
+    const T *gp = g.data(), *yp = y.data();
+    T* op = out.data();
+    kernels::detail::simd_range(isa, (n * C + c0) * HW, (n * C + c1) * HW,
+                                [=](int64_t i) { op[i] = mask(gp[i], yp[i]); });
+    for (int64_t c = c0; c < c1; ++c) sums.add_plane(c, op + (n * C + c) * HW, HW);
+  });
+  *channel_sum = Tensor<T>::empty({C});
+  for (int64_t c = 0; c < C; ++c) channel_sum->data()[c] = sums.total(c);
   return out;
 }
 
@@ -294,26 +340,26 @@ Variable<T> conv_transpose2d(const Variable<T>& x, const Variable<T>& weight,
       [g, H, W, gh, gw_, xs = need_w ? xv : Tensor<T>(), ws = need_x ? wv : Tensor<T>(), ys, need_x, need_w,
        need_b](Tensor<T> grad) {
         // [N, Cout, Ho, Wo]: the geometry's x
-        const Tensor<T> gout =
-            ys.defined() ? detail::conv_relu_gradient(std::move(grad), ys) : grad.contiguous();
-        Tensor<T> gx, gw, gb;
-        if (need_x) {
-          if (g.batch > 0) {
-            Tensor<T> full = Tensor<T>::empty({g.batch, g.out_channels, gh, gw_});
+        Tensor<T> gb;  // with a relu, summed in the mask's pass
+        const Tensor<T> gout = ys.defined()
+                                   ? detail::conv_relu_gradient(std::move(grad), ys, need_b ? &gb : nullptr)
+                                   : grad.contiguous();
+        Tensor<T> gx, gw;
+        // the geometry's y (this op's input gradient before cropping) and gy (this op's input)
+        Tensor<T> full = need_x ? Tensor<T>::empty({g.batch, g.out_channels, gh, gw_}) : Tensor<T>();
+        const Tensor<T> xp = need_w ? detail::conv_pad_bottom_right(xs, gh, gw_) : Tensor<T>();
+        if (need_w) gw = Tensor<T>::zeros({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w});
+        if (g.batch > 0) {
+          if (need_x && need_w)
+            kernels::conv_transpose2d_backward(g, gout.data(), xp.data(), ws.data(), full.data(), gw.data());
+          else if (need_x)
             kernels::conv2d_forward(g, gout.data(), ws.data(), static_cast<const T*>(nullptr), full.data());
-            gx = detail::conv_crop_top_left(full, H, W);
-          } else {
-            gx = Tensor<T>::empty({0, g.out_channels, H, W});
-          }
-        }
-        if (need_w) {
-          gw = Tensor<T>::zeros({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w});
-          if (g.batch > 0) {
-            const Tensor<T> xp = detail::conv_pad_bottom_right(xs, gh, gw_);  // the geometry's gy
+          else if (need_w)
             kernels::conv2d_backward_weight(g, gout.data(), xp.data(), gw.data(), static_cast<T*>(nullptr));
-          }
         }
-        if (need_b) gb = detail::conv_channel_sum(gout.data(), g.batch, g.in_channels, g.in_h * g.in_w);
+        if (need_x) gx = detail::conv_crop_top_left(full, H, W);
+        if (need_b && !gb.defined())
+          gb = detail::conv_channel_sum(gout.data(), g.batch, g.in_channels, g.in_h * g.in_w);
         return std::vector<Tensor<T>>{gx, gw, gb};
       });
 }
