@@ -1,13 +1,16 @@
 // Convolution kernel benchmarks: every (layer, op, isa, threads) of the study, named
 // conv/<layer>/<op>/<isa>/<threads>, and the machine's fp32 FMA peak, named peak/fma/<isa>/<threads>.
 //
-// Layers (NCHW float): the autoencoder at batch 300 and the 64x64 DCGAN at batch 128. For transposed layers
+// Layers (NCHW float): the autoencoder at batch 300 (its linear layers as 1x1 convolutions of 1x1 images,
+// which is how kernels/linear.hpp runs them) and the 64x64 DCGAN at batch 128. For transposed layers
 // (ae.dec.convT*, dcgan64.G*) fwd is the convT forward (= conv2d_backward_input of the swapped geometry),
-// bwd_in the convT input grad (= conv2d_forward without bias) and bwd_w the convT weight grad
-// (= conv2d_backward_weight, bias grad left to the ops layer). GFLOPS counts 2*N*Cout*Hout*Wout*Cin*Kh*Kw of
-// the equivalent conv per iteration over wall-clock time. ISAs the CPU lacks are registered and skipped.
-// The scalar path is the single-threaded reference; its big layers take seconds per call, so they run a
-// single iteration under the default minimum time (no name suffixes are added to keep names exact).
+// bwd_in the convT input grad (= conv2d_forward without bias), bwd_w the convT weight grad
+// (= conv2d_backward_weight, bias grad left to the ops layer) and bwd both in one call, as the op's backward
+// runs them (conv_transpose2d_backward; GFLOPS then counts the two). GFLOPS counts
+// 2*N*Cout*Hout*Wout*Cin*Kh*Kw of the equivalent conv per iteration over wall-clock time. ISAs the CPU lacks
+// are registered and skipped. The scalar path is the single-threaded reference; its big layers take seconds
+// per call, so they run a single iteration under the default minimum time (no name suffixes are added to keep
+// names exact).
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -46,6 +49,10 @@ const Layer kLayers[] = {
     {"ae.dec.convT1", true, 32, 16, 3, 2, 0, 0, 3, 300, true},
     {"ae.dec.convT2", true, 16, 8, 3, 2, 1, 1, 7, 300, true},
     {"ae.dec.convT3", true, 8, 1, 3, 2, 1, 1, 14, 300, true},
+    {"ae.enc.linear1", false, 288, 64, 1, 1, 0, 0, 1, 300, true},
+    {"ae.enc.linear2", false, 64, 5, 1, 1, 0, 0, 1, 300, true},
+    {"ae.dec.linear1", false, 5, 64, 1, 1, 0, 0, 1, 300, true},
+    {"ae.dec.linear2", false, 64, 288, 1, 1, 0, 0, 1, 300, true},
     {"dcgan64.G1", true, 100, 512, 4, 1, 0, 0, 1, 128, false},
     {"dcgan64.G2", true, 512, 256, 4, 2, 1, 0, 4, 128, false},
     {"dcgan64.G3", true, 256, 128, 4, 2, 1, 0, 8, 128, false},
@@ -76,15 +83,16 @@ Conv2dGeometry geometry_of(const Layer& l) {
   return g;
 }
 
-enum class Op { fwd, bwd_in, bwd_w };
+enum class Op { fwd, bwd_in, bwd_w, bwd };
 const char* op_name(Op op) {
-  return op == Op::fwd ? "fwd" : op == Op::bwd_in ? "bwd_in" : "bwd_w";
+  return op == Op::fwd ? "fwd" : op == Op::bwd_in ? "bwd_in" : op == Op::bwd_w ? "bwd_w" : "bwd";
 }
 
 // Tensors of one layer, kept while consecutive benchmarks use the same layer.
 struct LayerData {
   const Layer* layer = nullptr;
   std::vector<float> x, w, b, y, gx, gw, gb;
+  std::vector<float> gy;  // the bwd op's input gradient of a transposed layer (the geometry's y)
 };
 
 LayerData& data_for(const Layer& l) {
@@ -104,6 +112,7 @@ LayerData& data_for(const Layer& l) {
   fill(d.gx, g.input_numel());
   fill(d.gw, g.weight_numel());
   fill(d.gb, g.out_channels);
+  fill(d.gy, g.output_numel());
   d.layer = &l;
   return d;
 }
@@ -128,6 +137,9 @@ void run_op(const Layer& l, const Conv2dGeometry& g, Op op, LayerData& d) {
       sk::conv2d_backward_weight(g, d.x.data(), d.y.data(), d.gw.data(),
                                  l.bias && !t ? d.gb.data() : nullptr);
       break;
+    case Op::bwd:  // transposed layers: input and weight gradients from the output gradient (the x role)
+      sk::conv_transpose2d_backward(g, d.gx.data(), d.y.data(), d.w.data(), d.gy.data(), d.gw.data());
+      break;
   }
 }
 
@@ -151,7 +163,7 @@ void bm_conv(benchmark::State& state, const Layer* l, Op op, Isa isa, int thread
     benchmark::ClobberMemory();
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  state.counters["GFLOPS"] = g.flops() * double(state.iterations()) / seconds / 1e9;
+  state.counters["GFLOPS"] = g.flops() * (op == Op::bwd ? 2 : 1) * double(state.iterations()) / seconds / 1e9;
 }
 
 // ---- FMA peak: independent FMA chains in registers, one team of `threads` OpenMP threads ----------------
@@ -230,13 +242,15 @@ const bool registered = [] {
           ("peak/fma/" + std::string(sk::isa_name(isa)) + "/" + std::to_string(threads)).c_str(), bm_peak,
           isa, threads);
   for (const Layer& l : kLayers)
-    for (Op op : {Op::fwd, Op::bwd_in, Op::bwd_w})
-      for (Isa isa : isas)
+    for (Op op : {Op::fwd, Op::bwd_in, Op::bwd_w, Op::bwd})
+      for (Isa isa : isas) {
+        if (op == Op::bwd && !l.transposed) continue;
         for (int threads : {1, 2})
           benchmark::RegisterBenchmark(("conv/" + std::string(l.name) + "/" + op_name(op) + "/" +
                                         sk::isa_name(isa) + "/" + std::to_string(threads))
                                            .c_str(),
                                        bm_conv, &l, op, isa, threads);
+      }
   return true;
 }();
 
