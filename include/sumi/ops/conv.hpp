@@ -89,10 +89,12 @@ class ChannelSums {
  public:
   explicit ChannelSums(int64_t channels) : part_(std::size_t(channels) * 16, T(0)), rest_(channels, 0.0) {}
   void add_plane(int64_t c, const T* row, int64_t HW) {
-    T* part = part_.data() + c * 16;
+    T part[16];  // in registers: the member array could alias `row`, which kept it in memory
+    std::copy_n(part_.data() + c * 16, 16, part);
     int64_t i = 0;
     for (; i + 16 <= HW; i += 16)
       for (int j = 0; j < 16; ++j) part[j] += row[i + j];
+    std::copy_n(part, 16, part_.data() + c * 16);
     for (; i < HW; ++i) rest_[std::size_t(c)] += double(row[i]);
   }
   T total(int64_t c) const {
