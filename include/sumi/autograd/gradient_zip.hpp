@@ -5,17 +5,20 @@
 
 namespace sumi {
 
-// f(grad[i], other[i]) for every element, other contiguous and of grad's shape. Backward functions receive
-// the gradient by value; when theirs is contiguous and its only reference, the result overwrites it: those
-// lines are in the cache already, a fresh buffer's are not (a conv + relu mask pass took a fifth less).
+// Backward functions receive the output gradient by value; when theirs is contiguous and its only reference,
+// an element-wise function of it may overwrite it: those lines are in the cache already, a fresh buffer's are
+// not (a conv + relu mask pass took a fifth less). The buffer to write such a result into: grad itself, or a
+// new one.
+template <class T>
+Tensor<T> gradient_output_buffer(const Tensor<T>& grad) {
+  return grad.is_contiguous() && grad.is_sole_reference() ? grad : Tensor<T>::empty(grad.shape());
+}
+
+// f(grad[i], other[i]) for every element, other contiguous and of grad's shape, in gradient_output_buffer.
 template <class T, class F>
 Tensor<T> zip_gradient(Tensor<T> grad, const Tensor<T>& other, F f) {
-  if (grad.is_contiguous() && grad.is_sole_reference()) {
-    kernels::zip(grad.numel(), grad.data(), other.data(), grad.data(), f);
-    return grad;
-  }
+  Tensor<T> out = gradient_output_buffer(grad);
   const Tensor<T> g = grad.contiguous();
-  Tensor<T> out = Tensor<T>::empty(g.shape());
   kernels::zip(g.numel(), g.data(), other.data(), out.data(), f);
   return out;
 }

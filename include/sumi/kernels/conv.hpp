@@ -36,6 +36,22 @@ Isa conv_isa() {
 #endif
   return Isa::scalar;
 }
+
+// Every entry point's dispatch: vectorized(KS) with the kernel set KS of the ISA in force (conv_avx2.hpp,
+// conv_avx512.hpp) for float, else reference(); records the choice for last_conv_isa().
+template <class T, class Vectorized, class Reference>
+void dispatch_conv(const Conv2dGeometry& g, Vectorized&& vectorized, Reference&& reference) {
+  g.validate();
+  const Isa isa = conv_isa<T>();
+  last_conv_isa_slot() = isa;
+#if SUMI_X86_KERNELS
+  if constexpr (std::is_same_v<T, float>) {
+    if (isa == Isa::avx512) return vectorized(avx512::Kernels{});
+    if (isa == Isa::avx2) return vectorized(avx2::Kernels{});
+  }
+#endif
+  reference();
+}
 }  // namespace detail
 
 // Which implementation the calling thread's last conv2d_* call ran (for tests and diagnostics).
@@ -46,18 +62,13 @@ inline Isa last_conv_isa() {
 // y = conv2d(x, w) + bias (bias may be null), then relu(y) when `relu`.
 template <class T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y, bool relu = false) {
-  g.validate();
-  const Isa isa = detail::conv_isa<T>();
-  detail::last_conv_isa_slot() = isa;
-#if SUMI_X86_KERNELS
-  if constexpr (std::is_same_v<T, float>) {
-    if (isa == Isa::avx512) return avx512::conv2d_forward(g, x, w, bias, y, relu);
-    if (isa == Isa::avx2) return avx2::conv2d_forward(g, x, w, bias, y, relu);
-  }
-#endif
-  conv2d_forward_reference(g, x, w, bias, y);
-  conv_output_epilogue(y, g.batch, g.out_channels, g.out_h() * g.out_w(), static_cast<const T*>(nullptr),
-                       relu);
+  detail::dispatch_conv<T>(
+      g, [&](auto ks) { gemm::conv2d_forward_auto<decltype(ks)>(g, x, w, bias, y, relu); },
+      [&] {
+        conv2d_forward_reference(g, x, w, bias, y);
+        conv_output_epilogue(y, g.batch, g.out_channels, g.out_h() * g.out_w(),
+                             static_cast<const T*>(nullptr), relu);
+      });
 }
 
 // gx = the input gradient of conv2d for output gradient gy; + bias[c] per input channel (bias may be null),
@@ -65,31 +76,19 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
 template <class T>
 void conv2d_backward_input(const Conv2dGeometry& g, const T* gy, const T* w, T* gx, const T* bias = nullptr,
                            bool relu = false) {
-  g.validate();
-  const Isa isa = detail::conv_isa<T>();
-  detail::last_conv_isa_slot() = isa;
-#if SUMI_X86_KERNELS
-  if constexpr (std::is_same_v<T, float>) {
-    if (isa == Isa::avx512) return avx512::conv2d_backward_input(g, gy, w, gx, bias, relu);
-    if (isa == Isa::avx2) return avx2::conv2d_backward_input(g, gy, w, gx, bias, relu);
-  }
-#endif
-  conv2d_backward_input_reference(g, gy, w, gx);
-  conv_output_epilogue(gx, g.batch, g.in_channels, g.in_h * g.in_w, bias, relu);
+  detail::dispatch_conv<T>(
+      g, [&](auto ks) { gemm::conv2d_backward_input_auto<decltype(ks)>(g, gy, w, gx, bias, relu); },
+      [&] {
+        conv2d_backward_input_reference(g, gy, w, gx);
+        conv_output_epilogue(gx, g.batch, g.in_channels, g.in_h * g.in_w, bias, relu);
+      });
 }
 
 template <class T>
 void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* gy, T* gw, T* gbias) {
-  g.validate();
-  const Isa isa = detail::conv_isa<T>();
-  detail::last_conv_isa_slot() = isa;
-#if SUMI_X86_KERNELS
-  if constexpr (std::is_same_v<T, float>) {
-    if (isa == Isa::avx512) return avx512::conv2d_backward_weight(g, x, gy, gw, gbias);
-    if (isa == Isa::avx2) return avx2::conv2d_backward_weight(g, x, gy, gw, gbias);
-  }
-#endif
-  conv2d_backward_weight_reference(g, x, gy, gw, gbias);
+  detail::dispatch_conv<T>(
+      g, [&](auto ks) { gemm::conv2d_backward_weight_auto<decltype(ks)>(g, x, gy, gw, gbias); },
+      [&] { conv2d_backward_weight_reference(g, x, gy, gw, gbias); });
 }
 
 // Both gradients of a transposed convolution with conv geometry g, from its output gradient gout and its
@@ -98,17 +97,12 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* gy, T*
 template <class T>
 void conv_transpose2d_backward(const Conv2dGeometry& g, const T* gout, const T* xin, const T* w, T* gx,
                                T* gw) {
-  g.validate();
-  const Isa isa = detail::conv_isa<T>();
-  detail::last_conv_isa_slot() = isa;
-#if SUMI_X86_KERNELS
-  if constexpr (std::is_same_v<T, float>) {
-    if (isa == Isa::avx512) return avx512::conv_transpose2d_backward(g, gout, xin, w, gx, gw);
-    if (isa == Isa::avx2) return avx2::conv_transpose2d_backward(g, gout, xin, w, gx, gw);
-  }
-#endif
-  conv2d_forward_reference(g, gout, w, static_cast<const T*>(nullptr), gx);
-  conv2d_backward_weight_reference(g, gout, xin, gw, static_cast<T*>(nullptr));
+  detail::dispatch_conv<T>(
+      g, [&](auto ks) { gemm::conv_transpose2d_backward_auto<decltype(ks)>(g, gout, xin, w, gx, gw); },
+      [&] {
+        conv2d_forward_reference(g, gout, w, static_cast<const T*>(nullptr), gx);
+        conv2d_backward_weight_reference(g, gout, xin, gw, static_cast<T*>(nullptr));
+      });
 }
 
 }  // namespace sumi::kernels

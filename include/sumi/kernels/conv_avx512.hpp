@@ -205,26 +205,6 @@ struct Kernels {
   }
 };
 
-inline void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
-                           float* y, bool relu = false) {
-  gemm::conv2d_forward_auto<Kernels>(g, x, w, bias, y, relu);
-}
-
-inline void conv2d_backward_input(const Conv2dGeometry& g, const float* gy, const float* w, float* gx,
-                                  const float* bias = nullptr, bool relu = false) {
-  gemm::conv2d_backward_input_auto<Kernels>(g, gy, w, gx, bias, relu);
-}
-
-inline void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float* gy, float* gw,
-                                   float* gbias) {
-  gemm::conv2d_backward_weight_auto<Kernels>(g, x, gy, gw, gbias);
-}
-
-inline void conv_transpose2d_backward(const Conv2dGeometry& g, const float* gout, const float* xin,
-                                      const float* w, float* gx, float* gw) {
-  gemm::conv_transpose2d_backward_auto<Kernels>(g, gout, xin, w, gx, gw);
-}
-
 }  // namespace sumi::kernels::avx512
 
 #endif  // SUMI_X86_KERNELS

@@ -140,7 +140,7 @@ template <class T>
 Tensor<T> conv_relu_gradient(Tensor<T> grad, const Tensor<T>& y, Tensor<T>* channel_sum = nullptr) {
   const auto mask = [](T gv, T yv) { return yv > T(0) ? gv : T(0); };
   if (!channel_sum) return zip_gradient(std::move(grad), y, mask);
-  Tensor<T> out = grad.is_contiguous() && grad.is_sole_reference() ? grad : Tensor<T>::empty(grad.shape());
+  Tensor<T> out = gradient_output_buffer(grad);
   const Tensor<T> g = grad.contiguous();
   const int64_t N = y.size(0), C = y.size(1), HW = y.size(2) * y.size(3);
   const kernels::Isa isa = kernels::active_isa();
