@@ -343,14 +343,16 @@ void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b, const
     for (int j = 0; j < NR; ++j) c[r * ldc + j] = acc[r][j];
 }
 
-void dot_kernel(int64_t len, const float* a, int64_t lda, const int64_t* aoff, const float* b, int64_t ldb,
-                const int64_t* boff, float* c, int64_t ldc, int rows, int cols, bool accumulate) {
+void dot_kernel(const gemm::DotRuns& runs, const float* a, int64_t lda, const int64_t* aoff, const float* b,
+                int64_t ldb, const int64_t* boff, float* c, int64_t ldc, int rows, int cols,
+                bool accumulate) {
   for (int r = 0; r < rows; ++r)
     for (int j = 0; j < cols; ++j) {
       const float* ar = a + (aoff ? aoff[r] : r * lda);
       const float* bj = b + (boff ? boff[j] : j * ldb);
       float s = 0;
-      for (int64_t t = 0; t < len; ++t) s += ar[t] * bj[t];
+      for (int64_t run = 0; run < runs.count; ++run)
+        for (int64_t t = 0; t < runs.len; ++t) s += ar[run * runs.a_step + t] * bj[run * runs.b_step + t];
       c[r * ldc + j] = accumulate ? c[r * ldc + j] + s : s;
     }
 }

@@ -86,12 +86,11 @@ SUMI_TARGET_AVX2 inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
   return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
 }
 
-// C[r][j] (+)= sum over t < len of a[r*lda + t] * B_j[t], r < rows (<= MR), j < cols (<= NR), with
-// B_j = b + j*ldb, or b + boff[j] when boff is not null:
-// dot products vectorized along t, for weight gradients with few channels, where neither operand is worth
-// transposing. Rows / columns past rows / cols repeat the last valid one and are not stored.
+// The DotKernel (conv_gemm.hpp) for MR x NR tiles: dot products vectorized along t, for weight gradients with
+// few channels, where neither operand is worth transposing. Rows / columns past rows / cols repeat the last
+// valid one and are not stored.
 template <int MR, int NR>
-SUMI_TARGET_AVX2 void dot_kernel(int64_t len, const float* a, int64_t lda, const int64_t* aoff,
+SUMI_TARGET_AVX2 void dot_kernel(const gemm::DotRuns& runs, const float* a, int64_t lda, const int64_t* aoff,
                                  const float* b, int64_t ldb, const int64_t* boff, float* c, int64_t ldc,
                                  int rows, int cols, bool accumulate) {
   static_assert(NR % 4 == 0, "columns are reduced in groups of 4");
@@ -113,30 +112,38 @@ SUMI_TARGET_AVX2 void dot_kernel(int64_t len, const float* a, int64_t lda, const
 #pragma GCC unroll 16
     for (int j = 0; j < NR; ++j) acc[r][j] = _mm256_setzero_ps();
   // A vectors stay in registers, each B vector is loaded once and used MR times: MR*NR + MR + 1 registers.
-  int64_t t = 0;
-  for (; t + 8 <= len; t += 8) {
-    __m256 av[MR];
+  const int64_t len = runs.len;
+  // the tail: lanes past len read nothing and add zero
+  alignas(32) static constexpr int32_t ramp[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+  const __m256i mask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ramp + 8 - (len & 7)));
+  for (int64_t s = 0; s < runs.count; ++s) {
+    int64_t t = 0;
+    for (; t + 8 <= len; t += 8) {
+      __m256 av[MR];
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) av[r] = _mm256_loadu_ps(ar[r] + t);
+      for (int r = 0; r < MR; ++r) av[r] = _mm256_loadu_ps(ar[r] + t);
 #pragma GCC unroll 16
-    for (int j = 0; j < NR; ++j) {
-      const __m256 bv = _mm256_loadu_ps(br[j] + t);
+      for (int j = 0; j < NR; ++j) {
+        const __m256 bv = _mm256_loadu_ps(br[j] + t);
 #pragma GCC unroll 16
-      for (int r = 0; r < MR; ++r) acc[r][j] = _mm256_fmadd_ps(av[r], bv, acc[r][j]);
+        for (int r = 0; r < MR; ++r) acc[r][j] = _mm256_fmadd_ps(av[r], bv, acc[r][j]);
+      }
     }
-  }
-  if (t < len) {  // masked tail: lanes past len read nothing and add zero
-    alignas(32) static constexpr int32_t ramp[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-    const __m256i mask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ramp + 8 - (len - t)));
-    __m256 av[MR];
+    if (t < len) {
+      __m256 av[MR];
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) av[r] = _mm256_maskload_ps(ar[r] + t, mask);
+      for (int r = 0; r < MR; ++r) av[r] = _mm256_maskload_ps(ar[r] + t, mask);
 #pragma GCC unroll 16
-    for (int j = 0; j < NR; ++j) {
-      const __m256 bv = _mm256_maskload_ps(br[j] + t, mask);
+      for (int j = 0; j < NR; ++j) {
+        const __m256 bv = _mm256_maskload_ps(br[j] + t, mask);
 #pragma GCC unroll 16
-      for (int r = 0; r < MR; ++r) acc[r][j] = _mm256_fmadd_ps(av[r], bv, acc[r][j]);
+        for (int r = 0; r < MR; ++r) acc[r][j] = _mm256_fmadd_ps(av[r], bv, acc[r][j]);
+      }
     }
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) ar[r] += runs.a_step;
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) br[j] += runs.b_step;
   }
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {

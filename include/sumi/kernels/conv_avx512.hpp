@@ -80,14 +80,12 @@ SUMI_TARGET_AVX512 inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
   return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
 }
 
-// C[r][j] (+)= sum over t < len of a[r*lda + t] * B_j[t], r < rows (<= MR), j < cols (<= NR), with
-// B_j = b + j*ldb, or b + boff[j] when boff is not null:
-// dot products vectorized along t (see the AVX2 version). Rows / columns past rows / cols repeat the last
-// valid one and are not stored.
+// The DotKernel (conv_gemm.hpp) for MR x NR tiles: dot products vectorized along t (see the AVX2 version).
+// Rows / columns past rows / cols repeat the last valid one and are not stored.
 template <int MR, int NR>
-SUMI_TARGET_AVX512 void dot_kernel(int64_t len, const float* a, int64_t lda, const int64_t* aoff,
-                                   const float* b, int64_t ldb, const int64_t* boff, float* c, int64_t ldc,
-                                   int rows, int cols, bool accumulate) {
+SUMI_TARGET_AVX512 void dot_kernel(const gemm::DotRuns& runs, const float* a, int64_t lda,
+                                   const int64_t* aoff, const float* b, int64_t ldb, const int64_t* boff,
+                                   float* c, int64_t ldc, int rows, int cols, bool accumulate) {
   static_assert(NR % 4 == 0, "columns are reduced in groups of 4");
   const float* ar[MR];
   const float* br[NR];
@@ -106,29 +104,36 @@ SUMI_TARGET_AVX512 void dot_kernel(int64_t len, const float* a, int64_t lda, con
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 16
     for (int j = 0; j < NR; ++j) acc[r][j] = _mm512_setzero_ps();
-  int64_t t = 0;
-  for (; t + 16 <= len; t += 16) {
-    __m512 av[MR];
+  const int64_t len = runs.len;
+  const __mmask16 mask = __mmask16((1u << (len & 15)) - 1u);  // the tail: lanes past len read nothing
+  for (int64_t s = 0; s < runs.count; ++s) {
+    int64_t t = 0;
+    for (; t + 16 <= len; t += 16) {
+      __m512 av[MR];
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) av[r] = _mm512_loadu_ps(ar[r] + t);
+      for (int r = 0; r < MR; ++r) av[r] = _mm512_loadu_ps(ar[r] + t);
 #pragma GCC unroll 16
-    for (int j = 0; j < NR; ++j) {
-      const __m512 bv = _mm512_loadu_ps(br[j] + t);
+      for (int j = 0; j < NR; ++j) {
+        const __m512 bv = _mm512_loadu_ps(br[j] + t);
 #pragma GCC unroll 16
-      for (int r = 0; r < MR; ++r) acc[r][j] = _mm512_fmadd_ps(av[r], bv, acc[r][j]);
+        for (int r = 0; r < MR; ++r) acc[r][j] = _mm512_fmadd_ps(av[r], bv, acc[r][j]);
+      }
     }
-  }
-  if (t < len) {  // masked tail: lanes past len read nothing and add zero
-    const __mmask16 mask = __mmask16((1u << (len - t)) - 1u);
-    __m512 av[MR];
+    if (t < len) {
+      __m512 av[MR];
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) av[r] = _mm512_maskz_loadu_ps(mask, ar[r] + t);
+      for (int r = 0; r < MR; ++r) av[r] = _mm512_maskz_loadu_ps(mask, ar[r] + t);
 #pragma GCC unroll 16
-    for (int j = 0; j < NR; ++j) {
-      const __m512 bv = _mm512_maskz_loadu_ps(mask, br[j] + t);
+      for (int j = 0; j < NR; ++j) {
+        const __m512 bv = _mm512_maskz_loadu_ps(mask, br[j] + t);
 #pragma GCC unroll 16
-      for (int r = 0; r < MR; ++r) acc[r][j] = _mm512_fmadd_ps(av[r], bv, acc[r][j]);
+        for (int r = 0; r < MR; ++r) acc[r][j] = _mm512_fmadd_ps(av[r], bv, acc[r][j]);
+      }
     }
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) ar[r] += runs.a_step;
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) br[j] += runs.b_step;
   }
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {

@@ -99,8 +99,8 @@ void conv2d_forward_dense(const Conv2dGeometry& g, const float* x, const float* 
       const int64_t len = std::min(kb, K - k0);
       for (int64_t b = b0; b < b1; ++b)
         for (int64_t co = 0; co < C; co += J)
-          KS::kDot(len, x + b * R * K + k0, K, nullptr, w + co * K + k0, K, nullptr, y + b * R * C + co, C,
-                   int(std::min(R, N - b * R)), int(std::min(J, C - co)), k0 > 0);
+          KS::kDot({.len = len}, x + b * R * K + k0, K, nullptr, w + co * K + k0, K, nullptr,
+                   y + b * R * C + co, C, int(std::min(R, N - b * R)), int(std::min(J, C - co)), k0 > 0);
     }
     if (bias)
       for (int64_t n = b0 * R; n < std::min(N, b1 * R); ++n)

@@ -48,11 +48,19 @@ namespace sumi::kernels::gemm {
 using MicroKernel = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, const int64_t* boff,
                              float* c, int64_t ldc, int rows, bool accumulate, const float* bias);
 
-// C[r][j] (+)= sum over t < len of A_r[t] * B_j[t] for r < rows <= kDotRows, j < cols <= kDotCols,
-// where A_r = a + r*lda, or a + aoff[r] when aoff is not null, and B_j = b + j*ldb, or b + boff[j].
-using DotKernel = void (*)(int64_t len, const float* a, int64_t lda, const int64_t* aoff, const float* b,
-                           int64_t ldb, const int64_t* boff, float* c, int64_t ldc, int rows, int cols,
-                           bool accumulate);
+// The extent of the dot kernel's products: `count` runs of `len` floats; run s of a row of A (of B) starts
+// s * a_step (s * b_step) floats after its first. One run is a plain dot product of len floats; one run per
+// output row skips the columns that a widened grid has past the output's width (see conv_lanes.hpp).
+struct DotRuns {
+  int64_t len = 0, count = 1, a_step = 0, b_step = 0;
+};
+
+// C[r][j] (+)= sum over s < runs.count, t < runs.len of A_r[s * a_step + t] * B_j[s * b_step + t] for
+// r < rows <= kDotRows, j < cols <= kDotCols, where A_r = a + r*lda, or a + aoff[r] when aoff is not null,
+// and B_j = b + j*ldb, or b + boff[j].
+using DotKernel = void (*)(const DotRuns& runs, const float* a, int64_t lda, const int64_t* aoff,
+                           const float* b, int64_t ldb, const int64_t* boff, float* c, int64_t ldc, int rows,
+                           int cols, bool accumulate);
 
 enum class AMode { packed, rows };
 
@@ -966,8 +974,8 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float
           });
           for (int64_t co = 0; co < cout; co += KS::kDotRows)
             for (int64_t k = 0; k < kn; k += KS::kDotCols)
-              KS::kDot(per_img, gyn + co * per_img, per_img, nullptr, at + k * per_img, per_img, nullptr,
-                       part + co * M + k0 + k, M, int(std::min<int64_t>(KS::kDotRows, cout - co)),
+              KS::kDot({.len = per_img}, gyn + co * per_img, per_img, nullptr, at + k * per_img, per_img,
+                       nullptr, part + co * M + k0 + k, M, int(std::min<int64_t>(KS::kDotRows, cout - co)),
                        int(std::min<int64_t>(KS::kDotCols, kn - k)), !first);
         }
         first = false;

@@ -99,19 +99,19 @@ struct ScalarLaneMoves {
 
 // What a lanes forward needs per call: the tap offsets, where each input pixel goes in the phase-split
 // planes and each output pixel comes from on the widened grid, the blocking and the packed weights. The
-// tables sit in the calling thread's table workspace, followed by `extra_entries` more (extra_table) for
-// the caller.
+// tables sit in the calling thread's table workspace.
 template <class KS>
 struct LanesForwardPlan {
   static constexpr int64_t L = KS::kVec;
-  int64_t per_img, M, K, x_img, y_img, ws, wide_q, tap_max, src_floats, ldr;
+  int64_t per_img, M, K, x_img, y_img, ho, wo, ws, wide_q, tap_max, src_floats, ldr;
+  bool row_tiles;  // whole register tiles per output row, none on the widened grid's extra columns
   Blocking bl;
   MicroKernel uk;
   const float* ap;
-  int64_t *tap_off, *x_pixel, *y_pixel, *extra_table;
+  int64_t *tap_off, *x_pixel, *y_pixel;
 
-  LanesForwardPlan(const Conv2dGeometry& g, const float* w, int64_t extra_entries = 0) {
-    const int64_t ho = g.out_h(), wo = g.out_w();
+  LanesForwardPlan(const Conv2dGeometry& g, const float* w) {
+    ho = g.out_h(), wo = g.out_w();
     per_img = ho * wo, M = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
     x_img = g.in_channels * g.in_h * g.in_w, y_img = M * per_img;
     const PhaseSplit ps = phase_split_for(g);
@@ -119,8 +119,10 @@ struct LanesForwardPlan {
     ws = ps.ws, wide_q = ho * ws;  // pixels of the widened grid
     bl = make_blocking<KS>(M, K, wide_q * L);
     uk = KS::kernel(bl.tile, AMode::packed, true);
-    tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K + x_img + per_img + extra_entries);
-    x_pixel = tap_off + K, y_pixel = x_pixel + x_img, extra_table = y_pixel + per_img;
+    // A 3x3 output on planes 4 wide: 3 tiles of 3 pixels instead of 4 over the widened grid.
+    row_tiles = ws > wo && wo % bl.tile.nv == 0;
+    tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K + x_img + per_img);
+    x_pixel = tap_off + K, y_pixel = x_pixel + x_img;
     forward_tap_offsets(g, ps, tap_off);
     padded_pixels(1, ho, wo, ho, ps.ws, 0, 0, y_pixel);  // output pixel (i, j): (i, j) of the widened grid
     tap_max = *std::max_element(tap_off, tap_off + K);
@@ -140,9 +142,14 @@ struct LanesForwardPlan {
   // bl.m_pad * ldr floats.
   void compute_block(const float* src, float* res, const float* bias, int64_t count, float* y_block,
                      bool relu) const {
-    for (int64_t q0 = 0; q0 < wide_q * L; q0 += bl.nc)
-      gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, std::min(bl.nc, wide_q * L - q0), res + q0,
-                            ldr, bias);
+    if (row_tiles)
+      for (int64_t i = 0; i < ho; ++i)
+        for (int64_t q0 = i * ws * L; q0 < (i * ws + wo) * L; q0 += bl.nr)
+          gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, bl.nr, res + q0, ldr, bias);
+    else
+      for (int64_t q0 = 0; q0 < wide_q * L; q0 += bl.nc)
+        gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, std::min(bl.nc, wide_q * L - q0), res + q0,
+                              ldr, bias);
     for (int64_t m = 0; m < M; ++m)
       KS::deinterleave(res + m * ldr, count, per_img, y_block + m * per_img, y_img, y_pixel, 0.0f, relu);
   }
@@ -347,22 +354,31 @@ bool lanes_taps_as_rows(int64_t taps, int64_t cout) {
 }
 
 // One group of blocks' share of the weight gradient: part [taps][Cout] (taps_as_rows) or [Cout][taps]
-// (+)= the dot products of each tap's row of the planes in src (at tap_off[k]) with each channel's gy row
-// (gyw + co * len), all `len` floats long.
+// (+)= the dot products of each tap's row of the planes in src (at tap_off[k]) with each channel's gy row.
+// gy is compact, [Cout][rows][row_len] from gyw; the taps' rows lie on the widened grid, `tap_row` floats
+// per output row, so the dot products run output row by output row and skip the widened grid's extra
+// columns (a 7x7 output on planes 8 wide would spend 1/8 of its products on them, a 3x3 one on planes 4
+// wide 1/4).
 template <class KS>
-void lanes_weight_dots(bool taps_as_rows, int64_t taps, int64_t cout, int64_t len, const float* src,
-                       const int64_t* tap_off, const float* gyw, float* part, bool accumulate) {
+void lanes_weight_dots(bool taps_as_rows, int64_t taps, int64_t cout, int64_t rows, int64_t row_len,
+                       int64_t tap_row, const float* src, const int64_t* tap_off, const float* gyw,
+                       float* part, bool accumulate) {
   constexpr int64_t R = KS::kDotRows, J = KS::kDotCols;
-  if (taps_as_rows)
+  const int64_t gy_len = rows * row_len;
+  DotRuns runs{.len = row_len, .count = rows, .a_step = row_len, .b_step = tap_row};
+  if (tap_row == row_len) runs = {.len = gy_len};  // no extra columns: one run
+  if (taps_as_rows) {
+    std::swap(runs.a_step, runs.b_step);
     for (int64_t k = 0; k < taps; k += R)
       for (int64_t co = 0; co < cout; co += J)
-        KS::kDot(len, src, 0, tap_off + k, gyw + co * len, len, nullptr, part + k * cout + co, cout,
+        KS::kDot(runs, src, 0, tap_off + k, gyw + co * gy_len, gy_len, nullptr, part + k * cout + co, cout,
                  int(std::min(R, taps - k)), int(std::min(J, cout - co)), accumulate);
-  else
+  } else {
     for (int64_t co = 0; co < cout; co += R)
       for (int64_t k = 0; k < taps; k += J)
-        KS::kDot(len, gyw + co * len, len, nullptr, src, 0, tap_off + k, part + co * taps + k, taps,
+        KS::kDot(runs, gyw + co * gy_len, gy_len, nullptr, src, 0, tap_off + k, part + co * taps + k, taps,
                  int(std::min(R, cout - co)), int(std::min(J, taps - k)), accumulate);
+  }
 }
 
 // gw [Cout][M] (and gbias from tap M, when taps > M) as the sum of the team's parts (null: no blocks).
@@ -408,11 +424,11 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
   const int64_t x_img = g.in_channels * g.in_h * g.in_w, out_img = cout * per_img;
   const PhaseSplit ps = phase_split_for(g);
   const int64_t img_pixels = g.in_channels * ps.planes_per_channel() * ps.plane_size();
-  const int64_t wide_q = ho * ps.ws;  // a dot product runs over widened pixels x blocks x lanes
+  const int64_t wide_q = ho * ps.ws;  // pixels of the widened grid
   const int64_t blocks = ceil_div(g.batch, L);
   const int nt = threads_for(blocks);
   const int64_t S = lanes_weight_group_blocks<KS>(g);
-  const int64_t LS = L * S, len = wide_q * LS;
+  const int64_t LS = L * S, gy_len = per_img * LS;  // a channel's gy row: [pixel][block][lane]
 
   int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(taps + x_img + out_img);
   int64_t *x_pixel = tap_off + taps, *gy_pixel = x_pixel + x_img;
@@ -421,12 +437,12 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
   for (int64_t k = 0; k < M; ++k) tap_off[k] *= LS;
   float** parts = thread_workspace(WorkspaceSlot::thread_results).get<float*>(nt);
   const int64_t src_floats = std::max(img_pixels * LS, (tap_max + wide_q) * LS);
-  // per thread: x's planes, the discarded pixels' slot, gy on the widened grid (zero in its extra columns)
-  // [Cout][pixel][block][lane], then the ones row
-  const int64_t gy_at = src_floats + LS, ones_at = gy_at + cout * len;
+  // per thread: x's planes, the discarded pixels' slot, gy [Cout][pixel][block][lane], then the ones row
+  // (over the widened grid, as the taps' rows)
+  const int64_t gy_at = src_floats + LS, ones_at = gy_at + cout * gy_len, ones_len = wide_q * LS;
   if (gbias) tap_off[M] = ones_at;
   phase_split_pixels(ps, g.in_channels, g.in_h, g.in_w, src_floats / LS, x_pixel);
-  padded_pixels(cout, ho, wo, ho, ps.ws, 0, 0, gy_pixel);
+  padded_pixels(cout, ho, wo, ho, wo, 0, 0, gy_pixel);
   for (int64_t v = 0; v < x_img; ++v) x_pixel[v] *= S;  // in kVec-float vectors
   for (int64_t v = 0; v < out_img; ++v) gy_pixel[v] *= S;
   const bool taps_as_rows = lanes_taps_as_rows<KS>(taps, cout);
@@ -439,17 +455,18 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
     split_range(ceil_div(blocks, S), tn, t, b0, b1);
     float* part = thread_workspace(WorkspaceSlot::partial_sums).get<float>(cout * taps);
     parts[t] = b1 > b0 ? part : nullptr;
-    float* src = thread_workspace(WorkspaceSlot::source).get<float>(ones_at + len);
+    float* src = thread_workspace(WorkspaceSlot::source).get<float>(ones_at + ones_len);
     float* gyw = src + gy_at;
-    std::fill(src, src + ones_at, 0.0f);
-    std::fill(src + ones_at, src + ones_at + len, 1.0f);
+    std::fill(src, src + gy_at, 0.0f);  // the planes' padding; gy is written whole
+    std::fill(src + ones_at, src + ones_at + ones_len, 1.0f);
     for (int64_t b = b0; b < b1; ++b) {
       for (int64_t s = 0; s < S; ++s) {  // past the batch: count 0, zero lanes
         const int64_t n0 = std::min((b * S + s) * L, g.batch), count = std::min(L, g.batch - n0);
         KS::interleave(x + n0 * x_img, x_img, count, x_img, x_pixel, src + s * L);
         KS::interleave(gy + n0 * out_img, out_img, count, out_img, gy_pixel, gyw + s * L);
       }
-      lanes_weight_dots<KS>(taps_as_rows, taps, cout, len, src, tap_off, gyw, part, b > b0);
+      lanes_weight_dots<KS>(taps_as_rows, taps, cout, ho, wo * LS, ps.ws * LS, src, tap_off, gyw, part,
+                            b > b0);
     }
     if (t == 0) team = tn;
   }
@@ -466,16 +483,13 @@ void conv_transpose2d_backward_lanes(const Conv2dGeometry& g, const float* gout,
                                      const float* w, float* gx, float* gw) {
   constexpr int64_t L = KS::kVec;
   const int64_t cout = g.out_channels, M = g.in_channels * g.kernel_h * g.kernel_w;
-  const int64_t ho = g.out_h(), out_img = cout * ho * g.out_w();
-  const LanesForwardPlan<KS> plan(g, w, out_img);
-  const int64_t len = plan.wide_q * L;  // a dot product: the widened grid x lanes
-  int64_t* xin_pixel = plan.extra_table;
-  padded_pixels(cout, ho, g.out_w(), ho, plan.ws, 0, 0, xin_pixel);
+  const int64_t ho = g.out_h(), wo = g.out_w(), out_img = cout * ho * wo;
+  const LanesForwardPlan<KS> plan(g, w);
   const bool taps_as_rows = lanes_taps_as_rows<KS>(M, cout);
   const int64_t blocks = ceil_div(g.batch, L);
   const int nt = threads_for(blocks);
   float** parts = thread_workspace(WorkspaceSlot::thread_results).get<float*>(nt);
-  // per thread: gout's planes, the discarded pixels' slot, xin on the widened grid [Cout][pixel][lane]
+  // per thread: gout's planes, the discarded pixels' slot, xin [Cout][pixel][lane]
   const int64_t xin_at = plan.src_floats + L;
   int team = 1;
 
@@ -487,14 +501,15 @@ void conv_transpose2d_backward_lanes(const Conv2dGeometry& g, const float* gout,
     float* part = thread_workspace(WorkspaceSlot::partial_sums).get<float>(cout * M);
     parts[t] = b1 > b0 ? part : nullptr;
     float* res = thread_workspace(WorkspaceSlot::accumulators).get<float>(plan.bl.m_pad * plan.ldr);
-    float* src = thread_workspace(WorkspaceSlot::source).get<float>(xin_at + cout * len);
-    std::fill(src, src + xin_at + cout * len, 0.0f);
+    float* src = thread_workspace(WorkspaceSlot::source).get<float>(xin_at + out_img * L);
+    std::fill(src, src + xin_at, 0.0f);  // the planes' padding; xin is written whole
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n0 = b * L, count = std::min(L, g.batch - n0);
       KS::interleave(gout + n0 * plan.x_img, plan.x_img, count, plan.x_img, plan.x_pixel, src);
       plan.compute_block(src, res, nullptr, count, gx + n0 * plan.y_img, false);
-      KS::interleave(xin + n0 * out_img, out_img, count, out_img, xin_pixel, src + xin_at);
-      lanes_weight_dots<KS>(taps_as_rows, M, cout, len, src, plan.tap_off, src + xin_at, part, b > b0);
+      KS::interleave(xin + n0 * out_img, out_img, count, out_img, nullptr, src + xin_at);
+      lanes_weight_dots<KS>(taps_as_rows, M, cout, ho, wo * L, plan.ws * L, src, plan.tap_off, src + xin_at,
+                            part, b > b0);
     }
     if (t == 0) team = tn;
   }
