@@ -103,7 +103,7 @@ struct ScalarLaneMoves {
 template <class KS>
 struct LanesForwardPlan {
   static constexpr int64_t L = KS::kVec;
-  int64_t per_img, M, K, x_img, y_img, ho, wo, ws, wide_q, tap_max, src_floats, ldr;
+  int64_t per_img, M, K, x_img, y_img, wo, ws, wide_q, tap_max, src_floats, ldr;
   bool row_tiles;  // whole register tiles per output row, none on the widened grid's extra columns
   Blocking bl;
   MicroKernel uk;
@@ -111,7 +111,8 @@ struct LanesForwardPlan {
   int64_t *tap_off, *x_pixel, *y_pixel;
 
   LanesForwardPlan(const Conv2dGeometry& g, const float* w) {
-    ho = g.out_h(), wo = g.out_w();
+    const int64_t ho = g.out_h();
+    wo = g.out_w();
     per_img = ho * wo, M = g.out_channels, K = g.in_channels * g.kernel_h * g.kernel_w;
     x_img = g.in_channels * g.in_h * g.in_w, y_img = M * per_img;
     const PhaseSplit ps = phase_split_for(g);
@@ -143,9 +144,8 @@ struct LanesForwardPlan {
   void compute_block(const float* src, float* res, const float* bias, int64_t count, float* y_block,
                      bool relu) const {
     if (row_tiles)
-      for (int64_t i = 0; i < ho; ++i)
-        for (int64_t q0 = i * ws * L; q0 < (i * ws + wo) * L; q0 += bl.nr)
-          gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, bl.nr, res + q0, ldr, bias);
+      for (int64_t q0 = 0; q0 < wide_q * L; q0 += ws * L)
+        gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, wo * L, res + q0, ldr, bias);
     else
       for (int64_t q0 = 0; q0 < wide_q * L; q0 += bl.nc)
         gemm_direct_block<KS>(bl, uk, M, K, ap, src, tap_off, q0, std::min(bl.nc, wide_q * L - q0), res + q0,
@@ -366,7 +366,6 @@ void lanes_weight_dots(bool taps_as_rows, int64_t taps, int64_t cout, int64_t ro
   constexpr int64_t R = KS::kDotRows, J = KS::kDotCols;
   const int64_t gy_len = rows * row_len;
   DotRuns runs{.len = row_len, .count = rows, .a_step = row_len, .b_step = tap_row};
-  if (tap_row == row_len) runs = {.len = gy_len};  // no extra columns: one run
   if (taps_as_rows) {
     std::swap(runs.a_step, runs.b_step);
     for (int64_t k = 0; k < taps; k += R)
@@ -442,9 +441,8 @@ void conv2d_backward_weight_lanes(const Conv2dGeometry& g, const float* x, const
   const int64_t gy_at = src_floats + LS, ones_at = gy_at + cout * gy_len, ones_len = wide_q * LS;
   if (gbias) tap_off[M] = ones_at;
   phase_split_pixels(ps, g.in_channels, g.in_h, g.in_w, src_floats / LS, x_pixel);
-  padded_pixels(cout, ho, wo, ho, wo, 0, 0, gy_pixel);
-  for (int64_t v = 0; v < x_img; ++v) x_pixel[v] *= S;  // in kVec-float vectors
-  for (int64_t v = 0; v < out_img; ++v) gy_pixel[v] *= S;
+  for (int64_t v = 0; v < x_img; ++v) x_pixel[v] *= S;        // in kVec-float vectors
+  for (int64_t v = 0; v < out_img; ++v) gy_pixel[v] = v * S;  // gy compact
   const bool taps_as_rows = lanes_taps_as_rows<KS>(taps, cout);
   int team = 1;
 
