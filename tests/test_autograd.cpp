@@ -1,25 +1,16 @@
 #include <catch2/catch.hpp>
 
-#include "sumi/autograd/gradcheck.hpp"
+#include "gradcheck_helpers.hpp"
+
 #include "sumi/autograd/gradient_zip.hpp"
 #include "sumi/ops/elementwise.hpp"
 #include "sumi/ops/linalg.hpp"
 
 using namespace sumi;
+using sumi::test::leaf;
+using sumi::test::require_gradcheck;
 using V = Variable<double>;
 using TD = Tensor<double>;
-
-namespace {
-V leaf(const Shape& shape, uint64_t seed, double low = -1, double high = 1) {
-  Generator gen(seed);
-  return V(TD::rand(shape, gen, low, high), true);
-}
-void require_gradcheck(const std::function<V(const std::vector<V>&)>& f, std::vector<V> inputs) {
-  const GradcheckResult r = gradcheck<double>(f, std::move(inputs));
-  INFO(r.message);
-  REQUIRE(r.ok);
-}
-}  // namespace
 
 TEST_CASE("binary ops broadcast and their gradients match finite differences", "[autograd][gradcheck]") {
   const std::vector<std::pair<Shape, Shape>> shape_pairs = {
@@ -30,7 +21,7 @@ TEST_CASE("binary ops broadcast and their gradients match finite differences", "
       require_gradcheck([](const std::vector<V>& v) { return sub(v[0], v[1]); }, {leaf(sa, 3), leaf(sb, 4)});
       require_gradcheck([](const std::vector<V>& v) { return mul(v[0], v[1]); }, {leaf(sa, 5), leaf(sb, 6)});
       require_gradcheck([](const std::vector<V>& v) { return div(v[0], v[1]); },
-                        {leaf(sa, 7), leaf(sb, 8, 0.5, 2)});
+                        {leaf(sa, 7), leaf(sb, 8, {0.5, 2})});
     }
   }
 }
@@ -43,7 +34,7 @@ TEST_CASE("unary ops match finite differences", "[autograd][gradcheck]") {
   require_gradcheck([](const std::vector<V>& v) { return sigmoid(v[0]); }, {x()});
   require_gradcheck([](const std::vector<V>& v) { return tanh(v[0]); }, {x()});
   require_gradcheck([](const std::vector<V>& v) { return exp(v[0]); }, {x()});
-  require_gradcheck([](const std::vector<V>& v) { return log(v[0]); }, {leaf({4, 5}, 12, 0.1, 3)});
+  require_gradcheck([](const std::vector<V>& v) { return log(v[0]); }, {leaf({4, 5}, 12, {0.1, 3})});
   require_gradcheck([](const std::vector<V>& v) { return v[0] * 3.0 + 1.0 - v[0] / 2.0; }, {x()});
 }
 

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include "gradcheck_helpers.hpp"
+
 #include <cmath>
 #include <limits>
 #include <string>
@@ -7,28 +9,18 @@
 #include "max_error.hpp"
 
 #include "fixture.hpp"
-#include "sumi/autograd/gradcheck.hpp"
 #include "sumi/ops/batch_norm.hpp"
 #include "sumi/ops/dropout.hpp"
 
 using namespace sumi;
+using sumi::test::leaf;
+using sumi::test::require_gradcheck;
 using V = Variable<double>;
 using TD = Tensor<double>;
 using VF = Variable<float>;
 using TF = Tensor<float>;
 
 namespace {
-V leaf(const Shape& shape, uint64_t seed, bool requires_grad = true, double low = -1, double high = 1) {
-  Generator gen(seed);
-  return V(TD::rand(shape, gen, low, high), requires_grad);
-}
-
-void require_gradcheck(const std::function<V(const std::vector<V>&)>& f, std::vector<V> inputs) {
-  const GradcheckResult r = gradcheck<double>(f, std::move(inputs));
-  INFO(r.message);
-  REQUIRE(r.ok);
-}
-
 // Training-mode batch norm with fresh running buffers (zeros / ones), so every call is the same function.
 V bn_train(const V& x, const V& w, const V& b) {
   TD rm = TD::zeros({x.size(1)}), rv = TD::ones({x.size(1)});
@@ -43,15 +35,15 @@ TEST_CASE("batch_norm training-mode gradients match finite differences", "[batch
     INFO("input shape " << shape_str(shape));
     const int64_t C = shape[1];
     // Scale and shift away from 0 and 1, so wrong terms do not cancel.
-    auto x = [&] { return leaf(shape, 1, true, -2, 3); };
-    auto w = [&](bool rg) { return leaf({C}, 2, rg, 0.5, 2); };
-    auto b = [&](bool rg) { return leaf({C}, 3, rg); };
+    auto x = [&] { return leaf(shape, 1, {-2, 3}); };
+    auto w = [&](bool rg) { return leaf({C}, 2, {0.5, 2, rg}); };
+    auto b = [&](bool rg) { return leaf({C}, 3, {.requires_grad = rg}); };
     auto f = [](const std::vector<V>& v) { return bn_train(v[0], v[1], v[2]); };
     require_gradcheck(f, {x(), w(true), b(true)});
     // Each gradient on its own (the op computes only the required ones).
     require_gradcheck(f, {x(), w(false), b(false)});
-    require_gradcheck(f, {leaf(shape, 1, false), w(true), b(false)});
-    require_gradcheck(f, {leaf(shape, 1, false), w(false), b(true)});
+    require_gradcheck(f, {leaf(shape, 1, {.requires_grad = false}), w(true), b(false)});
+    require_gradcheck(f, {leaf(shape, 1, {.requires_grad = false}), w(false), b(true)});
     // Affine off.
     require_gradcheck([](const std::vector<V>& v) { return bn_train(v[0], V(), V()); }, {x()});
     // Undefined running buffers are allowed in training.
@@ -68,13 +60,14 @@ TEST_CASE("batch_norm eval-mode gradients match finite differences", "[batch_nor
   for (const Shape& shape : {Shape{6, 5}, Shape{3, 4, 3, 2}}) {
     INFO("input shape " << shape_str(shape));
     const int64_t C = shape[1];
-    const TD rm = leaf({C}, 7, false).value(), rv = leaf({C}, 8, false, 0.5, 2).value();
+    const TD rm = leaf({C}, 7, {.requires_grad = false}).value(), rv = leaf({C}, 8, {0.5, 2, false}).value();
     auto f = [rm, rv](const std::vector<V>& v) {
       TD m = rm.clone(), s = rv.clone();
       return batch_norm(v[0], m, s, v[1], v[2], false);
     };
-    require_gradcheck(f, {leaf(shape, 1, true, -2, 3), leaf({C}, 2, true, 0.5, 2), leaf({C}, 3)});
-    require_gradcheck(f, {leaf(shape, 1, true, -2, 3), leaf({C}, 2, false, 0.5, 2), leaf({C}, 3, false)});
+    require_gradcheck(f, {leaf(shape, 1, {-2, 3}), leaf({C}, 2, {0.5, 2}), leaf({C}, 3)});
+    require_gradcheck(
+        f, {leaf(shape, 1, {-2, 3}), leaf({C}, 2, {0.5, 2, false}), leaf({C}, 3, {.requires_grad = false})});
   }
 }
 
@@ -105,7 +98,7 @@ TEST_CASE("batch_norm training uses batch statistics and updates the running one
 }
 
 TEST_CASE("batch_norm 4-d normalises each channel over N, H and W", "[batch_norm]") {
-  const V x = leaf({3, 4, 5, 6}, 5, false, -3, 7);
+  const V x = leaf({3, 4, 5, 6}, 5, {-3, 7, false});
   TD rm, rv;  // not tracked
   const TD y = batch_norm(x, rm, rv, V(), V(), true).value();
   REQUIRE_FALSE(rm.defined());
@@ -292,7 +285,7 @@ TEST_CASE("dropout backward multiplies by the same mask", "[dropout][gradcheck]"
   V x = leaf({5, 40}, 4);
   Generator gen(9);
   const V y = dropout(x, 0.3, true, gen);
-  const TD g = leaf({5, 40}, 5, false).value();
+  const TD g = leaf({5, 40}, 5, {.requires_grad = false}).value();
   y.backward(g);
   int64_t dropped = 0;
   for (int64_t i = 0; i < x.numel(); ++i) {

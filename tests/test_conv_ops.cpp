@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include "gradcheck_helpers.hpp"
+
 #include <cmath>
 #include <map>
 #include <string>
@@ -7,30 +9,20 @@
 #include "max_error.hpp"
 
 #include "fixture.hpp"
-#include "sumi/autograd/gradcheck.hpp"
 #include "sumi/ops/conv.hpp"
 #include "sumi/ops/elementwise.hpp"
 
 using namespace sumi;
+using sumi::test::leaf;
+using sumi::test::require_gradcheck;
 using V = Variable<double>;
 using TD = Tensor<double>;
 using VF = Variable<float>;
 
 namespace {
-V leaf(const Shape& shape, uint64_t seed, bool requires_grad = true) {
-  Generator gen(seed);
-  return V(TD::rand(shape, gen, -1, 1), requires_grad);
-}
-
 std::string describe(const IntPair& s, const IntPair& p, const IntPair& d, bool bias) {
   return "stride " + s.to_string() + " padding " + p.to_string() + " dilation " + d.to_string() +
          (bias ? " with bias" : " without bias");
-}
-
-void require_gradcheck(const std::function<V(const std::vector<V>&)>& f, std::vector<V> inputs) {
-  const GradcheckResult r = gradcheck<double>(f, std::move(inputs));
-  INFO(r.message);
-  REQUIRE(r.ok);
 }
 
 double dot(const TD& a, const TD& b) {
@@ -133,7 +125,8 @@ TEST_CASE("conv_transpose2d gradients match finite differences over a sweep of g
 }
 
 TEST_CASE("conv_transpose2d output size follows PyTorch's formula", "[conv]") {
-  const V x = leaf({1, 2, 5, 4}, 1, false), w = leaf({2, 3, 3, 2}, 2, false);
+  const V x = leaf({1, 2, 5, 4}, 1, {.requires_grad = false}),
+          w = leaf({2, 3, 3, 2}, 2, {.requires_grad = false});
   // (H - 1) * s - 2p + d * (k - 1) + op + 1
   REQUIRE(conv_transpose2d(x, w).shape() == Shape{1, 3, 7, 5});
   REQUIRE(conv_transpose2d(x, w, V(), {.stride = 2, .padding = 1, .output_padding = 1}).shape() ==
@@ -144,7 +137,8 @@ TEST_CASE("conv_transpose2d output size follows PyTorch's formula", "[conv]") {
   // output_padding >= stride is allowed when it is below the dilation.
   REQUIRE(conv_transpose2d(x, w, V(), {.stride = 1, .output_padding = 1, .dilation = 2}).shape() ==
           Shape{1, 3, 10, 7});
-  REQUIRE(conv2d(x, leaf({4, 2, 3, 2}, 3, false), V(), {.stride = 2, .padding = {1, 0}, .dilation = {1, 2}})
+  REQUIRE(conv2d(x, leaf({4, 2, 3, 2}, 3, {.requires_grad = false}), V(),
+                 {.stride = 2, .padding = {1, 0}, .dilation = {1, 2}})
               .shape() == Shape{1, 4, 3, 1});
 }
 
@@ -161,9 +155,9 @@ TEST_CASE("conv_transpose2d is the adjoint of conv2d", "[conv]") {
                                    {{2, 2, 8, 8}, {6, 2, 4, 4}, 2, 1, 1},
                                    {{1, 3, 10, 9}, {2, 3, 3, 3}, 3, 2, 2}};
   for (const Case& c : cases) {
-    const V a = leaf(c.a, 1, false), w = leaf(c.w, 2, false);
+    const V a = leaf(c.a, 1, {.requires_grad = false}), w = leaf(c.w, 2, {.requires_grad = false});
     const V ya = conv2d(a, w, V(), {.stride = c.s, .padding = c.p, .dilation = c.d});
-    const V b = leaf(ya.shape(), 3, false);
+    const V b = leaf(ya.shape(), 3, {.requires_grad = false});
     // output_padding recovers the rows the conv2d stride dropped.
     const IntPair op{(c.a[2] + 2 * c.p.h - c.d.h * (c.w[2] - 1) - 1) % c.s.h,
                      (c.a[3] + 2 * c.p.w - c.d.w * (c.w[3] - 1) - 1) % c.s.w};
@@ -177,8 +171,9 @@ TEST_CASE("conv_transpose2d is the adjoint of conv2d", "[conv]") {
 }
 
 TEST_CASE("conv ops add the bias per output channel", "[conv]") {
-  const V x = leaf({2, 3, 5, 5}, 1, false), w = leaf({4, 3, 3, 3}, 2, false), b = leaf({4}, 3, false);
-  const V wt = leaf({3, 4, 3, 3}, 4, false);
+  const V x = leaf({2, 3, 5, 5}, 1, {.requires_grad = false}),
+          w = leaf({4, 3, 3, 3}, 2, {.requires_grad = false}), b = leaf({4}, 3, {.requires_grad = false});
+  const V wt = leaf({3, 4, 3, 3}, 4, {.requires_grad = false});
   const TD y0 = conv2d(x, w).value(), y1 = conv2d(x, w, b).value();
   const TD t0 = conv_transpose2d(x, wt).value(), t1 = conv_transpose2d(x, wt, b).value();
   for (int64_t n = 0; n < 2; ++n)
@@ -279,21 +274,24 @@ TEST_CASE("conv ops compute only the gradients that are required", "[conv]") {
     };
     const Shape ws = transpose ? Shape{3, 4, 3, 3} : Shape{4, 3, 3, 3};
     {
-      V x = leaf({2, 3, 6, 6}, 1, true), w = leaf(ws, 2, false), b = leaf({4}, 3, false);
+      V x = leaf({2, 3, 6, 6}, 1), w = leaf(ws, 2, {.requires_grad = false}),
+        b = leaf({4}, 3, {.requires_grad = false});
       run(x, w, b);
       REQUIRE(x.grad().defined());
       REQUIRE_FALSE(w.grad().defined());
       REQUIRE_FALSE(b.grad().defined());
     }
     {
-      V x = leaf({2, 3, 6, 6}, 1, false), w = leaf(ws, 2, true), b = leaf({4}, 3, false);
+      V x = leaf({2, 3, 6, 6}, 1, {.requires_grad = false}), w = leaf(ws, 2),
+        b = leaf({4}, 3, {.requires_grad = false});
       run(x, w, b);
       REQUIRE_FALSE(x.grad().defined());
       REQUIRE(w.grad().defined());
       REQUIRE_FALSE(b.grad().defined());
     }
     {
-      V x = leaf({2, 3, 6, 6}, 1, false), w = leaf(ws, 2, false), b = leaf({4}, 3, true);
+      V x = leaf({2, 3, 6, 6}, 1, {.requires_grad = false}), w = leaf(ws, 2, {.requires_grad = false}),
+        b = leaf({4}, 3);
       run(x, w, b);
       REQUIRE_FALSE(x.grad().defined());
       REQUIRE_FALSE(w.grad().defined());
@@ -306,24 +304,25 @@ TEST_CASE("conv ops compute only the gradients that are required", "[conv]") {
 }
 
 TEST_CASE("conv ops accept non-contiguous inputs", "[conv]") {
-  const V xt = leaf({2, 3, 7, 6}, 1, false);  // viewed as [2, 3, 6, 7] through a transpose
+  const V xt = leaf({2, 3, 7, 6}, 1, {.requires_grad = false});  // viewed as [2, 3, 6, 7] through a transpose
   const V x_view(xt.value().transpose(2, 3), true), x_copy(xt.value().transpose(2, 3).contiguous(), true);
   REQUIRE_FALSE(x_view.value().is_contiguous());
-  const V w = leaf({5, 3, 3, 3}, 2, true);
-  const V wt_base = leaf({3, 5, 3, 3}, 3, false);
+  const V w = leaf({5, 3, 3, 3}, 2);
+  const V wt_base = leaf({3, 5, 3, 3}, 3, {.requires_grad = false});
   const V w_view(wt_base.value().transpose(2, 3), true),
       w_copy(wt_base.value().transpose(2, 3).contiguous(), true);
 
   const V y_view = conv2d(x_view, w, V(), {.stride = 2, .padding = 1});
   const V y_copy = conv2d(x_copy, w, V(), {.stride = 2, .padding = 1});
   REQUIRE(max_abs_diff(y_view.value(), y_copy.value()) == 0);
-  const TD gy_base = leaf({2, 5, 4, 3}, 4, false).value();  // non-contiguous upstream gradient too
+  const TD gy_base =
+      leaf({2, 5, 4, 3}, 4, {.requires_grad = false}).value();  // non-contiguous upstream gradient too
   REQUIRE_FALSE(gy_base.transpose(2, 3).is_contiguous());
   y_view.backward(gy_base.transpose(2, 3));
   y_copy.backward(gy_base.transpose(2, 3).contiguous());
   REQUIRE(max_abs_diff(x_view.grad(), x_copy.grad()) == 0);
 
-  const V x2 = leaf({2, 3, 4, 5}, 5, false);
+  const V x2 = leaf({2, 3, 4, 5}, 5, {.requires_grad = false});
   const V t_view = conv_transpose2d(x2, w_view, V(), {.stride = 2});
   const V t_copy = conv_transpose2d(x2, w_copy, V(), {.stride = 2});
   REQUIRE(max_abs_diff(t_view.value(), t_copy.value()) == 0);

@@ -1,30 +1,23 @@
 #include <catch2/catch.hpp>
+
 #include <cmath>
+#include "gradcheck_helpers.hpp"
 
 #include "fixture.hpp"
-#include "sumi/autograd/gradcheck.hpp"
 #include "sumi/ops/elementwise.hpp"
 #include "sumi/ops/loss.hpp"
 #include "sumi/ops/reduction.hpp"
 #include "sumi/ops/softmax.hpp"
 
 using namespace sumi;
+using sumi::test::leaf;
+using sumi::test::require_gradcheck;
 using V = Variable<double>;
 using TD = Tensor<double>;
 using VF = Variable<float>;
 using TF = Tensor<float>;
 
 namespace {
-V leaf(const Shape& shape, uint64_t seed, double low = -1, double high = 1, bool requires_grad = true) {
-  Generator gen(seed);
-  return V(TD::rand(shape, gen, low, high), requires_grad);
-}
-void require_gradcheck(const std::function<V(const std::vector<V>&)>& f, std::vector<V> inputs) {
-  const GradcheckResult r = gradcheck<double>(f, std::move(inputs));
-  INFO(r.message);
-  REQUIRE(r.ok);
-}
-
 // Every element within rtol of its own expected value (Fixture::require_close scales by the largest element,
 // which would hide errors in small gradients next to the ~1e10 ones of the clamped BCE entries).
 void require_each_close(const test::Fixture& fx, const std::string& name, const TF& computed,
@@ -138,7 +131,7 @@ TEST_CASE("loss values and gradients on small hand-computed cases", "[loss]") {
     loss.backward();
     REQUIRE(std::abs(z.grad().at({0})) < 1e-12f);
     REQUIRE(z.grad().at({1}) == Approx(-0.5));
-    const V logits = leaf({3, 4}, 7, -3, 3, false), target = leaf({3, 4}, 8, 0, 1, false);
+    const V logits = leaf({3, 4}, 7, {-3, 3, false}), target = leaf({3, 4}, 8, {0, 1, false});
     REQUIRE(bce_with_logits(logits, target).item() == Approx(bce_loss(sigmoid(logits), target).item()));
   }
   SECTION("cross_entropy") {
@@ -156,7 +149,7 @@ TEST_CASE("loss values and gradients on small hand-computed cases", "[loss]") {
     REQUIRE(cross_entropy(big, {1, 0}).item() == Approx((2 * std::log1p(std::exp(-1.0)) + 1) / 2));
     REQUIRE(cross_entropy(big, {1, 1}).item() == Approx(std::log1p(std::exp(-1.0))));
     // The same as the mean of -log_softmax at the labels.
-    const V logits = leaf({5, 6}, 9, -4, 4, false);
+    const V logits = leaf({5, 6}, 9, {-4, 4, false});
     const std::vector<int64_t> labels = {5, 0, 2, 2, 3};
     const TD ls = log_softmax(logits, 1).value();
     double expected = 0;
@@ -169,16 +162,16 @@ TEST_CASE("loss values and gradients on small hand-computed cases", "[loss]") {
 // -------------------------------------------------------------------------------------------------
 
 TEST_CASE("loss gradients match finite differences", "[loss][gradcheck]") {
-  const V target = leaf({3, 4}, 2, -1, 1, false);
+  const V target = leaf({3, 4}, 2, {-1, 1, false});
   require_gradcheck([&](const std::vector<V>& v) { return mse_loss(v[0], target); }, {leaf({3, 4}, 1)});
-  const V prob_target = leaf({3, 4}, 4, 0, 1, false);
+  const V prob_target = leaf({3, 4}, 4, {0, 1, false});
   require_gradcheck([&](const std::vector<V>& v) { return bce_loss(v[0], prob_target); },
-                    {leaf({3, 4}, 3, 0.1, 0.9)});
+                    {leaf({3, 4}, 3, {0.1, 0.9})});
   require_gradcheck([&](const std::vector<V>& v) { return bce_with_logits(v[0], prob_target); },
-                    {leaf({3, 4}, 5, -4, 4)});
+                    {leaf({3, 4}, 5, {-4, 4})});
   const std::vector<int64_t> labels = {2, 0, 4, 4, 1};
   require_gradcheck([&](const std::vector<V>& v) { return cross_entropy(v[0], labels); },
-                    {leaf({5, 5}, 6, -3, 3)});
+                    {leaf({5, 5}, 6, {-3, 3})});
   // Scaled upstream gradient, through a composition.
   require_gradcheck(
       [&](const std::vector<V>& v) { return mse_loss(v[0], target) * 3.0 + cross_entropy(v[1], labels); },
@@ -186,8 +179,8 @@ TEST_CASE("loss gradients match finite differences", "[loss][gradcheck]") {
 }
 
 TEST_CASE("the target of a loss gets no gradient", "[loss]") {
-  V x = leaf({2, 3}, 11, 0.2, 0.8);
-  V t = leaf({2, 3}, 12, 0, 1);  // requires_grad, yet treated as a constant
+  V x = leaf({2, 3}, 11, {0.2, 0.8});
+  V t = leaf({2, 3}, 12, {0, 1});  // requires_grad, yet treated as a constant
   for (const auto& loss_fn : std::vector<std::function<V(const V&, const V&)>>{
            [](const V&a, const V&b) { return mse_loss(a, b); },
            [](const V&a, const V&b) { return bce_loss(a, b); },

@@ -1,7 +1,8 @@
 #include <catch2/catch.hpp>
-#include <cmath>
 
-#include "sumi/autograd/gradcheck.hpp"
+#include <cmath>
+#include "gradcheck_helpers.hpp"
+
 #include "sumi/kernels/threading.hpp"
 #include "sumi/ops/elementwise.hpp"
 #include "sumi/ops/reduction.hpp"
@@ -9,19 +10,12 @@
 #include "sumi/ops/softmax.hpp"
 
 using namespace sumi;
+using sumi::test::leaf;
+using sumi::test::require_gradcheck;
 using V = Variable<double>;
 using TD = Tensor<double>;
 
 namespace {
-V leaf(const Shape& shape, uint64_t seed, double low = -1, double high = 1) {
-  Generator gen(seed);
-  return V(TD::rand(shape, gen, low, high), true);
-}
-void require_gradcheck(const std::function<V(const std::vector<V>&)>& f, std::vector<V> inputs) {
-  const GradcheckResult r = gradcheck<double>(f, std::move(inputs));
-  INFO(r.message);
-  REQUIRE(r.ok);
-}
 // 0, 1, 2, ... in the given shape.
 TD iota(const Shape& shape) {
   return TD::arange(0, double(shape_numel(shape))).reshape(shape);
@@ -424,15 +418,15 @@ TEST_CASE("softmax and log_softmax gradients match finite differences", "[softma
   for (int64_t dim : {0, -1}) {
     INFO("dim " << dim);
     require_gradcheck([dim](const std::vector<V>& v) { return softmax(v[0], dim); },
-                      {leaf({3, 5}, 61, -2, 2)});
+                      {leaf({3, 5}, 61, {-2, 2})});
     require_gradcheck([dim](const std::vector<V>& v) { return log_softmax(v[0], dim); },
-                      {leaf({3, 5}, 62, -2, 2)});
+                      {leaf({3, 5}, 62, {-2, 2})});
   }
-  require_gradcheck([](const std::vector<V>& v) { return softmax(v[0], 1); }, {leaf({2, 3, 4}, 63, -2, 2)});
+  require_gradcheck([](const std::vector<V>& v) { return softmax(v[0], 1); }, {leaf({2, 3, 4}, 63, {-2, 2})});
   require_gradcheck([](const std::vector<V>& v) { return log_softmax(v[0], 1); },
-                    {leaf({2, 3, 4}, 64, -2, 2)});
+                    {leaf({2, 3, 4}, 64, {-2, 2})});
   require_gradcheck([](const std::vector<V>& v) { return log_softmax(v[0], 0); },
-                    {leaf({2, 3, 4}, 65, -2, 2)});
+                    {leaf({2, 3, 4}, 65, {-2, 2})});
 }
 
 TEST_CASE("softmax dimension errors", "[softmax][errors]") {
