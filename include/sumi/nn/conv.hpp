@@ -17,6 +17,19 @@ inline void check_conv_args(const char* layer, int64_t in_channels, int64_t out_
                                 std::to_string(in_channels) + ", " + std::to_string(out_channels) +
                                 ", kernel_size=" + kernel.to_string() + ")");
 }
+
+// The layer's arguments as PyTorch's _ConvNd.extra_repr prints them: those at their defaults left out.
+inline std::string conv_extra_repr(int64_t in_channels, int64_t out_channels, const IntPair& kernel,
+                                   const IntPair& stride, const IntPair& padding, const IntPair& dilation,
+                                   const IntPair& output_padding, bool has_bias) {
+  std::string s = std::to_string(in_channels) + ", " + std::to_string(out_channels) +
+                  ", kernel_size=" + kernel.to_string() + ", stride=" + stride.to_string();
+  if (padding != IntPair(0)) s += ", padding=" + padding.to_string();
+  if (dilation != IntPair(1)) s += ", dilation=" + dilation.to_string();
+  if (output_padding != IntPair(0)) s += ", output_padding=" + output_padding.to_string();
+  if (!has_bias) s += ", bias=False";
+  return s;
+}
 }  // namespace detail
 
 template <std::floating_point T = float>
@@ -51,12 +64,8 @@ class Conv2d : public Module<T>, public ReluFusable<T> {
 
   std::string type_name() const override { return "Conv2d"; }
   std::string extra_repr() const override {
-    std::string s = std::to_string(in_channels) + ", " + std::to_string(out_channels) +
-                    ", kernel_size=" + kernel_size.to_string() + ", stride=" + stride.to_string();
-    if (padding != IntPair(0)) s += ", padding=" + padding.to_string();
-    if (dilation != IntPair(1)) s += ", dilation=" + dilation.to_string();
-    if (!bias.defined()) s += ", bias=False";
-    return s;
+    return detail::conv_extra_repr(in_channels, out_channels, kernel_size, stride, padding, dilation, 0,
+                                   bias.defined());
   }
 
   const int64_t in_channels;
@@ -107,13 +116,8 @@ class ConvTranspose2d : public Module<T>, public ReluFusable<T> {
 
   std::string type_name() const override { return "ConvTranspose2d"; }
   std::string extra_repr() const override {
-    std::string s = std::to_string(in_channels) + ", " + std::to_string(out_channels) +
-                    ", kernel_size=" + kernel_size.to_string() + ", stride=" + stride.to_string();
-    if (padding != IntPair(0)) s += ", padding=" + padding.to_string();
-    if (dilation != IntPair(1)) s += ", dilation=" + dilation.to_string();
-    if (output_padding != IntPair(0)) s += ", output_padding=" + output_padding.to_string();
-    if (!bias.defined()) s += ", bias=False";
-    return s;
+    return detail::conv_extra_repr(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                                   output_padding, bias.defined());
   }
 
   const int64_t in_channels;
