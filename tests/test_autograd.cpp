@@ -1,7 +1,6 @@
 #include <catch2/catch.hpp>
 
 #include "gradcheck_helpers.hpp"
-
 #include "sumi/autograd/gradient_zip.hpp"
 #include "sumi/ops/elementwise.hpp"
 #include "sumi/ops/linalg.hpp"

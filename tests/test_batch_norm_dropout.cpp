@@ -1,7 +1,5 @@
 #include <catch2/catch.hpp>
 
-#include "gradcheck_helpers.hpp"
-
 #include <cmath>
 #include <limits>
 #include <string>
@@ -9,6 +7,7 @@
 #include "max_error.hpp"
 
 #include "fixture.hpp"
+#include "gradcheck_helpers.hpp"
 #include "sumi/ops/batch_norm.hpp"
 #include "sumi/ops/dropout.hpp"
 

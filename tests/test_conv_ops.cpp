@@ -1,7 +1,5 @@
 #include <catch2/catch.hpp>
 
-#include "gradcheck_helpers.hpp"
-
 #include <cmath>
 #include <map>
 #include <string>
@@ -9,6 +7,7 @@
 #include "max_error.hpp"
 
 #include "fixture.hpp"
+#include "gradcheck_helpers.hpp"
 #include "sumi/ops/conv.hpp"
 #include "sumi/ops/elementwise.hpp"
 

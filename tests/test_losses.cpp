@@ -1,9 +1,8 @@
 #include <catch2/catch.hpp>
-
 #include <cmath>
-#include "gradcheck_helpers.hpp"
 
 #include "fixture.hpp"
+#include "gradcheck_helpers.hpp"
 #include "sumi/ops/elementwise.hpp"
 #include "sumi/ops/loss.hpp"
 #include "sumi/ops/reduction.hpp"

@@ -1,8 +1,7 @@
 #include <catch2/catch.hpp>
-
 #include <cmath>
-#include "gradcheck_helpers.hpp"
 
+#include "gradcheck_helpers.hpp"
 #include "sumi/kernels/threading.hpp"
 #include "sumi/ops/elementwise.hpp"
 #include "sumi/ops/reduction.hpp"
