@@ -364,32 +364,8 @@ struct Avx512Shapes : gemm::ScalarLaneMoves<16> {
   static constexpr int kDotRows = 4, kDotCols = 4;
   static constexpr gemm::DotKernel kDot = &dot_kernel;
 
-  template <int MR, int NV>
-  static gemm::MicroKernel pick(gemm::AMode am, bool direct_b) {
-    if (am == gemm::AMode::packed)
-      return direct_b ? &micro_kernel<MR, NV * kVec, gemm::AMode::packed, true>
-                      : &micro_kernel<MR, NV * kVec, gemm::AMode::packed, false>;
-    return direct_b ? &micro_kernel<MR, NV * kVec, gemm::AMode::rows, true>
-                    : &micro_kernel<MR, NV * kVec, gemm::AMode::rows, false>;
-  }
-  static gemm::MicroKernel kernel(gemm::TileShape s, gemm::AMode am, bool direct_b) {
-    switch (s.mr * 100 + s.nv) {
-      case 604:
-        return pick<6, 4>(am, direct_b);
-      case 803:
-        return pick<8, 3>(am, direct_b);
-      case 406:
-        return pick<4, 6>(am, direct_b);
-      case 1202:
-        return pick<12, 2>(am, direct_b);
-      case 404:
-        return pick<4, 4>(am, direct_b);
-      case 208:
-        return pick<2, 8>(am, direct_b);
-      default:
-        return pick<1, 8>(am, direct_b);
-    }
-  }
+  template <int MR, int NV, gemm::AMode AM, bool DIRECT_B>
+  static constexpr gemm::MicroKernel kMicroKernel = &micro_kernel<MR, NV * kVec, AM, DIRECT_B>;
 };
 
 struct Ops {
@@ -454,8 +430,9 @@ void check_micro_kernels() {
                 }
                 expected[std::size_t(r * nr + j)] = sum;
               }
-            KS::kernel(shape, am, direct_b)(kc, a.data(), lda, b, direct_b ? boff.data() : nullptr, c.data(),
-                                            ldc, rows, start == 2, start == 1 ? bias.data() : nullptr);
+            gemm::micro_kernel_for<KS>(shape, am, direct_b)(
+                kc, a.data(), lda, b, direct_b ? boff.data() : nullptr, c.data(), ldc, rows, start == 2,
+                start == 1 ? bias.data() : nullptr);
             std::free(b);
             INFO(KS::kName << " tile " << mr << "x" << shape.nv << (direct_b ? " direct B" : " packed B")
                            << (am == gemm::AMode::packed ? " packed A" : " row A") << " rows " << rows

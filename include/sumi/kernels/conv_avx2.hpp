@@ -386,14 +386,8 @@ struct Kernels {
   static constexpr gemm::TileShape kShapes[] = {{4, 3, 1.0}, {3, 4, 0.95}, {5, 2, 0.85},
                                                 {6, 2, 0.9}, {2, 6, 0.65}, {1, 8, 0.5}};
 
-  template <int MR, int NV>
-  static gemm::MicroKernel pick(gemm::AMode am, bool direct_b) {
-    if (am == gemm::AMode::packed)
-      return direct_b ? &micro_kernel<MR, NV, gemm::AMode::packed, true>
-                      : &micro_kernel<MR, NV, gemm::AMode::packed, false>;
-    return direct_b ? &micro_kernel<MR, NV, gemm::AMode::rows, true>
-                    : &micro_kernel<MR, NV, gemm::AMode::rows, false>;
-  }
+  template <int MR, int NV, gemm::AMode AM, bool DIRECT_B>
+  static constexpr gemm::MicroKernel kMicroKernel = &micro_kernel<MR, NV, AM, DIRECT_B>;
 
   static constexpr int kDotRows = 3, kDotCols = 4;
   static constexpr gemm::DotKernel kDot = &dot_kernel<kDotRows, kDotCols>;
@@ -418,23 +412,6 @@ struct Kernels {
   SUMI_TARGET_AVX2 static void winograd_store(const float* m, int64_t m_stride, float* const* dst, int lanes,
                                               int64_t row_step, int64_t col_step, int col_phase, float bias) {
     winograd_store_tiles(m, m_stride, dst, lanes, row_step, col_step, col_phase, bias);
-  }
-
-  static gemm::MicroKernel kernel(gemm::TileShape s, gemm::AMode am, bool direct_b) {
-    switch (s.mr * 100 + s.nv) {
-      case 403:
-        return pick<4, 3>(am, direct_b);
-      case 304:
-        return pick<3, 4>(am, direct_b);
-      case 502:
-        return pick<5, 2>(am, direct_b);
-      case 602:
-        return pick<6, 2>(am, direct_b);
-      case 206:
-        return pick<2, 6>(am, direct_b);
-      default:
-        return pick<1, 8>(am, direct_b);
-    }
   }
 };
 

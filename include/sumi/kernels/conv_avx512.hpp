@@ -167,14 +167,8 @@ struct Kernels {
     avx2::deinterleave_lanes(src, count, n, dst, img_stride, pixel, kVec, add, relu);
   }
 
-  template <int MR, int NV>
-  static gemm::MicroKernel pick(gemm::AMode am, bool direct_b) {
-    if (am == gemm::AMode::packed)
-      return direct_b ? &micro_kernel<MR, NV, gemm::AMode::packed, true>
-                      : &micro_kernel<MR, NV, gemm::AMode::packed, false>;
-    return direct_b ? &micro_kernel<MR, NV, gemm::AMode::rows, true>
-                    : &micro_kernel<MR, NV, gemm::AMode::rows, false>;
-  }
+  template <int MR, int NV, gemm::AMode AM, bool DIRECT_B>
+  static constexpr gemm::MicroKernel kMicroKernel = &micro_kernel<MR, NV, AM, DIRECT_B>;
 
   SUMI_TARGET_AVX512 static void winograd_input(const float* const* p, int64_t row_stride, float* v,
                                                 int64_t v_stride) {
@@ -188,25 +182,6 @@ struct Kernels {
                                                 int lanes, int64_t row_step, int64_t col_step, int col_phase,
                                                 float bias) {
     gemm::winograd::store_tiles(m, m_stride, dst, lanes, row_step, col_step, col_phase, bias);
-  }
-
-  static gemm::MicroKernel kernel(gemm::TileShape s, gemm::AMode am, bool direct_b) {
-    switch (s.mr * 100 + s.nv) {
-      case 604:
-        return pick<6, 4>(am, direct_b);
-      case 803:
-        return pick<8, 3>(am, direct_b);
-      case 406:
-        return pick<4, 6>(am, direct_b);
-      case 1202:
-        return pick<12, 2>(am, direct_b);
-      case 404:
-        return pick<4, 4>(am, direct_b);
-      case 208:
-        return pick<2, 8>(am, direct_b);
-      default:
-        return pick<1, 8>(am, direct_b);
-    }
   }
 };
 

@@ -71,8 +71,8 @@ void conv2d_forward_dense_rows(const Conv2dGeometry& g, const float* x, const fl
   for (int64_t k = 0; k < K; ++k) boff[k] = k * C;
   for (int64_t co = 0; co < C; ++co)
     for (int64_t k = 0; k < K; ++k) wt[k * C + co] = w[co * K + k];
-  dense_rows_times_rows<KS>(tile, KS::kernel(tile, AMode::rows, true), KS::kernel(tile, AMode::rows, false),
-                            N, C, K, x, K, wt, boff, y);
+  dense_rows_times_rows<KS>(tile, micro_kernel_for<KS>(tile, AMode::rows, true),
+                            micro_kernel_for<KS>(tile, AMode::rows, false), N, C, K, x, K, wt, boff, y);
   if (bias)
     for (int64_t n = 0; n < N; ++n)
 #pragma omp simd
@@ -115,8 +115,8 @@ void conv2d_backward_input_dense(const Conv2dGeometry& g, const float* gy, const
   const TileShape tile = choose_tile<KS>(N, K);
   int64_t* boff = thread_workspace(WorkspaceSlot::tables).get<int64_t>(C);
   for (int64_t co = 0; co < C; ++co) boff[co] = co * K;
-  dense_rows_times_rows<KS>(tile, KS::kernel(tile, AMode::rows, true), KS::kernel(tile, AMode::rows, false),
-                            N, K, C, gy, C, w, boff, gx);
+  dense_rows_times_rows<KS>(tile, micro_kernel_for<KS>(tile, AMode::rows, true),
+                            micro_kernel_for<KS>(tile, AMode::rows, false), N, K, C, gy, C, w, boff, gx);
 }
 
 // gbias[co] = sum over n of gy[n][co] (gbias may be null), image by image: C independent sums, each still
@@ -142,8 +142,8 @@ void conv2d_backward_weight_dense_transposed(const Conv2dGeometry& g, const floa
   float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(panels * mr * N + K * C);
   float* gwt = ap + panels * mr * N;  // [K][C]
   pack_a_panels(K, N, int(mr), 0, panels, ap, [&](int64_t k, int64_t n) { return x[n * K + k]; });
-  dense_rows_times_rows<KS>(tile, KS::kernel(tile, AMode::packed, true),
-                            KS::kernel(tile, AMode::packed, false), K, C, N, ap, 0, gy, boff, gwt);
+  dense_rows_times_rows<KS>(tile, micro_kernel_for<KS>(tile, AMode::packed, true),
+                            micro_kernel_for<KS>(tile, AMode::packed, false), K, C, N, ap, 0, gy, boff, gwt);
   for (int64_t co = 0; co < C; ++co)
     for (int64_t k = 0; k < K; ++k) gw[co * K + k] = gwt[k * C + co];
 }
@@ -165,8 +165,8 @@ void conv2d_backward_weight_dense(const Conv2dGeometry& g, const float* x, const
   float* ap = thread_workspace(WorkspaceSlot::packed_weights).get<float>(panels * mr * N);
   pack_a_panels(C, N, int(mr), 0, panels, ap, [&](int64_t co, int64_t n) { return gy[n * C + co]; });
   // Panel p of A starts at ap + p * N * mr: the micro-kernel's packed A for rows [p*mr, p*mr + mr).
-  dense_rows_times_rows<KS>(tile, KS::kernel(tile, AMode::packed, true),
-                            KS::kernel(tile, AMode::packed, false), C, K, N, ap, 0, x, boff, gw);
+  dense_rows_times_rows<KS>(tile, micro_kernel_for<KS>(tile, AMode::packed, true),
+                            micro_kernel_for<KS>(tile, AMode::packed, false), C, K, N, ap, 0, x, boff, gw);
   dense_bias_gradient(N, C, gy, gbias);
 }
 

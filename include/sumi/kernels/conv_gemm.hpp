@@ -29,6 +29,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
+#include <stdexcept>
+#include <string>
+#include <utility>
 
 #include <omp.h>
 
@@ -73,8 +77,40 @@ struct TileShape {
 // What an ISA supplies (see conv_avx2.hpp):
 //   static constexpr int kVec;                        floats per vector register
 //   static constexpr TileShape kShapes[];             register tiles it implements
-//   static MicroKernel kernel(TileShape, AMode, bool direct_b);
+//   template <int MR, int NV, AMode AM, bool DIRECT_B>
+//   static constexpr MicroKernel kMicroKernel;        the kernel of each of those tiles
 //   static constexpr int kDotRows, kDotCols;  static constexpr DotKernel kDot;
+
+namespace detail {
+template <class KS, int MR, int NV>
+MicroKernel micro_kernel_of(AMode am, bool direct_b) {
+  if (am == AMode::packed)
+    return direct_b ? KS::template kMicroKernel<MR, NV, AMode::packed, true>
+                    : KS::template kMicroKernel<MR, NV, AMode::packed, false>;
+  return direct_b ? KS::template kMicroKernel<MR, NV, AMode::rows, true>
+                  : KS::template kMicroKernel<MR, NV, AMode::rows, false>;
+}
+template <class KS, std::size_t... I>
+MicroKernel micro_kernel_among(TileShape s, AMode am, bool direct_b, std::index_sequence<I...>) {
+  MicroKernel found = nullptr;
+  (void)((s.mr == KS::kShapes[I].mr && s.nv == KS::kShapes[I].nv &&
+          (found = micro_kernel_of<KS, KS::kShapes[I].mr, KS::kShapes[I].nv>(am, direct_b))) ||
+         ...);
+  return found;
+}
+}  // namespace detail
+
+// KS's micro-kernel for tile `s`, which must be one of KS::kShapes (choose_tile picks only those); the
+// template instances come from kShapes itself, so a listed shape always has its kernel.
+template <class KS>
+MicroKernel micro_kernel_for(TileShape s, AMode am, bool direct_b) {
+  const MicroKernel k =
+      detail::micro_kernel_among<KS>(s, am, direct_b, std::make_index_sequence<std::size(KS::kShapes)>{});
+  if (!k)
+    throw std::logic_error("conv kernels: no " + std::to_string(s.mr) + "x" + std::to_string(s.nv) +
+                           " register tile in this kernel set");
+  return k;
+}
 
 inline int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -452,7 +488,7 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
   const Blocking direct = make_blocking<KS>(M, K, wide_q);
   const bool use_direct = prefer_direct(direct, K, wide_q, per_img);
   const Blocking& bl = use_direct ? direct : packed;
-  const MicroKernel uk = KS::kernel(bl.tile, AMode::packed, use_direct);
+  const MicroKernel uk = micro_kernel_for<KS>(bl.tile, AMode::packed, use_direct);
   // Without stride or padding the taps can be gathered from x itself.
   const bool copy_source = use_direct || g.stride_h != 1 || g.stride_w != 1 || g.pad_h != 0 || g.pad_w != 0;
 
@@ -679,7 +715,7 @@ void conv2d_backward_input(const Conv2dGeometry& g, const float* gy, const float
   const Blocking direct = make_blocking<KS>(M, std::max<int64_t>(kmax, 1), wide_q);
   const bool use_direct = prefer_direct(direct, kmax, wide_q, th_max * tw_max);
   const Blocking& bl = use_direct ? direct : packed;
-  const MicroKernel uk = KS::kernel(bl.tile, AMode::packed, use_direct);
+  const MicroKernel uk = micro_kernel_for<KS>(bl.tile, AMode::packed, use_direct);
   const int64_t npanels = bl.m_pad / bl.tile.mr;
   float* ap =
       thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * std::max<int64_t>(k_total, 1));
@@ -780,7 +816,7 @@ void conv2d_backward_input_col2im(const Conv2dGeometry& g, const float* gy, cons
   const int64_t cin = g.in_channels, cout = g.out_channels, khw = g.kernel_h * g.kernel_w;
   const int64_t M = cin * khw, K = cout, in_img = cin * g.in_h * g.in_w;
   const Blocking bl = make_blocking<KS>(M, K, g.batch * per_img);
-  const MicroKernel uk = KS::kernel(bl.tile, AMode::packed, false);
+  const MicroKernel uk = micro_kernel_for<KS>(bl.tile, AMode::packed, false);
   const int64_t npanels = bl.m_pad / bl.tile.mr;
   // tables: tap offsets of gy; per row m of C its gx offset (channel + kernel position) and kernel position
   int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K + 3 * M);
@@ -877,7 +913,7 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const float* x, const float
   const TileShape tile = choose_tile<KS>(M, cout);
   const int64_t mr = tile.mr, nr = int64_t(tile.nv) * KS::kVec;
   const int64_t m_pad = round_up(M, mr), n_pad = round_up(cout, nr), npan = n_pad / nr;
-  const MicroKernel uk = KS::kernel(tile, AMode::rows, false);
+  const MicroKernel uk = micro_kernel_for<KS>(tile, AMode::rows, false);
   // Reduction block: the gy^T micro-panel (rc x nr) stays in L1; the tap rows block (kb x rc) in L2.
   const int64_t rc_max = use_dot ? per_img : std::clamp<int64_t>(6144 / nr, 64, 512);
   const int64_t kb =

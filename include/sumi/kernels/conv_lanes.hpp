@@ -119,7 +119,7 @@ struct LanesForwardPlan {
     const int64_t img_pixels = g.in_channels * ps.planes_per_channel() * ps.plane_size();
     ws = ps.ws, wide_q = ho * ws;  // pixels of the widened grid
     bl = make_blocking<KS>(M, K, wide_q * L);
-    uk = KS::kernel(bl.tile, AMode::packed, true);
+    uk = micro_kernel_for<KS>(bl.tile, AMode::packed, true);
     // A 3x3 output on planes 4 wide: 3 tiles of 3 pixels instead of 4 over the widened grid.
     row_tiles = ws > wo && wo % bl.tile.nv == 0;
     tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K + x_img + per_img);
@@ -220,7 +220,7 @@ void conv2d_backward_input_lanes(const Conv2dGeometry& g, const float* gy, const
   const int64_t M = cin, img_pixels = cout * hp * wp;
   const int64_t wide_q = dh.count[0] * wp;  // phase 0 has the most rows
   const Blocking bl = make_blocking<KS>(M, kmax, wide_q * L);
-  const MicroKernel uk = KS::kernel(bl.tile, AMode::packed, true);
+  const MicroKernel uk = micro_kernel_for<KS>(bl.tile, AMode::packed, true);
   const int64_t npanels = bl.m_pad / bl.tile.mr;
   float* ap =
       thread_workspace(WorkspaceSlot::packed_weights).get<float>(bl.m_pad * std::max<int64_t>(k_total, 1));
@@ -291,7 +291,7 @@ void conv2d_backward_input_lanes_col2im(const Conv2dGeometry& g, const float* gy
   const int64_t M = cin * khw, K = cout, in_plane = g.in_h * g.in_w, in_img = cin * in_plane;
   const int64_t out_img = cout * per_img;
   const Blocking bl = make_blocking<KS>(M, K, per_img * L);
-  const MicroKernel uk = KS::kernel(bl.tile, AMode::packed, true);
+  const MicroKernel uk = micro_kernel_for<KS>(bl.tile, AMode::packed, true);
   const int64_t npanels = bl.m_pad / bl.tile.mr;
   // tables: rows of B (gy channels) in the interleaved gy; per row m of C its kernel position
   int64_t* tap_off = thread_workspace(WorkspaceSlot::tables).get<int64_t>(K + 2 * M);

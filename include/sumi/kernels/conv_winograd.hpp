@@ -469,7 +469,7 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const float* x, const floa
   };
   const WinogradPlan plan = plan_for(block_cin), last_plan = plan_for(last_cin);
   s.img_stride = block_cin * channel_floats;
-  const MicroKernel uk = KS::kernel(plan.tile, AMode::packed, false);
+  const MicroKernel uk = micro_kernel_for<KS>(plan.tile, AMode::packed, false);
   float* u = thread_workspace(WorkspaceSlot::packed_weights).get<float>(winograd::kPoints * plan.u_stride);
   // Row panels [p0, p1) of block b's transformed weights; channel c = (ci, ph, pw) holds kernel taps
   // (2a + ph, 2b + pw).
@@ -531,7 +531,7 @@ void conv2d_backward_input_winograd(const Conv2dGeometry& g, const float* gy, co
   s.tiles_h = g.in_h / 8, s.tiles_w = g.in_w / 8;
   const int64_t per_img = s.tiles_h * s.tiles_w;
   const WinogradPlan plan = make_winograd_plan<KS>(cin, cout, g.batch * per_img);
-  const MicroKernel uk = KS::kernel(plan.tile, AMode::packed, false);
+  const MicroKernel uk = micro_kernel_for<KS>(plan.tile, AMode::packed, false);
   const int64_t u_phase = winograd::kPoints * plan.u_stride;
   const int64_t phases_per_pass = 4 * u_phase <= kWinogradMaxWeightFloats ? 4 : 1;
   float* u = thread_workspace(WorkspaceSlot::packed_weights).get<float>(phases_per_pass * u_phase);
@@ -627,7 +627,7 @@ void conv2d_backward_weight_winograd(const Conv2dGeometry& g, const float* x, co
   const int64_t kmax = chunk * per_img, ldk = round_up(kmax, kLanes),
                 z_xi = winograd_gradient_stride(g, chunk);
   const int64_t block_img = cb / 4 * ps.planes_per_channel() * ps.plane_size();
-  const MicroKernel uk = KS::kernel(tile, AMode::rows, false);
+  const MicroKernel uk = micro_kernel_for<KS>(tile, AMode::rows, false);
   if (gbias)
     for (int64_t co = 0; co < cout; ++co) {
       float s = 0;
