@@ -57,9 +57,13 @@ TEST_CASE("safetensors reader names the file and the problem", "[io][errors]") {
   write_bytes(bad, bytes.substr(0, bytes.size() - 10));
   REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("'w'") && Catch::Contains("truncated"));
   std::string corrupt = bytes;
-  corrupt[8] = '#';
+  corrupt[9] = '#';
   write_bytes(bad, corrupt);
   REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("not valid JSON"));
+  // Another kind of file: its first bytes would read as an absurd header length.
+  write_bytes(bad, "epoch,train_loss,val_mse\n1,0.0966,0.0575\n");
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad),
+                      Catch::Contains("bad.safetensors") && Catch::Contains("not a safetensors file"));
   fs::remove(good);
   fs::remove(bad);
 }

@@ -119,6 +119,10 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
   uint64_t header_size = 0;
   if (file_size < 8 || !in.read(reinterpret_cast<char*>(&header_size), 8))
     throw fail("truncated: shorter than the 8-byte header length");
+  // A safetensors header is a JSON object; anything else after the length is some other kind of file
+  // (a CSV or checkpoint of another format passed by mistake), whose first bytes read as a huge length.
+  if (file_size > 8 && in.peek() != '{')
+    throw fail("not a safetensors file: expected an 8-byte header length followed by a JSON header '{...}'");
   if (header_size > file_size - 8)
     throw fail("truncated: header of " + std::to_string(header_size) + " bytes but the file has " +
                std::to_string(file_size) + " bytes");
@@ -158,8 +162,9 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
                    "-byte data section (truncated file?)");
       const uint64_t expected = uint64_t(shape_numel(r.shape) * element);
       if (offsets[1] - offsets[0] != expected)
-        throw fail("tensor '" + name + "' of shape " + shape_str(r.shape) + " and dtype " + r.dtype + " needs " +
-                   std::to_string(expected) + " bytes but has " + std::to_string(offsets[1] - offsets[0]));
+        throw fail("tensor '" + name + "' of shape " + shape_str(r.shape) + " and dtype " + r.dtype +
+                   " needs " + std::to_string(expected) + " bytes but has " +
+                   std::to_string(offsets[1] - offsets[0]));
       r.bytes.assign(data.begin() + std::ptrdiff_t(offsets[0]), data.begin() + std::ptrdiff_t(offsets[1]));
       file.tensors.emplace(name, std::move(r));
     } catch (const nlohmann::json::exception& e) {
@@ -170,13 +175,15 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
 }
 
 // Writes the tensors (in name order) and metadata atomically.
-inline void write_safetensors(const std::filesystem::path& path, const std::map<std::string, TensorRecord>& tensors,
+inline void write_safetensors(const std::filesystem::path& path,
+                              const std::map<std::string, TensorRecord>& tensors,
                               const std::map<std::string, std::string>& metadata = {}) {
   nlohmann::ordered_json header;
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const auto& [name, r] : tensors) {
-    header[name] = {{"dtype", r.dtype}, {"shape", r.shape}, {"data_offsets", {offset, offset + r.bytes.size()}}};
+    header[name] = {
+        {"dtype", r.dtype}, {"shape", r.shape}, {"data_offsets", {offset, offset + r.bytes.size()}}};
     offset += r.bytes.size();
   }
   std::string text = header.dump();
