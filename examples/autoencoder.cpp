@@ -102,8 +102,25 @@ int run(const Options& o) {
   int first_epoch = 1;
   if (o.resume && fs::exists(checkpoint)) {
     const auto loaded = nn::load_state(model, checkpoint, {.prefix = "", .strict = true});
-    optimizer.load_state_dict(loaded.extra.strip_prefix("optimizer."));
-    first_epoch = std::stoi(loaded.metadata.at("epoch")) + 1;
+    const int64_t saved_epoch = nn::metadata_integer(loaded.metadata, "epoch", checkpoint, 1);
+    if (saved_epoch > o.epochs)
+      throw util::CliError("--epochs", checkpoint.string() + " was saved after epoch " +
+                                           std::to_string(saved_epoch) + " but --epochs is " +
+                                           std::to_string(o.epochs) + ": pass at least that many to resume");
+    if (nn::metadata_integer(loaded.metadata, "latent", checkpoint, 1) != o.latent)
+      throw std::runtime_error(checkpoint.string() + ": metadata 'latent' is " +
+                               loaded.metadata.at("latent") + " but the weights and --latent say " +
+                               std::to_string(o.latent));
+    const nn::StateDict<float> optimizer_state = loaded.extra.strip_prefix("optimizer.");
+    optimizer.load_state_dict(optimizer_state);
+    // Every parameter has Adam moments after a step; a checkpoint without them would silently restart Adam.
+    const std::size_t n_params = model.parameters().size();
+    for (std::size_t i = 0; i < n_params; ++i)
+      if (!optimizer_state.contains(std::to_string(i) + ".step"))
+        throw std::runtime_error(checkpoint.string() + ": no optimizer state for parameter " +
+                                 std::to_string(i) + " of " + std::to_string(n_params) + " (optimizer." +
+                                 std::to_string(i) + ".step missing): the checkpoint is incomplete");
+    first_epoch = int(saved_epoch) + 1;
     // the dropout masks' generator, so that a resumed run draws what an uninterrupted one would have
     if (const auto it = loaded.metadata.find("generator"); it != loaded.metadata.end()) {
       try {
@@ -116,7 +133,11 @@ int run(const Options& o) {
                   checkpoint.c_str());
     }
     rows = read_metrics(metrics_path);
-    rows.resize(std::size_t(first_epoch - 1));
+    if (rows.size() < std::size_t(saved_epoch))
+      throw std::runtime_error(metrics_path.string() + " has " + std::to_string(rows.size()) +
+                               " rows but the checkpoint was saved after epoch " +
+                               std::to_string(saved_epoch));
+    rows.resize(std::size_t(saved_epoch));
     std::printf("resumed from %s after epoch %d\n", checkpoint.c_str(), first_epoch - 1);
   }
 
@@ -194,12 +215,12 @@ int main(int argc, char** argv) {
       .min(0)
       .check([](double p) { return p < 1; }, "must be < 1");
   cli.bind("--seed", o.seed, "seed of the split, initialisation and shuffling");
-  cli.bind("--threads", o.threads, "threads (0: OMP_NUM_THREADS or all cores)").min(0);
+  examples::bind_threads_flag(cli, o.threads);
   cli.bind("--data", o.data,
            "FashionMNIST folder; when empty, $SUMI_DATA or else /usr/share/datasets/fashion-mnist");
   cli.bind("--out", o.out, "output folder");
   cli.bind("--resume", o.resume, "continue from the output folder's checkpoint");
-  cli.bind("--limit", o.limit, "use only the first N training images (0: all)").min(0);
+  examples::bind_limit_flag(cli, o.limit);
   cli.bind("--quiet", o.quiet, "no progress bars or model summary");
   return util::run_main(cli, argc, argv, [&] { return run(o); });
 }

@@ -177,22 +177,11 @@ std::map<std::string, std::string> checkpoint_metadata(const Options& o, int64_t
           {"seed", std::to_string(o.seed)}};
 }
 
-int64_t metadata_int(const std::map<std::string, std::string>& meta, const std::string& key,
-                     const fs::path& file) {
-  auto it = meta.find(key);
-  if (it == meta.end())
-    throw std::runtime_error(file.string() + ": metadata '" + key + "' missing (not a dcgan checkpoint?)");
-  try {
-    return std::stoll(it->second);
-  } catch (const std::exception&) {
-    throw std::runtime_error(file.string() + ": metadata '" + key + "' is not an integer: " + it->second);
-  }
-}
-
 models::DcganConfig config_from_file(const fs::path& file) {
   const auto meta = io::read_safetensors(file).metadata;
-  return {metadata_int(meta, "nz", file), metadata_int(meta, "ngf", file), metadata_int(meta, "ndf", file),
-          metadata_int(meta, "nc", file), metadata_int(meta, "image_size", file)};
+  return {nn::metadata_integer(meta, "nz", file, 1), nn::metadata_integer(meta, "ngf", file, 1),
+          nn::metadata_integer(meta, "ndf", file, 1), nn::metadata_integer(meta, "nc", file, 1),
+          nn::metadata_integer(meta, "image_size", file, 1)};
 }
 
 int run_generate(const Options& o) {
@@ -279,8 +268,8 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
     const auto d_loaded = nn::load_state(D, d_file);
     optG.load_state_dict(g_loaded.extra.strip_prefix("optimizer."));
     optD.load_state_dict(d_loaded.extra.strip_prefix("optimizer."));
-    start = metadata_int(g_loaded.metadata, "iteration", g_file);
-    if (metadata_int(d_loaded.metadata, "iteration", d_file) != start)
+    start = nn::metadata_integer(g_loaded.metadata, "iteration", g_file);
+    if (nn::metadata_integer(d_loaded.metadata, "iteration", d_file) != start)
       throw std::runtime_error(g_file.string() + " and " + d_file.string() +
                                " were saved at different iterations");
     rows = read_metrics(out / "metrics.csv");
@@ -453,7 +442,7 @@ int main(int argc, char** argv) {
   cli.bind("--beta1", o.beta1, "Adam beta1")
       .check([](double v) { return v >= 0 && v < 1; }, "must be in [0, 1)");
   cli.bind("--seed", o.seed, "seed of the initialisation, shuffling and noise");
-  cli.bind("--threads", o.threads, "threads (0: OMP_NUM_THREADS or all cores)").min(0);
+  examples::bind_threads_flag(cli, o.threads);
   cli.bind("--out", o.out, "output folder");
   cli.bind("--progress-every", o.progress_every,
            "write a progress grid from the fixed noise every N iterations (0: never)")

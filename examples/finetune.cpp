@@ -247,11 +247,11 @@ int main(int argc, char** argv) {
   cli.bind("--batch", o.batch, "batch size").min(1);
   cli.bind("--lr", o.lr, "Adam learning rate").check([](double v) { return v > 0; }, "must be > 0");
   cli.bind("--seed", o.seed, "seed of the split, new head and shuffling");
-  cli.bind("--threads", o.threads, "threads (0: OMP_NUM_THREADS or all cores)").min(0);
+  examples::bind_threads_flag(cli, o.threads);
   cli.bind("--data", o.data,
            "FashionMNIST folder; when empty, $SUMI_DATA or else /usr/share/datasets/fashion-mnist");
   cli.bind("--out", o.out, "output folder");
-  cli.bind("--limit", o.limit, "use only the first N training images (0: all)").min(0);
+  examples::bind_limit_flag(cli, o.limit);
   cli.bind("--cache", o.cache,
            "compute the frozen convolutions once per image (--cache=false: at every step)");
   cli.bind("--quiet", o.quiet, "no progress bars or model summary");

@@ -3,11 +3,13 @@
 // (--shard i/n, then --merge), with several configurations trained at once (--jobs). See --help.
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "common/autoencoder_run.hpp"
+#include "common/run_start.hpp"
 #include "common/study_data.hpp"
 #include "sumi/sumi.hpp"
 #include "sumi/tune/grid_results.hpp"
@@ -69,11 +71,19 @@ void write_chart(const std::vector<tune::GridResult>& ranked, const fs::path& pa
   chart.save(path);
 }
 
-// grid.csv (rewritten in grid order), grid.md, best.json, val_loss.svg and the printed top of the ranking.
-void write_reports(const tune::ParameterGrid& grid, const std::vector<tune::GridResult>& rows,
-                   const fs::path& out, bool quiet) {
+std::vector<int64_t> budgets_of(const Options& o) {
+  return {o.epochs.begin(), o.epochs.end()};
+}
+
+// grid.csv (every row, rewritten in grid order), and for this grid's rows only: grid.md, best.json (when
+// there is a row), val_loss.svg and the printed top of the ranking. Returns this grid's rows, ranked.
+std::vector<tune::GridResult> write_reports(const Options& o, const tune::ParameterGrid& grid,
+                                            const std::vector<tune::GridResult>& rows, const fs::path& out) {
   tune::write_grid_results(out / "grid.csv", grid, rows);
-  const auto ranked = tune::rank_by_validation_loss(rows);
+  const auto ranked = tune::rank_by_validation_loss(tune::rows_in_grid(rows, grid, budgets_of(o)));
+  if (ranked.size() < rows.size())
+    std::printf("note: %zu rows of grid.csv are for other axis values or epoch budgets; kept, not ranked\n",
+                rows.size() - ranked.size());
   util::write_file_atomically(out / "grid.md", "# Grid search, ranked by final validation MSE\n\n" +
                                                    tune::grid_results_markdown(ranked));
   if (!ranked.empty()) {
@@ -81,65 +91,56 @@ void write_reports(const tune::ParameterGrid& grid, const std::vector<tune::Grid
     best["metric"] = "val_loss";
     best["rank_of"] = ranked.size();
     util::write_json_atomically(out / "best.json", best);
+  } else {
+    fs::remove(out / "best.json");  // a stale one from another grid would name a configuration not run here
   }
   write_chart(ranked, out / "val_loss.svg");
-  if (!quiet || !ranked.empty())
+  if (!o.quiet || !ranked.empty())
     std::printf("\nTop configurations:\n%s", tune::grid_results_markdown(ranked, 10).c_str());
+  return ranked;
 }
 
-std::vector<int64_t> budgets_of(const Options& o) {
-  return {o.epochs.begin(), o.epochs.end()};
+// The list of files written, best.json only when there was a row to rank.
+std::string outputs_line(const std::vector<tune::GridResult>& ranked) {
+  return std::string("grid.csv grid.md ") + (ranked.empty() ? "" : "best.json ") +
+         "val_loss.svg summary.json";
 }
 
 int merge_shards(const Options& o) {
-  const fs::path out = o.out;
-  fs::create_directories(out);
   util::Timer timer;
   const tune::ParameterGrid grid = make_grid(o);
   std::vector<fs::path> paths(o.merge.begin(), o.merge.end());
   for (const auto& p : paths)
     if (!fs::exists(p)) throw std::runtime_error("--merge: results file '" + p.string() + "' does not exist");
   const auto rows = tune::merge_grid_results(paths, grid);
-  std::printf("sumi %s grid_search: merged %zu rows from %zu files into %s\n", SUMI_VERSION, rows.size(),
-              paths.size(), fs::absolute(out).c_str());
+  const fs::path out = examples::start_run("grid_search --merge", 0, o.out);
+  std::printf("merged %zu rows from %zu files\n", rows.size(), paths.size());
   const auto missing = tune::missing_trials(grid, budgets_of(o), rows);
   if (!missing.empty()) {
     std::printf("%zu of %zu grid rows are missing, e.g. %s\n", missing.size(), grid.size() * o.epochs.size(),
                 missing.front().c_str());
   }
-  write_reports(grid, rows, out, o.quiet);
-  double training_seconds = 0;
-  for (const auto& r : rows) training_seconds = std::max(training_seconds, r.seconds);
+  const auto ranked = write_reports(o, grid, rows, out);
   util::write_json_atomically(out / "summary.json", {{"wall_seconds", timer.elapsed_seconds()},
-                                                     {"configurations", rows.size()},
+                                                     {"configurations", ranked.size()},
                                                      {"missing", missing.size()},
                                                      {"merged_files", o.merge},
                                                      {"sumi_version", SUMI_VERSION}});
+  std::printf("outputs: %s\n", outputs_line(ranked).c_str());
   return 0;
 }
 
 int run(Options o) {
   if (!o.merge.empty()) return merge_shards(o);
-  if (o.quick) {
-    // A demo: four runs of two epochs on 12,000 images (unless the axes or --limit were given).
-    o.latent = {5, 10};
-    o.weight_decay = {0};
-    o.dropout = {0, 0.25};
-    o.batch = {300};
-    o.epochs = {1, 2};
-    if (o.limit == 0) o.limit = 12000;
-  }
   const tune::Shard shard = tune::Shard::parse(o.shard);
   const int threads = o.threads > 0 ? o.threads : get_num_threads();
   const int jobs = std::min(o.jobs > 0 ? o.jobs : kDefaultJobs, threads);
   const int threads_per_job = std::max(1, threads / jobs);
   set_num_threads(threads_per_job);
 
-  const fs::path out = o.out;
-  fs::create_directories(out);
+  const fs::path out = examples::start_run("grid_search", threads_per_job, o.out);
   const tune::ParameterGrid grid = make_grid(o);
   const int64_t max_epochs = *std::max_element(o.epochs.begin(), o.epochs.end());
-  std::printf("sumi %s grid_search: writing to %s\n", SUMI_VERSION, fs::absolute(out).c_str());
   std::printf("grid: %zu configurations x %zu epoch budgets = %zu rows; shard %s; %d jobs x %d threads\n",
               grid.size(), o.epochs.size(), grid.size() * o.epochs.size(), shard.to_string().c_str(), jobs,
               threads_per_job);
@@ -200,10 +201,10 @@ int run(Options o) {
 
   // The whole results file (other shards' or grids' rows written to the same file included).
   const auto rows = tune::merge_grid_results({options.results_csv}, grid);
-  write_reports(grid, rows, out, o.quiet);
+  const auto ranked = write_reports(o, grid, rows, out);
   nlohmann::json summary_json = {
       {"wall_seconds", summary.wall_seconds},
-      {"configurations", rows.size()},
+      {"configurations", ranked.size()},
       {"runs", summary.runs_total},
       {"runs_trained", summary.runs_done},
       {"runs_skipped", summary.runs_skipped},
@@ -219,18 +220,30 @@ int run(Options o) {
       {"max_rss_mb", util::max_rss_mb()},
       {"sumi_version", SUMI_VERSION},
   };
-  if (!rows.empty())
-    summary_json["best"] = tune::grid_result_json(tune::rank_by_validation_loss(rows).front());
+  if (!ranked.empty()) summary_json["best"] = tune::grid_result_json(ranked.front());
   util::write_json_atomically(out / "summary.json", summary_json);
-  std::printf("%zu runs in %.1f s; outputs: grid.csv grid.md best.json val_loss.svg summary.json\n",
-              summary.runs_done, summary.wall_seconds);
+  std::printf("%zu runs in %.1f s; outputs: %s\n", summary.runs_done, summary.wall_seconds,
+              outputs_line(ranked).c_str());
   return summary.runs_failed > 0 ? 1 : 0;
 }
 
 }  // namespace
 
+// --quick's grid: four runs of two epochs on 12,000 images. Applied before parsing, so that axis flags and
+// --limit given with --quick still count.
+void apply_quick_defaults(Options& o) {
+  o.latent = {5, 10};
+  o.weight_decay = {0};
+  o.dropout = {0, 0.25};
+  o.batch = {300};
+  o.epochs = {1, 2};
+  o.limit = 12000;
+}
+
 int main(int argc, char** argv) {
   Options o;
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--quick") == 0) apply_quick_defaults(o);
   util::ArgParser cli(
       "Grid search over the study's autoencoder hyperparameters (Table 1 of the study by default: 72 "
       "configurations), ranked by final validation MSE. The epoch budgets share one run per configuration. "
@@ -253,12 +266,12 @@ int main(int argc, char** argv) {
            "configurations trained at once, each with threads/jobs threads (0: " +
                std::to_string(kDefaultJobs) + ", measured fastest on 2 cores)")
       .min(0);
-  cli.bind("--threads", o.threads, "threads in all (0: OMP_NUM_THREADS or all cores)").min(0);
+  examples::bind_threads_flag(cli, o.threads, "threads in all (0: OMP_NUM_THREADS or all cores)");
   cli.bind("--data", o.data,
            "FashionMNIST folder; when empty, $SUMI_DATA or else /usr/share/datasets/fashion-mnist");
   cli.bind("--seed", o.seed,
            "seed of the split, initialisation and shuffling (the same for every configuration)");
-  cli.bind("--limit", o.limit, "use only the first N training images (0: all)").min(0);
+  examples::bind_limit_flag(cli, o.limit);
   cli.bind("--quick", o.quick, "a small demo: 4 runs of 2 epochs on 12,000 images");
   cli.bind("--quiet", o.quiet, "no progress bar or per-row lines");
   return util::run_main(cli, argc, argv, [&] {

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <random>
 
 #include "common/autoencoder_run.hpp"
@@ -43,7 +44,7 @@ std::shared_ptr<models::Autoencoder<float>> load_or_train(const Options& o, cons
       throw std::runtime_error("'" + o.autoencoder + "': encoder.encoder_lin.2.weight is not a matrix");
     gen = std::make_unique<Generator>(uint64_t(o.seed));
     auto model = std::make_shared<models::Autoencoder<float>>(last.shape[0], 0.0, *gen);
-    nn::load_state(*model, o.autoencoder, {.prefix = "", .strict = false});
+    nn::load_state(*model, o.autoencoder);  // strict: every encoder and decoder tensor must be there
     std::printf("autoencoder: %s (latent %lld)\n", o.autoencoder.c_str(), (long long)model->latent);
     return model;
   }
@@ -167,22 +168,27 @@ int run(const Options& o) {
   const analysis::PointMatrix codes = encode_all(*model, study->test, labels);
   std::vector<std::string> code_columns;
   for (int64_t c = 0; c < model->latent; ++c) code_columns.push_back("z" + std::to_string(c));
+  // The classifier's outputs are checked before any t-SNE runs, so a wrong file fails at once.
+  std::optional<examples::PointTable> outputs;
+  if (fs::exists(o.classifier_outputs)) {
+    outputs = examples::read_point_csv(o.classifier_outputs);
+    if (outputs->points.rows() != codes.rows() || !outputs->has_labels())
+      throw std::runtime_error("'" + o.classifier_outputs + "': expected " + std::to_string(codes.rows()) +
+                               " rows with a label column (one per test image), got " +
+                               std::to_string(outputs->points.rows()) +
+                               (outputs->has_labels() ? "" : " without labels"));
+    if (outputs->labels != labels)
+      throw std::runtime_error("'" + o.classifier_outputs + "': its labels are not the test set's, in order");
+  }
+
   nlohmann::json summary;
   summary["latent"] = explore_space("latent codes", "", codes, code_columns, labels, o, out);
   for (const char* key : {"seconds", "kl_divergence", "trustworthiness", "knn_accuracy"})
     summary[key] = summary["latent"][key];
 
-  if (fs::exists(o.classifier_outputs)) {
-    const examples::PointTable outputs = examples::read_point_csv(o.classifier_outputs);
-    if (outputs.points.rows() != codes.rows() || !outputs.has_labels())
-      throw std::runtime_error("'" + o.classifier_outputs + "': expected " + std::to_string(codes.rows()) +
-                               " rows with a label column (one per test image), got " +
-                               std::to_string(outputs.points.rows()) +
-                               (outputs.has_labels() ? "" : " without labels"));
-    if (outputs.labels != labels)
-      throw std::runtime_error("'" + o.classifier_outputs + "': its labels are not the test set's, in order");
-    summary["classifier"] = explore_space("classifier outputs", "classifier_", outputs.points,
-                                          outputs.columns, outputs.labels, o, out);
+  if (outputs) {
+    summary["classifier"] = explore_space("classifier outputs", "classifier_", outputs->points,
+                                          outputs->columns, outputs->labels, o, out);
     summary["classifier"]["input"] = o.classifier_outputs;
   } else {
     std::printf(
@@ -265,7 +271,7 @@ int main(int argc, char** argv) {
       .check([](double p) { return p > 0; }, "must be > 0");
   cli.bind("--iterations", o.iterations, "t-SNE iterations").min(1);
   cli.bind("--seed", o.seed, "seed of the data split, sampling and t-SNE");
-  cli.bind("--threads", o.threads, "threads (0: OMP_NUM_THREADS or all cores)").min(0);
+  examples::bind_threads_flag(cli, o.threads);
   cli.bind("--data", o.data,
            "FashionMNIST folder; when empty, $SUMI_DATA or else /usr/share/datasets/fashion-mnist");
   cli.bind("--all", o.all, "also write the latent codes of all 70,000 images to all_codes.csv");

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "common/embedding_report.hpp"
+#include "common/run_start.hpp"
 #include "sumi/sumi.hpp"
 
 namespace fs = std::filesystem;
@@ -23,8 +24,17 @@ struct Options {
 int run(const Options& o) {
   if (o.input.empty()) throw util::CliError("--input", "--input is required (a CSV of points, one per row)");
   if (o.out.empty()) throw util::CliError("--out", "--out is required (the embedding CSV to write)");
-  if (o.threads > 0) set_num_threads(o.threads);
   const fs::path out = o.out;
+  fs::path json_path = out, svg_path = out;
+  json_path.replace_extension(".json");
+  svg_path.replace_extension(".svg");
+  if (out == json_path || out == svg_path)
+    throw util::CliError("--out", "--out '" + o.out + "' would be overwritten by the summary (.json) or " +
+                                      "the scatter (.svg) written next to it: give a .csv path");
+  std::error_code error;
+  if (fs::equivalent(out, o.input, error))
+    throw util::CliError("--out", "--out '" + o.out + "' is the --input file; give another path");
+  if (o.threads > 0) set_num_threads(o.threads);
   if (out.has_parent_path()) fs::create_directories(out.parent_path());
   std::printf("sumi %s tsne: writing to %s (threads: %d)\n", SUMI_VERSION,
               fs::absolute(out).parent_path().c_str(), get_num_threads());
@@ -32,6 +42,10 @@ int run(const Options& o) {
   const examples::PointTable table = examples::read_point_csv(o.input);
   std::printf("%s: %lld points, %lld coordinates%s\n", o.input.c_str(), (long long)table.points.rows(),
               (long long)table.points.cols(), table.has_labels() ? ", labelled" : "");
+  if (o.perplexity >= double(table.points.rows() - 1))
+    throw util::CliError("--perplexity", "--perplexity " + util::format_round_trip(o.perplexity) +
+                                             " must be below the number of points minus one (" +
+                                             std::to_string(table.points.rows() - 1) + ")");
   analysis::TsneOptions options;
   options.perplexity = o.perplexity;
   options.theta = o.theta;
@@ -56,9 +70,6 @@ int run(const Options& o) {
   nlohmann::json summary = run.summary;
   summary["input"] = o.input;
   summary["sumi_version"] = SUMI_VERSION;
-  fs::path json_path = out, svg_path = out;
-  json_path.replace_extension(".json");
-  svg_path.replace_extension(".svg");
   util::write_json_atomically(json_path, summary);
   std::printf("t-SNE (%s gradient): %.2f s, KL %.4f", run.tsne.gradient.c_str(),
               summary["seconds"].get<double>(), run.tsne.kl_divergence);
@@ -86,10 +97,10 @@ int main(int argc, char** argv) {
       "scatter.");
   cli.bind("--input", o.input, "CSV of points to embed");
   cli.bind("--out", o.out, "embedding CSV to write (its .json and .svg go next to it)");
-  cli.bind("--perplexity", o.perplexity, "t-SNE perplexity")
-      .check([](double p) { return p > 0; }, "must be > 0");
+  cli.bind("--perplexity", o.perplexity, "t-SNE perplexity (effective neighbours; below the point count)")
+      .min(1);
   cli.bind("--seed", o.seed, "seed (random initialisation; PCA initialisation is deterministic)");
-  cli.bind("--threads", o.threads, "threads (0: OMP_NUM_THREADS or all cores)").min(0);
+  examples::bind_threads_flag(cli, o.threads);
   cli.bind("--iterations", o.iterations, "optimisation iterations (the first 250 with early exaggeration)")
       .min(1);
   cli.bind("--gradient", o.gradient,

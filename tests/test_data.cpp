@@ -291,6 +291,12 @@ TEST_CASE("load_fashion_mnist loads a split, resolves its directory and explains
     REQUIRE_THROWS_WITH(load_fashion_mnist(dir, Split::test),
                         Catch::Contains("t10k-labels-idx1-ubyte") && Catch::Contains("label 10 of sample 2"));
   }
+  SECTION("images of another size than 28x28 are rejected naming the file") {
+    write_gz(dir / "t10k-images-idx3-ubyte.gz", idx_bytes({5, 14, 56}, iota_bytes(5 * 14 * 56, 3)));
+    REQUIRE_THROWS_AS(load_fashion_mnist(dir, Split::test), IdxError);
+    REQUIRE_THROWS_WITH(load_fashion_mnist(dir, Split::test),
+                        Catch::Contains("t10k-images-idx3-ubyte.gz") && Catch::Contains("14x56"));
+  }
   fs::remove_all(dir);
 }
 

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <string>
 
 #include "example_runner.hpp"
 #include "models/autoencoder.hpp"
@@ -56,6 +58,38 @@ TEST_CASE("autoencoder example trains, writes every output and resumes", "[examp
   REQUIRE(resumed.text(1, "train_loss") == metrics.text(1, "train_loss"));
   REQUIRE(test::read_text(out.string() + ".log").find("resumed") != std::string::npos);
   REQUIRE(util::read_json_file(out / "summary.json")["epochs"] == 3);
+
+  // A checkpoint that does not say where to resume, is past --epochs, or lacks the optimiser state is
+  // refused naming the file, and nothing is trained.
+  const fs::path checkpoint = out / "autoencoder.safetensors", log = out.string() + ".log";
+  const io::SafetensorsFile saved = io::read_safetensors(checkpoint);
+  auto write_checkpoint = [&](const std::map<std::string, std::string>& metadata_changes,
+                              const std::string& drop_prefix) {
+    auto metadata = saved.metadata;
+    for (const auto& [key, value] : metadata_changes) metadata[key] = value;
+    auto tensors = saved.tensors;
+    std::erase_if(tensors,
+                  [&](const auto& t) { return !drop_prefix.empty() && t.first.starts_with(drop_prefix); });
+    if (!drop_prefix.empty()) metadata[nn::kExtraTensorsKey] = "[]";
+    io::write_safetensors(checkpoint, tensors, metadata);
+  };
+  for (const char* epoch : {"abc", "-5", "3x"}) {
+    write_checkpoint({{"epoch", epoch}}, "");
+    REQUIRE(test::run_example("autoencoder", common + " --epochs 4 --resume", log) == 1);
+    REQUIRE_THAT(test::read_text(log), Catch::Contains(checkpoint.string()) &&
+                                           Catch::Contains(std::string("'epoch' is '") + epoch + "'"));
+  }
+  write_checkpoint({{"epoch", "1000"}}, "");
+  REQUIRE(test::run_example("autoencoder", common + " --epochs 4 --resume", log) == 2);
+  REQUIRE_THAT(test::read_text(log), Catch::Contains("after epoch 1000 but --epochs is 4"));
+  write_checkpoint({{"latent", "7"}}, "");
+  REQUIRE(test::run_example("autoencoder", common + " --epochs 4 --resume", log) == 1);
+  REQUIRE_THAT(test::read_text(log), Catch::Contains("'latent' is 7"));
+  write_checkpoint({}, "optimizer.");
+  REQUIRE(test::run_example("autoencoder", common + " --epochs 4 --resume", log) == 1);
+  REQUIRE_THAT(test::read_text(log),
+               Catch::Contains(checkpoint.string()) && Catch::Contains("no optimizer state for parameter 0"));
+  REQUIRE(util::read_csv(out / "metrics.csv").size() == 3);
   fs::remove_all(out);
 }
 
@@ -95,4 +129,46 @@ TEST_CASE("autoencoder example rejects bad flags naming the flag", "[example][er
   REQUIRE(test::read_text(log).find("--bogus") != std::string::npos);
   REQUIRE(test::run_example("autoencoder", "--data /nonexistent/dir --epochs 1", log) == 1);
   REQUIRE(test::read_text(log).find("/nonexistent/dir") != std::string::npos);
+  // Sizes out of range are flag errors, before any work.
+  REQUIRE(test::run_example("autoencoder", "--threads 100000", log) == 2);
+  REQUIRE(test::read_text(log).find("--threads") != std::string::npos);
+  REQUIRE(test::run_example("autoencoder", "--limit 5", log) == 2);
+  REQUIRE(test::read_text(log).find("--limit") != std::string::npos);
+  REQUIRE(test::run_example("autoencoder", "--out ''", log) == 2);
+  REQUIRE(test::read_text(log).find("--out") != std::string::npos);
+}
+
+TEST_CASE("latent example checks its input files before exploring", "[example][errors]") {
+  if (!test::fashion_mnist_installed()) {
+    WARN("FashionMNIST not installed (apt-get install dataset-fashion-mnist); skipping");
+    return;
+  }
+  const fs::path dir = fs::temp_directory_path() / "sumi_e2e_latent_inputs";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path good = dir / "autoencoder.safetensors", no_decoder = dir / "encoder_only.safetensors";
+  models::Autoencoder<float> model(5);
+  nn::save_state(model, good);
+  auto tensors = io::read_safetensors(good).tensors;
+  std::erase_if(tensors, [](const auto& t) { return t.first.starts_with("decoder."); });
+  io::write_safetensors(no_decoder, tensors);
+  const fs::path log = dir / "latent.log";
+
+  // Without its decoder the model would decode random images: every missing tensor is named.
+  REQUIRE(test::run_example(
+              "latent", "--quiet --autoencoder " + no_decoder.string() + " --out " + (dir / "out").string(),
+              log) == 1);
+  REQUIRE_THAT(test::read_text(log), Catch::Contains(no_decoder.string()) && Catch::Contains("missing") &&
+                                         Catch::Contains("decoder."));
+
+  // Classifier outputs with the wrong rows fail before the first t-SNE, not after it.
+  std::ofstream(dir / "outputs.csv") << "o0,o1,label\n0.1,0.2,3\n";
+  REQUIRE(test::run_example("latent",
+                            "--quiet --autoencoder " + good.string() + " --classifier-outputs " +
+                                (dir / "outputs.csv").string() + " --out " + (dir / "out").string(),
+                            log) == 1);
+  REQUIRE_THAT(test::read_text(log),
+               Catch::Contains("outputs.csv") && Catch::Contains("expected 10000 rows"));
+  REQUIRE_FALSE(fs::exists(dir / "out" / "tsne.svg"));
+  fs::remove_all(dir);
 }

@@ -40,5 +40,20 @@ TEST_CASE("tsne example embeds a labelled CSV with the given Barnes-Hut theta", 
   REQUIRE(test::run_example("tsne", common + " --theta -1 --out " + (dir / "bad.csv").string(),
                             dir / "bad.log") == 2);
   REQUIRE(test::read_text(dir / "bad.log").find("--theta") != std::string::npos);
+  // A perplexity below 1 or not below the point count, an --out that is the input or would be overwritten
+  // by the summary, and a folder as input are refused naming the flag or the path.
+  const std::string input = (dir / "points.csv").string();
+  for (const std::string& args : {"--perplexity 0.5 --out " + (dir / "bad.csv").string(),
+                                  "--perplexity 89 --out " + (dir / "bad.csv").string(), "--out " + input,
+                                  "--out " + (dir / "bad.json").string()}) {
+    INFO(args);
+    REQUIRE(test::run_example("tsne", common + " " + args, dir / "bad.log") == 2);
+    const std::string flag = args.substr(0, args.find(' '));
+    REQUIRE(test::read_text(dir / "bad.log").find(flag) != std::string::npos);
+  }
+  REQUIRE(test::read_text(dir / "points.csv").find("a,b,c,d,label\n") == 0);  // the input is intact
+  REQUIRE(test::run_example("tsne", "--input " + dir.string() + " --out " + (dir / "bad.csv").string(),
+                            dir / "bad.log") == 1);
+  REQUIRE(test::read_text(dir / "bad.log").find("is a folder") != std::string::npos);
   fs::remove_all(dir);
 }

@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <string>
 
 #include "fixture.hpp"
 #include "sumi/io/safetensors.hpp"
@@ -64,6 +66,28 @@ TEST_CASE("safetensors reader names the file and the problem", "[io][errors]") {
   write_bytes(bad, "epoch,train_loss,val_mse\n1,0.0966,0.0575\n");
   REQUIRE_THROWS_WITH(io::read_safetensors(bad),
                       Catch::Contains("bad.safetensors") && Catch::Contains("not a safetensors file"));
+  // A folder, and headers whose tensors overlap, leave a gap or stop before the end of the data.
+  REQUIRE_THROWS_WITH(io::read_safetensors(fs::temp_directory_path()), Catch::Contains("is a folder"));
+  auto with_header = [&](const std::string& header, std::size_t data_bytes) {
+    const uint64_t length = header.size();
+    std::string file(reinterpret_cast<const char*>(&length), 8);
+    write_bytes(bad, file + header + std::string(data_bytes, '\0'));
+  };
+  with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+              R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+              12);
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad),
+                      Catch::Contains("bad.safetensors") && Catch::Contains("'a' and 'b' overlap"));
+  with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+              R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+              12);
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("4 unused bytes before tensor 'b'"));
+  with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 6);
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("2 bytes after the last tensor"));
+  with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+              R"("e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}})",
+              4);
+  REQUIRE(io::read_safetensors(bad).tensor<float>("a").numel() == 1);
   fs::remove(good);
   fs::remove(bad);
 }

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 
 #include "../examples/models/autoencoder.hpp"
@@ -242,6 +243,32 @@ TEST_CASE("extra tensors carry the optimiser state for a bit-exact resume", "[se
   for (int i = 0; i < 2; ++i) train_step(resumed, opt_resumed);
   require_same_state(straight, resumed);
 
+  SECTION("a checkpoint with NaN weights, infinite optimiser moments or a negative step is refused") {
+    const fs::path bad = temp_path("resume_bad.safetensors");
+    const auto before = resumed.state_dict();
+    write_edited(path, bad, [](auto& t) {
+      Tensor<float> w = Tensor<float>::ones({8, 1, 3, 3});
+      w.data()[5] = std::numeric_limits<float>::quiet_NaN();
+      t["encoder.encoder_cnn.0.weight"] = io::TensorRecord::from_tensor(w);
+      Tensor<float> m = Tensor<float>::zeros({8});
+      m.data()[2] = -std::numeric_limits<float>::infinity();
+      t["optimizer.1.exp_avg"] = io::TensorRecord::from_tensor(m);
+    });
+    REQUIRE_THROWS_WITH(nn::load_state(resumed, bad),
+                        Contains(bad.string()) &&
+                            Contains("encoder.encoder_cnn.0.weight: NaN at element 5") &&
+                            Contains("optimizer.1.exp_avg: infinity at element 2"));
+    // nothing was loaded
+    for (const auto& e : resumed.state_dict())
+      if (!e.is_integer) REQUIRE(bit_equal(e.tensor, before.tensor(e.name)));
+
+    write_edited(path, bad, [](auto& t) { t["optimizer.3.step"] = io::TensorRecord::from_int64(-4); });
+    const auto negative = nn::load_state(resumed, bad);
+    REQUIRE_THROWS_WITH(opt_resumed.load_state_dict(negative.extra.strip_prefix("optimizer.")),
+                        Contains("3.step: negative (-4)"));
+    fs::remove(bad);
+  }
+
   // Extra names may not shadow the module's.
   nn::StateDict<float> clash;
   clash.insert("encoder.encoder_cnn.0.bias", Tensor<float>::zeros({8}));
@@ -288,4 +315,19 @@ TEST_CASE("load_state reads PyTorch's own state dicts by prefix", "[serialize][f
   // The wrong prefix reports every tensor as missing.
   REQUIRE_THROWS_WITH(load_state(g, fixture, {.prefix = "X."}),
                       Contains("dcgan.safetensors") && Contains("missing (") && Contains("X.main.0.weight"));
+}
+
+TEST_CASE("metadata_integer reads a whole number and names the file and key otherwise",
+          "[serialize][errors]") {
+  const fs::path file = "ckpt.safetensors";
+  const std::map<std::string, std::string> metadata = {
+      {"epoch", "12"}, {"bad", "abc"}, {"tail", "3x"}, {"negative", "-5"}, {"empty", ""}};
+  REQUIRE(nn::metadata_integer(metadata, "epoch", file) == 12);
+  REQUIRE(nn::metadata_integer(metadata, "negative", file, -10) == -5);
+  REQUIRE_THROWS_WITH(nn::metadata_integer(metadata, "missing", file),
+                      Contains("ckpt.safetensors") && Contains("'missing' is missing"));
+  for (const char* key : {"bad", "tail", "negative", "empty"})
+    REQUIRE_THROWS_WITH(nn::metadata_integer(metadata, key, file),
+                        Contains("ckpt.safetensors") && Contains(std::string("'") + key + "'") &&
+                            Contains("not a whole number >= 0"));
 }

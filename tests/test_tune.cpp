@@ -227,6 +227,23 @@ TEST_CASE("grid search shards partition the grid and merge back to the full tabl
   fs::remove_all(dir);
 }
 
+TEST_CASE("rows of other grids or budgets are told apart from the grid's own", "[tune]") {
+  const tune::ParameterGrid grid = small_grid();
+  tune::ParameterGrid wider = small_grid();
+  wider.add_axis("extra", {1});
+  std::vector<tune::GridResult> rows;
+  for (const int64_t epochs : {1, 2, 3}) rows.push_back({grid.at(4), epochs, 0.5, 0.4, 1.0});
+  tune::GridResult other = rows.front();
+  other.config = tune::Configuration({{"latent", int64_t(7)}, {"decay", 0.0}, {"act", std::string("relu")}});
+  rows.push_back(other);
+  const auto kept = tune::rows_in_grid(rows, grid, {1, 3});
+  REQUIRE(kept.size() == 2);
+  CHECK(kept[0].epochs == 1);
+  CHECK(kept[1].epochs == 3);
+  CHECK(kept[0].config == grid.at(4));
+  CHECK(tune::rows_in_grid(rows, wider, {1, 2, 3}).empty());
+}
+
 TEST_CASE("ranking puts the lowest validation loss first and failures last", "[tune]") {
   const fs::path dir = temp_dir("rank");
   const tune::ParameterGrid grid = small_grid();
@@ -360,5 +377,20 @@ TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e
              full = util::read_csv(dir / "full" / "grid.csv");
   REQUIRE(merged.size() == full.size());
   for (std::size_t i = 0; i < full.size(); ++i) CHECK(merged.text(i, "val_loss") == full.text(i, "val_loss"));
+
+  // Another grid in the same folder: its rows are added, the old ones kept but not ranked with it.
+  const std::string other =
+      "--limit 300 --latent 4 --weight-decay 0 --dropout 0 --batch 100 --epochs 1 --quiet ";
+  REQUIRE(test::run_example("grid_search", other + "--out " + (dir / "full").string(), log) == 0);
+  CHECK(test::read_text(log).find("4 rows of grid.csv are for other axis values") != std::string::npos);
+  CHECK(util::read_csv(dir / "full" / "grid.csv").size() == 5);
+  CHECK(util::read_json_file(dir / "full" / "summary.json")["configurations"] == 1);
+  CHECK(util::read_json_file(dir / "full" / "best.json")["parameters"]["latent"] == 4);
+
+  // A shard with no configuration writes no best.json and does not list it.
+  REQUIRE(test::run_example("grid_search", other + "--shard 1/2 --out " + (dir / "empty").string(), log) ==
+          0);
+  CHECK_FALSE(fs::exists(dir / "empty" / "best.json"));
+  CHECK(test::read_text(log).find("best.json") == std::string::npos);
   fs::remove_all(dir);
 }

@@ -6,9 +6,12 @@
 #include <filesystem>
 #include <memory>
 #include <numeric>
+#include <stdexcept>
+#include <string>
 
 #include "sumi/data/dataset.hpp"
 #include "sumi/data/fashion_mnist.hpp"
+#include "sumi/util/cli.hpp"
 
 namespace sumi::examples {
 
@@ -19,6 +22,18 @@ struct StudyData {
   std::unique_ptr<data::Subset<data::MnistDataset>> train, validation;
 };
 
+// The fewest training images --limit may keep: a sixth of them is held out for validation, which must not
+// be empty (a validation loss over no images would read 0, the best possible).
+inline constexpr int64_t kMinLimit = 6;
+
+// Binds --limit (0: every training image) to `limit`.
+inline void bind_limit_flag(util::ArgParser& cli, int64_t& limit) {
+  cli.bind("--limit", limit, "use only the first N training images (0: all)")
+      .check([](int64_t v) { return v == 0 || v >= kMinLimit; },
+             "must be 0 (all images) or at least " + std::to_string(kMinLimit) +
+                 ", so that a sixth is left for validation");
+}
+
 // `limit` > 0 keeps only the first `limit` training images (split 5:1) and limit/6 test images, for quick
 // runs and tests.
 inline std::unique_ptr<StudyData> load_study_data(const std::filesystem::path& dir, uint64_t seed,
@@ -28,6 +43,9 @@ inline std::unique_ptr<StudyData> load_study_data(const std::filesystem::path& d
   int64_t n = d->train_full.size();
   if (limit > 0) n = std::min(n, limit);
   const int64_t n_val = limit > 0 ? n / 6 : std::min<int64_t>(10000, n / 6);
+  if (n_val == 0)
+    throw std::runtime_error(dir.string() + ": " + std::to_string(n) +
+                             " training images leave none for validation (a sixth is held out)");
   auto parts = data::random_split(n, {n - n_val, n_val}, seed);
   d->train = std::make_unique<data::Subset<data::MnistDataset>>(d->train_full, std::move(parts[0]));
   d->validation = std::make_unique<data::Subset<data::MnistDataset>>(d->train_full, std::move(parts[1]));

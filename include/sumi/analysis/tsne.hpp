@@ -107,7 +107,8 @@ struct JointProbabilities {
 // The binary search of scikit-learn's _binary_search_perplexity: beta such that the entropy of the row
 // (natural log) is within 1e-5 of log(perplexity), at most 100 steps.
 inline ConditionalProbabilities conditional_probabilities(Neighbors neighbors, double perplexity) {
-  if (!(perplexity > 0)) throw std::invalid_argument("t-SNE: perplexity must be > 0");
+  // The entropy of a distribution is >= 0 = log(1): a perplexity below 1 cannot be reached.
+  if (!(perplexity >= 1)) throw std::invalid_argument("t-SNE: perplexity must be >= 1");
   const int64_t n = neighbors.points, k = neighbors.k;
   ConditionalProbabilities result;
   result.p.resize(std::size_t(n * k));
@@ -326,9 +327,9 @@ inline TsneResult tsne(const PointMatrix& x, const TsneOptions& options = {}) {
   const int64_t n = x.rows();
   if (n < 4) throw std::invalid_argument("t-SNE: need at least 4 points, got " + std::to_string(n));
   if (x.cols() < 1) throw std::invalid_argument("t-SNE: points have no coordinates");
-  if (!(options.perplexity > 0) || options.perplexity >= double(n - 1))
+  if (!(options.perplexity >= 1) || options.perplexity >= double(n - 1))
     throw std::invalid_argument("t-SNE: perplexity " + std::to_string(options.perplexity) +
-                                " must be > 0 and below the number of points minus one (" +
+                                " must be >= 1 and below the number of points minus one (" +
                                 std::to_string(n - 1) + ")");
   if (options.iterations < 1 || options.exaggeration_iterations < 0)
     throw std::invalid_argument("t-SNE: need iterations >= 1 and exaggeration_iterations >= 0");

@@ -158,6 +158,10 @@ inline MnistDataset load_fashion_mnist(const std::filesystem::path& dir = {}, Sp
         "`, or pass the directory / set SUMI_DATA to a directory holding these files.");
 
   MnistDataset dataset = MnistDataset::from_files(found[0], found[1]);
+  // Models for FashionMNIST assume its 28x28 images; another MNIST-format set would fail deep in a layer.
+  if (dataset.height() != 28 || dataset.width() != 28)
+    throw IdxError("IDX file '" + found[0].string() + "': FashionMNIST images are 28x28, this file's are " +
+                   std::to_string(dataset.height()) + "x" + std::to_string(dataset.width()));
   for (int64_t i = 0; i < dataset.size(); ++i)
     if (dataset.label(i) >= int64_t(fashion_mnist_classes.size()))
       throw IdxError("IDX file '" + found[1].string() + "': label " + std::to_string(dataset.label(i)) +

@@ -2,6 +2,7 @@
 // The safetensors file format (Hugging Face): an 8-byte little-endian header length, a JSON header naming
 // each tensor's dtype, shape and byte range, then the raw little-endian data. Reading validates every field
 // against the file so a truncated or corrupt file is reported, never half-loaded.
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <cstring>
@@ -11,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
+#include <system_error>
+#include <tuple>
 #include <vector>
 
 #include "sumi/tensor/tensor.hpp"
@@ -111,6 +114,8 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
   auto fail = [&](const std::string& what) -> SafetensorsError {
     return SafetensorsError(path.string() + ": " + what);
   };
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) throw fail("is a folder, not a safetensors file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw fail("cannot open file (missing or unreadable)");
   in.seekg(0, std::ios::end);
@@ -143,6 +148,7 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
   in.read(data.data(), std::streamsize(data_size));
   if (!in) throw fail("could not read the data section");
 
+  std::vector<std::tuple<uint64_t, uint64_t, std::string>> spans;  // each tensor's [begin, end) and name
   for (auto it = json.begin(); it != json.end(); ++it) {
     if (it.key() == "__metadata__") {
       for (auto m = it->begin(); m != it->end(); ++m)
@@ -167,10 +173,27 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
                    std::to_string(offsets[1] - offsets[0]));
       r.bytes.assign(data.begin() + std::ptrdiff_t(offsets[0]), data.begin() + std::ptrdiff_t(offsets[1]));
       file.tensors.emplace(name, std::move(r));
+      spans.push_back({offsets[0], offsets[1], name});
     } catch (const nlohmann::json::exception& e) {
       throw fail("tensor '" + name + "' has a malformed header entry: " + e.what());
     }
   }
+  // As the format requires, the tensors tile the data section: no overlap (two tensors sharing bytes, a
+  // sign of a corrupt or hand-edited header), no gap and nothing after the last.
+  std::sort(spans.begin(), spans.end());
+  uint64_t end = 0;
+  for (std::size_t i = 0; i < spans.size(); ++i) {
+    const auto& [begin, finish, name] = spans[i];
+    if (begin < end)
+      throw fail("tensors '" + std::get<2>(spans[i - 1]) + "' and '" + name +
+                 "' overlap in the data section");
+    if (begin > end)
+      throw fail("the data section has " + std::to_string(begin - end) + " unused bytes before tensor '" +
+                 name + "'");
+    end = finish;
+  }
+  if (end != data_size)
+    throw fail("the data section has " + std::to_string(data_size - end) + " bytes after the last tensor");
   return file;
 }
 

@@ -10,11 +10,15 @@
 // buffers such as num_batches_tracked as I64 scalars (shape []), as PyTorch stores them. Extra tensors (an
 // optimiser's state) are stored next to the module's and listed in the metadata key "sumi.extra_tensors", so
 // that loading tells them apart from unexpected names. Files are written atomically.
+#include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <system_error>
 
 #include "sumi/io/safetensors.hpp"
 #include "sumi/nn/module.hpp"
@@ -25,6 +29,17 @@ namespace sumi::nn {
 inline constexpr const char* kExtraTensorsKey = "sumi.extra_tensors";
 
 namespace detail {
+// Records `name` in m.invalid_value when `t` holds a NaN or an infinity: a checkpoint of a diverged run, or a
+// corrupt file, would otherwise load silently and poison every later step.
+template <std::floating_point T>
+void check_finite(const std::string& name, const Tensor<T>& t, StateMismatch& m) {
+  const T* begin = t.data();
+  const T* bad = std::find_if(begin, begin + t.numel(), [](T v) { return !std::isfinite(v); });
+  if (bad != begin + t.numel())
+    m.invalid_value.push_back(name + ": " + (std::isnan(*bad) ? "NaN" : "infinity") + " at element " +
+                              std::to_string(bad - begin));
+}
+
 template <std::floating_point T>
 const char* dtype_name() {
   return std::is_same_v<T, float> ? "F32" : "F64";
@@ -72,9 +87,25 @@ struct LoadedState {
   LoadStateResult skipped;                      // what a non-strict load skipped
 };
 
+// The metadata value `key` of `file` as a whole number >= `lowest`; a missing key or any other value is an
+// error naming the file and the key (a hand-edited or foreign checkpoint must not resume at a wrong point).
+inline int64_t metadata_integer(const std::map<std::string, std::string>& metadata, const std::string& key,
+                                const std::filesystem::path& file, int64_t lowest = 0) {
+  const auto it = metadata.find(key);
+  if (it == metadata.end()) throw io::SafetensorsError(file.string() + ": metadata '" + key + "' is missing");
+  const std::string& text = it->second;
+  int64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || value < lowest)
+    throw io::SafetensorsError(file.string() + ": metadata '" + key + "' is '" + text +
+                               "', not a whole number >= " + std::to_string(lowest));
+  return value;
+}
+
 // Loads a file written by save_state (or PyTorch, with PyTorch's names) into the module in place. Checks
-// every name, shape and dtype first and reports all differences at once, naming the file; the module is
-// unchanged then. A missing, truncated or corrupt file is reported with its path.
+// every name, shape, dtype and value (NaN and infinities are refused) first and reports all differences at
+// once, naming the file; the module is unchanged then. A missing, truncated or corrupt file is reported with
+// its path.
 template <std::floating_point T>
 LoadedState<T> load_state(Module<T>& module, const std::filesystem::path& path,
                           const LoadStateOptions& options = {}) {
@@ -116,8 +147,11 @@ LoadedState<T> load_state(Module<T>& module, const std::filesystem::path& path,
     }
     if (ref.counter)
       state.insert_integer(ref.name, file.int64_scalar(key));
-    else
-      state.insert(ref.name, file.tensor<T>(key));
+    else {
+      Tensor<T> tensor = file.tensor<T>(key);
+      detail::check_finite(key, tensor, m);
+      state.insert(ref.name, std::move(tensor));
+    }
   }
 
   LoadedState<T> loaded;
@@ -131,8 +165,11 @@ LoadedState<T> load_state(Module<T>& module, const std::filesystem::path& path,
     }
     if (record.dtype == "I64" && record.shape.empty())
       loaded.extra.insert_integer(name, file.int64_scalar(name));
-    else
-      loaded.extra.insert(name, file.tensor<T>(name));
+    else {
+      Tensor<T> tensor = file.tensor<T>(name);
+      detail::check_finite(name, tensor, m);
+      loaded.extra.insert(name, std::move(tensor));
+    }
   }
   loaded.skipped = {m.missing, m.unexpected};
   if (!options.strict) {

@@ -16,13 +16,15 @@ namespace sumi::nn {
 
 // Everything that differs between a state and what a module (or optimiser, or file) expects.
 struct StateMismatch {
-  std::vector<std::string> missing;     // expected but absent
-  std::vector<std::string> unexpected;  // present but not expected
-  std::vector<std::string> mis_shaped;  // "name: expected [3, 4], found [4, 3]"
-  std::vector<std::string> wrong_type;  // "name: expected F32, found F64" (dtype, or integer vs tensor)
+  std::vector<std::string> missing;        // expected but absent
+  std::vector<std::string> unexpected;     // present but not expected
+  std::vector<std::string> mis_shaped;     // "name: expected [3, 4], found [4, 3]"
+  std::vector<std::string> wrong_type;     // "name: expected F32, found F64" (dtype, or integer vs tensor)
+  std::vector<std::string> invalid_value;  // "name: NaN at element 3", "0.step: negative (-2)"
 
   bool empty() const {
-    return missing.empty() && unexpected.empty() && mis_shaped.empty() && wrong_type.empty();
+    return missing.empty() && unexpected.empty() && mis_shaped.empty() && wrong_type.empty() &&
+           invalid_value.empty();
   }
 
   // One line per kind of problem, each naming every entry of that kind.
@@ -37,6 +39,7 @@ struct StateMismatch {
     section("unexpected", unexpected);
     section("shape mismatch", mis_shaped);
     section("dtype mismatch", wrong_type);
+    section("invalid values", invalid_value);
     return s;
   }
 };

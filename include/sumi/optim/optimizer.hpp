@@ -151,6 +151,8 @@ class Optimizer {
       ParamState<T>& s = loaded[index];
       if (key == "step") {
         if (!e.is_integer) m.wrong_type.push_back(e.name + ": expected an integer, found a tensor");
+        if (e.integer < 0)
+          m.invalid_value.push_back(e.name + ": negative (" + std::to_string(e.integer) + ")");
         s.step = e.integer;
         continue;
       }

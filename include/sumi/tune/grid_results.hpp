@@ -96,6 +96,10 @@ inline std::vector<GridResult> read_grid_results(const std::filesystem::path& pa
     } catch (const std::exception& e) {
       throw std::runtime_error("results file '" + path.string() + "': " + e.what());
     }
+    if (r.epochs < 1 || double(r.epochs) != table.number(i, "epochs") || !(r.seconds >= 0))
+      throw std::runtime_error("results file '" + path.string() + "', row " + std::to_string(i + 1) +
+                               ": epochs must be a whole number >= 1 and seconds >= 0, found " +
+                               table.text(i, "epochs") + " and " + table.text(i, "seconds"));
     rows.push_back(std::move(r));
   }
   return rows;
@@ -194,6 +198,18 @@ inline nlohmann::json grid_result_json(const GridResult& r) {
           {"train_loss", number(r.train_loss)},
           {"val_loss", number(r.val_loss)},
           {"seconds", r.seconds}};
+}
+
+// The rows that belong to `grid` with one of the `epochs` budgets, in their order. A results file may also
+// hold other grids' rows (a folder reused with other axis values); those are kept in the file but must
+// not be ranked as this grid's.
+inline std::vector<GridResult> rows_in_grid(const std::vector<GridResult>& rows, const ParameterGrid& grid,
+                                            const std::vector<int64_t>& epochs) {
+  std::vector<GridResult> in_grid;
+  for (const GridResult& r : rows)
+    if (grid.index_of(r.config) && std::find(epochs.begin(), epochs.end(), r.epochs) != epochs.end())
+      in_grid.push_back(r);
+  return in_grid;
 }
 
 // The grid's configurations and budgets that `rows` lacks, as "latent=5 ... epochs=10".

@@ -10,6 +10,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <new>
 #include <optional>
 #include <ostream>
 #include <span>
@@ -409,7 +410,8 @@ class ArgParser {
 
 // A program's main() around its parser: parses argv, then calls run() (returning its exit status) unless
 // --help was asked for. Errors are printed as "error: ..." on stderr with exit status 2 for a bad command
-// line (CliError, thrown by parse() or by run() while checking flags) and 1 for any other failure.
+// line (CliError, thrown by parse() or by run() while checking flags) and 1 for any other failure (running
+// out of memory included, which a size flag set too large causes).
 template <class Run>
 int run_main(ArgParser& cli, int argc, char** argv, Run&& run) {
   try {
@@ -418,6 +420,10 @@ int run_main(ArgParser& cli, int argc, char** argv, Run&& run) {
   } catch (const CliError& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "error: out of memory: the sizes the flags ask for (batch, layer widths, sample counts) "
+                 "need more memory than this machine can give\n";
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

@@ -169,6 +169,9 @@ class CsvRecordReader {
 };
 
 inline std::string read_whole_file(const std::filesystem::path& path) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error))
+    throw std::runtime_error("'" + path.string() + "' is a folder, not a CSV file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot open CSV file '" + path.string() + "'");
   std::ostringstream content;
@@ -211,7 +214,7 @@ struct CsvTable {
 
   const std::string& text(std::size_t row, std::string_view column) const {
     if (row >= rows.size())
-      throw std::out_of_range("CSV row " + std::to_string(row) + " out of range (" +
+      throw std::out_of_range("CSV row " + std::to_string(row + 1) + " out of range (" +
                               std::to_string(rows.size()) + " rows)");
     return rows[row][column_index(column)];
   }
@@ -220,8 +223,8 @@ struct CsvTable {
   double number(std::size_t row, std::string_view column) const {
     const std::string& cell = text(row, column);
     if (const auto value = detail::parse_double(cell)) return *value;
-    throw std::invalid_argument("CSV row " + std::to_string(row) + ", column '" + std::string(column) +
-                                "': '" + cell + "' is not a number");
+    throw std::invalid_argument("CSV row " + std::to_string(row + 1) + " after the header, column '" +
+                                std::string(column) + "': '" + cell + "' is not a number");
   }
 
   // A whole column as doubles (e.g. a loss curve).
