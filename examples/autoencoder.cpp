@@ -86,9 +86,9 @@ void write_reconstructions(models::Autoencoder<float>& model, const data::MnistD
 }
 
 int run(const Options& o) {
-  const fs::path out = examples::start_run("autoencoder", o.threads, o.out);
-
+  // The data first: a missing or corrupt dataset leaves no empty output folder behind.
   const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
+  const fs::path out = examples::start_run("autoencoder", o.threads, o.out);
   const auto test_view = examples::test_subset(*study, o.limit);
   examples::print_split_sizes(*study, test_view.size());
 

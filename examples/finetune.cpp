@@ -128,8 +128,8 @@ fs::path find_or_train_encoder(const Options& o, const examples::StudyData& stud
 }
 
 int run(const Options& o) {
-  const fs::path out = examples::start_run("finetune", o.threads, o.out);
   const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
+  const fs::path out = examples::start_run("finetune", o.threads, o.out);
   const auto test_view = examples::test_subset(*study, o.limit);
   examples::print_split_sizes(*study, test_view.size());
 

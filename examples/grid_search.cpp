@@ -71,6 +71,23 @@ void write_chart(const std::vector<tune::GridResult>& ranked, const fs::path& pa
   chart.save(path);
 }
 
+// Every row of grid.csv was trained with these settings, which are not axes: rows made with others must not
+// be resumed as if they were the same, so they are kept in settings.json next to grid.csv and checked.
+void check_shared_settings(const Options& o, const fs::path& out) {
+  const nlohmann::json settings = {{"lr", o.lr}, {"limit", o.limit}, {"seed", o.seed}};
+  const fs::path path = out / "settings.json";
+  if (fs::exists(path) && fs::exists(out / "grid.csv")) {
+    const nlohmann::json saved = util::read_json_file(path);
+    for (const auto& [key, value] : settings.items())
+      if (!saved.contains(key) || saved[key] != value)
+        throw util::CliError("--" + key, "--" + key + " " + value.dump() + ": the rows of " +
+                                             (out / "grid.csv").string() + " were trained with " +
+                                             (saved.contains(key) ? saved[key].dump() : "another value") +
+                                             " (" + path.string() + "); use another --out");
+  }
+  util::write_json_atomically(path, settings);
+}
+
 std::vector<int64_t> budgets_of(const Options& o) {
   return {o.epochs.begin(), o.epochs.end()};
 }
@@ -138,7 +155,9 @@ int run(Options o) {
   const int threads_per_job = std::max(1, threads / jobs);
   set_num_threads(threads_per_job);
 
+  const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
   const fs::path out = examples::start_run("grid_search", threads_per_job, o.out);
+  check_shared_settings(o, out);
   const tune::ParameterGrid grid = make_grid(o);
   const int64_t max_epochs = *std::max_element(o.epochs.begin(), o.epochs.end());
   std::printf("grid: %zu configurations x %zu epoch budgets = %zu rows; shard %s; %d jobs x %d threads\n",
@@ -150,7 +169,6 @@ int run(Options o) {
         "are its losses after that many epochs (constant learning rate)\n",
         (long long)max_epochs);
 
-  const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
   std::printf("data: %lld train, %lld validation images\n", (long long)study->train->size(),
               (long long)study->validation->size());
   std::fflush(stdout);
@@ -222,7 +240,7 @@ int run(Options o) {
   };
   if (!ranked.empty()) summary_json["best"] = tune::grid_result_json(ranked.front());
   util::write_json_atomically(out / "summary.json", summary_json);
-  std::printf("%zu runs in %.1f s; outputs: %s\n", summary.runs_done, summary.wall_seconds,
+  std::printf("%zu runs in %.1f s; outputs: %s settings.json\n", summary.runs_done, summary.wall_seconds,
               outputs_line(ranked).c_str());
   return summary.runs_failed > 0 ? 1 : 0;
 }

@@ -158,9 +158,9 @@ nlohmann::json explore_space(const std::string& name, const std::string& prefix,
 }
 
 int run(const Options& o) {
-  const fs::path out = examples::start_run("latent", o.threads, o.out);
   util::Timer timer;
   const auto study = examples::load_study_data(o.data, uint64_t(o.seed));
+  const fs::path out = examples::start_run("latent", o.threads, o.out);
   std::unique_ptr<Generator> gen;
   const auto model = load_or_train(o, *study, out, gen);
 

@@ -378,6 +378,11 @@ TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e
   REQUIRE(merged.size() == full.size());
   for (std::size_t i = 0; i < full.size(); ++i) CHECK(merged.text(i, "val_loss") == full.text(i, "val_loss"));
 
+  // Rows trained with another learning rate are not resumed as this one's.
+  REQUIRE(test::run_example("grid_search", grid + "--lr 0.002 --out " + (dir / "full").string(), log) == 2);
+  CHECK(test::read_text(log).find("--lr 0.002") != std::string::npos);
+  CHECK(test::read_text(dir / "full" / "grid.csv") == full_csv);
+
   // Another grid in the same folder: its rows are added, the old ones kept but not ranked with it.
   const std::string other =
       "--limit 300 --latent 4 --weight-decay 0 --dropout 0 --batch 100 --epochs 1 --quiet ";
