@@ -137,34 +137,39 @@ TEST_CASE("nearest neighbours are exact with ties, duplicates and many dimension
 }
 
 TEST_CASE("t-SNE input affinities reach the target perplexity and are a symmetric distribution", "[tsne]") {
-  const PointMatrix x = gaussian_points(400, 5, 2);
-  for (const double perplexity : {5.0, 30.0}) {
-    const auto conditional = conditional_probabilities(exact_knn(x, int64_t(3 * perplexity + 1)), perplexity);
-    const int64_t k = conditional.neighbors.k;
-    for (int64_t i = 0; i < x.rows(); ++i) {
-      double sum = 0, entropy = 0;
-      for (int64_t m = 0; m < k; ++m) {
-        const double p = conditional.p[std::size_t(i * k + m)];
-        sum += p;
-        if (p > 0) entropy -= p * std::log(p);
+  // Also far beyond beta = 2^+-100 of the starting point: squared distances near 1e-60 and 1e+60.
+  for (const double scale : {1.0, 1e-30, 1e30}) {
+    const PointMatrix x = gaussian_points(400, 5, 2) * scale;
+    for (const double perplexity : {5.0, 30.0}) {
+      const auto conditional =
+          conditional_probabilities(exact_knn(x, int64_t(3 * perplexity + 1)), perplexity);
+      const int64_t k = conditional.neighbors.k;
+      for (int64_t i = 0; i < x.rows(); ++i) {
+        double sum = 0, entropy = 0;
+        for (int64_t m = 0; m < k; ++m) {
+          const double p = conditional.p[std::size_t(i * k + m)];
+          sum += p;
+          if (p > 0) entropy -= p * std::log(p);
+        }
+        REQUIRE(sum == Approx(1.0).epsilon(1e-12));
+        REQUIRE(std::exp(entropy) == Approx(perplexity).epsilon(1e-4));
       }
-      REQUIRE(sum == Approx(1.0).epsilon(1e-12));
-      REQUIRE(std::exp(entropy) == Approx(perplexity).epsilon(1e-4));
+      const JointProbabilities p = joint_probabilities(conditional);
+      double total = 0;
+      for (double v : p.value) total += v;
+      CHECK(total == Approx(1.0).epsilon(1e-12));
+      // Symmetric: p_ij == p_ji for a sample of entries.
+      for (int64_t i = 0; i < x.rows(); i += 41)
+        for (int64_t e = p.row_start[std::size_t(i)]; e < p.row_start[std::size_t(i + 1)]; ++e) {
+          const int64_t j = p.column[std::size_t(e)];
+          const auto first = p.column.begin() + p.row_start[std::size_t(j)],
+                     last = p.column.begin() + p.row_start[std::size_t(j + 1)];
+          const auto it = std::lower_bound(first, last, i);
+          REQUIRE((it != last && *it == i));
+          CHECK(p.value[std::size_t(it - p.column.begin())] ==
+                Approx(p.value[std::size_t(e)]).epsilon(1e-12));
+        }
     }
-    const JointProbabilities p = joint_probabilities(conditional);
-    double total = 0;
-    for (double v : p.value) total += v;
-    CHECK(total == Approx(1.0).epsilon(1e-12));
-    // Symmetric: p_ij == p_ji for a sample of entries.
-    for (int64_t i = 0; i < x.rows(); i += 41)
-      for (int64_t e = p.row_start[std::size_t(i)]; e < p.row_start[std::size_t(i + 1)]; ++e) {
-        const int64_t j = p.column[std::size_t(e)];
-        const auto first = p.column.begin() + p.row_start[std::size_t(j)],
-                   last = p.column.begin() + p.row_start[std::size_t(j + 1)];
-        const auto it = std::lower_bound(first, last, i);
-        REQUIRE((it != last && *it == i));
-        CHECK(p.value[std::size_t(it - p.column.begin())] == Approx(p.value[std::size_t(e)]).epsilon(1e-12));
-      }
   }
 }
 
@@ -411,6 +416,19 @@ TEST_CASE("t-SNE is reproducible with a fixed seed", "[tsne]") {
        {TsneGradient::automatic, TsneGradient::exact, TsneGradient::barnes_hut, TsneGradient::fft})
     CHECK(parse_tsne_gradient(tsne_gradient_name(g)) == g);
   CHECK_THROWS_WITH(parse_tsne_gradient("fast"), Catch::Contains("unknown gradient method"));
+  // Coordinates whose squared distances overflow would give NaN affinities and an all-zero map.
+  PointMatrix huge = x;
+  huge(3, 1) = 1e154;
+  CHECK_THROWS_WITH(tsne(huge, options),
+                    Catch::Contains("point 3, coordinate 1 is 1e+154") && Catch::Contains("scale the input"));
+  huge(3, 1) = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS_WITH(tsne(huge, options), Catch::Contains("point 3, coordinate 1 is not finite"));
+  CHECK_THROWS_WITH(exact_knn(huge, 3), Catch::Contains("exact_knn: point 3"));
+  // Large but safe: a copy scaled by a power of two has the same neighbours and a finite map.
+  const PointMatrix scaled = x * std::ldexp(1.0, 330);
+  const TsneResult far = tsne(scaled, options);
+  CHECK(far.embedding.allFinite());
+  CHECK(exact_knn(scaled, 5).index == exact_knn(x, 5).index);
   options.exact_max_points = 100;
   CHECK(resolve_tsne_gradient(options, 100) == TsneGradient::exact);
   CHECK(resolve_tsne_gradient(options, 101) == TsneGradient::barnes_hut);

@@ -153,12 +153,12 @@ inline constexpr int64_t kd_tree_max_dims = 16;
 
 // Exact k nearest neighbours of every row of `x` among the other rows (1 <= k < rows). Runs on
 // get_num_threads() threads; the result does not depend on the thread count.
-
 inline Neighbors exact_knn(const PointMatrix& x, int64_t k) {
   const int64_t n = x.rows();
   if (k < 1 || k >= n)
     throw std::invalid_argument("exact_knn: need 1 <= k < points, got k = " + std::to_string(k) + " for " +
                                 std::to_string(n) + " points");
+  detail::check_coordinates(x, "exact_knn");
   // Centring first keeps the |a|^2 + |b|^2 - 2ab expansion accurate for data far from the origin.
   const PointMatrix centred = x.rowwise() - x.colwise().mean();
   const Eigen::VectorXd norms = centred.rowwise().squaredNorm();

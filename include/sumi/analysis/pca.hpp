@@ -56,7 +56,7 @@ inline Pca fit_pca(const PointMatrix& x, int64_t components) {
   if (components < 1 || components > d)
     throw std::invalid_argument("fit_pca: asked for " + std::to_string(components) + " components of " +
                                 std::to_string(d) + "-dimensional points");
-  detail::check_finite(x, "fit_pca");
+  detail::check_coordinates(x, "fit_pca");
   Pca pca;
   pca.mean = x.colwise().mean();
   const PointMatrix centred = x.rowwise() - pca.mean;

@@ -2,8 +2,11 @@
 // Points as the rows of a dense matrix: the common currency of the analysis layer (PCA, t-SNE, embedding
 // metrics). Row-major so one point's coordinates are contiguous, as they are in a CSV row.
 #include <Eigen/Dense>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -12,13 +15,24 @@ namespace sumi::analysis {
 using PointMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 namespace detail {
-// Throws std::invalid_argument naming `what` when the matrix holds a NaN or infinite coordinate.
-inline void check_finite(const PointMatrix& x, const char* what) {
+// Throws std::invalid_argument naming `what` when a coordinate is NaN, infinite, or so large that sums of
+// squared differences over the rows or columns would overflow a double (a silent all-zero or NaN result).
+inline void check_coordinates(const PointMatrix& x, const char* what) {
+  const double terms = double(std::max<Eigen::Index>({x.rows(), x.cols(), 1}));
+  const double limit = std::sqrt(std::numeric_limits<double>::max() / (4 * terms));
   for (Eigen::Index i = 0; i < x.rows(); ++i)
-    for (Eigen::Index j = 0; j < x.cols(); ++j)
-      if (!std::isfinite(x(i, j)))
-        throw std::invalid_argument(std::string(what) + ": point " + std::to_string(i) + ", coordinate " +
-                                    std::to_string(j) + " is not finite");
+    for (Eigen::Index j = 0; j < x.cols(); ++j) {
+      const double v = x(i, j);
+      const std::string where =
+          std::string(what) + ": point " + std::to_string(i) + ", coordinate " + std::to_string(j);
+      if (!std::isfinite(v)) throw std::invalid_argument(where + " is not finite");
+      if (std::abs(v) > limit) {
+        char text[96];
+        std::snprintf(text, sizeof text, " is %g; beyond +-%g squared distances overflow: scale the input", v,
+                      limit);
+        throw std::invalid_argument(where + text);
+      }
+    }
 }
 }  // namespace detail
 

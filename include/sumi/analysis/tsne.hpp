@@ -120,7 +120,10 @@ inline ConditionalProbabilities conditional_probabilities(Neighbors neighbors, d
     double* p = result.p.data() + i * k;
     double beta = 1, beta_min = -std::numeric_limits<double>::infinity(),
            beta_max = std::numeric_limits<double>::infinity();
-    for (int step = 0; step < 100; ++step) {
+    // Doubling or halving beta until the target is bracketed does not count towards the 100 bisection
+    // steps, so distances of any scale are reached (2^±1000 spans a double's range); scikit-learn counts
+    // both and gives up with uniform or all-zero rows for points far apart or very close.
+    for (int bisections = 0, expansions = 0; bisections < 100 && expansions < 1000;) {
       double sum = 0;
       for (int64_t m = 0; m < k; ++m) sum += p[m] = std::exp(-d[m] * beta);
       if (sum == 0) sum = 1e-8;
@@ -131,12 +134,15 @@ inline ConditionalProbabilities conditional_probabilities(Neighbors neighbors, d
       }
       const double diff = std::log(sum) + beta * weighted - desired_entropy;
       if (std::abs(diff) <= tolerance) break;
-      if (diff > 0) {
-        beta_min = beta;
-        beta = std::isinf(beta_max) ? beta * 2 : (beta + beta_max) / 2;
+      double& bound = diff > 0 ? beta_min : beta_max;
+      const double other = diff > 0 ? beta_max : beta_min;
+      bound = beta;
+      if (std::isinf(other)) {
+        beta = diff > 0 ? beta * 2 : beta / 2;
+        ++expansions;
       } else {
-        beta_max = beta;
-        beta = std::isinf(beta_min) ? beta / 2 : (beta + beta_min) / 2;
+        beta = (beta + other) / 2;
+        ++bisections;
       }
     }
     result.beta[std::size_t(i)] = beta;
@@ -333,7 +339,7 @@ inline TsneResult tsne(const PointMatrix& x, const TsneOptions& options = {}) {
                                 std::to_string(n - 1) + ")");
   if (options.iterations < 1 || options.exaggeration_iterations < 0)
     throw std::invalid_argument("t-SNE: need iterations >= 1 and exaggeration_iterations >= 0");
-  detail::check_finite(x, "t-SNE input");
+  detail::check_coordinates(x, "t-SNE input");
 
   TsneResult result;
   util::Timer timer;
