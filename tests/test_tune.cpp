@@ -192,6 +192,10 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
   other.add_axis("latent", {5});
   CHECK_THROWS_WITH(tune::run_grid_search(other, {.epochs = {1}, .results_csv = csv}, again.function()),
                     Catch::Contains(csv.string()) && Catch::Contains("columns"));
+  // ... and its columns are shown whole even when the file holds control bytes.
+  util::write_file_atomically(csv, std::string("lat\0ent,epochs\n", 15));
+  CHECK_THROWS_WITH(tune::run_grid_search(other, {.epochs = {1}, .results_csv = csv}, again.function()),
+                    Catch::Contains("has columns 'lat\\x00ent,epochs' but this grid needs 'latent,epochs,"));
   fs::remove_all(dir);
 }
 

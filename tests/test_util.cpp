@@ -236,6 +236,9 @@ TEST_CASE("CSV writer appends to an existing file with the same header", "[util]
   CHECK(read_file(path) == "epoch,loss\n1,0.5\n2,0.25\n");
   CHECK_THROWS_WITH(CsvWriter(path, {"epoch", "accuracy"}, CsvWriter::Mode::append),
                     Catch::Contains("resume.csv") && Catch::Contains("epoch,loss"));
+  write_file_atomically(dir / "binary.csv", std::string("ep\0och,loss\n", 12));
+  CHECK_THROWS_WITH(CsvWriter(dir / "binary.csv", {"epoch", "loss"}, CsvWriter::Mode::append),
+                    Catch::Contains("its header 'ep\\x00och,loss' differs from 'epoch,loss'"));
   {
     CsvWriter writer(path, {"epoch", "loss"});  // truncate starts over
     writer.write_row({7, 1});
@@ -259,6 +262,12 @@ TEST_CASE("CSV parser handles CRLF, blank lines and reports malformed records", 
   CHECK_THROWS_WITH(parse_csv("a\n\"open\n"), Catch::Contains("unterminated"));
   CHECK_THROWS_WITH(parse_csv("a\n\"x\"y\n"), Catch::Contains("line 2"));
   CHECK_THROWS_WITH(read_csv("/nonexistent/dir/file.csv"), Catch::Contains("/nonexistent/dir/file.csv"));
+  // Bytes of a binary file are shown, not allowed to cut the message short at a NUL.
+  using namespace std::string_literals;
+  const CsvTable binary = parse_csv("a,b\n1,x\0\x1by\n"s);
+  CHECK_THROWS_WITH(binary.number(0, "b"), Catch::EndsWith("'x\\x00\\x1by' is not a number"));
+  CHECK(printable(std::string(200, 'z')) == std::string(120, 'z') + "...");
+  CHECK(printable("caf\xc3\xa9\x7f") == "caf\xc3\xa9\\x7f");  // UTF-8 kept, DEL shown
 }
 
 TEST_CASE("CLI parses every flag type in both spellings", "[util][cli]") {

@@ -65,13 +65,9 @@ inline std::vector<GridResult> read_grid_results(const std::filesystem::path& pa
   const util::CsvTable table = util::read_csv(path);
   const std::vector<std::string> expected = results_header(grid);
   if (table.header != expected) {
-    const auto join = [](const std::vector<std::string>& names) {
-      std::string s;
-      for (const auto& n : names) s += (s.empty() ? "" : ",") + n;
-      return s;
-    };
-    throw std::runtime_error("results file '" + path.string() + "' has columns '" + join(table.header) +
-                             "' but this grid needs '" + join(expected) +
+    throw std::runtime_error("results file '" + path.string() + "' has columns '" +
+                             util::header_text(table.header) + "' but this grid needs '" +
+                             util::header_text(expected) +
                              "' (same axes, in the same order); use another output folder or remove it");
   }
   std::vector<GridResult> rows;
@@ -83,7 +79,7 @@ inline std::vector<GridResult> read_grid_results(const std::filesystem::path& pa
       auto value = parse_parameter(cell, axis.type);
       if (!value)
         throw std::runtime_error("results file '" + path.string() + "', row " + std::to_string(i + 1) +
-                                 ", column '" + axis.name + "': '" + cell + "' is not " +
+                                 ", column '" + axis.name + "': '" + util::printable(cell) + "' is not " +
                                  (axis.type == ParameterType::integer ? "an integer" : "a number"));
       items.emplace_back(axis.name, std::move(*value));
     }
@@ -99,7 +95,8 @@ inline std::vector<GridResult> read_grid_results(const std::filesystem::path& pa
     if (r.epochs < 1 || double(r.epochs) != table.number(i, "epochs") || !(r.seconds >= 0))
       throw std::runtime_error("results file '" + path.string() + "', row " + std::to_string(i + 1) +
                                ": epochs must be a whole number >= 1 and seconds >= 0, found " +
-                               table.text(i, "epochs") + " and " + table.text(i, "seconds"));
+                               util::printable(table.text(i, "epochs")) + " and " +
+                               util::printable(table.text(i, "seconds")));
     rows.push_back(std::move(r));
   }
   return rows;

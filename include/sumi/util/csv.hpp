@@ -31,6 +31,23 @@ std::string format_round_trip(T value) {
   return std::string(buffer, result.ptr);
 }
 
+// Text read from a file, fit for an error message: control bytes (a NUL would end the message early) shown
+// as \xNN, and at most `limit` bytes of it followed by "...".
+inline std::string printable(std::string_view text, std::size_t limit = 120) {
+  std::string shown;
+  for (std::size_t i = 0; i < text.size() && i < limit; ++i) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    if (byte < 0x20 || byte == 0x7f) {
+      constexpr char digits[] = "0123456789abcdef";
+      shown += {'\\', 'x', digits[byte >> 4], digits[byte & 15]};
+    } else {
+      shown += char(byte);
+    }
+  }
+  if (text.size() > limit) shown += "...";
+  return shown;
+}
+
 // Quotes a cell when a reader could otherwise split or trim it: separators, quotes, line breaks, leading or
 // trailing spaces, and the empty string (so an empty single-column row is not mistaken for a blank line).
 inline std::string escape_csv_field(std::string_view text) {
@@ -224,7 +241,7 @@ struct CsvTable {
     const std::string& cell = text(row, column);
     if (const auto value = detail::parse_double(cell)) return *value;
     throw std::invalid_argument("CSV row " + std::to_string(row + 1) + " after the header, column '" +
-                                std::string(column) + "': '" + cell + "' is not a number");
+                                std::string(column) + "': '" + printable(cell) + "' is not a number");
   }
 
   // A whole column as doubles (e.g. a loss curve).
@@ -273,6 +290,13 @@ inline void write_csv_atomically(const std::filesystem::path& path, const CsvTab
   write_file_atomically(path, table.to_csv());
 }
 
+// A header as one line for a message: the names as CSV, made printable.
+inline std::string header_text(const std::vector<std::string>& names) {
+  std::string joined = format_csv_row(std::span<const std::string>(names));
+  joined.pop_back();  // the line break
+  return printable(joined, 300);
+}
+
 // Streams rows to a CSV file, flushing each one so a log is readable while training and survives a crash.
 // Mode::append continues an existing file after checking that its header matches (a resumed run); when the
 // file is missing or empty it starts one, header included.
@@ -293,7 +317,7 @@ class CsvWriter {
       const auto existing = reader.next();
       if (existing && *existing != header_)
         throw std::runtime_error("cannot append to '" + path_.string() + "': its header '" +
-                                 join_header(*existing) + "' differs from '" + join_header(header_) + "'");
+                                 header_text(*existing) + "' differs from '" + header_text(header_) + "'");
       write_header = !existing.has_value();
       needs_line_break = content.back() != '\n' && content.back() != '\r';  // an interrupted last row
     }
@@ -320,12 +344,6 @@ class CsvWriter {
   const std::filesystem::path& path() const { return path_; }
 
  private:
-  static std::string join_header(const std::vector<std::string>& names) {
-    std::string joined = format_csv_row(std::span<const std::string>(names));
-    joined.pop_back();
-    return joined;
-  }
-
   void emit(const std::string& line) {
     out_ << line;
     out_.flush();
