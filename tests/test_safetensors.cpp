@@ -88,6 +88,10 @@ TEST_CASE("safetensors reader names the file and the problem", "[io][errors]") {
               R"("e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}})",
               4);
   REQUIRE(io::read_safetensors(bad).tensor<float>("a").numel() == 1);
+  // Names and dtypes with control characters (JSON escapes) are shown, not allowed to end the message.
+  with_header(R"({"a\u0000b":{"dtype":"F\u00003","shape":[1],"data_offsets":[0,4]}})", 4);
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad),
+                      Catch::EndsWith("tensor 'a\\x00b' has unknown dtype F\\x003"));
   fs::remove(good);
   fs::remove(bad);
 }

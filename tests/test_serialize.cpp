@@ -149,6 +149,10 @@ TEST_CASE("load_state names the file and every missing, unexpected, mis-shaped o
                [](auto& t) { t["head.extra"] = io::TensorRecord::from_tensor(Tensor<float>::zeros({1})); });
   REQUIRE_THROWS_WITH(nn::load_state(net, bad),
                       Contains(bad.string()) && Contains("unexpected (1): head.extra"));
+  write_edited(good, bad, [](auto& t) {
+    t[std::string("head\0x", 6)] = io::TensorRecord::from_tensor(Tensor<float>::zeros({1}));
+  });
+  REQUIRE_THROWS_WITH(nn::load_state(net, bad), Catch::EndsWith("unexpected (1): head\\x00x"));
 
   write_edited(good, bad, [](auto& t) {
     t["features.0.bias"] = io::TensorRecord::from_tensor(Tensor<double>::zeros({3}));
@@ -330,4 +334,7 @@ TEST_CASE("metadata_integer reads a whole number and names the file and key othe
     REQUIRE_THROWS_WITH(nn::metadata_integer(metadata, key, file),
                         Contains("ckpt.safetensors") && Contains(std::string("'") + key + "'") &&
                             Contains("not a whole number >= 0"));
+  const std::map<std::string, std::string> binary = {{"epoch", std::string("1\0\n2", 4)}};
+  REQUIRE_THROWS_WITH(nn::metadata_integer(binary, "epoch", file),
+                      Contains("'epoch' is '1\\x00\\x0a2', not a whole number"));
 }

@@ -71,5 +71,6 @@
 #include "sumi/util/csv.hpp"
 #include "sumi/util/json_file.hpp"
 #include "sumi/util/memory.hpp"
+#include "sumi/util/printable.hpp"
 #include "sumi/util/progress_bar.hpp"
 #include "sumi/util/timer.hpp"

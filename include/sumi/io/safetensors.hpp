@@ -18,6 +18,7 @@
 
 #include "sumi/tensor/tensor.hpp"
 #include "sumi/util/atomic_file.hpp"
+#include "sumi/util/printable.hpp"
 
 namespace sumi::io {
 
@@ -156,26 +157,27 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
       continue;
     }
     const std::string& name = it.key();
+    const std::string shown = util::printable(name);
     try {
       TensorRecord r;
       r.dtype = it->at("dtype").get<std::string>();
       r.shape = it->at("shape").get<Shape>();
       const auto offsets = it->at("data_offsets").get<std::vector<uint64_t>>();
       const int64_t element = TensorRecord::dtype_size(r.dtype);
-      if (element == 0) throw fail("tensor '" + name + "' has unknown dtype " + r.dtype);
+      if (element == 0) throw fail("tensor '" + shown + "' has unknown dtype " + util::printable(r.dtype));
       if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_size)
-        throw fail("tensor '" + name + "' has data offsets outside the " + std::to_string(data_size) +
+        throw fail("tensor '" + shown + "' has data offsets outside the " + std::to_string(data_size) +
                    "-byte data section (truncated file?)");
       const uint64_t expected = uint64_t(shape_numel(r.shape) * element);
       if (offsets[1] - offsets[0] != expected)
-        throw fail("tensor '" + name + "' of shape " + shape_str(r.shape) + " and dtype " + r.dtype +
+        throw fail("tensor '" + shown + "' of shape " + shape_str(r.shape) + " and dtype " + r.dtype +
                    " needs " + std::to_string(expected) + " bytes but has " +
                    std::to_string(offsets[1] - offsets[0]));
       r.bytes.assign(data.begin() + std::ptrdiff_t(offsets[0]), data.begin() + std::ptrdiff_t(offsets[1]));
       file.tensors.emplace(name, std::move(r));
       spans.push_back({offsets[0], offsets[1], name});
     } catch (const nlohmann::json::exception& e) {
-      throw fail("tensor '" + name + "' has a malformed header entry: " + e.what());
+      throw fail("tensor '" + shown + "' has a malformed header entry: " + e.what());
     }
   }
   // As the format requires, the tensors tile the data section: no overlap (two tensors sharing bytes, a
@@ -185,11 +187,11 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
   for (std::size_t i = 0; i < spans.size(); ++i) {
     const auto& [begin, finish, name] = spans[i];
     if (begin < end)
-      throw fail("tensors '" + std::get<2>(spans[i - 1]) + "' and '" + name +
-                 "' overlap in the data section");
+      throw fail("tensors '" + util::printable(std::get<2>(spans[i - 1])) + "' and '" +
+                 util::printable(name) + "' overlap in the data section");
     if (begin > end)
       throw fail("the data section has " + std::to_string(begin - end) + " unused bytes before tensor '" +
-                 name + "'");
+                 util::printable(name) + "'");
     end = finish;
   }
   if (end != data_size)

@@ -97,7 +97,7 @@ inline int64_t metadata_integer(const std::map<std::string, std::string>& metada
   int64_t value = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (error != std::errc() || end != text.data() + text.size() || value < lowest)
-    throw io::SafetensorsError(file.string() + ": metadata '" + key + "' is '" + text +
+    throw io::SafetensorsError(file.string() + ": metadata '" + key + "' is '" + util::printable(text) +
                                "', not a whole number >= " + std::to_string(lowest));
   return value;
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "sumi/tensor/tensor.hpp"
+#include "sumi/util/printable.hpp"
 
 namespace sumi::nn {
 
@@ -27,13 +28,13 @@ struct StateMismatch {
            invalid_value.empty();
   }
 
-  // One line per kind of problem, each naming every entry of that kind.
+  // One line per kind of problem, each naming every entry of that kind (names from a file made printable).
   std::string describe() const {
     std::string s;
     auto section = [&](const char* title, const std::vector<std::string>& names) {
       if (names.empty()) return;
       s += std::string("\n  ") + title + " (" + std::to_string(names.size()) + "): ";
-      for (std::size_t i = 0; i < names.size(); ++i) s += (i ? ", " : "") + names[i];
+      for (std::size_t i = 0; i < names.size(); ++i) s += (i ? ", " : "") + util::printable(names[i]);
     };
     section("missing", missing);
     section("unexpected", unexpected);

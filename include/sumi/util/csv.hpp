@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "sumi/util/atomic_file.hpp"
+#include "sumi/util/printable.hpp"
 
 namespace sumi::util {
 
@@ -29,23 +30,6 @@ std::string format_round_trip(T value) {
   char buffer[64];
   const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
   return std::string(buffer, result.ptr);
-}
-
-// Text read from a file, fit for an error message: control bytes (a NUL would end the message early) shown
-// as \xNN, and at most `limit` bytes of it followed by "...".
-inline std::string printable(std::string_view text, std::size_t limit = 120) {
-  std::string shown;
-  for (std::size_t i = 0; i < text.size() && i < limit; ++i) {
-    const auto byte = static_cast<unsigned char>(text[i]);
-    if (byte < 0x20 || byte == 0x7f) {
-      constexpr char digits[] = "0123456789abcdef";
-      shown += {'\\', 'x', digits[byte >> 4], digits[byte & 15]};
-    } else {
-      shown += char(byte);
-    }
-  }
-  if (text.size() > limit) shown += "...";
-  return shown;
 }
 
 // Quotes a cell when a reader could otherwise split or trim it: separators, quotes, line breaks, leading or
