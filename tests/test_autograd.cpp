@@ -4,6 +4,7 @@
 #include "sumi/autograd/gradient_zip.hpp"
 #include "sumi/ops/elementwise.hpp"
 #include "sumi/ops/linalg.hpp"
+#include "sumi/ops/reduction.hpp"
 
 using namespace sumi;
 using sumi::test::leaf;
@@ -120,4 +121,49 @@ TEST_CASE("shape errors name the op and both shapes", "[autograd][errors]") {
                       Catch::Contains("matmul") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
   REQUIRE_THROWS_WITH(linear(a, b),
                       Catch::Contains("linear") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
+}
+
+TEST_CASE("undefined operands and gradients are refused by name", "[autograd][errors]") {
+  V x(TD::ones({2, 2}), true), none;
+  REQUIRE_THROWS_WITH(add(x, none), Catch::Contains("add") && Catch::Contains("undefined"));
+  REQUIRE_THROWS_WITH(relu(none), Catch::Contains("relu: the tensor is undefined"));
+  REQUIRE_THROWS_WITH(sigmoid(Variable<float>()), Catch::Contains("sigmoid: the tensor is undefined"));
+  REQUIRE_THROWS_WITH(none.backward(), Catch::Contains("does not require a gradient"));
+  REQUIRE_THROWS_WITH(none.item(), Catch::Contains("undefined"));
+  const V loss = sum(x);
+  REQUIRE_THROWS_WITH(loss.backward(TD()), Catch::Contains("backward") && Catch::Contains("undefined"));
+  REQUIRE_FALSE(x.grad().defined());
+}
+
+TEST_CASE("in-place accumulation refuses a strided destination instead of updating the wrong elements",
+          "[autograd][errors]") {
+  TD base = TD::zeros({2, 3});
+  TD strided = base.transpose(0, 1);
+  REQUIRE_THROWS_WITH(add_inplace(strided, TD::ones({3, 2})),
+                      Catch::Contains("add_inplace") && Catch::Contains("not contiguous"));
+  REQUIRE_THROWS_WITH(scale_inplace(strided, 2.0), Catch::Contains("scale_inplace"));
+  REQUIRE(base.at({0, 0}) == 0);
+  TD dense = TD::ones({3, 2});
+  add_inplace(dense, TD::ones({3, 2}));
+  REQUIRE(dense.at({2, 1}) == 2);
+}
+
+TEST_CASE("float linear of an empty batch or with no features gives the empty product plus bias",
+          "[autograd][linear]") {
+  using VF = Variable<float>;
+  using TF = Tensor<float>;
+  const VF w(TF::ones({3, 4}), true), b(TF::arange(1, 4), true);
+  const VF no_rows = linear(VF(TF::zeros({0, 4})), w, b);
+  REQUIRE(no_rows.shape() == Shape{0, 3});
+
+  const VF x(TF::zeros({2, 0}), true), w0(TF::zeros({3, 0}), true);
+  const VF y = linear(x, w0, b);  // [2, 3]: every row is the bias
+  REQUIRE(y.shape() == Shape{2, 3});
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 3; ++j) REQUIRE(y.value().at({i, j}) == float(j + 1));
+  sum(y).backward();
+  REQUIRE(b.grad().at({0}) == 2.0f);  // two rows
+  REQUIRE(x.grad().shape() == Shape{2, 0});
+  REQUIRE(w0.grad().shape() == Shape{3, 0});
+  REQUIRE(linear(VF(TF::ones({2, 4})), VF(TF::zeros({0, 4}))).shape() == Shape{2, 0});
 }

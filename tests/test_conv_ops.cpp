@@ -379,6 +379,17 @@ TEST_CASE("conv shape errors name the op and the shapes", "[conv][errors]") {
   REQUIRE_THROWS_WITH(conv2d(x, w, V(), {.padding = {0, -1}}),
                       Contains("conv2d") && Contains("padding (0, -1)"));
   REQUIRE_THROWS_WITH(conv2d(x, w, V(), {.dilation = 0}), Contains("conv2d") && Contains("dilation (0, 0)"));
+  // Sizes whose output-size arithmetic would overflow int64.
+  const int64_t huge = int64_t(1) << 62;
+  REQUIRE_THROWS_WITH(conv2d(x, w, V(), {.padding = huge}), Contains("conv2d") && Contains("padding"));
+  REQUIRE_THROWS_WITH(conv2d(x, w, V(), {.dilation = {1, huge}}),
+                      Contains("dilation (1, " + std::to_string(huge)));
+  REQUIRE_THROWS_WITH(conv_transpose2d(x, V(TD::zeros({3, 4, 3, 3})), V(), {.stride = huge}),
+                      Contains("conv_transpose2d") && Contains("stride"));
+  // An empty batch allocates nothing, so its spatial sizes are bounded separately.
+  REQUIRE_THROWS_WITH(conv_transpose2d(V(TD::zeros({0, 3, int64_t(1) << 40, 1})), V(TD::zeros({3, 4, 3, 3})),
+                                       V(), {.stride = 2}),
+                      Contains("conv_transpose2d") && Contains("spatial size"));
 
   const V wt(TD::zeros({3, 4, 3, 3})), wt_bad(TD::zeros({5, 4, 3, 3}));
   REQUIRE_THROWS_AS(conv_transpose2d(x, wt_bad), std::invalid_argument);

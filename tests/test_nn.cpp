@@ -729,3 +729,20 @@ TEST_CASE("BatchNorm modules match PyTorch and count training batches", "[nn][ba
                       Contains("expected 4"));
   REQUIRE_THROWS_WITH(bn1.forward(Variable<float>(Tensor<float>::zeros({3, 5, 2, 2}))), Contains("2D or 3D"));
 }
+
+TEST_CASE("a module cannot become its own descendant", "[nn][errors]") {
+  auto outer = std::make_shared<nn::Sequential<float>>();
+  auto inner = std::make_shared<nn::Sequential<float>>();
+  outer->push_back(inner);
+  REQUIRE_THROWS_WITH(outer->push_back(outer), Contains("own descendant"));
+  REQUIRE_THROWS_WITH(inner->push_back(outer), Contains("own descendant"));
+  REQUIRE_THROWS_WITH(inner->register_module("loop", inner), Contains("'loop'"));
+  REQUIRE_THROWS_WITH(outer->replace_module("0", outer), Contains("own descendant"));
+  // Sharing a module between two parents is not a cycle.
+  auto relu = std::make_shared<nn::ReLU<float>>();
+  outer->push_back(relu);
+  inner->push_back(relu);
+  REQUIRE(outer->named_modules().size() == 3);  // outer, inner, relu (listed once)
+  outer->train(false);
+  REQUIRE_FALSE(relu->is_training());
+}

@@ -253,3 +253,37 @@ TEST_CASE("optimiser load_state_dict reports every problem", "[optim][state]") {
   opt.load_state_dict(nn::StateDict<float>());
   REQUIRE(opt.num_states() == 0);
 }
+
+TEST_CASE("step() checks what may have changed since the parameters were added", "[optim][errors]") {
+  Variable<float> a(Tensor<float>::ones({3}), true), b(Tensor<float>::ones({2}), true);
+  optim::Adam<float> opt({a, b}, {.lr = 0.1});
+  a.grad() = Tensor<float>::ones({3});
+  b.grad() = Tensor<float>::ones({2});
+  opt.step();
+
+  // A learning rate set to NaN or below zero is refused, naming the group, and nothing changes.
+  REQUIRE_THROWS_WITH(opt.set_lr(std::nan("")), Contains("learning rate") && Contains("group 0"));
+  REQUIRE_THROWS_WITH(opt.set_lr(-1), Contains("learning rate"));
+  REQUIRE(opt.param_groups()[0].lr == 0.1);
+  opt.param_groups()[0].weight_decay = -1;
+  REQUIRE_THROWS_WITH(opt.step(), Contains("weight_decay") && Contains("group 0"));
+  opt.param_groups()[0].weight_decay = 0;
+
+  // A value replaced by a larger tensor no longer fits the moment buffers sized for the old one. The check
+  // comes before any update: parameter 0 is not updated either.
+  const float a_before = a.value().data()[0];
+  const int64_t a_steps = opt.state(a)->step;
+  b.value() = Tensor<float>::ones({5});
+  b.grad() = Tensor<float>::ones({5});
+  REQUIRE_THROWS_WITH(opt.step(),
+                      Contains("parameter 1") && Contains("[5]") && Contains("'exp_avg'") && Contains("[2]"));
+  REQUIRE(a.value().data()[0] == a_before);
+  REQUIRE(opt.state(a)->step == a_steps);
+  b.value() = Tensor<float>::ones({2});
+  b.grad() = Tensor<float>::ones({2});
+
+  // A strided value would be updated in the wrong order.
+  a.value() = Tensor<float>::arange(0, 6).view({2, 3}).transpose(0, 1).select(0);
+  a.grad() = Tensor<float>::ones({2});
+  REQUIRE_THROWS_WITH(opt.step(), Contains("parameter 0") && Contains("contiguous"));
+}

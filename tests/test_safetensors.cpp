@@ -92,6 +92,19 @@ TEST_CASE("safetensors reader names the file and the problem", "[io][errors]") {
   with_header(R"({"a\u0000b":{"dtype":"F\u00003","shape":[1],"data_offsets":[0,4]}})", 4);
   REQUIRE_THROWS_WITH(io::read_safetensors(bad),
                       Catch::EndsWith("tensor 'a\\x00b' has unknown dtype F\\x003"));
+  // Shapes whose byte count overflows (2^62 floats are 2^64 bytes, which wraps to 0) or that have negative
+  // sizes (whose product can look right) are refused naming the file and the tensor.
+  with_header(R"({"huge":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})", 0);
+  REQUIRE_THROWS_WITH(
+      io::read_safetensors(bad),
+      Catch::Contains("bad.safetensors") && Catch::Contains("'huge' of shape [4611686018427387904]"));
+  with_header(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", 0);
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad),
+                      Catch::Contains("bad.safetensors") && Catch::Contains("'w'"));
+  with_header(R"({"neg":{"dtype":"F32","shape":[-1,-1],"data_offsets":[0,4]}})", 4);
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("'neg' has a negative size"));
+  // An undefined tensor cannot be written (it would not read back).
+  REQUIRE_THROWS_WITH(io::TensorRecord::from_tensor(Tensor<float>()), Catch::Contains("undefined"));
   fs::remove(good);
   fs::remove(bad);
 }

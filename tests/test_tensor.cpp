@@ -1,4 +1,6 @@
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
 #include <sstream>
 #include <thread>
 
@@ -216,4 +218,62 @@ TEST_CASE("the caching allocator serves a request from a cached block of up to t
     TF half = TF::empty({400});  // the cache holds nothing within twice 400 floats
     CHECK(alloc.stats().heap_allocations == before.heap_allocations + 1);
   }
+}
+
+TEST_CASE("an undefined tensor has no elements and is refused where its data would be read",
+          "[tensor][errors]") {
+  TF none;
+  REQUIRE_FALSE(none.defined());
+  REQUIRE(none.numel() == 0);
+  REQUIRE_FALSE(none.clone().defined());
+  REQUIRE_FALSE(none.to<double>().defined());
+  REQUIRE_THROWS_WITH(none.item(), Catch::Contains("Tensor::item") && Catch::Contains("undefined"));
+  REQUIRE_THROWS_WITH(none.fill_(1), Catch::Contains("Tensor::fill_") && Catch::Contains("undefined"));
+  REQUIRE_THROWS_WITH(none.at({}), Catch::Contains("undefined"));
+  TF one = TF::scalar(3);
+  REQUIRE_THROWS_WITH(one.copy_(none), Catch::Contains("Tensor::copy_") && Catch::Contains("undefined"));
+  REQUIRE_THROWS_WITH(none.copy_(one), Catch::Contains("undefined"));
+  REQUIRE(one.item() == 3);
+}
+
+TEST_CASE("sizes that overflow are refused before anything is allocated", "[tensor][errors]") {
+  // 2^62 floats are 2^64 bytes: the byte count wraps to 0.
+  REQUIRE_THROWS_AS(TF::zeros({int64_t(1) << 62}), std::length_error);
+  REQUIRE_THROWS_WITH(TF::zeros({int64_t(1) << 31, int64_t(1) << 31, 4}),
+                      Catch::Contains("[2147483648, 2147483648, 4]") && Catch::Contains("int64_t"));
+  // An empty tensor's outer strides are products of the other sizes, so they must fit too.
+  REQUIRE_THROWS_AS(TF::zeros({0, int64_t(1) << 40, int64_t(1) << 40}), std::length_error);
+  REQUIRE(TF::zeros({0, int64_t(1) << 30, 4}).numel() == 0);
+  REQUIRE_THROWS_WITH(TF::arange(0, std::numeric_limits<float>::infinity()),
+                      Catch::Contains("Tensor::arange"));
+  REQUIRE_THROWS_WITH(TD::arange(0, std::nan("")), Catch::Contains("Tensor::arange"));
+  REQUIRE(TD::arange(5, 0).numel() == 0);
+}
+
+TEST_CASE("view refuses negative sizes and an ambiguous -1", "[tensor][errors]") {
+  const TF t = TF::zeros({6});
+  REQUIRE_THROWS_WITH(t.view({-2, -3}),
+                      Catch::Contains("negative size -2") && Catch::Contains("Tensor::view"));
+  REQUIRE_THROWS_WITH(t.view({-1, -6}), Catch::Contains("negative size -6"));
+  REQUIRE_THROWS_WITH(TF::zeros({0, 3}).view({0, -1}), Catch::Contains("ambiguous"));
+  REQUIRE_THROWS_WITH(t.view({-1, -1}), Catch::Contains("more than one -1"));
+  REQUIRE(t.view({-1, 2}).shape() == Shape{3, 2});
+}
+
+TEST_CASE("copy_ from a view of the same storage copies the source as it was", "[tensor]") {
+  TD a = TD::arange(0, 4).view({2, 2});
+  TD t = a.transpose(0, 1);
+  t.copy_(a);  // t[i][j] = a[i][j], i.e. a[j][i] = old a[i][j]: a becomes its own transpose
+  REQUIRE(a.at({0, 0}) == 0);
+  REQUIRE(a.at({0, 1}) == 2);
+  REQUIRE(a.at({1, 0}) == 1);
+  REQUIRE(a.at({1, 1}) == 3);
+  a.copy_(a);
+  REQUIRE(a.at({0, 1}) == 2);
+}
+
+TEST_CASE("Generator::below refuses an empty range", "[tensor][random][errors]") {
+  Generator g(1);
+  REQUIRE_THROWS_WITH(g.below(0), Catch::Contains("Generator::below"));
+  REQUIRE(g.below(1) == 0);
 }

@@ -20,17 +20,18 @@ namespace detail {
 inline void check_coordinates(const PointMatrix& x, const char* what) {
   const double terms = double(std::max<Eigen::Index>({x.rows(), x.cols(), 1}));
   const double limit = std::sqrt(std::numeric_limits<double>::max() / (4 * terms));
+  const auto where = [what](Eigen::Index i, Eigen::Index j) {
+    return std::string(what) + ": point " + std::to_string(i) + ", coordinate " + std::to_string(j);
+  };
   for (Eigen::Index i = 0; i < x.rows(); ++i)
     for (Eigen::Index j = 0; j < x.cols(); ++j) {
       const double v = x(i, j);
-      const std::string where =
-          std::string(what) + ": point " + std::to_string(i) + ", coordinate " + std::to_string(j);
-      if (!std::isfinite(v)) throw std::invalid_argument(where + " is not finite");
+      if (!std::isfinite(v)) throw std::invalid_argument(where(i, j) + " is not finite");
       if (std::abs(v) > limit) {
         char text[96];
         std::snprintf(text, sizeof text, " is %g; beyond +-%g squared distances overflow: scale the input", v,
                       limit);
-        throw std::invalid_argument(where + text);
+        throw std::invalid_argument(where(i, j) + text);
       }
     }
 }

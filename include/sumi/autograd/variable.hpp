@@ -56,6 +56,7 @@ class Variable {
 
   // Back-propagates from this scalar (gradient 1) or from a given gradient of the same shape.
   void backward() const {
+    if (!requires_grad()) throw std::logic_error("backward: the variable does not require a gradient");
     if (numel() != 1)
       throw std::invalid_argument("backward: output of shape " + shape_str(shape()) +
                                   " is not a scalar; pass a gradient of that shape");
@@ -96,6 +97,7 @@ class Variable {
 template <std::floating_point T>
 void Variable<T>::backward(const Tensor<T>& grad_output) const {
   if (!requires_grad()) throw std::logic_error("backward: the variable does not require a gradient");
+  if (!grad_output.defined()) throw std::invalid_argument("backward: the given gradient is undefined");
   if (grad_output.shape() != shape())
     throw std::invalid_argument("backward: gradient of shape " + shape_str(grad_output.shape()) +
                                 " for an output of shape " + shape_str(shape()));

@@ -45,6 +45,7 @@ struct TensorRecord {
 
   template <std::floating_point T>
   static TensorRecord from_tensor(const Tensor<T>& t) {
+    if (!t.defined()) throw std::invalid_argument("safetensors: cannot store an undefined tensor");
     TensorRecord r;
     r.dtype = std::is_same_v<T, float> ? "F32" : "F64";
     r.shape = t.shape();
@@ -157,27 +158,34 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
       continue;
     }
     const std::string& name = it.key();
-    const std::string shown = util::printable(name);
+    const auto tensor = [&name] { return "tensor '" + util::printable(name) + "'"; };  // for errors only
     try {
       TensorRecord r;
       r.dtype = it->at("dtype").get<std::string>();
       r.shape = it->at("shape").get<Shape>();
       const auto offsets = it->at("data_offsets").get<std::vector<uint64_t>>();
       const int64_t element = TensorRecord::dtype_size(r.dtype);
-      if (element == 0) throw fail("tensor '" + shown + "' has unknown dtype " + util::printable(r.dtype));
+      if (element == 0) throw fail(tensor() + " has unknown dtype " + util::printable(r.dtype));
       if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_size)
-        throw fail("tensor '" + shown + "' has data offsets outside the " + std::to_string(data_size) +
+        throw fail(tensor() + " has data offsets outside the " + std::to_string(data_size) +
                    "-byte data section (truncated file?)");
-      const uint64_t expected = uint64_t(shape_numel(r.shape) * element);
+      if (std::any_of(r.shape.begin(), r.shape.end(), [](int64_t d) { return d < 0; }))
+        throw fail(tensor() + " has a negative size in its shape " + shape_str(r.shape));
+      int64_t bytes = 0;
+      try {
+        if (__builtin_mul_overflow(shape_numel(r.shape), element, &bytes)) throw std::length_error("");
+      } catch (const std::length_error&) {
+        throw fail(tensor() + " of shape " + shape_str(r.shape) + " has more bytes than a file can hold");
+      }
+      const auto expected = uint64_t(bytes);
       if (offsets[1] - offsets[0] != expected)
-        throw fail("tensor '" + shown + "' of shape " + shape_str(r.shape) + " and dtype " + r.dtype +
-                   " needs " + std::to_string(expected) + " bytes but has " +
-                   std::to_string(offsets[1] - offsets[0]));
+        throw fail(tensor() + " of shape " + shape_str(r.shape) + " and dtype " + r.dtype + " needs " +
+                   std::to_string(expected) + " bytes but has " + std::to_string(offsets[1] - offsets[0]));
       r.bytes.assign(data.begin() + std::ptrdiff_t(offsets[0]), data.begin() + std::ptrdiff_t(offsets[1]));
       file.tensors.emplace(name, std::move(r));
       spans.push_back({offsets[0], offsets[1], name});
     } catch (const nlohmann::json::exception& e) {
-      throw fail("tensor '" + shown + "' has a malformed header entry: " + e.what());
+      throw fail(tensor() + " has a malformed header entry: " + e.what());
     }
   }
   // As the format requires, the tensors tile the data section: no overlap (two tensors sharing bytes, a

@@ -29,16 +29,18 @@ inline Conv2dGeometry linear_geometry(int64_t n, int64_t in, int64_t out) {
   return g;
 }
 
+// Empty products (no rows, inputs or outputs) go to Eigen, which gives zeros (plus bias) for them; the conv
+// kernels require a non-empty geometry.
 template <class T>
-bool linear_uses_conv_kernels() {
-  return conv_isa<T>() != Isa::scalar;
+bool linear_uses_conv_kernels(int64_t n, int64_t in, int64_t out) {
+  return conv_isa<T>() != Isa::scalar && n > 0 && in > 0 && out > 0;
 }
 }  // namespace detail
 
 // y = x w^T + b; bias may be null.
 template <class T>
 void linear_forward(int64_t n, int64_t in, int64_t out, const T* x, const T* w, const T* bias, T* y) {
-  if (detail::linear_uses_conv_kernels<T>())
+  if (detail::linear_uses_conv_kernels<T>(n, in, out))
     return conv2d_forward(detail::linear_geometry(n, in, out), x, w, bias, y);
   detail::MatrixMap<T> ym(y, n, out);
   ym.noalias() = detail::ConstMatrixMap<T>(x, n, in) * detail::ConstMatrixMap<T>(w, out, in).transpose();
@@ -48,7 +50,7 @@ void linear_forward(int64_t n, int64_t in, int64_t out, const T* x, const T* w, 
 // gx = gy w
 template <class T>
 void linear_backward_input(int64_t n, int64_t in, int64_t out, const T* gy, const T* w, T* gx) {
-  if (detail::linear_uses_conv_kernels<T>())
+  if (detail::linear_uses_conv_kernels<T>(n, in, out))
     return conv2d_backward_input(detail::linear_geometry(n, in, out), gy, w, gx);
   detail::MatrixMap<T>(gx, n, in).noalias() =
       detail::ConstMatrixMap<T>(gy, n, out) * detail::ConstMatrixMap<T>(w, out, in);
@@ -57,7 +59,7 @@ void linear_backward_input(int64_t n, int64_t in, int64_t out, const T* gy, cons
 // gw = gy^T x and gbias = column sums of gy (gbias may be null).
 template <class T>
 void linear_backward_weight(int64_t n, int64_t in, int64_t out, const T* x, const T* gy, T* gw, T* gbias) {
-  if (detail::linear_uses_conv_kernels<T>())
+  if (detail::linear_uses_conv_kernels<T>(n, in, out))
     return conv2d_backward_weight(detail::linear_geometry(n, in, out), x, gy, gw, gbias);
   const detail::ConstMatrixMap<T> gym(gy, n, out);
   detail::MatrixMap<T>(gw, out, in).noalias() = gym.transpose() * detail::ConstMatrixMap<T>(x, n, in);

@@ -169,6 +169,7 @@ class Module {
     static_assert(std::is_base_of_v<Module<T>, M>, "register_module: not a Module<T>");
     check_new_name(name, "module");
     if (!module) throw std::invalid_argument(where() + ": module '" + name + "' is null");
+    check_no_cycle(*module, name);
     children_.push_back({name, module});
     return module;
   }
@@ -178,6 +179,7 @@ class Module {
   // a module that also keeps its own typed pointer to a child must update that pointer itself.
   ModulePtr replace_module(const std::string& name, ModulePtr module) {
     if (!module) throw std::invalid_argument(where() + ": replacement for module '" + name + "' is null");
+    check_no_cycle(*module, name);
     for (auto& slot : children_)
       if (slot.name == name) {
         module->train(training_);
@@ -449,6 +451,17 @@ class Module {
     if (taken(params_) || taken(buffers_) || taken(children_))
       throw std::invalid_argument(where() + ": cannot register " + kind + " '" + name +
                                   "': the name is taken");
+  }
+  // A module that is this one or contains it cannot become its child: the tree would be a cycle, and every
+  // recursive walk (train(), parameters(), repr()) would never end.
+  void check_no_cycle(const Module& module, const std::string& name) const {
+    if (module.reaches(this))
+      throw std::invalid_argument(where() + ": module '" + name +
+                                  "' is this module or contains it (a module cannot be its own descendant)");
+  }
+  bool reaches(const Module* target) const {
+    return this == target || std::any_of(children_.begin(), children_.end(),
+                                         [&](const auto& c) { return c.module->reaches(target); });
   }
   // Calls f(prefix, module) for this module and (with recurse) its descendants, pre-order. With `dedupe`,
   // a module reachable under several names is visited once (PyTorch's named_modules()).

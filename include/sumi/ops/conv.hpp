@@ -60,6 +60,10 @@ struct ConvTranspose2dOptions {
 
 namespace detail {
 
+// Far beyond any real layer, and small enough that no output-size product or sum (at most about
+// 2^32 * 2^24 * 2) can overflow int64.
+inline constexpr int64_t kConvMaxSpatial = int64_t(1) << 32, kConvMaxParameter = int64_t(1) << 24;
+
 inline void conv_require_4d(const Shape& s, const char* op, const char* what, const char* layout) {
   if (s.size() != 4)
     throw std::invalid_argument(std::string(op) + ": " + what + " must be 4-d " + layout + ", got shape " +
@@ -67,6 +71,9 @@ inline void conv_require_4d(const Shape& s, const char* op, const char* what, co
   for (int64_t d : s)
     if (d < 0)
       throw std::invalid_argument(std::string(op) + ": " + what + " has a negative size: " + shape_str(s));
+  if (s[2] > kConvMaxSpatial || s[3] > kConvMaxSpatial)
+    throw std::invalid_argument(std::string(op) + ": " + what + " of shape " + shape_str(s) +
+                                " has a spatial size above " + std::to_string(kConvMaxSpatial));
 }
 
 inline void conv_require_params(const char* op, const IntPair& stride, const IntPair& padding,
@@ -78,6 +85,10 @@ inline void conv_require_params(const char* op, const IntPair& stride, const Int
   if (padding.h < 0 || padding.w < 0)
     throw std::invalid_argument(std::string(op) + ": padding " + padding.to_string() +
                                 " must be non-negative");
+  for (const auto& [name, pair] : {std::pair{"stride", stride}, {"padding", padding}, {"dilation", dilation}})
+    if (pair.h > kConvMaxParameter || pair.w > kConvMaxParameter)
+      throw std::invalid_argument(std::string(op) + ": " + name + " " + pair.to_string() + " exceeds " +
+                                  std::to_string(kConvMaxParameter));
 }
 
 // Per-channel sums of [N, C, HW] data, accumulated plane by plane in image order: 16 running sums per

@@ -69,7 +69,7 @@ Variable<T> div(const Variable<T>& a, const Variable<T>& b) {
 // per element and never vectorized: select operands, then do the arithmetic unconditionally.
 template <class T, class F, class DX>
 Variable<T> unary_op(const Variable<T>& x, const char* name, F f, DX dx) {
-  Tensor<T> y = map(x.value(), f);
+  Tensor<T> y = map(x.value(), f, name);
   return Variable<T>::from_op(y, name, {x}, [xv = x.value(), y, dx](const Tensor<T>& g) {
     Tensor<T> gx = Tensor<T>::empty(g.shape());
     const Tensor<T> gc = g.contiguous(), xc = xv.contiguous();
@@ -95,8 +95,10 @@ Variable<T> neg(const Variable<T>& x) {
 // relu and leaky_relu take the gradient's mask from y: for a non-negative slope y > 0 exactly where x > 0.
 template <class T>
 Variable<T> relu(const Variable<T>& x) {
-  return output_gradient_op(x, map(x.value(), [](T v) { return v > T(0) ? v : T(0); }), "relu",
-                            [](T g, T y) { return y > T(0) ? g : T(0); });
+  return output_gradient_op(x,
+                            map(
+                                x.value(), [](T v) { return v > T(0) ? v : T(0); }, "relu"),
+                            "relu", [](T g, T y) { return y > T(0) ? g : T(0); });
 }
 template <class T>
 Variable<T> leaky_relu(const Variable<T>& x, T negative_slope = T(0.01)) {
@@ -105,13 +107,15 @@ Variable<T> leaky_relu(const Variable<T>& x, T negative_slope = T(0.01)) {
   const auto gradient = [negative_slope](T g, T v) {
     return (v > T(0) ? g : T(0)) + negative_slope * (v > T(0) ? T(0) : g);
   };
-  if (negative_slope >= T(0)) return output_gradient_op(x, map(x.value(), f), "leaky_relu", gradient);
+  if (negative_slope >= T(0))
+    return output_gradient_op(x, map(x.value(), f, "leaky_relu"), "leaky_relu", gradient);
   return unary_op(x, "leaky_relu", f, [gradient](T g, T v, T) { return gradient(g, v); });
 }
 template <class T>
 Variable<T> sigmoid(const Variable<T>& x) {
   const auto dy = [](T g, T y) { return g * y * (T(1) - y); };
   if constexpr (std::is_same_v<T, float>) {  // the vectorized kernel (2 ulp of the exact value)
+    if (!x.defined()) throw std::invalid_argument("sigmoid: the tensor is undefined");
     const Tensor<T> xc = x.value().contiguous();
     Tensor<T> y = Tensor<T>::empty(xc.shape());
     kernels::sigmoid(xc.numel(), xc.data(), y.data());
@@ -121,18 +125,22 @@ Variable<T> sigmoid(const Variable<T>& x) {
       const T e = std::exp(-std::abs(v));
       return v >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
     };
-    return output_gradient_op(x, map(x.value(), f), "sigmoid", dy);
+    return output_gradient_op(x, map(x.value(), f, "sigmoid"), "sigmoid", dy);
   }
 }
 template <class T>
 Variable<T> tanh(const Variable<T>& x) {
-  return output_gradient_op(x, map(x.value(), [](T v) { return std::tanh(v); }), "tanh",
-                            [](T g, T y) { return g * (T(1) - y * y); });
+  return output_gradient_op(x,
+                            map(
+                                x.value(), [](T v) { return std::tanh(v); }, "tanh"),
+                            "tanh", [](T g, T y) { return g * (T(1) - y * y); });
 }
 template <class T>
 Variable<T> exp(const Variable<T>& x) {
-  return output_gradient_op(x, map(x.value(), [](T v) { return std::exp(v); }), "exp",
-                            [](T g, T y) { return g * y; });
+  return output_gradient_op(x,
+                            map(
+                                x.value(), [](T v) { return std::exp(v); }, "exp"),
+                            "exp", [](T g, T y) { return g * y; });
 }
 template <class T>
 Variable<T> log(const Variable<T>& x) {

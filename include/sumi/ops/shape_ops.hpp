@@ -14,36 +14,6 @@ namespace sumi {
 
 namespace detail {
 
-// `shape` with its -1 (at most one) replaced by the size that makes it hold `numel` elements; an error naming
-// `op` and both shapes when no such size exists.
-inline Shape infer_shape(Shape shape, int64_t numel, const Shape& from, const char* op) {
-  auto fail = [&](const std::string& why) {
-    return std::invalid_argument(std::string(op) + ": cannot reshape tensor of shape " + shape_str(from) +
-                                 " (" + std::to_string(numel) + " elements) to " + shape_str(shape) + ": " +
-                                 why);
-  };
-  int64_t known = 1;
-  std::size_t infer_at = shape.size();
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    if (shape[i] == -1) {
-      if (infer_at != shape.size()) throw fail("more than one -1");
-      infer_at = i;
-    } else if (shape[i] < 0) {
-      throw fail("negative size " + std::to_string(shape[i]));
-    } else {
-      known *= shape[i];
-    }
-  }
-  if (infer_at != shape.size()) {
-    if (known == 0) throw fail("the size of -1 is ambiguous with zero-size dimensions");
-    if (numel % known != 0) throw fail("the element count is not a multiple of " + std::to_string(known));
-    shape[infer_at] = numel / known;
-  } else if (known != numel) {
-    throw fail("the element counts differ");
-  }
-  return shape;
-}
-
 // A reshape to an already validated `shape`: a view of a contiguous input, a copy otherwise.
 template <class T>
 Variable<T> reshape_to(const Variable<T>& x, const Shape& shape, const char* op) {
@@ -111,7 +81,7 @@ Variable<T> concat_node(const std::vector<Variable<T>>& inputs, int64_t dim) {
 // contiguous.
 template <class T>
 Variable<T> reshape(const Variable<T>& x, const Shape& shape) {
-  return detail::reshape_to(x, detail::infer_shape(shape, x.numel(), x.shape(), "reshape"), "reshape");
+  return detail::reshape_to(x, infer_shape(shape, x.numel(), x.shape(), "reshape"), "reshape");
 }
 
 // Merges dimensions start_dim..end_dim (inclusive, negative values count from the end) into one, as
@@ -143,7 +113,7 @@ Variable<T> unflatten(const Variable<T>& x, int64_t dim, const Shape& sizes) {
                                 " of shape " + shape_str(s) + ")");
   Shape dim_shape;
   try {
-    dim_shape = detail::infer_shape(sizes, s[std::size_t(d)], {s[std::size_t(d)]}, "unflatten");
+    dim_shape = infer_shape(sizes, s[std::size_t(d)], {s[std::size_t(d)]}, "unflatten");
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(std::string(e.what()) + " (dimension " + std::to_string(dim) + " of shape " +
                                 shape_str(s) + ")");

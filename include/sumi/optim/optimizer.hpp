@@ -4,6 +4,7 @@
 // one, in place and outside the graph; the others are skipped and get no state. state_dict() exports the
 // per-parameter state (step counts and moment buffers) so that a run resumes bit-exactly.
 #include <algorithm>
+#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <map>
@@ -45,9 +46,7 @@ class Optimizer {
     add_param_group(std::move(params), lr, default_weight_decay_);
   }
   void add_param_group(std::vector<Variable<T>> params, double lr, double weight_decay) {
-    if (!(lr >= 0)) throw std::invalid_argument(name() + ": invalid learning rate " + std::to_string(lr));
-    if (!(weight_decay >= 0))
-      throw std::invalid_argument(name() + ": invalid weight_decay " + std::to_string(weight_decay));
+    check_hyperparameters(lr, weight_decay, groups_.size());
     for (std::size_t i = 0; i < params.size(); ++i) {
       const Variable<T>& p = params[i];
       if (!p.defined())
@@ -71,18 +70,19 @@ class Optimizer {
   const std::vector<ParamGroup<T>>& param_groups() const { return groups_; }
   // Sets the learning rate of every group.
   void set_lr(double lr) {
+    for (std::size_t g = 0; g < groups_.size(); ++g) check_hyperparameters(lr, groups_[g].weight_decay, g);
     for (auto& g : groups_) g.lr = lr;
   }
 
-  // One update of every parameter that requires a gradient and has one defined.
+  // One update of every parameter that requires a gradient and has one defined. The groups' settings and
+  // each parameter's value may have been replaced since they were added, so all are checked first: a step
+  // either updates every parameter or, throwing, none.
   void step() {
     NoGradGuard no_grad;
+    check_before_step();
     for (auto& group : groups_)
       for (auto& p : group.params) {
         if (!p.requires_grad() || !p.grad().defined()) continue;
-        if (p.grad().shape() != p.shape())
-          throw std::invalid_argument(name() + ": gradient of shape " + shape_str(p.grad().shape()) +
-                                      " for a parameter of shape " + shape_str(p.shape()));
         ParamState<T>& s = state_[p.id()];
         ++s.step;
         update(p, s, group);
@@ -191,6 +191,36 @@ class Optimizer {
   virtual std::vector<std::string> required_buffers() const { return buffer_names(); }
 
  private:
+  void check_before_step() const {
+    std::size_t i = 0;
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      check_hyperparameters(groups_[g].lr, groups_[g].weight_decay, g);
+      for (const auto& p : groups_[g].params) {
+        const std::size_t index = i++;
+        const auto which = [&] { return name() + ": parameter " + std::to_string(index); };  // errors only
+        if (!p.requires_grad() || !p.grad().defined()) continue;
+        if (!p.value().is_contiguous()) throw std::invalid_argument(which() + " is no longer contiguous");
+        if (p.grad().shape() != p.shape())
+          throw std::invalid_argument(which() + " has a gradient of shape " + shape_str(p.grad().shape()) +
+                                      " for its shape " + shape_str(p.shape()));
+        const ParamState<T>* s = state(p);
+        if (!s) continue;
+        for (const auto& [key, buffer] : s->buffers)
+          if (buffer.shape() != p.shape())
+            throw std::invalid_argument(which() + " has shape " + shape_str(p.shape()) + " but its state '" +
+                                        key + "' has shape " + shape_str(buffer.shape()) +
+                                        " (was the parameter's value replaced?)");
+      }
+    }
+  }
+  void check_hyperparameters(double lr, double weight_decay, std::size_t group) const {
+    if (!(lr >= 0) || !std::isfinite(lr))
+      throw std::invalid_argument(name() + ": invalid learning rate " + std::to_string(lr) + " for group " +
+                                  std::to_string(group));
+    if (!(weight_decay >= 0) || !std::isfinite(weight_decay))
+      throw std::invalid_argument(name() + ": invalid weight_decay " + std::to_string(weight_decay) +
+                                  " for group " + std::to_string(group));
+  }
   int64_t index_of(const Variable<T>& p) const {
     int64_t i = 0;
     for (const auto& g : groups_)

@@ -15,9 +15,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <new>
+#include <stdexcept>
+#include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -159,7 +162,7 @@ template <class T>
 class Storage {
  public:
   explicit Storage(int64_t size)
-      : size_(size),
+      : size_(checked_size(size)),
         data_(static_cast<T*>(CachingAllocator::instance().allocate(sizeof(T) * std::size_t(size)))) {}
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -170,6 +173,14 @@ class Storage {
   int64_t size() const { return size_; }
 
  private:
+  // Sizes whose byte count would overflow (and wrap to a small block) are refused up front.
+  static int64_t checked_size(int64_t size) {
+    if (size < 0 || std::size_t(size) > std::size_t(std::numeric_limits<std::ptrdiff_t>::max()) / sizeof(T))
+      throw std::length_error("tensor storage of " + std::to_string(size) + " elements of " +
+                              std::to_string(sizeof(T)) + " bytes is too large");
+    return size;
+  }
+
   int64_t size_;
   T* data_;
 };

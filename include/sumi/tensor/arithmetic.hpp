@@ -49,9 +49,10 @@ void for_each_broadcast(const Shape& out, const Shape& strides_a, const Shape& s
 }
 }  // namespace detail
 
-// A new tensor with f applied to every element.
+// A new tensor with f applied to every element. `op` names the caller in errors.
 template <class T, class F>
-Tensor<T> map(const Tensor<T>& a, F f) {
+Tensor<T> map(const Tensor<T>& a, F f, const char* op = "map") {
+  if (!a.defined()) throw std::invalid_argument(std::string(op) + ": the tensor is undefined");
   const Tensor<T> c = a.contiguous();
   Tensor<T> out = Tensor<T>::empty(a.shape());
   kernels::map(c.numel(), c.data(), out.data(), f);
@@ -61,6 +62,8 @@ Tensor<T> map(const Tensor<T>& a, F f) {
 // A new tensor with f applied element-wise to a and b broadcast together. `op` names the caller in errors.
 template <class T, class F>
 Tensor<T> zip(const Tensor<T>& a, const Tensor<T>& b, F f, const char* op) {
+  if (!a.defined() || !b.defined())
+    throw std::invalid_argument(std::string(op) + ": an operand is undefined");
   if (a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous()) {
     Tensor<T> out = Tensor<T>::empty(a.shape());
     kernels::zip(a.numel(), a.data(), b.data(), out.data(), f);
@@ -78,13 +81,15 @@ Tensor<T> zip(const Tensor<T>& a, const Tensor<T>& b, F f, const char* op) {
   const T* pa = a.data();
   const T* pb = b.data();
   T* po = out.data();
-  detail::for_each_broadcast(shape, sa, sb, [&](int64_t i, int64_t oa, int64_t ob) { po[i] = f(pa[oa], pb[ob]); });
+  detail::for_each_broadcast(shape, sa, sb,
+                             [&](int64_t i, int64_t oa, int64_t ob) { po[i] = f(pa[oa], pb[ob]); });
   return out;
 }
 
 // A contiguous copy of t broadcast to `shape`.
 template <class T>
 Tensor<T> expand_to(const Tensor<T>& t, const Shape& shape) {
+  if (!t.defined()) throw std::invalid_argument("expand: the tensor is undefined");
   if (broadcast_shapes(t.shape(), shape, "expand") != shape)
     throw std::invalid_argument("expand: shape " + shape_str(t.shape()) + " cannot be broadcast to " +
                                 shape_str(shape));
@@ -92,7 +97,8 @@ Tensor<T> expand_to(const Tensor<T>& t, const Shape& shape) {
   const Shape st = detail::broadcast_strides(t.shape(), t.strides(), shape);
   const T* pt = t.data();
   T* po = out.data();
-  detail::for_each_broadcast(shape, st, Shape(shape.size(), 0), [&](int64_t i, int64_t ot, int64_t) { po[i] = pt[ot]; });
+  detail::for_each_broadcast(shape, st, Shape(shape.size(), 0),
+                             [&](int64_t i, int64_t ot, int64_t) { po[i] = pt[ot]; });
   return out;
 }
 
@@ -100,6 +106,7 @@ Tensor<T> expand_to(const Tensor<T>& t, const Shape& shape) {
 // broadcasting, used by backward passes).
 template <class T>
 Tensor<T> sum_to_shape(const Tensor<T>& t, const Shape& shape) {
+  if (!t.defined()) throw std::invalid_argument("sum_to_shape: the tensor is undefined");
   if (t.shape() == shape) return t;
   if (broadcast_shapes(shape, t.shape(), "sum_to_shape") != t.shape())
     throw std::invalid_argument("sum_to_shape: " + shape_str(t.shape()) + " is not a broadcast of " +
@@ -108,16 +115,27 @@ Tensor<T> sum_to_shape(const Tensor<T>& t, const Shape& shape) {
   const Shape so = detail::broadcast_strides(shape, contiguous_strides(shape), t.shape());
   const T* pt = t.data();
   T* po = out.data();
-  detail::for_each_broadcast(t.shape(), t.strides(), so, [&](int64_t, int64_t ot, int64_t oo) { po[oo] += pt[ot]; });
+  detail::for_each_broadcast(t.shape(), t.strides(), so,
+                             [&](int64_t, int64_t ot, int64_t oo) { po[oo] += pt[ot]; });
   return out;
 }
+
+namespace detail {
+inline void require_in_place_target(bool contiguous, const Shape& shape, const char* op) {
+  if (!contiguous)
+    throw std::invalid_argument(std::string(op) + ": the destination of shape " + shape_str(shape) +
+                                " is not contiguous");
+}
+}  // namespace detail
 
 // dst += src (same shape, dst contiguous).
 template <class T>
 void add_inplace(Tensor<T>& dst, const Tensor<T>& src) {
+  if (!dst.defined() || !src.defined()) throw std::invalid_argument("add_inplace: an operand is undefined");
   if (dst.shape() != src.shape())
     throw std::invalid_argument("add_inplace: shapes " + shape_str(dst.shape()) + " and " +
                                 shape_str(src.shape()) + " differ");
+  detail::require_in_place_target(dst.is_contiguous(), dst.shape(), "add_inplace");
   const Tensor<T> s = src.contiguous();
   kernels::add_inplace(dst.numel(), dst.data(), s.data());
 }
@@ -134,6 +152,7 @@ void accumulate_into(Tensor<T>& dst, const Tensor<T>& src) {
 // dst *= s
 template <class T>
 void scale_inplace(Tensor<T>& dst, T s) {
+  detail::require_in_place_target(dst.is_contiguous(), dst.shape(), "scale_inplace");
   kernels::map(dst.numel(), dst.data(), dst.data(), [s](T x) { return x * s; });
 }
 

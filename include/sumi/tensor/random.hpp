@@ -47,6 +47,7 @@ class Generator {
 
   // Uniform integer in [0, n).
   uint64_t below(uint64_t n) {
+    if (n == 0) throw std::invalid_argument("Generator::below: the range [0, 0) is empty");
     // Rejection sampling removes the modulo bias.
     const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     uint64_t r;

@@ -1,7 +1,6 @@
 #pragma once
 // Shapes and strides of row-major tensors.
 #include <cstdint>
-#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -10,14 +9,55 @@ namespace sumi {
 
 using Shape = std::vector<int64_t>;
 
-inline int64_t shape_numel(const Shape& shape) {
-  return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
-}
-
 inline std::string shape_str(const Shape& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
+}
+
+// The number of elements. Throws std::length_error when the product of the non-zero sizes (which bounds
+// every stride, even of an empty tensor) does not fit in int64_t.
+inline int64_t shape_numel(const Shape& shape) {
+  int64_t product = 1;
+  bool empty = false;
+  for (int64_t d : shape) {
+    if (d == 0) {
+      empty = true;
+    } else if (__builtin_mul_overflow(product, d, &product)) {
+      throw std::length_error("shape " + shape_str(shape) + " has more elements than int64_t can count");
+    }
+  }
+  return empty ? 0 : product;
+}
+
+// `shape` with its -1 (at most one) replaced by the size that makes it hold `numel` elements; an error naming
+// `op` and both shapes when no such size exists.
+inline Shape infer_shape(Shape shape, int64_t numel, const Shape& from, const char* op) {
+  auto fail = [&](const std::string& why) {
+    return std::invalid_argument(std::string(op) + ": cannot reshape tensor of shape " + shape_str(from) +
+                                 " (" + std::to_string(numel) + " elements) to " + shape_str(shape) + ": " +
+                                 why);
+  };
+  int64_t known = 1;
+  std::size_t infer_at = shape.size();
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1) {
+      if (infer_at != shape.size()) throw fail("more than one -1");
+      infer_at = i;
+    } else if (shape[i] < 0) {
+      throw fail("negative size " + std::to_string(shape[i]));
+    } else if (__builtin_mul_overflow(known, shape[i], &known)) {
+      throw fail("the element counts differ");
+    }
+  }
+  if (infer_at != shape.size()) {
+    if (known == 0) throw fail("the size of -1 is ambiguous with zero-size dimensions");
+    if (numel % known != 0) throw fail("the element count is not a multiple of " + std::to_string(known));
+    shape[infer_at] = numel / known;
+  } else if (known != numel) {
+    throw fail("the element counts differ");
+  }
+  return shape;
 }
 
 inline Shape contiguous_strides(const Shape& shape) {
@@ -34,8 +74,8 @@ inline Shape contiguous_strides(const Shape& shape) {
 inline int64_t normalize_dim(int64_t dim, int64_t rank, const char* op) {
   const int64_t d = dim < 0 ? dim + rank : dim;
   if (d < 0 || d >= rank)
-    throw std::out_of_range(std::string(op) + ": dimension " + std::to_string(dim) + " out of range for rank " +
-                            std::to_string(rank));
+    throw std::out_of_range(std::string(op) + ": dimension " + std::to_string(dim) +
+                            " out of range for rank " + std::to_string(rank));
   return d;
 }
 

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <iomanip>
+#include <limits>
 #include <memory>
 #include <ostream>
 #include <sstream>
@@ -52,7 +53,11 @@ class Tensor {
   static Tensor scalar(T value) { return full({}, value); }
   static Tensor arange(T start, T stop, T step = T(1)) {
     if (step == T(0)) throw std::invalid_argument("Tensor::arange: step must be non-zero");
-    const auto n = int64_t(std::max<T>(T(0), std::ceil((stop - start) / step)));
+    const T count = std::ceil((stop - start) / step);
+    if (!(count < T(std::numeric_limits<int64_t>::max())))  // also NaN and infinite bounds
+      throw std::invalid_argument("Tensor::arange: cannot count the values from " + std::to_string(start) +
+                                  " to " + std::to_string(stop) + " in steps of " + std::to_string(step));
+    const auto n = int64_t(std::max<T>(T(0), count));
     Tensor t = empty({n});
     for (int64_t i = 0; i < n; ++i) t.data()[i] = start + T(i) * step;
     return t;
@@ -90,7 +95,7 @@ class Tensor {
   const Shape& strides() const { return strides_; }
   int64_t dim() const { return int64_t(shape_.size()); }
   int64_t size(int64_t d) const { return shape_[std::size_t(normalize_dim(d, dim(), "Tensor::size"))]; }
-  int64_t numel() const { return shape_numel(shape_); }
+  int64_t numel() const { return defined() ? shape_numel(shape_) : 0; }
   int64_t offset() const { return offset_; }
   bool is_contiguous() const { return strides_ == contiguous_strides(shape_); }
   // True when both tensors view the same storage.
@@ -107,6 +112,7 @@ class Tensor {
   T at(std::initializer_list<int64_t> index) const { return data()[flat_offset(index)]; }
   // The value of a one-element tensor.
   T item() const {
+    require_defined("item");
     if (numel() != 1)
       throw std::invalid_argument("Tensor::item: tensor of shape " + shape_str(shape_) + " has " +
                                   std::to_string(numel()) + " elements, not 1");
@@ -118,9 +124,8 @@ class Tensor {
     if (!is_contiguous())
       throw std::invalid_argument("Tensor::view: tensor of shape " + shape_str(shape_) +
                                   " is not contiguous; use reshape()");
-    infer_dimension(shape);
     Tensor t = *this;
-    t.shape_ = std::move(shape);
+    t.shape_ = infer_shape(std::move(shape), numel(), shape_, "Tensor::view");
     t.strides_ = contiguous_strides(t.shape_);
     return t;
   }
@@ -158,8 +163,9 @@ class Tensor {
 
   // This tensor if contiguous, otherwise a contiguous copy.
   Tensor contiguous() const { return is_contiguous() ? *this : clone(); }
-  // A contiguous deep copy.
+  // A contiguous deep copy (of an undefined tensor: an undefined tensor).
   Tensor clone() const {
+    if (!defined()) return {};
     Tensor t = empty(shape_);
     if (is_contiguous()) {
       std::copy_n(data(), numel(), t.data());
@@ -171,6 +177,7 @@ class Tensor {
   }
   template <std::floating_point U>
   Tensor<U> to() const {
+    if (!defined()) return {};
     Tensor<U> t = Tensor<U>::empty(shape_);
     const Tensor c = contiguous();
     std::transform(c.data(), c.data() + numel(), t.data(), [](T v) { return U(v); });
@@ -178,6 +185,7 @@ class Tensor {
   }
 
   Tensor& fill_(T value) {
+    require_defined("fill_");
     if (is_contiguous())
       std::fill_n(data(), numel(), value);
     else
@@ -185,12 +193,16 @@ class Tensor {
     return *this;
   }
   Tensor& zero_() { return fill_(T(0)); }
-  // Copies src's elements into this tensor's elements (shapes must match).
+  // Copies src's elements into this tensor's elements (shapes must match; they may overlap).
   Tensor& copy_(const Tensor& src) {
+    require_defined("copy_");
+    src.require_defined("copy_");
     if (src.shape_ != shape_)
       throw std::invalid_argument("Tensor::copy_: source shape " + shape_str(src.shape_) +
                                   " differs from destination shape " + shape_str(shape_));
-    const Tensor s = src.contiguous();
+    if (src.storage_ == storage_ && src.offset_ == offset_ && src.strides_ == strides_) return *this;
+    // A source sharing this storage is copied first, or the loop would read elements it already overwrote.
+    const Tensor s = src.storage_ == storage_ ? src.clone() : src.contiguous();
     if (is_contiguous()) {
       std::copy_n(s.data(), numel(), data());
     } else {
@@ -241,6 +253,7 @@ class Tensor {
 
  private:
   int64_t flat_offset(std::initializer_list<int64_t> index) const {
+    require_defined("at");
     if (int64_t(index.size()) != dim())
       throw std::out_of_range("Tensor::at: " + std::to_string(index.size()) +
                               " indices for a tensor of rank " + std::to_string(dim()));
@@ -255,21 +268,8 @@ class Tensor {
     }
     return off;
   }
-  void infer_dimension(Shape& shape) const {
-    int64_t known = 1, infer_at = -1;
-    for (std::size_t i = 0; i < shape.size(); ++i) {
-      if (shape[i] == -1) {
-        if (infer_at >= 0)
-          throw std::invalid_argument("Tensor::view: more than one -1 in " + shape_str(shape));
-        infer_at = int64_t(i);
-      } else {
-        known *= shape[i];
-      }
-    }
-    if (infer_at >= 0 && known != 0 && numel() % known == 0) shape[std::size_t(infer_at)] = numel() / known;
-    if (shape_numel(shape) != numel())
-      throw std::invalid_argument("Tensor::view: shape " + shape_str(shape) + " does not match " +
-                                  std::to_string(numel()) + " elements of shape " + shape_str(shape_));
+  void require_defined(const char* what) const {
+    if (!defined()) throw std::invalid_argument(std::string("Tensor::") + what + ": the tensor is undefined");
   }
   void require_contiguous(const char* what) const {
     if (!is_contiguous())
