@@ -213,6 +213,9 @@ int run(Options o) {
   };
   const tune::GridSearchSummary summary = tune::run_grid_search(grid, options, train);
   if (bar) bar->close();
+  if (summary.torn_row_dropped)
+    std::printf("dropped the incomplete last row of %s (an interrupted write)\n",
+                options.results_csv.c_str());
   if (summary.runs_skipped > 0)
     std::printf("resumed: %zu of %zu runs were already in %s\n", summary.runs_skipped, summary.runs_total,
                 options.results_csv.c_str());

@@ -1,5 +1,6 @@
 // The tune component (parameter grids, grid search with resume, shards and merging, ranking) and the grid
 // search example.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
@@ -162,15 +163,12 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
   for (int line = 0; line < 10; ++line) pos = text.find('\n', pos) + 1;
   const std::size_t cut = text.find('\n', pos);
   std::ofstream(csv, std::ios::trunc) << text.substr(0, pos) << text.substr(pos, (cut - pos) / 2);
-  // The cut line does not parse: the file must be repaired by hand, and the error names it.
-  FakeTrainer none;
-  CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, none.function()),
-                    Catch::Contains(csv.string()));
-  std::ofstream(csv, std::ios::trunc) << text.substr(0, pos);
-
+  // The cut line (no line break after it: only an interrupted write leaves that) is dropped and its run
+  // done again.
   FakeTrainer trainer;
   const auto summary =
       tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, trainer.function());
+  CHECK(summary.torn_row_dropped);
   CHECK(summary.runs_skipped == 4);
   CHECK(summary.runs_done == grid.size() - 4);
   CHECK(summary.rows_written == 2 * grid.size() - 9);
@@ -184,6 +182,7 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
   FakeTrainer again;
   const auto done = tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function());
   CHECK(again.calls.empty());
+  CHECK_FALSE(done.torn_row_dropped);
   CHECK(done.runs_skipped == grid.size());
   CHECK(done.results.size() == 2 * grid.size());
 
@@ -192,6 +191,26 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
   other.add_axis("latent", {5});
   CHECK_THROWS_WITH(tune::run_grid_search(other, {.epochs = {1}, .results_csv = csv}, again.function()),
                     Catch::Contains(csv.string()) && Catch::Contains("columns"));
+  // A complete row that does not parse is not an interruption: the error names the file.
+  util::write_file_atomically(csv, text.substr(0, pos) + "5,x,relu,1,0.1,0.1,0\n");
+  CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()),
+                    Catch::Contains(csv.string()) && Catch::Contains("'x'"));
+  // A file that is not this grid's is refused as it is, even when its last line looks cut short.
+  for (const std::string& foreign : {std::string("lat"), std::string("a,b\n1,2\n3,")}) {
+    util::write_file_atomically(csv, foreign);
+    CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()),
+                      Catch::Contains(csv.string()) && Catch::Contains("columns"));
+    CHECK(test::read_text(csv) == foreign);
+  }
+  // Rows ending in \r (old Mac line ends) are complete.
+  std::string mac = text.substr(0, pos);
+  std::replace(mac.begin(), mac.end(), '\n', '\r');
+  util::write_file_atomically(csv, mac);
+  FakeTrainer from_mac;
+  const auto mac_summary =
+      tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, from_mac.function());
+  CHECK_FALSE(mac_summary.torn_row_dropped);
+  CHECK(mac_summary.runs_skipped == 4);
   // ... and its columns are shown whole even when the file holds control bytes.
   util::write_file_atomically(csv, std::string("lat\0ent,epochs\n", 15));
   CHECK_THROWS_WITH(tune::run_grid_search(other, {.epochs = {1}, .results_csv = csv}, again.function()),

@@ -9,10 +9,11 @@
 // the total (no schedule over the whole run) for this to hold.
 //
 // Resumable: rows already in the results file are kept and their runs skipped; each new row is appended and
-// flushed as soon as it is known, so an interrupted search continues where it stopped. Shardable: with
-// Shard{i, n} only runs i, i+n, ... are done, so n processes (each with its own file) split the grid, and
-// merge_grid_results joins their files. Concurrent: `jobs` runs go at once on their own threads; the
-// function must then be safe to call concurrently (its own model, optimiser, generator and data loader).
+// flushed as soon as it is known, so an interrupted search continues where it stopped (a row the interruption
+// cut short is dropped and its run done again). Shardable: with Shard{i, n} only runs i, i+n, ... are done,
+// so n processes (each with its own file) split the grid, and merge_grid_results joins their files.
+// Concurrent: `jobs` runs go at once on their own threads; the function must then be safe to call
+// concurrently (its own model, optimiser, generator and data loader).
 //
 //   auto summary = tune::run_grid_search(grid, {.epochs = {10, 20}, .results_csv = "grid.csv"},
 //                                        [&](tune::Trial& trial) {
@@ -30,11 +31,13 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "sumi/tune/grid_results.hpp"
 #include "sumi/tune/parameter_grid.hpp"
+#include "sumi/util/atomic_file.hpp"
 #include "sumi/util/csv.hpp"
 
 namespace sumi::tune {
@@ -62,9 +65,28 @@ struct GridSearchSummary {
   std::size_t runs_skipped = 0;  // runs whose rows were all in the results file already
   std::size_t runs_failed = 0;
   std::size_t rows_written = 0;
+  bool torn_row_dropped = false;  // the results file ended in a row cut short by an interruption
   double wall_seconds = 0;
   std::vector<GridResult> results;  // every row of this shard's runs (earlier and new), in grid order
 };
+
+namespace detail {
+// Rows are appended whole, each ending in a line break, so text after the last line break is a row cut short
+// by an interruption (nothing after it was written). When the file's header is `header`, removes that text,
+// rewriting the file atomically, and says whether there was any; any other file is left for the reader to
+// refuse.
+inline bool drop_torn_last_row(const std::filesystem::path& path, const std::vector<std::string>& header) {
+  const std::string content = util::detail::read_whole_file(path);
+  if (content.empty() || content.back() == '\n' || content.back() == '\r') return false;
+  const std::size_t last_break = content.find_last_of("\r\n");
+  if (last_break == std::string::npos) return false;  // no complete header either
+  const std::string_view kept = std::string_view(content).substr(0, last_break + 1);
+  util::detail::CsvRecordReader reader(kept);
+  if (reader.next() != header) return false;
+  util::write_file_atomically(path, kept);
+  return true;
+}
+}  // namespace detail
 
 // One run as the user function sees it.
 class Trial {
@@ -122,14 +144,17 @@ inline GridSearchSummary run_grid_search(const ParameterGrid& grid, const GridSe
   std::vector<int64_t> budgets = options.epochs;
   std::sort(budgets.begin(), budgets.end());
 
+  GridSearchSummary summary;
   std::vector<GridResult> existing;
-  if (std::filesystem::exists(options.results_csv)) existing = read_grid_results(options.results_csv, grid);
+  if (std::filesystem::exists(options.results_csv)) {
+    summary.torn_row_dropped = detail::drop_torn_last_row(options.results_csv, results_header(grid));
+    existing = read_grid_results(options.results_csv, grid);
+  }
   const auto recorded = [&](const Configuration& config, int64_t epochs) {
     return std::any_of(existing.begin(), existing.end(),
                        [&](const GridResult& r) { return r.epochs == epochs && r.config == config; });
   };
 
-  GridSearchSummary summary;
   std::vector<std::size_t> pending;  // grid indices of the runs to do
   for (std::size_t i = 0; i < grid.size(); ++i) {
     if (!options.shard.contains(i)) continue;
