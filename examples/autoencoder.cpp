@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "common/autoencoder_training.hpp"
+#include "common/resume.hpp"
 #include "common/run_start.hpp"
 #include "common/study_data.hpp"
 #include "models/autoencoder.hpp"
@@ -111,15 +112,7 @@ int run(const Options& o) {
       throw std::runtime_error(checkpoint.string() + ": metadata 'latent' is " +
                                loaded.metadata.at("latent") + " but the weights and --latent say " +
                                std::to_string(o.latent));
-    const nn::StateDict<float> optimizer_state = loaded.extra.strip_prefix("optimizer.");
-    optimizer.load_state_dict(optimizer_state);
-    // Every parameter has Adam moments after a step; a checkpoint without them would silently restart Adam.
-    const std::size_t n_params = model.parameters().size();
-    for (std::size_t i = 0; i < n_params; ++i)
-      if (!optimizer_state.contains(std::to_string(i) + ".step"))
-        throw std::runtime_error(checkpoint.string() + ": no optimizer state for parameter " +
-                                 std::to_string(i) + " of " + std::to_string(n_params) + " (optimizer." +
-                                 std::to_string(i) + ".step missing): the checkpoint is incomplete");
+    examples::load_complete_optimizer_state(optimizer, loaded.extra.strip_prefix("optimizer."), checkpoint);
     first_epoch = int(saved_epoch) + 1;
     // the dropout masks' generator, so that a resumed run draws what an uninterrupted one would have
     if (const auto it = loaded.metadata.find("generator"); it != loaded.metadata.end()) {

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "common/dcgan_training.hpp"
+#include "common/resume.hpp"
 #include "common/run_start.hpp"
 #include "models/dcgan.hpp"
 #include "sumi/data/glyph_folder.hpp"
@@ -266,9 +267,9 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
                                  "; pass the same --nz --ngf --ndf --nc --image-size to resume");
     const auto g_loaded = nn::load_state(G, g_file);
     const auto d_loaded = nn::load_state(D, d_file);
-    optG.load_state_dict(g_loaded.extra.strip_prefix("optimizer."));
-    optD.load_state_dict(d_loaded.extra.strip_prefix("optimizer."));
-    start = nn::metadata_integer(g_loaded.metadata, "iteration", g_file);
+    start = nn::metadata_integer(g_loaded.metadata, "iteration", g_file, 1);
+    examples::load_complete_optimizer_state(optG, g_loaded.extra.strip_prefix("optimizer."), g_file);
+    examples::load_complete_optimizer_state(optD, d_loaded.extra.strip_prefix("optimizer."), d_file);
     if (nn::metadata_integer(d_loaded.metadata, "iteration", d_file) != start)
       throw std::runtime_error(g_file.string() + " and " + d_file.string() +
                                " were saved at different iterations");

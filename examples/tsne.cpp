@@ -14,7 +14,7 @@ using namespace sumi;
 namespace {
 
 struct Options {
-  std::string input, out, gradient = "automatic";
+  std::string input, out, gradient = "automatic", init = "pca";
   double perplexity = 30, theta = 0.5;
   int64_t seed = 0;
   int threads = 0, iterations = 1000;
@@ -50,6 +50,7 @@ int run(const Options& o) {
   options.perplexity = o.perplexity;
   options.theta = o.theta;
   options.seed = uint64_t(o.seed);
+  options.init = o.init == "random" ? analysis::TsneInit::random : analysis::TsneInit::pca;
   options.iterations = o.iterations;
   options.exaggeration_iterations = std::min(250, o.iterations);
   options.progress = !o.quiet;
@@ -97,14 +98,22 @@ int main(int argc, char** argv) {
       "scatter.");
   cli.bind("--input", o.input, "CSV of points to embed");
   cli.bind("--out", o.out, "embedding CSV to write (its .json and .svg go next to it)");
-  cli.bind("--perplexity", o.perplexity, "t-SNE perplexity (effective neighbours; below the point count)")
+  cli.bind("--perplexity", o.perplexity,
+           "t-SNE perplexity (effective neighbours; below the number of points minus one)")
       .min(1);
-  cli.bind("--seed", o.seed, "seed (random initialisation; PCA initialisation is deterministic)");
+  cli.bind("--init", o.init, "initial positions: pca (deterministic, scikit-learn's default) or random")
+      .check([](const std::string& v) { return v == "pca" || v == "random"; }, "must be pca or random");
+  cli.bind("--seed", o.seed, "seed of the random initialisation (--init random)");
   examples::bind_threads_flag(cli, o.threads);
   cli.bind("--iterations", o.iterations, "optimisation iterations (the first 250 with early exaggeration)")
       .min(1);
   cli.bind("--gradient", o.gradient,
-           "repulsion: automatic (exact up to 1,000 points, barnes_hut above), exact, barnes_hut or fft");
+           "repulsion: automatic (exact up to 1,000 points, barnes_hut above), exact, barnes_hut or fft")
+      .check(
+          [](const std::string& v) {
+            return v == "automatic" || v == "exact" || v == "barnes_hut" || v == "fft";
+          },
+          "must be automatic, exact, barnes_hut or fft");
   cli.bind("--theta", o.theta,
            "Barnes-Hut opening angle (scikit-learn's angle): larger is faster and coarser, 0 gives exact "
            "forces")

@@ -245,6 +245,17 @@ TEST_CASE("dcgan example --resume continues exactly like an uninterrupted run", 
   const util::CsvTable reference = util::read_csv(straight / "metrics.csv");
   REQUIRE(reference.text(2, "loss_d") == resumed.text(2, "loss_d"));
   REQUIRE(reference.text(2, "loss_g") == resumed.text(2, "loss_g"));
+
+  // A discriminator checkpoint without its optimiser state would restart Adam silently: refused, naming it.
+  const fs::path d_file = out / "discriminator.safetensors";
+  io::SafetensorsFile saved = io::read_safetensors(d_file);
+  std::erase_if(saved.tensors, [](const auto& t) { return t.first.starts_with("optimizer."); });
+  saved.metadata[nn::kExtraTensorsKey] = "[]";
+  io::write_safetensors(d_file, saved.tensors, saved.metadata);
+  REQUIRE(test::run_example("dcgan", run.flags + " --iterations 4 --resume --out " + out.string(), log) == 1);
+  REQUIRE_THAT(test::read_text(log),
+               Catch::Contains(d_file.string()) && Catch::Contains("no optimizer state for parameter 0"));
+  REQUIRE(util::read_csv(out / "metrics.csv").size() == 3);
 }
 
 TEST_CASE("dcgan example rejects bad flags and data naming them", "[example][errors]") {

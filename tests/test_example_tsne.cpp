@@ -55,5 +55,23 @@ TEST_CASE("tsne example embeds a labelled CSV with the given Barnes-Hut theta", 
   REQUIRE(test::run_example("tsne", "--input " + dir.string() + " --out " + (dir / "bad.csv").string(),
                             dir / "bad.log") == 1);
   REQUIRE(test::read_text(dir / "bad.log").find("is a folder") != std::string::npos);
+
+  // --seed moves a random initialisation and leaves the (deterministic) PCA one alone.
+  const auto embed = [&](const std::string& args, const std::string& name) {
+    REQUIRE(test::run_example("tsne",
+                              common + " --iterations 300 " + args + " --out " + (dir / name).string(),
+                              dir / "seed.log") == 0);
+    return test::read_text(dir / name);
+  };
+  REQUIRE(embed("--seed 1", "pca1.csv") == embed("--seed 2", "pca2.csv"));
+  const std::string random1 = embed("--init random --seed 1", "random1.csv");
+  REQUIRE(random1 != embed("--init random --seed 2", "random2.csv"));
+  REQUIRE(random1 == embed("--init random --seed 1", "random1b.csv"));
+  REQUIRE(util::read_json_file(dir / "random1.json").at("init") == "random");
+  for (const char* flag : {"--init", "--gradient"}) {
+    REQUIRE(test::run_example("tsne", common + " " + flag + " spiral --out " + (dir / "bad.csv").string(),
+                              dir / "bad.log") == 2);
+    REQUIRE(test::read_text(dir / "bad.log").find(flag) != std::string::npos);
+  }
   fs::remove_all(dir);
 }

@@ -411,6 +411,15 @@ TEST_CASE("t-SNE is reproducible with a fixed seed", "[tsne]") {
   CHECK(a.embedding == b.embedding);
   options.seed = 12;
   CHECK(tsne(x, options).embedding != a.embedding);
+  CHECK(a.init == TsneInit::random);
+  // PCA initialisation ignores the seed; 1-d points have no 2-d PCA and start at random.
+  options.init = TsneInit::pca;
+  const TsneResult pca = tsne(x, options);
+  CHECK(pca.init == TsneInit::pca);
+  options.seed = 11;
+  CHECK(tsne(x, options).embedding == pca.embedding);
+  CHECK(tsne(PointMatrix(x.leftCols(1)), options).init == TsneInit::random);
+  options.init = TsneInit::random;
   CHECK_THROWS_WITH(tsne(gaussian_points(20, 2, 1), TsneOptions{}), Catch::Contains("perplexity"));
   for (const TsneGradient g :
        {TsneGradient::automatic, TsneGradient::exact, TsneGradient::barnes_hut, TsneGradient::fft})

@@ -50,7 +50,8 @@ EpochResult train_autoencoder_epoch(Model& model, optim::Optimizer<float>& optim
     if (step > 2 && steady_steps >= 0) {
       steady_steps = step - 2;
       result.heap_allocations_per_step =
-          double(CachingAllocator::instance().stats().heap_allocations - allocations_at_step2) / double(steady_steps);
+          double(CachingAllocator::instance().stats().heap_allocations - allocations_at_step2) /
+          double(steady_steps);
     }
     if (bar) {
       bar->set_postfix("loss", value);

@@ -119,6 +119,7 @@ inline EmbeddingRun embed_with_metrics(const analysis::PointMatrix& points,
       {"learning_rate", run.tsne.learning_rate},
       {"affinity_seconds", run.tsne.affinity_seconds},
       {"optimisation_seconds", run.tsne.optimisation_seconds},
+      {"init", run.tsne.init == analysis::TsneInit::random ? "random" : "pca"},
       {"seed", options.seed},
       {"threads", get_num_threads()},
   };

@@ -51,6 +51,8 @@
 #include "sumi/data/data_loader.hpp"
 #include "sumi/data/dataset.hpp"
 #include "sumi/data/fashion_mnist.hpp"
+#include "sumi/data/glyph_folder.hpp"
+#include "sumi/data/glyph_renderer.hpp"
 #include "sumi/data/idx.hpp"
 #include "sumi/data/image_folder.hpp"
 

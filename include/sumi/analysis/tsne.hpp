@@ -1,8 +1,9 @@
 #pragma once
 // t-SNE (van der Maaten and Hinton, 2008) into 2 dimensions, with scikit-learn's defaults and optimiser so
 // results are comparable with sklearn.manifold.TSNE:
-//   - input affinities from the 3 * perplexity nearest neighbours (exact search), a per-point binary search
-//     for the Gaussian bandwidth that reaches the perplexity, symmetrised and normalised to sum 1;
+//   - input affinities from the 3 * perplexity + 1 nearest neighbours (exact search, as scikit-learn), a
+//     per-point binary search for the Gaussian bandwidth that reaches the perplexity, symmetrised and
+//     normalised to sum 1;
 //   - early exaggeration 12 for 250 iterations with momentum 0.5, then momentum 0.8 up to 1000 iterations,
 //     per-coordinate gains (+0.2 / *0.8, at least 0.01), learning rate "auto" = max(N / 12 / 4, 50);
 //   - initialisation by PCA scaled to standard deviation 1e-4 along the first axis.
@@ -79,10 +80,11 @@ struct TsneOptions {
 };
 
 struct TsneResult {
-  PointMatrix embedding;     // [N, 2]
-  double kl_divergence = 0;  // KL(P || Q) of the final embedding
-  std::string kl_method;     // "exact", or "barnes_hut" / "fft" when Z is that method's estimate
-  std::string gradient;      // the repulsion method used: "exact", "barnes_hut" or "fft"
+  PointMatrix embedding;          // [N, 2]
+  double kl_divergence = 0;       // KL(P || Q) of the final embedding
+  std::string kl_method;          // "exact", or "barnes_hut" / "fft" when Z is that method's estimate
+  std::string gradient;           // the repulsion method used: "exact", "barnes_hut" or "fft"
+  TsneInit init = TsneInit::pca;  // the initialisation used (random for 1-d input, which has no 2-d PCA)
   double learning_rate = 0;
   std::vector<std::pair<int, double>> kl_history;  // (iteration, KL) with the unexaggerated P
   double affinity_seconds = 0, optimisation_seconds = 0;
@@ -350,7 +352,8 @@ inline TsneResult tsne(const PointMatrix& x, const TsneOptions& options = {}) {
 
   // Initial positions.
   std::vector<double> pos(static_cast<std::size_t>(2 * n));
-  if (options.init == TsneInit::pca && x.cols() >= 2) {
+  result.init = options.init == TsneInit::pca && x.cols() >= 2 ? TsneInit::pca : TsneInit::random;
+  if (result.init == TsneInit::pca) {
     const PointMatrix scores = fit_pca(x, 2).transform(x);
     const double sd = std::sqrt((scores.col(0).array() - scores.col(0).mean()).square().mean());
     const double scale = sd > 0 ? 1e-4 / sd : 1.0;
