@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <numeric>
 #include <set>
@@ -235,8 +236,24 @@ TEST_CASE("MnistDataset checks that images and labels agree", "[data][idx][error
   const MnistDataset ds = MnistDataset::from_files(images, labels);
   REQUIRE(ds.size() == 3);
   REQUIRE(ds.num_classes() == 5);
+  // Arrays built in code must hold the bytes their dimensions promise.
+  REQUIRE_THROWS_WITH(
+      MnistDataset(IdxArray{{100, 28, 28}, iota_bytes(12)}, IdxArray{{100}, iota_bytes(100)}, "made.idx"),
+      Catch::Contains("made.idx") && Catch::Contains("[100, 28, 28]") && Catch::Contains("12 bytes"));
+  REQUIRE_THROWS_WITH(MnistDataset(IdxArray{{1, 2, 2}, iota_bytes(4)}, IdxArray{{-1}, {}}),
+                      Catch::Contains("'labels'") && Catch::Contains("[-1]"));
   fs::remove(images);
   fs::remove(labels);
+}
+
+TEST_CASE("DataLoader counts batches without overflow for any batch size", "[data][loader]") {
+  IotaDataset ds(10);
+  const int64_t huge = std::numeric_limits<int64_t>::max();
+  DataLoader loader(ds, {.batch_size = huge});
+  REQUIRE(loader.size() == 1);
+  const auto batches = collect_epoch(loader);
+  REQUIRE(batches.size() == 1);
+  REQUIRE(batches[0].size() == 10);
 }
 
 TEST_CASE("load_fashion_mnist loads a split, resolves its directory and explains a missing dataset",

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "sumi/data/data_loader.hpp"
 #include "sumi/data/glyph_folder.hpp"
@@ -154,4 +155,48 @@ TEST_CASE("kanji glyphs render white on black in KKanji's layout, skipping chara
   REQUIRE(set.size() == 10);
   REQUIRE(set.classes().front() == first);
   fs::remove_all(out);
+}
+
+TEST_CASE("fonts that are empty, truncated or not fonts, and jitters no rendering can use, are refused",
+          "[data][fonts][errors]") {
+  const fs::path dir = fs::temp_directory_path() / "sumi_bad_fonts";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const auto write = [&](const std::string& name, const std::string& bytes) {
+    std::ofstream(dir / name, std::ios::binary) << bytes;
+    return dir / name;
+  };
+  REQUIRE_THROWS_WITH(data::Font(write("empty.ttf", "")),
+                      Catch::Contains("empty.ttf") && Catch::Contains("0 bytes"));
+  REQUIRE_THROWS_WITH(data::Font(write("text.ttf", "not a font at all, just text\n")),
+                      Catch::Contains("text.ttf") && Catch::Contains("not a TrueType"));
+  // A TrueType header announcing 20 tables, but the file ends after the first record.
+  std::string header("\x00\x01\x00\x00\x00\x14\x00\x00\x00\x00\x00\x00", 12);
+  REQUIRE_THROWS_WITH(data::Font(write("cut.ttf", header + std::string(16, '\0'))),
+                      Catch::Contains("cut.ttf") && Catch::Contains("truncated"));
+  // One table whose data would lie far past the end of the file.
+  std::string one_table("\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00", 12);
+  one_table += std::string("cmap\0\0\0\0\x7f\x00\x00\x00\x00\x00\x01\x00", 16);
+  REQUIRE_THROWS_WITH(data::Font(write("far.ttf", one_table)), Catch::Contains("truncated"));
+
+  const auto fonts = data::find_kanji_fonts();
+  if (!fonts.empty()) {
+    const data::Font font(fonts.front());
+    data::GlyphJitter flat;
+    flat.aspect = 0;
+    REQUIRE_THROWS_WITH(font.render(0x4E2D, 32, flat), Catch::Contains("aspect"));
+    data::GlyphJitter lost;
+    lost.shift_x = std::numeric_limits<double>::infinity();
+    REQUIRE_THROWS_WITH(font.render(0x4E2D, 32, lost), Catch::Contains("shift_x"));
+    REQUIRE_THROWS_WITH(font.render(0x4E2D, 32, {}, 86), Catch::Contains("em_fill"));
+    data::GlyphFolderOptions options;
+    options.jitter.scale = 1.5;  // could draw a negative scale
+    REQUIRE_THROWS_WITH(data::render_glyph_folder(dir / "out", {fonts.front()}, options),
+                        Catch::Contains("jitter range scale"));
+    options.jitter = {};
+    options.jitter.max_dilate = 1000000;
+    REQUIRE_THROWS_WITH(data::render_glyph_folder(dir / "out", {fonts.front()}, options),
+                        Catch::Contains("max_dilate"));
+  }
+  fs::remove_all(dir);
 }

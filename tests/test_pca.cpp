@@ -53,6 +53,10 @@ TEST_CASE("PCA with fewer components reconstructs the projection", "[pca]") {
   CHECK(((back - x) * pca.components.transpose()).cwiseAbs().maxCoeff() < 1e-12);
   CHECK_THROWS_WITH(pca.transform(PointMatrix::Zero(2, 2)), Catch::Contains("2 coordinates"));
   CHECK_THROWS_WITH(fit_pca(x, 4), Catch::Contains("4 components"));
+  // More components than points: the extra ones would have no variance and arbitrary directions.
+  CHECK_THROWS_WITH(fit_pca(PointMatrix::Random(3, 10), 5),
+                    Catch::Contains("5 components of 3 10-dimensional"));
+  CHECK(fit_pca(PointMatrix::Random(3, 10), 3).components.rows() == 3);
   // A covariance of such coordinates would overflow to infinity.
   x(2, 0) = -1e155;
   CHECK_THROWS_WITH(fit_pca(x, 1), Catch::Contains("fit_pca: point 2, coordinate 0 is -1e+155"));

@@ -505,3 +505,45 @@ TEST_CASE("comparison grid puts each row of reconstructions under its originals"
   CHECK_THROWS_AS(make_comparison_grid(a, ImageBatchView{reconstructions.data(), 4, 1, 2, 2}),
                   std::invalid_argument);
 }
+
+TEST_CASE("labels outside printable ASCII are drawn as '?', not read from outside the font's tables",
+          "[plot][png][errors]") {
+  std::vector<float> pixels(2 * 4, 1.0f);
+  const ImageBatchView a{pixels.data(), 2, 1, 2, 2};
+  ComparisonOptions question_marks, japanese;
+  question_marks.original_label = "??????";  // the six bytes of the UTF-8 below
+  japanese.original_label = "入力";
+  question_marks.reconstruction_label = japanese.reconstruction_label = "out\x7f";
+  const Image8 expected = make_comparison_grid(a, a, question_marks);
+  const Image8 drawn = make_comparison_grid(a, a, japanese);
+  CHECK(drawn.width == expected.width);
+  CHECK(drawn.pixels == expected.pixels);
+}
+
+TEST_CASE("charts stay valid SVG with huge values, limits of infinite span and colours with XML characters",
+          "[plot][svg][errors]") {
+  LineChart chart;
+  chart.add_series("diverged", std::vector<double>{1, 2, 3}, std::vector<double>{0.5, 1e100, 1e300},
+                   {.color = "#123\"&<x>"});
+  chart.y_limits = std::pair{0.0, 1.0};  // 1e300 maps to about 1e302 pixels
+  const std::string svg_text = chart.to_svg();
+  const auto svg = parse_xml(svg_text);
+  check_svg_root(*svg);
+  CHECK(svg_text.find("&quot;&amp;&lt;x&gt;") != std::string::npos);  // the colour, escaped everywhere
+  CHECK(svg_text.find("\"&<x>") == std::string::npos);
+  for (const auto* line : svg->with_class("series"))
+    for (const auto* polyline : line->find_all("polyline"))
+      for (const auto& [x, y] : polyline_points(*polyline)) CHECK(std::abs(y) <= 1e9);
+
+  LineChart wide;  // data spanning the whole double range
+  wide.add_series("", std::vector<double>{1, 2}, std::vector<double>{-1.7e308, 1.7e308});
+  check_svg_root(*parse_xml(wide.to_svg()));
+  wide.y_limits = std::pair{-std::numeric_limits<double>::max(), std::numeric_limits<double>::max()};
+  CHECK_THROWS_WITH(wide.to_svg(), Catch::Contains("finite span"));
+  ScatterChart scatter;
+  scatter.add_points(std::vector<double>{0, 1}, std::vector<double>{-1e308, 1e308}, std::vector<int>{0, 1});
+  check_svg_root(*parse_xml(scatter.to_svg()));
+  CHECK_THROWS_WITH(
+      scatter.add_points(std::vector<double>{0}, std::vector<double>{0}, std::vector<double>{0.5}),
+      Catch::Contains("label 0.5"));
+}

@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <complex>
+#include <functional>
+#include <limits>
 #include <random>
 #include <string>
 #include <unsupported/Eigen/FFT>
@@ -421,6 +423,19 @@ TEST_CASE("t-SNE is reproducible with a fixed seed", "[tsne]") {
   CHECK(tsne(PointMatrix(x.leftCols(1)), options).init == TsneInit::random);
   options.init = TsneInit::random;
   CHECK_THROWS_WITH(tsne(gaussian_points(20, 2, 1), TsneOptions{}), Catch::Contains("perplexity"));
+  // Settings that would give an infinite learning rate or a diverging optimiser are refused by name.
+  for (const auto& [option, set] : std::vector<std::pair<std::string, std::function<void(TsneOptions&)>>>{
+           {"early_exaggeration", [](TsneOptions& o) { o.early_exaggeration = 0; }},
+           {"learning_rate",
+            [](TsneOptions& o) { o.learning_rate = std::numeric_limits<double>::infinity(); }},
+           {"momentum", [](TsneOptions& o) { o.momentum = std::nan(""); }},
+           {"final_momentum", [](TsneOptions& o) { o.final_momentum = 1; }},
+           {"fft_box_width", [](TsneOptions& o) { o.fft_box_width = 0; }},
+           {"theta", [](TsneOptions& o) { o.theta = -1; }}}) {
+    TsneOptions bad = options;
+    set(bad);
+    CHECK_THROWS_WITH(tsne(x, bad), Catch::Contains("t-SNE: " + option));
+  }
   for (const TsneGradient g :
        {TsneGradient::automatic, TsneGradient::exact, TsneGradient::barnes_hut, TsneGradient::fft})
     CHECK(parse_tsne_gradient(tsne_gradient_name(g)) == g);
@@ -471,4 +486,20 @@ TEST_CASE("k-NN accuracy votes by the nearest neighbours", "[metrics]") {
   // 2 -> {1, 3}: 0 (wrong); 3 -> {2, 1}: tie, 0 (correct); 4, 5, 6 -> class 1 (correct). 6 of 7.
   CHECK(knn_accuracy(e, labels, 2) == Approx(6.0 / 7.0));
   CHECK_THROWS_WITH(knn_accuracy(e, {0, 1}, 2), Catch::Contains("2 labels for 7 points"));
+
+  // Neighbour lists built by hand are checked before they are indexed.
+  Neighbors hand = exact_knn(e, 2);
+  hand.index[5] = 7;  // point 2's second neighbour: no such point
+  CHECK_THROWS_WITH(knn_accuracy(hand, labels), Catch::Contains("point 2 lists 7"));
+  hand.index[5] = 2;  // itself
+  CHECK_THROWS_WITH(knn_accuracy(hand, labels), Catch::Contains("point 2 lists 2"));
+  CHECK_THROWS_WITH(knn_accuracy(Neighbors{}, {}), Catch::Contains("1 <= k < points"));
+  Neighbors short_list = exact_knn(e, 2);
+  short_list.index.pop_back();
+  CHECK_THROWS_WITH(knn_accuracy(short_list, labels), Catch::Contains("13 indices"));
+  // Input coordinates that are not finite would make every distance NaN.
+  PointMatrix input = e;
+  input(3, 0) = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS_WITH(trustworthiness(input, exact_knn(e, 2)),
+                    Catch::Contains("trustworthiness input: point 3, coordinate 0 is not finite"));
 }

@@ -108,6 +108,9 @@ TEST_CASE("Shard parses i/n and shards partition a grid", "[tune]") {
   for (int64_t s = 0; s < 3; ++s)
     for (std::size_t i = 0; i < owners.size(); ++i) owners[i] += tune::Shard{s, 3}.contains(i);
   for (int n : owners) REQUIRE(n == 1);
+  // A shard built by hand is checked where it is used (0/0 would divide by zero).
+  CHECK_THROWS_WITH(tune::Shard({0, 0}).contains(1), Catch::Contains("shard 0/0"));
+  CHECK_THROWS_WITH(tune::Shard({3, 2}).contains(1), Catch::Contains("shard 3/2"));
 }
 
 TEST_CASE("grid search runs every combination once and records each epoch budget from one run", "[tune]") {
@@ -195,6 +198,11 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
   util::write_file_atomically(csv, text.substr(0, pos) + "5,x,relu,1,0.1,0.1,0\n");
   CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()),
                     Catch::Contains(csv.string()) && Catch::Contains("'x'"));
+  for (const char* epochs : {"1e30", "nan", "2.5"}) {
+    util::write_file_atomically(csv, text.substr(0, pos) + "5,1e-05,relu," + epochs + ",0.1,0.1,0\n");
+    CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()),
+                      Catch::Contains("epochs must be a whole number") && Catch::Contains(epochs));
+  }
   // A file that is not this grid's is refused as it is, even when its last line looks cut short.
   for (const std::string& foreign : {std::string("lat"), std::string("a,b\n1,2\n3,")}) {
     util::write_file_atomically(csv, foreign);
@@ -301,6 +309,10 @@ TEST_CASE("ranking puts the lowest validation loss first and failures last", "[t
   CHECK(md.find("| rank | latent | decay | act | epochs |") == 0);
   CHECK(md.find("| 1 | 10 | 1e-05 | tanh | 1 |") != std::string::npos);
   CHECK(std::count(md.begin(), md.end(), '\n') == 5);
+  // A diverged loss too long for fixed notation is written exactly, not cut off.
+  auto diverged = ranked;
+  diverged.front().train_loss = 1.5e300;
+  CHECK(tune::grid_results_markdown(diverged, 1).find(" 1.5e+300 |") != std::string::npos);
   const nlohmann::json best = tune::grid_result_json(ranked.front());
   CHECK(best["parameters"]["latent"] == 10);
   CHECK(best["parameters"]["act"] == "tanh");

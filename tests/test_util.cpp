@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -138,6 +139,26 @@ TEST_CASE("write_file_atomically keeps the old file when the writer throws", "[u
                     "writer failed");
   CHECK(read_file(target) == "original");
   CHECK(directory_entries(dir.path) == std::vector<std::string>{"keep.txt"});
+}
+
+TEST_CASE("threads writing one path at once each leave a whole file", "[util][atomic_file]") {
+  TempDir dir;
+  const fs::path target = dir / "shared.txt";
+  constexpr int kThreads = 4, kRounds = 50;
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; ++t)
+    writers.emplace_back([&, t] {
+      const std::string line(1000, char('a' + t));  // a file of one thread's letter only
+      for (int round = 0; round < kRounds; ++round)
+        write_file_atomically(target, [&](std::ostream& out) {
+          for (int i = 0; i < 50; ++i) out << line << '\n';
+        });
+    });
+  for (auto& w : writers) w.join();
+  const std::string content = read_file(target);
+  REQUIRE(content.size() == 50 * 1001);
+  CHECK(std::count(content.begin(), content.end(), content.front()) == 50 * 1000);
+  CHECK(directory_entries(dir.path) == std::vector<std::string>{"shared.txt"});
 }
 
 TEST_CASE("write_file_atomically into a missing directory names the path", "[util][atomic_file]") {

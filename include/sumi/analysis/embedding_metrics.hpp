@@ -26,6 +26,8 @@ inline double trustworthiness(const PointMatrix& input, const Neighbors& embeddi
   if (embedding_neighbors.points != n)
     throw std::invalid_argument("trustworthiness: " + std::to_string(n) + " input points but " +
                                 std::to_string(embedding_neighbors.points) + " embedded points");
+  detail::check_neighbors(embedding_neighbors, "trustworthiness");
+  detail::check_coordinates(input, "trustworthiness input");
   if (k >= n / 2)
     throw std::invalid_argument("trustworthiness: k = " + std::to_string(k) +
                                 " must be below half the points (" + std::to_string(n) + ")");
@@ -85,6 +87,7 @@ inline double knn_accuracy(const Neighbors& neighbors, const std::vector<int64_t
   if (int64_t(labels.size()) != n)
     throw std::invalid_argument("knn_accuracy: " + std::to_string(labels.size()) + " labels for " +
                                 std::to_string(n) + " points");
+  detail::check_neighbors(neighbors, "knn_accuracy");
   int64_t classes = 0;
   for (const int64_t label : labels) {
     if (label < 0) throw std::invalid_argument("knn_accuracy: negative label " + std::to_string(label));

@@ -35,6 +35,25 @@ struct Neighbors {
 
 namespace detail {
 
+// Throws std::invalid_argument naming `what` unless `neighbors` is a well-formed result for its points:
+// 1 <= k < points, k indices per point, each another point's.
+inline void check_neighbors(const Neighbors& neighbors, const char* what) {
+  const int64_t n = neighbors.points, k = neighbors.k;
+  const auto fail = [&](const std::string& why) {
+    return std::invalid_argument(std::string(what) + ": neighbours of " + std::to_string(n) +
+                                 " points, k = " + std::to_string(k) + ": " + why);
+  };
+  if (k < 1 || k >= n) throw fail("need 1 <= k < points");
+  if (int64_t(neighbors.index.size()) != n * k)
+    throw fail(std::to_string(neighbors.index.size()) + " indices, not points x k");
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t m = 0; m < k; ++m) {
+      const int64_t j = neighbors.indices_of(i)[m];
+      if (j < 0 || j >= n || j == i)
+        throw fail("point " + std::to_string(i) + " lists " + std::to_string(j) + ", not another point");
+    }
+}
+
 // Exact k nearest neighbours by a k-d tree, for low-dimensional points (where it visits a small fraction of
 // the points; in many dimensions it degrades to a slower brute force). Splits at the median of the widest
 // coordinate; leaves of up to 16 points stored contiguously. A subtree is skipped only when the splitting

@@ -53,9 +53,11 @@ struct Pca {
 inline Pca fit_pca(const PointMatrix& x, int64_t components) {
   const int64_t n = x.rows(), d = x.cols();
   if (n < 2) throw std::invalid_argument("fit_pca: need at least 2 points, got " + std::to_string(n));
-  if (components < 1 || components > d)
+  // As scikit-learn: beyond min(points, dimensions) the components have no variance and arbitrary directions.
+  if (components < 1 || components > std::min(d, n))
     throw std::invalid_argument("fit_pca: asked for " + std::to_string(components) + " components of " +
-                                std::to_string(d) + "-dimensional points");
+                                std::to_string(n) + " " + std::to_string(d) +
+                                "-dimensional points (at most the smaller of the two)");
   detail::check_coordinates(x, "fit_pca");
   Pca pca;
   pca.mean = x.colwise().mean();

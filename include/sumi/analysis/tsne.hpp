@@ -341,6 +341,25 @@ inline TsneResult tsne(const PointMatrix& x, const TsneOptions& options = {}) {
                                 std::to_string(n - 1) + ")");
   if (options.iterations < 1 || options.exaggeration_iterations < 0)
     throw std::invalid_argument("t-SNE: need iterations >= 1 and exaggeration_iterations >= 0");
+  const auto require = [](bool ok, const char* option, double value, const char* requirement) {
+    if (!ok)
+      throw std::invalid_argument(std::string("t-SNE: ") + option + " " + std::to_string(value) + " " +
+                                  requirement);
+  };
+  require(options.early_exaggeration > 0 && std::isfinite(options.early_exaggeration), "early_exaggeration",
+          options.early_exaggeration, "must be finite and > 0");
+  require(std::isfinite(options.learning_rate), "learning_rate", options.learning_rate,
+          "must be finite (<= 0 for automatic)");
+  require(options.momentum >= 0 && options.momentum < 1, "momentum", options.momentum, "must be in [0, 1)");
+  require(options.final_momentum >= 0 && options.final_momentum < 1, "final_momentum", options.final_momentum,
+          "must be in [0, 1)");
+  require(options.min_gain >= 0 && std::isfinite(options.min_gain), "min_gain", options.min_gain,
+          "must be finite and >= 0");
+  require(options.theta >= 0 && std::isfinite(options.theta), "theta", options.theta,
+          "must be finite and >= 0");
+  require(options.fft_box_width > 0 && std::isfinite(options.fft_box_width), "fft_box_width",
+          options.fft_box_width, "must be finite and > 0");
+  require(options.kl_every >= 0, "kl_every", options.kl_every, "must be >= 0");
   detail::check_coordinates(x, "t-SNE input");
 
   TsneResult result;

@@ -88,7 +88,7 @@ class DataLoader {
   // Number of batches per epoch.
   int64_t size() const {
     const int64_t n = int64_t(dataset_->size()), b = options_.batch_size;
-    return options_.drop_last ? n / b : (n + b - 1) / b;
+    return options_.drop_last ? n / b : n / b + (n % b != 0);  // not (n + b - 1) / b: b may be near INT64_MAX
   }
 
   // The epoch the next iteration uses. Each begin() uses it and then advances it, so plain repeated

@@ -49,6 +49,12 @@ class MnistDataset {
     if (labels_.dims.size() != 1)
       throw IdxError("IDX file '" + labels_name + "': expected labels of rank 1 [N], got dimensions " +
                      shape_str(labels_.dims));
+    // Arrays built in code (not read by read_idx, which checks this) must hold what their dimensions say.
+    for (const auto& [array, name] : {std::pair{&images_, &images_name}, {&labels_, &labels_name}})
+      if (std::any_of(array->dims.begin(), array->dims.end(), [](int64_t d) { return d < 0; }) ||
+          int64_t(array->data.size()) != shape_numel(array->dims))
+        throw IdxError("IDX array '" + *name + "': dimensions " + shape_str(array->dims) + " but " +
+                       std::to_string(array->data.size()) + " bytes");
     if (images_.dims[0] != labels_.dims[0])
       throw IdxError("count mismatch: images file '" + images_name + "' has " +
                      std::to_string(images_.dims[0]) + " images but labels file '" + labels_name + "' has " +

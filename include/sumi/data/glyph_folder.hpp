@@ -110,6 +110,7 @@ inline GlyphFolderStats render_glyph_folder(const std::filesystem::path& out,
         "render_glyph_folder: no fonts (install e.g. fonts-ipafont-gothic or pass font files)");
   if (options.size < 8 || options.per_char < 1 || options.max_chars < 0)
     throw std::invalid_argument("render_glyph_folder: need size >= 8, per_char >= 1 and max_chars >= 0");
+  options.jitter.check("render_glyph_folder");
   if (fs::exists(out))
     throw std::runtime_error("render_glyph_folder: '" + out.string() +
                              "' already exists; remove it or choose another folder");

@@ -35,9 +35,45 @@ struct GlyphJitter {
   double shift_x = 0, shift_y = 0;  // in output pixels
   int stroke = 0;                   // > 0: dilate by this many half-pixels (bolder); < 0: erode (thinner)
 
+  // Strokes beyond this many half-pixels leave no glyph (eroded away, or dilated into a blob).
+  static constexpr int kMaxStroke = 16;
+
+  // Throws std::invalid_argument naming the field that no rendering could use (a blank, endless or
+  // undefined result otherwise).
+  void check(const char* where) const {
+    const auto require = [&](bool ok, const char* field, double value, const char* requirement) {
+      if (!ok)
+        throw std::invalid_argument(std::string(where) + ": jitter " + field + " = " + std::to_string(value) +
+                                    " " + requirement);
+    };
+    require(std::isfinite(rotation_degrees), "rotation_degrees", rotation_degrees, "must be finite");
+    require(std::abs(shear) <= 4, "shear", shear, "must be within [-4, 4]");
+    require(scale > 0 && scale <= 4, "scale", scale, "must be in (0, 4]");
+    require(aspect > 0 && aspect <= 4, "aspect", aspect, "must be in (0, 4]");
+    require(std::isfinite(shift_x), "shift_x", shift_x, "must be finite");
+    require(std::isfinite(shift_y), "shift_y", shift_y, "must be finite");
+    require(std::abs(stroke) <= kMaxStroke, "stroke", stroke, "must be within [-16, 16]");
+  }
+
   struct Ranges {
     double rotation_degrees = 5, shear = 0.12, scale = 0.07, aspect = 0.06, shift = 2.5;
     int max_dilate = 2, max_erode = 1;
+    // The jitters drawn from these ranges pass GlyphJitter::check.
+    void check(const char* where) const {
+      const auto require = [&](bool ok, const char* field, double value, const char* requirement) {
+        if (!ok)
+          throw std::invalid_argument(std::string(where) + ": jitter range " + field + " = " +
+                                      std::to_string(value) + " " + requirement);
+      };
+      require(rotation_degrees >= 0 && std::isfinite(rotation_degrees), "rotation_degrees", rotation_degrees,
+              "must be finite and >= 0");
+      require(shear >= 0 && shear <= 4, "shear", shear, "must be in [0, 4]");
+      require(scale >= 0 && scale < 1, "scale", scale, "must be in [0, 1)");
+      require(aspect >= 0 && aspect < 1, "aspect", aspect, "must be in [0, 1)");
+      require(shift >= 0 && std::isfinite(shift), "shift", shift, "must be finite and >= 0");
+      require(max_dilate >= 0 && max_dilate <= kMaxStroke, "max_dilate", max_dilate, "must be in [0, 16]");
+      require(max_erode >= 0 && max_erode <= kMaxStroke, "max_erode", max_erode, "must be in [0, 16]");
+    }
   };
   // A random jitter, uniform within the ranges (stroke: erode 20%, unchanged 40%, dilate 40%).
   static GlyphJitter random(Generator& gen, const Ranges& r) {
@@ -51,8 +87,8 @@ struct GlyphJitter {
     const double u = gen.uniform();
     if (u < 0.2)
       j.stroke = -r.max_erode;
-    else if (u >= 0.6)
-      j.stroke = 1 + int(gen.below(uint64_t(std::max(r.max_dilate, 1))));
+    else if (u >= 0.6 && r.max_dilate > 0)
+      j.stroke = 1 + int(gen.below(uint64_t(r.max_dilate)));
     return j;
   }
   static GlyphJitter random(Generator& gen) { return random(gen, Ranges{}); }
@@ -66,10 +102,17 @@ class Font {
     if (!in) throw std::runtime_error("cannot open font file '" + path.string() + "'");
     bytes_ = std::make_shared<std::vector<unsigned char>>(std::istreambuf_iterator<char>(in),
                                                           std::istreambuf_iterator<char>());
+    const auto refuse = [&](const std::string& why) {
+      return std::runtime_error("'" + path.string() +
+                                "' is not a TrueType/OpenType font stb_truetype can read" +
+                                (why.empty() ? "" : ": " + why));
+    };
+    if (bytes_->size() < 16) throw refuse("the file has " + std::to_string(bytes_->size()) + " bytes");
     const int offset = stbtt_GetFontOffsetForIndex(bytes_->data(), 0);
-    if (bytes_->size() < 12 || offset < 0 || !stbtt_InitFont(&info_, bytes_->data(), offset))
-      throw std::runtime_error("'" + path.string() +
-                               "' is not a TrueType/OpenType font stb_truetype can read");
+    if (offset < 0) throw refuse("");
+    if (!table_directory_fits(*bytes_, std::size_t(offset)))
+      throw refuse("its table directory points past the end of the file (truncated?)");
+    if (!stbtt_InitFont(&info_, bytes_->data(), offset)) throw refuse("");
   }
 
   const std::filesystem::path& path() const { return path_; }
@@ -91,6 +134,10 @@ class Font {
   std::vector<uint8_t> render(char32_t codepoint, int size, const GlyphJitter& jitter = {},
                               double em_fill = 0.86) const {
     if (size < 4 || size > 1024) throw std::invalid_argument("Font::render: size " + std::to_string(size));
+    if (!(em_fill > 0 && em_fill <= 2))
+      throw std::invalid_argument("Font::render: em_fill " + std::to_string(em_fill) +
+                                  " must be in (0, 2] (a fraction of the image)");
+    jitter.check("Font::render");
     if (!has_glyph(codepoint))
       throw std::invalid_argument("Font::render: " + name_ + " has no glyph for U+" + hex(codepoint));
     constexpr int ss = 2;  // supersampling factor
@@ -125,6 +172,23 @@ class Font {
   }
 
  private:
+  // stb_truetype trusts the file: it reads tables wherever the directory says they are. Checking that the
+  // directory and every table lie inside the file catches empty and truncated files before it reads them.
+  static bool table_directory_fits(const std::vector<unsigned char>& b, std::size_t font) {
+    const auto be = [&](std::size_t at, int bytes) {
+      uint64_t v = 0;
+      for (int i = 0; i < bytes; ++i) v = v << 8 | b[at + std::size_t(i)];
+      return v;
+    };
+    if (font > b.size() - 12) return false;
+    const uint64_t tables = be(font + 4, 2);
+    if (font + 12 + 16 * tables > b.size()) return false;
+    for (uint64_t t = 0; t < tables; ++t) {
+      const std::size_t record = font + 12 + std::size_t(16 * t);
+      if (be(record + 8, 4) + be(record + 12, 4) > b.size()) return false;
+    }
+    return true;
+  }
   // Maps every canvas pixel back through the inverse jitter into the glyph bitmap (bilinear), with the
   // bitmap's centre at the canvas centre plus the shift.
   static void warp(const unsigned char* bitmap, int gw, int gh, const GlyphJitter& j, int canvas, int ss,

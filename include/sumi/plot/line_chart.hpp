@@ -163,8 +163,8 @@ class LineChart {
     if (fixed) {
       if (log && !(fixed->first > 0 && fixed->second > fixed->first))
         throw std::invalid_argument("LineChart: log axis limits must satisfy 0 < low < high");
-      if (!(fixed->second > fixed->first))
-        throw std::invalid_argument("LineChart: axis limits need low < high");
+      if (!(fixed->second > fixed->first) || !std::isfinite(fixed->second - fixed->first))
+        throw std::invalid_argument("LineChart: axis limits need low < high and a finite span");
       return log ? std::pair{std::log10(fixed->first), std::log10(fixed->second)} : *fixed;
     }
     double lo = std::numeric_limits<double>::infinity(), hi = -lo;

@@ -25,6 +25,7 @@
 #include "sumi/plot/detail/svg_document.hpp"
 #include "sumi/plot/palette.hpp"
 #include "sumi/util/atomic_file.hpp"
+#include "sumi/util/csv.hpp"
 
 namespace sumi::plot {
 
@@ -52,8 +53,9 @@ class ScatterChart {
                                   " labels differ in length");
     for (std::size_t i = 0; i < xs.size(); ++i) {
       if (!(ls[i] >= 0) || ls[i] != std::floor(ls[i]) || ls[i] > 1e6)
-        throw std::invalid_argument("ScatterChart::add_points: label " + detail::number(ls[i], 3) +
-                                    " at index " + std::to_string(i) + " is not a class index >= 0");
+        throw std::invalid_argument("ScatterChart::add_points: label " +
+                                    util::format_round_trip(double(ls[i])) + " at index " +
+                                    std::to_string(i) + " is not a class index >= 0");
       x_.push_back(xs[i]);
       y_.push_back(ys[i]);
       class_.push_back(static_cast<int>(ls[i]));
@@ -158,8 +160,8 @@ class ScatterChart {
   static std::pair<double, double> limits(const std::vector<double>& values, const std::vector<double>& other,
                                           const std::optional<std::pair<double, double>>& fixed) {
     if (fixed) {
-      if (!(fixed->second > fixed->first))
-        throw std::invalid_argument("ScatterChart: axis limits need low < high");
+      if (!(fixed->second > fixed->first) || !std::isfinite(fixed->second - fixed->first))
+        throw std::invalid_argument("ScatterChart: axis limits need low < high and a finite span");
       return *fixed;
     }
     double lo = std::numeric_limits<double>::infinity(), hi = -lo;

@@ -84,19 +84,22 @@ inline std::vector<GridResult> read_grid_results(const std::filesystem::path& pa
       items.emplace_back(axis.name, std::move(*value));
     }
     r.config = Configuration(std::move(items));
+    double epochs = 0;
     try {
-      r.epochs = int64_t(table.number(i, "epochs"));
+      epochs = table.number(i, "epochs");
       r.train_loss = table.number(i, "train_loss");
       r.val_loss = table.number(i, "val_loss");
       r.seconds = table.number(i, "seconds");
     } catch (const std::exception& e) {
       throw std::runtime_error("results file '" + path.string() + "': " + e.what());
     }
-    if (r.epochs < 1 || double(r.epochs) != table.number(i, "epochs") || !(r.seconds >= 0))
+    // Checked as a double first: converting 1e30 or NaN to an integer is undefined.
+    if (!(epochs >= 1 && epochs <= 1e15 && epochs == std::floor(epochs)) || !(r.seconds >= 0))
       throw std::runtime_error("results file '" + path.string() + "', row " + std::to_string(i + 1) +
                                ": epochs must be a whole number >= 1 and seconds >= 0, found " +
                                util::printable(table.text(i, "epochs")) + " and " +
                                util::printable(table.text(i, "seconds")));
+    r.epochs = int64_t(epochs);
     rows.push_back(std::move(r));
   }
   return rows;
@@ -153,7 +156,7 @@ inline std::string grid_results_markdown(const std::vector<GridResult>& ranked, 
   for (std::size_t i = 0; i < ranked.front().config.size(); ++i) out += "---:|";
   out += "---:|---:|---:|---:|\n";
   const auto fixed = [](double v, int digits) {
-    if (std::isnan(v)) return std::string("nan");
+    if (!(std::abs(v) < 1e15)) return util::format_round_trip(v);  // nan, inf, and too long for fixed
     char buffer[64];
     std::snprintf(buffer, sizeof buffer, "%.*f", digits, v);
     return std::string(buffer);

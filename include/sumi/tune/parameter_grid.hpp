@@ -140,7 +140,11 @@ struct Shard {
   int64_t index = 0;
   int64_t count = 1;
 
-  bool contains(std::size_t item) const { return int64_t(item % std::size_t(count)) == index; }
+  bool contains(std::size_t item) const {
+    if (count < 1 || index < 0 || index >= count)
+      throw std::invalid_argument("shard " + to_string() + ": need 0 <= i < n");
+    return int64_t(item % std::size_t(count)) == index;
+  }
   std::string to_string() const { return std::to_string(index) + "/" + std::to_string(count); }
 
   // "i/n" with 0 <= i < n; std::invalid_argument naming the text otherwise.

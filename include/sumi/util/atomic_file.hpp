@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -27,10 +28,13 @@ class AtomicWriteError : public std::runtime_error {
 
 namespace detail {
 
-// The temporary sibling "<path>.tmp.<pid>": same directory, so the final rename stays on one file system.
+// The temporary sibling "<path>.tmp.<pid>.<n>", n counting this process's writes: same directory, so the
+// final rename stays on one file system, and unique, so two threads writing one path never share a
+// temporary file (the last rename wins, each with a whole file).
 inline std::filesystem::path atomic_temp_path(const std::filesystem::path& path) {
+  static std::atomic<unsigned long long> writes{0};
   std::filesystem::path temp = path;
-  temp += ".tmp." + std::to_string(static_cast<long long>(::getpid()));
+  temp += ".tmp." + std::to_string(static_cast<long long>(::getpid())) + "." + std::to_string(writes++);
   return temp;
 }
 
@@ -97,7 +101,7 @@ inline void fsync_directory(const std::filesystem::path& directory) {
 
 }  // namespace detail
 
-// Calls `write` with a stream to "<path>.tmp.<pid>", then flushes, fsyncs and renames it over `path`.
+// Calls `write` with a stream to "<path>.tmp.<pid>.<n>", then flushes, fsyncs and renames it over `path`.
 // On any failure the temporary file is removed: an I/O failure throws AtomicWriteError naming `path`, and an
 // exception thrown by `write` itself propagates unchanged. The target directory must exist.
 inline void write_file_atomically(const std::filesystem::path& path,

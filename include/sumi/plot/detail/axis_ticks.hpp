@@ -45,8 +45,12 @@ struct AxisMap {
 };
 
 // Data limits widened by `margin` of their span on each side; a zero span is widened so that a constant
-// series still gets a usable axis. Works on log10 values for log axes.
+// series still gets a usable axis. Works on log10 values for log axes. Limits are kept within +-1e307 so
+// that the span and the tick arithmetic stay finite (values beyond, a diverged loss, fall off the plot).
 inline std::pair<double, double> padded_limits(double lo, double hi, double margin = 0.05) {
+  constexpr double kLargest = 1e307;
+  lo = std::clamp(lo, -kLargest, kLargest);
+  hi = std::clamp(hi, -kLargest, kLargest);
   if (!(hi > lo)) {
     const double half = lo == 0 ? 1.0 : std::abs(lo) * 0.1;
     return {lo - half, hi + half};

@@ -30,7 +30,11 @@ struct TextBox {
 
 // The glyph rectangles of `text` at integer `scale`, relative to the text's top-left origin.
 inline std::vector<TextBox> text_rectangles(std::string_view text, int scale) {
-  std::string copy(text);                              // stb takes a mutable char*
+  std::string copy(text);  // stb takes a mutable char*
+  // stb's font covers printable ASCII and indexes its tables with (c - 32) unchecked (newlines start a line):
+  // anything else is drawn as '?' rather than read from outside the tables.
+  for (char& c : copy)
+    if (c != '\n' && (c < 32 || c > 126)) c = '?';
   std::vector<char> vertices(copy.size() * 300 + 64);  // stb's documented ~270 bytes per character
   const int quads = stb_easy_font_print(0, 0, copy.data(), nullptr, vertices.data(), int(vertices.size()));
   std::vector<TextBox> boxes;

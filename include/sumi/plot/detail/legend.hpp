@@ -102,7 +102,7 @@ inline void append_legend(std::string& out, const Rect& box, const std::vector<L
       append_number(out, sample_x + kLegendSample);
       out += "\" y2=\"";
       append_number(out, middle);
-      out += "\" stroke=\"" + entry.color + "\" stroke-width=\"";
+      out += "\" stroke=\"" + escape_xml(entry.color) + "\" stroke-width=\"";
       append_number(out, entry.line_width);
       out += "\"";
       if (entry.dashed) out += " stroke-dasharray=\"5,3\"";
@@ -113,7 +113,8 @@ inline void append_legend(std::string& out, const Rect& box, const std::vector<L
       append_number(out, sample_x + kLegendSample / 2);
       out += "\" cy=\"";
       append_number(out, middle);
-      out += "\" r=\"" + std::string(entry.line ? "3" : "4.5") + "\" fill=\"" + entry.color + "\"/>";
+      out +=
+          "\" r=\"" + std::string(entry.line ? "3" : "4.5") + "\" fill=\"" + escape_xml(entry.color) + "\"/>";
     }
     out += "<text x=\"";
     append_number(out, sample_x + kLegendSample + kLegendGap);

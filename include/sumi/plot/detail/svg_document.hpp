@@ -1,9 +1,11 @@
 #pragma once
 // Low-level SVG text building shared by the charts: XML escaping, compact locale-independent numbers,
 // text-width estimates for layout, and the document frame.
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -79,12 +81,18 @@ inline std::string escape_xml(std::string_view text) {
   return out;
 }
 
-// Appends `value` with at most `decimals` decimals, trailing zeros dropped ("12.5", "3", never "-0"),
-// independent of the C locale. Non-finite values become 0 (callers skip them; this keeps XML valid).
+// Appends the SVG coordinate or size `value` with at most `decimals` (<= 6) decimals, trailing zeros dropped
+// ("12.5", "3", never "-0"), independent of the C locale. Non-finite values become 0 (callers skip them;
+// this keeps XML valid), and values are clamped to +-1e9 pixels: far off any canvas, and short enough to
+// print (a point of a diverged loss can map to 1e100 pixels).
 inline void append_number(std::string& out, double value, int decimals = 2) {
   if (!std::isfinite(value)) value = 0.0;
-  char buffer[64];
-  auto result = std::to_chars(buffer, buffer + sizeof(buffer), value, std::chars_format::fixed, decimals);
+  value = std::clamp(value, -1e9, 1e9);
+  decimals = std::clamp(decimals, 0, 6);
+  char buffer[32];
+  const auto result =
+      std::to_chars(buffer, buffer + sizeof(buffer), value, std::chars_format::fixed, decimals);
+  if (result.ec != std::errc()) throw std::logic_error("append_number: no room for " + std::to_string(value));
   char* end = result.ptr;
   if (decimals > 0) {
     while (end[-1] == '0') --end;
