@@ -103,9 +103,9 @@ class Font {
     bytes_ = std::make_shared<std::vector<unsigned char>>(std::istreambuf_iterator<char>(in),
                                                           std::istreambuf_iterator<char>());
     const auto refuse = [&](const std::string& why) {
-      return std::runtime_error("'" + path.string() +
-                                "' is not a TrueType/OpenType font stb_truetype can read" +
-                                (why.empty() ? "" : ": " + why));
+      std::string message = "'" + path.string() + "' is not a TrueType/OpenType font stb_truetype can read";
+      if (!why.empty()) message.append(": ").append(why);  // appended: GCC 12 warns falsely on a + b + c
+      return std::runtime_error(message);
     };
     if (bytes_->size() < 16) throw refuse("the file has " + std::to_string(bytes_->size()) + " bytes");
     const int offset = stbtt_GetFontOffsetForIndex(bytes_->data(), 0);
