@@ -65,7 +65,8 @@ inline Shape contiguous_strides(const Shape& shape) {
   int64_t stride = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     strides[i] = stride;
-    stride *= shape[i];
+    if (i > 0)
+      stride *= shape[i];  // no product past the outermost size: it is not a stride, and may overflow
   }
   return strides;
 }

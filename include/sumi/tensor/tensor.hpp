@@ -37,10 +37,11 @@ class Tensor {
   static Tensor empty(const Shape& shape) {
     for (int64_t d : shape)
       if (d < 0) throw std::invalid_argument("Tensor: negative dimension in shape " + shape_str(shape));
+    const int64_t numel = shape_numel(shape);  // first: it refuses shapes whose strides would overflow
     Tensor t;
     t.shape_ = shape;
     t.strides_ = contiguous_strides(shape);
-    t.storage_ = std::make_shared<Storage<T>>(shape_numel(shape));
+    t.storage_ = std::make_shared<Storage<T>>(numel);
     return t;
   }
   static Tensor full(const Shape& shape, T value) {
