@@ -193,7 +193,7 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
   tune::ParameterGrid other;
   other.add_axis("latent", {5});
   CHECK_THROWS_WITH(tune::run_grid_search(other, {.epochs = {1}, .results_csv = csv}, again.function()),
-                    Catch::Contains(csv.string()) && Catch::Contains("columns"));
+                    Catch::Contains(csv.string()) && Catch::Contains("header"));
   // A complete row that does not parse is not an interruption: the error names the file.
   util::write_file_atomically(csv, text.substr(0, pos) + "5,x,relu,1,0.1,0.1,0\n");
   CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()),
@@ -207,7 +207,7 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
   for (const std::string& foreign : {std::string("lat"), std::string("a,b\n1,2\n3,")}) {
     util::write_file_atomically(csv, foreign);
     CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()),
-                      Catch::Contains(csv.string()) && Catch::Contains("columns"));
+                      Catch::Contains(csv.string()) && Catch::Contains("header"));
     CHECK(test::read_text(csv) == foreign);
   }
   // Rows ending in \r (old Mac line ends) are complete.
@@ -222,7 +222,7 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
   // ... and its columns are shown whole even when the file holds control bytes.
   util::write_file_atomically(csv, std::string("lat\0ent,epochs\n", 15));
   CHECK_THROWS_WITH(tune::run_grid_search(other, {.epochs = {1}, .results_csv = csv}, again.function()),
-                    Catch::Contains("has columns 'lat\\x00ent,epochs' but this grid needs 'latent,epochs,"));
+                    Catch::Contains("its header 'lat\\x00ent,epochs' differs from 'latent,epochs,"));
   fs::remove_all(dir);
 }
 

@@ -2,8 +2,8 @@
 // bar.
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -265,13 +265,42 @@ TEST_CASE("CSV writer appends to an existing file with the same header", "[util]
     writer.write_row({7, 1});
   }
   CHECK(read_file(path) == "epoch,loss\n7,1\n");
-  // A row cut off by a crash (no final newline) is terminated before appending.
+  // A row cut off by a crash (no final line break; "0.2" may be "0.25" cut short) is dropped before
+  // appending, and the rows before it are handed over.
   write_file_atomically(path, "epoch,loss\n1,0.5\n2,0.2");
   {
     CsvWriter writer(path, {"epoch", "loss"}, CsvWriter::Mode::append);
+    CHECK(writer.torn_row_dropped());
+    CHECK(writer.existing().rows == std::vector<std::vector<std::string>>{{"1", "0.5"}});
+    CHECK(read_file(path) == "epoch,loss\n1,0.5\n");  // rewritten before the first new row
     writer.write_row({3, 0.125});
   }
-  CHECK(read_csv(path).numbers("epoch") == std::vector<double>{1, 2, 3});
+  CHECK(read_file(path) == "epoch,loss\n1,0.5\n3,0.125\n");
+  {
+    CsvWriter writer(path, {"epoch", "loss"}, CsvWriter::Mode::append);
+    CHECK_FALSE(writer.torn_row_dropped());
+    CHECK(writer.existing().numbers("epoch") == std::vector<double>{1, 3});
+  }
+  // \r ends a row too; a header cut before its line break is completed; a file of blank lines starts over.
+  for (const auto& [before, after] :
+       std::vector<std::pair<std::string, std::string>>{{"epoch,loss\r1,0.5\r", "epoch,loss\r1,0.5\r4,2\n"},
+                                                        {"epoch,loss", "epoch,loss\n4,2\n"},
+                                                        {"\n\n", "\n\nepoch,loss\n4,2\n"}}) {
+    write_file_atomically(path, before);
+    {
+      CsvWriter writer(path, {"epoch", "loss"}, CsvWriter::Mode::append);
+      CHECK_FALSE(writer.torn_row_dropped());
+      writer.write_row({4, 2});
+    }
+    CHECK(read_file(path) == after);
+  }
+  // A malformed file, or a torn header, is refused untouched.
+  for (const std::string bad : {"epoch,loss\n1\n2,3\n", "epoch,lo", "\n\nepo"}) {
+    write_file_atomically(path, bad);
+    CHECK_THROWS_WITH(CsvWriter(path, {"epoch", "loss"}, CsvWriter::Mode::append),
+                      Catch::Contains("cannot append to '" + path.string() + "'"));
+    CHECK(read_file(path) == bad);
+  }
 }
 
 TEST_CASE("CSV parser handles CRLF, blank lines and reports malformed records", "[util][csv]") {

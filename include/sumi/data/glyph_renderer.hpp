@@ -26,6 +26,16 @@
 
 namespace sumi::data {
 
+namespace detail {
+// Throws std::invalid_argument "<where>: <what> <field> = <value> <requirement>" unless `ok`.
+inline void require_setting(bool ok, const char* where, const char* what, const char* field, double value,
+                            const char* requirement) {
+  if (!ok)
+    throw std::invalid_argument(std::string(where) + ": " + what + " " + field + " = " +
+                                std::to_string(value) + " " + requirement);
+}
+}  // namespace detail
+
 // One rendering's distortion. The identity is the default.
 struct GlyphJitter {
   double rotation_degrees = 0;      // clockwise on screen
@@ -42,9 +52,7 @@ struct GlyphJitter {
   // undefined result otherwise).
   void check(const char* where) const {
     const auto require = [&](bool ok, const char* field, double value, const char* requirement) {
-      if (!ok)
-        throw std::invalid_argument(std::string(where) + ": jitter " + field + " = " + std::to_string(value) +
-                                    " " + requirement);
+      detail::require_setting(ok, where, "jitter", field, value, requirement);
     };
     require(std::isfinite(rotation_degrees), "rotation_degrees", rotation_degrees, "must be finite");
     require(std::abs(shear) <= 4, "shear", shear, "must be within [-4, 4]");
@@ -61,9 +69,7 @@ struct GlyphJitter {
     // The jitters drawn from these ranges pass GlyphJitter::check.
     void check(const char* where) const {
       const auto require = [&](bool ok, const char* field, double value, const char* requirement) {
-        if (!ok)
-          throw std::invalid_argument(std::string(where) + ": jitter range " + field + " = " +
-                                      std::to_string(value) + " " + requirement);
+        detail::require_setting(ok, where, "jitter range", field, value, requirement);
       };
       require(rotation_degrees >= 0 && std::isfinite(rotation_degrees), "rotation_degrees", rotation_degrees,
               "must be finite and >= 0");

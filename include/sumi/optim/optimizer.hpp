@@ -70,7 +70,7 @@ class Optimizer {
   const std::vector<ParamGroup<T>>& param_groups() const { return groups_; }
   // Sets the learning rate of every group.
   void set_lr(double lr) {
-    for (std::size_t g = 0; g < groups_.size(); ++g) check_hyperparameters(lr, groups_[g].weight_decay, g);
+    check_setting("learning rate", lr, " in set_lr");
     for (auto& g : groups_) g.lr = lr;
   }
 
@@ -213,13 +213,15 @@ class Optimizer {
       }
     }
   }
+  // Learning rates and weight decays must be finite and >= 0.
+  void check_setting(const char* setting, double value, const std::string& where) const {
+    if (!(value >= 0) || !std::isfinite(value))
+      throw std::invalid_argument(name() + ": invalid " + setting + " " + std::to_string(value) + where);
+  }
   void check_hyperparameters(double lr, double weight_decay, std::size_t group) const {
-    if (!(lr >= 0) || !std::isfinite(lr))
-      throw std::invalid_argument(name() + ": invalid learning rate " + std::to_string(lr) + " for group " +
-                                  std::to_string(group));
-    if (!(weight_decay >= 0) || !std::isfinite(weight_decay))
-      throw std::invalid_argument(name() + ": invalid weight_decay " + std::to_string(weight_decay) +
-                                  " for group " + std::to_string(group));
+    const std::string where = " for group " + std::to_string(group);
+    check_setting("learning rate", lr, where);
+    check_setting("weight_decay", weight_decay, where);
   }
   int64_t index_of(const Variable<T>& p) const {
     int64_t i = 0;

@@ -59,10 +59,11 @@ inline bool same_trial(const GridResult& a, const GridResult& b) {
   return a.epochs == b.epochs && a.config == b.config;
 }
 
-// Reads a results file written for `grid` (same columns); errors name the file, row and column.
-inline std::vector<GridResult> read_grid_results(const std::filesystem::path& path,
-                                                 const ParameterGrid& grid) {
-  const util::CsvTable table = util::read_csv(path);
+// The rows of a results table read from `path` for `grid` (same columns); errors name the file, row and
+// column.
+inline std::vector<GridResult> grid_results_from_table(const util::CsvTable& table,
+                                                       const std::filesystem::path& path,
+                                                       const ParameterGrid& grid) {
   const std::vector<std::string> expected = results_header(grid);
   if (table.header != expected) {
     throw std::runtime_error("results file '" + path.string() + "' has columns '" +
@@ -103,6 +104,12 @@ inline std::vector<GridResult> read_grid_results(const std::filesystem::path& pa
     rows.push_back(std::move(r));
   }
   return rows;
+}
+
+// Reads a results file written for `grid`.
+inline std::vector<GridResult> read_grid_results(const std::filesystem::path& path,
+                                                 const ParameterGrid& grid) {
+  return grid_results_from_table(util::read_csv(path), path, grid);
 }
 
 // Writes the rows as a results file, atomically.

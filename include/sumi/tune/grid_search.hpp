@@ -70,24 +70,6 @@ struct GridSearchSummary {
   std::vector<GridResult> results;  // every row of this shard's runs (earlier and new), in grid order
 };
 
-namespace detail {
-// Rows are appended whole, each ending in a line break, so text after the last line break is a row cut short
-// by an interruption (nothing after it was written). When the file's header is `header`, removes that text,
-// rewriting the file atomically, and says whether there was any; any other file is left for the reader to
-// refuse.
-inline bool drop_torn_last_row(const std::filesystem::path& path, const std::vector<std::string>& header) {
-  const std::string content = util::detail::read_whole_file(path);
-  if (content.empty() || content.back() == '\n' || content.back() == '\r') return false;
-  const std::size_t last_break = content.find_last_of("\r\n");
-  if (last_break == std::string::npos) return false;  // no complete header either
-  const std::string_view kept = std::string_view(content).substr(0, last_break + 1);
-  util::detail::CsvRecordReader reader(kept);
-  if (reader.next() != header) return false;
-  util::write_file_atomically(path, kept);
-  return true;
-}
-}  // namespace detail
-
 // One run as the user function sees it.
 class Trial {
  public:
@@ -145,11 +127,12 @@ inline GridSearchSummary run_grid_search(const ParameterGrid& grid, const GridSe
   std::sort(budgets.begin(), budgets.end());
 
   GridSearchSummary summary;
-  std::vector<GridResult> existing;
-  if (std::filesystem::exists(options.results_csv)) {
-    summary.torn_row_dropped = detail::drop_torn_last_row(options.results_csv, results_header(grid));
-    existing = read_grid_results(options.results_csv, grid);
-  }
+  // The rows of earlier runs are read once, by the writer that appends the new ones (it checks the header
+  // and drops a row torn by an interruption, whose run is then done again).
+  util::CsvWriter writer(options.results_csv, results_header(grid), util::CsvWriter::Mode::append);
+  summary.torn_row_dropped = writer.torn_row_dropped();
+  const std::vector<GridResult> existing =
+      grid_results_from_table(writer.existing(), options.results_csv, grid);
   const auto recorded = [&](const Configuration& config, int64_t epochs) {
     return std::any_of(existing.begin(), existing.end(),
                        [&](const GridResult& r) { return r.epochs == epochs && r.config == config; });
@@ -170,7 +153,6 @@ inline GridSearchSummary run_grid_search(const ParameterGrid& grid, const GridSe
 
   if (options.on_start) options.on_start(pending.size());
   std::mutex mutex;  // guards the writer, new_rows, counters and the callbacks
-  util::CsvWriter writer(options.results_csv, results_header(grid), util::CsvWriter::Mode::append);
   std::vector<GridResult> new_rows;
   std::atomic<std::size_t> next{0};
   std::exception_ptr fatal;  // an error outside the user function (writing the file, a callback)

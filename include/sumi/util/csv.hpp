@@ -282,8 +282,12 @@ inline std::string header_text(const std::vector<std::string>& names) {
 }
 
 // Streams rows to a CSV file, flushing each one so a log is readable while training and survives a crash.
-// Mode::append continues an existing file after checking that its header matches (a resumed run); when the
-// file is missing or empty it starts one, header included.
+// Mode::append continues an existing file (a resumed run); when the file is missing or empty it starts one,
+// header included. Appending first parses the file: a header other than `header` or a malformed record is
+// refused before anything is written, and the table already there is kept in existing(). Rows are
+// written whole, each ending in a line break, so text after the file's last line break is a row cut short by
+// an interruption (its last number may be cut too): it is dropped, the file rewritten atomically without it,
+// and torn_row_dropped() says so.
 class CsvWriter {
  public:
   enum class Mode { truncate, append };
@@ -291,19 +295,38 @@ class CsvWriter {
   CsvWriter(const std::filesystem::path& path, std::vector<std::string> header, Mode mode = Mode::truncate)
       : path_(path), header_(std::move(header)) {
     if (header_.empty()) throw std::invalid_argument("CSV writer for '" + path_.string() + "': empty header");
+    existing_.header = header_;
     bool write_header = true;
     bool needs_line_break = false;
     std::error_code error;
     if (mode == Mode::append && std::filesystem::exists(path_, error) &&
         std::filesystem::file_size(path_, error) > 0 && !error) {
       const std::string content = detail::read_whole_file(path_);
-      detail::CsvRecordReader reader(content);
-      const auto existing = reader.next();
-      if (existing && *existing != header_)
+      const std::size_t last_break = content.find_last_of("\r\n");
+      const std::string_view complete =
+          std::string_view(content).substr(0, last_break == std::string::npos ? 0 : last_break + 1);
+      bool header_unterminated = false;  // nothing but line breaks before the last one
+      try {
+        existing_ = parse_csv(complete);
+        header_unterminated = existing_.header.empty() && complete.size() < content.size();
+        if (header_unterminated) existing_ = parse_csv(content);
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error("cannot append to '" + path_.string() + "': " + e.what());
+      }
+      write_header = existing_.header.empty();  // nothing but line breaks: start as if empty
+      if (write_header) existing_.header = header_;
+      if (existing_.header != header_)
         throw std::runtime_error("cannot append to '" + path_.string() + "': its header '" +
-                                 header_text(*existing) + "' differs from '" + header_text(header_) + "'");
-      write_header = !existing.has_value();
-      needs_line_break = content.back() != '\n' && content.back() != '\r';  // an interrupted last row
+                                 header_text(existing_.header) + "' differs from '" + header_text(header_) +
+                                 "' (write to another file, or remove this one to start over)");
+      if (complete.size() < content.size()) {
+        if (header_unterminated) {
+          needs_line_break = true;
+        } else {
+          write_file_atomically(path_, complete);
+          torn_row_dropped_ = true;
+        }
+      }
     }
     out_.open(path_, std::ios::binary | (mode == Mode::append ? std::ios::app : std::ios::trunc));
     if (!out_) throw std::runtime_error("cannot open CSV file '" + path_.string() + "' for writing");
@@ -326,6 +349,9 @@ class CsvWriter {
 
   const std::vector<std::string>& header() const { return header_; }
   const std::filesystem::path& path() const { return path_; }
+  // Mode::append: what the file held before this writer (without a torn last row); otherwise no rows.
+  const CsvTable& existing() const { return existing_; }
+  bool torn_row_dropped() const { return torn_row_dropped_; }
 
  private:
   void emit(const std::string& line) {
@@ -336,6 +362,8 @@ class CsvWriter {
 
   std::filesystem::path path_;
   std::vector<std::string> header_;
+  CsvTable existing_;
+  bool torn_row_dropped_ = false;
   std::ofstream out_;
 };
 
