@@ -153,19 +153,21 @@ int run(Options o) {
   const int threads = o.threads > 0 ? o.threads : get_num_threads();
   const int jobs = std::min(o.jobs > 0 ? o.jobs : kDefaultJobs, threads);
   const int threads_per_job = std::max(1, threads / jobs);
-  set_num_threads(threads_per_job);
+  set_num_threads(threads);  // for loading
 
   const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
-  const fs::path out = examples::start_run("grid_search", threads_per_job, o.out);
+  const fs::path out = examples::start_run("grid_search", threads, o.out);
+  set_num_threads(threads_per_job);  // each job's share (the setting is process-wide)
   check_shared_settings(o, out);
   const tune::ParameterGrid grid = make_grid(o);
   const int64_t max_epochs = *std::max_element(o.epochs.begin(), o.epochs.end());
-  std::printf("grid: %zu configurations x %zu epoch budgets = %zu rows; shard %s; %d jobs x %d threads\n",
-              grid.size(), o.epochs.size(), grid.size() * o.epochs.size(), shard.to_string().c_str(), jobs,
-              threads_per_job);
+  std::printf(
+      "grid: %zu configurations (%zu runs x %zu epoch budgets); shard %s; %d runs at once, %d %s each\n",
+      grid.size() * o.epochs.size(), grid.size(), o.epochs.size(), shard.to_string().c_str(), jobs,
+      threads_per_job, threads_per_job == 1 ? "thread" : "threads");
   if (o.epochs.size() > 1)
     std::printf(
-        "epoch budgets share one run: each configuration trains %lld epochs and the smaller budgets' rows "
+        "epoch budgets share one run: each run trains %lld epochs and the smaller budgets' rows "
         "are its losses after that many epochs (constant learning rate)\n",
         (long long)max_epochs);
 
