@@ -364,6 +364,28 @@ TEST_CASE("FFT-interpolated repulsion agrees with the exact one and converges wi
     if (scale > 1) CHECK(error_fine < error_default / 8);  // (at the tiny scale both are near rounding)
   }
   CHECK_THROWS_WITH(FftRepulsion(0.0), Catch::Contains("box_width"));
+  CHECK_THROWS_WITH(FftRepulsion(1.0, 3, 2000), Catch::Contains("min_boxes 2000"));
+}
+
+TEST_CASE("FFT repulsion refuses an embedding too wide for its grid and non-finite coordinates", "[tsne]") {
+  // 20,000 units wide, as a diverged optimisation leaves it: the default box would need 60,000 nodes a side
+  // (two grids of 230 GB).
+  const int64_t n = 2001;
+  Embedding2d e = random_embedding(n, 4, 3000.0);
+  std::vector<double> fx(n), fy(n);
+  FftRepulsion fft;
+  CHECK_THROWS_WITH(fft(e.x, e.y, fx, fy), Catch::Contains("the embedding spans") && Catch::Contains("4096"));
+  // 1,000 units fit. (At this width the sum loses several percent: the potentials are expanded about the
+  // grid's centre, so terms of |y|^2 ~ 10^5 cancel down to pair distances ~ 10^2.)
+  for (auto* v : {&e.x, &e.y})
+    for (float& c : *v) c /= 20;
+  const double z = fft(e.x, e.y, fx, fy);
+  CHECK(fft.nodes_per_side() > 3000);
+  std::vector<double> sx(n), sy(n);
+  ExactRepulsion exact;
+  CHECK(z == Approx(exact(e.x, e.y, sx, sy, sumi::kernels::Isa::scalar)).epsilon(0.1));
+  e.x[7] = std::numeric_limits<float>::infinity();
+  CHECK_THROWS_WITH(fft(e.x, e.y, fx, fy), Catch::Contains("not all finite"));
 }
 
 TEST_CASE("t-SNE keeps well-separated clusters apart and the KL falls", "[tsne]") {
