@@ -1,6 +1,6 @@
 // The study's hyperparameter grid search (Table 1) on the reference autoencoder: every combination of latent
 // size, weight decay, dropout, batch size and epochs, ranked by final validation MSE. Resumable, shardable
-// (--shard i/n, then --merge), with several configurations trained at once (--jobs). See --help.
+// (--shard i/n, then --merge), with several runs trained at once (--jobs). See --help.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -21,7 +21,7 @@ using namespace sumi;
 
 namespace {
 
-// Default --jobs: two configurations at once, each on threads/2 threads. On the 2-core project machine,
+// Default --jobs: two runs at once, each on threads/2 threads. On the 2-core project machine,
 // `grid_search --quick --threads 2 --jobs J --quiet` (4 runs of 2 epochs on 12,000 images) took 4.07 s with
 // --jobs 2 against 4.90 s with --jobs 1 (see docs/benchmarks.md). Independent runs never wait on each other,
 // whereas one small-batch run on two threads pays a barrier per parallel region.
@@ -269,7 +269,8 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--quick") == 0) apply_quick_defaults(o);
   util::ArgParser cli(
       "Grid search over the study's autoencoder hyperparameters (Table 1 of the study by default: 72 "
-      "configurations), ranked by final validation MSE. The epoch budgets share one run per configuration. "
+      "configurations), ranked by final validation MSE. The epoch budgets share one run: each combination of "
+      "the other axes trains for the largest, recording the smaller ones on the way. "
       "Rows already in OUT/grid.csv are skipped, so an interrupted search resumes.");
   const auto positive = [](double v) { return v > 0; };
   cli.bind("--latent", o.latent, "latent sizes").min(1);
@@ -278,22 +279,24 @@ int main(int argc, char** argv) {
       .min(0)
       .check([](double p) { return p < 1; }, "must be < 1");
   cli.bind("--batch", o.batch, "batch sizes").min(1);
-  cli.bind("--epochs", o.epochs, "epoch budgets (one run of the largest per configuration)").min(1);
+  cli.bind("--epochs", o.epochs, "epoch budgets (one run of the largest per combination of the other axes)")
+      .min(1);
   cli.bind("--lr", o.lr, "Adam learning rate (constant)").check(positive, "must be > 0");
   cli.bind("--out", o.out, "output folder");
-  cli.bind("--shard", o.shard, "run only configurations i, i+n, ... of the grid (i/n, 0-based)");
+  cli.bind(
+      "--shard", o.shard,
+      "train only runs i, i+n, ... of the grid (i/n, 0-based; a run is a combination of the other axes)");
   cli.bind(
       "--merge", o.merge,
       "merge these grid.csv files of shards (same axis flags as the shards) into --out instead of training");
   cli.bind("--jobs", o.jobs,
-           "configurations trained at once, each with threads/jobs threads (0: " +
-               std::to_string(kDefaultJobs) + ", measured fastest on 2 cores)")
+           "runs trained at once, each with threads/jobs threads (0: " + std::to_string(kDefaultJobs) +
+               ", measured fastest on 2 cores)")
       .min(0);
   examples::bind_threads_flag(cli, o.threads, "threads in all (0: OMP_NUM_THREADS or all cores)");
   cli.bind("--data", o.data,
            "FashionMNIST folder; when empty, $SUMI_DATA or else /usr/share/datasets/fashion-mnist");
-  cli.bind("--seed", o.seed,
-           "seed of the split, initialisation and shuffling (the same for every configuration)");
+  cli.bind("--seed", o.seed, "seed of the split, initialisation and shuffling (the same for every run)");
   examples::bind_limit_flag(cli, o.limit);
   cli.bind("--quick", o.quick, "a small demo: 4 runs of 2 epochs on 12,000 images");
   cli.bind("--quiet", o.quiet, "no progress bar or per-row lines");

@@ -193,11 +193,14 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
   tune::ParameterGrid other;
   other.add_axis("latent", {5});
   CHECK_THROWS_WITH(tune::run_grid_search(other, {.epochs = {1}, .results_csv = csv}, again.function()),
-                    Catch::Contains(csv.string()) && Catch::Contains("header"));
-  // A complete row that does not parse is not an interruption: the error names the file.
-  util::write_file_atomically(csv, text.substr(0, pos) + "5,x,relu,1,0.1,0.1,0\n");
+                    Catch::Contains(csv.string()) && Catch::Contains("columns"));
+  // A complete row that does not parse is not an interruption: the error names the file, which is left as
+  // it is (its torn last row too).
+  const std::string bad_row = text.substr(0, pos) + "5,x,relu,1,0.1,0.1,0\n5,1e-05,re";
+  util::write_file_atomically(csv, bad_row);
   CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()),
                     Catch::Contains(csv.string()) && Catch::Contains("'x'"));
+  CHECK(test::read_text(csv) == bad_row);
   for (const char* epochs : {"1e30", "nan", "2.5"}) {
     util::write_file_atomically(csv, text.substr(0, pos) + "5,1e-05,relu," + epochs + ",0.1,0.1,0\n");
     CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()),
@@ -207,7 +210,7 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
   for (const std::string& foreign : {std::string("lat"), std::string("a,b\n1,2\n3,")}) {
     util::write_file_atomically(csv, foreign);
     CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()),
-                      Catch::Contains(csv.string()) && Catch::Contains("header"));
+                      Catch::Contains(csv.string()) && Catch::Contains("columns"));
     CHECK(test::read_text(csv) == foreign);
   }
   // Rows ending in \r (old Mac line ends) are complete.
@@ -222,7 +225,7 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
   // ... and its columns are shown whole even when the file holds control bytes.
   util::write_file_atomically(csv, std::string("lat\0ent,epochs\n", 15));
   CHECK_THROWS_WITH(tune::run_grid_search(other, {.epochs = {1}, .results_csv = csv}, again.function()),
-                    Catch::Contains("its header 'lat\\x00ent,epochs' differs from 'latent,epochs,"));
+                    Catch::Contains("has columns 'lat\\x00ent,epochs' but this grid needs 'latent,epochs,"));
   fs::remove_all(dir);
 }
 
@@ -255,6 +258,16 @@ TEST_CASE("grid search shards partition the grid and merge back to the full tabl
   }
   CHECK(tune::missing_trials(grid, {2}, tune::merge_grid_results({files[0]}, grid)).size() ==
         grid.size() - 3);
+  // A shard whose last row was cut short (its search interrupted) is refused, not merged with a cut
+  // number; nor is a shard of other axes.
+  const std::string shard0 = test::read_text(files[0]);
+  util::write_file_atomically(files[0], shard0.substr(0, shard0.size() - 3));
+  CHECK_THROWS_WITH(tune::merge_grid_results(files, grid),
+                    Catch::Contains(files[0].string()) && Catch::Contains("cut short"));
+  tune::ParameterGrid other;
+  other.add_axis("latent", {5});
+  CHECK_THROWS_WITH(tune::merge_grid_results({files[1]}, other),
+                    Catch::Contains(files[1].string()) && Catch::Contains("but this grid needs"));
   fs::remove_all(dir);
 }
 

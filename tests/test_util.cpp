@@ -301,6 +301,33 @@ TEST_CASE("CSV writer appends to an existing file with the same header", "[util]
                       Catch::Contains("cannot append to '" + path.string() + "'"));
     CHECK(read_file(path) == bad);
   }
+  // The caller's check sees the table before anything is written; when it refuses, the torn row stays.
+  const std::string torn = "epoch,loss\n1,x\n2,0.";
+  write_file_atomically(path, torn);
+  const auto numeric = [](const CsvTable& table) { table.numbers("loss"); };
+  CHECK_THROWS_WITH(CsvWriter(path, {"epoch", "loss"}, CsvWriter::Mode::append, numeric),
+                    Catch::Contains("'x' is not a number"));
+  CHECK(read_file(path) == torn);
+  // A torn row whose quoted field holds a line break is one row.
+  write_file_atomically(path, "epoch,note\n1,\"a\nb\"\n2,\"c\nd");
+  {
+    CsvWriter writer(path, {"epoch", "note"}, CsvWriter::Mode::append);
+    CHECK(writer.torn_row_dropped());
+    CHECK(writer.existing().rows == std::vector<std::vector<std::string>>{{"1", "a\nb"}});
+  }
+  CHECK(read_file(path) == "epoch,note\n1,\"a\nb\"\n");
+  // A folder is named as one.
+  CHECK_THROWS_WITH(CsvWriter(dir.path, {"epoch"}, CsvWriter::Mode::append), Catch::Contains("is a folder"));
+}
+
+TEST_CASE("a CSV log whose last row was cut short is refused when read", "[util][csv]") {
+  TempDir dir;
+  const fs::path path = dir / "log.csv";
+  write_file_atomically(path, "epoch,loss\n1,0.5\n2,0.2");
+  CHECK(read_csv(path).size() == 2);  // any CSV may end without a line break
+  CHECK_THROWS_WITH(read_csv_log(path), Catch::Contains("log.csv") && Catch::Contains("cut short"));
+  write_file_atomically(path, "epoch,loss\n1,0.5\n2,0.25\n");
+  CHECK(read_csv_log(path).numbers("loss") == std::vector<double>{0.5, 0.25});
 }
 
 TEST_CASE("CSV parser handles CRLF, blank lines and reports malformed records", "[util][csv]") {

@@ -106,10 +106,11 @@ inline std::vector<GridResult> grid_results_from_table(const util::CsvTable& tab
   return rows;
 }
 
-// Reads a results file written for `grid`.
+// Reads a results file written for `grid`; one whose last row was cut short is refused (resuming its search
+// drops that row).
 inline std::vector<GridResult> read_grid_results(const std::filesystem::path& path,
                                                  const ParameterGrid& grid) {
-  return grid_results_from_table(util::read_csv(path), path, grid);
+  return grid_results_from_table(util::read_csv_log(path), path, grid);
 }
 
 // Writes the rows as a results file, atomically.

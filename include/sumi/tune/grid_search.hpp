@@ -127,12 +127,14 @@ inline GridSearchSummary run_grid_search(const ParameterGrid& grid, const GridSe
   std::sort(budgets.begin(), budgets.end());
 
   GridSearchSummary summary;
-  // The rows of earlier runs are read once, by the writer that appends the new ones (it checks the header
-  // and drops a row torn by an interruption, whose run is then done again).
-  util::CsvWriter writer(options.results_csv, results_header(grid), util::CsvWriter::Mode::append);
+  // The rows of earlier runs are read once, by the writer that appends the new ones: they are checked
+  // against this grid before the writer drops a row torn by an interruption (whose run is then done again).
+  std::vector<GridResult> existing;
+  util::CsvWriter writer(options.results_csv, results_header(grid), util::CsvWriter::Mode::append,
+                         [&](const util::CsvTable& table) {
+                           existing = grid_results_from_table(table, options.results_csv, grid);
+                         });
   summary.torn_row_dropped = writer.torn_row_dropped();
-  const std::vector<GridResult> existing =
-      grid_results_from_table(writer.existing(), options.results_csv, grid);
   const auto recorded = [&](const Configuration& config, int64_t epochs) {
     return std::any_of(existing.begin(), existing.end(),
                        [&](const GridResult& r) { return r.epochs == epochs && r.config == config; });

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <initializer_list>
 #include <iterator>
 #include <optional>
@@ -191,6 +192,20 @@ inline std::optional<double> parse_double(std::string_view text) {
   return value;
 }
 
+// The length of `text` up to the line break that ends its last complete record. Our logs write each row
+// whole, ending in a line break, so anything after it (outside quotes) is a row cut short by an interruption.
+inline std::size_t complete_records_length(std::string_view text) {
+  std::size_t length = 0;
+  bool quoted = false;  // a doubled quote toggles twice
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '"')
+      quoted = !quoted;
+    else if (!quoted && (text[i] == '\n' || text[i] == '\r'))
+      length = i + 1;
+  }
+  return length;
+}
+
 }  // namespace detail
 
 // A parsed CSV file: the header and every row as text, with lookups by column name.
@@ -259,14 +274,31 @@ inline CsvTable parse_csv(std::string_view text) {
   return table;
 }
 
-// Reads and parses a CSV file; errors name the path.
-inline CsvTable read_csv(const std::filesystem::path& path) {
-  const std::string content = detail::read_whole_file(path);
+namespace detail {
+inline CsvTable parse_csv_file(const std::string& content, const std::filesystem::path& path) {
   try {
     return parse_csv(content);
   } catch (const std::runtime_error& error) {
     throw std::runtime_error("'" + path.string() + "': " + error.what());
   }
+}
+}  // namespace detail
+
+// Reads and parses a CSV file; errors name the path.
+inline CsvTable read_csv(const std::filesystem::path& path) {
+  return detail::parse_csv_file(detail::read_whole_file(path), path);
+}
+
+// Reads a CSV file written row by row, each ending in a line break (a log, as CsvWriter writes it): one whose
+// last row lacks it was cut short by an interruption and is refused (appending to it with CsvWriter drops
+// that row).
+inline CsvTable read_csv_log(const std::filesystem::path& path) {
+  const std::string content = detail::read_whole_file(path);
+  if (detail::complete_records_length(content) < content.size())
+    throw std::runtime_error("'" + path.string() +
+                             "' ends in a row cut short by an interrupted write; continuing what wrote it "
+                             "drops that row");
+  return detail::parse_csv_file(content, path);
 }
 
 // Writes a whole table atomically (for final result tables rather than running logs).
@@ -282,55 +314,46 @@ inline std::string header_text(const std::vector<std::string>& names) {
 }
 
 // Streams rows to a CSV file, flushing each one so a log is readable while training and survives a crash.
-// Mode::append continues an existing file (a resumed run); when the file is missing or empty it starts one,
-// header included. Appending first parses the file: a header other than `header` or a malformed record is
-// refused before anything is written, and the table already there is kept in existing(). Rows are
-// written whole, each ending in a line break, so text after the file's last line break is a row cut short by
-// an interruption (its last number may be cut too): it is dropped, the file rewritten atomically without it,
-// and torn_row_dropped() says so.
+// Mode::append continues an existing file (a resumed run); when the file is missing or holds only line breaks
+// it starts one, header included. Appending parses the file first and hands the table to `check` (which may
+// throw to refuse it, in its own words), then refuses a header other than `header`, all before anything is
+// written; existing() keeps the table. Rows are written whole, each ending in a line break, so a last record
+// without one was cut short by an interruption (its last number may be cut too): it is dropped, the file
+// rewritten atomically without it, and torn_row_dropped() says so. A header cut before its line break is
+// completed.
 class CsvWriter {
  public:
   enum class Mode { truncate, append };
+  using ExistingCheck = std::function<void(const CsvTable&)>;
 
-  CsvWriter(const std::filesystem::path& path, std::vector<std::string> header, Mode mode = Mode::truncate)
+  CsvWriter(const std::filesystem::path& path, std::vector<std::string> header, Mode mode = Mode::truncate,
+            const ExistingCheck& check = nullptr)
       : path_(path), header_(std::move(header)) {
     if (header_.empty()) throw std::invalid_argument("CSV writer for '" + path_.string() + "': empty header");
-    existing_.header = header_;
-    bool write_header = true;
-    bool needs_line_break = false;
-    std::error_code error;
-    if (mode == Mode::append && std::filesystem::exists(path_, error) &&
-        std::filesystem::file_size(path_, error) > 0 && !error) {
-      const std::string content = detail::read_whole_file(path_);
-      const std::size_t last_break = content.find_last_of("\r\n");
-      const std::string_view complete =
-          std::string_view(content).substr(0, last_break == std::string::npos ? 0 : last_break + 1);
-      bool header_unterminated = false;  // nothing but line breaks before the last one
-      try {
-        existing_ = parse_csv(complete);
-        header_unterminated = existing_.header.empty() && complete.size() < content.size();
-        if (header_unterminated) existing_ = parse_csv(content);
-      } catch (const std::runtime_error& e) {
-        throw std::runtime_error("cannot append to '" + path_.string() + "': " + e.what());
-      }
-      write_header = existing_.header.empty();  // nothing but line breaks: start as if empty
-      if (write_header) existing_.header = header_;
-      if (existing_.header != header_)
-        throw std::runtime_error("cannot append to '" + path_.string() + "': its header '" +
-                                 header_text(existing_.header) + "' differs from '" + header_text(header_) +
-                                 "' (write to another file, or remove this one to start over)");
-      if (complete.size() < content.size()) {
-        if (header_unterminated) {
-          needs_line_break = true;
-        } else {
-          write_file_atomically(path_, complete);
-          torn_row_dropped_ = true;
-        }
-      }
+    const std::string content = mode == Mode::append && std::filesystem::exists(path_)
+                                    ? detail::read_whole_file(path_)
+                                    : std::string();
+    std::string_view complete = std::string_view(content).substr(0, detail::complete_records_length(content));
+    bool header_unterminated = false;
+    try {
+      existing_ = parse_csv(complete);
+      header_unterminated = existing_.header.empty() && complete.size() < content.size();
+      if (header_unterminated) existing_ = parse_csv(content), complete = content;
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error("cannot append to '" + path_.string() + "': " + e.what());
     }
+    const bool write_header = existing_.header.empty();
+    if (write_header) existing_.header = header_;
+    if (check) check(existing_);
+    if (existing_.header != header_)
+      throw std::runtime_error("cannot append to '" + path_.string() + "': its header '" +
+                               header_text(existing_.header) + "' differs from '" + header_text(header_) +
+                               "' (write to another file, or remove this one to start over)");
+    torn_row_dropped_ = complete.size() < content.size();
+    if (torn_row_dropped_) write_file_atomically(path_, complete);
     out_.open(path_, std::ios::binary | (mode == Mode::append ? std::ios::app : std::ios::trunc));
     if (!out_) throw std::runtime_error("cannot open CSV file '" + path_.string() + "' for writing");
-    if (needs_line_break) out_ << '\n';
+    if (header_unterminated) out_ << '\n';
     if (write_header) emit(format_csv_row(std::span<const std::string>(header_)));
   }
 
