@@ -268,18 +268,20 @@ TEST_CASE("CSV writer appends to an existing file with the same header", "[util]
   // A row cut off by a crash (no final line break; "0.2" may be "0.25" cut short) is dropped before
   // appending, and the rows before it are handed over.
   write_file_atomically(path, "epoch,loss\n1,0.5\n2,0.2");
+  CsvTable existing;
+  const auto keep = [&](const CsvTable& table) { existing = table; };
   {
-    CsvWriter writer(path, {"epoch", "loss"}, CsvWriter::Mode::append);
+    CsvWriter writer(path, {"epoch", "loss"}, CsvWriter::Mode::append, keep);
     CHECK(writer.torn_row_dropped());
-    CHECK(writer.existing().rows == std::vector<std::vector<std::string>>{{"1", "0.5"}});
+    CHECK(existing.rows == std::vector<std::vector<std::string>>{{"1", "0.5"}});
     CHECK(read_file(path) == "epoch,loss\n1,0.5\n");  // rewritten before the first new row
     writer.write_row({3, 0.125});
   }
   CHECK(read_file(path) == "epoch,loss\n1,0.5\n3,0.125\n");
   {
-    CsvWriter writer(path, {"epoch", "loss"}, CsvWriter::Mode::append);
+    CsvWriter writer(path, {"epoch", "loss"}, CsvWriter::Mode::append, keep);
     CHECK_FALSE(writer.torn_row_dropped());
-    CHECK(writer.existing().numbers("epoch") == std::vector<double>{1, 3});
+    CHECK(existing.numbers("epoch") == std::vector<double>{1, 3});
   }
   // \r ends a row too; a header cut before its line break is completed; a file of blank lines starts over.
   for (const auto& [before, after] :
@@ -311,9 +313,9 @@ TEST_CASE("CSV writer appends to an existing file with the same header", "[util]
   // A torn row whose quoted field holds a line break is one row.
   write_file_atomically(path, "epoch,note\n1,\"a\nb\"\n2,\"c\nd");
   {
-    CsvWriter writer(path, {"epoch", "note"}, CsvWriter::Mode::append);
+    CsvWriter writer(path, {"epoch", "note"}, CsvWriter::Mode::append, keep);
     CHECK(writer.torn_row_dropped());
-    CHECK(writer.existing().rows == std::vector<std::vector<std::string>>{{"1", "a\nb"}});
+    CHECK(existing.rows == std::vector<std::vector<std::string>>{{"1", "a\nb"}});
   }
   CHECK(read_file(path) == "epoch,note\n1,\"a\nb\"\n");
   // A folder is named as one.

@@ -316,11 +316,11 @@ inline std::string header_text(const std::vector<std::string>& names) {
 // Streams rows to a CSV file, flushing each one so a log is readable while training and survives a crash.
 // Mode::append continues an existing file (a resumed run); when the file is missing or holds only line breaks
 // it starts one, header included. Appending parses the file first and hands the table to `check` (which may
-// throw to refuse it, in its own words), then refuses a header other than `header`, all before anything is
-// written; existing() keeps the table. Rows are written whole, each ending in a line break, so a last record
-// without one was cut short by an interruption (its last number may be cut too): it is dropped, the file
-// rewritten atomically without it, and torn_row_dropped() says so. A header cut before its line break is
-// completed.
+// throw to refuse it, in its own words; it sees the complete rows, not a torn last one), then refuses a
+// header other than `header`, all before anything is written. Rows are written whole, each ending in a line
+// break, so a last record without one was cut short by an interruption (its last number may be cut too): it
+// is dropped, the file rewritten atomically without it, and torn_row_dropped() says so. A header cut before
+// its line break is completed.
 class CsvWriter {
  public:
   enum class Mode { truncate, append };
@@ -335,19 +335,20 @@ class CsvWriter {
                                     : std::string();
     std::string_view complete = std::string_view(content).substr(0, detail::complete_records_length(content));
     bool header_unterminated = false;
+    CsvTable existing;
     try {
-      existing_ = parse_csv(complete);
-      header_unterminated = existing_.header.empty() && complete.size() < content.size();
-      if (header_unterminated) existing_ = parse_csv(content), complete = content;
+      existing = parse_csv(complete);
+      header_unterminated = existing.header.empty() && complete.size() < content.size();
+      if (header_unterminated) existing = parse_csv(content), complete = content;
     } catch (const std::runtime_error& e) {
       throw std::runtime_error("cannot append to '" + path_.string() + "': " + e.what());
     }
-    const bool write_header = existing_.header.empty();
-    if (write_header) existing_.header = header_;
-    if (check) check(existing_);
-    if (existing_.header != header_)
+    const bool write_header = existing.header.empty();
+    if (write_header) existing.header = header_;
+    if (check) check(existing);
+    if (existing.header != header_)
       throw std::runtime_error("cannot append to '" + path_.string() + "': its header '" +
-                               header_text(existing_.header) + "' differs from '" + header_text(header_) +
+                               header_text(existing.header) + "' differs from '" + header_text(header_) +
                                "' (write to another file, or remove this one to start over)");
     torn_row_dropped_ = complete.size() < content.size();
     if (torn_row_dropped_) write_file_atomically(path_, complete);
@@ -372,8 +373,6 @@ class CsvWriter {
 
   const std::vector<std::string>& header() const { return header_; }
   const std::filesystem::path& path() const { return path_; }
-  // Mode::append: what the file held before this writer (without a torn last row); otherwise no rows.
-  const CsvTable& existing() const { return existing_; }
   bool torn_row_dropped() const { return torn_row_dropped_; }
 
  private:
@@ -385,7 +384,6 @@ class CsvWriter {
 
   std::filesystem::path path_;
   std::vector<std::string> header_;
-  CsvTable existing_;
   bool torn_row_dropped_ = false;
   std::ofstream out_;
 };
