@@ -396,6 +396,10 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
 
 int run(const Options& o) {
   if (o.generate > 0) return run_generate(o);
+  if (!o.model.empty())
+    throw util::CliError("--model",
+                         "--model is read only with --generate; training starts from new weights "
+                         "(--resume continues the run in --out)");
   const fs::path out = examples::start_run("dcgan", o.threads, o.out);
   if (o.data == "synthetic") {
     const int64_t per_epoch = std::max<int64_t>(64, o.iterations);

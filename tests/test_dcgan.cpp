@@ -262,6 +262,9 @@ TEST_CASE("dcgan example rejects bad flags and data naming them", "[example][err
   const fs::path log = fs::temp_directory_path() / "sumi_e2e_dcgan_flags.log";
   REQUIRE(test::run_example("dcgan", "--image-size 48", log) == 2);
   REQUIRE(test::read_text(log).find("--image-size") != std::string::npos);
+  // A generator given without --generate is not silently ignored.
+  REQUIRE(test::run_example("dcgan", "--model /tmp/generator.safetensors --iterations 1", log) == 2);
+  REQUIRE(test::read_text(log).find("--model is read only with --generate") != std::string::npos);
   REQUIRE(test::run_example("dcgan", "--data /nonexistent/kanji --iterations 1 --out /tmp/sumi_dcgan_bad",
                             log) == 1);
   REQUIRE(test::read_text(log).find("/nonexistent/kanji") != std::string::npos);
