@@ -17,7 +17,8 @@ using namespace sumi;
 namespace {
 
 struct Options {
-  std::string encoder, data, out = "out/finetune";
+  // The autoencoder example's output, so the study's steps chain without flags (as examples/latent's).
+  std::string encoder = "out/autoencoder/autoencoder.safetensors", data, out = "out/finetune";
   int epochs = 50, batch = 300, threads = 0, encoder_epochs = 20;
   int64_t seed = 0, limit = 0;
   double lr = 1e-3;
@@ -99,7 +100,8 @@ void write_test_outputs(const examples::ClassifierEvaluation& test, const fs::pa
 }
 
 // The encoder checkpoint to use: --encoder if it exists, else one trained earlier into the output folder,
-// else a new one trained now with the reference settings (latent 5, batch 300, Adam 1e-3).
+// else a new one trained now with the reference settings (latent 5, batch 300, Adam 1e-3). A missing
+// --encoder is said, not refused, so that the default works before the autoencoder example has run.
 fs::path find_or_train_encoder(const Options& o, const examples::StudyData& study, const fs::path& out) {
   if (!o.encoder.empty() && fs::exists(o.encoder)) return o.encoder;
   const fs::path trained = out / "autoencoder.safetensors";
@@ -239,7 +241,8 @@ int main(int argc, char** argv) {
       "Linear(288, 64) trained, a new Linear(64, 10) head; cross entropy, Adam.");
   cli.bind(
       "--encoder", o.encoder,
-      "autoencoder.safetensors written by examples/autoencoder (empty or missing: train one into --out)");
+      "autoencoder.safetensors written by examples/autoencoder (empty or missing: train one into --out, or "
+      "use the one trained there before)");
   cli.bind("--encoder-epochs", o.encoder_epochs,
            "epochs of the autoencoder trained when no --encoder is found")
       .min(1);

@@ -152,7 +152,7 @@ namespace {
 const fs::path finetune_program = fs::path(SUMI_EXAMPLES_DIR) / "finetune";
 }  // namespace
 
-TEST_CASE("finetune example trains an encoder when none is given and writes every output", "[example][e2e]") {
+TEST_CASE("finetune example trains an encoder when none is found and writes every output", "[example][e2e]") {
   if (!fs::exists(finetune_program)) {
     WARN("finetune example not built; skipping");
     return;
@@ -163,6 +163,10 @@ TEST_CASE("finetune example trains an encoder when none is given and writes ever
   const fs::path log = out.string() + ".log";
   REQUIRE(test::run_example("finetune", "--epochs 0", log) == 2);
   CHECK(test::read_text(log).find("--epochs") != std::string::npos);
+  // By default the encoder is the autoencoder example's.
+  REQUIRE(test::run_example("finetune", "--help", log) == 0);
+  CHECK(test::read_text(log).find("(default: out/autoencoder/autoencoder.safetensors)") != std::string::npos);
+  const std::string missing_encoder = " --encoder " + (out / "missing.safetensors").string();
   REQUIRE(test::run_example(
               "finetune", "--encoder " + (out / "missing").string() + " --data " + (out / "nodata").string(),
               log) == 1);
@@ -172,10 +176,11 @@ TEST_CASE("finetune example trains an encoder when none is given and writes ever
     return;
   }
   REQUIRE(
-      test::run_example(
-          "finetune",
-          "--limit 600 --encoder-epochs 1 --epochs 2 --batch 100 --quiet --threads 2 --out " + out.string(),
-          log) == 0);
+      test::run_example("finetune",
+                        "--limit 600 --encoder-epochs 1 --epochs 2 --batch 100 --quiet --threads 2 --out " +
+                            out.string() + missing_encoder,
+                        log) == 0);
+  CHECK(test::read_text(log).find("missing.safetensors' not found: training one") != std::string::npos);
   CHECK(fs::exists(out / "autoencoder.safetensors"));
   const nlohmann::json summary = util::read_json_file(out / "summary.json");
   REQUIRE(summary["test_accuracy"].is_number());
@@ -204,7 +209,8 @@ TEST_CASE("finetune example trains an encoder when none is given and writes ever
 
   // The encoder trained into the folder is reused by the next run.
   REQUIRE(test::run_example("finetune",
-                            "--limit 600 --epochs 1 --batch 100 --quiet --threads 2 --out " + out.string(),
+                            "--limit 600 --epochs 1 --batch 100 --quiet --threads 2 --out " + out.string() +
+                                missing_encoder,
                             log) == 0);
   CHECK(test::read_text(log).find("using the encoder trained earlier") != std::string::npos);
   fs::remove_all(out);
