@@ -181,6 +181,8 @@ TEST_CASE("finetune example trains an encoder when none is found and writes ever
                             out.string() + missing_encoder,
                         log) == 0);
   CHECK(test::read_text(log).find("missing.safetensors' not found: training one") != std::string::npos);
+  CHECK(test::read_text(log).find("autoencoder.safetensors (latent 5, saved after epoch 1)") !=
+        std::string::npos);
   CHECK(fs::exists(out / "autoencoder.safetensors"));
   const nlohmann::json summary = util::read_json_file(out / "summary.json");
   REQUIRE(summary["test_accuracy"].is_number());
