@@ -129,20 +129,6 @@ fs::path find_or_train_encoder(const Options& o, const examples::StudyData& stud
   return trained;
 }
 
-// " (latent 5, saved after epoch 20)" from an autoencoder checkpoint's metadata: the autoencoder example
-// saves after every epoch, so an interrupted run leaves a partly trained encoder, which this makes visible.
-std::string describe_encoder(const fs::path& path) {
-  const auto metadata = io::read_safetensors(path).metadata;
-  std::string text;
-  if (const auto it = metadata.find("latent"); it != metadata.end()) text += "latent " + it->second;
-  if (const auto it = metadata.find("epoch"); it != metadata.end()) {
-    if (!text.empty()) text += ", ";
-    text += "saved after epoch " + it->second;
-  }
-  if (text.empty()) return text;
-  return " (" + text + ")";
-}
-
 int run(const Options& o) {
   const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
   const fs::path out = examples::start_run("finetune", o.threads, o.out);
@@ -156,7 +142,8 @@ int run(const Options& o) {
   // Every parameter is handed to Adam; the frozen ones never get a gradient, so it keeps no state for them.
   optim::Adam<float> optimizer(model->parameters(), {.lr = o.lr});
   const nn::ParameterCount counts = model->count_parameters();
-  std::printf("encoder: %s%s\n", encoder_path.c_str(), describe_encoder(encoder_path).c_str());
+  std::printf("encoder: %s%s\n", encoder_path.c_str(),
+              examples::describe_autoencoder_checkpoint(encoder_path, model->encoder()->latent).c_str());
   if (!o.quiet) std::cout << model->summary() << "\n";
   std::printf("trainable parameters: %lld, frozen: %lld\n", (long long)counts.trainable,
               (long long)counts.frozen);

@@ -45,7 +45,8 @@ std::shared_ptr<models::Autoencoder<float>> load_or_train(const Options& o, cons
     gen = std::make_unique<Generator>(uint64_t(o.seed));
     auto model = std::make_shared<models::Autoencoder<float>>(last.shape[0], 0.0, *gen);
     nn::load_state(*model, o.autoencoder);  // strict: every encoder and decoder tensor must be there
-    std::printf("autoencoder: %s (latent %lld)\n", o.autoencoder.c_str(), (long long)model->latent);
+    std::printf("autoencoder: %s%s\n", o.autoencoder.c_str(),
+                examples::describe_autoencoder_checkpoint(o.autoencoder, model->latent).c_str());
     return model;
   }
   const fs::path trained = out / "autoencoder.safetensors";

@@ -5,12 +5,14 @@
 // the reference encoder when none is given).
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 
 #include "common/autoencoder_training.hpp"
 #include "models/autoencoder.hpp"
 #include "sumi/data/data_loader.hpp"
+#include "sumi/io/safetensors.hpp"
 #include "sumi/optim/adam.hpp"
 #include "sumi/util/progress_bar.hpp"
 #include "sumi/util/timer.hpp"
@@ -72,6 +74,17 @@ AutoencoderRun train_autoencoder_run(
     on_epoch(AutoencoderEpoch{epoch, r.mean_loss, val, seconds});
   }
   return run;
+}
+
+// " (latent 5, saved after epoch 20)" for a loaded autoencoder checkpoint, the epoch from its metadata: the
+// autoencoder example saves after every epoch, so an interrupted run leaves a partly trained model at its
+// output path, which the examples reading that path by default make visible this way.
+inline std::string describe_autoencoder_checkpoint(const std::filesystem::path& path, int64_t latent) {
+  std::string text = " (latent " + std::to_string(latent);
+  const auto metadata = io::read_safetensors(path).metadata;
+  if (const auto it = metadata.find("epoch"); it != metadata.end())
+    text += ", saved after epoch " + it->second;
+  return text + ")";
 }
 
 }  // namespace sumi::examples
