@@ -192,6 +192,14 @@ int run(Options o) {
                  message.c_str());
   };
   options.on_start = [&](std::size_t runs) {
+    // Fewer runs to do than jobs (a small or resumed search): the runs share all the threads.
+    if (runs > 0 && runs < std::size_t(jobs)) {
+      const int threads_each = std::max(1, threads / int(runs));
+      set_num_threads(threads_each);
+      std::printf("%zu %s to do: %zu at once, %d %s each\n", runs, runs == 1 ? "run" : "runs", runs,
+                  threads_each, threads_each == 1 ? "thread" : "threads");
+      std::fflush(stdout);
+    }
     bar = std::make_unique<util::ProgressBar>(int64_t(runs), "runs",
                                               util::ProgressBarOptions{.quiet = o.quiet, .unit = "run"});
   };

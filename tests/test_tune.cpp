@@ -434,8 +434,10 @@ TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e
   // Another grid in the same folder: its rows are added, the old ones kept but not ranked with it.
   const std::string other =
       "--limit 300 --latent 4 --weight-decay 0 --dropout 0 --batch 100 --epochs 1 --quiet ";
-  REQUIRE(test::run_example("grid_search", other + "--out " + (dir / "full").string(), log) == 0);
+  REQUIRE(test::run_example("grid_search", other + "--threads 2 --jobs 2 --out " + (dir / "full").string(),
+                            log) == 0);
   CHECK(test::read_text(log).find("4 rows of grid.csv are for other axis values") != std::string::npos);
+  CHECK(test::read_text(log).find("1 run to do: 1 at once, 2 threads each") != std::string::npos);
   CHECK(util::read_csv(dir / "full" / "grid.csv").size() == 5);
   CHECK(util::read_json_file(dir / "full" / "summary.json")["configurations"] == 1);
   CHECK(util::read_json_file(dir / "full" / "best.json")["parameters"]["latent"] == 4);
