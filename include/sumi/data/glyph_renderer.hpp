@@ -19,9 +19,11 @@
 #include <numbers>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sumi/data/detail/stb_truetype.hpp"
+#include "sumi/data/detail/truetype_tables.hpp"
 #include "sumi/tensor/random.hpp"
 
 namespace sumi::data {
@@ -106,27 +108,21 @@ class Font {
   explicit Font(const std::filesystem::path& path) : path_(path), name_(path.stem().string()) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw std::runtime_error("cannot open font file '" + path.string() + "'");
-    bytes_ = std::make_shared<std::vector<unsigned char>>(std::istreambuf_iterator<char>(in),
-                                                          std::istreambuf_iterator<char>());
-    const auto refuse = [&](const std::string& why) {
-      std::string message = "'" + path.string() + "' is not a TrueType/OpenType font stb_truetype can read";
-      if (!why.empty()) message.append(": ").append(why);  // appended: GCC 12 warns falsely on a + b + c
-      return std::runtime_error(message);
-    };
-    if (bytes_->size() < 16) throw refuse("the file has " + std::to_string(bytes_->size()) + " bytes");
-    const int offset = stbtt_GetFontOffsetForIndex(bytes_->data(), 0);
-    if (offset < 0) throw refuse("");
-    if (!table_directory_fits(*bytes_, std::size_t(offset)))
-      throw refuse("its table directory points past the end of the file (truncated?)");
-    if (!stbtt_InitFont(&info_, bytes_->data(), offset)) throw refuse("");
+    load(std::vector<unsigned char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()),
+         "'" + path.string() + "'");
+  }
+  // A font file already in memory; `name` stands for the file in messages and output file names.
+  Font(std::vector<unsigned char> bytes, std::string name) : name_(std::move(name)) {
+    load(std::move(bytes), "font '" + name_ + "'");
   }
 
+  // The file it was read from; empty for a font given as bytes.
   const std::filesystem::path& path() const { return path_; }
   // The file name without extension ("KleeOne-Regular"), used in output file names.
   const std::string& name() const { return name_; }
 
   // The font's glyph index for a code point, 0 when it has none.
-  int glyph_index(char32_t codepoint) const { return stbtt_FindGlyphIndex(&info_, int(codepoint)); }
+  int glyph_index(char32_t codepoint) const { return tables_.glyph_index(codepoint); }
   // Whether the font draws something for this code point (a mapped, non-empty glyph).
   bool has_glyph(char32_t codepoint) const {
     const int glyph = glyph_index(codepoint);
@@ -149,16 +145,10 @@ class Font {
     constexpr int ss = 2;  // supersampling factor
     const int canvas = size * ss;
     const float scale = stbtt_ScaleForMappingEmToPixels(&info_, float(em_fill * jitter.scale * canvas));
-    int gw = 0, gh = 0, gx = 0, gy = 0;
-    unsigned char* bitmap =
-        stbtt_GetGlyphBitmap(&info_, scale, scale, glyph_index(codepoint), &gw, &gh, &gx, &gy);
     std::vector<uint8_t> big(std::size_t(canvas) * std::size_t(canvas), 0);
-    if (bitmap && gw > 0 && gh > 0) {
-      warp(bitmap, gw, gh, jitter, canvas, ss, big);
-      stbtt_FreeBitmap(bitmap, nullptr);
-    } else if (bitmap) {
-      stbtt_FreeBitmap(bitmap, nullptr);
-    }
+    int gw = 0, gh = 0;
+    const std::vector<unsigned char> bitmap = rasterize(glyph_index(codepoint), scale, gw, gh);
+    if (gw > 0 && gh > 0) warp(bitmap.data(), gw, gh, jitter, canvas, ss, big);
     if (jitter.stroke != 0) big = morph(big, canvas, jitter.stroke);
     std::vector<uint8_t> out(std::size_t(size) * std::size_t(size));
     for (int y = 0; y < size; ++y)
@@ -178,23 +168,61 @@ class Font {
   }
 
  private:
-  // stb_truetype trusts the file: it reads tables wherever the directory says they are. Checking that the
-  // directory and every table lie inside the file catches empty and truncated files before it reads them.
-  static bool table_directory_fits(const std::vector<unsigned char>& b, std::size_t font) {
-    const auto be = [&](std::size_t at, int bytes) {
-      uint64_t v = 0;
-      for (int i = 0; i < bytes; ++i) v = v << 8 | b[at + std::size_t(i)];
-      return v;
+  // Glyph bitmaps larger than this on a side are refused (a corrupt outline or an absurd scale).
+  static constexpr int kMaxBitmapSide = 16384;
+
+  void load(std::vector<unsigned char> bytes, const std::string& what) {
+    bytes_ = std::make_shared<std::vector<unsigned char>>(std::move(bytes));
+    const auto refuse = [&](const std::string& why) {
+      std::string message = what + " is not a TrueType font that can be read";
+      if (!why.empty()) message.append(": ").append(why);  // appended: GCC 12 warns falsely on a + b + c
+      return std::runtime_error(message);
     };
-    if (font > b.size() - 12) return false;
-    const uint64_t tables = be(font + 4, 2);
-    if (font + 12 + 16 * tables > b.size()) return false;
-    for (uint64_t t = 0; t < tables; ++t) {
-      const std::size_t record = font + 12 + std::size_t(16 * t);
-      if (be(record + 8, 4) + be(record + 12, 4) > b.size()) return false;
+    if (bytes_->size() < 16) throw refuse("the file has " + std::to_string(bytes_->size()) + " bytes");
+    const int offset = stbtt_GetFontOffsetForIndex(bytes_->data(), 0);
+    if (offset < 0) throw refuse("");
+    try {
+      tables_ = detail::TrueTypeTables(*bytes_, std::size_t(offset));
+    } catch (const std::runtime_error& e) {
+      throw refuse(e.what());
     }
-    return true;
+    if (!stbtt_InitFont(&info_, bytes_->data(), offset)) throw refuse("");
   }
+
+  // The glyph's antialiased coverage at `scale` (pixels per font unit), gw x gh pixels. The bitmap spans
+  // the outline's own points rather than the box in the glyph's header, which a corrupt font may get wrong.
+  std::vector<unsigned char> rasterize(int glyph, float scale, int& gw, int& gh) const {
+    stbtt_vertex* vertices = nullptr;
+    const int count = stbtt_GetGlyphShape(&info_, glyph, &vertices);
+    const std::unique_ptr<stbtt_vertex, void (*)(stbtt_vertex*)> owned(
+        vertices, [](stbtt_vertex* v) { STBTT_free(v, nullptr); });
+    gw = gh = 0;
+    if (count <= 0) return {};
+    float x0 = vertices[0].x, x1 = x0, y0 = vertices[0].y, y1 = y0;
+    const auto include = [&](float x, float y) {
+      x0 = std::min(x0, x), x1 = std::max(x1, x), y0 = std::min(y0, y), y1 = std::max(y1, y);
+    };
+    for (int i = 0; i < count; ++i) {  // curves lie inside the hull of their control points
+      const stbtt_vertex& v = vertices[i];
+      include(v.x, v.y);
+      if (v.type == STBTT_vcurve || v.type == STBTT_vcubic) include(v.cx, v.cy);
+      if (v.type == STBTT_vcubic) include(v.cx1, v.cy1);
+    }
+    const int ix0 = int(std::floor(x0 * scale)), iy0 = int(std::floor(-y1 * scale));
+    const int ix1 = int(std::ceil(x1 * scale)), iy1 = int(std::ceil(-y0 * scale));
+    if (ix1 - ix0 > kMaxBitmapSide || iy1 - iy0 > kMaxBitmapSide)
+      throw std::runtime_error("Font::render: glyph " + std::to_string(glyph) + " of " + name_ + " spans " +
+                               std::to_string(ix1 - ix0) + " x " + std::to_string(iy1 - iy0) +
+                               " pixels at this size, more than " + std::to_string(kMaxBitmapSide) +
+                               " on a side");
+    gw = ix1 - ix0, gh = iy1 - iy0;
+    std::vector<unsigned char> bitmap(std::size_t(gw) * std::size_t(gh), 0);
+    if (bitmap.empty()) return bitmap;
+    stbtt__bitmap target{gw, gh, gw, bitmap.data()};
+    stbtt_Rasterize(&target, 0.35f, vertices, count, scale, scale, 0, 0, ix0, iy0, 1, nullptr);
+    return bitmap;
+  }
+
   // Maps every canvas pixel back through the inverse jitter into the glyph bitmap (bilinear), with the
   // bitmap's centre at the canvas centre plus the shift.
   static void warp(const unsigned char* bitmap, int gw, int gh, const GlyphJitter& j, int canvas, int ss,
@@ -247,7 +275,8 @@ class Font {
 
   std::filesystem::path path_;
   std::string name_;
-  std::shared_ptr<std::vector<unsigned char>> bytes_;  // stbtt_fontinfo points into it
+  std::shared_ptr<std::vector<unsigned char>> bytes_;  // tables_ and info_ point into it
+  detail::TrueTypeTables tables_;
   stbtt_fontinfo info_{};
 };
 
