@@ -5,8 +5,8 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
-#include <limits>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <set>
 #include <string>
@@ -186,6 +186,9 @@ TEST_CASE("IDX reader errors name the file and the problem", "[data][idx][errors
     write_raw(bad_gz, compressed.substr(0, compressed.size() / 2));
     REQUIRE_THROWS_AS(read_idx(bad_gz), IdxError);
     REQUIRE_THROWS_WITH(read_idx(bad_gz), names(bad_gz));
+    // Only the 8-byte trailer (checksum and length) missing: every data byte is there, unverified.
+    write_raw(bad_gz, compressed.substr(0, compressed.size() - 8));
+    REQUIRE_THROWS_WITH(read_idx(bad_gz), names(bad_gz) && Catch::Contains("truncated gzip data"));
   }
   SECTION("bad magic") {
     std::string png = good;

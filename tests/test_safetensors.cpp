@@ -103,8 +103,18 @@ TEST_CASE("safetensors reader names the file and the problem", "[io][errors]") {
                       Catch::Contains("bad.safetensors") && Catch::Contains("'w'"));
   with_header(R"({"neg":{"dtype":"F32","shape":[-1,-1],"data_offsets":[0,4]}})", 4);
   REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("'neg' has a negative size"));
-  // An undefined tensor cannot be written (it would not read back).
+  // Metadata that is not an object of strings.
+  for (const char* metadata : {R"("oops")", "[1,2]", "5"}) {
+    with_header(std::string(R"({"__metadata__":)") + metadata + "}", 0);
+    REQUIRE_THROWS_AS(io::read_safetensors(bad), io::SafetensorsError);
+    REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("bad.safetensors") &&
+                                                       Catch::Contains("__metadata__ is not a JSON object"));
+  }
+  // An undefined tensor cannot be written (it would not read back), nor one named like the metadata.
   REQUIRE_THROWS_WITH(io::TensorRecord::from_tensor(Tensor<float>()), Catch::Contains("undefined"));
+  REQUIRE_THROWS_WITH(
+      io::write_safetensors(bad, {{"__metadata__", io::TensorRecord::from_tensor(Tensor<float>::ones({1}))}}),
+      Catch::Contains("bad.safetensors") && Catch::Contains("'__metadata__'"));
   fs::remove(good);
   fs::remove(bad);
 }

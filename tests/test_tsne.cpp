@@ -521,4 +521,10 @@ TEST_CASE("k-NN accuracy votes by the nearest neighbours", "[metrics]") {
   input(3, 0) = std::numeric_limits<double>::quiet_NaN();
   CHECK_THROWS_WITH(trustworthiness(input, exact_knn(e, 2)),
                     Catch::Contains("trustworthiness input: point 3, coordinate 0 is not finite"));
+  // scikit-learn's bound, k < n / 2: with 11 points k = 5 is allowed and k = 6 is not.
+  PointMatrix eleven(11, 2);
+  for (int i = 0; i < 11; ++i) eleven(i, 0) = i, eleven(i, 1) = (i * 7) % 5;
+  CHECK(trustworthiness(eleven, exact_knn(eleven, 5)) == Approx(1.0));
+  CHECK_THROWS_WITH(trustworthiness(eleven, exact_knn(eleven, 6)),
+                    Catch::Contains("k = 6 must be below half"));
 }

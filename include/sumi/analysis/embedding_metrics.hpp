@@ -28,9 +28,9 @@ inline double trustworthiness(const PointMatrix& input, const Neighbors& embeddi
                                 std::to_string(embedding_neighbors.points) + " embedded points");
   detail::check_neighbors(embedding_neighbors, "trustworthiness");
   detail::check_coordinates(input, "trustworthiness input");
-  if (k >= n / 2)
-    throw std::invalid_argument("trustworthiness: k = " + std::to_string(k) +
-                                " must be below half the points (" + std::to_string(n) + ")");
+  if (2 * k >= n)  // scikit-learn's bound, k < n / 2 in real numbers
+    throw std::invalid_argument("trustworthiness: k = " + std::to_string(k) + " must be below half of the " +
+                                std::to_string(n) + " points");
   double penalty = 0;
 #pragma omp parallel num_threads(get_num_threads())
   {

@@ -154,6 +154,7 @@ inline GlyphFolderStats render_glyph_folder(const std::filesystem::path& out,
           std::ofstream png(file, std::ios::binary);
           const std::string bytes = plot::encode_png(image);
           png.write(bytes.data(), std::streamsize(bytes.size()));
+          png.close();  // a small file sits in the stream's buffer until here: a full disk shows only now
           if (!png) throw std::runtime_error("cannot write '" + file.string() + "'");
           ++images;
         }

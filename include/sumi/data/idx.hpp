@@ -106,6 +106,13 @@ class IdxSource {
           idx_fail(path_, std::string("corrupt gzip data (") + (msg ? msg : "unknown zlib error") + ")");
         }
         got = std::size_t(r);
+        if (got < chunk) {  // the end: zlib reports a stream cut before its trailer (and checksum) here
+          int code = Z_OK;
+          gzerror(gz_, &code);
+          if (code == Z_BUF_ERROR)
+            idx_fail(path_,
+                     "truncated gzip data (the stream ends before its checksum; an interrupted download?)");
+        }
       } else {
         got = std::fread(dst + total, 1, n - total, file_);
         if (got == 0 && std::ferror(file_))

@@ -153,6 +153,7 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
   std::vector<std::tuple<uint64_t, uint64_t, std::string>> spans;  // each tensor's [begin, end) and name
   for (auto it = json.begin(); it != json.end(); ++it) {
     if (it.key() == "__metadata__") {
+      if (!it->is_object()) throw fail("__metadata__ is not a JSON object");
       for (auto m = it->begin(); m != it->end(); ++m)
         file.metadata[m.key()] = m->is_string() ? m->get<std::string>() : m->dump();
       continue;
@@ -211,6 +212,10 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
 inline void write_safetensors(const std::filesystem::path& path,
                               const std::map<std::string, TensorRecord>& tensors,
                               const std::map<std::string, std::string>& metadata = {}) {
+  if (tensors.contains("__metadata__"))
+    throw std::invalid_argument(
+        "cannot write '" + path.string() +
+        "': no tensor may be named '__metadata__' (safetensors keeps metadata there)");
   nlohmann::ordered_json header;
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
