@@ -424,8 +424,8 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i)  // --quick changes the defaults that the other flags then override
-    if (std::strcmp(argv[i], "--quick") == 0) apply_quick_defaults(o);
+  if (util::switch_on(argc, argv, "--quick"))  // changes the defaults that the other flags then override
+    apply_quick_defaults(o);
   util::ArgParser cli(
       "Trains the PyTorch DCGAN tutorial's GAN on Kuzushiji-Kanji-style images (or writes samples "
       "from a trained generator with --generate).");

@@ -3,7 +3,6 @@
 // (--shard i/n, then --merge), with several runs trained at once (--jobs). See --help.
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -273,8 +272,8 @@ void apply_quick_defaults(Options& o) {
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], "--quick") == 0) apply_quick_defaults(o);
+  if (util::switch_on(argc, argv, "--quick"))  // changes the defaults that the other flags then override
+    apply_quick_defaults(o);
   util::ArgParser cli(
       "Grid search over the study's autoencoder hyperparameters (Table 1 of the study by default: 72 "
       "configurations), ranked by final validation MSE. The epoch budgets share one run: each combination of "

@@ -145,6 +145,11 @@ TEST_CASE("a classifier loads the encoder of an autoencoder checkpoint", "[finet
   CHECK_THROWS_WITH(
       models::Classifier<float>::from_autoencoder_file(dir / "linear.safetensors", 10, head_gen),
       Catch::Contains("linear.safetensors") && Catch::Contains("encoder.encoder_lin.2.weight"));
+  // A classifier's checkpoint names its encoder the same way, with its head where the latent layer was.
+  nn::save_state(*model, dir / "classifier.safetensors");
+  CHECK_THROWS_WITH(
+      models::Classifier<float>::from_autoencoder_file(dir / "classifier.safetensors", 10, head_gen),
+      Catch::Contains("classifier.safetensors") && Catch::Contains("no decoder"));
   fs::remove_all(dir);
 }
 

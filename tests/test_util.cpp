@@ -409,8 +409,24 @@ TEST_CASE("CLI --help prints usage built from the registrations", "[util][cli]")
   CHECK_THAT(usage, Catch::Contains("--help"));
   CHECK(usage == cli.usage());
   std::ostringstream short_help;
-  CHECK(cli.parse(std::vector<std::string>{"-h"}, short_help) == CliStatus::exit_success);
+  CHECK(cli.parse(std::vector<std::string>{"--epochs", "abc", "-h"}, short_help) == CliStatus::exit_success);
   CHECK(short_help.str() == usage);
+}
+
+TEST_CASE("CLI switch_on reads a switch before parsing, in both spellings", "[util][cli]") {
+  const auto on = [](std::vector<const char*> args) {
+    args.insert(args.begin(), "program");
+    return switch_on(int(args.size()), args.data(), "--quick");
+  };
+  CHECK_FALSE(on({}));
+  CHECK(on({"--quick"}));
+  CHECK(on({"--epochs", "3", "--quick=true"}));
+  CHECK(on({"--quick=1"}));
+  CHECK_FALSE(on({"--quick=false"}));
+  CHECK_FALSE(on({"--quick", "--quick=false"}));  // the last one wins
+  CHECK(on({"--quick=false", "--quick"}));
+  CHECK_FALSE(on({"--quicker"}));
+  CHECK_FALSE(on({"--quick=maybe"}));  // left for parse() to refuse
 }
 
 TEST_CASE("CLI errors name the flag and the bad value", "[util][cli]") {

@@ -42,6 +42,10 @@ class Classifier : public nn::Module<T> {
     if (!file.contains(key))
       throw std::runtime_error("'" + path.string() + "' holds no autoencoder encoder (no tensor '" + key +
                                "')");
+    // A classifier checkpoint has the same encoder names, its head in place of the latent layer.
+    if (!file.contains("decoder.decoder_lin.0.weight"))
+      throw std::runtime_error("'" + path.string() +
+                               "' holds no autoencoder (no decoder tensors; a classifier checkpoint?)");
     const Shape shape = file.record(key).shape;
     if (shape.size() != 2 || shape[1] != 64)
       throw std::runtime_error("'" + path.string() + "': " + key + " has shape " + shape_str(shape) +

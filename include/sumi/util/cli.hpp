@@ -295,7 +295,7 @@ class ArgParser {
   CliStatus parse(std::span<const std::string> args, std::ostream& help_out = std::cout) {
     // --help wins over any error elsewhere on the line, so a broken command can still ask for help.
     for (const auto& arg : args)
-      if (arg == "--help") {
+      if (arg == "--help" || arg == "-h") {
         help_out << usage();
         return CliStatus::exit_success;
       }
@@ -407,6 +407,22 @@ class ArgParser {
   std::string program_name_;
   std::vector<std::unique_ptr<detail::CliFlagBase>> flags_;
 };
+
+// The value a switch is given on a command line before it is parsed ("--quick", "--quick=false"; the last
+// one wins), for switches that change other flags' defaults. A value that is not a boolean is left for
+// parse() to report.
+inline bool switch_on(int argc, const char* const* argv, std::string_view name) {
+  bool on = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == name) {
+      on = true;
+    } else if (arg.size() > name.size() && arg.substr(0, name.size()) == name && arg[name.size()] == '=') {
+      if (const auto value = detail::parse_cli_bool(arg.substr(name.size() + 1))) on = *value;
+    }
+  }
+  return on;
+}
 
 // A program's main() around its parser: parses argv, then calls run() (returning its exit status) unless
 // --help was asked for. Errors are printed as "error: ..." on stderr with exit status 2 for a bad command
