@@ -99,6 +99,9 @@ int run(const Options& o) {
   if (!o.quiet) std::cout << model.summary() << "\n";
 
   const fs::path checkpoint = out / "autoencoder.safetensors", metrics_path = out / "metrics.csv";
+  const std::vector<examples::RunSetting> settings = {
+      {"--seed", o.seed},       {"--limit", o.limit}, {"--batch", o.batch},
+      {"--dropout", o.dropout}, {"--lr", o.lr},       {"--weight-decay", o.weight_decay}};
   std::vector<EpochRow> rows;
   int first_epoch = 1;
   if (o.resume && fs::exists(checkpoint)) {
@@ -112,6 +115,7 @@ int run(const Options& o) {
       throw std::runtime_error(checkpoint.string() + ": metadata 'latent' is " +
                                loaded.metadata.at("latent") + " but the weights and --latent say " +
                                std::to_string(o.latent));
+    examples::check_resumed_settings(loaded.metadata, settings, checkpoint);
     examples::load_complete_optimizer_state(optimizer, loaded.extra.strip_prefix("optimizer."), checkpoint);
     first_epoch = int(saved_epoch) + 1;
     // the dropout masks' generator, so that a resumed run draws what an uninterrupted one would have
@@ -154,11 +158,12 @@ int run(const Options& o) {
     rows.push_back({epoch, r.mean_loss, val, seconds});
     std::printf("epoch %d: train loss %.5f, validation MSE %.5f, %.2f s\n", epoch, r.mean_loss, val, seconds);
     std::fflush(stdout);
-    nn::save_state(model, checkpoint,
-                   {{"epoch", std::to_string(epoch)},
-                    {"latent", std::to_string(o.latent)},
-                    {"generator", generator_state_to_string(init_gen.get_state())}},
-                   optimizer.state_dict().with_prefix("optimizer."));
+    std::map<std::string, std::string> metadata = {
+        {"epoch", std::to_string(epoch)},
+        {"latent", std::to_string(o.latent)},
+        {"generator", generator_state_to_string(init_gen.get_state())}};
+    examples::record_settings(metadata, settings);
+    nn::save_state(model, checkpoint, metadata, optimizer.state_dict().with_prefix("optimizer."));
     write_metrics(rows, metrics_path);
     write_loss_chart(rows, out / "loss.svg");
   }

@@ -166,16 +166,21 @@ plot::Image8 side_by_side(const plot::Image8& left, const plot::Image8& right, i
   return out;
 }
 
+// The settings a resumed run must repeat (the sizes are checked against the weights separately).
+std::vector<examples::RunSetting> resumed_settings(const Options& o) {
+  return {{"--batch", o.batch}, {"--seed", o.seed}, {"--lr", o.lr}, {"--beta1", o.beta1}};
+}
+
 std::map<std::string, std::string> checkpoint_metadata(const Options& o, int64_t iteration, int64_t epoch) {
-  return {{"nz", std::to_string(o.nz)},
-          {"ngf", std::to_string(o.ngf)},
-          {"ndf", std::to_string(o.ndf)},
-          {"nc", std::to_string(o.nc)},
-          {"image_size", std::to_string(o.image_size)},
-          {"iteration", std::to_string(iteration)},
-          {"epoch", std::to_string(epoch)},
-          {"batch", std::to_string(o.batch)},
-          {"seed", std::to_string(o.seed)}};
+  std::map<std::string, std::string> metadata = {{"nz", std::to_string(o.nz)},
+                                                 {"ngf", std::to_string(o.ngf)},
+                                                 {"ndf", std::to_string(o.ndf)},
+                                                 {"nc", std::to_string(o.nc)},
+                                                 {"image_size", std::to_string(o.image_size)},
+                                                 {"iteration", std::to_string(iteration)},
+                                                 {"epoch", std::to_string(epoch)}};
+  examples::record_settings(metadata, resumed_settings(o));
+  return metadata;
 }
 
 models::DcganConfig config_from_file(const fs::path& file) {
@@ -267,6 +272,7 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
                                  "; pass the same --nz --ngf --ndf --nc --image-size to resume");
     const auto g_loaded = nn::load_state(G, g_file);
     const auto d_loaded = nn::load_state(D, d_file);
+    examples::check_resumed_settings(g_loaded.metadata, resumed_settings(o), g_file);
     start = nn::metadata_integer(g_loaded.metadata, "iteration", g_file, 1);
     examples::load_complete_optimizer_state(optG, g_loaded.extra.strip_prefix("optimizer."), g_file);
     examples::load_complete_optimizer_state(optD, d_loaded.extra.strip_prefix("optimizer."), d_file);
@@ -280,9 +286,13 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
     rows.resize(std::size_t(start));
     std::printf("resumed from %s at iteration %lld\n", g_file.c_str(), (long long)start);
   }
-  if (start >= total)
-    std::printf("nothing to train: the checkpoint is at iteration %lld of %lld\n", (long long)start,
-                (long long)total);
+  if (o.resume && start >= total)  // as the autoencoder does: a resume that trains nothing is a mistake
+    throw util::CliError(o.iterations > 0 ? "--iterations" : "--epochs",
+                         g_file.string() + " was saved at iteration " + std::to_string(start) + " but " +
+                             (o.iterations > 0 ? "--iterations " + std::to_string(o.iterations)
+                                               : "--epochs " + std::to_string(o.epochs) + " (" +
+                                                     std::to_string(total) + " iterations)") +
+                             " ends there: ask for more to resume");
 
   Generator fixed_gen(uint64_t(o.seed) + 2);
   const Tensor<float> fixed_noise = Tensor<float>::randn({64, config.nz, 1, 1}, fixed_gen);

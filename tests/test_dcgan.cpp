@@ -246,6 +246,14 @@ TEST_CASE("dcgan example --resume continues exactly like an uninterrupted run", 
   REQUIRE(reference.text(2, "loss_d") == resumed.text(2, "loss_d"));
   REQUIRE(reference.text(2, "loss_g") == resumed.text(2, "loss_g"));
 
+  // A resume that would train nothing, or with another learning rate, is a mistake: refused naming the flag.
+  REQUIRE(test::run_example("dcgan", run.flags + " --iterations 3 --resume --out " + out.string(), log) == 2);
+  REQUIRE_THAT(test::read_text(log),
+               Catch::Contains("--iterations") && Catch::Contains("saved at iteration 3"));
+  REQUIRE(test::run_example("dcgan", run.flags + " --iterations 4 --lr 0.0001 --resume --out " + out.string(),
+                            log) == 2);
+  REQUIRE_THAT(test::read_text(log), Catch::Contains("was trained with --lr 0.0002, not 0.0001"));
+
   // A discriminator checkpoint without its optimiser state would restart Adam silently: refused, naming it.
   const fs::path d_file = out / "discriminator.safetensors";
   io::SafetensorsFile saved = io::read_safetensors(d_file);

@@ -58,6 +58,15 @@ TEST_CASE("autoencoder example trains, writes every output and resumes", "[examp
   REQUIRE(resumed.text(1, "train_loss") == metrics.text(1, "train_loss"));
   REQUIRE(test::read_text(out.string() + ".log").find("resumed") != std::string::npos);
   REQUIRE(util::read_json_file(out / "summary.json")["epochs"] == 3);
+  // Resuming with another seed (another split) or learning rate would continue a different run.
+  for (const char* changed : {" --seed 3", " --lr 0.002", " --batch 60"}) {
+    REQUIRE(test::run_example("autoencoder", common + " --epochs 4 --resume" + changed,
+                              out.string() + ".log") == 2);
+    const std::string flag = std::string(changed).substr(1, std::string(changed).find(' ', 1) - 1);
+    REQUIRE_THAT(test::read_text(out.string() + ".log"),
+                 Catch::Contains("autoencoder.safetensors was trained with " + flag + " "));
+  }
+  REQUIRE(util::read_csv(out / "metrics.csv").size() == 3);
 
   // A checkpoint that does not say where to resume, is past --epochs, or lacks the optimiser state is
   // refused naming the file, and nothing is trained.

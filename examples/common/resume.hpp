@@ -1,14 +1,62 @@
 #pragma once
 // Resuming training from a checkpoint saved by an example.
+#include <charconv>
+#include <concepts>
 #include <cstddef>
 #include <filesystem>
+#include <map>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "sumi/nn/state_dict.hpp"
 #include "sumi/optim/optimizer.hpp"
+#include "sumi/util/cli.hpp"
 
 namespace sumi::examples {
+
+// A setting a checkpoint records and a resumed run must repeat: another --seed, for instance, would redraw
+// the split and train on validation images, and another --lr would make the run's summary describe a run
+// that never happened. The metadata key is the flag without its dashes ("--weight-decay": "weight_decay").
+struct RunSetting {
+  std::string flag, value;
+
+  template <class V>
+  RunSetting(std::string flag, const V& v) : flag(std::move(flag)) {
+    if constexpr (std::floating_point<V>) {
+      char text[64];
+      // The shortest text that reads back as v, in %g style: 1e-3 and 0.001 both give "0.001".
+      value.assign(text, std::to_chars(text, text + sizeof text, v, std::chars_format::general).ptr);
+    } else if constexpr (std::integral<V>) {
+      value = std::to_string(v);
+    } else {
+      value = v;
+    }
+  }
+  std::string key() const {
+    std::string k = flag.substr(flag.find_first_not_of('-'));
+    for (char& c : k)
+      if (c == '-') c = '_';
+    return k;
+  }
+};
+
+inline void record_settings(std::map<std::string, std::string>& metadata,
+                            const std::vector<RunSetting>& settings) {
+  for (const RunSetting& s : settings) metadata[s.key()] = s.value;
+}
+
+// Throws CliError naming the first flag whose value differs from the checkpoint's. A setting the checkpoint
+// does not record (it was written before the setting was) is not checked.
+inline void check_resumed_settings(const std::map<std::string, std::string>& metadata,
+                                   const std::vector<RunSetting>& settings,
+                                   const std::filesystem::path& checkpoint) {
+  for (const RunSetting& s : settings)
+    if (const auto it = metadata.find(s.key()); it != metadata.end() && it->second != s.value)
+      throw util::CliError(s.flag, checkpoint.string() + " was trained with " + s.flag + " " + it->second +
+                                       ", not " + s.value +
+                                       ": resume with the same value, or train into another --out");
+}
 
 // Loads `state` (the checkpoint's "optimizer." entries, prefix stripped) into `optimizer` and requires state
 // for every parameter: each one has Adam moments after a step, so a checkpoint without them would silently
