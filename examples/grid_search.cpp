@@ -122,14 +122,38 @@ std::string outputs_line(const std::vector<tune::GridResult>& ranked) {
          "val_loss.svg summary.json";
 }
 
+// The settings.json of the shards (next to each results file, where there is one), which must agree: rows
+// trained with another --lr, --limit or --seed are not comparable. Null when no shard has one.
+nlohmann::json shared_shard_settings(const std::vector<fs::path>& results) {
+  nlohmann::json shared;
+  fs::path first;
+  for (const auto& csv : results) {
+    const fs::path path = csv.parent_path() / "settings.json";
+    if (!fs::exists(path)) continue;
+    const nlohmann::json settings = util::read_json_file(path);
+    if (shared.is_null()) {
+      shared = settings, first = path;
+      continue;
+    }
+    for (const auto& [key, value] : settings.items())
+      if (!shared.contains(key) || shared[key] != value)
+        throw std::runtime_error("--merge: the shards were trained with different --" + key + ": " +
+                                 (shared.contains(key) ? shared[key].dump() : "none") + " in '" +
+                                 first.string() + "', " + value.dump() + " in '" + path.string() + "'");
+  }
+  return shared;
+}
+
 int merge_shards(const Options& o) {
   util::Timer timer;
   const tune::ParameterGrid grid = make_grid(o);
   std::vector<fs::path> paths(o.merge.begin(), o.merge.end());
   for (const auto& p : paths)
     if (!fs::exists(p)) throw std::runtime_error("--merge: results file '" + p.string() + "' does not exist");
+  const nlohmann::json settings = shared_shard_settings(paths);
   const auto rows = tune::merge_grid_results(paths, grid);
   const fs::path out = examples::start_run("grid_search --merge", 0, o.out);
+  if (!settings.is_null()) util::write_json_atomically(out / "settings.json", settings);
   std::printf("merged %zu rows from %zu files\n", rows.size(), paths.size());
   const auto missing = tune::missing_trials(grid, budgets_of(o), rows);
   if (!missing.empty()) {
@@ -308,9 +332,22 @@ int main(int argc, char** argv) {
   cli.bind("--quick", o.quick, "a small demo: 4 runs of 2 epochs on 12,000 images");
   cli.bind("--quiet", o.quiet, "no progress bar or per-row lines");
   return util::run_main(cli, argc, argv, [&] {
-    if (o.latent.empty() || o.weight_decay.empty() || o.dropout.empty() || o.batch.empty() ||
-        o.epochs.empty())
-      throw util::CliError("--epochs", "every axis flag needs at least one value");
+    // Axis values are checked here, before anything is written, so that a mistyped list is a usage error.
+    const auto check_axis = [](const char* flag, const auto& values) {
+      if (values.empty()) throw util::CliError(flag, std::string(flag) + " needs at least one value");
+      for (std::size_t i = 0; i < values.size(); ++i)
+        if (std::find(values.begin(), values.begin() + std::ptrdiff_t(i), values[i]) !=
+            values.begin() + std::ptrdiff_t(i))
+          throw util::CliError(
+              flag, std::string(flag) + " lists " + util::detail::format_cli_value(values[i]) + " twice");
+    };
+    check_axis("--latent", o.latent);
+    check_axis("--weight-decay", o.weight_decay);
+    check_axis("--dropout", o.dropout);
+    check_axis("--batch", o.batch);
+    check_axis("--epochs", o.epochs);
+    if (cli.was_given("--merge") && o.merge.empty())
+      throw util::CliError("--merge", "--merge needs at least one results file");
     try {
       tune::Shard::parse(o.shard);
     } catch (const std::invalid_argument& e) {

@@ -258,6 +258,14 @@ TEST_CASE("grid search shards partition the grid and merge back to the full tabl
   }
   CHECK(tune::missing_trials(grid, {2}, tune::merge_grid_results({files[0]}, grid)).size() ==
         grid.size() - 3);
+  // The same row with other losses in two files is two different runs: refused naming both files.
+  const fs::path rerun = dir / "rerun.csv";
+  auto rerun_rows = tune::read_grid_results(files[0], grid);
+  rerun_rows.front().val_loss += 0.125;
+  tune::write_grid_results(rerun, grid, rerun_rows);
+  CHECK_THROWS_WITH(tune::merge_grid_results({files[0], rerun}, grid),
+                    Catch::Contains("different losses") && Catch::Contains(files[0].string()) &&
+                        Catch::Contains(rerun.string()));
   // A shard whose last row was cut short (its search interrupted) is refused, not merged with a cut
   // number; nor is a shard of other axes.
   const std::string shard0 = test::read_text(files[0]);
@@ -389,6 +397,15 @@ TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e
   CHECK(test::read_text(log).find("--epochs") != std::string::npos);
   REQUIRE(test::run_example("grid_search", "--shard 2/2", log) == 2);
   CHECK(test::read_text(log).find("--shard") != std::string::npos);
+  // Axis lists are checked before anything is written.
+  REQUIRE(test::run_example("grid_search", "--latent 5,5 --out " + (dir / "dup").string(), log) == 2);
+  CHECK(test::read_text(log).find("--latent lists 5 twice") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "dup"));
+  REQUIRE(test::run_example("grid_search", "--dropout= --out " + (dir / "dup").string(), log) == 2);
+  CHECK(test::read_text(log).find("--dropout needs at least one value") != std::string::npos);
+  REQUIRE(test::run_example("grid_search", "--merge= --out " + (dir / "dup").string(), log) == 2);
+  CHECK(test::read_text(log).find("--merge needs at least one results file") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "dup"));
   if (!test::fashion_mnist_installed()) {
     WARN("FashionMNIST not installed; skipping the training part");
     return;
@@ -425,6 +442,17 @@ TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e
              full = util::read_csv(dir / "full" / "grid.csv");
   REQUIRE(merged.size() == full.size());
   for (std::size_t i = 0; i < full.size(); ++i) CHECK(merged.text(i, "val_loss") == full.text(i, "val_loss"));
+  CHECK(util::read_json_file(dir / "merged" / "settings.json")["seed"] == 0);
+  // Shards trained with different settings are not merged.
+  fs::copy(dir / "shard1", dir / "shard1_other_lr");
+  util::write_json_atomically(dir / "shard1_other_lr" / "settings.json",
+                              {{"lr", 0.01}, {"limit", 300}, {"seed", 0}});
+  REQUIRE(test::run_example("grid_search",
+                            grid + "--out " + (dir / "mixed").string() + " --merge " +
+                                (dir / "shard0" / "grid.csv").string() + "," +
+                                (dir / "shard1_other_lr" / "grid.csv").string(),
+                            log) == 1);
+  CHECK(test::read_text(log).find("different --lr") != std::string::npos);
 
   // Rows trained with another learning rate are not resumed as this one's.
   REQUIRE(test::run_example("grid_search", grid + "--lr 0.002 --out " + (dir / "full").string(), log) == 2);

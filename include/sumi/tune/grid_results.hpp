@@ -124,17 +124,29 @@ inline void write_grid_results(const std::filesystem::path& path, const Paramete
   util::write_file_atomically(path, text);
 }
 
-// The rows of several results files (shards of one grid) as one list, each configuration and budget once
-// (the first file's row wins). Rows are put in grid order, then by epochs; rows for points outside `grid`
-// come last in file order.
+// The rows of several results files (shards of one grid) as one list, each configuration and budget once.
+// A row found in several files must have the same losses in each (a file merged twice, or a shard that
+// overlaps the full grid's file); different losses mean different runs, and which to keep is not for the
+// merge to guess, so that throws naming both files. Rows are put in grid order, then by epochs; rows for
+// points outside `grid` come last in file order.
 inline std::vector<GridResult> merge_grid_results(const std::vector<std::filesystem::path>& paths,
                                                   const ParameterGrid& grid) {
   std::vector<GridResult> merged;
-  for (const auto& path : paths)
-    for (GridResult& r : read_grid_results(path, grid)) {
-      const bool seen =
-          std::any_of(merged.begin(), merged.end(), [&](const GridResult& m) { return same_trial(m, r); });
-      if (!seen) merged.push_back(std::move(r));
+  std::vector<std::size_t> source;  // the file each merged row came from
+  const auto same_number = [](double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); };
+  for (std::size_t f = 0; f < paths.size(); ++f)
+    for (GridResult& r : read_grid_results(paths[f], grid)) {
+      const auto seen =
+          std::find_if(merged.begin(), merged.end(), [&](const GridResult& m) { return same_trial(m, r); });
+      if (seen == merged.end()) {
+        merged.push_back(std::move(r));
+        source.push_back(f);
+      } else if (!same_number(seen->train_loss, r.train_loss) || !same_number(seen->val_loss, r.val_loss)) {
+        throw std::runtime_error("merging grid results: " + r.config.to_string() +
+                                 " epochs=" + std::to_string(r.epochs) + " has different losses in '" +
+                                 paths[source[std::size_t(seen - merged.begin())]].string() + "' and '" +
+                                 paths[f].string() + "' (different runs; merge files of one search)");
+      }
     }
   std::stable_sort(merged.begin(), merged.end(), [&](const GridResult& a, const GridResult& b) {
     const auto ia = grid.index_of(a.config), ib = grid.index_of(b.config);
