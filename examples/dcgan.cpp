@@ -192,14 +192,11 @@ models::DcganConfig config_from_file(const fs::path& file) {
 
 int run_generate(const Options& o) {
   if (o.model.empty()) throw util::CliError("--model", "--generate needs --model generator.safetensors");
-  if (o.threads > 0) set_num_threads(o.threads);
   const models::DcganConfig config = config_from_file(o.model);
   models::DcganGenerator<float> G(config);
   nn::load_state(G, o.model);
-  const fs::path out = o.out;
-  fs::create_directories(out);
-  std::printf("sumi %s dcgan: %lld samples from %s, writing to %s\n", SUMI_VERSION, (long long)o.generate,
-              o.model.c_str(), fs::absolute(out).c_str());
+  const fs::path out = examples::start_run("dcgan --generate", o.threads, o.out);
+  std::printf("%lld samples from %s\n", (long long)o.generate, o.model.c_str());
   Generator gen(uint64_t(o.seed) + 7);
   // At least 64 per batch so BatchNorm sees a batch's worth of statistics.
   const Tensor<float> fake =
@@ -216,7 +213,16 @@ int run_generate(const Options& o) {
 
 // The default data: the kanji set rendered from the installed fonts, built once into `dir`.
 fs::path rendered_kanji(const fs::path& dir, const Options& o) {
-  if (fs::exists(dir / "render.json")) return dir;
+  if (fs::exists(dir / "render.json")) {
+    const nlohmann::json rendered = util::read_json_file(dir / "render.json");
+    if (!rendered.contains("max_chars") || rendered["max_chars"] != o.max_chars)
+      throw util::CliError("--max-chars", "'" + dir.string() + "' was rendered with --max-chars " +
+                                              rendered.value("max_chars", nlohmann::json()).dump() +
+                                              ", not " + std::to_string(o.max_chars) +
+                                              ": remove it to render " + "it again, or pass --data " +
+                                              dir.string() + " to use it as it is");
+    return dir;
+  }
   if (fs::exists(dir))
     throw std::runtime_error("'" + dir.string() +
                              "' exists but has no render.json; remove it to render the kanji set again");
@@ -410,17 +416,19 @@ int run(const Options& o) {
     throw util::CliError("--model",
                          "--model is read only with --generate; training starts from new weights "
                          "(--resume continues the run in --out)");
-  const fs::path out = examples::start_run("dcgan", o.threads, o.out);
   if (o.data == "synthetic") {
+    examples::start_run("dcgan", o.threads, o.out);
     const int64_t per_epoch = std::max<int64_t>(64, o.iterations);
     const SyntheticImages images(per_epoch * o.batch, {o.nc, o.image_size, o.image_size}, uint64_t(o.seed));
     return train(o, images, "synthetic");
   }
+  // The data first: a missing or empty folder leaves no empty output folder behind.
   const fs::path root =
       o.data.empty() ? rendered_kanji(o.quick ? "out/kanji_quick" : "out/kanji", o) : fs::path(o.data);
   if (!fs::is_directory(root)) throw std::runtime_error("--data: '" + root.string() + "' is not a folder");
   util::Timer timer;
   const data::ImageFolder images(root, {.channels = o.nc, .image_size = o.image_size, .threads = o.threads});
+  examples::start_run("dcgan", o.threads, o.out);
   std::printf("loaded %lld images of %zu classes from %s in %.1f s", (long long)images.size(),
               images.classes().size(), root.c_str(), timer.elapsed_seconds());
   if (!images.skipped_files().empty())
@@ -475,5 +483,15 @@ int main(int argc, char** argv) {
            "20 epochs "
            "over the 400 most common characters (rendered into out/kanji_quick), output out/dcgan_quick");
   cli.bind("--quiet", o.quiet, "no progress bar or model summary");
-  return util::run_main(cli, argc, argv, [&] { return run(o); });
+  return util::run_main(cli, argc, argv, [&] {
+    if (o.generate > 0)  // the sizes come from --model; nothing is trained or read
+      for (const char* flag :
+           {"--nz", "--ngf", "--ndf", "--nc", "--image-size", "--iterations", "--epochs", "--batch", "--lr",
+            "--beta1", "--resume", "--data", "--max-chars", "--quick", "--progress-every"})
+        if (cli.was_given(flag))
+          throw util::CliError(flag, std::string(flag) +
+                                         " is not used with --generate (the sizes come from the --model "
+                                         "checkpoint, and nothing is trained)");
+    return run(o);
+  });
 }

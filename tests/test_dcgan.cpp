@@ -273,7 +273,14 @@ TEST_CASE("dcgan example rejects bad flags and data naming them", "[example][err
   // A generator given without --generate is not silently ignored.
   REQUIRE(test::run_example("dcgan", "--model /tmp/generator.safetensors --iterations 1", log) == 2);
   REQUIRE(test::read_text(log).find("--model is read only with --generate") != std::string::npos);
-  REQUIRE(test::run_example("dcgan", "--data /nonexistent/kanji --iterations 1 --out /tmp/sumi_dcgan_bad",
+  // Flags that --generate does not read are refused rather than dropped.
+  REQUIRE(test::run_example("dcgan", "--generate 4 --model /tmp/generator.safetensors --nz 50", log) == 2);
+  REQUIRE(test::read_text(log).find("--nz is not used with --generate") != std::string::npos);
+  // Missing data is found before the output folder is made.
+  const fs::path bad_out = fs::temp_directory_path() / "sumi_dcgan_bad";
+  fs::remove_all(bad_out);
+  REQUIRE(test::run_example("dcgan", "--data /nonexistent/kanji --iterations 1 --out " + bad_out.string(),
                             log) == 1);
   REQUIRE(test::read_text(log).find("/nonexistent/kanji") != std::string::npos);
+  CHECK_FALSE(fs::exists(bad_out));
 }
