@@ -34,8 +34,12 @@ int run(const Options& o) {
   std::error_code error;
   if (fs::equivalent(out, o.input, error))
     throw util::CliError("--out", "--out '" + o.out + "' is the --input file; give another path");
+  if (fs::is_directory(out, error))
+    throw util::CliError("--out", "--out '" + o.out + "' is a folder; give the path of the CSV to write");
   if (o.threads > 0) set_num_threads(o.threads);
-  if (out.has_parent_path()) fs::create_directories(out.parent_path());
+  // The folder is made before the work, so that a path that cannot be written fails now, not after it.
+  if (out.has_parent_path() && (fs::create_directories(out.parent_path(), error), error))
+    throw std::runtime_error("--out '" + o.out + "': cannot create its folder: " + error.message());
   std::printf("sumi %s tsne: writing to %s (threads: %d)\n", SUMI_VERSION,
               fs::absolute(out).parent_path().c_str(), get_num_threads());
 
@@ -74,15 +78,17 @@ int run(const Options& o) {
   util::write_json_atomically(json_path, summary);
   std::printf("t-SNE (%s gradient): %.2f s, KL %.4f", run.tsne.gradient.c_str(),
               summary["seconds"].get<double>(), run.tsne.kl_divergence);
-  if (table.has_labels()) {
-    examples::save_class_scatter(run.tsne.embedding, table.labels, table.class_names,
-                                 "t-SNE of " + fs::path(o.input).filename().string(), "t-SNE 1", "t-SNE 2",
-                                 svg_path);
+  // Without labels every point is one class: one colour, so the scatter is still drawn.
+  const std::vector<int64_t> classes =
+      table.has_labels() ? table.labels : std::vector<int64_t>(std::size_t(table.points.rows()), 0);
+  examples::save_class_scatter(run.tsne.embedding, classes,
+                               table.has_labels() ? table.class_names : std::vector<std::string>{"points"},
+                               "t-SNE of " + fs::path(o.input).filename().string(), "t-SNE 1", "t-SNE 2",
+                               svg_path);
+  if (table.has_labels())
     std::printf(", trustworthiness %.4f, 10-NN accuracy %.4f", summary["trustworthiness"].get<double>(),
                 summary["knn_accuracy"].get<double>());
-  }
-  std::printf("\noutputs: %s %s%s\n", out.c_str(), json_path.c_str(),
-              table.has_labels() ? (" " + svg_path.string()).c_str() : "");
+  std::printf("\noutputs: %s %s %s\n", out.c_str(), json_path.c_str(), svg_path.c_str());
   return 0;
 }
 
@@ -94,8 +100,8 @@ int main(int argc, char** argv) {
       "Embeds the points of a CSV (one row per point, optional header; a column named 'label' is carried "
       "through, not embedded) in 2-d with t-SNE. Writes --out (x,y[,label]), the same path with .json "
       "(seconds, "
-      "kl_divergence, and with labels trustworthiness and knn_accuracy at k = 10) and with labels a .svg "
-      "scatter.");
+      "kl_divergence, and with labels trustworthiness and knn_accuracy at k = 10) and .svg (the scatter, "
+      "coloured by label).");
   cli.bind("--input", o.input, "CSV of points to embed");
   cli.bind("--out", o.out, "embedding CSV to write (its .json and .svg go next to it)");
   cli.bind("--perplexity", o.perplexity,

@@ -1,10 +1,14 @@
-// The tsne example end to end on a small labelled CSV: its outputs, the --theta flag and bad flags.
+// The tsne example end to end on a small CSV, with and without labels: its outputs, the --theta flag and
+// bad flags.
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "example_runner.hpp"
+#include "sumi/util/csv.hpp"
 #include "sumi/util/json_file.hpp"
 
 namespace fs = std::filesystem;
@@ -36,16 +40,31 @@ TEST_CASE("tsne example embeds a labelled CSV with the given Barnes-Hut theta", 
   REQUIRE(summary.at("points").get<int>() == 90);
   REQUIRE(summary.at("knn_accuracy").get<double>() > 0.95);  // the clusters stay apart
   REQUIRE(fs::exists(dir / "e.svg"));
+  // Without the label column the scatter is drawn in one colour, replacing the labelled one.
+  {
+    std::ifstream labelled(dir / "points.csv");
+    std::ofstream unlabelled(dir / "unlabelled.csv");
+    for (std::string line; std::getline(labelled, line);)
+      unlabelled << line.substr(0, line.rfind(',')) << "\n";
+  }
+  REQUIRE(test::run_example("tsne",
+                            "--input " + (dir / "unlabelled.csv").string() +
+                                " --quiet --iterations 300 --out " + (dir / "e.csv").string(),
+                            dir / "run.log") == 0);
+  const std::string scatter = test::read_text(dir / "e.svg");
+  CHECK(scatter.find("unlabelled.csv") != std::string::npos);
+  CHECK(scatter.find("points") != std::string::npos);
+  CHECK(util::read_csv(dir / "e.csv").header == std::vector<std::string>{"x", "y"});
 
   REQUIRE(test::run_example("tsne", common + " --theta -1 --out " + (dir / "bad.csv").string(),
                             dir / "bad.log") == 2);
   REQUIRE(test::read_text(dir / "bad.log").find("--theta") != std::string::npos);
-  // A perplexity below 1 or not below the point count, an --out that is the input or would be overwritten
-  // by the summary, and a folder as input are refused naming the flag or the path.
+  // A perplexity below 1 or not below the point count, an --out that is the input, would be overwritten by
+  // the summary or is a folder, and a folder as input are refused naming the flag or the path.
   const std::string input = (dir / "points.csv").string();
   for (const std::string& args : {"--perplexity 0.5 --out " + (dir / "bad.csv").string(),
                                   "--perplexity 89 --out " + (dir / "bad.csv").string(), "--out " + input,
-                                  "--out " + (dir / "bad.json").string()}) {
+                                  "--out " + (dir / "bad.json").string(), "--out " + dir.string()}) {
     INFO(args);
     REQUIRE(test::run_example("tsne", common + " " + args, dir / "bad.log") == 2);
     const std::string flag = args.substr(0, args.find(' '));
