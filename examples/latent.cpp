@@ -118,10 +118,7 @@ nlohmann::json explore_space(const std::string& name, const std::string& prefix,
   examples::save_class_scatter(scores, labels, names, "PCA of the " + name, "PC 1", "PC 2",
                                out / (prefix + "pca.svg"));
 
-  analysis::TsneOptions options;
-  options.perplexity = o.perplexity;
-  options.iterations = o.iterations;
-  options.exaggeration_iterations = std::min(250, o.iterations);
+  analysis::TsneOptions options = examples::tsne_options(o.iterations, o.perplexity, points.rows());
   options.seed = uint64_t(o.seed);
   options.progress = !o.quiet;
   const examples::EmbeddingRun run = examples::embed_with_metrics(points, &labels, options);
@@ -268,8 +265,8 @@ int main(int argc, char** argv) {
            "test_outputs.csv written by examples/finetune (missing: that space is skipped)");
   cli.bind("--scale", o.scale, "standard deviation s of the random latent codes, z ~ N(0, s^2)")
       .check([](double s) { return s > 0; }, "must be > 0");
-  cli.bind("--perplexity", o.perplexity, "t-SNE perplexity")
-      .check([](double p) { return p > 0; }, "must be > 0");
+  cli.bind("--perplexity", o.perplexity, "t-SNE perplexity (below the number of test images minus one)")
+      .min(1);
   cli.bind("--iterations", o.iterations, "t-SNE iterations").min(1);
   cli.bind("--seed", o.seed, "seed of the data split, sampling and t-SNE");
   examples::bind_threads_flag(cli, o.threads);

@@ -46,17 +46,10 @@ int run(const Options& o) {
   const examples::PointTable table = examples::read_point_csv(o.input);
   std::printf("%s: %lld points, %lld coordinates%s\n", o.input.c_str(), (long long)table.points.rows(),
               (long long)table.points.cols(), table.has_labels() ? ", labelled" : "");
-  if (o.perplexity >= double(table.points.rows() - 1))
-    throw util::CliError("--perplexity", "--perplexity " + util::format_round_trip(o.perplexity) +
-                                             " must be below the number of points minus one (" +
-                                             std::to_string(table.points.rows() - 1) + ")");
-  analysis::TsneOptions options;
-  options.perplexity = o.perplexity;
+  analysis::TsneOptions options = examples::tsne_options(o.iterations, o.perplexity, table.points.rows());
   options.theta = o.theta;
   options.seed = uint64_t(o.seed);
   options.init = o.init == "random" ? analysis::TsneInit::random : analysis::TsneInit::pca;
-  options.iterations = o.iterations;
-  options.exaggeration_iterations = std::min(250, o.iterations);
   options.progress = !o.quiet;
   options.gradient = analysis::parse_tsne_gradient(o.gradient);
   const examples::EmbeddingRun run =

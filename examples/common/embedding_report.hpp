@@ -3,6 +3,7 @@
 // reading a CSV of points (optional header, optional `label` column), running t-SNE, scoring it and
 // plotting it.
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include "sumi/analysis/pca.hpp"
 #include "sumi/analysis/tsne.hpp"
 #include "sumi/plot/scatter_chart.hpp"
+#include "sumi/util/cli.hpp"
 #include "sumi/util/csv.hpp"
 #include "sumi/util/timer.hpp"
 
@@ -91,6 +93,26 @@ inline PointTable read_point_csv(const std::filesystem::path& path) {
   }
   if (label_column) assign_classes(result);
   return result;
+}
+
+// The t-SNE options both examples share: scikit-learn's schedule for `iterations` (the first 250, or all when
+// fewer, with early exaggeration) and `perplexity`, which must be below the number of points minus one.
+// A run that ends inside the exaggeration is said to be unfinished.
+inline analysis::TsneOptions tsne_options(int iterations, double perplexity, Eigen::Index points) {
+  if (perplexity >= double(points - 1))
+    throw util::CliError("--perplexity", "--perplexity " + util::format_round_trip(perplexity) +
+                                             " must be below the number of points minus one (" +
+                                             std::to_string(points - 1) + ")");
+  analysis::TsneOptions options;
+  options.iterations = iterations;
+  options.perplexity = perplexity;
+  options.exaggeration_iterations = std::min(250, iterations);
+  if (iterations <= options.exaggeration_iterations)
+    std::printf(
+        "note: --iterations %d ends within the first 250, which exaggerate the affinities: the map is "
+        "not finished (scikit-learn runs 1000)\n",
+        iterations);
+  return options;
 }
 
 struct EmbeddingRun {
