@@ -108,8 +108,10 @@ class Font {
   explicit Font(const std::filesystem::path& path) : path_(path), name_(path.stem().string()) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw std::runtime_error("cannot open font file '" + path.string() + "'");
+    std::string what = "'";
+    what.append(path.string()).append("'");  // appended: GCC 12 warns falsely on "'" + s + "'"
     load(std::vector<unsigned char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()),
-         "'" + path.string() + "'");
+         what);
   }
   // A font file already in memory; `name` stands for the file in messages and output file names.
   Font(std::vector<unsigned char> bytes, std::string name) : name_(std::move(name)) {
