@@ -87,15 +87,15 @@ void write_reconstructions(models::Autoencoder<float>& model, const data::MnistD
 }
 
 int run(const Options& o) {
-  // The data first: a missing or corrupt dataset leaves no empty output folder behind.
+  // The data and the model first: a missing or corrupt dataset, or a model too large for memory, leaves no
+  // empty output folder behind.
   const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
-  const fs::path out = examples::start_run("autoencoder", o.threads, o.out);
-  const auto test_view = examples::test_subset(*study, o.limit);
-  examples::print_split_sizes(*study, test_view.size());
-
   Generator init_gen(uint64_t(o.seed));
   models::Autoencoder<float> model(o.latent, o.dropout, init_gen);
   optim::Adam<float> optimizer(model.parameters(), {.lr = o.lr, .weight_decay = o.weight_decay});
+  const fs::path out = examples::start_run("autoencoder", o.threads, o.out);
+  const auto test_view = examples::test_subset(*study, o.limit);
+  examples::print_split_sizes(*study, test_view.size());
   if (!o.quiet) std::cout << model.summary() << "\n";
 
   const fs::path checkpoint = out / "autoencoder.safetensors", metrics_path = out / "metrics.csv";

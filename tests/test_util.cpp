@@ -411,6 +411,8 @@ TEST_CASE("CLI --help prints usage built from the registrations", "[util][cli]")
   std::ostringstream short_help;
   CHECK(cli.parse(std::vector<std::string>{"--epochs", "abc", "-h"}, short_help) == CliStatus::exit_success);
   CHECK(short_help.str() == usage);
+  CHECK_THROWS_WITH(cli.parse(std::vector<std::string>{"--help=1"}, short_help),
+                    Catch::Contains("--help takes no value"));
 }
 
 TEST_CASE("CLI switch_on reads a switch before parsing, in both spellings", "[util][cli]") {

@@ -309,6 +309,7 @@ class ArgParser {
         throw CliError(arg, "unexpected argument '" + arg + "' (flags start with --; see --help)");
       const std::size_t equals = arg.find('=');
       const std::string name = arg.substr(0, equals);
+      if (name == "--help") throw CliError(name, "--help takes no value (" + arg + ")");
       detail::CliFlagBase* flag = find(name);
       if (!flag) throw CliError(name, "unknown flag " + name + suggestion(name) + " (see --help)");
       if (equals != std::string::npos) {
