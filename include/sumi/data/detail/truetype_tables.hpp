@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "sumi/util/printable.hpp"
+
 namespace sumi::data::detail {
 
 class TrueTypeTables {
@@ -39,7 +41,7 @@ class TrueTypeTables {
       const std::size_t record = font + 12 + 16 * std::size_t(t);
       const Table table{u32(record + 8), u32(record + 12)};
       if (table.offset > file.size() || file.size() - table.offset < table.length)
-        fail("its table '" + std::string(reinterpret_cast<const char*>(&file[record]), 4) +
+        fail("its table '" + util::printable({reinterpret_cast<const char*>(&file[record]), 4}) +
              "' points past the end of the file (truncated?)");
     }
     directory_ = font;
