@@ -168,6 +168,29 @@ TEST_CASE("the caching allocator reuses blocks of a freed shape", "[tensor][allo
   REQUIRE(after.cache_hits >= before.cache_hits + 10);
 }
 
+TEST_CASE("the caching allocator refuses tensor memory beyond its limit, the machine's by default",
+          "[tensor][allocator]") {
+  auto& alloc = CachingAllocator::instance();
+  const std::size_t machine = alloc.memory_limit();
+  CHECK(machine == detail::system_memory_bytes());
+  CHECK(machine > (std::size_t(64) << 20));
+  // Overcommitted memory is not refused by the system: without the limit this would be granted and the
+  // process killed once it touched the pages.
+  CHECK_THROWS_AS(TF::empty({int64_t(machine / sizeof(float)) + 1}), std::bad_alloc);
+  alloc.release_cached();
+  alloc.set_memory_limit(alloc.stats().bytes_in_use + (std::size_t(64) << 20));
+  {
+    TF fits = TF::empty({int64_t(40) << 18});  // 40 MB
+    fits.fill_(1);
+    CHECK_THROWS_AS(TF::empty({int64_t(40) << 18}), std::bad_alloc);  // 80 MB in all
+    CHECK(fits.data()[0] == 1.0f);
+  }
+  alloc.set_memory_limit(0);
+  CHECK(alloc.memory_limit() == machine);
+  TF both[2] = {TF::empty({int64_t(40) << 18}), TF::empty({int64_t(40) << 18})};
+  CHECK(both[1].numel() == both[0].numel());
+}
+
 TEST_CASE("the caching allocator gives idle blocks back once the cache is over its limit",
           "[tensor][allocator]") {
   auto& alloc = CachingAllocator::instance();

@@ -9,12 +9,18 @@
 //  - when the cache still misses and holds more than kCacheLimit bytes, cached blocks (the largest first)
 //    go back to the system. Blocks of kMappedBytes and more are mapped from the system directly, so that
 //    returning them really lowers the footprint (malloc keeps freed memory for its own reuse).
+//
+// Tensor memory in use never exceeds the machine's memory (the smaller of its physical memory and the
+// cgroup's limit): a request beyond it throws std::bad_alloc. Linux overcommits, so without the check a
+// batch size too large for the machine gets the process killed once the memory is touched, with no message.
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -28,6 +34,19 @@
 namespace sumi {
 
 inline constexpr std::size_t kTensorAlignment = 64;  // one cache line, one AVX-512 register
+
+namespace detail {
+// The memory this process may use: physical memory, or the cgroup (v2) limit when that is smaller.
+inline std::size_t system_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  std::size_t bytes = pages > 0 && page > 0 ? std::size_t(pages) * std::size_t(page)
+                                            : std::numeric_limits<std::size_t>::max();
+  std::ifstream cgroup("/sys/fs/cgroup/memory.max");
+  unsigned long long limit = 0;
+  if (cgroup >> limit && limit > 0) bytes = std::min<std::size_t>(bytes, std::size_t(limit));  // "max": none
+  return bytes;
+}
+}  // namespace detail
 
 struct AllocatorStats {
   uint64_t heap_allocations = 0;  // blocks obtained from the system
@@ -60,6 +79,7 @@ class CachingAllocator {
         stats_.bytes_in_use += block_size;
         return block;
       }
+      if (size > memory_limit_ || stats_.bytes_in_use > memory_limit_ - size) throw std::bad_alloc();
       ++stats_.heap_allocations;
       stats_.bytes_in_use += size;
       take_victims(size, victims);
@@ -103,6 +123,16 @@ class CachingAllocator {
   static constexpr std::size_t kCacheLimit = std::size_t(32) << 20;
   static constexpr std::size_t kMappedBytes = std::size_t(1) << 20;
   static constexpr std::size_t kHugePageBytes = std::size_t(2) << 20;
+
+  // Tensor memory in use is held to `bytes` (0: the machine's memory, the default).
+  void set_memory_limit(std::size_t bytes) {
+    std::lock_guard lock(mutex_);
+    memory_limit_ = bytes == 0 ? detail::system_memory_bytes() : bytes;
+  }
+  std::size_t memory_limit() const {
+    std::lock_guard lock(mutex_);
+    return memory_limit_;
+  }
 
   AllocatorStats stats() const {
     std::lock_guard lock(mutex_);
@@ -155,6 +185,7 @@ class CachingAllocator {
   std::map<std::size_t, std::vector<void*>> free_blocks_;  // by size; no empty lists
   std::unordered_map<void*, std::size_t> larger_blocks_;   // handed out for a smaller request
   AllocatorStats stats_;
+  std::size_t memory_limit_ = detail::system_memory_bytes();
 };
 
 // A contiguous, aligned buffer of T shared by all tensors that view it.
