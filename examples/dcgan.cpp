@@ -219,7 +219,7 @@ fs::path rendered_kanji(const fs::path& dir, const Options& o) {
       throw util::CliError("--max-chars", "'" + dir.string() + "' was rendered with --max-chars " +
                                               rendered.value("max_chars", nlohmann::json()).dump() +
                                               ", not " + std::to_string(o.max_chars) +
-                                              ": remove it to render " + "it again, or pass --data " +
+                                              ": remove it to render it again, or pass --data " +
                                               dir.string() + " to use it as it is");
     return dir;
   }
