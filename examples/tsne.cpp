@@ -38,8 +38,9 @@ int run(const Options& o) {
     throw util::CliError("--out", "--out '" + o.out + "' is a folder; give the path of the CSV to write");
   if (o.threads > 0) set_num_threads(o.threads);
   // The folder is made before the work, so that a path that cannot be written fails now, not after it.
-  if (out.has_parent_path() && (fs::create_directories(out.parent_path(), error), error))
-    throw std::runtime_error("--out '" + o.out + "': cannot create its folder: " + error.message());
+  std::error_code made;
+  if (out.has_parent_path()) fs::create_directories(out.parent_path(), made);
+  if (made) throw std::runtime_error("--out '" + o.out + "': cannot create its folder: " + made.message());
   std::printf("sumi %s tsne: writing to %s (threads: %d)\n", SUMI_VERSION,
               fs::absolute(out).parent_path().c_str(), get_num_threads());
 

@@ -93,6 +93,10 @@ class TrueTypeTables {
   };
 
   [[noreturn]] static void fail(const std::string& why) { throw std::runtime_error(why); }
+  // "glyph <g><what>", built only when a glyph is refused (a font is checked glyph by glyph on every load).
+  [[noreturn]] static void fail_glyph(uint32_t g, const std::string& what) {
+    fail("glyph " + std::to_string(g) + what);
+  }
 
   // Big-endian reads; every caller has checked the range, this is the last line of defence.
   uint32_t u8(std::size_t at) const {
@@ -227,13 +231,13 @@ class TrueTypeTables {
     GlyphCheck& check = glyphs_[g];
     if (check.points >= 0) return check;
     if (check.visiting) fail("composite glyph " + std::to_string(g) + " contains itself");
-    const std::string name = "glyph " + std::to_string(g);
     const std::size_t begin = glyf_.offset + std::size_t(glyph_ends_[g]),
                       end = glyf_.offset + std::size_t(glyph_ends_[g + 1]);
     if (begin == end) return check = {0, 0, false};
-    if (end - begin < 10) fail(name + " has " + std::to_string(end - begin) + " bytes, fewer than a header");
+    if (end - begin < 10)
+      fail_glyph(g, " has " + std::to_string(end - begin) + " bytes, fewer than a header");
     const auto need = [&](std::size_t at, std::size_t bytes) {
-      if (at > end || end - at < bytes) fail(name + "'s outline runs past its end");
+      if (at > end || end - at < bytes) fail_glyph(g, "'s outline runs past its end");
     };
     const int32_t contours = s16(begin);
     if (contours == 0) return check = {0, 0, false};
@@ -243,7 +247,7 @@ class TrueTypeTables {
       int64_t points = 0;
       for (int32_t c = 0; c < contours; ++c) {
         const int64_t last = u16(begin + 10 + 2 * std::size_t(c));
-        if (last < points) fail(name + "'s contour end points are not increasing");
+        if (last < points) fail_glyph(g, "'s contour end points are not increasing");
         points = last + 1;
       }
       std::size_t at = begin + 10 + 2 * std::size_t(contours);
@@ -264,7 +268,7 @@ class TrueTypeTables {
       const int64_t last_start =
           contours == 1 ? 0 : int64_t(u16(begin + 10 + 2 * std::size_t(contours - 2))) + 1;
       if (last_start == points - 1 && !(flags.back() & 1))
-        fail(name + "'s last contour is a single point off the curve");
+        fail_glyph(g, "'s last contour is a single point off the curve");
       std::size_t coordinate_bytes = 0;
       for (const uint8_t flag : flags)
         coordinate_bytes += ((flag & 2) ? 1 : (flag & 16) ? 0 : 2) + ((flag & 4) ? 1 : (flag & 32) ? 0 : 2);
@@ -287,7 +291,7 @@ class TrueTypeTables {
     }
     // Composite glyph: component records until one without MORE_COMPONENTS.
     if (depth >= kMaxComponentDepth)
-      fail(name + " nests composite glyphs more than " + std::to_string(kMaxComponentDepth) + " deep");
+      fail_glyph(g, " nests composite glyphs more than " + std::to_string(kMaxComponentDepth) + " deep");
     check.visiting = true;
     int64_t points = 0;
     double extent = 0;
@@ -298,9 +302,9 @@ class TrueTypeTables {
       at += 4;
       // stb_truetype reads the index as signed 16 bits.
       if (component >= std::min<uint32_t>(glyph_count_, 0x8000))
-        fail(name + " has component glyph " + std::to_string(component) + ", but the font has " +
-             std::to_string(glyph_count_) + " glyphs");
-      if (!(flags & 2)) fail(name + " places a component by matching points, which is not supported");
+        fail_glyph(g, " has component glyph " + std::to_string(component) + ", but the font has " +
+                          std::to_string(glyph_count_) + " glyphs");
+      if (!(flags & 2)) fail_glyph(g, " places a component by matching points, which is not supported");
       const bool words = flags & 1;
       need(at, words ? 4 : 2);
       const double dx = words ? s16(at) : int8_t(u8(at)), dy = words ? s16(at + 2) : int8_t(u8(at + 1));
@@ -323,12 +327,12 @@ class TrueTypeTables {
       const GlyphCheck& part = check_glyph(component, depth + 1);
       points += part.points;
       if (points > kMaxGlyphPoints)
-        fail(name + " expands to more than " + std::to_string(kMaxGlyphPoints) + " points");
+        fail_glyph(g, " expands to more than " + std::to_string(kMaxGlyphPoints) + " points");
       // stb_truetype maps (x, y) to (m (a x + c y + dx), n (b x + d y + dy)), m = |(a, b)|, n = |(c, d)|.
       const double m = std::hypot(a, b), n = std::hypot(c, d);
       extent = std::max({extent, m * ((std::abs(a) + std::abs(c)) * part.extent + std::abs(dx)),
                          n * ((std::abs(b) + std::abs(d)) * part.extent + std::abs(dy))});
-      if (extent > 32000) fail(name + " places its components outside the 16-bit coordinate range");
+      if (extent > 32000) fail_glyph(g, " places its components outside the 16-bit coordinate range");
       more = flags & 0x20;
     }
     return check = {points, extent, false};
