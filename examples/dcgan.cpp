@@ -8,6 +8,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 
 #include "common/dcgan_training.hpp"
 #include "common/resume.hpp"
@@ -215,12 +216,27 @@ int run_generate(const Options& o) {
 fs::path rendered_kanji(const fs::path& dir, const Options& o) {
   if (fs::exists(dir / "render.json")) {
     const nlohmann::json rendered = util::read_json_file(dir / "render.json");
+    if (!rendered.is_object())
+      throw std::runtime_error("'" + (dir / "render.json").string() + "' is not a JSON object");
     if (!rendered.contains("max_chars") || rendered["max_chars"] != o.max_chars)
       throw util::CliError("--max-chars", "'" + dir.string() + "' was rendered with --max-chars " +
                                               rendered.value("max_chars", nlohmann::json()).dump() +
                                               ", not " + std::to_string(o.max_chars) +
                                               ": remove it to render it again, or pass --data " +
                                               dir.string() + " to use it as it is");
+    // Fonts installed since the set was rendered are not in it: say so rather than re-render unasked.
+    std::set<std::string> rendered_paths, installed_paths;
+    if (const auto fonts = rendered.find("fonts"); fonts != rendered.end() && fonts->is_array())
+      for (const auto& font : *fonts)
+        if (font.is_object() && font.contains("path") && font["path"].is_string())
+          rendered_paths.insert(font["path"].get<std::string>());
+    for (const auto& path : data::find_kanji_fonts()) installed_paths.insert(path.string());
+    std::printf("using the kanji set rendered earlier in %s from %zu fonts\n", dir.c_str(),
+                rendered_paths.size());
+    if (installed_paths != rendered_paths)
+      std::printf(
+          "note: %zu kanji fonts are installed now, not the same ones; remove %s to render it from them\n",
+          installed_paths.size(), dir.c_str());
     return dir;
   }
   if (fs::exists(dir))

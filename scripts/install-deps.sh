@@ -5,7 +5,7 @@ packages=(
   build-essential cmake g++ libeigen3-dev catch2 libstb-dev nlohmann-json3-dev zlib1g-dev libexpat1-dev
   libbenchmark-dev python3-numpy dataset-fashion-mnist
   fonts-ipafont-gothic fonts-ipafont-mincho fonts-klee fonts-aoyagi-kouzan-t fonts-aoyagi-soseki fonts-kouzan-mouhitsu
-  fonts-kiloji fonts-seto
+  fonts-kiloji fonts-seto fonts-yozvox-yozfont-new-kana
 )
 missing=()
 for p in "${packages[@]}"; do

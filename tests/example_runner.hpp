@@ -22,12 +22,14 @@ inline std::string read_text(const std::filesystem::path& p) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
-// Runs the built example `program` (a name under SUMI_EXAMPLES_DIR) with `args`, its output going to `log`,
-// and returns its exit status; a failing run's output goes into the test report.
-inline int run_example(const std::string& program, const std::string& args,
-                       const std::filesystem::path& log) {
-  const std::string command =
-      std::string(SUMI_EXAMPLES_DIR) + "/" + program + " " + args + " > " + log.string() + " 2>&1";
+// Runs the built example `program` (a name under SUMI_EXAMPLES_DIR) with `args`, in the folder `cwd` when one
+// is given, its output going to `log`, and returns its exit status; a failing run's output goes into the
+// test report.
+inline int run_example(const std::string& program, const std::string& args, const std::filesystem::path& log,
+                       const std::filesystem::path& cwd = {}) {
+  std::string command;
+  if (!cwd.empty()) command += "cd '" + cwd.string() + "' && ";
+  command += std::string(SUMI_EXAMPLES_DIR) + "/" + program + " " + args + " > " + log.string() + " 2>&1";
   const int status = std::system(command.c_str());
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   if (code != 0) UNSCOPED_INFO(program << " " << args << " exited with " << code << ":\n" << read_text(log));

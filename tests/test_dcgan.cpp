@@ -266,6 +266,41 @@ TEST_CASE("dcgan example --resume continues exactly like an uninterrupted run", 
   REQUIRE(util::read_csv(out / "metrics.csv").size() == 3);
 }
 
+TEST_CASE("dcgan example reuses its rendered default set only as rendered, and says which fonts it holds",
+          "[example][e2e]") {
+  const std::vector<fs::path> fonts = data::find_kanji_fonts();
+  if (fonts.empty()) {
+    WARN("no kanji font installed (scripts/install-deps.sh installs fonts-ipafont-gothic); skipping");
+    return;
+  }
+  // --quick's default data is out/kanji_quick under the working folder; a set rendered there from one font.
+  const fs::path root = fs::temp_directory_path() / "sumi_e2e_dcgan_default_set", log = root / "log.txt";
+  fs::remove_all(root);
+  fs::create_directories(root / "out");
+  const fs::path set = root / "out" / "kanji_quick";
+  data::render_glyph_folder(set, {fonts.front()}, {.size = 32, .max_chars = 24});
+  const std::string flags = "--quick --max-chars 24 --iterations 1 --batch 8 --threads 2 --quiet --out run";
+  REQUIRE(test::run_example("dcgan", flags, log, root) == 0);
+  const std::string text = test::read_text(log);
+  CHECK_THAT(text, Catch::Contains("using the kanji set rendered earlier in out/kanji_quick from 1 fonts"));
+  if (fonts.size() > 1)
+    CHECK_THAT(text,
+               Catch::Contains("note: " + std::to_string(fonts.size()) + " kanji fonts are installed now"));
+  else
+    CHECK_THAT(text, !Catch::Contains("note:"));
+  REQUIRE(fs::exists(root / "run" / "metrics.csv"));
+
+  // Another --max-chars would train on a set that is not the one asked for.
+  REQUIRE(test::run_example("dcgan", "--quick --max-chars 30 --iterations 1 --out run2", log, root) == 2);
+  CHECK_THAT(test::read_text(log), Catch::Contains("rendered with --max-chars 24, not 30"));
+  // A render.json that is not an object is named.
+  util::write_json_atomically(set / "render.json", nlohmann::json::array({1, 2}));
+  REQUIRE(test::run_example("dcgan", flags + "3", log, root) == 1);
+  CHECK_THAT(test::read_text(log), Catch::Contains("render.json' is not a JSON object"));
+  CHECK_FALSE(fs::exists(root / "run3"));
+  fs::remove_all(root);
+}
+
 TEST_CASE("dcgan example rejects bad flags and data naming them", "[example][errors]") {
   const fs::path log = fs::temp_directory_path() / "sumi_e2e_dcgan_flags.log";
   REQUIRE(test::run_example("dcgan", "--image-size 48", log) == 2);

@@ -31,7 +31,7 @@ inline constexpr char32_t kFirstKanji = 0x4E00, kLastKanji = 0x9FFF;
 
 // Font files of Debian's Japanese brush, handwriting, mincho and gothic font packages, by file name, in the
 // order they are used: fonts-aoyagi-kouzan-t, fonts-aoyagi-soseki, fonts-kouzan-mouhitsu, fonts-kiloji,
-// fonts-seto, fonts-yozvox-yozfont, fonts-klee, fonts-ipafont-mincho, fonts-ipafont-gothic.
+// fonts-seto, fonts-yozvox-yozfont-new-kana, fonts-klee, fonts-ipafont-mincho, fonts-ipafont-gothic.
 inline const std::vector<std::string>& known_kanji_font_files() {
   static const std::vector<std::string> files = {"AoyagiKouzanT.ttf",
                                                  "aoyagi-soseki.ttf",
