@@ -38,6 +38,29 @@ TEST_CASE("unary ops match finite differences", "[autograd][gradcheck]") {
   require_gradcheck([](const std::vector<V>& v) { return v[0] * 3.0 + 1.0 - v[0] / 2.0; }, {x()});
 }
 
+TEST_CASE("pow's gradient matches PyTorch's at 0, where it is 0 for exponent 0", "[autograd]") {
+  for (const double p : {0.0, 1.0, 2.0, 3.0}) {
+    V x(TD::from_vector({0.0, 1.5}, {2}), true);
+    sum(pow_scalar(x, p)).backward();
+    INFO("exponent " << p);
+    REQUIRE(x.grad().data()[0] == (p == 1.0 ? 1.0 : 0.0));
+    REQUIRE(x.grad().data()[1] == Approx(p * std::pow(1.5, p - 1)));
+  }
+  require_gradcheck([](const std::vector<V>& v) { return pow_scalar(v[0], 2.5); },
+                    {leaf({4, 5}, 13, {0.1, 3})});
+}
+
+TEST_CASE("gradcheck perturbs a transposed view's elements in logical order", "[autograd][gradcheck]") {
+  // x * w with w stored transposed: element i of the view is not element i of its memory.
+  const V w(leaf({3, 4}, 14).value().transpose(0, 1), true);
+  REQUIRE_FALSE(w.value().is_contiguous());
+  const V x = leaf({4, 3}, 15);
+  require_gradcheck([](const std::vector<V>& v) { return v[0] * v[1]; }, {x, w});
+  // The caller's variables keep their values and get no gradient.
+  REQUIRE_FALSE(w.grad().defined());
+  REQUIRE_FALSE(w.value().is_contiguous());
+}
+
 TEST_CASE("matmul and linear match finite differences", "[autograd][gradcheck]") {
   require_gradcheck([](const std::vector<V>& v) { return matmul(v[0], v[1]); },
                     {leaf({3, 4}, 1), leaf({4, 5}, 2)});
@@ -99,6 +122,30 @@ TEST_CASE("backward frees the graph and a second pass is an error", "[autograd]"
   REQUIRE_THROWS_WITH(y.backward(), Catch::Contains("already freed"));
 }
 
+TEST_CASE("a long graph that is never back-propagated is freed without exhausting the stack", "[autograd]") {
+  // A running sum kept as a variable (an epoch's losses summed for logging without detach): 200,000 ops,
+  // which freed one pair of stack frames per op before and crashed.
+  Variable<float> w(Tensor<float>::ones({1}), true);
+  std::weak_ptr<Node<float>> first_node;
+  {
+    Variable<float> total(Tensor<float>::zeros({1}));
+    for (int i = 0; i < 200000; ++i) {
+      total = total + w * 0.5f;
+      if (i == 0) first_node = total.grad_fn();
+    }
+    REQUIRE(total.value().item() == 100000.0f);
+    REQUIRE_FALSE(first_node.expired());
+  }
+  REQUIRE(first_node.expired());  // the whole chain is gone, down to its first op
+  // A graph still referred to from outside is left alone: its nodes stay until their last handle goes.
+  V x(TD::from_vector({1, 2}, {2}), true);
+  V kept = exp(x);
+  V y = kept * 3.0;
+  y = V();
+  kept.backward(TD::ones({2}));
+  REQUIRE(x.grad().data()[1] == Approx(std::exp(2.0)));
+}
+
 TEST_CASE("detach and NoGradGuard stop recording", "[autograd]") {
   V x(TD::from_vector({2}, {1}), true);
   REQUIRE_FALSE(x.detach().requires_grad());
@@ -121,6 +168,11 @@ TEST_CASE("shape errors name the op and both shapes", "[autograd][errors]") {
                       Catch::Contains("matmul") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
   REQUIRE_THROWS_WITH(linear(a, b),
                       Catch::Contains("linear") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
+  // Empty operands whose product would have more elements than int64_t counts.
+  const V tall(TD::zeros({int64_t(1) << 32, 0})), wide(TD::zeros({0, int64_t(1) << 32}));
+  REQUIRE_THROWS_WITH(matmul(tall, wide), Catch::Contains("matmul: the result of shapes [4294967296, 0] and "
+                                                          "[0, 4294967296], [4294967296, 4294967296]"));
+  REQUIRE_THROWS_WITH(linear(tall, tall), Catch::Contains("linear: the result of shapes [4294967296, 0]"));
 }
 
 TEST_CASE("undefined operands and gradients are refused by name", "[autograd][errors]") {

@@ -84,6 +84,18 @@ TEST_CASE("bce_loss matches PyTorch, including the clamped 0/1 inputs", "[loss][
   REQUIRE(double(g.at({1, 0})) == Approx(16777216.0 / 28).epsilon(1e-5));  // 1 / (1 - x) / 28, x = 1 - 2^-24
 }
 
+TEST_CASE("bce_loss of a saturated sigmoid is the clamped log in float as in double", "[loss]") {
+  // sigmoid(-100) is 0 in float (PyTorch's too), so the loss is the log's clamp, 100, as in double.
+  const std::vector<double> logits = {-100, -1000, 100};
+  VF xf(TF::from_vector({-100.0f, -1000.0f, 100.0f}, {3}));
+  const V xd(TD::from_vector(logits, {3}));
+  REQUIRE(sigmoid(xf).value().data()[0] == 0.0f);
+  const float loss_f = bce_loss(sigmoid(xf), VF(TF::from_vector({1, 1, 0}, {3}))).item();
+  const double loss_d = bce_loss(sigmoid(xd), V(TD::from_vector({1, 1, 0}, {3}))).item();
+  REQUIRE(loss_d == Approx(100.0));
+  REQUIRE(double(loss_f) == Approx(loss_d).epsilon(1e-6));
+}
+
 TEST_CASE("bce_with_logits matches PyTorch", "[loss][fixture]") {
   test::Fixture fx("losses");
   VF input(fx.input<float>("bce_logits.input"), true);

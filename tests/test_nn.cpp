@@ -441,7 +441,9 @@ TEST_CASE("state_dict / load_state_dict round-trip and strict checking", "[nn][s
   const Variable<float> x(Tensor<float>::rand({2, 1, 28, 28}, g1));
   REQUIRE_FALSE(bit_equal(a.forward(x).value(), b.forward(x).value()));
   auto b_weight = b.parameters()[0];  // a handle held elsewhere (an optimiser) must see the load
+  const uint64_t version_before = b_weight.version();
   const auto result = b.load_state_dict(a.state_dict());
+  REQUIRE(b_weight.version() == version_before + 1);  // a graph recorded before the load would be stale
   REQUIRE(result.missing_keys.empty());
   REQUIRE(result.unexpected_keys.empty());
   REQUIRE(bit_equal(a.forward(x).value(), b.forward(x).value()));

@@ -8,6 +8,9 @@
 #include "max_error.hpp"
 
 #include "fixture.hpp"
+#include "sumi/nn/init.hpp"
+#include "sumi/ops/elementwise.hpp"
+#include "sumi/ops/reduction.hpp"
 #include "sumi/optim/adam.hpp"
 #include "sumi/optim/sgd.hpp"
 
@@ -286,4 +289,26 @@ TEST_CASE("step() checks what may have changed since the parameters were added",
   a.value() = Tensor<float>::arange(0, 6).view({2, 3}).transpose(0, 1).select(0);
   a.grad() = Tensor<float>::ones({2});
   REQUIRE_THROWS_WITH(opt.step(), Contains("parameter 0") && Contains("contiguous"));
+}
+
+TEST_CASE("a graph recorded before an optimiser step refuses to back-propagate, leaving the gradients alone",
+          "[optim][errors]") {
+  Variable<double> w(Tensor<double>::from_vector({1, 2}, {2}), true);
+  const Variable<double> x(Tensor<double>::from_vector({3, 4}, {2}));
+  optim::SGD<double> sgd({w}, {.lr = 0.1});
+  sum(w * w).backward();
+  const Variable<double> stale = sum(w * x);  // recorded from w = [1, 2]
+  sgd.step();                                 // w changes in place
+  REQUIRE(w.version() == 1);
+  const Tensor<double> grad_before = w.grad().clone();
+  REQUIRE_THROWS_WITH(stale.backward(), Contains("input 0 of 'mul' (shape [2]) was modified in place"));
+  REQUIRE(bit_equal(w.grad(), grad_before));
+  // Recorded again from the new value, it back-propagates.
+  w.zero_grad();
+  sum(w * x).backward();
+  REQUIRE(w.grad().data()[0] == 3.0);
+  // Loading a state and the in-place initialisers count as changes too.
+  const Variable<double> before_init = sum(w * x);
+  nn::init::constant_(w, 0.5);
+  REQUIRE_THROWS_WITH(before_init.backward(), Contains("modified in place"));
 }

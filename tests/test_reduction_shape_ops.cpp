@@ -362,6 +362,15 @@ TEST_CASE("concat errors name the op and the mismatching shapes", "[shape][conca
                       Catch::Contains("concat") && Catch::Contains("[2, 3]") && Catch::Contains("[2, 3, 1]"));
   REQUIRE_THROWS_WITH(concat<double>({}, 0), Catch::Contains("concat"));
   REQUIRE_THROWS_WITH(concat<double>({a, a}, 2), Catch::Contains("concat") && Catch::Contains("dimension 2"));
+  // Empty inputs may have huge sizes: a total past int64_t, or a result whose sizes do not multiply.
+  const int64_t big = int64_t(1) << 62;
+  const V huge(TD::zeros({0, big})), wide(TD::zeros({0, int64_t(1) << 42, int64_t(1) << 20}));
+  REQUIRE_THROWS_WITH(
+      concat<double>({huge, huge}, 1),
+      Catch::Contains("concat: the sizes along dimension 1") && Catch::Contains("[0, 4611686018427387904]"));
+  REQUIRE_THROWS_WITH(concat<double>({wide, wide, wide, wide}, 2),
+                      Catch::Contains("concat: the result's shape [0, 4398046511104, 4194304]"));
+  REQUIRE(concat<double>({huge, V(TD::zeros({0, 1}))}, 1).shape() == Shape{0, big + 1});
 }
 
 // ---- softmax / log_softmax

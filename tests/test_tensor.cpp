@@ -271,6 +271,10 @@ TEST_CASE("sizes that overflow are refused before anything is allocated", "[tens
                       Catch::Contains("Tensor::arange"));
   REQUIRE_THROWS_WITH(TD::arange(0, std::nan("")), Catch::Contains("Tensor::arange"));
   REQUIRE(TD::arange(5, 0).numel() == 0);
+  // An index at the end of int64_t's range is out of bounds, not an overflow.
+  REQUIRE_THROWS_WITH(TF::zeros({3}).select(std::numeric_limits<int64_t>::max()),
+                      Catch::Contains("Tensor::select: index 9223372036854775807") && Catch::Contains("[3]"));
+  REQUIRE_THROWS_WITH(TF::zeros({3}).select(-1), Catch::Contains("Tensor::select"));
 }
 
 TEST_CASE("view refuses negative sizes and an ambiguous -1", "[tensor][errors]") {

@@ -12,10 +12,10 @@
 namespace sumi {
 
 struct GradcheckOptions {
-  double eps = 1e-6;       // finite-difference step
-  double atol = 1e-5;      // absolute tolerance
-  double rtol = 1e-4;      // relative tolerance
-  uint64_t seed = 1234;    // for the random projection of non-scalar outputs
+  double eps = 1e-6;     // finite-difference step
+  double atol = 1e-5;    // absolute tolerance
+  double rtol = 1e-4;    // relative tolerance
+  uint64_t seed = 1234;  // for the random projection of non-scalar outputs
 };
 
 struct GradcheckResult {
@@ -25,7 +25,10 @@ struct GradcheckResult {
 };
 
 // Checks d(sum(f(inputs) * r))/d(inputs) for a fixed random r, for every input that requires a gradient.
-// f must be deterministic (reseed any randomness inside it).
+// f must be deterministic (reseed any randomness inside it) and compute from its argument alone: each input
+// that requires a gradient is handed to it as a contiguous copy, a new leaf, so that the perturbation follows
+// the elements' logical order (a transposed view's memory order is another) and leaves the caller's
+// variables, and any storage they share, untouched.
 template <std::floating_point T>
 GradcheckResult gradcheck(const std::function<Variable<T>(const std::vector<Variable<T>>&)>& f,
                           std::vector<Variable<T>> inputs, GradcheckOptions options = {}) {
@@ -42,9 +45,10 @@ GradcheckResult gradcheck(const std::function<Variable<T>(const std::vector<Vari
     for (int64_t i = 0; i < out.numel(); ++i) s += double(out.data()[i]) * double(projection.data()[i]);
     return s;
   };
+  for (auto& in : inputs)
+    if (in.requires_grad()) in = Variable<T>(in.value().clone(), true);
   objective(inputs);  // fixes the projection's shape
 
-  for (auto& in : inputs) in.zero_grad();
   Variable<T> out = f(inputs);
   out.backward(projection);
 

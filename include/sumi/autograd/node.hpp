@@ -1,5 +1,6 @@
 #pragma once
 // A node of the autograd graph: the op that produced a variable, its inputs, and its backward function.
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -19,6 +20,7 @@ struct VariableState {
   Tensor<T> grad;  // undefined until a backward pass reaches this leaf
   bool requires_grad = false;
   std::shared_ptr<Node<T>> grad_fn;  // null for leaves
+  uint64_t version = 0;              // counts in-place updates of `value` (Variable::mark_modified)
 };
 
 template <std::floating_point T>
@@ -30,13 +32,40 @@ struct Node {
 
   std::string op_name;
   std::vector<std::shared_ptr<VariableState<T>>> inputs;
+  std::vector<uint64_t> input_versions;  // each input's version when the op ran
   BackwardFn backward;
   bool released = false;  // set once a backward pass has freed the saved tensors
+
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  // Frees the graph behind this node without recursing once per op, which overflowed the stack on long
+  // chains that were never back-propagated (a running sum of losses kept for logging, say): the nodes this
+  // one alone keeps alive are taken onto a local stack and emptied there, one at a time.
+  ~Node() {
+    std::vector<std::shared_ptr<Node>> orphans;
+    take_sole_inputs(orphans);
+    while (!orphans.empty()) {
+      const std::shared_ptr<Node> node = std::move(orphans.back());
+      orphans.pop_back();
+      node->take_sole_inputs(orphans);
+    }
+  }
 
   void release() {
     backward = nullptr;
     inputs.clear();
     released = true;
+  }
+
+ private:
+  // Empties this node, moving onto `orphans` the producers of inputs that nothing else refers to.
+  void take_sole_inputs(std::vector<std::shared_ptr<Node>>& orphans) {
+    backward = nullptr;  // the handles it captured let go first, so the counts below are the graph's own
+    for (auto& state : inputs)
+      if (state.use_count() == 1 && state->grad_fn.use_count() == 1)
+        orphans.push_back(std::move(state->grad_fn));
+    inputs.clear();
   }
 };
 

@@ -29,8 +29,13 @@ class Variable {
   }
 
   const Tensor<T>& value() const { return state_->value; }
-  // Mutable access, for in-place updates of parameters outside the graph (optimisers, initialisers).
+  // Mutable access, for in-place updates of parameters outside the graph (optimisers, initialisers). Whoever
+  // changes the value through it calls mark_modified(), so that a graph recorded from the old value refuses
+  // to back-propagate instead of giving gradients of neither value.
   Tensor<T>& value() { return state_->value; }
+  // Counts the in-place updates of the value; the ops that used it record it.
+  uint64_t version() const { return state_->version; }
+  void mark_modified() { ++state_->version; }
   const Tensor<T>& grad() const { return state_->grad; }
   Tensor<T>& grad() { return state_->grad; }
   const Shape& shape() const { return state_->value.shape(); }
@@ -75,7 +80,10 @@ class Variable {
     if (!any) return out;
     auto node = std::make_shared<Node<T>>();
     node->op_name = std::move(op_name);
-    for (const Variable& v : inputs) node->inputs.push_back(v.state_);
+    for (const Variable& v : inputs) {
+      node->inputs.push_back(v.state_);
+      node->input_versions.push_back(v.state_->version);
+    }
     node->backward = std::move(backward);
     out.state_->requires_grad = true;
     out.state_->grad_fn = std::move(node);
@@ -128,6 +136,17 @@ void Variable<T>::backward(const Tensor<T>& grad_output) const {
     }
     order.push_back(std::move(s));
     stack.pop_back();
+  }
+  // Every input still holds the value its op saw; checked before any gradient is written, so that a refusal
+  // leaves the gradients and the graph as they were.
+  for (const std::shared_ptr<State>& s : order) {
+    const Node<T>& node = *s->grad_fn;
+    for (std::size_t i = 0; i < node.inputs.size(); ++i)
+      if (node.inputs[i]->version != node.input_versions[i])
+        throw std::logic_error("backward: input " + std::to_string(i) + " of '" + node.op_name + "' (shape " +
+                               shape_str(node.inputs[i]->value.shape()) +
+                               ") was modified in place after the forward pass (an optimiser step between "
+                               "forward and backward?); run the forward pass again");
   }
   // Gradients of non-leaf variables, freed as soon as consumed. A gradient may alias a tensor that another
   // backward function returned; `owned` says whether it may be accumulated into in place.

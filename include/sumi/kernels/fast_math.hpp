@@ -4,9 +4,11 @@
 // element unless the whole program is built with -ffast-math, which sumi does not ask of its users.
 //
 // e^x is Cephes' expf: x = n ln2 + r with |r| <= ln2 / 2, e^r by a degree-7 polynomial, 2^n built in the
-// exponent bits; within 2 ulp of std::exp over [-87.3, 88.3]. Inputs outside that range are clamped to it,
-// so e^x never overflows to inf and bottoms out at about 1.2e-38. NaN stays NaN (the clamps are written so
-// that a NaN input passes through them), so a diverging model still shows NaN at its loss.
+// exponent bits; within 2 ulp of std::exp over [-87.3, 88.3]. Above that range the input is clamped to it,
+// so e^x never overflows to inf; below it the result is 0 (std::exp's is subnormal there, under 1.2e-38, and
+// 0 from -104), so that the logistic function reaches 0 at large negative inputs as PyTorch's does. NaN stays
+// NaN (the clamps and the comparison are written so that a NaN input passes through them), so a diverging
+// model still shows NaN at its loss.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -31,7 +33,8 @@ inline constexpr float kP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073
 inline float exp_approx(float x) {
   using namespace exp_constants;
   if (std::isnan(x)) return x;  // before the float-to-int conversion below, for which NaN is undefined
-  x = x < kMin ? kMin : (x > kMax ? kMax : x);
+  if (x < kMin) return 0.0f;
+  x = x > kMax ? kMax : x;
   const float n = std::nearbyint(x * kLog2e);
   const float r = (x - n * kLn2Hi) - n * kLn2Lo;
   float p = kP[0];
@@ -54,6 +57,7 @@ inline float sigmoid_approx(float x) {
 namespace avx2 {
 [[gnu::target("avx2,fma")]] inline __m256 exp_approx(__m256 x) {
   using namespace exp_constants;
+  const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(kMin), _CMP_LT_OQ);  // false for NaN
   // max/min return their second operand when either is NaN: x second keeps NaN.
   x = _mm256_min_ps(_mm256_set1_ps(kMax), _mm256_max_ps(_mm256_set1_ps(kMin), x));
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)),
@@ -64,7 +68,7 @@ namespace avx2 {
   for (int i = 1; i < 6; ++i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP[i]));
   p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
   const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+  return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(bits)));
 }
 
 [[gnu::target("avx2,fma")]] inline void sigmoid(int64_t begin, int64_t end, const float* x, float* y) {
@@ -87,6 +91,7 @@ namespace avx512 {
 [[gnu::target("avx512f,avx512bw,avx512vl,avx512dq")]] inline __m512 exp_approx(__m512 x) {
   using namespace exp_constants;
   constexpr __mmask16 all = 0xFFFF;
+  const __mmask16 in_range = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kMin), _CMP_NLT_UQ);  // true for NaN
   x = _mm512_mask_max_ps(x, all, _mm512_set1_ps(kMin), x);  // x second: NaN passes through
   x = _mm512_mask_min_ps(x, all, _mm512_set1_ps(kMax), x);
   const __m512 scaled = _mm512_mul_ps(x, _mm512_set1_ps(kLog2e));
@@ -99,7 +104,7 @@ namespace avx512 {
   p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
   const __m512i zero = _mm512_setzero_si512();
   const __m512i biased = _mm512_add_epi32(_mm512_mask_cvtps_epi32(zero, all, n), _mm512_set1_epi32(127));
-  return _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_mask_slli_epi32(zero, all, biased, 23)));
+  return _mm512_maskz_mul_ps(in_range, p, _mm512_castsi512_ps(_mm512_mask_slli_epi32(zero, all, biased, 23)));
 }
 
 [[gnu::target("avx512f,avx512bw,avx512vl,avx512dq")]] inline void sigmoid(int64_t begin, int64_t end,

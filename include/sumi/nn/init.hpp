@@ -125,17 +125,20 @@ template <class T>
 Variable<T> uniform_(Variable<T> v, double low = 0.0, double high = 1.0,
                      Generator& gen = default_generator()) {
   uniform_(v.value(), low, high, gen);
+  v.mark_modified();
   return v;
 }
 template <class T>
 Variable<T> normal_(Variable<T> v, double mean = 0.0, double std = 1.0,
                     Generator& gen = default_generator()) {
   normal_(v.value(), mean, std, gen);
+  v.mark_modified();
   return v;
 }
 template <class T>
 Variable<T> constant_(Variable<T> v, double value) {
   constant_(v.value(), value);
+  v.mark_modified();
   return v;
 }
 template <class T>
@@ -151,6 +154,7 @@ Variable<T> kaiming_uniform_(Variable<T> v, double a = 0.0, FanMode mode = FanMo
                              Nonlinearity nonlinearity = Nonlinearity::leaky_relu,
                              Generator& gen = default_generator()) {
   kaiming_uniform_(v.value(), a, mode, nonlinearity, gen);
+  v.mark_modified();
   return v;
 }
 template <class T>
@@ -158,11 +162,13 @@ Variable<T> kaiming_normal_(Variable<T> v, double a = 0.0, FanMode mode = FanMod
                             Nonlinearity nonlinearity = Nonlinearity::leaky_relu,
                             Generator& gen = default_generator()) {
   kaiming_normal_(v.value(), a, mode, nonlinearity, gen);
+  v.mark_modified();
   return v;
 }
 template <class T>
 Variable<T> xavier_uniform_(Variable<T> v, double gain = 1.0, Generator& gen = default_generator()) {
   xavier_uniform_(v.value(), gain, gen);
+  v.mark_modified();
   return v;
 }
 

@@ -381,6 +381,8 @@ class Module {
       else
         r.tensor->copy_(e->tensor);
     }
+    for (auto& [name, p] : named_parameters())
+      if (state.find(name)) p.mark_modified();
     return result;
   }
 

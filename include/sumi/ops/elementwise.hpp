@@ -162,7 +162,8 @@ template <class T>
 Variable<T> pow_scalar(const Variable<T>& x, T p) {
   return unary_op(
       x, "pow", [p](T v) { return std::pow(v, p); },
-      [p](T g, T v, T) { return g * p * std::pow(v, p - T(1)); });
+      // p = 0 is a constant: its gradient is 0 everywhere, where 0 * pow(0, -1) would be NaN at v = 0.
+      [p](T g, T v, T) { return p == T(0) ? T(0) : g * p * std::pow(v, p - T(1)); });
 }
 
 // ---- operators --------------------------------------------------------------------------------------------

@@ -11,6 +11,17 @@ inline void require_rank(const Shape& s, int64_t rank, const char* op, const cha
     throw std::invalid_argument(std::string(op) + ": " + what + " must be " + std::to_string(rank) +
                                 "-d, got shape " + shape_str(s));
 }
+// The [rows, cols] result of `op` on operands of shapes `a` and `b`, or an error naming them all when it
+// would hold more elements than int64_t counts.
+template <class T>
+Tensor<T> product_output(int64_t rows, int64_t cols, const char* op, const Shape& a, const Shape& b) {
+  int64_t count;
+  if (__builtin_mul_overflow(rows, cols, &count))
+    throw std::length_error(std::string(op) + ": the result of shapes " + shape_str(a) + " and " +
+                            shape_str(b) + ", [" + std::to_string(rows) + ", " + std::to_string(cols) +
+                            "], has more elements than int64_t can count");
+  return Tensor<T>::empty({rows, cols});
+}
 }  // namespace detail
 
 // a [n, k] @ b [k, m] -> [n, m]
@@ -22,7 +33,7 @@ Variable<T> matmul(const Variable<T>& a, const Variable<T>& b) {
     throw std::invalid_argument("matmul: shapes " + shape_str(a.shape()) + " and " + shape_str(b.shape()) +
                                 " are not aligned");
   const Tensor<T> av = a.value().contiguous(), bv = b.value().contiguous();
-  Tensor<T> out = Tensor<T>::empty({a.size(0), b.size(1)});
+  Tensor<T> out = detail::product_output<T>(a.size(0), b.size(1), "matmul", a.shape(), b.shape());
   out.matrix().noalias() = av.matrix() * bv.matrix();
   const bool ga = a.requires_grad(), gb = b.requires_grad();
   return Variable<T>::from_op(out, "matmul", {a, b}, [av, bv, ga, gb](const Tensor<T>& g) {
@@ -56,7 +67,7 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& weight, const Variab
                                 " does not match weight of shape " + shape_str(weight.shape()));
   const Tensor<T> xv = x.value().contiguous(), wv = weight.value().contiguous();
   const int64_t n = x.size(0), in = weight.size(1), outf = weight.size(0);
-  Tensor<T> out = Tensor<T>::empty({n, outf});
+  Tensor<T> out = detail::product_output<T>(n, outf, "linear", x.shape(), weight.shape());
   kernels::linear_forward(n, in, outf, xv.data(), wv.data(),
                           has_bias ? bias.value().contiguous().data() : nullptr, out.data());
   const bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = has_bias && bias.requires_grad();

@@ -140,6 +140,19 @@ Variable<T> concat(const std::vector<Variable<T>>& inputs, int64_t dim) {
                                   " does not match input 0 of shape " + shape_str(first) +
                                   " in the dimensions other than " + std::to_string(dim));
   }
+  Shape out_shape = first;
+  out_shape[std::size_t(d)] = 0;
+  for (const Variable<T>& v : inputs)
+    if (__builtin_add_overflow(out_shape[std::size_t(d)], v.shape()[std::size_t(d)],
+                               &out_shape[std::size_t(d)]))
+      throw std::length_error("concat: the sizes along dimension " + std::to_string(dim) + " of the " +
+                              std::to_string(inputs.size()) + " inputs (input 0 of shape " +
+                              shape_str(first) + ") add up to more than int64_t can count");
+  try {
+    shape_numel(out_shape);  // bounds every product concat_node forms
+  } catch (const std::length_error& e) {
+    throw std::length_error(std::string("concat: the result's ") + e.what());
+  }
   return detail::concat_node(inputs, d);
 }
 

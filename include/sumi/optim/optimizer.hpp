@@ -86,6 +86,7 @@ class Optimizer {
         ParamState<T>& s = state_[p.id()];
         ++s.step;
         update(p, s, group);
+        p.mark_modified();
       }
   }
 

@@ -147,6 +147,9 @@ class Tensor {
   }
   // Element i of the first dimension, dropping that dimension.
   Tensor select(int64_t i) const {
+    if (dim() == 0 || i < 0 || i >= shape_[0])
+      throw std::out_of_range("Tensor::select: index " + std::to_string(i) + " out of bounds for shape " +
+                              shape_str(shape_));
     Tensor t = slice(i, i + 1);
     t.shape_.erase(t.shape_.begin());
     t.strides_.erase(t.strides_.begin());
