@@ -2,7 +2,6 @@
 // reconstructions of test images and saves the model. See --help.
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
 #include <numeric>
 
 #include "common/autoencoder_training.hpp"
@@ -96,7 +95,7 @@ int run(const Options& o) {
   const fs::path out = examples::start_run("autoencoder", o.threads, o.out);
   const auto test_view = examples::test_subset(*study, o.limit);
   examples::print_split_sizes(*study, test_view.size());
-  if (!o.quiet) std::cout << model.summary() << "\n";
+  examples::write_model_summary(out / "model.txt", model.summary(), o.quiet);
 
   const fs::path checkpoint = out / "autoencoder.safetensors", metrics_path = out / "metrics.csv";
   const std::vector<examples::RunSetting> settings = {
@@ -194,7 +193,7 @@ int run(const Options& o) {
   util::write_json_atomically(out / "summary.json", summary);
   std::printf(
       "test MSE %.5f; outputs: metrics.csv loss.svg reconstructions.png autoencoder.safetensors "
-      "summary.json\n",
+      "model.txt summary.json\n",
       test_mse);
   return 0;
 }

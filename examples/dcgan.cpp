@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <iostream>
 #include <map>
 #include <memory>
 #include <set>
@@ -269,7 +268,7 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
   models::dcgan_weights_init(D, init);
   const optim::AdamOptions adam{.lr = o.lr, .beta1 = o.beta1, .beta2 = 0.999};
   optim::Adam<float> optG(G.parameters(), adam), optD(D.parameters(), adam);
-  if (!o.quiet) std::cout << G.summary() << "\n" << D.summary() << "\n";
+  examples::write_model_summary(out / "model.txt", G.summary() + "\n" + D.summary(), o.quiet);
 
   data::DataLoader loader(
       dataset, {.batch_size = o.batch, .shuffle = true, .seed = uint64_t(o.seed), .drop_last = true});
@@ -418,11 +417,14 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
       {"sumi_version", SUMI_VERSION},
   };
   util::write_json_atomically(out / "summary.json", summary);
+  // Progress grids exist when some iteration so far (a resumed run's earlier ones too) was a multiple of
+  // --progress-every.
+  const bool progress_written = o.progress_every > 0 && total >= o.progress_every;
   std::printf(
       "%.3f s per iteration (median), max RSS %.0f MB; outputs: loss_epochs.svg loss_batches.svg "
-      "real_vs_fake.png "
-      "samples.png progress_*.png metrics.csv generator.safetensors discriminator.safetensors summary.json\n",
-      median, util::max_rss_mb());
+      "real_vs_fake.png samples.png %smetrics.csv generator.safetensors discriminator.safetensors "
+      "model.txt summary.json\n",
+      median, util::max_rss_mb(), progress_written ? "progress_*.png " : "");
   return 0;
 }
 

@@ -2,7 +2,6 @@
 // Linear(64, 10) head, trained as a FashionMNIST classifier with cross entropy. See --help.
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
 
 #include "common/autoencoder_run.hpp"
 #include "common/classifier_training.hpp"
@@ -144,7 +143,7 @@ int run(const Options& o) {
   const nn::ParameterCount counts = model->count_parameters();
   std::printf("encoder: %s%s\n", encoder_path.c_str(),
               examples::describe_autoencoder_checkpoint(encoder_path, model->encoder()->latent).c_str());
-  if (!o.quiet) std::cout << model->summary() << "\n";
+  examples::write_model_summary(out / "model.txt", model->summary(), o.quiet);
   std::printf("trainable parameters: %lld, frozen: %lld\n", (long long)counts.trainable,
               (long long)counts.frozen);
 
@@ -228,7 +227,7 @@ int run(const Options& o) {
   util::write_json_atomically(out / "summary.json", summary);
   std::printf(
       "test accuracy %.2f%%, %.3f s per epoch; outputs: metrics.csv loss.svg accuracy.svg confusion.svg "
-      "per_class_accuracy.csv test_outputs.csv classifier.safetensors summary.json\n",
+      "per_class_accuracy.csv test_outputs.csv classifier.safetensors model.txt summary.json\n",
       100 * test.accuracy, train_seconds / double(rows.size()));
   return 0;
 }

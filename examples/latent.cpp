@@ -158,6 +158,22 @@ nlohmann::json explore_space(const std::string& name, const std::string& prefix,
 int run(const Options& o) {
   util::Timer timer;
   const auto study = examples::load_study_data(o.data, uint64_t(o.seed));
+  std::vector<int64_t> test_labels(std::size_t(study->test.size()));
+  for (std::size_t i = 0; i < test_labels.size(); ++i) test_labels[i] = study->test.label(int64_t(i));
+  // The classifier's outputs are checked before anything is trained or written, so a wrong file fails at
+  // once.
+  std::optional<examples::PointTable> outputs;
+  if (fs::exists(o.classifier_outputs)) {
+    outputs = examples::read_point_csv(o.classifier_outputs);
+    const auto rows = int64_t(test_labels.size());
+    if (outputs->points.rows() != rows || !outputs->has_labels())
+      throw std::runtime_error("'" + o.classifier_outputs + "': expected " + std::to_string(rows) +
+                               " rows with a label column (one per test image), got " +
+                               std::to_string(outputs->points.rows()) +
+                               (outputs->has_labels() ? "" : " without labels"));
+    if (outputs->labels != test_labels)
+      throw std::runtime_error("'" + o.classifier_outputs + "': its labels are not the test set's, in order");
+  }
   const fs::path out = examples::start_run("latent", o.threads, o.out);
   std::unique_ptr<Generator> gen;
   const auto model = load_or_train(o, *study, out, gen);
@@ -166,18 +182,6 @@ int run(const Options& o) {
   const analysis::PointMatrix codes = encode_all(*model, study->test, labels);
   std::vector<std::string> code_columns;
   for (int64_t c = 0; c < model->latent; ++c) code_columns.push_back("z" + std::to_string(c));
-  // The classifier's outputs are checked before any t-SNE runs, so a wrong file fails at once.
-  std::optional<examples::PointTable> outputs;
-  if (fs::exists(o.classifier_outputs)) {
-    outputs = examples::read_point_csv(o.classifier_outputs);
-    if (outputs->points.rows() != codes.rows() || !outputs->has_labels())
-      throw std::runtime_error("'" + o.classifier_outputs + "': expected " + std::to_string(codes.rows()) +
-                               " rows with a label column (one per test image), got " +
-                               std::to_string(outputs->points.rows()) +
-                               (outputs->has_labels() ? "" : " without labels"));
-    if (outputs->labels != labels)
-      throw std::runtime_error("'" + o.classifier_outputs + "': its labels are not the test set's, in order");
-  }
 
   nlohmann::json summary;
   summary["latent"] = explore_space("latent codes", "", codes, code_columns, labels, o, out);

@@ -23,12 +23,13 @@ inline std::string read_text(const std::filesystem::path& p) {
 }
 
 // Runs the built example `program` (a name under SUMI_EXAMPLES_DIR) with `args`, in the folder `cwd` when one
-// is given, its output going to `log`, and returns its exit status; a failing run's output goes into the
-// test report.
+// is given and with the `environment` assignments ("NAME=value ...") added, its output going to `log`, and
+// returns its exit status; a failing run's output goes into the test report.
 inline int run_example(const std::string& program, const std::string& args, const std::filesystem::path& log,
-                       const std::filesystem::path& cwd = {}) {
+                       const std::filesystem::path& cwd = {}, const std::string& environment = {}) {
   std::string command;
   if (!cwd.empty()) command += "cd '" + cwd.string() + "' && ";
+  if (!environment.empty()) command += "env " + environment + " ";
   command += std::string(SUMI_EXAMPLES_DIR) + "/" + program + " " + args + " > " + log.string() + " 2>&1";
   const int status = std::system(command.c_str());
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

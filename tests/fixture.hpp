@@ -41,7 +41,8 @@ class Fixture {
   // The full shape of a stored tensor, also when it is stored subsampled.
   Shape shape(const std::string& name) const {
     auto it = file_.metadata.find(name + ".shape");
-    return it != file_.metadata.end() ? nlohmann::json::parse(it->second).get<Shape>() : file_.record(name).shape;
+    return it != file_.metadata.end() ? nlohmann::json::parse(it->second).get<Shape>()
+                                      : file_.record(name).shape;
   }
 
   // An input tensor in full: regenerated from its fill recipe when it has one, else read from the file.
@@ -65,7 +66,8 @@ class Fixture {
     const Tensor<double> expected = file_.tensor<double>(name);
     const Tensor<T> c = computed.contiguous();
     int64_t stride = 1;
-    if (auto it = file_.metadata.find(name + ".stride"); it != file_.metadata.end()) stride = std::stoll(it->second);
+    if (auto it = file_.metadata.find(name + ".stride"); it != file_.metadata.end())
+      stride = std::stoll(it->second);
     INFO("fixture tensor " << name);
     REQUIRE(shape_numel(shape(name)) == c.numel());
     REQUIRE(expected.numel() == (c.numel() + stride - 1) / stride);

@@ -612,6 +612,7 @@ TEST_CASE("conv kernels: SUMI_ISA and set_isa select the implementation", "[conv
   CHECK(sk::isa_from_environment("") == sk::best_supported_isa());
   CHECK(sk::isa_from_environment("scalar") == Isa::scalar);
   CHECK_THROWS_AS(sk::isa_from_environment("avx3"), std::invalid_argument);
+  CHECK_THROWS_WITH(sk::isa_from_environment("avx3"), Catch::Contains("SUMI_ISA: sumi: unknown ISA 'avx3'"));
   CHECK_THROWS_AS(sk::set_isa(sk::parse_isa("sse")), std::invalid_argument);
 
   for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {

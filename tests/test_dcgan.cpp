@@ -195,8 +195,9 @@ TEST_CASE("dcgan example trains on a tiny rendered set, writes every output and 
   }
   const fs::path out = run.root / "out", log = run.root / "log.txt";
   REQUIRE(test::run_example("dcgan", run.flags + " --iterations 3 --out " + out.string(), log) == 0);
-  for (const char* f : {"loss_epochs.svg", "loss_batches.svg", "real_vs_fake.png", "samples.png",
-                        "metrics.csv", "summary.json", "generator.safetensors", "discriminator.safetensors"})
+  for (const char* f :
+       {"loss_epochs.svg", "loss_batches.svg", "real_vs_fake.png", "samples.png", "metrics.csv",
+        "summary.json", "generator.safetensors", "discriminator.safetensors", "model.txt"})
     REQUIRE(fs::exists(out / f));
   REQUIRE(fs::exists(out / "progress_000002.png"));
   const util::CsvTable metrics = util::read_csv(out / "metrics.csv");

@@ -38,6 +38,7 @@ TEST_CASE("autoencoder example trains, writes every output and resumes", "[examp
   REQUIRE(summary["val_mse"].get<double>() == Approx(metrics.number(1, "val_mse")));
 
   models::Autoencoder<float> model(5);
+  REQUIRE(test::read_text(out / "model.txt") == model.summary() + "\n");  // the architecture, as printed
   const auto loaded = nn::load_state(model, out / "autoencoder.safetensors");
   REQUIRE(loaded.metadata.at("epoch") == "2");
 
@@ -170,14 +171,20 @@ TEST_CASE("latent example checks its input files before exploring", "[example][e
   REQUIRE_THAT(test::read_text(log), Catch::Contains(no_decoder.string()) && Catch::Contains("missing") &&
                                          Catch::Contains("decoder."));
 
-  // Classifier outputs with the wrong rows fail before the first t-SNE, not after it.
+  // Classifier outputs with the wrong rows fail before the first t-SNE, and before the output folder is made.
   std::ofstream(dir / "outputs.csv") << "o0,o1,label\n0.1,0.2,3\n";
   REQUIRE(test::run_example("latent",
                             "--quiet --autoencoder " + good.string() + " --classifier-outputs " +
-                                (dir / "outputs.csv").string() + " --out " + (dir / "out").string(),
+                                (dir / "outputs.csv").string() + " --out " + (dir / "out_rows").string(),
                             log) == 1);
   REQUIRE_THAT(test::read_text(log),
                Catch::Contains("outputs.csv") && Catch::Contains("expected 10000 rows"));
-  REQUIRE_FALSE(fs::exists(dir / "out" / "tsne.svg"));
+  REQUIRE_FALSE(fs::exists(dir / "out_rows"));
+  // So is an unknown SUMI_ISA.
+  REQUIRE(test::run_example("latent",
+                            "--quiet --autoencoder " + good.string() + " --out " + (dir / "out_isa").string(),
+                            log, {}, "SUMI_ISA=bogus") == 1);
+  REQUIRE_THAT(test::read_text(log), Catch::Contains("SUMI_ISA") && Catch::Contains("bogus"));
+  REQUIRE_FALSE(fs::exists(dir / "out_isa"));
   fs::remove_all(dir);
 }

@@ -196,6 +196,8 @@ TEST_CASE("finetune example trains an encoder when none is found and writes ever
   CHECK(summary["seconds_per_epoch"].is_number());
   CHECK(summary["frozen_parameters"] == 5888);
   CHECK(summary["trainable_parameters"] == 19146);
+  // The printed summary, kept: it marks the frozen parameters.
+  CHECK_THAT(test::read_text(out / "model.txt"), Catch::Contains("Frozen parameters: 5888"));
   const util::CsvTable metrics = util::read_csv(out / "metrics.csv");
   REQUIRE(metrics.size() == 2);
   for (const char* column : {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"})

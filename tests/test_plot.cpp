@@ -262,6 +262,18 @@ TEST_CASE("log-y tick labels: decimal style and narrow ranges", "[plot][svg]") {
   CHECK(contains(y_narrow, "0.04"));
   CHECK(contains(y_narrow, "0.05"));
   CHECK(contains(y_narrow, "0.07"));
+
+  // Narrower than the gap between two minor ticks (a short run's loss): linear labels inside the range.
+  LineChart short_run;
+  short_run.log_y = true;
+  short_run.add_series("loss", std::vector<double>{1, 2}, std::vector<double>{0.1529, 0.1419});
+  const auto y_short = tick_labels(*parse_xml(short_run.to_svg()), "y");
+  REQUIRE(y_short.size() >= 2);
+  for (const std::string& label : y_short) {
+    INFO(label);
+    CHECK(std::stod(label) >= 0.13);
+    CHECK(std::stod(label) <= 0.16);
+  }
 }
 
 TEST_CASE("linear ticks use nice steps and typographic minus signs", "[plot][svg]") {

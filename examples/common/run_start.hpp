@@ -5,7 +5,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "sumi/kernels/cpu_features.hpp"
 #include "sumi/kernels/threading.hpp"
+#include "sumi/util/atomic_file.hpp"
 #include "sumi/util/cli.hpp"
 #include "sumi/version.hpp"
 
@@ -22,9 +24,10 @@ inline void bind_threads_flag(util::ArgParser& cli, int& threads,
 }
 
 // Sets the thread count (0 keeps OMP_NUM_THREADS or all cores), creates the output folder and prints where
-// `program` writes. Returns the folder.
+// `program` writes. Returns the folder. A bad SUMI_ISA is refused before the folder is made.
 inline std::filesystem::path start_run(const char* program, int threads, const std::filesystem::path& out) {
   if (out.empty()) throw util::CliError("--out", "--out: the output folder must not be empty");
+  kernels::active_isa();
   if (threads > 0) set_num_threads(threads);
   std::error_code error;
   std::filesystem::create_directories(out, error);
@@ -34,6 +37,13 @@ inline std::filesystem::path start_run(const char* program, int threads, const s
   std::printf("sumi %s %s: writing to %s (threads: %d)\n", SUMI_VERSION, program,
               std::filesystem::absolute(out).c_str(), get_num_threads());
   return out;
+}
+
+// Writes a model's printed summary (its layers, shapes and parameter counts: the study's architecture
+// figures) to `path`, and prints it unless `quiet`.
+inline void write_model_summary(const std::filesystem::path& path, const std::string& summary, bool quiet) {
+  util::write_file_atomically(path, summary + "\n");
+  if (!quiet) std::printf("%s\n", summary.c_str());
 }
 
 }  // namespace sumi::examples

@@ -80,8 +80,14 @@ inline Isa& isa_state();
 // The ISA that a SUMI_ISA value selects: the best supported one when unset or empty, else the named one,
 // which must be known and supported by this CPU (std::invalid_argument / std::runtime_error otherwise).
 inline Isa isa_from_environment(const char* sumi_isa) {
-  if (sumi_isa && *sumi_isa) return detail::checked_isa(parse_isa(sumi_isa), "SUMI_ISA");
-  return best_supported_isa();
+  if (!sumi_isa || !*sumi_isa) return best_supported_isa();
+  Isa isa;
+  try {
+    isa = parse_isa(sumi_isa);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("SUMI_ISA: ") + e.what());
+  }
+  return detail::checked_isa(isa, "SUMI_ISA");
 }
 
 namespace detail {

@@ -120,8 +120,8 @@ inline std::string decimal_power_label(int mantissa, int exponent) {
 }
 
 // Log-axis ticks for log10 limits [log_lo, log_hi]: labelled decades (every k-th one when many), minor ticks
-// at 2..9 x 10^k; when the range holds fewer than two decades the minor ticks get decimal labels too, so
-// the axis is never left unlabelled.
+// at 2..9 x 10^k; when the range holds fewer than two decades the minor ticks get decimal labels too, and
+// a range that holds none of them gets linear ticks, so the axis is never left unlabelled.
 inline std::vector<Tick> log_ticks(double log_lo, double log_hi, bool minor, LogTickLabels style) {
   std::vector<Tick> ticks;
   if (!(log_hi > log_lo) || !std::isfinite(log_lo) || !std::isfinite(log_hi)) return ticks;
@@ -158,6 +158,10 @@ inline std::vector<Tick> log_ticks(double log_lo, double log_hi, bool minor, Log
         ticks.push_back(std::move(tick));
       }
   }
+  // A range narrower than the gap between its minor ticks holds no labelled one (0.142 to 0.153, say):
+  // label it as a linear axis would; over so short a range the log scale is nearly linear.
+  if (std::none_of(ticks.begin(), ticks.end(), [](const Tick& t) { return !t.label.empty(); }))
+    return linear_ticks(std::pow(10.0, log_lo), std::pow(10.0, log_hi), 5);
   std::sort(ticks.begin(), ticks.end(), [](const Tick& a, const Tick& b) { return a.value < b.value; });
   return ticks;
 }
