@@ -137,6 +137,12 @@ TEST_CASE("a long graph that is never back-propagated is freed without exhaustin
     REQUIRE_FALSE(first_node.expired());
   }
   REQUIRE(first_node.expired());  // the whole chain is gone, down to its first op
+  {                               // An op that takes one variable twice holds it through two handles.
+    Variable<float> h = w * 1.0f;
+    first_node = h.grad_fn();
+    for (int i = 0; i < 200000; ++i) h = h * h;
+  }
+  REQUIRE(first_node.expired());
   // A graph still referred to from outside is left alone: its nodes stay until their last handle goes.
   V x(TD::from_vector({1, 2}, {2}), true);
   V kept = exp(x);

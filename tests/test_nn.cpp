@@ -435,6 +435,29 @@ TEST_CASE("Module registration rejects bad and duplicate names; shared parameter
   REQUIRE(modules[2].first == "b");
 }
 
+namespace {
+// One parameter registered under two names (tied weights).
+struct TiedWeights : nn::Module<double> {
+  explicit TiedWeights(const Variable<double>& w) {
+    register_parameter("a_weight", w);
+    register_parameter("b_weight", w);
+  }
+};
+}  // namespace
+
+TEST_CASE("loading a tied parameter under either of its names makes graphs recorded before stale",
+          "[nn][state]") {
+  Variable<double> w(Tensor<double>::from_vector({1, 1}, {2}), true);
+  TiedWeights tied(w);
+  const Variable<double> x(Tensor<double>::from_vector({3, 4}, {2}));
+  const Variable<double> stale = sum(w * w * x);
+  nn::StateDict<double> state;
+  state.insert("b_weight", Tensor<double>::from_vector({10, 20}, {2}));  // only the second name
+  tied.load_state_dict(state, /*strict=*/false);
+  REQUIRE(w.value().data()[1] == 20.0);
+  REQUIRE_THROWS_WITH(stale.backward(), Catch::Contains("modified in place"));
+}
+
 TEST_CASE("state_dict / load_state_dict round-trip and strict checking", "[nn][state]") {
   Generator g1(1), g2(2);
   models::Autoencoder<float> a(3, 0.0, g1), b(3, 0.0, g2);

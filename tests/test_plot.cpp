@@ -274,6 +274,14 @@ TEST_CASE("log-y tick labels: decimal style and narrow ranges", "[plot][svg]") {
     CHECK(std::stod(label) >= 0.13);
     CHECK(std::stod(label) <= 0.16);
   }
+  // At magnitudes written in scientific form, labels carry the step's digits, not i * step's rounding noise.
+  const auto tiny = detail::linear_ticks(1.42e-9, 1.53e-9, 5);
+  REQUIRE(tiny.size() >= 3);
+  for (const auto& tick : tiny) {
+    INFO(tick.label);
+    CHECK(tick.label.size() <= 9);  // 1.475e-09
+    CHECK(std::stod(tick.label) == Approx(tick.value).epsilon(1e-12));
+  }
 }
 
 TEST_CASE("linear ticks use nice steps and typographic minus signs", "[plot][svg]") {

@@ -59,13 +59,17 @@ struct Node {
   }
 
  private:
-  // Empties this node, moving onto `orphans` the producers of inputs that nothing else refers to.
+  // Empties this node, moving onto `orphans` the producers of inputs that nothing else refers to. Each input
+  // handle is let go before the next is looked at, so an input taken twice (h * h) counts once.
   void take_sole_inputs(std::vector<std::shared_ptr<Node>>& orphans) {
     backward = nullptr;  // the handles it captured let go first, so the counts below are the graph's own
-    for (auto& state : inputs)
+    std::vector<std::shared_ptr<VariableState<T>>> held = std::move(inputs);
+    inputs.clear();
+    for (auto& slot : held) {
+      const std::shared_ptr<VariableState<T>> state = std::move(slot);
       if (state.use_count() == 1 && state->grad_fn.use_count() == 1)
         orphans.push_back(std::move(state->grad_fn));
-    inputs.clear();
+    }
   }
 };
 

@@ -55,7 +55,8 @@ class Variable {
   }
   const std::shared_ptr<Node<T>>& grad_fn() const { return state_->grad_fn; }
 
-  // A leaf sharing this variable's value, cut from the graph.
+  // A leaf sharing this variable's value, cut from the graph. Its version counter is its own: an update
+  // marked on this variable does not reach graphs recorded through the detached handle.
   Variable detach() const { return Variable(state_->value, false); }
   void zero_grad() { state_->grad = Tensor<T>(); }
 

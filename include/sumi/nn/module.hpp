@@ -373,16 +373,20 @@ class Module {
       m.unexpected.clear();
     }
     if (!m.empty()) throw StateDictError("load_state_dict: the state does not match " + type_name() + ":", m);
+    std::unordered_set<const Tensor<T>*>
+        written;  // a parameter shared under two names is written through either
     for (const StateRef& r : refs) {
       const auto* e = state.find(r.name);
       if (!e) continue;
-      if (r.counter)
+      if (r.counter) {
         *r.counter = e->integer;
-      else
+      } else {
         r.tensor->copy_(e->tensor);
+        written.insert(r.tensor);
+      }
     }
     for (auto& [name, p] : named_parameters())
-      if (state.find(name)) p.mark_modified();
+      if (written.count(&p.value())) p.mark_modified();
     return result;
   }
 

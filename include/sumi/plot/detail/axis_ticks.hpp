@@ -81,6 +81,17 @@ inline std::string format_shortest(double value) {
   return std::string(buffer, result.ptr);
 }
 
+// `value` with its significant digits down to the 10^lowest_exponent place, as printf's %g writes them
+// (1.475e-09, 4.15e+12): i * step carries rounding noise that the shortest form would show.
+inline std::string format_significant(double value, int lowest_exponent) {
+  if (value == 0) return "0";
+  const int digits = std::clamp(int(std::floor(std::log10(std::abs(value)))) - lowest_exponent + 1, 1, 17);
+  char buffer[64];
+  const auto result =
+      std::to_chars(buffer, buffer + sizeof(buffer), value, std::chars_format::general, digits);
+  return std::string(buffer, result.ptr);
+}
+
 // The step among 1, 2, 2.5, 5 x 10^k that gives about `target` intervals over `span`.
 inline double nice_step(double span, int target) {
   const double raw = span / std::max(1, target);
@@ -97,7 +108,8 @@ inline std::vector<Tick> linear_ticks(double lo, double hi, int target) {
   const double step = nice_step(hi - lo, target);
   const int exponent = int(std::floor(std::log10(step) + 1e-9));
   const double mantissa = step / std::pow(10.0, exponent);
-  int decimals = std::max(0, -exponent + (std::abs(mantissa - 2.5) < 1e-6 ? 1 : 0));
+  const int lowest = exponent - (std::abs(mantissa - 2.5) < 1e-6 ? 1 : 0);  // the step's last digit
+  const int decimals = std::max(0, -lowest);
   const double largest = std::max(std::abs(lo), std::abs(hi));
   const bool general = decimals > 6 || largest >= 1e7;  // very small or large: 2.5e-08, 1e+09
   const auto first = static_cast<long long>(std::ceil(lo / step - 1e-9));
@@ -106,8 +118,8 @@ inline std::vector<Tick> linear_ticks(double lo, double hi, int target) {
     const double value = double(i) * step;
     Tick tick;
     tick.value = value;
-    tick.label =
-        with_minus_sign(general ? format_shortest(i == 0 ? 0.0 : value) : format_fixed(value, decimals));
+    tick.label = with_minus_sign(general ? format_significant(i == 0 ? 0.0 : value, lowest)
+                                         : format_fixed(value, decimals));
     ticks.push_back(std::move(tick));
   }
   return ticks;
