@@ -221,7 +221,7 @@ int run(const Options& o) {
 
   if (o.all) {
     // Every FashionMNIST image (60,000 train then 10,000 test), for embedding all 70,000 points.
-    std::vector<int64_t> train_labels, test_labels;
+    std::vector<int64_t> train_labels;
     const analysis::PointMatrix train_codes = encode_all(*model, study->train_full, train_labels);
     util::CsvTable table;
     table.header = code_columns;

@@ -39,7 +39,7 @@ inline std::filesystem::path start_run(const char* program, int threads, const s
   return out;
 }
 
-// Writes a model's printed summary (its layers, shapes and parameter counts: the study's architecture
+// Writes a model's printed summary (its layers, their settings and parameter counts: the study's architecture
 // figures) to `path`, and prints it unless `quiet`.
 inline void write_model_summary(const std::filesystem::path& path, const std::string& summary, bool quiet) {
   util::write_file_atomically(path, summary + "\n");

@@ -128,6 +128,13 @@ void Variable<T>::backward(const Tensor<T>& grad_output) const {
       throw std::logic_error("backward: the graph through '" + node.op_name +
                              "' was already freed by an earlier backward pass");
     if (next < node.inputs.size()) {
+      // Every input must still hold the value its op saw; checked here, before any gradient is written, so
+      // that a refusal leaves the gradients and the graph as they were.
+      if (node.inputs[next]->version != node.input_versions[next])
+        throw std::logic_error("backward: input " + std::to_string(next) + " of '" + node.op_name +
+                               "' (shape " + shape_str(node.inputs[next]->value.shape()) +
+                               ") was modified in place after the forward pass (an optimiser step between "
+                               "forward and backward?); run the forward pass again");
       const std::shared_ptr<State>& in = node.inputs[next++];
       if (in->grad_fn && in->requires_grad && !visited[in.get()]) {
         visited[in.get()] = true;
@@ -137,17 +144,6 @@ void Variable<T>::backward(const Tensor<T>& grad_output) const {
     }
     order.push_back(std::move(s));
     stack.pop_back();
-  }
-  // Every input still holds the value its op saw; checked before any gradient is written, so that a refusal
-  // leaves the gradients and the graph as they were.
-  for (const std::shared_ptr<State>& s : order) {
-    const Node<T>& node = *s->grad_fn;
-    for (std::size_t i = 0; i < node.inputs.size(); ++i)
-      if (node.inputs[i]->version != node.input_versions[i])
-        throw std::logic_error("backward: input " + std::to_string(i) + " of '" + node.op_name + "' (shape " +
-                               shape_str(node.inputs[i]->value.shape()) +
-                               ") was modified in place after the forward pass (an optimiser step between "
-                               "forward and backward?); run the forward pass again");
   }
   // Gradients of non-leaf variables, freed as soon as consumed. A gradient may alias a tensor that another
   // backward function returned; `owned` says whether it may be accumulated into in place.
