@@ -2,10 +2,12 @@
 // size, weight decay, dropout, batch size and epochs, ranked by final validation MSE. Resumable, shardable
 // (--shard i/n, then --merge), with several runs trained at once (--jobs). See --help.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <system_error>
 
 #include "common/autoencoder_run.hpp"
 #include "common/run_start.hpp"
@@ -14,6 +16,7 @@
 #include "sumi/tune/grid_results.hpp"
 #include "sumi/tune/grid_search.hpp"
 #include "sumi/tune/parameter_grid.hpp"
+#include "sumi/util/folder_lock.hpp"
 
 namespace fs = std::filesystem;
 using namespace sumi;
@@ -25,6 +28,11 @@ namespace {
 // --jobs 2 against 4.90 s with --jobs 1 (see docs/benchmarks.md). Independent runs never wait on each other,
 // whereas one small-batch run on two threads pays a barrier per parallel region.
 constexpr int kDefaultJobs = 2;
+
+// Each process appends its rows to OUT/grid.csv and then rewrites it: processes that share --out would lose
+// each other's rows, so the folder is locked while one works in it.
+constexpr const char* kLockHint =
+    "shards that run at the same time need their own --out (then combine them with --merge)";
 
 struct Options {
   std::vector<int> latent{5, 10}, batch{300, 600}, epochs{10, 20};
@@ -75,7 +83,11 @@ void write_chart(const std::vector<tune::GridResult>& ranked, const fs::path& pa
 void check_shared_settings(const Options& o, const fs::path& out) {
   const nlohmann::json settings = {{"lr", o.lr}, {"limit", o.limit}, {"seed", o.seed}};
   const fs::path path = out / "settings.json";
-  if (fs::exists(path) && fs::exists(out / "grid.csv")) {
+  if (fs::exists(out / "grid.csv") && !fs::exists(path))
+    throw std::runtime_error("'" + (out / "grid.csv").string() +
+                             "' has no settings.json beside it, so the --lr, " +
+                             "--limit and --seed its rows were trained with are unknown; use another --out");
+  if (fs::exists(out / "grid.csv")) {
     const nlohmann::json saved = util::read_json_file(path);
     for (const auto& [key, value] : settings.items())
       if (!saved.contains(key) || saved[key] != value)
@@ -87,12 +99,20 @@ void check_shared_settings(const Options& o, const fs::path& out) {
   util::write_json_atomically(path, settings);
 }
 
+// Rows of failed or diverged runs: recorded (so a resumed search does not retry a run that diverges every
+// time) but never ranked best, and reported with a non-zero exit status.
+std::size_t failed_rows(const std::vector<tune::GridResult>& rows) {
+  return std::size_t(std::count_if(rows.begin(), rows.end(),
+                                   [](const tune::GridResult& r) { return !std::isfinite(r.val_loss); }));
+}
+
 std::vector<int64_t> budgets_of(const Options& o) {
   return {o.epochs.begin(), o.epochs.end()};
 }
 
 // grid.csv (every row, rewritten in grid order), and for this grid's rows only: grid.md, best.json (when
-// there is a row), val_loss.svg and the printed top of the ranking. Returns this grid's rows, ranked.
+// a row has a validation loss), val_loss.svg and the printed top of the ranking. Returns this grid's rows,
+// ranked.
 std::vector<tune::GridResult> write_reports(const Options& o, const tune::ParameterGrid& grid,
                                             const std::vector<tune::GridResult>& rows, const fs::path& out) {
   tune::write_grid_results(out / "grid.csv", grid, rows);
@@ -102,34 +122,51 @@ std::vector<tune::GridResult> write_reports(const Options& o, const tune::Parame
                 rows.size() - ranked.size());
   util::write_file_atomically(out / "grid.md", "# Grid search, ranked by final validation MSE\n\n" +
                                                    tune::grid_results_markdown(ranked));
-  if (!ranked.empty()) {
-    nlohmann::json best = tune::grid_result_json(ranked.front());
-    best["metric"] = "val_loss";
-    best["rank_of"] = ranked.size();
-    util::write_json_atomically(out / "best.json", best);
+  if (const auto best = tune::best_result(ranked)) {
+    nlohmann::json json = tune::grid_result_json(*best);
+    json["metric"] = "val_loss";
+    json["rank_of"] = ranked.size();
+    util::write_json_atomically(out / "best.json", json);
   } else {
     fs::remove(out / "best.json");  // a stale one from another grid would name a configuration not run here
   }
   write_chart(ranked, out / "val_loss.svg");
   if (!o.quiet || !ranked.empty())
     std::printf("\nTop configurations:\n%s", tune::grid_results_markdown(ranked, 10).c_str());
+  if (const std::size_t failed = failed_rows(ranked))
+    std::fprintf(stderr,
+                 "warning: %zu of %zu rows have no validation loss (failed or diverged runs; to train them "
+                 "again, remove their rows from %s)\n",
+                 failed, ranked.size(), (out / "grid.csv").c_str());
   return ranked;
 }
 
-// The list of files written, best.json only when there was a row to rank.
+// The list of files written, best.json only when a row has a validation loss.
 std::string outputs_line(const std::vector<tune::GridResult>& ranked) {
-  return std::string("grid.csv grid.md ") + (ranked.empty() ? "" : "best.json ") +
+  return std::string("grid.csv grid.md ") + (tune::best_result(ranked) ? "best.json " : "") +
          "val_loss.svg summary.json";
 }
 
-// The settings.json of the shards (next to each results file, where there is one), which must agree: rows
-// trained with another --lr, --limit or --seed are not comparable. Null when no shard has one.
+// The settings.json of the shards (next to each results file), which must agree: rows trained with another
+// --lr, --limit or --seed are not comparable. Null, with a note, when no shard has one; a shard without one
+// among shards with one is refused, since its settings cannot be checked.
 nlohmann::json shared_shard_settings(const std::vector<fs::path>& results) {
+  const auto settings_path = [](const fs::path& csv) { return csv.parent_path() / "settings.json"; };
+  const auto with = std::count_if(results.begin(), results.end(),
+                                  [&](const fs::path& csv) { return fs::exists(settings_path(csv)); });
+  if (with == 0) {
+    std::printf(
+        "note: no settings.json beside the merged files: their --lr, --limit and --seed are not checked\n");
+    return nullptr;
+  }
   nlohmann::json shared;
   fs::path first;
   for (const auto& csv : results) {
-    const fs::path path = csv.parent_path() / "settings.json";
-    if (!fs::exists(path)) continue;
+    const fs::path path = settings_path(csv);
+    if (!fs::exists(path))
+      throw std::runtime_error("--merge: '" + csv.string() +
+                               "' has no settings.json beside it while other merged files have one, so its " +
+                               "--lr, --limit and --seed cannot be checked");
     const nlohmann::json settings = util::read_json_file(path);
     if (shared.is_null()) {
       shared = settings, first = path;
@@ -150,10 +187,23 @@ int merge_shards(const Options& o) {
   std::vector<fs::path> paths(o.merge.begin(), o.merge.end());
   for (const auto& p : paths)
     if (!fs::exists(p)) throw std::runtime_error("--merge: results file '" + p.string() + "' does not exist");
+  // The merged rows replace OUT/grid.csv: results there that are not merged would be lost.
+  const fs::path out_csv = fs::path(o.out) / "grid.csv";
+  std::error_code error;
+  if (fs::exists(out_csv) && std::none_of(paths.begin(), paths.end(), [&](const fs::path& p) {
+        return fs::equivalent(p, out_csv, error);
+      }))
+    throw util::CliError("--out", "--out '" + o.out +
+                                      "' holds a grid.csv that is not among the --merge files; " +
+                                      "add it to them or use another --out");
+  const fs::path out = examples::start_run("grid_search --merge", 0, o.out);
+  const util::FolderLock lock(out, kLockHint);
   const nlohmann::json settings = shared_shard_settings(paths);
   const auto rows = tune::merge_grid_results(paths, grid);
-  const fs::path out = examples::start_run("grid_search --merge", 0, o.out);
-  if (!settings.is_null()) util::write_json_atomically(out / "settings.json", settings);
+  if (!settings.is_null())
+    util::write_json_atomically(out / "settings.json", settings);
+  else
+    fs::remove(out / "settings.json");  // one left from another search would vouch for these rows
   std::printf("merged %zu rows from %zu files\n", rows.size(), paths.size());
   const auto missing = tune::missing_trials(grid, budgets_of(o), rows);
   if (!missing.empty()) {
@@ -180,6 +230,7 @@ int run(Options o) {
 
   const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
   const fs::path out = examples::start_run("grid_search", threads, o.out);
+  const util::FolderLock lock(out, kLockHint);
   set_num_threads(threads_per_job);  // each job's share (the setting is process-wide)
   check_shared_settings(o, out);
   const tune::ParameterGrid grid = make_grid(o);
@@ -274,11 +325,11 @@ int run(Options o) {
       {"max_rss_mb", util::max_rss_mb()},
       {"sumi_version", SUMI_VERSION},
   };
-  if (!ranked.empty()) summary_json["best"] = tune::grid_result_json(ranked.front());
+  if (const auto best = tune::best_result(ranked)) summary_json["best"] = tune::grid_result_json(*best);
   util::write_json_atomically(out / "summary.json", summary_json);
   std::printf("%zu runs in %.1f s; outputs: %s settings.json\n", summary.runs_done, summary.wall_seconds,
               outputs_line(ranked).c_str());
-  return summary.runs_failed > 0 ? 1 : 0;
+  return failed_rows(ranked) > 0 ? 1 : 0;
 }
 
 }  // namespace
@@ -316,7 +367,8 @@ int main(int argc, char** argv) {
   cli.bind("--out", o.out, "output folder");
   cli.bind(
       "--shard", o.shard,
-      "train only runs i, i+n, ... of the grid (i/n, 0-based; a run is a combination of the other axes)");
+      "train only runs i, i+n, ... of the grid (i/n, 0-based; a run is a combination of the other axes); "
+      "shards that run at the same time need their own --out");
   cli.bind(
       "--merge", o.merge,
       "merge these grid.csv files of shards (same axis flags as the shards) into --out instead of training");

@@ -15,6 +15,7 @@
 #include "sumi/tune/grid_results.hpp"
 #include "sumi/tune/grid_search.hpp"
 #include "sumi/tune/parameter_grid.hpp"
+#include "sumi/util/folder_lock.hpp"
 #include "sumi/util/json_file.hpp"
 #include "synthetic_images.hpp"
 
@@ -94,6 +95,13 @@ TEST_CASE("ParameterGrid enumerates every combination with the last axis fastest
   CHECK_THROWS_WITH(bad.add_axis("a", {3}), Catch::Contains("twice"));
   CHECK_THROWS_WITH(bad.add_axis("b", std::vector<int>{}), Catch::Contains("no values"));
   CHECK_THROWS_WITH(bad.add_axis("c", {0.5, 0.5}), Catch::Contains("0.5 twice"));
+  // NaN equals nothing: a NaN point could never be found again (resume, ranking), so it is refused.
+  CHECK_THROWS_WITH(bad.add_axis("d", {0.5, std::nan("")}), Catch::Contains("'d' has a NaN value"));
+  // An integer that does not fit the requested type is refused, not truncated.
+  tune::ParameterGrid wide;
+  wide.add_axis("width", std::vector<int64_t>{int64_t(1) << 33});
+  CHECK_THROWS_WITH(wide.at(0).get<int>("width"), Catch::Contains("8589934592"));
+  CHECK(wide.at(0).get<int64_t>("width") == int64_t(1) << 33);
   tune::ParameterGrid clash;
   clash.add_axis("val_loss", {1});
   CHECK_THROWS_WITH(tune::results_header(clash), Catch::Contains("val_loss"));
@@ -104,6 +112,8 @@ TEST_CASE("Shard parses i/n and shards partition a grid", "[tune]") {
   CHECK(tune::Shard::parse("1/3").count == 3);
   for (const char* bad : {"3/3", "-1/2", "1", "a/2", "0/0", "1/2x"})
     CHECK_THROWS_WITH(tune::Shard::parse(bad), Catch::Contains(bad));
+  CHECK_THROWS_WITH(tune::Shard::parse("0/99999999999999999999"),
+                    Catch::Contains("'99999999999999999999' is out of range"));
   std::vector<int> owners(100, 0);
   for (int64_t s = 0; s < 3; ++s)
     for (std::size_t i = 0; i < owners.size(); ++i) owners[i] += tune::Shard{s, 3}.contains(i);
@@ -206,6 +216,20 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
     CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()),
                       Catch::Contains("epochs must be a whole number") && Catch::Contains(epochs));
   }
+  // A run recorded twice with different losses is refused before anything trains, naming both rows.
+  util::write_file_atomically(csv, text.substr(0, pos) + "5,1e-05,relu,1,0.9,0.9,0\n");
+  CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()),
+                    Catch::Contains(csv.string()) && Catch::Contains("rows 1 and 10") &&
+                        Catch::Contains("latent=5 decay=1e-05 act=relu epochs=1 is recorded twice"));
+  CHECK(again.calls.empty());
+  // The same row twice with the same losses (a line copied) is one record.
+  const std::size_t first_row = text.find('\n') + 1;
+  util::write_file_atomically(
+      csv, text.substr(0, pos) + text.substr(first_row, text.find('\n', first_row) + 1 - first_row));
+  CHECK(tune::read_grid_results(csv, grid).size() == 10);
+  CHECK(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()).runs_skipped ==
+        4);
+  again.calls.clear();
   // A file that is not this grid's is refused as it is, even when its last line looks cut short.
   for (const std::string& foreign : {std::string("lat"), std::string("a,b\n1,2\n3,")}) {
     util::write_file_atomically(csv, foreign);
@@ -334,6 +358,19 @@ TEST_CASE("ranking puts the lowest validation loss first and failures last", "[t
   auto diverged = ranked;
   diverged.front().train_loss = 1.5e300;
   CHECK(tune::grid_results_markdown(diverged, 1).find(" 1.5e+300 |") != std::string::npos);
+  // The best row is the lowest finite loss; a grid whose runs all failed has none.
+  REQUIRE(tune::best_result(ranked));
+  CHECK(tune::best_result(ranked)->val_loss == lowest);
+  const std::vector<tune::GridResult> failures(ranked.end() - 2, ranked.end());
+  CHECK_FALSE(tune::best_result(failures));
+  // Text values that would break a Markdown table are escaped: '|' ends a cell, a line break a row.
+  auto odd = std::vector<tune::GridResult>(ranked.begin(), ranked.begin() + 2);
+  odd[0].config = tune::Configuration({{"act", std::string("relu|tanh")}});
+  odd[1].config = tune::Configuration({{"act", std::string("two\r\nlines")}});
+  const std::string odd_md = tune::grid_results_markdown(odd);
+  CHECK(odd_md.find("| relu\\|tanh |") != std::string::npos);
+  CHECK(odd_md.find("| two<br>lines |") != std::string::npos);
+  CHECK(std::count(odd_md.begin(), odd_md.end(), '\n') == 4);
   const nlohmann::json best = tune::grid_result_json(ranked.front());
   CHECK(best["parameters"]["latent"] == 10);
   CHECK(best["parameters"]["act"] == "tanh");
@@ -453,6 +490,50 @@ TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e
                                 (dir / "shard1_other_lr" / "grid.csv").string(),
                             log) == 1);
   CHECK(test::read_text(log).find("different --lr") != std::string::npos);
+  // ... nor a shard whose settings are unknown with shards whose settings are known.
+  fs::copy(dir / "shard1", dir / "shard1_no_settings");
+  fs::remove(dir / "shard1_no_settings" / "settings.json");
+  REQUIRE(test::run_example("grid_search",
+                            grid + "--out " + (dir / "mixed").string() + " --merge " +
+                                (dir / "shard0" / "grid.csv").string() + "," +
+                                (dir / "shard1_no_settings" / "grid.csv").string(),
+                            log) == 1);
+  CHECK(test::read_text(log).find("shard1_no_settings/grid.csv' has no settings.json beside it") !=
+        std::string::npos);
+  // A merge into a folder whose grid.csv is not merged would replace its rows: refused, the file kept.
+  REQUIRE(test::run_example("grid_search",
+                            grid + "--out " + (dir / "full").string() + " --merge " +
+                                (dir / "shard0" / "grid.csv").string(),
+                            log) == 2);
+  CHECK(test::read_text(log).find("holds a grid.csv that is not among the --merge files") !=
+        std::string::npos);
+  CHECK(test::read_text(dir / "full" / "grid.csv") == full_csv);
+
+  // Rows whose settings are unknown are not resumed.
+  fs::copy(dir / "full", dir / "no_settings");
+  fs::remove(dir / "no_settings" / "settings.json");
+  REQUIRE(test::run_example("grid_search", grid + "--out " + (dir / "no_settings").string(), log) == 1);
+  CHECK(test::read_text(log).find("has no settings.json beside it") != std::string::npos);
+  // Two processes in one folder would lose each other's rows: a folder in use is refused.
+  {
+    fs::create_directories(dir / "locked");
+    const util::FolderLock in_use(dir / "locked");
+    REQUIRE(test::run_example("grid_search", grid + "--out " + (dir / "locked").string(), log) == 1);
+    CHECK(test::read_text(log).find("is in use by another process; shards that run at the same time need "
+                                    "their own --out") != std::string::npos);
+    CHECK_FALSE(fs::exists(dir / "locked" / "grid.csv"));
+  }
+  // A diverged run is recorded but never best, and its rows keep the exit status non-zero on resume.
+  const std::string diverging =
+      "--limit 300 --latent 3 --weight-decay 0 --dropout 0 --batch 100 --epochs 1 --lr 1e300 --quiet --out " +
+      (dir / "diverged").string();
+  for (const char* resumed : {"", "resumed: 1 of 1 runs"}) {
+    REQUIRE(test::run_example("grid_search", diverging, log) == 1);
+    CHECK(test::read_text(log).find(resumed) != std::string::npos);
+    CHECK(test::read_text(log).find("1 of 1 rows have no validation loss") != std::string::npos);
+    CHECK_FALSE(fs::exists(dir / "diverged" / "best.json"));
+    CHECK_FALSE(util::read_json_file(dir / "diverged" / "summary.json").contains("best"));
+  }
 
   // Rows trained with another learning rate are not resumed as this one's.
   REQUIRE(test::run_example("grid_search", grid + "--lr 0.002 --out " + (dir / "full").string(), log) == 2);

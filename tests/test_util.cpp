@@ -16,6 +16,7 @@
 #include "sumi/util/atomic_file.hpp"
 #include "sumi/util/cli.hpp"
 #include "sumi/util/csv.hpp"
+#include "sumi/util/folder_lock.hpp"
 #include "sumi/util/json_file.hpp"
 #include "sumi/util/memory.hpp"
 #include "sumi/util/progress_bar.hpp"
@@ -188,6 +189,24 @@ TEST_CASE("JSON files are written pretty-printed and read back", "[util][json]")
   CHECK_THROWS_WITH(read_json_file(dir / "missing.json"), Catch::Contains("missing.json"));
   write_file_atomically(dir / "bad.json", "{\"a\": ");
   CHECK_THROWS_WITH(read_json_file(dir / "bad.json"), Catch::Contains("bad.json"));
+  // A folder in the file's place is named (reading it fails with a stream error that names nothing).
+  fs::create_directory(dir / "folder.json");
+  CHECK_THROWS_WITH(read_json_file(dir / "folder.json"),
+                    Catch::Contains("folder.json") && Catch::Contains("is a folder, not a JSON file"));
+}
+
+TEST_CASE("a folder lock is exclusive until released", "[util][folder_lock]") {
+  TempDir dir;
+  {
+    const FolderLock lock(dir.path);
+    // A second lock (another open of the folder, as another process would make) is refused, naming the
+    // folder and the hint.
+    CHECK_THROWS_WITH(FolderLock(dir.path, "use another folder"),
+                      Catch::Contains(dir.path.string()) && Catch::Contains("in use by another process") &&
+                          Catch::Contains("; use another folder"));
+  }
+  CHECK_NOTHROW(FolderLock(dir.path));
+  CHECK_THROWS_WITH(FolderLock(dir / "missing"), Catch::Contains("missing") && Catch::Contains("to lock it"));
 }
 
 TEST_CASE("CSV numbers are written in shortest round-trip form", "[util][csv]") {

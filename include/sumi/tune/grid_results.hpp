@@ -8,9 +8,11 @@
 #include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sumi/tune/parameter_grid.hpp"
@@ -59,8 +61,15 @@ inline bool same_trial(const GridResult& a, const GridResult& b) {
   return a.epochs == b.epochs && a.config == b.config;
 }
 
+// Same training and validation losses (NaN equal to NaN: two records of one failed run).
+inline bool same_losses(const GridResult& a, const GridResult& b) {
+  const auto same = [](double x, double y) { return x == y || (std::isnan(x) && std::isnan(y)); };
+  return same(a.train_loss, b.train_loss) && same(a.val_loss, b.val_loss);
+}
+
 // The rows of a results table read from `path` for `grid` (same columns); errors name the file, row and
-// column.
+// column. A configuration and budget recorded twice must have the same losses both times (different ones are
+// two runs, and which one counts is not for a reader to guess).
 inline std::vector<GridResult> grid_results_from_table(const util::CsvTable& table,
                                                        const std::filesystem::path& path,
                                                        const ParameterGrid& grid) {
@@ -101,6 +110,12 @@ inline std::vector<GridResult> grid_results_from_table(const util::CsvTable& tab
                                util::printable(table.text(i, "epochs")) + " and " +
                                util::printable(table.text(i, "seconds")));
     r.epochs = int64_t(epochs);
+    for (std::size_t j = 0; j < rows.size(); ++j)
+      if (same_trial(rows[j], r) && !same_losses(rows[j], r))
+        throw std::runtime_error("results file '" + path.string() + "', rows " + std::to_string(j + 1) +
+                                 " and " + std::to_string(i + 1) + ": " + r.config.to_string() +
+                                 " epochs=" + std::to_string(r.epochs) +
+                                 " is recorded twice with different losses (remove one)");
     rows.push_back(std::move(r));
   }
   return rows;
@@ -133,7 +148,6 @@ inline std::vector<GridResult> merge_grid_results(const std::vector<std::filesys
                                                   const ParameterGrid& grid) {
   std::vector<GridResult> merged;
   std::vector<std::size_t> source;  // the file each merged row came from
-  const auto same_number = [](double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); };
   for (std::size_t f = 0; f < paths.size(); ++f)
     for (GridResult& r : read_grid_results(paths[f], grid)) {
       const auto seen =
@@ -141,7 +155,7 @@ inline std::vector<GridResult> merge_grid_results(const std::vector<std::filesys
       if (seen == merged.end()) {
         merged.push_back(std::move(r));
         source.push_back(f);
-      } else if (!same_number(seen->train_loss, r.train_loss) || !same_number(seen->val_loss, r.val_loss)) {
+      } else if (!same_losses(*seen, r)) {
         throw std::runtime_error("merging grid results: " + r.config.to_string() +
                                  " epochs=" + std::to_string(r.epochs) + " has different losses in '" +
                                  paths[source[std::size_t(seen - merged.begin())]].string() + "' and '" +
@@ -166,12 +180,44 @@ inline std::vector<GridResult> rank_by_validation_loss(std::vector<GridResult> r
   return rows;
 }
 
+// The best of ranked rows: the first with a finite validation loss (a failed or diverged run is never best);
+// nullopt when there is none.
+inline std::optional<GridResult> best_result(const std::vector<GridResult>& ranked) {
+  const auto best = std::find_if(ranked.begin(), ranked.end(),
+                                 [](const GridResult& r) { return std::isfinite(r.val_loss); });
+  if (best == ranked.end()) return std::nullopt;
+  return *best;
+}
+
+// `text` as one Markdown table cell: a '|' would end the cell and a line break the row.
+inline std::string markdown_cell_text(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '|') {
+      out += "\\|";
+    } else if (text[i] == '\r' || text[i] == '\n') {
+      out += "<br>";
+      if (text[i] == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
 // A Markdown table of ranked rows: rank, the parameters, epochs, losses and seconds. `limit` > 0 keeps the
 // first `limit` rows.
 inline std::string grid_results_markdown(const std::vector<GridResult>& ranked, std::size_t limit = 0) {
   if (ranked.empty()) return "(no results)\n";
-  std::string out = "| rank |";
-  for (const auto& [name, value] : ranked.front().config.items()) out += " " + name + " |";
+  std::string out = "|";
+  // Cells are appended one by one: GCC 12 warns (-Wrestrict, falsely) on "literal" + std::string&& here.
+  const auto cell = [&out](const std::string& text) {
+    out += ' ';
+    out += text;
+    out += " |";
+  };
+  cell("rank");
+  for (const auto& [name, value] : ranked.front().config.items()) cell(markdown_cell_text(name));
   out += " epochs | train loss | validation loss | seconds |\n|---:|";
   for (std::size_t i = 0; i < ranked.front().config.size(); ++i) out += "---:|";
   out += "---:|---:|---:|---:|\n";
@@ -182,17 +228,11 @@ inline std::string grid_results_markdown(const std::vector<GridResult>& ranked, 
     return std::string(buffer);
   };
   const std::size_t n = limit > 0 ? std::min(limit, ranked.size()) : ranked.size();
-  // Cells are appended one by one: GCC 12 warns (-Wrestrict, falsely) on "literal" + std::string&& here.
-  const auto cell = [&out](const std::string& text) {
-    out += ' ';
-    out += text;
-    out += " |";
-  };
   for (std::size_t i = 0; i < n; ++i) {
     const GridResult& r = ranked[i];
     out += '|';
     cell(std::to_string(i + 1));
-    for (const auto& item : r.config.items()) cell(format_parameter(item.second));
+    for (const auto& item : r.config.items()) cell(markdown_cell_text(format_parameter(item.second)));
     cell(std::to_string(r.epochs));
     cell(fixed(r.train_loss, 5));
     cell(fixed(r.val_loss, 5));

@@ -10,6 +10,7 @@
 // Shard{i, n} picks every n-th item starting at i (0-based), so n processes or machines split a grid
 // between them with no overlap and nothing left out.
 #include <charconv>
+#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <optional>
@@ -101,7 +102,7 @@ class Configuration {
     if constexpr (std::same_as<T, std::string>) {
       if (const auto* s = std::get_if<std::string>(&value)) return *s;
     } else if constexpr (std::integral<T>) {
-      if (const auto* i = std::get_if<int64_t>(&value)) return T(*i);
+      if (const auto* i = std::get_if<int64_t>(&value); i && std::in_range<T>(*i)) return T(*i);
     } else if constexpr (std::floating_point<T>) {
       if (const auto* d = std::get_if<double>(&value)) return T(*d);
       if (const auto* i = std::get_if<int64_t>(&value)) return T(*i);
@@ -158,6 +159,7 @@ struct Shard {
     const auto number = [&](std::string_view part) -> int64_t {
       int64_t v = 0;
       const auto result = std::from_chars(part.data(), part.data() + part.size(), v);
+      if (result.ec == std::errc::result_out_of_range) fail("'" + std::string(part) + "' is out of range");
       if (part.empty() || result.ec != std::errc() || result.ptr != part.data() + part.size())
         fail("'" + std::string(part) + "' is not an integer");
       return v;
@@ -210,6 +212,9 @@ class ParameterGrid {
     for (std::size_t i = 0; i < axis.values.size(); ++i) {
       if (type_of(axis.values[i]) != axis.type)
         throw std::invalid_argument("ParameterGrid: axis '" + axis.name + "' mixes value types");
+      // NaN equals nothing, itself included: its configurations could never be found again (resume, ranking).
+      if (const auto* d = std::get_if<double>(&axis.values[i]); d && std::isnan(*d))
+        throw std::invalid_argument("ParameterGrid: axis '" + axis.name + "' has a NaN value");
       for (std::size_t j = 0; j < i; ++j)
         if (axis.values[j] == axis.values[i])
           throw std::invalid_argument("ParameterGrid: axis '" + axis.name + "' lists " +

@@ -12,7 +12,6 @@
 #include <iterator>
 #include <optional>
 #include <span>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -22,6 +21,7 @@
 
 #include "sumi/util/atomic_file.hpp"
 #include "sumi/util/printable.hpp"
+#include "sumi/util/read_file.hpp"
 
 namespace sumi::util {
 
@@ -170,18 +170,6 @@ class CsvRecordReader {
   std::size_t record_line_ = 1;
 };
 
-inline std::string read_whole_file(const std::filesystem::path& path) {
-  std::error_code error;
-  if (std::filesystem::is_directory(path, error))
-    throw std::runtime_error("'" + path.string() + "' is a folder, not a CSV file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open CSV file '" + path.string() + "'");
-  std::ostringstream content;
-  content << in.rdbuf();
-  if (in.bad()) throw std::runtime_error("cannot read CSV file '" + path.string() + "'");
-  return content.str();
-}
-
 // Parses a whole cell as a double ("+" sign, nan and inf allowed); nullopt when anything is left over.
 inline std::optional<double> parse_double(std::string_view text) {
   if (!text.empty() && text.front() == '+') text.remove_prefix(1);
@@ -286,14 +274,14 @@ inline CsvTable parse_csv_file(const std::string& content, const std::filesystem
 
 // Reads and parses a CSV file; errors name the path.
 inline CsvTable read_csv(const std::filesystem::path& path) {
-  return detail::parse_csv_file(detail::read_whole_file(path), path);
+  return detail::parse_csv_file(read_file_text(path, "CSV file"), path);
 }
 
 // Reads a CSV file written row by row, each ending in a line break (a log, as CsvWriter writes it): one whose
 // last row lacks it was cut short by an interruption and is refused (appending to it with CsvWriter drops
 // that row).
 inline CsvTable read_csv_log(const std::filesystem::path& path) {
-  const std::string content = detail::read_whole_file(path);
+  const std::string content = read_file_text(path, "CSV file");
   if (detail::complete_records_length(content) < content.size())
     throw std::runtime_error("'" + path.string() +
                              "' ends in a row cut short by an interrupted write; continuing what wrote it "
@@ -331,7 +319,7 @@ class CsvWriter {
       : path_(path), header_(std::move(header)) {
     if (header_.empty()) throw std::invalid_argument("CSV writer for '" + path_.string() + "': empty header");
     const std::string content = mode == Mode::append && std::filesystem::exists(path_)
-                                    ? detail::read_whole_file(path_)
+                                    ? read_file_text(path_, "CSV file")
                                     : std::string();
     std::string_view complete = std::string_view(content).substr(0, detail::complete_records_length(content));
     bool header_unterminated = false;

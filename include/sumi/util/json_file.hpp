@@ -1,12 +1,12 @@
 #pragma once
 // JSON run summaries and configs on disk: written atomically so a crashed run never leaves half a file.
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 
 #include "sumi/util/atomic_file.hpp"
+#include "sumi/util/read_file.hpp"
 
 namespace sumi::util {
 
@@ -21,10 +21,9 @@ inline void write_json_atomically(const std::filesystem::path& path, const nlohm
 
 // Parses a JSON file; the error message names the path (missing file or malformed content).
 inline nlohmann::json read_json_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open JSON file '" + path.string() + "'");
+  const std::string text = read_file_text(path, "JSON file");
   try {
-    return nlohmann::json::parse(in);
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& error) {
     throw std::runtime_error("cannot parse JSON file '" + path.string() + "': " + error.what());
   }
