@@ -8,8 +8,10 @@
 
 #include "fixture.hpp"
 #include "gradcheck_helpers.hpp"
+#include "sumi/nn/batch_norm.hpp"
 #include "sumi/ops/batch_norm.hpp"
 #include "sumi/ops/dropout.hpp"
+#include "sumi/ops/reduction.hpp"
 
 using namespace sumi;
 using sumi::test::leaf;
@@ -202,6 +204,26 @@ TEST_CASE("batch_norm errors name the op and the shapes", "[batch_norm][errors]"
   REQUIRE_THROWS_WITH(batch_norm(V(TD::zeros({1, 3, 1, 1})), rm, rv, V(), V(), true),
                       Contains("batch_norm") && Contains("more than 1 value") && Contains("[1, 3, 1, 1]"));
   REQUIRE_NOTHROW(batch_norm(V(TD::zeros({1, 3, 1, 1})), rm, rv, V(), V(), false));
+  using nn::BatchNorm2d;
+  REQUIRE_THROWS_WITH(BatchNorm2d<float>(-1), Contains("BatchNorm2d: num_features must be positive, got -1"));
+}
+
+TEST_CASE("batch_norm of an empty batch is empty and leaves the running statistics", "[batch_norm]") {
+  // As torch: an empty output, the running statistics unchanged, zero gradients for weight and bias.
+  TD rm = TD::full({3}, 0.5), rv = TD::full({3}, 2.0);
+  V x(TD::zeros({0, 3, 2, 2}), true), w(TD::ones({3}), true), b(TD::zeros({3}), true);
+  for (const bool training : {true, false}) {
+    const V y = batch_norm(x, rm, rv, w, b, training);
+    REQUIRE(y.shape() == Shape{0, 3, 2, 2});
+    sum(y).backward();
+    for (int64_t c = 0; c < 3; ++c) {
+      REQUIRE(rm.at({c}) == 0.5);
+      REQUIRE(rv.at({c}) == 2.0);
+      REQUIRE(w.grad().at({c}) == 0.0);
+      REQUIRE(b.grad().at({c}) == 0.0);
+    }
+    REQUIRE(x.grad().shape() == Shape{0, 3, 2, 2});
+  }
 }
 
 // ---- dropout ---------------------------------------------------------------------------------------------

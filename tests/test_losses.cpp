@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <limits>
+#include <tuple>
 
 #include "fixture.hpp"
 #include "gradcheck_helpers.hpp"
@@ -144,6 +146,12 @@ TEST_CASE("loss values and gradients on small hand-computed cases", "[loss]") {
     REQUIRE(z.grad().at({1}) == Approx(-0.5));
     const V logits = leaf({3, 4}, 7, {-3, 3, false}), target = leaf({3, 4}, 8, {0, 1, false});
     REQUIRE(bce_with_logits(logits, target).item() == Approx(bce_loss(sigmoid(logits), target).item()));
+    // Infinite logits give the limits: certain and right costs 0, certain and wrong costs inf (torch's form
+    // gives NaN for two of these four, multiplying 0 by inf).
+    const double inf = std::numeric_limits<double>::infinity();
+    for (const auto& [z, t, expected] : {std::tuple{inf, 0.0, inf}, std::tuple{inf, 1.0, 0.0},
+                                         std::tuple{-inf, 0.0, 0.0}, std::tuple{-inf, 1.0, inf}})
+      REQUIRE(bce_with_logits(V(TD::from_vector({z}, {1})), V(TD::from_vector({t}, {1}))).item() == expected);
   }
   SECTION("cross_entropy") {
     const V uniform(TD::zeros({4, 10}));
@@ -166,6 +174,15 @@ TEST_CASE("loss values and gradients on small hand-computed cases", "[loss]") {
     double expected = 0;
     for (int64_t i = 0; i < 5; ++i) expected -= ls.at({i, labels[std::size_t(i)]}) / 5;
     REQUIRE(cross_entropy(logits, labels).item() == Approx(expected));
+    // A +inf logit makes its row NaN for every label, as torch's cross_entropy and log_softmax.
+    const double inf = std::numeric_limits<double>::infinity();
+    for (const int64_t label : {0, 1}) {
+      V with_inf(TD::from_vector({inf, 0}, {1, 2}), true);
+      const V nan_loss = cross_entropy(with_inf, {label});
+      REQUIRE(std::isnan(nan_loss.item()));
+      nan_loss.backward();
+      REQUIRE(std::isnan(with_inf.grad().at({0, 0})));
+    }
   }
 }
 

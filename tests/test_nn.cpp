@@ -433,6 +433,15 @@ TEST_CASE("Module registration rejects bad and duplicate names; shared parameter
   REQUIRE(modules.size() == 3);
   REQUIRE(modules[0].first.empty());
   REQUIRE(modules[2].first == "b");
+  // A child registered twice is one child: apply visits it once, as torch's (a scaling applied twice would
+  // scale twice).
+  const auto shared = std::make_shared<nn::Linear<float>>(1, 1, false);
+  nn::Sequential<float> twice(shared, shared);
+  int calls = 0;
+  twice.apply([&](nn::Module<float>&) { ++calls; });
+  REQUIRE(calls == 2);
+  REQUIRE(twice.named_children().size() == 1);
+  REQUIRE(twice.named_children()[0].first == "0");
 }
 
 namespace {
@@ -526,6 +535,14 @@ TEST_CASE("state_dict / load_state_dict round-trip and strict checking", "[nn][s
       wrong.insert(e.name, e.tensor);
   REQUIRE_THROWS_WITH(bn.load_state_dict(wrong),
                       Contains("num_batches_tracked: expected an integer, found a tensor"));
+  // A state without the counter (written by a tool that drops it) loads strictly and resets it to 0, as
+  // torch's BatchNorm does for a state without version metadata.
+  bn.num_batches_tracked = 7;
+  nn::StateDict<float> without_counter;
+  for (const auto& e : bn_state)
+    if (!e.is_integer) without_counter.insert(e.name, e.tensor);
+  REQUIRE(bn.load_state_dict(without_counter).missing_keys.empty());
+  REQUIRE(bn.num_batches_tracked == 0);
 }
 
 TEST_CASE("default initialisation matches PyTorch's bounds and is reproducible", "[nn][init]") {

@@ -103,6 +103,16 @@ TEST_CASE("safetensors reader names the file and the problem", "[io][errors]") {
                       Catch::Contains("bad.safetensors") && Catch::Contains("'w'"));
   with_header(R"({"neg":{"dtype":"F32","shape":[-1,-1],"data_offsets":[0,4]}})", 4);
   REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("'neg' has a negative size"));
+  // Sizes and offsets that are not integers are refused, not truncated (2.9 would read as 2).
+  with_header(R"({"w":{"dtype":"F32","shape":[2.9],"data_offsets":[0,8]}})", 8);
+  REQUIRE_THROWS_WITH(
+      io::read_safetensors(bad),
+      Catch::Contains("bad.safetensors") && Catch::Contains("'w' has shape [2.9], not a list of integers"));
+  with_header(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8.0]}})", 8);
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad),
+                      Catch::Contains("'w' has data_offsets [0,8.0], not a list of non-negative integers"));
+  with_header(R"({"w":{"dtype":"F32","shape":2,"data_offsets":[0,4]}})", 4);
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("'w' has shape 2, not a list"));
   // Metadata that is not an object of strings.
   for (const char* metadata : {R"("oops")", "[1,2]", "5"}) {
     with_header(std::string(R"({"__metadata__":)") + metadata + "}", 0);
@@ -115,6 +125,11 @@ TEST_CASE("safetensors reader names the file and the problem", "[io][errors]") {
   REQUIRE_THROWS_WITH(
       io::write_safetensors(bad, {{"__metadata__", io::TensorRecord::from_tensor(Tensor<float>::ones({1}))}}),
       Catch::Contains("bad.safetensors") && Catch::Contains("'__metadata__'"));
+  // Names and metadata are JSON strings, which must be UTF-8: the error names the file.
+  REQUIRE_THROWS_WITH(
+      io::write_safetensors(bad, {{"w", io::TensorRecord::from_tensor(Tensor<float>::ones({1}))}},
+                            {{"note", "caf\xe9"}}),
+      Catch::Contains("bad.safetensors") && Catch::Contains("must be UTF-8"));
   fs::remove(good);
   fs::remove(bad);
 }

@@ -163,8 +163,18 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
     try {
       TensorRecord r;
       r.dtype = it->at("dtype").get<std::string>();
-      r.shape = it->at("shape").get<Shape>();
-      const auto offsets = it->at("data_offsets").get<std::vector<uint64_t>>();
+      // Sizes and offsets must be JSON integers: get<> would truncate 2.9 to 2 and wrap -1 around.
+      const auto integers = [&](const char* key, bool non_negative) {
+        const nlohmann::json& value = it->at(key);
+        if (!value.is_array() || !std::all_of(value.begin(), value.end(), [&](const nlohmann::json& v) {
+              return non_negative ? v.is_number_unsigned() : v.is_number_integer();
+            }))
+          throw fail(tensor() + " has " + key + " " + value.dump() + ", not a list of " +
+                     (non_negative ? "non-negative " : "") + "integers");
+        return value;
+      };
+      r.shape = integers("shape", false).get<Shape>();
+      const auto offsets = integers("data_offsets", true).get<std::vector<uint64_t>>();
       const int64_t element = TensorRecord::dtype_size(r.dtype);
       if (element == 0) throw fail(tensor() + " has unknown dtype " + util::printable(r.dtype));
       if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_size)
@@ -224,7 +234,13 @@ inline void write_safetensors(const std::filesystem::path& path,
         {"dtype", r.dtype}, {"shape", r.shape}, {"data_offsets", {offset, offset + r.bytes.size()}}};
     offset += r.bytes.size();
   }
-  std::string text = header.dump();
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const nlohmann::json::exception& e) {  // a name or metadata string that is not UTF-8
+    throw std::invalid_argument("cannot write '" + path.string() +
+                                "': the tensor names and metadata must be UTF-8 text: " + e.what());
+  }
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned
   std::string bytes(8, '\0');
   const uint64_t header_size = text.size();

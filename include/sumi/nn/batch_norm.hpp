@@ -47,22 +47,26 @@ class BatchNormBase : public Module<T> {
 
  protected:
   BatchNormBase(const char* name, int64_t num_features, double eps, double momentum)
-      : num_features(num_features),
+      : num_features(checked_features(name, num_features)),
         eps(T(eps)),
         momentum(T(momentum)),
-        weight(this->register_parameter("weight", Tensor<T>::ones({num_features}))),
-        bias(this->register_parameter("bias", Tensor<T>::zeros({num_features}))),
-        running_mean(this->register_buffer("running_mean", Tensor<T>::zeros({num_features}))),
-        running_var(this->register_buffer("running_var", Tensor<T>::ones({num_features}))),
+        weight(this->register_parameter("weight", Tensor<T>::ones({this->num_features}))),
+        bias(this->register_parameter("bias", Tensor<T>::zeros({this->num_features}))),
+        running_mean(this->register_buffer("running_mean", Tensor<T>::zeros({this->num_features}))),
+        running_var(this->register_buffer("running_var", Tensor<T>::ones({this->num_features}))),
         num_batches_tracked(this->register_counter("num_batches_tracked", 0)),
-        name_(name) {
-    if (num_features < 1)
-      throw std::invalid_argument(std::string(name) + ": num_features must be positive, got " +
-                                  std::to_string(num_features));
-  }
+        name_(name) {}
   virtual void check_input(const Shape& shape) const = 0;
 
  private:
+  // Checked before the buffers are made of it: a negative size would fail there, naming no layer.
+  static int64_t checked_features(const char* name, int64_t num_features) {
+    if (num_features < 1)
+      throw std::invalid_argument(std::string(name) + ": num_features must be positive, got " +
+                                  std::to_string(num_features));
+    return num_features;
+  }
+
   std::string name_;
 };
 

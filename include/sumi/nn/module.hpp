@@ -204,9 +204,14 @@ class Module {
       throw std::invalid_argument(where() + ": child '" + name + "' is a " + child(name)->type_name());
     return typed;
   }
+  // The direct children in registration order; one registered under several names is listed once, under
+  // its first name, as in PyTorch.
   std::vector<std::pair<std::string, ModulePtr>> named_children() const {
     std::vector<std::pair<std::string, ModulePtr>> out;
-    for (const auto& slot : children_) out.emplace_back(slot.name, slot.module);
+    for (const auto& slot : children_)
+      if (std::none_of(out.begin(), out.end(),
+                       [&](const auto& named) { return named.second == slot.module; }))
+        out.emplace_back(slot.name, slot.module);
     return out;
   }
   std::size_t num_children() const { return children_.size(); }
@@ -265,9 +270,9 @@ class Module {
     return out;
   }
   // Calls f on every descendant and then on this module (children first, as torch's apply), e.g. for a
-  // custom initialisation.
+  // custom initialisation. A child registered under several names is visited once, as in torch.
   void apply(const std::function<void(Module&)>& f) {
-    for (auto& slot : children_) slot.module->apply(f);
+    for (auto& [name, child] : named_children()) child->apply(f);
     f(*this);
   }
 
@@ -346,8 +351,10 @@ class Module {
 
   // Copies `state` into the parameters and buffers in place (Variables keep their identity, so optimisers
   // keep working). Shapes must match. With `strict`, the names must match exactly too; otherwise missing
-  // and unexpected names are skipped and returned. Every problem is reported at once in a StateDictError,
-  // and nothing is modified unless the whole state loads.
+  // and unexpected names are skipped and returned. A missing integer counter (BatchNorm's
+  // num_batches_tracked) is set to 0 instead, as torch does for a state without version metadata (one read
+  // from a safetensors file). Every problem is reported at once in a StateDictError, and nothing is modified
+  // unless the whole state loads.
   LoadStateResult load_state_dict(const StateDict<T>& state, bool strict = true) {
     const std::vector<StateRef> refs = state_refs();
     StateMismatch m;
@@ -356,7 +363,7 @@ class Module {
       expected.insert(r.name);
       const auto* e = state.find(r.name);
       if (!e) {
-        m.missing.push_back(r.name);
+        if (!r.counter) m.missing.push_back(r.name);
       } else if (e->is_integer != (r.counter != nullptr)) {
         m.wrong_type.push_back(r.name + ": expected " + (r.counter ? "an integer" : "a tensor") + ", found " +
                                (e->is_integer ? "an integer" : "a tensor"));
@@ -377,9 +384,10 @@ class Module {
         written;  // a parameter shared under two names is written through either
     for (const StateRef& r : refs) {
       const auto* e = state.find(r.name);
-      if (!e) continue;
       if (r.counter) {
-        *r.counter = e->integer;
+        *r.counter = e ? e->integer : 0;
+      } else if (!e) {
+        continue;
       } else {
         r.tensor->copy_(e->tensor);
         written.insert(r.tensor);

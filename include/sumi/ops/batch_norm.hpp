@@ -149,7 +149,8 @@ Variable<T> batch_norm(const Variable<T>& x, Tensor<T>& running_mean, Tensor<T>&
   if (!training && !has_running)
     throw std::invalid_argument("batch_norm: eval mode needs running_mean and running_var (input of shape " +
                                 shape_str(xs) + ")");
-  if (training && M <= 1)
+  // An empty batch is let through (an empty output; the running statistics stay), as torch's.
+  if (training && M == 1)
     throw std::invalid_argument(
         "batch_norm: expected more than 1 value per channel when training, got input of shape " +
         shape_str(xs));
@@ -166,7 +167,7 @@ Variable<T> batch_norm(const Variable<T>& x, Tensor<T>& running_mean, Tensor<T>&
   std::vector<T> mean(uC), scale(uC);
   Tensor<T> y = Tensor<T>::empty(xs);
   T* py = y.data();
-  if (training) {
+  if (training && M > 0) {
     std::vector<double> batch_var(uC);
     detail::bn_for_each_channel(C, xv.numel(), [&](int64_t c) {
       // Two passes: a first mean, then sums of the deviations from it, which correct that mean and give
@@ -194,7 +195,7 @@ Variable<T> batch_norm(const Variable<T>& x, Tensor<T>& running_mean, Tensor<T>&
         rv[c * sv] = T((1 - m) * double(rv[c * sv]) + m * batch_var[uc] * unbias);
       }
     }
-  } else {
+  } else if (!training) {
     const std::vector<double> rm = detail::bn_to_vector(running_mean), rv = detail::bn_to_vector(running_var);
     for (int64_t c = 0; c < C; ++c) {
       const auto uc = std::size_t(c);

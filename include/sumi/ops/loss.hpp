@@ -79,13 +79,18 @@ Variable<T> bce_loss(const Variable<T>& input, const Variable<T>& target) {
       [](T x, T t) { return (x - t) / std::max((T(1) - x) * x, T(1e-12)); });
 }
 
-// Binary cross-entropy of sigmoid(logits) against `target`, as torch's binary_cross_entropy_with_logits,
-// in the stable form max(z, 0) - z * t + log(1 + exp(-|z|)); gradient sigmoid(z) - t per element.
+// Binary cross-entropy of sigmoid(logits) against `target`, as torch's binary_cross_entropy_with_logits:
+// t * softplus(-z) + (1 - t) * softplus(z), softplus in the stable form max(x, 0) + log(1 + exp(-|x|));
+// gradient sigmoid(z) - t per element. A term whose weight is 0 is left out, so an infinite logit gives the
+// limit (inf or 0) where torch's form multiplies 0 by inf.
 template <class T>
 Variable<T> bce_with_logits(const Variable<T>& logits, const Variable<T>& target) {
   return detail::elementwise_loss(
       logits, target, "bce_with_logits",
-      [](T z, T t) { return std::max(z, T(0)) - z * t + std::log1p(std::exp(-std::abs(z))); },
+      [](T z, T t) {
+        const auto softplus = [](T x) { return std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x))); };
+        return (t != T(0) ? t * softplus(-z) : T(0)) + (t != T(1) ? (T(1) - t) * softplus(z) : T(0));
+      },
       [](T z, T t) {
         const T sig = z >= T(0) ? T(1) / (T(1) + std::exp(-z)) : std::exp(z) / (T(1) + std::exp(z));
         return sig - t;
@@ -119,7 +124,9 @@ Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<int64_t>&
   for (int64_t i = 0; i < N; ++i) {
     const T* row = xp + i * C;
     T m = *std::max_element(row, row + C);
-    if (!std::isfinite(m)) m = T(0);
+    // A row of -inf only takes m = 0, as torch's logsumexp; a +inf logit is kept, so its row gives NaN
+    // (inf - inf), as torch's cross_entropy and log_softmax.
+    if (m == -std::numeric_limits<T>::infinity()) m = T(0);
     T s = T(0);
     for (int64_t c = 0; c < C; ++c) s += std::exp(row[c] - m);
     row_max[std::size_t(i)] = m;
