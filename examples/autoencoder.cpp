@@ -56,13 +56,10 @@ void write_metrics(const std::vector<EpochRow>& rows, const fs::path& path) {
 }
 
 std::vector<EpochRow> read_metrics(const fs::path& path) {
-  std::vector<EpochRow> rows;
-  if (!fs::exists(path)) return rows;
-  const util::CsvTable table = util::read_csv(path);
-  for (std::size_t i = 0; i < table.size(); ++i)
-    rows.push_back({int(table.number(i, "epoch")), table.number(i, "train_loss"), table.number(i, "val_mse"),
-                    table.number(i, "epoch_seconds")});
-  return rows;
+  return examples::read_metrics_rows(path, [](const util::CsvTable& t, std::size_t i) {
+    return EpochRow{int(t.number(i, "epoch")), t.number(i, "train_loss"), t.number(i, "val_mse"),
+                    t.number(i, "epoch_seconds")};
+  });
 }
 
 // Originals of the first test images above their reconstructions.
@@ -95,7 +92,6 @@ int run(const Options& o) {
   const fs::path out = examples::start_run("autoencoder", o.threads, o.out);
   const auto test_view = examples::test_subset(*study, o.limit);
   examples::print_split_sizes(*study, test_view.size());
-  examples::write_model_summary(out / "model.txt", model.summary(), o.quiet);
 
   const fs::path checkpoint = out / "autoencoder.safetensors", metrics_path = out / "metrics.csv";
   const std::vector<examples::RunSetting> settings = {
@@ -135,7 +131,11 @@ int run(const Options& o) {
                                std::to_string(saved_epoch));
     rows.resize(std::size_t(saved_epoch));
     std::printf("resumed from %s after epoch %d\n", checkpoint.c_str(), first_epoch - 1);
+  } else if (o.resume) {
+    std::printf("note: --resume: no checkpoint %s, so training starts from epoch 1\n", checkpoint.c_str());
   }
+  // After the resume checks, so that a refused resume leaves the folder's model.txt as it was.
+  examples::write_model_summary(out / "model.txt", model.summary(), o.quiet);
 
   data::DataLoader train_loader(*study->train,
                                 {.batch_size = o.batch, .shuffle = true, .seed = uint64_t(o.seed)});
@@ -151,6 +151,7 @@ int run(const Options& o) {
     const examples::EpochResult r = examples::train_autoencoder_epoch(model, optimizer, train_loader, &bar);
     const double seconds = timer.elapsed_seconds();
     const double val = examples::evaluate_mse(model, val_loader);
+    examples::require_finite(val, "the validation MSE after epoch " + std::to_string(epoch));
     bar.set_postfix("val_mse", val);
     bar.close();
     if (allocations_per_step < 0) allocations_per_step = r.heap_allocations_per_step;
@@ -162,8 +163,9 @@ int run(const Options& o) {
         {"latent", std::to_string(o.latent)},
         {"generator", generator_state_to_string(init_gen.get_state())}};
     examples::record_settings(metadata, settings);
-    nn::save_state(model, checkpoint, metadata, optimizer.state_dict().with_prefix("optimizer."));
+    // Metrics first: a resume trims rows past the checkpoint's epoch but cannot make up a missing one.
     write_metrics(rows, metrics_path);
+    nn::save_state(model, checkpoint, metadata, optimizer.state_dict().with_prefix("optimizer."));
     write_loss_chart(rows, out / "loss.svg");
   }
   if (rows.empty()) throw std::runtime_error("no epoch to run: --epochs " + std::to_string(o.epochs));

@@ -89,14 +89,16 @@ void write_metrics(const std::vector<Row>& rows, const fs::path& path) {
 }
 
 std::vector<Row> read_metrics(const fs::path& path) {
-  std::vector<Row> rows;
-  if (!fs::exists(path)) return rows;
-  const util::CsvTable t = util::read_csv(path);
-  for (std::size_t i = 0; i < t.size(); ++i)
-    rows.push_back({int64_t(t.number(i, "iteration")), int64_t(t.number(i, "epoch")), t.number(i, "loss_d"),
-                    t.number(i, "loss_g"), t.number(i, "d_x"), t.number(i, "d_g_z1"), t.number(i, "d_g_z2"),
-                    t.number(i, "seconds")});
-  return rows;
+  return examples::read_metrics_rows(path, [](const util::CsvTable& t, std::size_t i) {
+    return Row{int64_t(t.number(i, "iteration")),
+               int64_t(t.number(i, "epoch")),
+               t.number(i, "loss_d"),
+               t.number(i, "loss_g"),
+               t.number(i, "d_x"),
+               t.number(i, "d_g_z1"),
+               t.number(i, "d_g_z2"),
+               t.number(i, "seconds")};
+  });
 }
 
 void write_loss_charts(const std::vector<Row>& rows, const fs::path& out) {
@@ -166,12 +168,15 @@ plot::Image8 side_by_side(const plot::Image8& left, const plot::Image8& right, i
   return out;
 }
 
-// The settings a resumed run must repeat (the sizes are checked against the weights separately).
-std::vector<examples::RunSetting> resumed_settings(const Options& o) {
-  return {{"--batch", o.batch}, {"--seed", o.seed}, {"--lr", o.lr}, {"--beta1", o.beta1}};
+// The settings a resumed run must repeat (the sizes are checked against the weights separately). `data`
+// names the images and their count: other images (another folder, or a synthetic set sized by another
+// --iterations) would make the resumed run another run.
+std::vector<examples::RunSetting> resumed_settings(const Options& o, const std::string& data) {
+  return {{"--batch", o.batch}, {"--seed", o.seed}, {"--lr", o.lr}, {"--beta1", o.beta1}, {"--data", data}};
 }
 
-std::map<std::string, std::string> checkpoint_metadata(const Options& o, int64_t iteration, int64_t epoch) {
+std::map<std::string, std::string> checkpoint_metadata(const Options& o, const std::string& data,
+                                                       int64_t iteration, int64_t epoch) {
   std::map<std::string, std::string> metadata = {{"nz", std::to_string(o.nz)},
                                                  {"ngf", std::to_string(o.ngf)},
                                                  {"ndf", std::to_string(o.ndf)},
@@ -179,7 +184,7 @@ std::map<std::string, std::string> checkpoint_metadata(const Options& o, int64_t
                                                  {"image_size", std::to_string(o.image_size)},
                                                  {"iteration", std::to_string(iteration)},
                                                  {"epoch", std::to_string(epoch)}};
-  examples::record_settings(metadata, resumed_settings(o));
+  examples::record_settings(metadata, resumed_settings(o, data));
   return metadata;
 }
 
@@ -202,12 +207,14 @@ int run_generate(const Options& o) {
   const Tensor<float> fake =
       generate(G, Tensor<float>::randn({std::max<int64_t>(o.generate, 64), config.nz, 1, 1}, gen));
   const int nrow = int(std::ceil(std::sqrt(double(o.generate))));
-  plot::save_image_grid(out / "samples.png", view(fake, o.generate), grid_options(config.image_size, nrow));
-  util::write_json_atomically(out / "summary.json", {{"generated", o.generate},
-                                                     {"model", o.model},
-                                                     {"max_rss_mb", util::max_rss_mb()},
-                                                     {"sumi_version", SUMI_VERSION}});
-  std::printf("outputs: samples.png summary.json\n");
+  // Names of their own: the default --out is a training run's folder, whose samples.png and summary.json
+  // describe that run.
+  plot::save_image_grid(out / "generated.png", view(fake, o.generate), grid_options(config.image_size, nrow));
+  util::write_json_atomically(out / "generated.json", {{"generated", o.generate},
+                                                       {"model", o.model},
+                                                       {"max_rss_mb", util::max_rss_mb()},
+                                                       {"sumi_version", SUMI_VERSION}});
+  std::printf("outputs: generated.png generated.json\n");
   return 0;
 }
 
@@ -257,6 +264,16 @@ fs::path rendered_kanji(const fs::path& dir, const Options& o) {
   return dir;
 }
 
+// The progress_*.png grids in `folder`.
+std::vector<fs::path> progress_grids(const fs::path& folder) {
+  std::vector<fs::path> grids;
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with("progress_") && name.ends_with(".png")) grids.push_back(entry.path());
+  }
+  return grids;
+}
+
 template <class Dataset>
 int train(const Options& o, const Dataset& dataset, const std::string& data_name) {
   const fs::path out = o.out;
@@ -268,7 +285,7 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
   models::dcgan_weights_init(D, init);
   const optim::AdamOptions adam{.lr = o.lr, .beta1 = o.beta1, .beta2 = 0.999};
   optim::Adam<float> optG(G.parameters(), adam), optD(D.parameters(), adam);
-  examples::write_model_summary(out / "model.txt", G.summary() + "\n" + D.summary(), o.quiet);
+  const std::string data = data_name + " (" + std::to_string(dataset.size()) + " images)";
 
   data::DataLoader loader(
       dataset, {.batch_size = o.batch, .shuffle = true, .seed = uint64_t(o.seed), .drop_last = true});
@@ -293,7 +310,7 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
                                  "; pass the same --nz --ngf --ndf --nc --image-size to resume");
     const auto g_loaded = nn::load_state(G, g_file);
     const auto d_loaded = nn::load_state(D, d_file);
-    examples::check_resumed_settings(g_loaded.metadata, resumed_settings(o), g_file);
+    examples::check_resumed_settings(g_loaded.metadata, resumed_settings(o, data), g_file);
     start = nn::metadata_integer(g_loaded.metadata, "iteration", g_file, 1);
     examples::load_complete_optimizer_state(optG, g_loaded.extra.strip_prefix("optimizer."), g_file);
     examples::load_complete_optimizer_state(optD, d_loaded.extra.strip_prefix("optimizer."), d_file);
@@ -306,23 +323,32 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
                                std::to_string(start) + " iterations");
     rows.resize(std::size_t(start));
     std::printf("resumed from %s at iteration %lld\n", g_file.c_str(), (long long)start);
+  } else if (o.resume) {
+    std::printf("note: --resume: no checkpoint %s, so training starts from iteration 0\n", g_file.c_str());
   }
-  if (o.resume && start >= total)  // as the autoencoder does: a resume that trains nothing is a mistake
+  if (o.resume && start >= total)  // a resume that trains nothing is a mistake
     throw util::CliError(o.iterations > 0 ? "--iterations" : "--epochs",
                          g_file.string() + " was saved at iteration " + std::to_string(start) + " but " +
                              (o.iterations > 0 ? "--iterations " + std::to_string(o.iterations)
                                                : "--epochs " + std::to_string(o.epochs) + " (" +
                                                      std::to_string(total) + " iterations)") +
                              " ends there: ask for more to resume");
+  // After the resume checks, so that a refused resume leaves the folder's model.txt as it was.
+  examples::write_model_summary(out / "model.txt", G.summary() + "\n" + D.summary(), o.quiet);
+  // A run from the start drops the progress grids of an earlier run in this folder, which would otherwise
+  // pass for its own.
+  if (start == 0)
+    for (const auto& progress : progress_grids(out)) fs::remove(progress);
 
   Generator fixed_gen(uint64_t(o.seed) + 2);
   const Tensor<float> fixed_noise = Tensor<float>::randn({64, config.nz, 1, 1}, fixed_gen);
+  // Metrics first: a resume trims rows past the checkpoint's iteration but cannot make up missing ones.
   auto save_checkpoint = [&](int64_t iteration, int64_t epoch) {
-    nn::save_state(G, g_file, checkpoint_metadata(o, iteration, epoch),
-                   optG.state_dict().with_prefix("optimizer."));
-    nn::save_state(D, d_file, checkpoint_metadata(o, iteration, epoch),
-                   optD.state_dict().with_prefix("optimizer."));
     write_metrics(rows, out / "metrics.csv");
+    nn::save_state(G, g_file, checkpoint_metadata(o, data, iteration, epoch),
+                   optG.state_dict().with_prefix("optimizer."));
+    nn::save_state(D, d_file, checkpoint_metadata(o, data, iteration, epoch),
+                   optD.state_dict().with_prefix("optimizer."));
     if (!rows.empty()) write_loss_charts(rows, out);
   };
 
@@ -417,9 +443,7 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
       {"sumi_version", SUMI_VERSION},
   };
   util::write_json_atomically(out / "summary.json", summary);
-  // Progress grids exist when some iteration so far (a resumed run's earlier ones too) was a multiple of
-  // --progress-every.
-  const bool progress_written = o.progress_every > 0 && total >= o.progress_every;
+  const bool progress_written = !progress_grids(out).empty();  // this run's, or an earlier part's if resumed
   std::printf(
       "%.3f s per iteration (median), max RSS %.0f MB; outputs: loss_epochs.svg loss_batches.svg "
       "real_vs_fake.png samples.png %smetrics.csv generator.safetensors discriminator.safetensors "
@@ -490,7 +514,8 @@ int main(int argc, char** argv) {
       .min(0);
   cli.bind("--resume", o.resume, "continue from the output folder's checkpoints");
   cli.bind("--generate", o.generate,
-           "write this many samples from --model to <out>/samples.png, without training")
+           "write this many samples from --model to <out>/generated.png (and generated.json), without "
+           "training")
       .min(0);
   cli.bind("--model", o.model, "generator checkpoint for --generate");
   cli.bind("--max-chars", o.max_chars,

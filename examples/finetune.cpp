@@ -1,10 +1,12 @@
 // The study's fine-tuning: the autoencoder's encoder with its three convolutions frozen and a new
 // Linear(64, 10) head, trained as a FashionMNIST classifier with cross entropy. See --help.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
 #include "common/autoencoder_run.hpp"
 #include "common/classifier_training.hpp"
+#include "common/resume.hpp"
 #include "common/run_start.hpp"
 #include "common/study_data.hpp"
 #include "models/classifier.hpp"
@@ -98,33 +100,50 @@ void write_test_outputs(const examples::ClassifierEvaluation& test, const fs::pa
   util::write_csv_atomically(out / "test_outputs.csv", outputs);
 }
 
-// The encoder checkpoint to use: --encoder if it exists, else one trained earlier into the output folder,
-// else a new one trained now with the reference settings (latent 5, batch 300, Adam 1e-3). A missing
-// --encoder is said, not refused, so that the default works before the autoencoder example has run.
+// The encoder checkpoint to use: --encoder if it exists, else one trained earlier into the output folder
+// with this run's --seed, --limit and --encoder-epochs, else a new one trained now with the reference
+// settings (latent 5, batch 300, Adam 1e-3). A missing --encoder is said, not refused, so that the default
+// works before the autoencoder example has run.
 fs::path find_or_train_encoder(const Options& o, const examples::StudyData& study, const fs::path& out) {
   if (!o.encoder.empty() && fs::exists(o.encoder)) return o.encoder;
   const fs::path trained = out / "autoencoder.safetensors";
   if (!o.encoder.empty())
     std::printf("encoder '%s' not found: training one into %s\n", o.encoder.c_str(), trained.c_str());
+  // Another --seed draws another split (the encoder would have trained on this run's validation images).
+  const std::vector<examples::RunSetting> settings = {
+      {"--seed", o.seed}, {"--limit", o.limit}, {"--encoder-epochs", o.encoder_epochs}};
   if (fs::exists(trained)) {
-    std::printf("using the encoder trained earlier: %s\n", trained.c_str());
-    return trained;
+    const auto metadata = io::read_safetensors(trained).metadata;
+    const auto differs = std::find_if(settings.begin(), settings.end(), [&](const examples::RunSetting& s) {
+      const auto it = metadata.find(s.key());
+      return it == metadata.end() || it->second != s.value;
+    });
+    if (differs == settings.end()) {
+      std::printf("using the encoder trained earlier: %s\n", trained.c_str());
+      return trained;
+    }
+    const auto recorded = metadata.find(differs->key());
+    std::printf("the encoder in %s was trained with %s %s, not %s: training a new one\n", trained.c_str(),
+                differs->flag.c_str(), recorded == metadata.end() ? "unknown" : recorded->second.c_str(),
+                differs->value.c_str());
   }
   std::printf("training the reference autoencoder first (%d epochs, latent 5, batch 300)\n",
               o.encoder_epochs);
   std::fflush(stdout);
-  const examples::AutoencoderSettings settings{.seed = uint64_t(o.seed)};
+  const examples::AutoencoderSettings autoencoder{.seed = uint64_t(o.seed)};
   const util::ProgressBarOptions bar{.quiet = o.quiet, .unit = "batch"};
   auto run = examples::train_autoencoder_run(
-      settings, *study.train, *study.validation, o.encoder_epochs,
+      autoencoder, *study.train, *study.validation, o.encoder_epochs,
       [&](const examples::AutoencoderEpoch& e) {
         std::printf("autoencoder epoch %d: train loss %.5f, validation MSE %.5f, %.2f s\n", e.epoch,
                     e.train_loss, e.val_mse, e.seconds);
         std::fflush(stdout);
       },
       &bar);
-  nn::save_state(*run.model, trained,
-                 {{"epoch", std::to_string(o.encoder_epochs)}, {"latent", std::to_string(settings.latent)}});
+  std::map<std::string, std::string> metadata = {{"epoch", std::to_string(o.encoder_epochs)},
+                                                 {"latent", std::to_string(autoencoder.latent)}};
+  examples::record_settings(metadata, settings);
+  nn::save_state(*run.model, trained, metadata);
   return trained;
 }
 
@@ -173,6 +192,7 @@ int run(const Options& o) {
       const examples::ClassifierEpoch r = examples::train_classifier_epoch(*model, optimizer, train, &bar);
       const double seconds = timer.elapsed_seconds();
       const examples::ClassifierEvaluation v = examples::evaluate_classifier(*model, val);
+      examples::require_finite(v.loss, "the validation loss after epoch " + std::to_string(epoch));
       bar.set_postfix("val_acc", v.accuracy);
       bar.close();
       rows.push_back({epoch, r.loss, r.accuracy, v.loss, v.accuracy, seconds});

@@ -174,6 +174,7 @@ int run(const Options& o) {
     if (outputs->labels != test_labels)
       throw std::runtime_error("'" + o.classifier_outputs + "': its labels are not the test set's, in order");
   }
+  examples::check_perplexity(o.perplexity, study->test.size());
   const fs::path out = examples::start_run("latent", o.threads, o.out);
   std::unique_ptr<Generator> gen;
   const auto model = load_or_train(o, *study, out, gen);
@@ -197,6 +198,9 @@ int run(const Options& o) {
         "notice: '%s' not found, skipping the classifier-output space (run build/release/examples/finetune "
         "first)\n",
         o.classifier_outputs.c_str());
+    // Those of an earlier run in this folder would pass for this one's.
+    for (const char* stale : {"classifier_pca.svg", "classifier_tsne.svg", "classifier_embeddings.csv"})
+      fs::remove(out / stale);
     summary["classifier"] = {
         {"skipped", "'" + o.classifier_outputs + "' not found; run build/release/examples/finetune"}};
   }

@@ -79,9 +79,9 @@ int run(const Options& o) {
                                table.has_labels() ? table.class_names : std::vector<std::string>{"points"},
                                "t-SNE of " + fs::path(o.input).filename().string(), "t-SNE 1", "t-SNE 2",
                                svg_path);
-  if (table.has_labels())
-    std::printf(", trustworthiness %.4f, 10-NN accuracy %.4f", summary["trustworthiness"].get<double>(),
-                summary["knn_accuracy"].get<double>());
+  if (summary.contains("metric_k"))
+    std::printf(", trustworthiness %.4f, %lld-NN accuracy %.4f", summary["trustworthiness"].get<double>(),
+                (long long)summary["metric_k"].get<int64_t>(), summary["knn_accuracy"].get<double>());
   std::printf("\noutputs: %s %s %s\n", out.c_str(), json_path.c_str(), svg_path.c_str());
   return 0;
 }

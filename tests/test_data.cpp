@@ -271,6 +271,8 @@ TEST_CASE("load_fashion_mnist loads a split, resolves its directory and explains
   REQUIRE(ds.sample_shape() == Shape{1, 28, 28});
   REQUIRE(ds.label(0) == 9);
   REQUIRE(fashion_mnist_classes[std::size_t(ds.label(0))] == "Ankle boot");
+  REQUIRE_THROWS_WITH(ds.label(5), Catch::Contains("MnistDataset::label") && Catch::Contains("5"));
+  REQUIRE_THROWS_WITH(ds.label(-1), Catch::Contains("MnistDataset::label") && Catch::Contains("-1"));
   REQUIRE(fashion_mnist_classes[0] == "T-shirt/top");
 
   Tensor<float> images;
@@ -443,6 +445,8 @@ TEST_CASE("random_split gives disjoint, covering, reproducible splits", "[data][
   REQUIRE_FALSE(std::is_sorted(parts[1].begin(), parts[1].end()));
   REQUIRE_THROWS_WITH(random_split(60000, {50000, 9999}, 1), Catch::Contains("59999"));
   REQUIRE_THROWS_AS(random_split(10, {12, -2}, 1), std::invalid_argument);
+  const int64_t max = std::numeric_limits<int64_t>::max();
+  REQUIRE_THROWS_WITH(random_split(0, {max, max, 2}, 1), Catch::Contains("more than an int64_t holds"));
 
   // Subsets view the dataset through the split's indices, and a loader can own a temporary Subset.
   IotaDataset ds(20);

@@ -212,13 +212,18 @@ TEST_CASE("dcgan example trains on a tiny rendered set, writes every output and 
   const std::string svg = test::read_text(out / "loss_batches.svg");
   REQUIRE(svg.find("<svg") != std::string::npos);
 
-  // --generate writes new samples from the saved generator without training.
+  // --generate writes new samples from the saved generator without training, beside the training run's
+  // outputs rather than over them.
+  const std::string samples = test::read_text(out / "samples.png");
   REQUIRE(test::run_example("dcgan",
                             "--generate 10 --model " + (out / "generator.safetensors").string() +
-                                " --quiet --out " + (run.root / "gen").string(),
+                                " --quiet --out " + out.string(),
                             log) == 0);
+  CHECK(test::read_text(out / "samples.png") == samples);
+  CHECK(util::read_json_file(out / "summary.json").at("iterations") == 3);
+  CHECK(util::read_json_file(out / "generated.json").at("generated") == 10);
   int w = 0, h = 0, channels = 0;
-  unsigned char* png = stbi_load((run.root / "gen" / "samples.png").c_str(), &w, &h, &channels, 0);
+  unsigned char* png = stbi_load((out / "generated.png").c_str(), &w, &h, &channels, 0);
   REQUIRE(png != nullptr);
   stbi_image_free(png);
   REQUIRE(w >= 4 * 32);  // 4 columns of 32x32 samples (upscaled)

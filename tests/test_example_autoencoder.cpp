@@ -59,14 +59,19 @@ TEST_CASE("autoencoder example trains, writes every output and resumes", "[examp
   REQUIRE(resumed.text(1, "train_loss") == metrics.text(1, "train_loss"));
   REQUIRE(test::read_text(out.string() + ".log").find("resumed") != std::string::npos);
   REQUIRE(util::read_json_file(out / "summary.json")["epochs"] == 3);
-  // Resuming with another seed (another split) or learning rate would continue a different run.
+  // Resuming with another seed (another split) or learning rate would continue a different run; the refused
+  // run leaves the folder's architecture summary as it was.
   for (const char* changed : {" --seed 3", " --lr 0.002", " --batch 60"}) {
     REQUIRE(test::run_example("autoencoder", common + " --epochs 4 --resume" + changed,
                               out.string() + ".log") == 2);
     const std::string flag = std::string(changed).substr(1, std::string(changed).find(' ', 1) - 1);
     REQUIRE_THAT(test::read_text(out.string() + ".log"),
                  Catch::Contains("autoencoder.safetensors was trained with " + flag + " "));
+    REQUIRE(test::read_text(out / "model.txt") == model.summary() + "\n");
   }
+  REQUIRE(test::run_example("autoencoder", common + " --epochs 4 --resume --latent 7",
+                            out.string() + ".log") == 1);
+  REQUIRE(test::read_text(out / "model.txt") == model.summary() + "\n");
   REQUIRE(util::read_csv(out / "metrics.csv").size() == 3);
 
   // A checkpoint that does not say where to resume, is past --epochs, or lacks the optimiser state is
@@ -100,6 +105,26 @@ TEST_CASE("autoencoder example trains, writes every output and resumes", "[examp
   REQUIRE_THAT(test::read_text(log),
                Catch::Contains(checkpoint.string()) && Catch::Contains("no optimizer state for parameter 0"));
   REQUIRE(util::read_csv(out / "metrics.csv").size() == 3);
+
+  // A metrics file that does not parse is named.
+  io::write_safetensors(checkpoint, saved.tensors, saved.metadata);
+  const std::string metrics_text = test::read_text(out / "metrics.csv");
+  std::ofstream(out / "metrics.csv") << "epoch,train_loss,val_mse,epoch_seconds\n1,abc,0.1,0.2\n";
+  REQUIRE(test::run_example("autoencoder", common + " --epochs 4 --resume", log) == 1);
+  REQUIRE_THAT(test::read_text(log),
+               Catch::Contains((out / "metrics.csv").string()) && Catch::Contains("'abc' is not a number"));
+  fs::remove_all(out);
+
+  // --resume with nothing to resume says so, and trains from the start.
+  REQUIRE(test::run_example("autoencoder", common + " --epochs 1 --resume", log) == 0);
+  REQUIRE_THAT(test::read_text(log), Catch::Contains("no checkpoint") && Catch::Contains("from epoch 1"));
+  fs::remove_all(out);
+
+  // A run whose loss diverges stops before writing weights: a NaN checkpoint could not even be resumed.
+  REQUIRE(test::run_example("autoencoder", common + " --epochs 2 --lr 1e38", log) == 1);
+  REQUIRE_THAT(test::read_text(log), Catch::Contains("training diverged") && Catch::Contains("lower --lr"));
+  REQUIRE_FALSE(fs::exists(checkpoint));
+  REQUIRE_FALSE(fs::exists(out / "summary.json"));
   fs::remove_all(out);
 }
 
@@ -186,5 +211,13 @@ TEST_CASE("latent example checks its input files before exploring", "[example][e
                             log, {}, "SUMI_ISA=bogus") == 1);
   REQUIRE_THAT(test::read_text(log), Catch::Contains("SUMI_ISA") && Catch::Contains("bogus"));
   REQUIRE_FALSE(fs::exists(dir / "out_isa"));
+  // So is a perplexity the test set cannot have.
+  REQUIRE(test::run_example("latent",
+                            "--quiet --perplexity 1e6 --autoencoder " + good.string() + " --out " +
+                                (dir / "out_perplexity").string(),
+                            log) == 2);
+  REQUIRE_THAT(test::read_text(log), Catch::Contains("--perplexity") &&
+                                         Catch::Contains("below the number of points minus one (9999)"));
+  REQUIRE_FALSE(fs::exists(dir / "out_perplexity"));
   fs::remove_all(dir);
 }

@@ -56,6 +56,25 @@ TEST_CASE("tsne example embeds a labelled CSV with the given Barnes-Hut theta", 
   CHECK(scatter.find("points") != std::string::npos);
   CHECK(util::read_csv(dir / "e.csv").header == std::vector<std::string>{"x", "y"});
 
+  // Fewer than 21 points: the metrics use the largest k below half the points (7 of 15), and every output
+  // is written.
+  {
+    std::ifstream labelled(dir / "points.csv");
+    std::ofstream few(dir / "few.csv");
+    std::string line;
+    for (int row = 0; row <= 15 && std::getline(labelled, line); ++row) few << line << "\n";
+  }
+  REQUIRE(test::run_example("tsne",
+                            "--input " + (dir / "few.csv").string() +
+                                " --perplexity 4 --quiet --iterations 250 --out " +
+                                (dir / "few_e.csv").string(),
+                            dir / "run.log") == 0);
+  const nlohmann::json few_summary = util::read_json_file(dir / "few_e.json");
+  CHECK(few_summary.at("metric_k") == 7);
+  CHECK(few_summary.at("trustworthiness").get<double>() > 0.0);
+  CHECK(fs::exists(dir / "few_e.svg"));
+  CHECK(util::read_csv(dir / "few_e.csv").size() == 15);
+
   REQUIRE(test::run_example("tsne", common + " --theta -1 --out " + (dir / "bad.csv").string(),
                             dir / "bad.log") == 2);
   REQUIRE(test::read_text(dir / "bad.log").find("--theta") != std::string::npos);

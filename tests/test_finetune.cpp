@@ -9,6 +9,7 @@
 #include "common/classifier_training.hpp"
 #include "example_runner.hpp"
 #include "models/classifier.hpp"
+#include "sumi/io/safetensors.hpp"
 #include "sumi/nn/serialize.hpp"
 #include "sumi/optim/adam.hpp"
 #include "sumi/util/csv.hpp"
@@ -216,11 +217,22 @@ TEST_CASE("finetune example trains an encoder when none is found and writes ever
   models::Classifier<float> check(std::make_shared<models::Encoder<float>>(5), 10);
   nn::load_state(check, out / "classifier.safetensors");
 
-  // The encoder trained into the folder is reused by the next run.
-  REQUIRE(test::run_example("finetune",
-                            "--limit 600 --epochs 1 --batch 100 --quiet --threads 2 --out " + out.string() +
-                                missing_encoder,
-                            log) == 0);
+  // The encoder trained into the folder is reused by the next run with the same settings ...
+  REQUIRE(
+      test::run_example("finetune",
+                        "--limit 600 --encoder-epochs 1 --epochs 1 --batch 100 --quiet --threads 2 --out " +
+                            out.string() + missing_encoder,
+                        log) == 0);
   CHECK(test::read_text(log).find("using the encoder trained earlier") != std::string::npos);
+  // ... and replaced for another split: it would have trained on this run's validation images.
+  REQUIRE(
+      test::run_example("finetune",
+                        "--limit 600 --seed 3 --encoder-epochs 1 --epochs 1 --batch 100 --quiet --threads 2 "
+                        "--out " +
+                            out.string() + missing_encoder,
+                        log) == 0);
+  CHECK(test::read_text(log).find("was trained with --seed 0, not 3: training a new one") !=
+        std::string::npos);
+  CHECK(io::read_safetensors(out / "autoencoder.safetensors").metadata.at("seed") == "3");
   fs::remove_all(out);
 }

@@ -113,6 +113,16 @@ TEST_CASE("resize and centre crop", "[data]") {
   const auto square = data::resize_and_center_crop(img, 2);  // shorter side already 2: crop the middle
   REQUIRE(square.pixels == crop.pixels);
   REQUIRE_THROWS(data::center_crop(img, 5, 2));
+  // As torchvision: an odd margin's half rounds to even (int(round(1.5)) = 2, int(round(0.5)) = 0), and the
+  // longer side is truncated (64 * 100 / 67 = 95.5 gives 95).
+  const data::ByteImage row{5, 1, 1, {0, 1, 2, 3, 4}};
+  REQUIRE(data::center_crop(row, 2, 1).pixels == std::vector<uint8_t>{2, 3});
+  REQUIRE(data::center_crop(row, 4, 1).pixels == std::vector<uint8_t>{0, 1, 2, 3});
+  REQUIRE(data::center_crop(row, 3, 1).pixels == std::vector<uint8_t>{1, 2, 3});
+  REQUIRE(data::shorter_side_resized(100, 67, 64) == std::pair{95, 64});
+  REQUIRE(data::shorter_side_resized(67, 100, 64) == std::pair{64, 95});
+  REQUIRE(data::shorter_side_resized(64, 64, 32) == std::pair{32, 32});
+  REQUIRE(data::shorter_side_resized(65, 64, 32) == std::pair{32, 32});  // int(32.5): never below size
   REQUIRE(data::byte_to_signed_unit(0) == -1.0f);
   REQUIRE(data::byte_to_signed_unit(255) == 1.0f);
 }

@@ -473,15 +473,20 @@ TEST_CASE("image grid normalisation, RGB, grey-to-RGB and upscaling", "[plot][pn
     for (int x = 0; x < 12; ++x)
       for (int c = 0; c < 3; ++c) CHECK(rgb.at(x, y, c) == (x < 6 ? 0 : 255));
 
-  // Three channels stay separate: a 1x1 RGB image (0.2, 0.4, 1.0).
-  std::vector<float> colour = {0.2f, 0.4f, 1.0f};
+  // Three channels stay separate: two 1x1 RGB images (0.2, 0.4, 1.0) and (1, 1, 1).
+  std::vector<float> colour = {0.2f, 0.4f, 1.0f, 1.0f, 1.0f, 1.0f};
+  const auto pixels = make_image_grid(ImageBatchView{colour.data(), 2, 3, 1, 1}, GridOptions{.padding = 1});
+  CHECK(pixels.channels == 3);
+  CHECK(pixels.width == 5);
+  CHECK(int(pixels.at(1, 1, 0)) == 51);
+  CHECK(int(pixels.at(1, 1, 1)) == 102);
+  CHECK(int(pixels.at(1, 1, 2)) == 255);
+  CHECK(int(pixels.at(0, 0, 2)) == 0);  // padding defaults to black
+  // One image is returned alone, without padding, as torchvision's make_grid does.
   const auto pixel = make_image_grid(ImageBatchView{colour.data(), 1, 3, 1, 1}, GridOptions{.padding = 1});
-  CHECK(pixel.channels == 3);
-  CHECK(pixel.width == 3);
-  CHECK(int(pixel.at(1, 1, 0)) == 51);
-  CHECK(int(pixel.at(1, 1, 1)) == 102);
-  CHECK(int(pixel.at(1, 1, 2)) == 255);
-  CHECK(int(pixel.at(0, 0, 2)) == 0);  // padding defaults to black
+  CHECK(pixel.width == 1);
+  CHECK(pixel.height == 1);
+  CHECK(int(pixel.at(0, 0, 0)) == 51);
 
   CHECK_THROWS_AS(make_image_grid(ImageBatchView{data.data(), 1, 2, 1, 2}), std::invalid_argument);
   CHECK_THROWS_AS(make_image_grid(batch, GridOptions{.nrow = 0}), std::invalid_argument);
@@ -566,4 +571,17 @@ TEST_CASE("charts stay valid SVG with huge values, limits of infinite span and c
   CHECK_THROWS_WITH(
       scatter.add_points(std::vector<double>{0}, std::vector<double>{0}, std::vector<double>{0.5}),
       Catch::Contains("label 0.5"));
+
+  // U+FFFE and U+FFFF are well-formed UTF-8 but not XML characters: each becomes one U+FFFD.
+  LineChart odd;
+  odd.title =
+      "a\xef\xbf\xbe"
+      "b\xef\xbf\xbf"
+      "c\xef\xbf\xbd";
+  odd.add_series("", std::vector<double>{1, 2}, std::vector<double>{1, 2});
+  const std::string odd_svg = odd.to_svg();
+  check_svg_root(*parse_xml(odd_svg));
+  CHECK(odd_svg.find("a\xef\xbf\xbd"
+                     "b\xef\xbf\xbd"
+                     "c\xef\xbf\xbd<") != std::string::npos);
 }

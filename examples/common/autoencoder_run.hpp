@@ -67,6 +67,7 @@ AutoencoderRun train_autoencoder_run(
     const EpochResult r = train_autoencoder_epoch(*run.model, optimizer, train_loader, bar.get());
     const double seconds = timer.elapsed_seconds();
     const double val = validate(epoch) ? evaluate_mse(*run.model, val_loader) : std::nan("");
+    if (validate(epoch)) require_finite(val, "the validation MSE after epoch " + std::to_string(epoch));
     if (bar) {
       if (!std::isnan(val)) bar->set_postfix("val_mse", val);
       bar->close();

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/divergence.hpp"
 #include "sumi/autograd/grad_mode.hpp"
 #include "sumi/data/data_loader.hpp"
 #include "sumi/nn/module.hpp"
@@ -38,9 +39,7 @@ EpochResult train_autoencoder_epoch(Model& model, optim::Optimizer<float>& optim
     const Variable<float> x(batch.images);
     Variable<float> loss = mse_loss(model(x), x);
     const float value = loss.item();
-    if (!std::isfinite(value))
-      throw std::runtime_error("training diverged: loss is " + std::to_string(value) + " at step " +
-                               std::to_string(step) + " (lower --lr?)");
+    require_finite(value, "the loss at step " + std::to_string(step));
     optimizer.zero_grad();
     loss.backward();
     optimizer.step();

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/divergence.hpp"
 #include "models/classifier.hpp"
 #include "sumi/autograd/grad_mode.hpp"
 #include "sumi/data/data_loader.hpp"
@@ -114,8 +115,7 @@ ClassifierEpoch train_classifier_epoch(models::Classifier<float>& model, optim::
     const Variable<float> logits = batch.images.dim() == 2 ? model.head(x) : model(x);
     Variable<float> loss = cross_entropy(logits, batch.labels);
     const float value = loss.item();
-    if (!std::isfinite(value))
-      throw std::runtime_error("training diverged: loss is " + std::to_string(value) + " (lower --lr?)");
+    require_finite(value, "the loss");
     optimizer.zero_grad();
     loss.backward();
     optimizer.step();

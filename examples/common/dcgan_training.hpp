@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/divergence.hpp"
 #include "sumi/autograd/grad_mode.hpp"
 #include "sumi/nn/module.hpp"
 #include "sumi/ops/loss.hpp"
@@ -44,12 +45,17 @@ DcganStepResult dcgan_train_step(G& netG, D& netD, optim::Optimizer<float>& optG
   DcganStepResult r;
 
   optD.zero_grad();
-  Variable<float> out = probabilities(netD(Variable<float>(real)));
+  // D's outputs are checked before the loss, which refuses a NaN probability with a message of its own.
+  const auto checked = [](Variable<float> d_out, const char* what) {
+    require_finite(d_out.value(), what);
+    return d_out;
+  };
+  Variable<float> out = checked(probabilities(netD(Variable<float>(real))), "D(x)");
   Variable<float> err_real = bce_loss(out, ones);
   err_real.backward();
   r.d_x = mean(out.detach()).item();
   const Variable<float> fake = netG(Variable<float>(noise));
-  out = probabilities(netD(fake.detach()));
+  out = checked(probabilities(netD(fake.detach())), "D(G(z))");
   Variable<float> err_fake = bce_loss(out, zeros);
   err_fake.backward();
   r.d_g_z1 = mean(out.detach()).item();
@@ -59,7 +65,7 @@ DcganStepResult dcgan_train_step(G& netG, D& netD, optim::Optimizer<float>& optG
   optG.zero_grad();
   {
     const nn::FrozenScope<float> frozen_d(netD);
-    out = probabilities(netD(fake));
+    out = checked(probabilities(netD(fake)), "D(G(z))");
     Variable<float> err_g = bce_loss(out, ones);
     err_g.backward();
     r.loss_g = err_g.item();
@@ -67,9 +73,8 @@ DcganStepResult dcgan_train_step(G& netG, D& netD, optim::Optimizer<float>& optG
   r.d_g_z2 = mean(out.detach()).item();
   optG.step();
   r.fake = fake.value();
-  if (!std::isfinite(r.loss_d) || !std::isfinite(r.loss_g))
-    throw std::runtime_error("training diverged: loss D " + std::to_string(r.loss_d) + ", loss G " +
-                             std::to_string(r.loss_g) + " (lower --lr?)");
+  require_finite(r.loss_d, "loss D");
+  require_finite(r.loss_g, "loss G");
   return r;
 }
 

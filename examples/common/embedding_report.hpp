@@ -95,14 +95,19 @@ inline PointTable read_point_csv(const std::filesystem::path& path) {
   return result;
 }
 
-// The t-SNE options both examples share: scikit-learn's schedule for `iterations` (the first 250, or all when
-// fewer, with early exaggeration) and `perplexity`, which must be below the number of points minus one.
-// A run that ends inside the exaggeration is said to be unfinished.
-inline analysis::TsneOptions tsne_options(int iterations, double perplexity, Eigen::Index points) {
+// Refuses a --perplexity that `points` points cannot have, naming the flag.
+inline void check_perplexity(double perplexity, Eigen::Index points) {
   if (perplexity >= double(points - 1))
     throw util::CliError("--perplexity", "--perplexity " + util::format_round_trip(perplexity) +
                                              " must be below the number of points minus one (" +
                                              std::to_string(points - 1) + ")");
+}
+
+// The t-SNE options both examples share: scikit-learn's schedule for `iterations` (the first 250, or all when
+// fewer, with early exaggeration) and `perplexity`, which must be below the number of points minus one.
+// A run that ends inside the exaggeration is said to be unfinished.
+inline analysis::TsneOptions tsne_options(int iterations, double perplexity, Eigen::Index points) {
+  check_perplexity(perplexity, points);
   analysis::TsneOptions options;
   options.iterations = iterations;
   options.perplexity = perplexity;
@@ -145,12 +150,15 @@ inline EmbeddingRun embed_with_metrics(const analysis::PointMatrix& points,
       {"seed", options.seed},
       {"threads", get_num_threads()},
   };
-  if (labels) {
+  // Trustworthiness needs k below half the points: fewer than 21 points are measured with a smaller k,
+  // fewer than 3 not at all.
+  const int64_t metric_k = std::min(kEmbeddingMetricK, (int64_t(points.rows()) - 1) / 2);
+  if (labels && metric_k >= 1) {
     timer.reset();
-    const analysis::Neighbors neighbors = analysis::exact_knn(run.tsne.embedding, kEmbeddingMetricK);
+    const analysis::Neighbors neighbors = analysis::exact_knn(run.tsne.embedding, metric_k);
     run.summary["knn_accuracy"] = analysis::knn_accuracy(neighbors, *labels);
     run.summary["trustworthiness"] = analysis::trustworthiness(points, neighbors);
-    run.summary["metric_k"] = kEmbeddingMetricK;
+    run.summary["metric_k"] = metric_k;
     run.summary["metric_seconds"] = timer.elapsed_seconds();
   }
   return run;

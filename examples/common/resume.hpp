@@ -7,11 +7,13 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sumi/nn/state_dict.hpp"
 #include "sumi/optim/optimizer.hpp"
 #include "sumi/util/cli.hpp"
+#include "sumi/util/csv.hpp"
 
 namespace sumi::examples {
 
@@ -71,6 +73,25 @@ void load_complete_optimizer_state(optim::Optimizer<T>& optimizer, const nn::Sta
       throw std::runtime_error(checkpoint.string() + ": no optimizer state for parameter " +
                                std::to_string(i) + " of " + std::to_string(n_params) + " (optimizer." +
                                std::to_string(i) + ".step missing): the checkpoint is incomplete");
+}
+
+}  // namespace sumi::examples
+
+namespace sumi::examples {
+
+// The rows of a metrics CSV an example wrote (empty when there is none), each made by read_row(table, i);
+// errors (a cell that is not a number, a missing column) name the file.
+template <class ReadRow>
+auto read_metrics_rows(const std::filesystem::path& path, ReadRow&& read_row) {
+  std::vector<decltype(read_row(std::declval<const util::CsvTable&>(), std::size_t{0}))> rows;
+  if (!std::filesystem::exists(path)) return rows;
+  const util::CsvTable table = util::read_csv(path);
+  try {
+    for (std::size_t i = 0; i < table.size(); ++i) rows.push_back(read_row(table, i));
+  } catch (const std::exception& e) {
+    throw std::runtime_error("'" + path.string() + "': " + e.what());
+  }
+  return rows;
 }
 
 }  // namespace sumi::examples

@@ -22,8 +22,10 @@
 
 namespace sumi::analysis {
 
-// The k nearest other points of every point, nearest first (ties by index); a point is never its own
-// neighbour, duplicates of it are.
+// The k nearest other points of every point, nearest first; a point is never its own neighbour, duplicates
+// of it are. Equal distances are ordered by index up to kd_tree_max_dims dimensions (the k-d tree); above,
+// the search ranks by distances from dot products, whose rounding may order (or, at the k-th place, choose
+// among) equally distant points either way.
 struct Neighbors {
   int64_t points = 0, k = 0;
   std::vector<int64_t> index;       // [points * k]

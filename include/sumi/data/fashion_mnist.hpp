@@ -77,7 +77,10 @@ class MnistDataset {
   // One more than the largest label present.
   int64_t num_classes() const { return num_classes_; }
 
-  int64_t label(int64_t i) const { return labels_.data.at(std::size_t(i)); }
+  int64_t label(int64_t i) const {
+    check_index(i, "MnistDataset::label");
+    return labels_.data[std::size_t(i)];
+  }
   // The raw bytes of image i, row-major H x W.
   std::span<const uint8_t> pixels(int64_t i) const {
     check_index(i, "MnistDataset::pixels");

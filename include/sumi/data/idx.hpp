@@ -102,8 +102,10 @@ class IdxSource {
         const int r = gzread(gz_, dst + total, chunk);
         if (r < 0) {
           int code = 0;
-          const char* msg = gzerror(gz_, &code);
-          idx_fail(path_, std::string("corrupt gzip data (") + (msg ? msg : "unknown zlib error") + ")");
+          std::string message = gzerror(gz_, &code);
+          // zlib's message starts with the path, which idx_fail already gives.
+          if (message.starts_with(path_.string() + ": ")) message.erase(0, path_.string().size() + 2);
+          idx_fail(path_, "corrupt gzip data (" + (message.empty() ? "unknown zlib error" : message) + ")");
         }
         got = std::size_t(r);
         if (got < chunk) {  // the end: zlib reports a stream cut before its trailer (and checksum) here

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sumi::data {
@@ -111,7 +112,8 @@ inline ByteImage resize(const ByteImage& image, int width, int height, ResizeMod
   return mode == ResizeMode::area ? resize_area(image, width, height) : resize_bilinear(image, width, height);
 }
 
-// The central width x height part (torchvision's CenterCrop; the image must be at least that large).
+// The central width x height part (torchvision's CenterCrop; the image must be at least that large). An odd
+// margin is split as torchvision's int(round(margin / 2.0)) does: Python rounds the half to the even side.
 inline ByteImage center_crop(const ByteImage& image, int width, int height) {
   detail::check_target(image, width, height, "center_crop");
   if (width > image.width || height > image.height)
@@ -119,7 +121,11 @@ inline ByteImage center_crop(const ByteImage& image, int width, int height) {
                                 " is larger than the image, " + std::to_string(image.width) + "x" +
                                 std::to_string(image.height));
   if (width == image.width && height == image.height) return image;
-  const int x0 = (image.width - width) / 2, y0 = (image.height - height) / 2;
+  const auto offset = [](int margin) {
+    const int half = margin / 2;
+    return margin % 2 == 1 && half % 2 == 1 ? half + 1 : half;
+  };
+  const int x0 = offset(image.width - width), y0 = offset(image.height - height);
   ByteImage out{width, height, image.channels, {}};
   const std::size_t row = std::size_t(width) * std::size_t(image.channels);
   for (int y = 0; y < height; ++y) {
@@ -130,16 +136,23 @@ inline ByteImage center_crop(const ByteImage& image, int width, int height) {
   return out;
 }
 
-// Resize so the shorter side is `size` (keeping the aspect ratio), then crop the central size x size square:
-// torchvision's Resize(size) followed by CenterCrop(size).
+// The {width, height} of a width x height image resized so its shorter side is `size`, keeping the aspect
+// ratio: the longer side is truncated, as torchvision's Resize(size) computes int(size * long / short).
+inline std::pair<int, int> shorter_side_resized(int width, int height, int size) {
+  const auto longer = [size](int long_side, int short_side) {
+    return std::max(size, int(double(int64_t(size) * long_side) / short_side));
+  };
+  if (width > height) return {longer(width, height), size};
+  if (height > width) return {size, longer(height, width)};
+  return {size, size};
+}
+
+// Resize so the shorter side is `size`, then crop the central size x size square: torchvision's
+// Resize(size) followed by CenterCrop(size).
 inline ByteImage resize_and_center_crop(const ByteImage& image, int size,
                                         ResizeMode mode = ResizeMode::area) {
   detail::check_target(image, size, size, "resize_and_center_crop");
-  int w = size, h = size;
-  if (image.width > image.height)
-    w = std::max(size, int(std::lround(double(image.width) * size / image.height)));
-  else if (image.height > image.width)
-    h = std::max(size, int(std::lround(double(image.height) * size / image.width)));
+  const auto [w, h] = shorter_side_resized(image.width, image.height, size);
   return center_crop(resize(image, w, h, mode), size, size);
 }
 

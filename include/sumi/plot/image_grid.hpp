@@ -140,10 +140,12 @@ inline Image8 upscale(const Image8& image, int factor) {
 }  // namespace detail
 
 // Lays the batch out like torchvision.utils.make_grid: min(nrow, n) columns, padding around every image
-// (so the border is padding wide too), unused slots of the last row left as padding.
-inline Image8 make_image_grid(const ImageBatchView& batch, const GridOptions& options = {}) {
+// (so the border is padding wide too), unused slots of the last row left as padding; a batch of one image
+// is that image alone, without padding.
+inline Image8 make_image_grid(const ImageBatchView& batch, GridOptions options = {}) {
   detail::validate_batch(batch, "make_image_grid");
   detail::validate_options(options, "make_image_grid");
+  if (batch.n == 1) options.padding = 0;
   std::vector<const float*> slots;
   for (int64_t i = 0; i < batch.n; ++i) slots.push_back(batch.image(i));
   const int64_t columns = std::min<int64_t>(options.nrow, batch.n);

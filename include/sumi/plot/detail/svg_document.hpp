@@ -65,7 +65,12 @@ inline void append_escaped(std::string& out, std::string_view text) {
       if (byte == 0xF0 && second < 0x90) valid = false;   // overlong
       if (byte == 0xF4 && second >= 0x90) valid = false;  // > U+10FFFF
     }
-    if (valid) {
+    // U+FFFE and U+FFFF (EF BF BE/BF) are well-formed UTF-8 but not XML characters: one replacement each.
+    if (valid && byte == 0xEF && static_cast<unsigned char>(text[i + 1]) == 0xBF &&
+        static_cast<unsigned char>(text[i + 2]) >= 0xBE) {
+      out += kReplacement;
+      i += length;
+    } else if (valid) {
       out.append(text.substr(i, length));
       i += length;
     } else {
