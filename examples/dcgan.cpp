@@ -169,8 +169,8 @@ plot::Image8 side_by_side(const plot::Image8& left, const plot::Image8& right, i
 }
 
 // The settings a resumed run must repeat (the sizes are checked against the weights separately). `data`
-// names the images and their count: other images (another folder, or a synthetic set sized by another
-// --iterations) would make the resumed run another run.
+// names the images (the folder's absolute path) and their count: other images would make the resumed run
+// another run.
 std::vector<examples::RunSetting> resumed_settings(const Options& o, const std::string& data) {
   return {{"--batch", o.batch}, {"--seed", o.seed}, {"--lr", o.lr}, {"--beta1", o.beta1}, {"--data", data}};
 }
@@ -285,7 +285,8 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
   models::dcgan_weights_init(D, init);
   const optim::AdamOptions adam{.lr = o.lr, .beta1 = o.beta1, .beta2 = 0.999};
   optim::Adam<float> optG(G.parameters(), adam), optD(D.parameters(), adam);
-  const std::string data = data_name + " (" + std::to_string(dataset.size()) + " images)";
+  const std::string data = (data_name == "synthetic" ? data_name : fs::weakly_canonical(data_name).string()) +
+                           " (" + std::to_string(dataset.size()) + " images)";
 
   data::DataLoader loader(
       dataset, {.batch_size = o.batch, .shuffle = true, .seed = uint64_t(o.seed), .drop_last = true});
@@ -460,8 +461,8 @@ int run(const Options& o) {
                          "(--resume continues the run in --out)");
   if (o.data == "synthetic") {
     examples::start_run("dcgan", o.threads, o.out);
-    const int64_t per_epoch = std::max<int64_t>(64, o.iterations);
-    const SyntheticImages images(per_epoch * o.batch, {o.nc, o.image_size, o.image_size}, uint64_t(o.seed));
+    // 64 batches an epoch whatever --iterations, so that a longer run resumes on the same images.
+    const SyntheticImages images(64 * int64_t(o.batch), {o.nc, o.image_size, o.image_size}, uint64_t(o.seed));
     return train(o, images, "synthetic");
   }
   // The data first: a missing or empty folder leaves no empty output folder behind.

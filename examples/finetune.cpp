@@ -1,6 +1,5 @@
 // The study's fine-tuning: the autoencoder's encoder with its three convolutions frozen and a new
 // Linear(64, 10) head, trained as a FashionMNIST classifier with cross entropy. See --help.
-#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -114,11 +113,8 @@ fs::path find_or_train_encoder(const Options& o, const examples::StudyData& stud
       {"--seed", o.seed}, {"--limit", o.limit}, {"--encoder-epochs", o.encoder_epochs}};
   if (fs::exists(trained)) {
     const auto metadata = io::read_safetensors(trained).metadata;
-    const auto differs = std::find_if(settings.begin(), settings.end(), [&](const examples::RunSetting& s) {
-      const auto it = metadata.find(s.key());
-      return it == metadata.end() || it->second != s.value;
-    });
-    if (differs == settings.end()) {
+    const examples::RunSetting* differs = examples::first_differing_setting(metadata, settings, true);
+    if (!differs) {
       std::printf("using the encoder trained earlier: %s\n", trained.c_str());
       return trained;
     }
@@ -262,7 +258,7 @@ int main(int argc, char** argv) {
   cli.bind(
       "--encoder", o.encoder,
       "autoencoder.safetensors written by examples/autoencoder (empty or missing: train one into --out, or "
-      "use the one trained there before)");
+      "use the one trained there before with the same --seed, --limit and --encoder-epochs)");
   cli.bind("--encoder-epochs", o.encoder_epochs,
            "epochs of the autoencoder trained when no --encoder is found")
       .min(1);

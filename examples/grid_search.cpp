@@ -83,11 +83,12 @@ void write_chart(const std::vector<tune::GridResult>& ranked, const fs::path& pa
 void check_shared_settings(const Options& o, const fs::path& out) {
   const nlohmann::json settings = {{"lr", o.lr}, {"limit", o.limit}, {"seed", o.seed}};
   const fs::path path = out / "settings.json";
-  if (fs::exists(out / "grid.csv") && !fs::exists(path))
-    throw std::runtime_error("'" + (out / "grid.csv").string() +
-                             "' has no settings.json beside it, so the --lr, " +
-                             "--limit and --seed its rows were trained with are unknown; use another --out");
   if (fs::exists(out / "grid.csv")) {
+    if (!fs::exists(path))
+      throw util::CliError("--out",
+                           "'" + (out / "grid.csv").string() +
+                               "' has no settings.json beside it, so the --lr, --limit and --seed its "
+                               "rows were trained with are unknown; use another --out");
     const nlohmann::json saved = util::read_json_file(path);
     for (const auto& [key, value] : settings.items())
       if (!saved.contains(key) || saved[key] != value)
@@ -101,9 +102,9 @@ void check_shared_settings(const Options& o, const fs::path& out) {
 
 // Rows of failed or diverged runs: recorded (so a resumed search does not retry a run that diverges every
 // time) but never ranked best, and reported with a non-zero exit status.
-std::size_t failed_rows(const std::vector<tune::GridResult>& rows) {
+std::size_t count_failed_rows(const std::vector<tune::GridResult>& rows) {
   return std::size_t(std::count_if(rows.begin(), rows.end(),
-                                   [](const tune::GridResult& r) { return !std::isfinite(r.val_loss); }));
+                                   [](const tune::GridResult& r) { return !tune::has_validation_loss(r); }));
 }
 
 std::vector<int64_t> budgets_of(const Options& o) {
@@ -133,7 +134,7 @@ std::vector<tune::GridResult> write_reports(const Options& o, const tune::Parame
   write_chart(ranked, out / "val_loss.svg");
   if (!o.quiet || !ranked.empty())
     std::printf("\nTop configurations:\n%s", tune::grid_results_markdown(ranked, 10).c_str());
-  if (const std::size_t failed = failed_rows(ranked))
+  if (const std::size_t failed = count_failed_rows(ranked))
     std::fprintf(stderr,
                  "warning: %zu of %zu rows have no validation loss (failed or diverged runs; to train them "
                  "again, remove their rows from %s)\n",
@@ -152,9 +153,8 @@ std::string outputs_line(const std::vector<tune::GridResult>& ranked) {
 // among shards with one is refused, since its settings cannot be checked.
 nlohmann::json shared_shard_settings(const std::vector<fs::path>& results) {
   const auto settings_path = [](const fs::path& csv) { return csv.parent_path() / "settings.json"; };
-  const auto with = std::count_if(results.begin(), results.end(),
-                                  [&](const fs::path& csv) { return fs::exists(settings_path(csv)); });
-  if (with == 0) {
+  if (std::none_of(results.begin(), results.end(),
+                   [&](const fs::path& csv) { return fs::exists(settings_path(csv)); })) {
     std::printf(
         "note: no settings.json beside the merged files: their --lr, --limit and --seed are not checked\n");
     return nullptr;
@@ -217,7 +217,7 @@ int merge_shards(const Options& o) {
                                                      {"merged_files", o.merge},
                                                      {"sumi_version", SUMI_VERSION}});
   std::printf("outputs: %s\n", outputs_line(ranked).c_str());
-  return 0;
+  return count_failed_rows(ranked) > 0 ? 1 : 0;
 }
 
 int run(Options o) {
@@ -329,7 +329,7 @@ int run(Options o) {
   util::write_json_atomically(out / "summary.json", summary_json);
   std::printf("%zu runs in %.1f s; outputs: %s settings.json\n", summary.runs_done, summary.wall_seconds,
               outputs_line(ranked).c_str());
-  return failed_rows(ranked) > 0 ? 1 : 0;
+  return count_failed_rows(ranked) > 0 ? 1 : 0;
 }
 
 }  // namespace

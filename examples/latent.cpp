@@ -106,6 +106,11 @@ void save_images(const Tensor<float>& images, int columns, const fs::path& path)
   plot::save_image_grid(path, {images.data(), images.shape()[0], 1, 28, 28}, grid);
 }
 
+// The files explore_space writes for a space whose names start with `prefix`.
+std::vector<std::string> space_files(const std::string& prefix) {
+  return {prefix + "pca.svg", prefix + "tsne.svg", prefix + "embeddings.csv"};
+}
+
 // PCA and t-SNE of one space: plots, an embeddings CSV, and the summary object.
 nlohmann::json explore_space(const std::string& name, const std::string& prefix,
                              const analysis::PointMatrix& points, const std::vector<std::string>& columns,
@@ -144,13 +149,13 @@ nlohmann::json explore_space(const std::string& name, const std::string& prefix,
                                                        pca.explained_variance_ratio.data() + components)},
       {"explained_variance",
        std::vector<double>(pca.explained_variance.data(), pca.explained_variance.data() + components)}};
-  summary["files"] = {prefix + "pca.svg", prefix + "tsne.svg", prefix + "embeddings.csv"};
+  summary["files"] = space_files(prefix);
   std::printf(
-      "%s: PCA keeps %.1f%% of the variance; t-SNE %.2f s, KL %.4f, trustworthiness %.4f, 10-NN accuracy "
+      "%s: PCA keeps %.1f%% of the variance; t-SNE %.2f s, KL %.4f, trustworthiness %.4f, %lld-NN accuracy "
       "%.4f\n",
       name.c_str(), 100 * pca.explained_variance_ratio.sum(), summary["seconds"].get<double>(),
       run.tsne.kl_divergence, summary["trustworthiness"].get<double>(),
-      summary["knn_accuracy"].get<double>());
+      (long long)summary["metric_k"].get<int64_t>(), summary["knn_accuracy"].get<double>());
   std::fflush(stdout);
   return summary;
 }
@@ -199,8 +204,7 @@ int run(const Options& o) {
         "first)\n",
         o.classifier_outputs.c_str());
     // Those of an earlier run in this folder would pass for this one's.
-    for (const char* stale : {"classifier_pca.svg", "classifier_tsne.svg", "classifier_embeddings.csv"})
-      fs::remove(out / stale);
+    for (const std::string& stale : space_files("classifier_")) fs::remove(out / stale);
     summary["classifier"] = {
         {"skipped", "'" + o.classifier_outputs + "' not found; run build/release/examples/finetune"}};
   }

@@ -94,7 +94,9 @@ int main(int argc, char** argv) {
       "Embeds the points of a CSV (one row per point, optional header; a column named 'label' is carried "
       "through, not embedded) in 2-d with t-SNE. Writes --out (x,y[,label]), the same path with .json "
       "(seconds, "
-      "kl_divergence, and with labels trustworthiness and knn_accuracy at k = 10) and .svg (the scatter, "
+      "kl_divergence, and with labels trustworthiness and knn_accuracy at k = 10, or below half the points "
+      "when there are fewer than 21: "
+      "metric_k) and .svg (the scatter, "
       "coloured by label).");
   cli.bind("--input", o.input, "CSV of points to embed");
   cli.bind("--out", o.out, "embedding CSV to write (its .json and .svg go next to it)");

@@ -122,7 +122,7 @@ TEST_CASE("resize and centre crop", "[data]") {
   REQUIRE(data::shorter_side_resized(100, 67, 64) == std::pair{95, 64});
   REQUIRE(data::shorter_side_resized(67, 100, 64) == std::pair{64, 95});
   REQUIRE(data::shorter_side_resized(64, 64, 32) == std::pair{32, 32});
-  REQUIRE(data::shorter_side_resized(65, 64, 32) == std::pair{32, 32});  // int(32.5): never below size
+  REQUIRE(data::shorter_side_resized(65, 64, 32) == std::pair{32, 32});  // int(32.5)
   REQUIRE(data::byte_to_signed_unit(0) == -1.0f);
   REQUIRE(data::byte_to_signed_unit(255) == 1.0f);
 }

@@ -102,6 +102,11 @@ TEST_CASE("ParameterGrid enumerates every combination with the last axis fastest
   wide.add_axis("width", std::vector<int64_t>{int64_t(1) << 33});
   CHECK_THROWS_WITH(wide.at(0).get<int>("width"), Catch::Contains("8589934592"));
   CHECK(wide.at(0).get<int64_t>("width") == int64_t(1) << 33);
+  tune::ParameterGrid flags;
+  flags.add_axis("flag", {0, 1, 2});
+  CHECK_FALSE(flags.at(0).get<bool>("flag"));
+  CHECK(flags.at(1).get<bool>("flag"));
+  CHECK_THROWS_WITH(flags.at(2).get<bool>("flag"), Catch::Contains("out of its range"));
   tune::ParameterGrid clash;
   clash.add_axis("val_loss", {1});
   CHECK_THROWS_WITH(tune::results_header(clash), Catch::Contains("val_loss"));
@@ -222,7 +227,7 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
                     Catch::Contains(csv.string()) && Catch::Contains("rows 1 and 10") &&
                         Catch::Contains("latent=5 decay=1e-05 act=relu epochs=1 is recorded twice"));
   CHECK(again.calls.empty());
-  // The same row twice with the same losses (a line copied) is one record.
+  // The same row twice with the same losses (a line copied) is accepted, and its run counted once.
   const std::size_t first_row = text.find('\n') + 1;
   util::write_file_atomically(
       csv, text.substr(0, pos) + text.substr(first_row, text.find('\n', first_row) + 1 - first_row));
@@ -512,7 +517,7 @@ TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e
   // Rows whose settings are unknown are not resumed.
   fs::copy(dir / "full", dir / "no_settings");
   fs::remove(dir / "no_settings" / "settings.json");
-  REQUIRE(test::run_example("grid_search", grid + "--out " + (dir / "no_settings").string(), log) == 1);
+  REQUIRE(test::run_example("grid_search", grid + "--out " + (dir / "no_settings").string(), log) == 2);
   CHECK(test::read_text(log).find("has no settings.json beside it") != std::string::npos);
   // Two processes in one folder would lose each other's rows: a folder in use is refused.
   {
@@ -534,6 +539,13 @@ TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e
     CHECK_FALSE(fs::exists(dir / "diverged" / "best.json"));
     CHECK_FALSE(util::read_json_file(dir / "diverged" / "summary.json").contains("best"));
   }
+  // ... and merged, too.
+  REQUIRE(test::run_example(
+              "grid_search",
+              "--latent 3 --weight-decay 0 --dropout 0 --batch 100 --epochs 1 --quiet --merge " +
+                  (dir / "diverged" / "grid.csv").string() + " --out " + (dir / "diverged_merged").string(),
+              log) == 1);
+  CHECK(test::read_text(log).find("1 of 1 rows have no validation loss") != std::string::npos);
 
   // Rows trained with another learning rate are not resumed as this one's.
   REQUIRE(test::run_example("grid_search", grid + "--lr 0.002 --out " + (dir / "full").string(), log) == 2);

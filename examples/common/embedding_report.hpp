@@ -22,7 +22,8 @@
 
 namespace sumi::examples {
 
-// The neighbourhood size of the reported trustworthiness and k-NN accuracy.
+// The neighbourhood size of the reported trustworthiness and k-NN accuracy (smaller for fewer than 21
+// points: see embed_with_metrics).
 inline constexpr int64_t kEmbeddingMetricK = 10;
 
 struct PointTable {
@@ -125,7 +126,8 @@ struct EmbeddingRun {
   nlohmann::json summary;  // seconds, kl_divergence, (trustworthiness, knn_accuracy), ...
 };
 
-// t-SNE of `points`, timed, with trustworthiness and k-NN accuracy (k = 10) when labels are given.
+// t-SNE of `points`, timed, with trustworthiness and k-NN accuracy (summary key metric_k) when labels are
+// given.
 inline EmbeddingRun embed_with_metrics(const analysis::PointMatrix& points,
                                        const std::vector<int64_t>* labels,
                                        const analysis::TsneOptions& options) {

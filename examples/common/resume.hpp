@@ -48,16 +48,27 @@ inline void record_settings(std::map<std::string, std::string>& metadata,
   for (const RunSetting& s : settings) metadata[s.key()] = s.value;
 }
 
+// The first of `settings` whose value differs from the one `metadata` records, or null. A setting the
+// metadata lacks differs when `missing_differs`.
+inline const RunSetting* first_differing_setting(const std::map<std::string, std::string>& metadata,
+                                                 const std::vector<RunSetting>& settings,
+                                                 bool missing_differs) {
+  for (const RunSetting& s : settings) {
+    const auto it = metadata.find(s.key());
+    if (it == metadata.end() ? missing_differs : it->second != s.value) return &s;
+  }
+  return nullptr;
+}
+
 // Throws CliError naming the first flag whose value differs from the checkpoint's. A setting the checkpoint
 // does not record (it was written before the setting was) is not checked.
 inline void check_resumed_settings(const std::map<std::string, std::string>& metadata,
                                    const std::vector<RunSetting>& settings,
                                    const std::filesystem::path& checkpoint) {
-  for (const RunSetting& s : settings)
-    if (const auto it = metadata.find(s.key()); it != metadata.end() && it->second != s.value)
-      throw util::CliError(s.flag, checkpoint.string() + " was trained with " + s.flag + " " + it->second +
-                                       ", not " + s.value +
-                                       ": resume with the same value, or train into another --out");
+  if (const RunSetting* s = first_differing_setting(metadata, settings, false))
+    throw util::CliError(s->flag, checkpoint.string() + " was trained with " + s->flag + " " +
+                                      metadata.at(s->key()) + ", not " + s->value +
+                                      ": resume with the same value, or train into another --out");
 }
 
 // Loads `state` (the checkpoint's "optimizer." entries, prefix stripped) into `optimizer` and requires state
@@ -74,10 +85,6 @@ void load_complete_optimizer_state(optim::Optimizer<T>& optimizer, const nn::Sta
                                std::to_string(i) + " of " + std::to_string(n_params) + " (optimizer." +
                                std::to_string(i) + ".step missing): the checkpoint is incomplete");
 }
-
-}  // namespace sumi::examples
-
-namespace sumi::examples {
 
 // The rows of a metrics CSV an example wrote (empty when there is none), each made by read_row(table, i);
 // errors (a cell that is not a number, a missing column) name the file.

@@ -50,16 +50,16 @@ inline std::vector<int64_t> random_permutation(int64_t n, Generator& gen) {
 inline std::vector<std::vector<int64_t>> random_split(int64_t dataset_size,
                                                       const std::vector<int64_t>& lengths, uint64_t seed) {
   int64_t total = 0;
-  bool overflow = false;
   for (int64_t len : lengths) {
     if (len < 0) throw std::invalid_argument("random_split: negative length " + std::to_string(len));
-    overflow = overflow || __builtin_add_overflow(total, len, &total);
+    if (__builtin_add_overflow(total, len, &total))
+      throw std::invalid_argument("random_split: lengths " + shape_str(lengths) +
+                                  " add up to more than an int64_t holds");
   }
-  if (overflow || total != dataset_size)
-    throw std::invalid_argument(
-        "random_split: lengths " + shape_str(lengths) + " add up to " +
-        (overflow ? std::string("more than an int64_t holds") : std::to_string(total)) +
-        ", not the dataset size " + std::to_string(dataset_size));
+  if (total != dataset_size)
+    throw std::invalid_argument("random_split: lengths " + shape_str(lengths) + " add up to " +
+                                std::to_string(total) + ", not the dataset size " +
+                                std::to_string(dataset_size));
   Generator gen(seed);
   const std::vector<int64_t> perm = random_permutation(dataset_size, gen);
   std::vector<std::vector<int64_t>> parts;

@@ -102,7 +102,8 @@ class IdxSource {
         const int r = gzread(gz_, dst + total, chunk);
         if (r < 0) {
           int code = 0;
-          std::string message = gzerror(gz_, &code);
+          const char* zlib_message = gzerror(gz_, &code);
+          std::string message = zlib_message ? zlib_message : "";
           // zlib's message starts with the path, which idx_fail already gives.
           if (message.starts_with(path_.string() + ": ")) message.erase(0, path_.string().size() + 2);
           idx_fail(path_, "corrupt gzip data (" + (message.empty() ? "unknown zlib error" : message) + ")");

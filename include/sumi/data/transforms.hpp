@@ -140,7 +140,7 @@ inline ByteImage center_crop(const ByteImage& image, int width, int height) {
 // ratio: the longer side is truncated, as torchvision's Resize(size) computes int(size * long / short).
 inline std::pair<int, int> shorter_side_resized(int width, int height, int size) {
   const auto longer = [size](int long_side, int short_side) {
-    return std::max(size, int(double(int64_t(size) * long_side) / short_side));
+    return int(double(int64_t(size) * long_side) / short_side);
   };
   if (width > height) return {longer(width, height), size};
   if (height > width) return {size, longer(height, width)};

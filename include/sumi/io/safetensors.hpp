@@ -169,7 +169,7 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
         if (!value.is_array() || !std::all_of(value.begin(), value.end(), [&](const nlohmann::json& v) {
               return non_negative ? v.is_number_unsigned() : v.is_number_integer();
             }))
-          throw fail(tensor() + " has " + key + " " + value.dump() + ", not a list of " +
+          throw fail(tensor() + " has " + key + " " + util::printable(value.dump(), 80) + ", not a list of " +
                      (non_negative ? "non-negative " : "") + "integers");
         return value;
       };

@@ -352,9 +352,9 @@ class Module {
   // Copies `state` into the parameters and buffers in place (Variables keep their identity, so optimisers
   // keep working). Shapes must match. With `strict`, the names must match exactly too; otherwise missing
   // and unexpected names are skipped and returned. A missing integer counter (BatchNorm's
-  // num_batches_tracked) is set to 0 instead, as torch does for a state without version metadata (one read
-  // from a safetensors file). Every problem is reported at once in a StateDictError, and nothing is modified
-  // unless the whole state loads.
+  // num_batches_tracked) is set to 0 instead, as torch 1.13 does for a state without version metadata (one
+  // read from a safetensors file; later torch versions keep the module's count). Every problem is reported at
+  // once in a StateDictError, and nothing is modified unless the whole state loads.
   LoadStateResult load_state_dict(const StateDict<T>& state, bool strict = true) {
     const std::vector<StateRef> refs = state_refs();
     StateMismatch m;

@@ -80,7 +80,7 @@ Variable<T> bce_loss(const Variable<T>& input, const Variable<T>& target) {
 }
 
 // Binary cross-entropy of sigmoid(logits) against `target`, as torch's binary_cross_entropy_with_logits:
-// t * softplus(-z) + (1 - t) * softplus(z), softplus in the stable form max(x, 0) + log(1 + exp(-|x|));
+// t * softplus(-z) + (1 - t) * softplus(z) = log(1 + exp(-|z|)) + t * max(-z, 0) + (1 - t) * max(z, 0);
 // gradient sigmoid(z) - t per element. A term whose weight is 0 is left out, so an infinite logit gives the
 // limit (inf or 0) where torch's form multiplies 0 by inf.
 template <class T>
@@ -88,8 +88,8 @@ Variable<T> bce_with_logits(const Variable<T>& logits, const Variable<T>& target
   return detail::elementwise_loss(
       logits, target, "bce_with_logits",
       [](T z, T t) {
-        const auto softplus = [](T x) { return std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x))); };
-        return (t != T(0) ? t * softplus(-z) : T(0)) + (t != T(1) ? (T(1) - t) * softplus(z) : T(0));
+        return std::log1p(std::exp(-std::abs(z))) + (t != T(0) ? t * std::max(-z, T(0)) : T(0)) +
+               (t != T(1) ? (T(1) - t) * std::max(z, T(0)) : T(0));
       },
       [](T z, T t) {
         const T sig = z >= T(0) ? T(1) / (T(1) + std::exp(-z)) : std::exp(z) / (T(1) + std::exp(z));

@@ -170,23 +170,27 @@ inline std::vector<GridResult> merge_grid_results(const std::vector<std::filesys
   return merged;
 }
 
-// The rows sorted by validation loss, lowest first; NaN (diverged or failed) last. Ties keep their order.
+// Whether the row's run ended with a validation loss: a failed or diverged one has NaN or an infinity.
+inline bool has_validation_loss(const GridResult& r) {
+  return std::isfinite(r.val_loss);
+}
+
+// The rows sorted by validation loss, lowest first; rows without one (failed or diverged runs) last. Ties
+// keep their order.
 inline std::vector<GridResult> rank_by_validation_loss(std::vector<GridResult> rows) {
   std::stable_sort(rows.begin(), rows.end(), [](const GridResult& a, const GridResult& b) {
-    if (std::isnan(a.val_loss)) return false;
-    if (std::isnan(b.val_loss)) return true;
+    if (!has_validation_loss(a)) return false;
+    if (!has_validation_loss(b)) return true;
     return a.val_loss < b.val_loss;
   });
   return rows;
 }
 
-// The best of ranked rows: the first with a finite validation loss (a failed or diverged run is never best);
-// nullopt when there is none.
+// The best of ranked rows, the first, unless no run has a validation loss (a failed or diverged run is
+// never best).
 inline std::optional<GridResult> best_result(const std::vector<GridResult>& ranked) {
-  const auto best = std::find_if(ranked.begin(), ranked.end(),
-                                 [](const GridResult& r) { return std::isfinite(r.val_loss); });
-  if (best == ranked.end()) return std::nullopt;
-  return *best;
+  if (ranked.empty() || !has_validation_loss(ranked.front())) return std::nullopt;
+  return ranked.front();
 }
 
 // `text` as one Markdown table cell: a '|' would end the cell and a line break the row.

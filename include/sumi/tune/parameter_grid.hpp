@@ -94,15 +94,21 @@ class Configuration {
                             "' (it has: " + (names.empty() ? "none" : names) + ")");
   }
 
-  // The value as T: an integral type for integer parameters, a floating type for integer or number
-  // parameters, std::string for text. std::invalid_argument when the types do not fit.
+  // The value as T: an integral type for integer parameters (bool for 0 and 1), a floating type for integer
+  // or number parameters, std::string for text. std::invalid_argument when the types do not fit or the
+  // integer is out of T's range.
   template <class T>
   T get(std::string_view name) const {
     const ParameterValue& value = at(name);
     if constexpr (std::same_as<T, std::string>) {
       if (const auto* s = std::get_if<std::string>(&value)) return *s;
     } else if constexpr (std::integral<T>) {
-      if (const auto* i = std::get_if<int64_t>(&value); i && std::in_range<T>(*i)) return T(*i);
+      const auto* i = std::get_if<int64_t>(&value);
+      if constexpr (std::same_as<T, bool>) {
+        if (i && (*i == 0 || *i == 1)) return *i == 1;
+      } else {
+        if (i && std::in_range<T>(*i)) return T(*i);
+      }
     } else if constexpr (std::floating_point<T>) {
       if (const auto* d = std::get_if<double>(&value)) return T(*d);
       if (const auto* i = std::get_if<int64_t>(&value)) return T(*i);
@@ -112,7 +118,7 @@ class Configuration {
     }
     throw std::invalid_argument("parameter '" + std::string(name) + "' is " + type_name(type_of(value)) +
                                 " " + format_parameter(value) +
-                                ", which cannot be read as the requested type");
+                                ", which cannot be read as the requested type (or is out of its range)");
   }
 
   // "latent=5 weight_decay=1e-05 dropout=0"
