@@ -1,7 +1,10 @@
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <string>
 
 #include "fixture.hpp"
@@ -42,7 +45,59 @@ TEST_CASE("safetensors round-trips tensors, scalars and metadata", "[io]") {
   REQUIRE(f.tensor<double>("b").at({4}) == b.at({4}));
   REQUIRE(f.int64_scalar("n") == 42);
   REQUIRE_FALSE(fs::exists(path.string() + ".tmp"));
+  // The content checksum is in the file, not among the metadata read back.
+  REQUIRE(f.metadata.size() == 1);
+  REQUIRE(read_bytes(path).find(std::string("\"") + io::kChecksumKey + "\":\"") != std::string::npos);
   fs::remove(path);
+}
+
+TEST_CASE("a sumi safetensors file with any bit flipped is refused, naming the file", "[io][errors]") {
+  const fs::path path = temp_path("flips.safetensors"), bad = temp_path("flipped.safetensors");
+  Generator gen(5);
+  io::write_safetensors(path,
+                        {{"w", io::TensorRecord::from_tensor(Tensor<float>::randn({3, 2}, gen))},
+                         {"step", io::TensorRecord::from_int64(7)}},
+                        {{"epoch", "3"}});
+  const std::string bytes = read_bytes(path);
+  // A flip in a weight or a metadata value keeps the file well-formed: only the checksum can tell.
+  std::string weight_flipped = bytes;
+  weight_flipped[bytes.size() - 9] ^= 0x01;  // the last float of w (the I64 step is last)
+  write_bytes(bad, weight_flipped);
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad),
+                      Catch::Contains("flipped.safetensors") && Catch::Contains("checksum mismatch"));
+  std::string epoch_flipped = bytes;
+  epoch_flipped[bytes.find("\"3\"") + 1] = '2';
+  write_bytes(bad, epoch_flipped);
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("checksum mismatch"));
+  // Every other flip is refused too, except in the checksum's own key: that file reads as one written
+  // without a checksum (by another tool), unverified, and shows the unknown key among its metadata.
+  const std::size_t key = bytes.find(io::kChecksumKey), key_end = key + std::strlen(io::kChecksumKey);
+  for (std::size_t i = 0; i < bytes.size(); ++i)
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string flipped = bytes;
+      flipped[i] = char(flipped[i] ^ (1 << bit));
+      write_bytes(bad, flipped);
+      INFO("byte " << i << " bit " << bit);
+      std::optional<io::SafetensorsFile> read;
+      std::string error;
+      try {
+        read = io::read_safetensors(bad);
+      } catch (const io::SafetensorsError& e) {
+        error = e.what();
+      }
+      if (read) {
+        REQUIRE((i >= key && i < key_end));
+        REQUIRE(read->metadata.size() == 2);
+      } else {
+        REQUIRE_THAT(error, Catch::Contains(bad.string()));
+      }
+    }
+  const io::SafetensorsFile f = io::read_safetensors(path);
+  REQUIRE(f.tensor<float>("w").numel() == 6);
+  REQUIRE(f.int64_scalar("step") == 7);
+  REQUIRE(f.metadata == std::map<std::string, std::string>{{"epoch", "3"}});
+  fs::remove(path);
+  fs::remove(bad);
 }
 
 TEST_CASE("safetensors reader names the file and the problem", "[io][errors]") {
@@ -125,6 +180,19 @@ TEST_CASE("safetensors reader names the file and the problem", "[io][errors]") {
   REQUIRE_THROWS_WITH(
       io::write_safetensors(bad, {{"__metadata__", io::TensorRecord::from_tensor(Tensor<float>::ones({1}))}}),
       Catch::Contains("bad.safetensors") && Catch::Contains("'__metadata__'"));
+  // Records whose dtype, shape and bytes disagree would not read back; the checksum entry is the writer's.
+  io::TensorRecord short_record = io::TensorRecord::from_tensor(Tensor<float>::ones({2}));
+  short_record.shape = {3};
+  REQUIRE_THROWS_WITH(io::write_safetensors(bad, {{"v", short_record}}),
+                      Catch::Contains("bad.safetensors") &&
+                          Catch::Contains("tensor 'v' of shape [3] and dtype F32 has 8 bytes of data"));
+  short_record.shape = {2};
+  short_record.dtype = "Q99";
+  REQUIRE_THROWS_WITH(io::write_safetensors(bad, {{"v", short_record}}),
+                      Catch::Contains("tensor 'v' has unknown dtype Q99"));
+  REQUIRE_THROWS_WITH(
+      io::write_safetensors(bad, {}, {{io::kChecksumKey, "0"}}),
+      Catch::Contains("bad.safetensors") && Catch::Contains("is written by write_safetensors"));
   // Names and metadata are JSON strings, which must be UTF-8: the error names the file.
   REQUIRE_THROWS_WITH(
       io::write_safetensors(bad, {{"w", io::TensorRecord::from_tensor(Tensor<float>::ones({1}))}},

@@ -2,9 +2,16 @@
 // The safetensors file format (Hugging Face): an 8-byte little-endian header length, a JSON header naming
 // each tensor's dtype, shape and byte range, then the raw little-endian data. Reading validates every field
 // against the file so a truncated or corrupt file is reported, never half-loaded.
+//
+// Files written here also carry a CRC-32 of their content in the metadata (kChecksumKey), checked when they
+// are read: a flipped bit in a weight or a metadata value (an epoch) would otherwise load as a different
+// model. The format has no checksum of its own; other readers ignore the entry, and files without one
+// (written by other tools) are read unverified.
+#include <zlib.h>
 #include <algorithm>
 #include <bit>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -28,6 +35,29 @@ class SafetensorsError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// The metadata entry holding the content checksum: 8 lowercase hex digits.
+inline constexpr const char* kChecksumKey = "sumi.crc32";
+
+namespace detail {
+
+// CRC-32 of a header without its checksum entry, then of the data section, which `for_each_chunk(feed)`
+// passes to feed(pointer, size) in file order. The header is serialized as nlohmann::json (keys sorted, no
+// spaces), so the writer's header and the reader's parsed copy of it give the same text whatever order and
+// spacing the file has.
+template <class ForEachChunk>
+std::string content_checksum(const nlohmann::json& header, ForEachChunk&& for_each_chunk) {
+  const std::string text = header.dump();
+  uLong crc = crc32_z(0L, reinterpret_cast<const Bytef*>(text.data()), text.size());
+  for_each_chunk([&crc](const char* data, std::size_t size) {
+    crc = crc32_z(crc, reinterpret_cast<const Bytef*>(data), size);
+  });
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08lx", crc & 0xffffffffUL);
+  return hex;
+}
+
+}  // namespace detail
 
 // One tensor as stored: dtype name ("F32", "F64", "I64"), shape and raw bytes.
 struct TensorRecord {
@@ -62,6 +92,24 @@ struct TensorRecord {
     return r;
   }
 };
+
+namespace detail {
+// The header for these tensors (data in name order) and metadata, as `Json`: ordered_json to write,
+// nlohmann::json for the checksum.
+template <class Json>
+Json make_header(const std::map<std::string, TensorRecord>& tensors,
+                 const std::map<std::string, std::string>& metadata) {
+  Json header;
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& [name, r] : tensors) {
+    header[name] = {
+        {"dtype", r.dtype}, {"shape", r.shape}, {"data_offsets", {offset, offset + r.bytes.size()}}};
+    offset += r.bytes.size();
+  }
+  return header;
+}
+}  // namespace detail
 
 class SafetensorsFile {
  public:
@@ -135,6 +183,9 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
                std::to_string(file_size) + " bytes");
   std::string header(header_size, '\0');
   in.read(header.data(), std::streamsize(header_size));
+  // JSON text has no raw NUL (strings escape it), and the parser would stop at one, ignoring what follows.
+  if (const auto nul = header.find('\0'); nul != std::string::npos)
+    throw fail("header has a NUL byte at offset " + std::to_string(8 + nul) + " (a corrupt file?)");
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(header);
@@ -155,7 +206,8 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
     if (it.key() == "__metadata__") {
       if (!it->is_object()) throw fail("__metadata__ is not a JSON object");
       for (auto m = it->begin(); m != it->end(); ++m)
-        file.metadata[m.key()] = m->is_string() ? m->get<std::string>() : m->dump();
+        if (m.key() != kChecksumKey)
+          file.metadata[m.key()] = m->is_string() ? m->get<std::string>() : m->dump();
       continue;
     }
     const std::string& name = it.key();
@@ -215,6 +267,19 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
   }
   if (end != data_size)
     throw fail("the data section has " + std::to_string(data_size - end) + " bytes after the last tensor");
+  if (const auto metadata = json.find("__metadata__");
+      metadata != json.end() && metadata->contains(kChecksumKey)) {
+    const nlohmann::json& recorded = metadata->at(kChecksumKey);
+    nlohmann::json content = json;
+    content["__metadata__"].erase(kChecksumKey);
+    if (content["__metadata__"].empty()) content.erase("__metadata__");
+    const std::string actual =
+        detail::content_checksum(content, [&](auto&& feed) { feed(data.data(), data.size()); });
+    if (!recorded.is_string() || recorded.get<std::string>() != actual)
+      throw fail("checksum mismatch: the content has CRC-32 " + actual + " but the file records " +
+                 util::printable(recorded.is_string() ? recorded.get<std::string>() : recorded.dump(), 40) +
+                 " (the file was damaged after it was written)");
+  }
   return file;
 }
 
@@ -222,32 +287,40 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
 inline void write_safetensors(const std::filesystem::path& path,
                               const std::map<std::string, TensorRecord>& tensors,
                               const std::map<std::string, std::string>& metadata = {}) {
+  const auto refuse = [&](const std::string& why) {
+    return std::invalid_argument("cannot write '" + path.string() + "': " + why);
+  };
   if (tensors.contains("__metadata__"))
-    throw std::invalid_argument(
-        "cannot write '" + path.string() +
-        "': no tensor may be named '__metadata__' (safetensors keeps metadata there)");
-  nlohmann::ordered_json header;
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  uint64_t offset = 0;
+    throw refuse("no tensor may be named '__metadata__' (safetensors keeps metadata there)");
+  if (metadata.contains(kChecksumKey))
+    throw refuse(std::string("the metadata key '") + kChecksumKey + "' is written by write_safetensors");
+  // A record whose dtype, shape and bytes disagree would make a file that cannot be read back.
   for (const auto& [name, r] : tensors) {
-    header[name] = {
-        {"dtype", r.dtype}, {"shape", r.shape}, {"data_offsets", {offset, offset + r.bytes.size()}}};
-    offset += r.bytes.size();
+    const int64_t element = TensorRecord::dtype_size(r.dtype);
+    if (element == 0) throw refuse("tensor '" + util::printable(name) + "' has unknown dtype " + r.dtype);
+    if (std::any_of(r.shape.begin(), r.shape.end(), [](int64_t d) { return d < 0; }) ||
+        uint64_t(shape_numel(r.shape)) * uint64_t(element) != r.bytes.size())
+      throw refuse("tensor '" + util::printable(name) + "' of shape " + shape_str(r.shape) + " and dtype " +
+                   r.dtype + " has " + std::to_string(r.bytes.size()) + " bytes of data");
   }
+  const auto for_each_record = [&](auto&& feed) {
+    for (const auto& [name, r] : tensors) feed(r.bytes.data(), r.bytes.size());
+  };
   std::string text;
   try {
-    text = header.dump();
+    auto with_checksum = metadata;
+    with_checksum[kChecksumKey] =
+        detail::content_checksum(detail::make_header<nlohmann::json>(tensors, metadata), for_each_record);
+    text = detail::make_header<nlohmann::ordered_json>(tensors, with_checksum).dump();
   } catch (const nlohmann::json::exception& e) {  // a name or metadata string that is not UTF-8
-    throw std::invalid_argument("cannot write '" + path.string() +
-                                "': the tensor names and metadata must be UTF-8 text: " + e.what());
+    throw refuse(std::string("the tensor names and metadata must be UTF-8 text: ") + e.what());
   }
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned
   std::string bytes(8, '\0');
   const uint64_t header_size = text.size();
   std::memcpy(bytes.data(), &header_size, 8);
   bytes += text;
-  bytes.reserve(bytes.size() + offset);
-  for (const auto& [name, r] : tensors) bytes.append(r.bytes.begin(), r.bytes.end());
+  for_each_record([&bytes](const char* data, std::size_t size) { bytes.append(data, size); });
   util::write_file_atomically(path, bytes);
 }
 
