@@ -282,6 +282,8 @@ const std::vector<Problem>& winograd_layers() {
           {"input grad one phase at a time", geometry(1, 200, 8, 8, 256, 4, 4, 2, 2, 1, 1, 1, 1), false},
           {"forward in two blocks of input channels, the second smaller",
            geometry(8, 161, 8, 8, 290, 4, 4, 2, 2, 1, 1, 1, 1), true},
+          {"forward whose size cap asks for 5 blocks: 4 blocks of 4 channels, none empty",
+           geometry(1, 16, 8, 8, 10486, 4, 4, 2, 2, 1, 1, 1, 1), false},
           {"weight grad, pad 0, reduction split in L1 blocks",
            geometry(17, 16, 34, 34, 40, 4, 4, 2, 2, 0, 0, 1, 1), true},
           {"weight grad, pad 2, dU over its budget: two channel blocks",
@@ -523,11 +525,12 @@ TEST_CASE("conv kernels: the Winograd paths match the reference", "[conv][kernel
   }
   CHECK(gemm::winograd_backward_input_applies(winograd_layers()[7].c.g));
   CHECK(gemm::winograd_forward_applies(winograd_layers()[8].c.g));
-  for (size_t i = 9; i < winograd_layers().size(); ++i)
+  CHECK(gemm::winograd_forward_applies(winograd_layers()[9].c.g));
+  for (size_t i = 10; i < winograd_layers().size(); ++i)
     CHECK(gemm::winograd_backward_weight_applies(winograd_layers()[i].c.g));
   // The weight gradient's two ways through the batch: one shared transformed output gradient, and chunks.
-  CHECK(gemm::winograd_gradient_chunk(winograd_layers()[9].c.g) == winograd_layers()[9].c.g.batch);
-  CHECK(gemm::winograd_gradient_chunk(winograd_layers()[11].c.g) < winograd_layers()[11].c.g.batch);
+  CHECK(gemm::winograd_gradient_chunk(winograd_layers()[10].c.g) == winograd_layers()[10].c.g.batch);
+  CHECK(gemm::winograd_gradient_chunk(winograd_layers()[12].c.g) < winograd_layers()[12].c.g.batch);
   // The study's 4x4 stride-2 layers with 64..512 channels take it too.
   CHECK(gemm::winograd_forward_applies(study_layers()[15].c.g));         // D3
   CHECK(gemm::winograd_backward_input_applies(study_layers()[15].c.g));  // D3

@@ -1,6 +1,8 @@
 #include <omp.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <iterator>
@@ -70,4 +72,47 @@ TEST_CASE("set_num_threads bounds every op's parallel region, not only the convo
   CHECK(threads_added_by_ops(1) == 0);
   CHECK(threads_added_by_ops(3) == 2);
   set_num_threads(saved);
+}
+
+TEST_CASE("kernels called inside a user's parallel region with nesting enabled run on one thread",
+          "[threads]") {
+  // The weight gradients add up per-thread partial sums kept in thread_local workspaces; a nested team's
+  // workers may exit (freeing those) before the caller reduces them, which gave wrong gradients.
+  struct Case {
+    Shape x, w;
+    Conv2dOptions options;
+  };
+  const std::vector<Case> cases = {{{2, 40, 9, 9}, {50, 40, 3, 3}, {.padding = 1}},  // GEMM path
+                                   {{40, 3, 12, 12}, {8, 3, 3, 3}, {.stride = 2}}};  // lanes path
+  const int saved_levels = omp_get_max_active_levels(), saved_threads = get_num_threads();
+  set_num_threads(2);
+  for (const Case& c : cases) {
+    Generator gen(11);
+    const TF x = TF::rand(c.x, gen, -1, 1), w = TF::rand(c.w, gen, -0.3f, 0.3f);
+    const auto weight_gradient = [&] {
+      const VF xv(x), wv(w, true);
+      sum(conv2d(xv, wv, VF(), c.options)).backward();
+      return wv.grad();
+    };
+    const TF expected = weight_gradient();
+    omp_set_max_active_levels(2);
+    std::vector<float> worst(2, 0.0f);
+    std::vector<int> inner_threads(2, 0);
+#pragma omp parallel num_threads(2)
+    {
+      const int t = omp_get_thread_num();
+      inner_threads[std::size_t(t)] = get_num_threads();
+      for (int rep = 0; rep < 5; ++rep) {
+        const TF got = weight_gradient();
+        for (int64_t i = 0; i < got.numel(); ++i)
+          worst[std::size_t(t)] =
+              std::max(worst[std::size_t(t)], std::abs(got.data()[i] - expected.data()[i]));
+      }
+    }
+    omp_set_max_active_levels(saved_levels);
+    CHECK(inner_threads == std::vector<int>{1, 1});
+    CHECK(worst[0] < 1e-3f);
+    CHECK(worst[1] < 1e-3f);
+  }
+  set_num_threads(saved_threads);
 }

@@ -460,8 +460,11 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const float* x, const floa
   s.ch_stride = ps.plane_size(), s.row_stride = ps.ws;
   s.tiles_h = ho / 4, s.tiles_w = wo / 4;
   const int64_t per_img = s.tiles_h * s.tiles_w, tiles = g.batch * per_img;
-  const int64_t blocks = ceil_div(winograd::kPoints * 4 * cin * cout, kWinogradMaxWeightFloats);
-  const int64_t block_cin = ceil_div(cin, blocks), last_cin = cin - (blocks - 1) * block_cin;
+  // Channels per block from the size cap, then the blocks they make: ceil(cin / block_cin) can be fewer
+  // than the cap asked for (cin 256 in 17 blocks is 16 blocks of 16), and no block may be empty.
+  const int64_t block_cin =
+      ceil_div(cin, ceil_div(winograd::kPoints * 4 * cin * cout, kWinogradMaxWeightFloats));
+  const int64_t blocks = ceil_div(cin, block_cin), last_cin = cin - (blocks - 1) * block_cin;
   const auto plan_for = [&](int64_t channels) {
     WinogradPlan p = make_winograd_plan<KS>(cout, 4 * channels, tiles);
     if (blocks > 1) p.target_tiles = round_up(tiles, p.nr);  // one chunk per thread

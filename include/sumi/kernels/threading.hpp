@@ -11,7 +11,9 @@
 // products (used elsewhere in sumi) follow the same setting. There is no nested oversubscription: the
 // kernels never call Eigen inside their parallel regions, and Eigen runs single-threaded when called
 // from inside an OpenMP parallel region (it checks omp_get_num_threads() > 1). Kernels called from inside
-// a user's parallel region run on one thread (nested parallelism is not enabled).
+// a user's parallel region run on one thread, even where the user enables nested parallelism: the kernels'
+// per-thread partial results live in thread_local workspaces, and nested workers that exit before the
+// caller reduces them would take those with them.
 #include <Eigen/Core>
 #include <atomic>
 #include <stdexcept>
@@ -35,8 +37,10 @@ inline void set_num_threads(int n) {
   Eigen::setNbThreads(n);
 }
 
-// The number of threads the kernels use: set_num_threads()'s value, else OMP_NUM_THREADS / the core count.
+// The number of threads the kernels use: set_num_threads()'s value, else OMP_NUM_THREADS / the core count;
+// 1 inside an active parallel region.
 inline int get_num_threads() {
+  if (omp_in_parallel()) return 1;
   const int n = detail::num_threads_setting().load(std::memory_order_relaxed);
   return n > 0 ? n : omp_get_max_threads();
 }
