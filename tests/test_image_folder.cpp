@@ -1,4 +1,5 @@
 // data::ImageFolder, the resize/crop transforms and the font-rendered kanji folder.
+#include <array>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -97,6 +98,35 @@ TEST_CASE("ImageFolder strict mode fails on the corrupt file naming it; bad root
   fs::remove_all(root / "beta" / "b0.png");
   fs::remove_all(root / "beta" / "sub");
   REQUIRE_THROWS_WITH(data::ImageFolder(root), Catch::Contains("could be decoded"));
+  fs::remove_all(root);
+}
+
+TEST_CASE("ImageFolder finds and orders files as torchvision does and converts colour as PIL", "[data]") {
+  const fs::path root = fs::temp_directory_path() / "sumi_image_folder_order";
+  fs::remove_all(root);
+  const auto grey = [](int, int, int) { return 7; };
+  // torchvision: sorted(os.walk(class folder, followlinks=True)), then each folder's files sorted by name.
+  write_png(root / "cls" / "a.png", 2, 2, 1, grey);
+  write_png(root / "cls" / "b" / "x.png", 2, 2, 1, grey);
+  write_png(root / "cls" / "c.png", 2, 2, 1, grey);
+  write_png(root / "elsewhere" / "linked.png", 2, 2, 1, grey);
+  fs::create_directory_symlink(root / "elsewhere", root / "cls" / "linked_dir");
+  // Pillow's convert("L") in 16-bit fixed point; (299 R + 587 G + 114 B) / 1000 gives 29, 22 and 15.
+  const std::array<std::array<int, 3>, 3> colours = {{{0, 0, 250}, {0, 4, 168}, {0, 8, 86}}};
+  write_png(root / "rgb" / "colours.png", 3, 3, 3, [&](int x, int, int c) { return colours[x][c]; });
+  const data::ImageFolder folder(root, {.channels = 1, .image_size = 3, .resize = data::ResizeMode::area});
+  REQUIRE(folder.classes() == std::vector<std::string>{"cls", "elsewhere", "rgb"});
+  std::vector<std::string> names;
+  for (const auto& path : folder.paths()) names.push_back(path.lexically_relative(root).string());
+  CHECK(names == std::vector<std::string>{"cls/a.png", "cls/c.png", "cls/b/x.png",
+                                          "cls/linked_dir/linked.png", "elsewhere/linked.png",
+                                          "rgb/colours.png"});
+  const uint8_t* luma = folder.image_bytes(5);
+  CHECK(std::vector<int>{luma[0], luma[1], luma[2]} == std::vector<int>{28, 21, 14});
+  // A class folder without images is refused, as torchvision refuses it, naming it.
+  fs::create_directories(root / "empty_class");
+  REQUIRE_THROWS_WITH(data::ImageFolder(root, {.channels = 1, .image_size = 3}),
+                      Catch::Contains("in the class folder 'empty_class' of '" + root.string() + "'"));
   fs::remove_all(root);
 }
 

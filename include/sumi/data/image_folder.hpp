@@ -1,7 +1,9 @@
 #pragma once
 // ImageFolder: a dataset of PNG/JPEG/BMP images in class subfolders, as torchvision's ImageFolder, e.g.
 // Kuzushiji-Kanji (`kkanji2/U+4E00/<hash>.png`). Class i is the i-th subfolder of the root in sorted order;
-// each class's images are found recursively (sorted paths), files with other extensions are ignored.
+// each class's images are found recursively, following folder links, in torchvision's order (folders by
+// path, then files by name within each), so sample i is torchvision's sample i. Files with other extensions
+// are ignored; a class folder without images is refused, as torchvision does.
 //
 // Every image is decoded once (in parallel, via stb_image), converted to 1 (grayscale) or 3 (RGB) channels,
 // resized so its shorter side is image_size and centre-cropped to image_size x image_size, and kept in memory
@@ -20,6 +22,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <omp.h>
@@ -60,12 +63,19 @@ class ImageFolder {
     std::sort(class_dirs.begin(), class_dirs.end());
     std::vector<fs::path> files;
     std::vector<int64_t> file_labels;
+    std::vector<std::string> empty_classes;
     for (std::size_t c = 0; c < class_dirs.size(); ++c) {
       std::vector<fs::path> found;
-      for (const auto& entry : fs::recursive_directory_iterator(class_dirs[c]))
+      for (const auto& entry :
+           fs::recursive_directory_iterator(class_dirs[c], fs::directory_options::follow_directory_symlink))
         if (entry.is_regular_file() && has_image_extension(entry.path())) found.push_back(entry.path());
-      std::sort(found.begin(), found.end());
+      // sorted(os.walk(...)) then sorted(file names): by folder path as text, then by file name
+      std::sort(found.begin(), found.end(), [](const fs::path& a, const fs::path& b) {
+        return std::pair(a.parent_path().native(), a.filename().native()) <
+               std::pair(b.parent_path().native(), b.filename().native());
+      });
       classes_.push_back(class_dirs[c].filename().string());
+      if (found.empty()) empty_classes.push_back(classes_.back());
       for (auto& f : found) {
         files.push_back(std::move(f));
         file_labels.push_back(int64_t(c));
@@ -74,6 +84,13 @@ class ImageFolder {
     if (files.empty())
       throw std::runtime_error("ImageFolder: no images (" + extension_list() + ") in class subfolders of '" +
                                root.string() + "'");
+    if (!empty_classes.empty()) {
+      std::string names;
+      for (const auto& name : empty_classes) names += (names.empty() ? "'" : ", '") + name + "'";
+      throw std::runtime_error("ImageFolder: no images (" + extension_list() + ") in the class folder" +
+                               (empty_classes.size() > 1 ? "s " : " ") + names + " of '" + root.string() +
+                               "' (every subfolder is a class; remove empty ones)");
+    }
     load(files, file_labels);
   }
 
@@ -153,8 +170,8 @@ class ImageFolder {
       const unsigned char* px = raw + p * std::size_t(comp);
       if (gray) {
         image.pixels[p] = px[0];  // alpha, if any, is dropped
-      } else if (out_c == 1) {    // ITU-R 601-2 luma, as PIL's convert("L")
-        image.pixels[p] = uint8_t((px[0] * 299 + px[1] * 587 + px[2] * 114 + 500) / 1000);
+      } else if (out_c == 1) {    // ITU-R 601-2 luma in PIL's fixed point (convert("L")), to the bit
+        image.pixels[p] = uint8_t((px[0] * 19595 + px[1] * 38470 + px[2] * 7471 + 0x8000) >> 16);
       } else {
         for (int ch = 0; ch < 3; ++ch) image.pixels[p * 3 + std::size_t(ch)] = px[ch];
       }
