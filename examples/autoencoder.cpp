@@ -25,14 +25,14 @@ struct Options {
 };
 
 struct EpochRow {
-  int epoch;
+  int64_t epoch;
   double train_loss, val_mse, seconds;
 };
 
 void write_loss_chart(const std::vector<EpochRow>& rows, const fs::path& path) {
   std::vector<double> epochs, train, val;
   for (const auto& r : rows) {
-    epochs.push_back(r.epoch);
+    epochs.push_back(double(r.epoch));
     train.push_back(r.train_loss);
     val.push_back(r.val_mse);
   }
@@ -57,7 +57,7 @@ void write_metrics(const std::vector<EpochRow>& rows, const fs::path& path) {
 
 std::vector<EpochRow> read_metrics(const fs::path& path) {
   return examples::read_metrics_rows(path, [](const util::CsvTable& t, std::size_t i) {
-    return EpochRow{int(t.number(i, "epoch")), t.number(i, "train_loss"), t.number(i, "val_mse"),
+    return EpochRow{t.integer(i, "epoch"), t.number(i, "train_loss"), t.number(i, "val_mse"),
                     t.number(i, "epoch_seconds")};
   });
 }
@@ -102,10 +102,10 @@ int run(const Options& o) {
   if (o.resume && fs::exists(checkpoint)) {
     const auto loaded = nn::load_state(model, checkpoint, {.prefix = "", .strict = true});
     const int64_t saved_epoch = nn::metadata_integer(loaded.metadata, "epoch", checkpoint, 1);
-    if (saved_epoch > o.epochs)
+    if (saved_epoch >= o.epochs)  // a resume that trains nothing is a mistake
       throw util::CliError("--epochs", checkpoint.string() + " was saved after epoch " +
                                            std::to_string(saved_epoch) + " but --epochs is " +
-                                           std::to_string(o.epochs) + ": pass at least that many to resume");
+                                           std::to_string(o.epochs) + ": ask for more to resume");
     if (nn::metadata_integer(loaded.metadata, "latent", checkpoint, 1) != o.latent)
       throw std::runtime_error(checkpoint.string() + ": metadata 'latent' is " +
                                loaded.metadata.at("latent") + " but the weights and --latent say " +

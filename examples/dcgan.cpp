@@ -90,14 +90,9 @@ void write_metrics(const std::vector<Row>& rows, const fs::path& path) {
 
 std::vector<Row> read_metrics(const fs::path& path) {
   return examples::read_metrics_rows(path, [](const util::CsvTable& t, std::size_t i) {
-    return Row{int64_t(t.number(i, "iteration")),
-               int64_t(t.number(i, "epoch")),
-               t.number(i, "loss_d"),
-               t.number(i, "loss_g"),
-               t.number(i, "d_x"),
-               t.number(i, "d_g_z1"),
-               t.number(i, "d_g_z2"),
-               t.number(i, "seconds")};
+    return Row{t.integer(i, "iteration"), t.integer(i, "epoch"), t.number(i, "loss_d"),
+               t.number(i, "loss_g"),     t.number(i, "d_x"),    t.number(i, "d_g_z1"),
+               t.number(i, "d_g_z2"),     t.number(i, "seconds")};
   });
 }
 

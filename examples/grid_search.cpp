@@ -196,10 +196,13 @@ int merge_shards(const Options& o) {
     throw util::CliError("--out", "--out '" + o.out +
                                       "' holds a grid.csv that is not among the --merge files; " +
                                       "add it to them or use another --out");
+  // Shards that cannot be merged are refused before --out is created.
+  const nlohmann::json settings = shared_shard_settings(paths);
+  tune::merge_grid_results(paths, grid);
   const fs::path out = examples::start_run("grid_search --merge", 0, o.out);
   const util::FolderLock lock(out, kLockHint);
-  const nlohmann::json settings = shared_shard_settings(paths);
-  const auto rows = tune::merge_grid_results(paths, grid);
+  const auto rows =
+      tune::merge_grid_results(paths, grid);  // again under the lock: OUT/grid.csv may be merged
   if (!settings.is_null())
     util::write_json_atomically(out / "settings.json", settings);
   else
@@ -239,6 +242,10 @@ int run(Options o) {
       "grid: %zu configurations (%zu runs x %zu epoch budgets); shard %s; %d runs at once, %d %s each\n",
       grid.size() * o.epochs.size(), grid.size(), o.epochs.size(), shard.to_string().c_str(), jobs,
       threads_per_job, threads_per_job == 1 ? "thread" : "threads");
+  // Runs are dealt round-robin: a script may start more shards than a small grid has runs.
+  if (uint64_t(shard.index) >= grid.size())
+    std::printf("note: shard %s has no runs: the grid has %zu (at most %zu shards train something)\n",
+                shard.to_string().c_str(), grid.size(), grid.size());
   if (o.epochs.size() > 1)
     std::printf(
         "epoch budgets share one run: each run trains %lld epochs and the smaller budgets' rows "
@@ -365,10 +372,10 @@ int main(int argc, char** argv) {
       .min(1);
   cli.bind("--lr", o.lr, "Adam learning rate (constant)").check(positive, "must be > 0");
   cli.bind("--out", o.out, "output folder");
-  cli.bind(
-      "--shard", o.shard,
-      "train only runs i, i+n, ... of the grid (i/n, 0-based; a run is a combination of the other axes); "
-      "shards that run at the same time need their own --out");
+  cli.bind("--shard", o.shard,
+           "train only runs i, i+n, ... of the grid (i/n, 0-based; a run is a combination of the other axes; "
+           "a shard "
+           "past the number of runs has none); shards that run at the same time need their own --out");
   cli.bind(
       "--merge", o.merge,
       "merge these grid.csv files of shards (same axis flags as the shards) into --out instead of training");

@@ -187,7 +187,8 @@ int run(const Options& o) {
   std::vector<int64_t> labels;
   const analysis::PointMatrix codes = encode_all(*model, study->test, labels);
   std::vector<std::string> code_columns;
-  for (int64_t c = 0; c < model->latent; ++c) code_columns.push_back("z" + std::to_string(c));
+  for (int64_t c = 0; c < model->latent; ++c)
+    code_columns.push_back(std::string("z").append(std::to_string(c)));  // GCC 12 warns falsely on "z" + s
 
   nlohmann::json summary;
   summary["latent"] = explore_space("latent codes", "", codes, code_columns, labels, o, out);

@@ -59,6 +59,12 @@ TEST_CASE("autoencoder example trains, writes every output and resumes", "[examp
   REQUIRE(resumed.text(1, "train_loss") == metrics.text(1, "train_loss"));
   REQUIRE(test::read_text(out.string() + ".log").find("resumed") != std::string::npos);
   REQUIRE(util::read_json_file(out / "summary.json")["epochs"] == 3);
+  // A resume that would train nothing is refused, like the DCGAN's, and leaves the outputs as they were.
+  const std::string summary_text = test::read_text(out / "summary.json");
+  REQUIRE(test::run_example("autoencoder", common + " --epochs 3 --resume", out.string() + ".log") == 2);
+  REQUIRE_THAT(test::read_text(out.string() + ".log"),
+               Catch::Contains("after epoch 3 but --epochs is 3: ask for more to resume"));
+  REQUIRE(test::read_text(out / "summary.json") == summary_text);
   // Resuming with another seed (another split) or learning rate would continue a different run; the refused
   // run leaves the folder's architecture summary as it was.
   for (const char* changed : {" --seed 3", " --lr 0.002", " --batch 60"}) {

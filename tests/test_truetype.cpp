@@ -127,6 +127,9 @@ TEST_CASE("corrupt TrueType fonts are refused, naming what is wrong", "[data][fo
       .write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
   CHECK_THROWS_WITH(data::Font(path), Catch::Contains(path.string()) && Catch::Contains("unitsPerEm"));
   std::filesystem::remove(path);
+  CHECK_THROWS_WITH(data::Font(path), Catch::Contains("cannot open font file '" + path.string() + "'"));
+  const auto folder = std::filesystem::temp_directory_path();
+  CHECK_THROWS_WITH(data::Font(folder), Catch::Contains("is a folder, not a font file"));
 }
 
 TEST_CASE("every truncation and every flipped byte of a font is refused or read within the file",

@@ -495,6 +495,7 @@ TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e
                                 (dir / "shard1_other_lr" / "grid.csv").string(),
                             log) == 1);
   CHECK(test::read_text(log).find("different --lr") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "mixed"));  // a refused merge creates no output folder
   // ... nor a shard whose settings are unknown with shards whose settings are known.
   fs::copy(dir / "shard1", dir / "shard1_no_settings");
   fs::remove(dir / "shard1_no_settings" / "settings.json");
@@ -505,6 +506,7 @@ TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e
                             log) == 1);
   CHECK(test::read_text(log).find("shard1_no_settings/grid.csv' has no settings.json beside it") !=
         std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "mixed"));
   // A merge into a folder whose grid.csv is not merged would replace its rows: refused, the file kept.
   REQUIRE(test::run_example("grid_search",
                             grid + "--out " + (dir / "full").string() + " --merge " +
@@ -567,6 +569,7 @@ TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e
   REQUIRE(test::run_example("grid_search", other + "--shard 1/2 --out " + (dir / "empty").string(), log) ==
           0);
   CHECK_FALSE(fs::exists(dir / "empty" / "best.json"));
+  CHECK(test::read_text(log).find("note: shard 1/2 has no runs: the grid has 1") != std::string::npos);
   CHECK(test::read_text(log).find("best.json") == std::string::npos);
   fs::remove_all(dir);
 }

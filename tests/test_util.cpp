@@ -252,6 +252,16 @@ TEST_CASE("CSV writer and reader round-trip text and numbers", "[util][csv]") {
   CHECK(table.text(2, "note") == "multi\nline");
   CHECK(table.text(3, "note").empty());
   CHECK(table.numbers("epoch") == std::vector<double>{1, 2, 3, 4});
+  CHECK(table.integer(3, "epoch") == 4);
+  CHECK_THROWS_WITH(table.integer(0, "loss"),
+                    Catch::Contains("column 'loss'") && Catch::Contains("not an integer"));
+  const CsvTable counts = parse_csv("epoch\n+7\n-3\n1e300\n99999999999999999999\n2.0\n");
+  CHECK(counts.integer(0, "epoch") == 7);
+  CHECK(counts.integer(1, "epoch") == -3);
+  CHECK_THROWS_WITH(counts.integer(2, "epoch"), Catch::EndsWith("'1e300' is not an integer"));
+  CHECK_THROWS_WITH(counts.integer(3, "epoch"), Catch::EndsWith("is not an integer in range"));
+  CHECK_THROWS_WITH(counts.integer(4, "epoch"),
+                    Catch::Contains("row 5") && Catch::EndsWith("'2.0' is not an integer"));
   CHECK_THROWS_WITH(table.number(0, "note"), Catch::Contains("note") && Catch::Contains("warm-up, slow"));
   CHECK_THROWS_WITH(table.column_index("accuracy"), Catch::Contains("accuracy"));
 

@@ -13,8 +13,6 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <numbers>
 #include <stdexcept>
@@ -25,6 +23,7 @@
 #include "sumi/data/detail/stb_truetype.hpp"
 #include "sumi/data/detail/truetype_tables.hpp"
 #include "sumi/tensor/random.hpp"
+#include "sumi/util/read_file.hpp"
 
 namespace sumi::data {
 
@@ -106,12 +105,10 @@ struct GlyphJitter {
 class Font {
  public:
   explicit Font(const std::filesystem::path& path) : path_(path), name_(path.stem().string()) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw std::runtime_error("cannot open font file '" + path.string() + "'");
+    const std::string bytes = util::read_file_text(path, "font file");
     std::string what = "'";
     what.append(path.string()).append("'");  // appended: GCC 12 warns falsely on "'" + s + "'"
-    load(std::vector<unsigned char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()),
-         what);
+    load(std::vector<unsigned char>(bytes.begin(), bytes.end()), what);
   }
   // A font file already in memory; `name` stands for the file in messages and output file names.
   Font(std::vector<unsigned char> bytes, std::string name) : name_(std::move(name)) {
