@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Reads a .safetensors file written by tests/tools/write_state.cpp without sumi (numpy only; the standard
-library's array module when numpy is absent) and checks every name, dtype, shape, value and the metadata.
+library's array module when numpy is absent) and checks every name, dtype, shape, value, the metadata and
+the content checksum.
 
     check_safetensors.py FILE [--dtype F32|F64]
 
@@ -9,6 +10,7 @@ Exits non-zero with a message on the first difference.
 import json
 import struct
 import sys
+import zlib
 
 try:
     import numpy as np
@@ -33,6 +35,13 @@ def read(path):
     header = json.loads(data[8:8 + n].decode("utf-8"))
     body = data[8 + n:]
     metadata = header.pop("__metadata__", {})
+    # sumi's content checksum: CRC-32 of the header without it (keys sorted, no spaces), then of the data.
+    recorded = metadata.pop("sumi.crc32", None)
+    content = dict(header, **({"__metadata__": metadata} if metadata else {}))
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    actual = format(zlib.crc32(canonical + body) & 0xFFFFFFFF, "08x")
+    if recorded != actual:
+        fail(f"{path}: metadata sumi.crc32 is {recorded!r}, the content's CRC-32 is {actual}")
     tensors = {}
     end = 0
     for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
