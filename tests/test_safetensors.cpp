@@ -48,6 +48,21 @@ TEST_CASE("safetensors round-trips tensors, scalars and metadata", "[io]") {
   // The content checksum is in the file, not among the metadata read back.
   REQUIRE(f.metadata.size() == 1);
   REQUIRE(read_bytes(path).find(std::string("\"") + io::kChecksumKey + "\":\"") != std::string::npos);
+  // Files without data, or with empty tensors among others, read back; an empty tensor's null data pointer
+  // must not restart the checksum (zlib reads a null buffer as a request for its initial value).
+  io::write_safetensors(path, {});
+  REQUIRE(io::read_safetensors(path).tensors.empty());
+  io::write_safetensors(path, {}, {{"epoch", "3"}});
+  REQUIRE(io::read_safetensors(path).metadata.at("epoch") == "3");
+  io::write_safetensors(path, {{"a", io::TensorRecord::from_tensor(Tensor<float>::zeros({0, 3}))},
+                               {"b", io::TensorRecord::from_tensor(b)}});
+  REQUIRE(io::read_safetensors(path).tensor<double>("b").at({4}) == b.at({4}));
+  io::write_safetensors(path, {{"a", io::TensorRecord::from_tensor(Tensor<float>::zeros({0}))}},
+                        {{"epoch", "3"}});
+  std::string header_changed = read_bytes(path);
+  header_changed[header_changed.find("\"3\"") + 1] = '2';
+  write_bytes(path, header_changed);
+  REQUIRE_THROWS_WITH(io::read_safetensors(path), Catch::Contains("checksum mismatch"));
   fs::remove(path);
 }
 
@@ -190,6 +205,14 @@ TEST_CASE("safetensors reader names the file and the problem", "[io][errors]") {
   short_record.dtype = "Q99";
   REQUIRE_THROWS_WITH(io::write_safetensors(bad, {{"v", short_record}}),
                       Catch::Contains("tensor 'v' has unknown dtype Q99"));
+  io::TensorRecord huge;  // 2^62 floats are 2^64 bytes, which wraps to the 0 bytes it has
+  huge.dtype = "F32";
+  for (const Shape& shape : {Shape{int64_t(1) << 62}, Shape{int64_t(1) << 40, int64_t(1) << 40}}) {
+    huge.shape = shape;
+    REQUIRE_THROWS_AS(io::write_safetensors(bad, {{"h", huge}}), std::invalid_argument);
+    REQUIRE_THROWS_WITH(io::write_safetensors(bad, {{"h", huge}}),
+                        Catch::Contains("bad.safetensors") && Catch::Contains("tensor 'h' of shape"));
+  }
   REQUIRE_THROWS_WITH(
       io::write_safetensors(bad, {}, {{io::kChecksumKey, "0"}}),
       Catch::Contains("bad.safetensors") && Catch::Contains("is written by write_safetensors"));

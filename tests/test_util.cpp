@@ -262,6 +262,10 @@ TEST_CASE("CSV writer and reader round-trip text and numbers", "[util][csv]") {
   CHECK_THROWS_WITH(counts.integer(3, "epoch"), Catch::EndsWith("is not an integer in range"));
   CHECK_THROWS_WITH(counts.integer(4, "epoch"),
                     Catch::Contains("row 5") && Catch::EndsWith("'2.0' is not an integer"));
+  const CsvTable signs = parse_csv("epoch\n+-3\n99999999999999999999x\n+\n");
+  CHECK_THROWS_WITH(signs.integer(0, "epoch"), Catch::EndsWith("'+-3' is not an integer"));
+  CHECK_THROWS_WITH(signs.integer(1, "epoch"), Catch::EndsWith("'99999999999999999999x' is not an integer"));
+  CHECK_THROWS_WITH(signs.integer(2, "epoch"), Catch::EndsWith("'+' is not an integer"));
   CHECK_THROWS_WITH(table.number(0, "note"), Catch::Contains("note") && Catch::Contains("warm-up, slow"));
   CHECK_THROWS_WITH(table.column_index("accuracy"), Catch::Contains("accuracy"));
 

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -50,7 +51,8 @@ std::string content_checksum(const nlohmann::json& header, ForEachChunk&& for_ea
   const std::string text = header.dump();
   uLong crc = crc32_z(0L, reinterpret_cast<const Bytef*>(text.data()), text.size());
   for_each_chunk([&crc](const char* data, std::size_t size) {
-    crc = crc32_z(crc, reinterpret_cast<const Bytef*>(data), size);
+    // zlib reads a null buffer (an empty vector's data()) as a request for the initial value, 0
+    if (size > 0) crc = crc32_z(crc, reinterpret_cast<const Bytef*>(data), size);
   });
   char hex[9];
   std::snprintf(hex, sizeof hex, "%08lx", crc & 0xffffffffUL);
@@ -99,7 +101,7 @@ namespace detail {
 template <class Json>
 Json make_header(const std::map<std::string, TensorRecord>& tensors,
                  const std::map<std::string, std::string>& metadata) {
-  Json header;
+  Json header = Json::object();  // an empty file's header is {}, as the reader parses it
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const auto& [name, r] : tensors) {
@@ -108,6 +110,18 @@ Json make_header(const std::map<std::string, TensorRecord>& tensors,
     offset += r.bytes.size();
   }
   return header;
+}
+// Bytes of a tensor of `shape` with `element`-byte elements; nullopt for a negative size or a count that
+// int64_t cannot hold.
+inline std::optional<int64_t> byte_count(const Shape& shape, int64_t element) {
+  if (std::any_of(shape.begin(), shape.end(), [](int64_t d) { return d < 0; })) return std::nullopt;
+  int64_t bytes = 0;
+  try {
+    if (__builtin_mul_overflow(shape_numel(shape), element, &bytes)) return std::nullopt;
+  } catch (const std::length_error&) {  // shape_numel's own overflow
+    return std::nullopt;
+  }
+  return bytes;
 }
 }  // namespace detail
 
@@ -234,13 +248,10 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
                    "-byte data section (truncated file?)");
       if (std::any_of(r.shape.begin(), r.shape.end(), [](int64_t d) { return d < 0; }))
         throw fail(tensor() + " has a negative size in its shape " + shape_str(r.shape));
-      int64_t bytes = 0;
-      try {
-        if (__builtin_mul_overflow(shape_numel(r.shape), element, &bytes)) throw std::length_error("");
-      } catch (const std::length_error&) {
+      const auto bytes = detail::byte_count(r.shape, element);
+      if (!bytes)
         throw fail(tensor() + " of shape " + shape_str(r.shape) + " has more bytes than a file can hold");
-      }
-      const auto expected = uint64_t(bytes);
+      const auto expected = uint64_t(*bytes);
       if (offsets[1] - offsets[0] != expected)
         throw fail(tensor() + " of shape " + shape_str(r.shape) + " and dtype " + r.dtype + " needs " +
                    std::to_string(expected) + " bytes but has " + std::to_string(offsets[1] - offsets[0]));
@@ -298,8 +309,8 @@ inline void write_safetensors(const std::filesystem::path& path,
   for (const auto& [name, r] : tensors) {
     const int64_t element = TensorRecord::dtype_size(r.dtype);
     if (element == 0) throw refuse("tensor '" + util::printable(name) + "' has unknown dtype " + r.dtype);
-    if (std::any_of(r.shape.begin(), r.shape.end(), [](int64_t d) { return d < 0; }) ||
-        uint64_t(shape_numel(r.shape)) * uint64_t(element) != r.bytes.size())
+    const auto bytes = detail::byte_count(r.shape, element);
+    if (!bytes || uint64_t(*bytes) != r.bytes.size())
       throw refuse("tensor '" + util::printable(name) + "' of shape " + shape_str(r.shape) + " and dtype " +
                    r.dtype + " has " + std::to_string(r.bytes.size()) + " bytes of data");
   }

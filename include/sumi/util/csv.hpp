@@ -235,14 +235,15 @@ struct CsvTable {
   // if it is not a whole number that fits int64_t.
   int64_t integer(std::size_t row, std::string_view column) const {
     std::string_view cell = text(row, column);
-    if (!cell.empty() && cell.front() == '+') cell.remove_prefix(1);
+    if (cell.size() > 1 && cell.front() == '+' && cell[1] != '-') cell.remove_prefix(1);
     int64_t value = 0;
     const auto result = std::from_chars(cell.data(), cell.data() + cell.size(), value);
-    if (!cell.empty() && result.ec == std::errc() && result.ptr == cell.data() + cell.size()) return value;
+    const bool whole = result.ptr == cell.data() + cell.size();
+    if (!cell.empty() && result.ec == std::errc() && whole) return value;
     throw std::invalid_argument("CSV row " + std::to_string(row + 1) + " after the header, column '" +
                                 std::string(column) + "': '" + printable(text(row, column)) +
                                 "' is not an integer" +
-                                (result.ec == std::errc::result_out_of_range ? " in range" : ""));
+                                (result.ec == std::errc::result_out_of_range && whole ? " in range" : ""));
   }
 
   // A whole column as doubles (e.g. a loss curve).
