@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <system_error>
 
 #include "common/autoencoder_run.hpp"
@@ -196,13 +197,14 @@ int merge_shards(const Options& o) {
     throw util::CliError("--out", "--out '" + o.out +
                                       "' holds a grid.csv that is not among the --merge files; " +
                                       "add it to them or use another --out");
-  // Shards that cannot be merged are refused before --out is created.
+  // An existing --out is locked before its grid.csv may be read as a shard; a new one is created only once
+  // the shards are read and found mergeable, so a refused merge leaves no folder behind.
+  std::optional<util::FolderLock> lock;
+  if (fs::is_directory(o.out)) lock.emplace(o.out, kLockHint);
   const nlohmann::json settings = shared_shard_settings(paths);
-  tune::merge_grid_results(paths, grid);
+  const auto rows = tune::merge_grid_results(paths, grid);
   const fs::path out = examples::start_run("grid_search --merge", 0, o.out);
-  const util::FolderLock lock(out, kLockHint);
-  const auto rows =
-      tune::merge_grid_results(paths, grid);  // again under the lock: OUT/grid.csv may be merged
+  if (!lock) lock.emplace(out, kLockHint);
   if (!settings.is_null())
     util::write_json_atomically(out / "settings.json", settings);
   else

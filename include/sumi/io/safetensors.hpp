@@ -306,6 +306,7 @@ inline void write_safetensors(const std::filesystem::path& path,
   if (metadata.contains(kChecksumKey))
     throw refuse(std::string("the metadata key '") + kChecksumKey + "' is written by write_safetensors");
   // A record whose dtype, shape and bytes disagree would make a file that cannot be read back.
+  std::size_t data_size = 0;
   for (const auto& [name, r] : tensors) {
     const int64_t element = TensorRecord::dtype_size(r.dtype);
     if (element == 0) throw refuse("tensor '" + util::printable(name) + "' has unknown dtype " + r.dtype);
@@ -313,6 +314,7 @@ inline void write_safetensors(const std::filesystem::path& path,
     if (!bytes || uint64_t(*bytes) != r.bytes.size())
       throw refuse("tensor '" + util::printable(name) + "' of shape " + shape_str(r.shape) + " and dtype " +
                    r.dtype + " has " + std::to_string(r.bytes.size()) + " bytes of data");
+    data_size += r.bytes.size();
   }
   const auto for_each_record = [&](auto&& feed) {
     for (const auto& [name, r] : tensors) feed(r.bytes.data(), r.bytes.size());
@@ -331,6 +333,7 @@ inline void write_safetensors(const std::filesystem::path& path,
   const uint64_t header_size = text.size();
   std::memcpy(bytes.data(), &header_size, 8);
   bytes += text;
+  bytes.reserve(bytes.size() + data_size);
   for_each_record([&bytes](const char* data, std::size_t size) { bytes.append(data, size); });
   util::write_file_atomically(path, bytes);
 }
