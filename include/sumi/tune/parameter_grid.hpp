@@ -59,12 +59,9 @@ inline std::optional<ParameterValue> parse_parameter(std::string_view text, Para
     if (!value) return std::nullopt;
     return ParameterValue(*value);
   }
-  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
-  int64_t value = 0;
-  const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || result.ec != std::errc() || result.ptr != text.data() + text.size())
-    return std::nullopt;
-  return ParameterValue(value);
+  const auto value = util::detail::parse_int64(text);
+  if (!value) return std::nullopt;
+  return ParameterValue(*value);
 }
 
 // One point of a grid: parameter names and values, in axis order.

@@ -180,6 +180,18 @@ inline std::optional<double> parse_double(std::string_view text) {
   return value;
 }
 
+// Parses a whole cell as an int64_t ("+" sign allowed); nullopt when anything is left over or it is not a
+// number. `out_of_range`, if given, is set when the text is a whole number too large for int64_t.
+inline std::optional<int64_t> parse_int64(std::string_view text, bool* out_of_range = nullptr) {
+  if (text.size() > 1 && text.front() == '+' && text[1] != '-') text.remove_prefix(1);
+  int64_t value = 0;
+  const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
+  const bool whole = !text.empty() && result.ptr == text.data() + text.size();
+  if (out_of_range) *out_of_range = whole && result.ec == std::errc::result_out_of_range;
+  if (!whole || result.ec != std::errc()) return std::nullopt;
+  return value;
+}
+
 // The length of `text` up to the line break that ends its last complete record. Our logs write each row
 // whole, ending in a line break, so anything after it (outside quotes) is a row cut short by an interruption.
 inline std::size_t complete_records_length(std::string_view text) {
@@ -234,16 +246,12 @@ struct CsvTable {
   // The cell as an integer (an epoch, a count); throws std::invalid_argument naming the row, column and text
   // if it is not a whole number that fits int64_t.
   int64_t integer(std::size_t row, std::string_view column) const {
-    std::string_view cell = text(row, column);
-    if (cell.size() > 1 && cell.front() == '+' && cell[1] != '-') cell.remove_prefix(1);
-    int64_t value = 0;
-    const auto result = std::from_chars(cell.data(), cell.data() + cell.size(), value);
-    const bool whole = result.ptr == cell.data() + cell.size();
-    if (!cell.empty() && result.ec == std::errc() && whole) return value;
+    const std::string& cell = text(row, column);
+    bool too_large = false;
+    if (const auto value = detail::parse_int64(cell, &too_large)) return *value;
     throw std::invalid_argument("CSV row " + std::to_string(row + 1) + " after the header, column '" +
-                                std::string(column) + "': '" + printable(text(row, column)) +
-                                "' is not an integer" +
-                                (result.ec == std::errc::result_out_of_range && whole ? " in range" : ""));
+                                std::string(column) + "': '" + printable(cell) + "' is not an integer" +
+                                (too_large ? " in range" : ""));
   }
 
   // A whole column as doubles (e.g. a loss curve).
