@@ -1,10 +1,18 @@
 #include <catch2/catch.hpp>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "gradcheck_helpers.hpp"
 #include "sumi/autograd/gradient_zip.hpp"
+#include "sumi/ops/dropout.hpp"
 #include "sumi/ops/elementwise.hpp"
 #include "sumi/ops/linalg.hpp"
+#include "sumi/ops/loss.hpp"
 #include "sumi/ops/reduction.hpp"
+#include "sumi/ops/shape_ops.hpp"
+#include "sumi/ops/softmax.hpp"
 
 using namespace sumi;
 using sumi::test::leaf;
@@ -48,6 +56,20 @@ TEST_CASE("pow's gradient matches PyTorch's at 0, where it is 0 for exponent 0",
   }
   require_gradcheck([](const std::vector<V>& v) { return pow_scalar(v[0], 2.5); },
                     {leaf({4, 5}, 13, {0.1, 3})});
+}
+
+TEST_CASE("dividing by a scalar divides, as PyTorch does", "[autograd]") {
+  // Multiplying by 1 / s instead is off by an ulp for 0.3 / 0.1 and overflows for a tiny s.
+  V x(TD::from_vector({7.0, 0.3, 1e-300}, {3}), true);
+  const V by_tenth = x / 0.1, by_tiny = x / 1e-310;
+  REQUIRE(by_tenth.value().at({0}) == 7.0 / 0.1);
+  REQUIRE(by_tenth.value().at({1}) == 0.3 / 0.1);
+  REQUIRE(by_tiny.value().at({2}) == 1e-300 / 1e-310);
+  REQUIRE(std::isfinite(by_tiny.value().at({2})));
+  sum(x / 3.0).backward();
+  REQUIRE(x.grad().at({0}) == 1.0 / 3.0);
+  const Variable<float> f(Tensor<float>::from_vector({1e-30f}, {1}));
+  REQUIRE((f / 1e-39f).value().at({0}) == 1e-30f / 1e-39f);
 }
 
 TEST_CASE("gradcheck perturbs a transposed view's elements in logical order", "[autograd][gradcheck]") {
@@ -188,6 +210,33 @@ TEST_CASE("undefined operands and gradients are refused by name", "[autograd][er
   REQUIRE_THROWS_WITH(sigmoid(Variable<float>()), Catch::Contains("sigmoid: the tensor is undefined"));
   REQUIRE_THROWS_WITH(none.backward(), Catch::Contains("does not require a gradient"));
   REQUIRE_THROWS_WITH(none.item(), Catch::Contains("undefined"));
+  // An undefined tensor has shape [] and no storage: ops that read it refuse it rather than take it for an
+  // empty scalar (a sum of 0, a NaN loss, uninitialised memory from dropout, or a crash).
+  Generator gen(1);
+  const std::vector<std::pair<std::string, std::function<void()>>> ops = {
+      {"sum", [&] { sum(none); }},
+      {"mean", [&] { mean(none); }},
+      {"sum", [&] { sum(none, {}); }},
+      {"mean", [&] { mean(none, {0}); }},
+      {"softmax", [&] { softmax(none, 0); }},
+      {"log_softmax", [&] { log_softmax(none, -1); }},
+      {"mse_loss", [&] { mse_loss(none, none); }},
+      {"mse_loss", [&] { mse_loss(x, none); }},
+      {"bce_with_logits", [&] { bce_with_logits(none, none); }},
+      {"cross_entropy", [&] { cross_entropy(none, {}); }},
+      {"dropout", [&] { dropout(none, 0.5, true, gen); }},
+      {"reshape", [&] { reshape(none, {1}); }},
+      {"flatten", [&] { flatten(none); }},
+      {"unflatten", [&] { unflatten(none, 0, {1}); }},
+      {"concat",
+       [&] {
+         concat(std::vector<V>{x, none}, 0);
+       }},
+  };
+  for (const auto& [name, op] : ops) {
+    INFO(name);
+    REQUIRE_THROWS_WITH(op(), Catch::Contains(name + ": the tensor is undefined"));
+  }
   const V loss = sum(x);
   REQUIRE_THROWS_WITH(loss.backward(TD()), Catch::Contains("backward") && Catch::Contains("undefined"));
   REQUIRE_FALSE(x.grad().defined());
@@ -204,6 +253,20 @@ TEST_CASE("in-place accumulation refuses a strided destination instead of updati
   TD dense = TD::ones({3, 2});
   add_inplace(dense, TD::ones({3, 2}));
   REQUIRE(dense.at({2, 1}) == 2);
+  // A source overlapping the destination is read as it was before the update: a[i + 1] += a[i], not a
+  // running prefix sum. Long enough that no single vector holds it (an AVX-512 register loads 8 doubles
+  // before it stores them), and on every ISA.
+  namespace sk = sumi::kernels;
+  const sk::Isa saved = sk::active_isa();
+  for (sk::Isa isa : {sk::Isa::scalar, sk::Isa::avx2, sk::Isa::avx512}) {
+    if (!sk::isa_supported(isa)) continue;
+    sk::set_isa(isa);
+    TD a = TD::arange(0, 200);
+    TD tail = a.slice(1, 200);
+    add_inplace(tail, a.slice(0, 199));
+    for (int64_t i = 1; i < 200; ++i) REQUIRE(a.at({i}) == double(2 * i - 1));
+  }
+  sk::set_isa(saved);
 }
 
 TEST_CASE("float linear of an empty batch or with no features gives the empty product plus bias",

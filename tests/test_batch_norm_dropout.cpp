@@ -117,6 +117,15 @@ TEST_CASE("batch_norm 4-d normalises each channel over N, H and W", "[batch_norm
   }
 }
 
+TEST_CASE("batch_norm with eps = 0 normalises a constant channel to 0, as PyTorch", "[batch_norm]") {
+  TD values = TD::full({4, 2}, 3.0);
+  values.at({1, 1}) = 5.0;  // channel 1 varies, channel 0 is constant
+  TD rm, rv;                // not tracked
+  const TD y = batch_norm(V(values), rm, rv, V(), V(), true, 0.1, 0.0).value();
+  for (int64_t n = 0; n < 4; ++n) CHECK(y.at({n, 0}) == 0.0);
+  CHECK(y.at({1, 1}) == Approx(std::sqrt(3.0)));
+}
+
 TEST_CASE("batch_norm in float stays accurate for a mean far from zero", "[batch_norm]") {
   // Values 1e4 + [-0.1, 0.1]: a one-pass float variance would be dominated by rounding.
   Generator gen(3);
@@ -247,7 +256,7 @@ TEST_CASE("dropout keeps 1 - p of the values, scaled by 1 / (1 - p)", "[dropout]
   }
 }
 
-TEST_CASE("dropout is the identity in eval mode and for p = 0; p = 1 gives zeros", "[dropout]") {
+TEST_CASE("dropout is the identity in eval mode and for p = 0; p = 1 gives x * 0", "[dropout]") {
   Generator gen(1);
   const V x = leaf({3, 4}, 2);
   const V ye = dropout(x, 0.5, false, gen);
@@ -263,6 +272,12 @@ TEST_CASE("dropout is the identity in eval mode and for p = 0; p = 1 gives zeros
     REQUIRE(y1.value().data()[i] == 0.0);
     REQUIRE(x1.grad().data()[i] == 0.0);
   }
+  // As PyTorch (input * 0): a NaN or infinite input stays visible as NaN.
+  const V bad(TD::from_vector({std::nan(""), std::numeric_limits<double>::infinity(), 2.0}, {3}));
+  const TD dropped = dropout(bad, 1.0, true, gen).value();
+  CHECK(std::isnan(dropped.at({0})));
+  CHECK(std::isnan(dropped.at({1})));
+  CHECK(dropped.at({2}) == 0.0);
 }
 
 TEST_CASE("dropout masks are reproducible from the generator's seed", "[dropout]") {

@@ -10,6 +10,7 @@
 #include "gradcheck_helpers.hpp"
 #include "sumi/ops/conv.hpp"
 #include "sumi/ops/elementwise.hpp"
+#include "sumi/ops/reduction.hpp"
 
 using namespace sumi;
 using sumi::test::leaf;
@@ -185,22 +186,39 @@ TEST_CASE("conv ops add the bias per output channel", "[conv]") {
 // A fused relu is relu after the op, bit for bit, in the output and in all three gradients: on every ISA,
 // for geometries that take the lanes kernels (which apply bias and relu as they write), their col2im input
 // gradient and the per-image GEMM (which apply them in a pass afterwards).
+namespace {
+struct FusedReluCase {
+  const char* name;
+  bool transpose;
+  Shape x, w;
+  IntPair stride, padding, output_padding;
+};
+const std::vector<FusedReluCase> kFusedReluCases = {
+    {"lanes conv 1->8 28x28 s2", false, {20, 1, 28, 28}, {8, 1, 3, 3}, 2, 1, 0},
+    {"lanes convT 16->8 7x7 s2", true, {19, 16, 7, 7}, {16, 8, 3, 3}, 2, 1, 1},
+    {"col2im convT 32->16 3x3 s2", true, {17, 32, 3, 3}, {32, 16, 3, 3}, 2, 0, 0},
+    {"gemm conv 40->24 9x9", false, {3, 40, 9, 9}, {24, 40, 3, 3}, 1, 1, 0},
+    {"gemm convT 40->24 5x5 s2", true, {3, 40, 5, 5}, {40, 24, 3, 3}, 2, 1, 1},
+};
+
+// y, x.grad, w.grad and b.grad of the case's op on (x, w, b), with the relu fused or applied after it.
+std::vector<Tensor<float>> run_relu_case(const FusedReluCase& c, const Tensor<float>& xv,
+                                         const Tensor<float>& wv, const Tensor<float>& bv, bool fused) {
+  VF x(xv, true), w(wv, true), b(bv, true);
+  const ConvActivation a = fused ? ConvActivation::relu : ConvActivation::none;
+  VF y = c.transpose ? conv_transpose2d(x, w, b, {c.stride, c.padding, c.output_padding, 1, a})
+                     : conv2d(x, w, b, {c.stride, c.padding, 1, a});
+  if (!fused) y = relu(y);
+  Generator g_gen(8);
+  y.backward(Tensor<float>::rand(y.shape(), g_gen, -1, 1));
+  return {y.value(), x.grad(), w.grad(), b.grad()};
+}
+}  // namespace
+
 TEST_CASE("conv ops with a fused relu equal relu after the op, on every ISA", "[conv][relu]") {
   namespace sk = sumi::kernels;
   using TF = Tensor<float>;
-  struct Case {
-    const char* name;
-    bool transpose;
-    Shape x, w;
-    IntPair stride, padding, output_padding;
-  };
-  const std::vector<Case> cases = {
-      {"lanes conv 1->8 28x28 s2", false, {20, 1, 28, 28}, {8, 1, 3, 3}, 2, 1, 0},
-      {"lanes convT 16->8 7x7 s2", true, {19, 16, 7, 7}, {16, 8, 3, 3}, 2, 1, 1},
-      {"col2im convT 32->16 3x3 s2", true, {17, 32, 3, 3}, {32, 16, 3, 3}, 2, 0, 0},
-      {"gemm conv 40->24 9x9", false, {3, 40, 9, 9}, {24, 40, 3, 3}, 1, 1, 0},
-      {"gemm convT 40->24 5x5 s2", true, {3, 40, 5, 5}, {40, 24, 3, 3}, 2, 1, 1},
-  };
+  const auto& cases = kFusedReluCases;
   const sk::Isa saved = sk::active_isa();
   std::map<std::string, std::vector<TF>> reference;
   for (sk::Isa isa : {sk::Isa::scalar, sk::Isa::avx2, sk::Isa::avx512}) {
@@ -209,22 +227,13 @@ TEST_CASE("conv ops with a fused relu equal relu after the op, on every ISA", "[
       continue;
     }
     sk::set_isa(isa);
-    for (const Case& c : cases) {
+    for (const FusedReluCase& c : cases) {
       INFO(sk::isa_name(isa) << ": " << c.name);
       Generator gen(7);
       const TF xv = TF::rand(c.x, gen, -1, 1), wv = TF::rand(c.w, gen, -0.5, 0.5);
       const TF bv = TF::rand({c.transpose ? c.w[1] : c.w[0]}, gen, -0.5, 0.5);
-      auto run = [&](bool fused) {
-        VF x(xv, true), w(wv, true), b(bv, true);
-        const ConvActivation a = fused ? ConvActivation::relu : ConvActivation::none;
-        VF y = c.transpose ? conv_transpose2d(x, w, b, {c.stride, c.padding, c.output_padding, 1, a})
-                           : conv2d(x, w, b, {c.stride, c.padding, 1, a});
-        if (!fused) y = relu(y);
-        Generator g_gen(8);
-        y.backward(TF::rand(y.shape(), g_gen, -1, 1));
-        return std::vector<TF>{y.value(), x.grad(), w.grad(), b.grad()};
-      };
-      const std::vector<TF> fused = run(true), separate = run(false);
+      const std::vector<TF> fused = run_relu_case(c, xv, wv, bv, true),
+                            separate = run_relu_case(c, xv, wv, bv, false);
       int64_t zeros = 0;
       for (int64_t i = 0; i < fused[0].numel(); ++i) zeros += fused[0].data()[i] == 0.0f;
       REQUIRE(zeros > fused[0].numel() / 10);  // the relu cuts something
@@ -246,6 +255,50 @@ TEST_CASE("conv ops with a fused relu equal relu after the op, on every ISA", "[
           worst = sumi::test::nan_max(worst, double(std::abs(fused[k].data()[i] - expected[k].data()[i])) /
                                                  (1.0 + std::abs(double(expected[k].data()[i]))));
         REQUIRE(worst < 1e-4);
+      }
+    }
+  }
+  sk::set_isa(saved);
+}
+
+// PyTorch's relu lets NaN through (a diverged network's loss must be NaN, not finite); the fused one does
+// the same on every ISA, in the output and in the gradients.
+TEST_CASE("a fused relu lets NaN through as the relu op does, on every ISA", "[conv][relu]") {
+  namespace sk = sumi::kernels;
+  using TF = Tensor<float>;
+  VF x(TF::from_vector({std::nanf(""), -1.0f, 2.0f}, {3}), true);
+  const VF r = relu(x);
+  CHECK(std::isnan(r.value().at({0})));
+  CHECK(r.value().at({1}) == 0.0f);
+  CHECK(r.value().at({2}) == 2.0f);
+  sum(r).backward();  // PyTorch's mask is "y <= 0 gives 0": the gradient passes at NaN
+  CHECK(x.grad().at({0}) == 1.0f);
+  CHECK(x.grad().at({1}) == 0.0f);
+  CHECK(x.grad().at({2}) == 1.0f);
+  const sk::Isa saved = sk::active_isa();
+  for (sk::Isa isa : {sk::Isa::scalar, sk::Isa::avx2, sk::Isa::avx512}) {
+    if (!sk::isa_supported(isa)) continue;
+    sk::set_isa(isa);
+    for (const FusedReluCase& c : kFusedReluCases) {
+      INFO(sk::isa_name(isa) << ": " << c.name);
+      Generator gen(7);
+      TF xv = TF::rand(c.x, gen, -1, 1);
+      const TF wv = TF::rand(c.w, gen, -0.5, 0.5),
+               bv = TF::rand({c.transpose ? c.w[1] : c.w[0]}, gen, -0.5, 0.5);
+      xv.data()[xv.numel() / 2] = std::nanf("");  // one poisoned input value
+      const std::vector<TF> fused = run_relu_case(c, xv, wv, bv, true),
+                            separate = run_relu_case(c, xv, wv, bv, false);
+      int64_t nan_outputs = 0;
+      for (int64_t i = 0; i < fused[0].numel(); ++i) nan_outputs += std::isnan(fused[0].data()[i]);
+      CHECK(nan_outputs > 0);
+      for (std::size_t k = 0; k < fused.size(); ++k) {
+        INFO("tensor " << k << " (y, gx, gw, gb)");
+        int64_t differ = 0;
+        for (int64_t i = 0; i < fused[k].numel(); ++i) {
+          const float f = fused[k].data()[i], s = separate[k].data()[i];
+          differ += std::isnan(f) != std::isnan(s) || (!std::isnan(f) && f != s);
+        }
+        CHECK(differ == 0);
       }
     }
   }

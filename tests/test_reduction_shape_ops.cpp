@@ -167,6 +167,22 @@ TEST_CASE("large sums are accurate in float and identical for any thread count",
   REQUIRE(double(cols.at({7})) == Approx(row7).margin(1e-4));
 }
 
+TEST_CASE("float sums over a long kept-inner dimension and broadcast gradients are accumulated in double",
+          "[reduction]") {
+  // 60,000 rows of 0.1f added row after row into float would be off by 6e-4 relative (0.100058).
+  const Tensor<float> rows = Tensor<float>::full({60000, 2}, 0.1f);
+  const double exact = 60000.0 * double(0.1f);
+  const Tensor<float> column_sums = sum(Variable<float>(rows), {0}).value();
+  const Tensor<float> column_means = mean(Variable<float>(rows), {0}).value();
+  for (int64_t c = 0; c < 2; ++c) {
+    REQUIRE(double(column_sums.at({c})) == Approx(exact).epsilon(1e-7));
+    REQUIRE(double(column_means.at({c})) == Approx(exact / 60000.0).epsilon(1e-7));
+  }
+  // The gradient of a broadcast operand sums the broadcast copies the same way.
+  const Tensor<float> reduced = sum_to_shape(rows, {1, 2});
+  REQUIRE(double(reduced.at({0, 1})) == Approx(exact).epsilon(1e-7));
+}
+
 TEST_CASE("sum and mean gradients match finite differences", "[reduction][gradcheck]") {
   require_gradcheck([](const std::vector<V>& v) { return sum(v[0]); }, {leaf({3, 4}, 1)});
   require_gradcheck([](const std::vector<V>& v) { return mean(v[0]); }, {leaf({3, 4}, 2)});

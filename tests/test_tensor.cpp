@@ -1,3 +1,4 @@
+#include <bit>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
@@ -40,6 +41,25 @@ TEST_CASE("random factories are reproducible and have the right moments", "[tens
   const TF u = TF::rand({10000}, g1, -2, 3);
   REQUIRE(*std::min_element(u.data(), u.data() + u.numel()) >= -2);
   REQUIRE(*std::max_element(u.data(), u.data() + u.numel()) < 3);
+}
+
+TEST_CASE("rand stays below high when the draw rounds up to it", "[tensor][random]") {
+  // A state whose next xoshiro256** output is all ones: uniform() is then 1 - 2^-53, which rounds to 1.0f.
+  const auto inverse = [](uint64_t a) {  // of an odd number, mod 2^64 (Newton's iteration)
+    uint64_t x = a;
+    for (int i = 0; i < 6; ++i) x *= 2 - a * x;
+    return x;
+  };
+  const uint64_t scrambled = std::rotr(std::numeric_limits<uint64_t>::max() * inverse(9), 7);
+  Generator gen(0);
+  Generator::State state = gen.get_state();
+  state.words[1] = scrambled * inverse(5);
+  gen.set_state(state);
+  Generator copy = gen;
+  REQUIRE(float(copy.uniform()) == 1.0f);
+  const float drawn = TF::rand({1}, gen).item();
+  CHECK(drawn < 1.0f);
+  CHECK(drawn == std::nextafter(1.0f, 0.0f));
 }
 
 TEST_CASE("the generator gives fixed numbers for a seed on every platform", "[tensor][random]") {
@@ -275,6 +295,10 @@ TEST_CASE("sizes that overflow are refused before anything is allocated", "[tens
   REQUIRE_THROWS_WITH(TF::zeros({3}).select(std::numeric_limits<int64_t>::max()),
                       Catch::Contains("Tensor::select: index 9223372036854775807") && Catch::Contains("[3]"));
   REQUIRE_THROWS_WITH(TF::zeros({3}).select(-1), Catch::Contains("Tensor::select"));
+  // The allocator's own callers: a size whose rounding up to a page would wrap is refused, not served with
+  // a 1-byte block.
+  REQUIRE_THROWS_AS(sumi::CachingAllocator::instance().allocate(std::numeric_limits<std::size_t>::max() - 10),
+                    std::bad_alloc);
 }
 
 TEST_CASE("view refuses negative sizes and an ambiguous -1", "[tensor][errors]") {

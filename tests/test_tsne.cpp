@@ -472,6 +472,13 @@ TEST_CASE("t-SNE is reproducible with a fixed seed", "[tsne]") {
   const TsneResult far = tsne(scaled, options);
   CHECK(far.embedding.allFinite());
   CHECK(exact_knn(scaled, 5).index == exact_knn(x, 5).index);
+  // Tiny coordinates: below sqrt(DBL_MIN) every squared distance underflows and the points look identical;
+  // above it a copy scaled down has the same neighbours and a finite map.
+  const PointMatrix tiny = x * std::ldexp(1.0, -480);
+  CHECK(tsne(tiny, options).embedding.allFinite());
+  CHECK(exact_knn(tiny, 5).index == exact_knn(x, 5).index);
+  CHECK_THROWS_WITH(tsne(x * std::ldexp(1.0, -700), options),
+                    Catch::Contains("squared distances underflow") && Catch::Contains("scale the input"));
   options.exact_max_points = 100;
   CHECK(resolve_tsne_gradient(options, 100) == TsneGradient::exact);
   CHECK(resolve_tsne_gradient(options, 101) == TsneGradient::barnes_hut);

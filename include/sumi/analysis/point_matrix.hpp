@@ -16,7 +16,9 @@ using PointMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen:
 
 namespace detail {
 // Throws std::invalid_argument naming `what` when a coordinate is NaN, infinite, or so large that sums of
-// squared differences over the rows or columns would overflow a double (a silent all-zero or NaN result).
+// squared differences over the rows or columns would overflow a double (a silent all-zero or NaN result), or
+// when every coordinate is so small that all squared differences underflow to zero (the points would all
+// look identical).
 inline void check_coordinates(const PointMatrix& x, const char* what) {
   const double terms = double(std::max<Eigen::Index>({x.rows(), x.cols(), 1}));
   const double limit = std::sqrt(std::numeric_limits<double>::max() / (4 * terms));
@@ -34,6 +36,16 @@ inline void check_coordinates(const PointMatrix& x, const char* what) {
         throw std::invalid_argument(where(i, j) + text);
       }
     }
+  const double smallest = std::sqrt(std::numeric_limits<double>::min());  // its square is the least normal
+  const double largest = x.size() > 0 ? x.cwiseAbs().maxCoeff() : 0.0;
+  if (largest > 0 && largest < smallest) {
+    char text[160];
+    std::snprintf(
+        text, sizeof text,
+        ": every coordinate is within +-%g, below %g, so squared distances underflow to 0: scale the input",
+        largest, smallest);
+    throw std::invalid_argument(what + std::string(text));
+  }
 }
 }  // namespace detail
 

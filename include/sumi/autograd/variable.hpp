@@ -44,6 +44,11 @@ class Variable {
   int64_t numel() const { return state_->value.numel(); }
   T item() const { return state_->value.item(); }
   bool defined() const { return state_->value.defined(); }
+  // Throws std::invalid_argument naming `op` when the value is undefined: ops call it before reading data
+  // (an undefined tensor has shape [] and no storage, so it would pass for an empty scalar).
+  void require_defined(const char* op) const {
+    if (!defined()) throw std::invalid_argument(std::string(op) + ": the tensor is undefined");
+  }
 
   bool requires_grad() const { return state_->requires_grad; }
   bool is_leaf() const { return state_->grad_fn == nullptr; }

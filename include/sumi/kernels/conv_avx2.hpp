@@ -203,9 +203,9 @@ SUMI_TARGET_AVX2 inline void interleave_lanes(const float* src, int64_t img_stri
 }
 
 // Lanes back to images: dst[l * img_stride + v] = f(src[pixel[v] * lanes + l]) for v < n, l < count, with
-// f(v) = v + add, then max(., 0) when relu (the output's bias and activation in the same pass); pixel null
-// means pixel[v] = v. The table lets the pass gather each pixel straight from a micro-kernel's result block
-// (a widened grid, or the stride phases of an input gradient).
+// f(v) = v + add, then relu (NaN and -0 pass, as in the relu op) when relu (the output's bias and activation
+// in the same pass); pixel null means pixel[v] = v. The table lets the pass gather each pixel straight from a
+// micro-kernel's result block (a widened grid, or the stride phases of an input gradient).
 SUMI_TARGET_AVX2 inline void deinterleave_lanes(const float* src, int64_t count, int64_t n, float* dst,
                                                 int64_t img_stride, const int64_t* pixel, int64_t lanes,
                                                 float add, bool relu) {
@@ -224,7 +224,9 @@ SUMI_TARGET_AVX2 inline void deinterleave_lanes(const float* src, int64_t count,
       if (map)
         for (int i = 0; i < 8; ++i) {
           r[i] = _mm256_add_ps(r[i], addv);
-          if (relu) r[i] = _mm256_max_ps(r[i], zero);  // +0 for NaN and -0, as the relu op
+          // max returns its second operand when either is NaN or both are zeros: NaN and -0 pass, as in
+          // the relu op
+          if (relu) r[i] = _mm256_max_ps(zero, r[i]);
         }
       for (int i = 0; i < 8 && l0 + i < count; ++i) _mm256_storeu_ps(dst + (l0 + i) * img_stride + v, r[i]);
     }

@@ -8,16 +8,16 @@
 
 namespace sumi::kernels {
 
-// One output value's epilogue: v + bias, then relu(.) = (. > 0 ? . : 0) when `relu`, as the relu op (0 for
-// NaN and -0). The vectorized kernels compute the same with add and max instructions.
+// One output value's epilogue: v + bias, then relu(.) = (. < 0 ? 0 : .) when `relu`, as the relu op (NaN
+// and -0 pass through). The vectorized kernels compute the same with add and max instructions.
 template <class T>
 inline T conv_epilogue_value(T v, T bias, bool relu) {
   const T u = v + bias;
-  return relu ? (u > T(0) ? u : T(0)) : u;
+  return relu ? (u < T(0) ? T(0) : u) : u;
 }
 
 // y[n, c, :, :] = f(y[n, c, :, :] + bias[c]) over contiguous [N, C, HW] data, with f = relu when `relu` and
-// the identity otherwise; bias may be null. relu(v) is v > 0 ? v : 0, as the relu op (0 for NaN).
+// the identity otherwise; bias may be null. relu(v) is v < 0 ? 0 : v, as the relu op (NaN passes through).
 template <class T>
 void conv_output_epilogue(T* y, int64_t N, int64_t C, int64_t HW, const T* bias, bool relu) {
   if (!bias && !relu) return;

@@ -178,7 +178,8 @@ Variable<T> batch_norm(const Variable<T>& x, Tensor<T>& running_mean, Tensor<T>&
       const double dm = sd / double(M);
       const double mu = double(shift) + dm;
       const double var = std::max(0.0, sd2 / double(M) - dm * dm);
-      const double is = 1.0 / std::sqrt(var + double(eps));
+      // As PyTorch: a constant channel with eps = 0 is normalised to 0, not to 0 / 0.
+      const double is = var == 0.0 && eps == T(0) ? 0.0 : 1.0 / std::sqrt(var + double(eps));
       const auto uc = std::size_t(c);
       batch_var[uc] = var;
       mean_d[uc] = mu;

@@ -144,12 +144,13 @@ Tensor<T> conv_channel_sum(const T* g, int64_t N, int64_t C, int64_t HW) {
   return out;
 }
 
-// The output gradient through a fused relu: g where the output y [N, C, H, W] is positive, else 0. With
+// The output gradient through a fused relu: 0 where the output y [N, C, H, W] is <= 0, else g (NaN too, as
+// the relu op). With
 // `channel_sum`, also its sum per channel (a transposed convolution's bias gradient), taken from each
 // image's masked planes while they are in the cache instead of in a second pass over the whole gradient.
 template <class T>
 Tensor<T> conv_relu_gradient(Tensor<T> grad, const Tensor<T>& y, Tensor<T>* channel_sum = nullptr) {
-  const auto mask = [](T gv, T yv) { return yv > T(0) ? gv : T(0); };
+  const auto mask = [](T gv, T yv) { return yv <= T(0) ? T(0) : gv; };
   if (!channel_sum) return zip_gradient(std::move(grad), y, mask);
   Tensor<T> out = gradient_output_buffer(grad);
   const Tensor<T> g = grad.contiguous();

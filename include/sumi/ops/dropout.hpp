@@ -19,10 +19,12 @@ namespace sumi {
 
 // training: each element is kept with probability 1 - p and scaled by 1 / (1 - p), otherwise zeroed; the
 // mask is drawn from `gen` (one uniform number per element, in row-major order), so seeding it reproduces
-// the mask. p == 1 gives zeros. Not training, or p == 0: x itself. p must be in [0, 1].
+// the mask. p == 1 gives x * 0 (zeros, and NaN where x is not finite, as PyTorch). Not training, or p == 0:
+// x itself. p must be in [0, 1].
 template <class T>
 Variable<T> dropout(const Variable<T>& x, std::type_identity_t<T> p, bool training,
                     Generator& gen = default_generator()) {
+  x.require_defined("dropout");
   if (!(p >= T(0) && p <= T(1))) {
     std::ostringstream msg;
     msg << "dropout: probability p = " << p << " must be in [0, 1] (input of shape " << shape_str(x.shape())
@@ -37,9 +39,9 @@ Variable<T> dropout(const Variable<T>& x, std::type_identity_t<T> p, bool traini
   Tensor<T> mask = Tensor<T>::empty(x.shape());  // 0 or 1 / (1 - p): the gradient's factor as well
   Tensor<T> y = Tensor<T>::empty(x.shape());
   T *pm = mask.data(), *py = y.data();
-  if (p == T(1)) {
+  if (p == T(1)) {  // x * 0, as PyTorch: NaN and infinities stay NaN
     std::fill_n(pm, n, T(0));
-    std::fill_n(py, n, T(0));
+    for (int64_t i = 0; i < n; ++i) py[i] = px[i] * T(0);
   } else {
     // gen.uniform() >= p exactly, on the uniform's 53 integer bits and without a branch: a kept or dropped
     // element is a coin flip, and the mispredicted branch cost more than drawing the number. The factor is

@@ -93,12 +93,14 @@ Variable<T> neg(const Variable<T>& x) {
   return unary_op(x, "neg", std::negate<T>(), [](T g, T, T) { return -g; });
 }
 // relu and leaky_relu take the gradient's mask from y: for a non-negative slope y > 0 exactly where x > 0.
+// As in PyTorch, NaN passes through relu (a diverged network's loss is NaN, not a finite number) and its
+// gradient there is g (the mask is "y <= 0 gives 0").
 template <class T>
 Variable<T> relu(const Variable<T>& x) {
   return output_gradient_op(x,
                             map(
-                                x.value(), [](T v) { return v > T(0) ? v : T(0); }, "relu"),
-                            "relu", [](T g, T y) { return y > T(0) ? g : T(0); });
+                                x.value(), [](T v) { return v < T(0) ? T(0) : v; }, "relu"),
+                            "relu", [](T g, T y) { return y <= T(0) ? T(0) : g; });
 }
 template <class T>
 Variable<T> leaky_relu(const Variable<T>& x, T negative_slope = T(0.01)) {
@@ -115,7 +117,7 @@ template <class T>
 Variable<T> sigmoid(const Variable<T>& x) {
   const auto dy = [](T g, T y) { return g * y * (T(1) - y); };
   if constexpr (std::is_same_v<T, float>) {  // the vectorized kernel (2 ulp of the exact value)
-    if (!x.defined()) throw std::invalid_argument("sigmoid: the tensor is undefined");
+    x.require_defined("sigmoid");
     const Tensor<T> xc = x.value().contiguous();
     Tensor<T> y = Tensor<T>::empty(xc.shape());
     kernels::sigmoid(xc.numel(), xc.data(), y.data());
@@ -152,6 +154,13 @@ template <class T>
 Variable<T> mul_scalar(const Variable<T>& x, T s) {
   return unary_op(
       x, "mul_scalar", [s](T v) { return v * s; }, [s](T g, T, T) { return g * s; });
+}
+// x / s divides (as PyTorch does) rather than multiplying by 1 / s, which is not correctly rounded and
+// overflows for a tiny s.
+template <class T>
+Variable<T> div_scalar(const Variable<T>& x, T s) {
+  return unary_op(
+      x, "div_scalar", [s](T v) { return v / s; }, [s](T g, T, T) { return g / s; });
 }
 template <class T>
 Variable<T> add_scalar(const Variable<T>& x, T s) {
@@ -198,7 +207,7 @@ Variable<T> operator*(std::type_identity_t<T> s, const Variable<T>& a) {
 }
 template <class T>
 Variable<T> operator/(const Variable<T>& a, std::type_identity_t<T> s) {
-  return mul_scalar(a, T(1) / s);
+  return div_scalar(a, s);
 }
 template <class T>
 Variable<T> operator+(const Variable<T>& a, std::type_identity_t<T> s) {

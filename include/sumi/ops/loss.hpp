@@ -30,6 +30,8 @@ void require_same_shape(const Variable<T>& input, const Variable<T>& target, con
 template <class T, class Term, class DTerm>
 Variable<T> elementwise_loss(const Variable<T>& input, const Variable<T>& target, const char* op, Term term,
                              DTerm dterm) {
+  input.require_defined(op);
+  target.require_defined(op);
   require_same_shape(input, target, op);
   const Tensor<T> x = input.value().contiguous(), t = target.value().contiguous();
   const T* xp = x.data();
@@ -101,6 +103,7 @@ Variable<T> bce_with_logits(const Variable<T>& logits, const Variable<T>& target
 // torch.nn.functional.cross_entropy: mean over i of logsumexp(logits[i]) - logits[i, labels[i]].
 template <class T>
 Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<int64_t>& labels) {
+  logits.require_defined("cross_entropy");
   if (logits.dim() != 2)
     throw std::invalid_argument("cross_entropy: logits must be 2-d [N, C], got shape " +
                                 shape_str(logits.shape()));

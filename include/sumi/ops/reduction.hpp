@@ -19,10 +19,6 @@ namespace sumi {
 
 namespace detail {
 
-// Accumulator type of sums: double for float (a float accumulator loses digits over long sums).
-template <class T>
-using acc_t = std::conditional_t<(sizeof(T) < sizeof(double)), double, T>;
-
 // Elements per chunk of the all-element sum. Fixed, so that the chunking (hence the rounding) is the same
 // for any thread count.
 inline constexpr int64_t kReduceChunk = int64_t(1) << 14;
@@ -80,13 +76,15 @@ inline std::vector<bool> reduced_dims(const std::vector<int64_t>& dims, int64_t 
 }
 
 // Sums contiguous `in` (of `shape`) over the dimensions flagged in `reduce` into `out`, a zero-filled
-// contiguous buffer of the kept dimensions in order. Size-1 dimensions are dropped and neighbouring
+// contiguous buffer of the kept dimensions in order, in acc_t<T> (rows added one after another into a float
+// would lose digits: 60,000 rows of 0.1 are off by 6e-4). Size-1 dimensions are dropped and neighbouring
 // dimensions with the same flag merged, so the innermost loop runs over one contiguous run: either a dot
 // reduction (innermost reduced) or a vector add into the output (innermost kept).
 template <class T>
 class DimSum {
  public:
-  DimSum(const T* in, const Shape& shape, const std::vector<bool>& reduce, T* out) : in_(in), out_(out) {
+  using Acc = acc_t<T>;
+  DimSum(const T* in, const Shape& shape, const std::vector<bool>& reduce, Acc* out) : in_(in), out_(out) {
     for (std::size_t d = 0; d < shape.size(); ++d) {
       if (shape[d] == 1) continue;
       if (!size_.empty() && reduce_.back() == reduce[d])
@@ -115,12 +113,12 @@ class DimSum {
     const int64_t n = shape_numel(size_);
     if (n == 0) return;
     if (m == 0) {  // a single element
-      out_[0] += in_[0];
+      out_[0] += Acc(in_[0]);
       return;
     }
     if (std::all_of(reduce_.begin(), reduce_.end(), [](bool r) { return r; })) {
       const T* p = in_;
-      out_[0] = T(chunked_sum<acc_t<T>>(n, [p](int64_t i) { return p[i]; }));
+      out_[0] = chunked_sum<Acc>(n, [p](int64_t i) { return p[i]; });
       return;
     }
     // Split the first kept dimension into blocks; each block owns its outputs, so threads never share one.
@@ -137,11 +135,11 @@ class DimSum {
     if (d + 1 == size_.size()) {
       const T* p = in_ + in_off;
       if (reduce_[d]) {
-        out_[out_off] += T(range_sum<acc_t<T>>(begin, end, [p](int64_t i) { return p[i]; }));
+        out_[out_off] += range_sum<Acc>(begin, end, [p](int64_t i) { return p[i]; });
       } else {
-        T* o = out_ + out_off;
+        Acc* o = out_ + out_off;
 #pragma omp simd
-        for (int64_t i = begin; i < end; ++i) o[i] += p[i];
+        for (int64_t i = begin; i < end; ++i) o[i] += Acc(p[i]);
       }
       return;
     }
@@ -150,7 +148,7 @@ class DimSum {
   }
 
   const T* in_;
-  T* out_;
+  Acc* out_;
   Shape size_, in_stride_, out_stride_;
   std::vector<bool> reduce_;
   std::size_t split_ = 0;
@@ -164,7 +162,13 @@ Tensor<T> sum_keepdim(const Tensor<T>& x, const std::vector<bool>& reduce) {
     if (reduce[d]) keep[d] = 1;
   Tensor<T> out = Tensor<T>::zeros(keep);
   const Tensor<T> c = x.contiguous();
-  DimSum<T>(c.data(), c.shape(), reduce, out.data()).run();
+  if constexpr (std::is_same_v<acc_t<T>, T>) {
+    DimSum<T>(c.data(), c.shape(), reduce, out.data()).run();
+  } else {
+    std::vector<acc_t<T>> sums(std::size_t(out.numel()), acc_t<T>(0));
+    DimSum<T>(c.data(), c.shape(), reduce, sums.data()).run();
+    std::transform(sums.begin(), sums.end(), out.data(), [](acc_t<T> v) { return T(v); });
+  }
   return out;
 }
 
@@ -172,6 +176,7 @@ Tensor<T> sum_keepdim(const Tensor<T>& x, const std::vector<bool>& reduce) {
 template <class T>
 Variable<T> sum_or_mean_dims(const Variable<T>& x, const std::vector<int64_t>& dims, bool keepdim,
                              const char* op, bool average) {
+  x.require_defined(op);
   const std::vector<bool> reduce = reduced_dims(dims, x.dim(), op);
   Tensor<T> out = sum_keepdim(x.value(), reduce);
   int64_t count = 1;
@@ -199,6 +204,7 @@ Variable<T> sum_or_mean_dims(const Variable<T>& x, const std::vector<int64_t>& d
 // Sum of all elements, as a scalar of shape [].
 template <class T>
 Variable<T> sum(const Variable<T>& x) {
+  x.require_defined("sum");
   Tensor<T> out = Tensor<T>::scalar(T(detail::sum_all(x.value())));
   return Variable<T>::from_op(out, "sum", {x}, [shape = x.shape()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{Tensor<T>::full(shape, g.item())};
@@ -215,6 +221,7 @@ Variable<T> sum(const Variable<T>& x, std::vector<int64_t> dims, bool keepdim = 
 // Mean of all elements, as a scalar of shape [] (NaN for an empty tensor, as in PyTorch).
 template <class T>
 Variable<T> mean(const Variable<T>& x) {
+  x.require_defined("mean");
   const int64_t n = x.numel();
   Tensor<T> out = Tensor<T>::scalar(T(detail::sum_all(x.value()) / detail::acc_t<T>(n)));
   return Variable<T>::from_op(out, "mean", {x}, [shape = x.shape(), n](const Tensor<T>& g) {

@@ -17,6 +17,7 @@ namespace detail {
 // A reshape to an already validated `shape`: a view of a contiguous input, a copy otherwise.
 template <class T>
 Variable<T> reshape_to(const Variable<T>& x, const Shape& shape, const char* op) {
+  x.require_defined(op);
   return Variable<T>::from_op(x.value().reshape(shape), op, {x}, [in_shape = x.shape()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{g.reshape(in_shape)};
   });
@@ -81,6 +82,7 @@ Variable<T> concat_node(const std::vector<Variable<T>>& inputs, int64_t dim) {
 // contiguous.
 template <class T>
 Variable<T> reshape(const Variable<T>& x, const Shape& shape) {
+  x.require_defined("reshape");
   return detail::reshape_to(x, infer_shape(shape, x.numel(), x.shape(), "reshape"), "reshape");
 }
 
@@ -89,6 +91,7 @@ Variable<T> reshape(const Variable<T>& x, const Shape& shape) {
 // input becomes shape [1].
 template <class T>
 Variable<T> flatten(const Variable<T>& x, int64_t start_dim = 1, int64_t end_dim = -1) {
+  x.require_defined("flatten");
   const int64_t rank = std::max<int64_t>(x.dim(), 1);  // a scalar accepts dimensions 0 and -1, as in PyTorch
   const int64_t start = normalize_dim(start_dim, rank, "flatten");
   const int64_t end = normalize_dim(end_dim, rank, "flatten");
@@ -106,6 +109,7 @@ Variable<T> flatten(const Variable<T>& x, int64_t start_dim = 1, int64_t end_dim
 // Splits dimension `dim` into `sizes` (one of which may be -1), as torch.unflatten.
 template <class T>
 Variable<T> unflatten(const Variable<T>& x, int64_t dim, const Shape& sizes) {
+  x.require_defined("unflatten");
   const int64_t d = normalize_dim(dim, x.dim(), "unflatten");
   const Shape& s = x.shape();
   if (sizes.empty())
@@ -129,6 +133,7 @@ Variable<T> unflatten(const Variable<T>& x, int64_t dim, const Shape& sizes) {
 template <class T>
 Variable<T> concat(const std::vector<Variable<T>>& inputs, int64_t dim) {
   if (inputs.empty()) throw std::invalid_argument("concat: no inputs");
+  for (const Variable<T>& input : inputs) input.require_defined("concat");
   const Shape& first = inputs[0].shape();
   const int64_t d = normalize_dim(dim, int64_t(first.size()), "concat");
   for (std::size_t i = 1; i < inputs.size(); ++i) {

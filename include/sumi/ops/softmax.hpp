@@ -65,6 +65,7 @@ void softmax_forward(const AlongDim& geo, const T* x, T* y) {
 
 template <bool Log, class T>
 Variable<T> softmax_op(const Variable<T>& x, int64_t dim, const char* op) {
+  x.require_defined(op);
   const AlongDim geo(x.shape(), dim, op);
   const Tensor<T> xc = x.value().contiguous();
   Tensor<T> y = Tensor<T>::empty(x.shape());

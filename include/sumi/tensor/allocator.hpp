@@ -63,6 +63,8 @@ class CachingAllocator {
   }
 
   void* allocate(std::size_t bytes) {
+    if (bytes > std::numeric_limits<std::size_t>::max() - 4095)
+      throw std::bad_alloc();  // round_up would wrap
     const std::size_t size = round_up(bytes);
     std::vector<std::pair<void*, std::size_t>> victims;  // released after the lock
     {

@@ -1,8 +1,10 @@
 #pragma once
 // Tensor-level element-wise arithmetic with NumPy broadcasting, outside the autograd graph. Ops build their
 // forward and backward passes from these.
+#include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "sumi/kernels/elementwise.hpp"
@@ -11,6 +13,10 @@
 namespace sumi {
 
 namespace detail {
+
+// Accumulator type of sums: double for float (a float accumulator loses digits over long sums).
+template <class T>
+using acc_t = std::conditional_t<(sizeof(T) < sizeof(double)), double, T>;
 // Strides of `shape` (with `strides`) seen through broadcasting to `out`: 0 on broadcast dimensions.
 inline Shape broadcast_strides(const Shape& shape, const Shape& strides, const Shape& out) {
   Shape result(out.size(), 0);
@@ -111,12 +117,14 @@ Tensor<T> sum_to_shape(const Tensor<T>& t, const Shape& shape) {
   if (broadcast_shapes(shape, t.shape(), "sum_to_shape") != t.shape())
     throw std::invalid_argument("sum_to_shape: " + shape_str(t.shape()) + " is not a broadcast of " +
                                 shape_str(shape));
-  Tensor<T> out = Tensor<T>::zeros(shape);
+  // Accumulated in acc_t<T>: many broadcast copies added one after another into a float lose digits.
+  std::vector<detail::acc_t<T>> sums(std::size_t(shape_numel(shape)), detail::acc_t<T>(0));
   const Shape so = detail::broadcast_strides(shape, contiguous_strides(shape), t.shape());
   const T* pt = t.data();
-  T* po = out.data();
   detail::for_each_broadcast(t.shape(), t.strides(), so,
-                             [&](int64_t, int64_t ot, int64_t oo) { po[oo] += pt[ot]; });
+                             [&](int64_t, int64_t ot, int64_t oo) { sums[std::size_t(oo)] += pt[ot]; });
+  Tensor<T> out = Tensor<T>::empty(shape);
+  std::transform(sums.begin(), sums.end(), out.data(), [](detail::acc_t<T> v) { return T(v); });
   return out;
 }
 
@@ -128,7 +136,7 @@ inline void require_in_place_target(bool contiguous, const Shape& shape, const c
 }
 }  // namespace detail
 
-// dst += src (same shape, dst contiguous).
+// dst += src (same shape, dst contiguous; src may overlap dst).
 template <class T>
 void add_inplace(Tensor<T>& dst, const Tensor<T>& src) {
   if (!dst.defined() || !src.defined()) throw std::invalid_argument("add_inplace: an operand is undefined");
@@ -136,7 +144,9 @@ void add_inplace(Tensor<T>& dst, const Tensor<T>& src) {
     throw std::invalid_argument("add_inplace: shapes " + shape_str(dst.shape()) + " and " +
                                 shape_str(src.shape()) + " differ");
   detail::require_in_place_target(dst.is_contiguous(), dst.shape(), "add_inplace");
-  const Tensor<T> s = src.contiguous();
+  // A source sharing dst's storage may overlap it (a shifted view): read from a copy, or the sum would read
+  // elements it has already updated.
+  const Tensor<T> s = src.shares_storage_with(dst) ? src.clone() : src.contiguous();
   kernels::add_inplace(dst.numel(), dst.data(), s.data());
 }
 

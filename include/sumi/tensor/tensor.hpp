@@ -2,6 +2,7 @@
 // Tensor<T>: an N-d array of T with shape and strides over aligned storage shared between views.
 #include <Eigen/Core>
 #include <algorithm>
+#include <cmath>
 #include <concepts>
 #include <cstring>
 #include <initializer_list>
@@ -63,10 +64,12 @@ class Tensor {
     for (int64_t i = 0; i < n; ++i) t.data()[i] = start + T(i) * step;
     return t;
   }
-  // Uniform in [low, high).
+  // Uniform in [low, high). A draw that rounds up to high (a double just below it, rounded to float) is
+  // taken as the largest value below high instead.
   static Tensor rand(const Shape& shape, Generator& gen = default_generator(), T low = T(0), T high = T(1)) {
     Tensor t = empty(shape);
-    for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = T(gen.uniform(low, high));
+    const T below_high = std::nextafter(high, low);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = std::min(T(gen.uniform(low, high)), below_high);
     return t;
   }
   static Tensor randn(const Shape& shape, Generator& gen = default_generator(), T mean = T(0),
