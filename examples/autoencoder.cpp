@@ -89,7 +89,8 @@ int run(const Options& o) {
   Generator init_gen(uint64_t(o.seed));
   models::Autoencoder<float> model(o.latent, o.dropout, init_gen);
   optim::Adam<float> optimizer(model.parameters(), {.lr = o.lr, .weight_decay = o.weight_decay});
-  const fs::path out = examples::start_run("autoencoder", o.threads, o.out);
+  const examples::RunFolder run_folder = examples::start_run("autoencoder", o.threads, o.out);
+  const fs::path& out = run_folder.path;
   const auto test_view = examples::test_subset(*study, o.limit);
   examples::print_split_sizes(*study, test_view.size());
 
@@ -136,6 +137,7 @@ int run(const Options& o) {
   }
   // After the resume checks, so that a refused resume leaves the folder's model.txt as it was.
   examples::write_model_summary(out / "model.txt", model.summary(), o.quiet);
+  examples::remove_final_outputs(out, {"summary.json", "reconstructions.png"});
 
   data::DataLoader train_loader(*study->train,
                                 {.batch_size = o.batch, .shuffle = true, .seed = uint64_t(o.seed)});

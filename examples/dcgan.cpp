@@ -171,14 +171,15 @@ std::vector<examples::RunSetting> resumed_settings(const Options& o, const std::
 }
 
 std::map<std::string, std::string> checkpoint_metadata(const Options& o, const std::string& data,
-                                                       int64_t iteration, int64_t epoch) {
+                                                       int64_t iteration, int64_t epoch, int64_t per_epoch) {
   std::map<std::string, std::string> metadata = {{"nz", std::to_string(o.nz)},
                                                  {"ngf", std::to_string(o.ngf)},
                                                  {"ndf", std::to_string(o.ndf)},
                                                  {"nc", std::to_string(o.nc)},
                                                  {"image_size", std::to_string(o.image_size)},
                                                  {"iteration", std::to_string(iteration)},
-                                                 {"epoch", std::to_string(epoch)}};
+                                                 {"epoch", std::to_string(epoch)},
+                                                 {"batches_per_epoch", std::to_string(per_epoch)}};
   examples::record_settings(metadata, resumed_settings(o, data));
   return metadata;
 }
@@ -195,7 +196,10 @@ int run_generate(const Options& o) {
   const models::DcganConfig config = config_from_file(o.model);
   models::DcganGenerator<float> G(config);
   nn::load_state(G, o.model);
-  const fs::path out = examples::start_run("dcgan --generate", o.threads, o.out);
+  // Not locked: samples may be drawn into a folder while a run is training there (under names of their own).
+  const fs::path out = o.out;
+  examples::create_output_folder(o.threads, out);
+  examples::print_run_start("dcgan --generate", out);
   std::printf("%lld samples from %s\n", (long long)o.generate, o.model.c_str());
   Generator gen(uint64_t(o.seed) + 7);
   // At least 64 per batch so BatchNorm sees a batch's worth of statistics.
@@ -283,12 +287,10 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
   const std::string data = (data_name == "synthetic" ? data_name : fs::weakly_canonical(data_name).string()) +
                            " (" + std::to_string(dataset.size()) + " images)";
 
-  data::DataLoader loader(
-      dataset, {.batch_size = o.batch, .shuffle = true, .seed = uint64_t(o.seed), .drop_last = true});
+  // The last, smaller batch of an epoch is kept, as the tutorial's DataLoader does (drop_last=False).
+  data::DataLoader loader(dataset, {.batch_size = o.batch, .shuffle = true, .seed = uint64_t(o.seed)});
   const int64_t per_epoch = loader.size();
-  if (per_epoch == 0)
-    throw std::runtime_error(data_name + " has " + std::to_string(dataset.size()) +
-                             " images, fewer than one batch of " + std::to_string(o.batch));
+  if (per_epoch == 0) throw std::runtime_error(data_name + " has no images");
   const int64_t total = o.iterations > 0 ? o.iterations : int64_t(o.epochs) * per_epoch;
 
   const fs::path g_file = out / "generator.safetensors", d_file = out / "discriminator.safetensors";
@@ -307,6 +309,16 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
     const auto g_loaded = nn::load_state(G, g_file);
     const auto d_loaded = nn::load_state(D, d_file);
     examples::check_resumed_settings(g_loaded.metadata, resumed_settings(o, data), g_file);
+    // Iteration i's batch follows from the batches per epoch: files written before each epoch's last, smaller
+    // batch was kept (no such entry) counted one fewer when the batch does not divide the images.
+    const int64_t saved_per_epoch =
+        g_loaded.metadata.contains("batches_per_epoch")
+            ? nn::metadata_integer(g_loaded.metadata, "batches_per_epoch", g_file, 1)
+            : int64_t(dataset.size()) / o.batch;
+    if (saved_per_epoch != per_epoch)
+      throw std::runtime_error(g_file.string() + " was trained with " + std::to_string(saved_per_epoch) +
+                               " batches per epoch, this run has " + std::to_string(per_epoch) +
+                               " (the last, smaller batch of an epoch is now kept): train into another --out");
     start = nn::metadata_integer(g_loaded.metadata, "iteration", g_file, 1);
     examples::load_complete_optimizer_state(optG, g_loaded.extra.strip_prefix("optimizer."), g_file);
     examples::load_complete_optimizer_state(optD, d_loaded.extra.strip_prefix("optimizer."), d_file);
@@ -335,15 +347,16 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
   // pass for its own.
   if (start == 0)
     for (const auto& progress : progress_grids(out)) fs::remove(progress);
+  examples::remove_final_outputs(out, {"summary.json", "real_vs_fake.png", "samples.png"});
 
   Generator fixed_gen(uint64_t(o.seed) + 2);
   const Tensor<float> fixed_noise = Tensor<float>::randn({64, config.nz, 1, 1}, fixed_gen);
   // Metrics first: a resume trims rows past the checkpoint's iteration but cannot make up missing ones.
   auto save_checkpoint = [&](int64_t iteration, int64_t epoch) {
     write_metrics(rows, out / "metrics.csv");
-    nn::save_state(G, g_file, checkpoint_metadata(o, data, iteration, epoch),
+    nn::save_state(G, g_file, checkpoint_metadata(o, data, iteration, epoch, per_epoch),
                    optG.state_dict().with_prefix("optimizer."));
-    nn::save_state(D, d_file, checkpoint_metadata(o, data, iteration, epoch),
+    nn::save_state(D, d_file, checkpoint_metadata(o, data, iteration, epoch, per_epoch),
                    optD.state_dict().with_prefix("optimizer."));
     if (!rows.empty()) write_loss_charts(rows, out);
   };
@@ -387,18 +400,25 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
     for (const auto& r : rows)
       if (r.epoch == epoch + 1) d += r.loss_d, g += r.loss_g, ++n;
     if (n)
-      std::printf("epoch %lld: iteration %lld, mean loss D %.4f, G %.4f\n", (long long)(epoch + 1),
-                  (long long)it, d / double(n), g / double(n));
-    std::fflush(stdout);
+      bar.write(util::string_printf("epoch %lld: iteration %lld, mean loss D %.4f, G %.4f\n",
+                                    (long long)(epoch + 1), (long long)it, d / double(n), g / double(n)));
   }
   bar.close();
   if (rows.empty()) throw std::runtime_error("no iteration was trained");
 
   // Figures: 64 real images | 64 generated from the fixed noise, and 64 from fresh noise.
-  Tensor<float> real;
+  Tensor<float> real;  // 64 images (or all there are), from as many batches as that takes
+  int64_t real_count = 0;
   for (const data::Batch& batch : loader.epoch(0)) {
-    real = batch.images.slice(0, std::min<int64_t>(64, batch.size())).clone();
-    break;
+    if (!real.defined()) {
+      Shape shape = batch.images.shape();
+      shape[0] = std::min<int64_t>(64, dataset.size());
+      real = Tensor<float>::empty(shape);
+    }
+    const int64_t take = std::min(real.size(0) - real_count, batch.size());
+    real.slice(real_count, real_count + take).copy_(batch.images.slice(0, take));
+    real_count += take;
+    if (real_count == real.size(0)) break;
   }
   const plot::GridOptions grid = grid_options(config.image_size);
   const plot::Image8 real_grid = plot::make_image_grid(view(real, 64), grid);
@@ -455,7 +475,7 @@ int run(const Options& o) {
                          "--model is read only with --generate; training starts from new weights "
                          "(--resume continues the run in --out)");
   if (o.data == "synthetic") {
-    examples::start_run("dcgan", o.threads, o.out);
+    const examples::RunFolder run_folder = examples::start_run("dcgan", o.threads, o.out);
     // 64 batches an epoch whatever --iterations, so that a longer run resumes on the same images.
     const SyntheticImages images(64 * int64_t(o.batch), {o.nc, o.image_size, o.image_size}, uint64_t(o.seed));
     return train(o, images, "synthetic");
@@ -466,7 +486,7 @@ int run(const Options& o) {
   if (!fs::is_directory(root)) throw std::runtime_error("--data: '" + root.string() + "' is not a folder");
   util::Timer timer;
   const data::ImageFolder images(root, {.channels = o.nc, .image_size = o.image_size, .threads = o.threads});
-  examples::start_run("dcgan", o.threads, o.out);
+  const examples::RunFolder run_folder = examples::start_run("dcgan", o.threads, o.out);
   std::printf("loaded %lld images of %zu classes from %s in %.1f s", (long long)images.size(),
               images.classes().size(), root.c_str(), timer.elapsed_seconds());
   if (!images.skipped_files().empty())

@@ -145,7 +145,8 @@ fs::path find_or_train_encoder(const Options& o, const examples::StudyData& stud
 
 int run(const Options& o) {
   const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
-  const fs::path out = examples::start_run("finetune", o.threads, o.out);
+  const examples::RunFolder run_folder = examples::start_run("finetune", o.threads, o.out);
+  const fs::path& out = run_folder.path;
   const auto test_view = examples::test_subset(*study, o.limit);
   examples::print_split_sizes(*study, test_view.size());
 
@@ -174,6 +175,10 @@ int run(const Options& o) {
   const double cache_seconds = o.cache ? cache_timer.elapsed_seconds() : 0.0;
   if (o.cache) std::printf("cached the frozen prefix's output in %.2f s\n", cache_seconds);
 
+  // Once nothing can refuse the run: the earlier run's files that this one writes only at its end would pass
+  // for its own until then.
+  examples::remove_final_outputs(out, {"summary.json", "classifier.safetensors", "test_outputs.csv",
+                                       "per_class_accuracy.csv", "confusion.svg"});
   const data::DataLoaderOptions train_options{
       .batch_size = o.batch, .shuffle = true, .seed = uint64_t(o.seed)};
   const data::DataLoaderOptions eval_options{.batch_size = 1000};

@@ -203,8 +203,9 @@ int merge_shards(const Options& o) {
   if (fs::is_directory(o.out)) lock.emplace(o.out, kLockHint);
   const nlohmann::json settings = shared_shard_settings(paths);
   const auto rows = tune::merge_grid_results(paths, grid);
-  const fs::path out = examples::start_run("grid_search --merge", 0, o.out);
-  if (!lock) lock.emplace(out, kLockHint);
+  const examples::RunFolder run =
+      examples::start_run("grid_search --merge", 0, o.out, kLockHint, std::move(lock));
+  const fs::path& out = run.path;
   if (!settings.is_null())
     util::write_json_atomically(out / "settings.json", settings);
   else
@@ -234,10 +235,11 @@ int run(Options o) {
   set_num_threads(threads);  // for loading
 
   const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
-  const fs::path out = examples::start_run("grid_search", threads, o.out);
-  const util::FolderLock lock(out, kLockHint);
+  const examples::RunFolder run_folder = examples::start_run("grid_search", threads, o.out, kLockHint);
+  const fs::path& out = run_folder.path;
   set_num_threads(threads_per_job);  // each job's share (the setting is process-wide)
   check_shared_settings(o, out);
+  examples::remove_final_outputs(out, {"summary.json"});
   const tune::ParameterGrid grid = make_grid(o);
   const int64_t max_epochs = *std::max_element(o.epochs.begin(), o.epochs.end());
   std::printf(
@@ -264,15 +266,17 @@ int run(Options o) {
   options.results_csv = out / "grid.csv";
   options.shard = shard;
   options.jobs = jobs;
+  // Results are printed above the runs' progress bar (on_start makes it before the first result).
   options.on_result = [&](const tune::GridResult& r) {
     if (o.quiet) return;
-    std::printf("%s epochs=%lld: train loss %.5f, validation MSE %.5f, %.1f s\n",
-                r.config.to_string().c_str(), (long long)r.epochs, r.train_loss, r.val_loss, r.seconds);
-    std::fflush(stdout);
+    bar->write(util::string_printf("%s epochs=%lld: train loss %.5f, validation MSE %.5f, %.1f s\n",
+                                   r.config.to_string().c_str(), (long long)r.epochs, r.train_loss,
+                                   r.val_loss, r.seconds));
   };
   options.on_error = [&](const tune::Configuration& c, const std::string& message) {
-    std::fprintf(stderr, "warning: %s failed: %s (recorded with NaN losses)\n", c.to_string().c_str(),
-                 message.c_str());
+    bar->write(util::string_printf("warning: %s failed: %s (recorded with NaN losses)\n",
+                                   c.to_string().c_str(), message.c_str()),
+               stderr);
   };
   options.on_start = [&](std::size_t runs) {
     // Fewer runs to do than jobs (a small or resumed search): the runs share all the threads.

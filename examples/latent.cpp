@@ -180,9 +180,11 @@ int run(const Options& o) {
       throw std::runtime_error("'" + o.classifier_outputs + "': its labels are not the test set's, in order");
   }
   examples::check_perplexity(o.perplexity, study->test.size());
-  const fs::path out = examples::start_run("latent", o.threads, o.out);
+  const examples::RunFolder run_folder = examples::start_run("latent", o.threads, o.out);
+  const fs::path& out = run_folder.path;
   std::unique_ptr<Generator> gen;
   const auto model = load_or_train(o, *study, out, gen);
+  examples::remove_final_outputs(out, {"summary.json"});
 
   std::vector<int64_t> labels;
   const analysis::PointMatrix codes = encode_all(*model, study->test, labels);

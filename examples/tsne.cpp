@@ -25,6 +25,8 @@ int run(const Options& o) {
   if (o.input.empty()) throw util::CliError("--input", "--input is required (a CSV of points, one per row)");
   if (o.out.empty()) throw util::CliError("--out", "--out is required (the embedding CSV to write)");
   const fs::path out = o.out;
+  if (!out.has_filename() || out.filename() == "." || out.filename() == "..")
+    throw util::CliError("--out", "--out '" + o.out + "' names a folder; give the path of the CSV to write");
   fs::path json_path = out, svg_path = out;
   json_path.replace_extension(".json");
   svg_path.replace_extension(".svg");

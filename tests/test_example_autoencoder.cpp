@@ -10,7 +10,9 @@
 #include "models/autoencoder.hpp"
 #include "sumi/data/detail/stb_image.hpp"
 #include "sumi/nn/serialize.hpp"
+#include "sumi/util/atomic_file.hpp"
 #include "sumi/util/csv.hpp"
+#include "sumi/util/folder_lock.hpp"
 #include "sumi/util/json_file.hpp"
 
 namespace fs = std::filesystem;
@@ -184,6 +186,34 @@ TEST_CASE("autoencoder example rejects bad flags naming the flag", "[example][er
   REQUIRE(test::read_text(log).find("--limit") != std::string::npos);
   REQUIRE(test::run_example("autoencoder", "--out ''", log) == 2);
   REQUIRE(test::read_text(log).find("--out") != std::string::npos);
+}
+
+TEST_CASE("example runs lock their output folder and drop an earlier run's summary", "[example][errors]") {
+  const fs::path dir = fs::temp_directory_path() / "sumi_e2e_locked";
+  const fs::path log = fs::temp_directory_path() / "sumi_e2e_locked.log";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    // Another run holds the folder: each example refuses it instead of mixing its files with that run's.
+    const util::FolderLock other_run(dir);
+    for (const std::string& run :
+         {std::string("autoencoder --limit 600 --epochs 1"), std::string("finetune --limit 600 --epochs 1"),
+          std::string("dcgan --data synthetic --iterations 1")}) {
+      INFO(run);
+      REQUIRE(test::run_example(run.substr(0, run.find(' ')),
+                                run.substr(run.find(' ')) + " --out " + dir.string(), log) == 1);
+      REQUIRE(test::read_text(log).find("'" + dir.string() + "' is in use by another process") !=
+              std::string::npos);
+    }
+  }
+  // An earlier run's summary is gone once training starts, so a run that stops (here: diverges) does not
+  // leave it beside its own files.
+  util::write_file_atomically(dir / "summary.json", "{\"test_mse\": 0.01}\n");
+  REQUIRE(test::run_example("autoencoder", "--limit 600 --epochs 1 --lr 1e30 --out " + dir.string(), log) ==
+          1);
+  REQUIRE(test::read_text(log).find("training diverged") != std::string::npos);
+  REQUIRE_FALSE(fs::exists(dir / "summary.json"));
+  fs::remove_all(dir);
 }
 
 TEST_CASE("latent example checks its input files before exploring", "[example][errors]") {

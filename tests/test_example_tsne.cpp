@@ -79,16 +79,18 @@ TEST_CASE("tsne example embeds a labelled CSV with the given Barnes-Hut theta", 
                             dir / "bad.log") == 2);
   REQUIRE(test::read_text(dir / "bad.log").find("--theta") != std::string::npos);
   // A perplexity below 1 or not below the point count, an --out that is the input, would be overwritten by
-  // the summary or is a folder, and a folder as input are refused naming the flag or the path.
+  // the summary or is (or ends like) a folder, and a folder as input are refused naming the flag or the path.
   const std::string input = (dir / "points.csv").string();
   for (const std::string& args : {"--perplexity 0.5 --out " + (dir / "bad.csv").string(),
                                   "--perplexity 89 --out " + (dir / "bad.csv").string(), "--out " + input,
-                                  "--out " + (dir / "bad.json").string(), "--out " + dir.string()}) {
+                                  "--out " + (dir / "bad.json").string(), "--out " + dir.string(),
+                                  "--out " + (dir / "new_folder").string() + "/"}) {
     INFO(args);
     REQUIRE(test::run_example("tsne", common + " " + args, dir / "bad.log") == 2);
     const std::string flag = args.substr(0, args.find(' '));
     REQUIRE(test::read_text(dir / "bad.log").find(flag) != std::string::npos);
   }
+  REQUIRE_FALSE(fs::exists(dir / "new_folder"));  // refused before anything is made or computed
   REQUIRE(test::read_text(dir / "points.csv").find("a,b,c,d,label\n") == 0);  // the input is intact
   REQUIRE(test::run_example("tsne", "--input " + dir.string() + " --out " + (dir / "bad.csv").string(),
                             dir / "bad.log") == 1);

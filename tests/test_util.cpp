@@ -1,10 +1,12 @@
 // Tests for sumi/util: timer, memory, atomic files, JSON files, CSV, the command-line parser and the progress
 // bar.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -20,6 +22,7 @@
 #include "sumi/util/json_file.hpp"
 #include "sumi/util/memory.hpp"
 #include "sumi/util/progress_bar.hpp"
+#include "sumi/util/read_file.hpp"
 #include "sumi/util/timer.hpp"
 
 namespace fs = std::filesystem;
@@ -176,6 +179,45 @@ TEST_CASE("write_file_atomically into a missing directory names the path", "[uti
   CHECK_FALSE(fs::exists(target));
 }
 
+TEST_CASE("temporary files are new, exclusive files with room for long target names", "[util][atomic_file]") {
+  TempDir dir;
+  const fs::path target = dir / "model.safetensors";
+  const auto [first, first_fd] = detail::create_temp_sibling(target);
+  const auto [second, second_fd] = detail::create_temp_sibling(target);
+  ::close(first_fd);
+  ::close(second_fd);
+  CHECK(first != second);  // two writers of one path never share a temporary file
+  for (const fs::path& temp : {first, second}) {
+    CHECK(temp.parent_path() == dir.path);
+    CHECK(temp.filename().string().rfind("model.safetensors.tmp.", 0) == 0);
+    CHECK(fs::is_regular_file(fs::symlink_status(temp)));
+  }
+  // A name near NAME_MAX (255) still leaves room for the suffix.
+  const fs::path long_target = dir / (std::string(250, 'n') + ".csv");
+  write_file_atomically(long_target, "long");
+  CHECK(read_file(long_target) == "long");
+}
+
+TEST_CASE("write_file_atomically keeps the permissions and never writes through a link",
+          "[util][atomic_file]") {
+  TempDir dir;
+  const fs::path target = dir / "private.json";
+  write_file_atomically(target, "v1");
+  fs::permissions(target, fs::perms::owner_read | fs::perms::owner_write);
+  write_file_atomically(target, "v2");
+  CHECK(read_file(target) == "v2");
+  CHECK(fs::status(target).permissions() == (fs::perms::owner_read | fs::perms::owner_write));
+
+  // A link at the target is replaced by the new file; the file it named is left alone.
+  fs::create_directory(dir / "store");
+  write_file_atomically(dir / "store" / "weights.bin", "old");
+  fs::create_symlink(fs::path("store") / "weights.bin", dir / "weights.bin");
+  write_file_atomically(dir / "weights.bin", "new");
+  CHECK_FALSE(fs::is_symlink(dir / "weights.bin"));
+  CHECK(read_file(dir / "weights.bin") == "new");
+  CHECK(read_file(dir / "store" / "weights.bin") == "old");
+}
+
 TEST_CASE("JSON files are written pretty-printed and read back", "[util][json]") {
   TempDir dir;
   const fs::path path = dir / "summary.json";
@@ -193,6 +235,25 @@ TEST_CASE("JSON files are written pretty-printed and read back", "[util][json]")
   fs::create_directory(dir / "folder.json");
   CHECK_THROWS_WITH(read_json_file(dir / "folder.json"),
                     Catch::Contains("folder.json") && Catch::Contains("is a folder, not a JSON file"));
+}
+
+TEST_CASE("read_file_text reads regular files only and reports read errors", "[util][read_file]") {
+  TempDir dir;
+  write_file_atomically(dir / "table.csv", "a,b\n1,2\n");
+  CHECK(read_file_text(dir / "table.csv", "CSV file") == "a,b\n1,2\n");
+  CHECK_THROWS_WITH(read_file_text(dir / "missing.csv", "CSV file"),
+                    Catch::Contains("cannot open CSV file '" + (dir / "missing.csv").string() + "'") &&
+                        Catch::Contains("No such file or directory"));
+  // A pipe would block until a writer comes (and a device might never end): refused at once.
+  const fs::path pipe = dir / "pipe.csv";
+  REQUIRE(::mkfifo(pipe.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(read_file_text(pipe, "CSV file"),
+                    Catch::Contains("pipe.csv") && Catch::Contains("is not a regular file"));
+  // Files in /proc have no size and are read all the same.
+  CHECK_THAT(read_file_text("/proc/self/status", "status file"), Catch::Contains("Pid:"));
+  // Reading this one fails (EIO at address 0): an error, not an empty file.
+  CHECK_THROWS_WITH(read_file_text("/proc/self/mem", "CSV file"),
+                    Catch::Contains("cannot read CSV file '/proc/self/mem'"));
 }
 
 TEST_CASE("a folder lock is exclusive until released", "[util][folder_lock]") {
@@ -225,6 +286,13 @@ TEST_CASE("CSV numbers are written in shortest round-trip form", "[util][csv]") 
   CHECK(CsvField("two\nlines").encoded() == "\"two\nlines\"");
   CHECK(CsvField(" padded").encoded() == "\" padded\"");
   CHECK(CsvField("").encoded() == "\"\"");
+  // Read back: one sign only ("+5" is 5, "+-5" is not a number).
+  CHECK(detail::parse_double("+5") == 5.0);
+  CHECK(detail::parse_double("-5") == -5.0);
+  CHECK_FALSE(detail::parse_double("+-5"));
+  CHECK_FALSE(detail::parse_double("+"));
+  CHECK(detail::parse_int64("+7") == 7);
+  CHECK_FALSE(detail::parse_int64("+-7"));
 }
 
 TEST_CASE("CSV writer and reader round-trip text and numbers", "[util][csv]") {
@@ -316,21 +384,29 @@ TEST_CASE("CSV writer appends to an existing file with the same header", "[util]
     CHECK_FALSE(writer.torn_row_dropped());
     CHECK(existing.numbers("epoch") == std::vector<double>{1, 3});
   }
-  // \r ends a row too; a header cut before its line break is completed; a file of blank lines starts over.
-  for (const auto& [before, after] :
-       std::vector<std::pair<std::string, std::string>>{{"epoch,loss\r1,0.5\r", "epoch,loss\r1,0.5\r4,2\n"},
-                                                        {"epoch,loss", "epoch,loss\n4,2\n"},
-                                                        {"\n\n", "\n\nepoch,loss\n4,2\n"}}) {
-    write_file_atomically(path, before);
+  // \r ends a row too; a header cut before its line break is completed; a file of blank lines starts over;
+  // a header cut inside its text is dropped (as a torn row) and written again: the file held nothing else.
+  struct Continued {
+    std::string before, after;
+    bool torn;
+  };
+  for (const Continued& c : std::vector<Continued>{{"epoch,loss\r1,0.5\r", "epoch,loss\r1,0.5\r4,2\n", false},
+                                                   {"epoch,loss", "epoch,loss\n4,2\n", false},
+                                                   {"\n\n", "\n\nepoch,loss\n4,2\n", false},
+                                                   {"epoch,lo", "epoch,loss\n4,2\n", true},
+                                                   {"e", "epoch,loss\n4,2\n", true},
+                                                   {"\n\nepo", "\n\nepoch,loss\n4,2\n", true}}) {
+    INFO(c.before);
+    write_file_atomically(path, c.before);
     {
       CsvWriter writer(path, {"epoch", "loss"}, CsvWriter::Mode::append);
-      CHECK_FALSE(writer.torn_row_dropped());
+      CHECK(writer.torn_row_dropped() == c.torn);
       writer.write_row({4, 2});
     }
-    CHECK(read_file(path) == after);
+    CHECK(read_file(path) == c.after);
   }
-  // A malformed file, or a torn header, is refused untouched.
-  for (const std::string bad : {"epoch,loss\n1\n2,3\n", "epoch,lo", "\n\nepo"}) {
+  // A malformed file, or the start of another header, is refused untouched.
+  for (const std::string bad : {"epoch,loss\n1\n2,3\n", "step,lo", "epoch,lossy", "\n\nstep"}) {
     write_file_atomically(path, bad);
     CHECK_THROWS_WITH(CsvWriter(path, {"epoch", "loss"}, CsvWriter::Mode::append),
                       Catch::Contains("cannot append to '" + path.string() + "'"));
@@ -446,6 +522,13 @@ TEST_CASE("CLI --help prints usage built from the registrations", "[util][cli]")
   CHECK(short_help.str() == usage);
   CHECK_THROWS_WITH(cli.parse(std::vector<std::string>{"--help=1"}, short_help),
                     Catch::Contains("--help takes no value"));
+  // A flag's value is not a request for help, even when it reads "-h".
+  ArgParser with_out("Writes files.");
+  with_out.add<std::string>("--out", "out", "output folder");
+  std::ostringstream no_help;
+  CHECK(with_out.parse(std::vector<std::string>{"--out", "-h"}, no_help) == CliStatus::run);
+  CHECK(no_help.str().empty());
+  CHECK(with_out.get<std::string>("--out") == "-h");
 }
 
 TEST_CASE("CLI switch_on reads a switch before parsing, in both spellings", "[util][cli]") {
@@ -471,6 +554,7 @@ TEST_CASE("CLI errors name the flag and the bad value", "[util][cli]") {
     cli.add<std::vector<int>>("--latent", {2}, "latent sizes").min(1);
     cli.add<int>("--batch", 32, "batch size").check([](int v) { return v % 2 == 0; }, "must be even");
     cli.add<bool>("--quiet", false, "quiet");
+    cli.add<std::vector<std::string>>("--files", {}, "files");
   };
   struct Case {
     std::vector<std::string> args;
@@ -494,6 +578,10 @@ TEST_CASE("CLI errors name the flag and the bad value", "[util][cli]") {
       {{"--epoch", "3"}, "--epoch", {"unknown flag --epoch", "did you mean --epochs"}},
       {{"--frobnicate"}, "--frobnicate", {"unknown flag --frobnicate"}},
       {{"stray"}, "stray", {"unexpected argument 'stray'"}},
+      {{"--epochs", "+-3"}, "--epochs", {"--epochs", "'+-3'", "integer"}},
+      {{"--lr", "+-0.5"}, "--lr", {"--lr", "'+-0.5'", "number"}},
+      {{"--files", "a,,b"}, "--files", {"--files", "'a,,b'", "empty element"}},
+      {{"--quiet", "false"}, "--quiet", {"after the switch --quiet", "--quiet=false"}},
   };
   for (const auto& c : cases) {
     INFO("args: " << c.args.front());
@@ -565,6 +653,51 @@ TEST_CASE("progress bar redraws in place on a terminal and is silent when quiet"
     bar.set_postfix("loss", 1.0);
   }
   CHECK(silent.str().empty());
+}
+
+TEST_CASE("progress bar lines fit the terminal and text is written above the bar", "[util][progress]") {
+  std::ostringstream terminal;
+  std::FILE* log = std::tmpfile();
+  REQUIRE(log != nullptr);
+  {
+    ProgressBar bar(1000, "epoch 12/50",
+                    {.out = &terminal, .terminal = true, .redraw_interval_seconds = 0, .columns = 40});
+    bar.set_postfix("loss_d", 0.123456);
+    bar.set_postfix("loss_g", 4.56789);
+    bar.set_postfix("D(x)", 0.987654);
+    bar.update(10);
+    bar.write("epoch 1: iteration 10\n", log);
+    bar.update(10);
+  }
+  // Every redraw fits in 39 columns (a 40th character would wrap, and \r could not return to the start).
+  std::string text = terminal.str();
+  std::size_t redraws = 0;
+  for (std::size_t start = 0; (start = text.find('\r', start)) != std::string::npos; ++start) {
+    const std::size_t end = text.find_first_of("\r\n", start + 1);
+    const std::string line = text.substr(start + 1, end == std::string::npos ? end : end - start - 1);
+    const auto columns = std::count_if(
+        line.begin(), line.end(), [](char ch) { return (static_cast<unsigned char>(ch) & 0xC0) != 0x80; });
+    CHECK(columns <= 39);
+    ++redraws;
+  }
+  CHECK(redraws >= 4);
+  // The bar's line is blanked before the text and drawn again after it.
+  CHECK_THAT(text, Catch::Contains("\r" + std::string(39, ' ') + "\r\repoch 12/50:"));
+  std::rewind(log);
+  char written[64] = {};
+  CHECK(std::fread(written, 1, sizeof written - 1, log) == 22);
+  CHECK(std::string(written) == "epoch 1: iteration 10\n");
+  std::fclose(log);
+
+  // Off a terminal the text is only written.
+  std::ostringstream plain;
+  ProgressBar bar(10, "runs", {.out = &plain, .terminal = false});
+  std::FILE* sink = std::tmpfile();
+  REQUIRE(sink != nullptr);
+  bar.write("done\n", sink);
+  CHECK(plain.str().empty());
+  CHECK(std::ftell(sink) == 5);
+  std::fclose(sink);
 }
 
 TEST_CASE("progress bar formats durations, rates and unknown totals", "[util][progress]") {

@@ -18,6 +18,7 @@
 #include "sumi/plot/scatter_chart.hpp"
 #include "sumi/util/cli.hpp"
 #include "sumi/util/csv.hpp"
+#include "sumi/util/printable.hpp"
 #include "sumi/util/timer.hpp"
 
 namespace sumi::examples {
@@ -87,7 +88,8 @@ inline PointTable read_point_csv(const std::filesystem::path& path) {
       const auto value = util::detail::parse_double(cell);
       if (!value || !std::isfinite(*value))
         throw std::runtime_error("'" + path.string() + "', row " + std::to_string(r + 1) + ", column '" +
-                                 result.columns[c] + "': '" + cell + "' is not a finite number");
+                                 util::printable(result.columns[c]) + "': '" + util::printable(cell) +
+                                 "' is not a finite number");
       result.points(Eigen::Index(r), Eigen::Index(c)) = *value;
     }
     if (label_column) result.label_text.push_back(table.rows[r][*label_column]);

@@ -2,16 +2,23 @@
 // How every example run begins: thread count, output folder, and the first line of its log.
 #include <cstdio>
 #include <filesystem>
+#include <initializer_list>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "sumi/kernels/cpu_features.hpp"
 #include "sumi/kernels/threading.hpp"
 #include "sumi/util/atomic_file.hpp"
 #include "sumi/util/cli.hpp"
+#include "sumi/util/folder_lock.hpp"
 #include "sumi/version.hpp"
 
 namespace sumi::examples {
+
+// What to do when the output folder is in use.
+inline constexpr const char* kFolderInUseHint = "wait for the other run or give this one another --out";
 
 // An upper bound for --threads: the OpenMP runtime crashes when asked for tens of thousands of threads,
 // and a count this high is a typo on any machine these examples run on.
@@ -23,9 +30,9 @@ inline void bind_threads_flag(util::ArgParser& cli, int& threads,
   cli.bind("--threads", threads, help).min(0).max(kMaxThreads);
 }
 
-// Sets the thread count (0 keeps OMP_NUM_THREADS or all cores), creates the output folder and prints where
-// `program` writes. Returns the folder. A bad SUMI_ISA is refused before the folder is made.
-inline std::filesystem::path start_run(const char* program, int threads, const std::filesystem::path& out) {
+// Sets the thread count (0 keeps OMP_NUM_THREADS or all cores) and creates the output folder. A bad SUMI_ISA
+// is refused before the folder is made.
+inline void create_output_folder(int threads, const std::filesystem::path& out) {
   if (out.empty()) throw util::CliError("--out", "--out: the output folder must not be empty");
   kernels::active_isa();
   if (threads > 0) set_num_threads(threads);
@@ -34,9 +41,36 @@ inline std::filesystem::path start_run(const char* program, int threads, const s
   if (error || !std::filesystem::is_directory(out))
     throw std::runtime_error("--out '" + out.string() + "': cannot create the output folder" +
                              (error ? ": " + error.message() : std::string(": a file of that name exists")));
+}
+
+inline void print_run_start(const char* program, const std::filesystem::path& out) {
   std::printf("sumi %s %s: writing to %s (threads: %d)\n", SUMI_VERSION, program,
               std::filesystem::absolute(out).c_str(), get_num_threads());
-  return out;
+}
+
+// An example's output folder, locked while the run owns it: a second run into the same folder is refused
+// instead of mixing its files with this run's.
+struct RunFolder {
+  std::filesystem::path path;
+  util::FolderLock lock;
+};
+
+// Sets the thread count, creates and locks the output folder and prints where `program` writes. A folder in
+// use is refused with `in_use_hint` (what to do instead). `held` is a lock the caller already took on an
+// existing `out` (to read it first); it is kept instead of a second one.
+[[nodiscard]] inline RunFolder start_run(const char* program, int threads, const std::filesystem::path& out,
+                                         const char* in_use_hint = kFolderInUseHint,
+                                         std::optional<util::FolderLock> held = std::nullopt) {
+  create_output_folder(threads, out);
+  util::FolderLock lock = held ? std::move(*held) : util::FolderLock(out, in_use_hint);
+  print_run_start(program, out);
+  return {out, std::move(lock)};
+}
+
+// Removes outputs that a run writes only when it ends (its summary.json among them), so that an interrupted
+// run does not leave an earlier run's next to its own files, passing for its results.
+inline void remove_final_outputs(const std::filesystem::path& out, std::initializer_list<const char*> names) {
+  for (const char* name : names) std::filesystem::remove(out / name);
 }
 
 // Writes a model's printed summary (its layers, their settings and parameter counts: the study's architecture

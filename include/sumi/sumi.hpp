@@ -77,4 +77,5 @@
 #include "sumi/util/printable.hpp"
 #include "sumi/util/progress_bar.hpp"
 #include "sumi/util/read_file.hpp"
+#include "sumi/util/string_printf.hpp"
 #include "sumi/util/timer.hpp"

@@ -7,15 +7,19 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <functional>
 #include <ostream>
+#include <random>
 #include <stdexcept>
 #include <streambuf>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace sumi::util {
@@ -28,14 +32,34 @@ class AtomicWriteError : public std::runtime_error {
 
 namespace detail {
 
-// The temporary sibling "<path>.tmp.<pid>.<n>", n counting this process's writes: same directory, so the
-// final rename stays on one file system, and unique, so two threads writing one path never share a
-// temporary file (the last rename wins, each with a whole file).
-inline std::filesystem::path atomic_temp_path(const std::filesystem::path& path) {
-  static std::atomic<unsigned long long> writes{0};
-  std::filesystem::path temp = path;
-  temp += ".tmp." + std::to_string(static_cast<long long>(::getpid())) + "." + std::to_string(writes++);
-  return temp;
+// Names of temporary siblings keep at most this many bytes of the target's name, so that the suffix still
+// fits within NAME_MAX (255 on Linux file systems).
+inline constexpr std::size_t kMaxTempStem = 200;
+
+[[noreturn]] inline void throw_atomic_write_error(const std::filesystem::path& path, const std::string& what,
+                                                  int error_number);
+
+// Creates and opens a new temporary sibling "<name>.tmp.<16 hex digits>" of `path` for writing: in the same
+// folder, so the final rename stays on one file system. It is created exclusively (O_EXCL) and never through
+// a link (O_NOFOLLOW), with a random name tried again on a clash, so no other writer (another thread, or a
+// process in another PID namespace sharing the folder) and no planted link can share it. Returns the path
+// and the descriptor.
+inline std::pair<std::filesystem::path, int> create_temp_sibling(const std::filesystem::path& path) {
+  static std::atomic<std::uint64_t> writes{0};
+  std::string stem = path.filename().string();
+  if (stem.size() > kMaxTempStem) stem.resize(kMaxTempStem);
+  std::random_device device;
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    const std::uint64_t salt = (std::uint64_t{device()} << 32) ^ device() ^ writes++;
+    char suffix[32];
+    std::snprintf(suffix, sizeof suffix, ".tmp.%016llx", static_cast<unsigned long long>(salt));
+    const std::filesystem::path temp = path.parent_path() / (stem + suffix);
+    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd >= 0) return {temp, fd};
+    const int error = errno;  // before the message's allocations
+    if (error != EEXIST) throw_atomic_write_error(path, "cannot create '" + temp.string() + "'", error);
+  }
+  throw_atomic_write_error(path, "no free temporary name next to it", 0);
 }
 
 [[noreturn]] inline void throw_atomic_write_error(const std::filesystem::path& path, const std::string& what,
@@ -101,14 +125,17 @@ inline void fsync_directory(const std::filesystem::path& directory) {
 
 }  // namespace detail
 
-// Calls `write` with a stream to "<path>.tmp.<pid>.<n>", then flushes, fsyncs and renames it over `path`.
-// On any failure the temporary file is removed: an I/O failure throws AtomicWriteError naming `path`, and an
-// exception thrown by `write` itself propagates unchanged. The target directory must exist.
+// Calls `write` with a stream to a new temporary sibling (see detail::create_temp_sibling), then flushes,
+// fsyncs and renames it over `path`. On any failure the temporary file is removed: an I/O failure throws
+// AtomicWriteError naming `path`, and an exception thrown by `write` itself propagates unchanged. The target
+// directory must exist. An existing regular file keeps its permission bits. A symbolic link at `path` is
+// replaced by the new file, never written through: following it would let whoever can make a link in the
+// folder choose which file a run overwrites.
 inline void write_file_atomically(const std::filesystem::path& path,
                                   const std::function<void(std::ostream&)>& write) {
-  const std::filesystem::path temp = detail::atomic_temp_path(path);
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  if (fd < 0) detail::throw_atomic_write_error(path, "cannot create '" + temp.string() + "'", errno);
+  const std::pair<std::filesystem::path, int> created = detail::create_temp_sibling(path);
+  const std::filesystem::path& temp = created.first;
+  const int fd = created.second;
 
   auto fail = [&](const std::string& what, int error_number) {
     ::close(fd);
@@ -116,6 +143,11 @@ inline void write_file_atomically(const std::filesystem::path& path,
     std::filesystem::remove(temp, ignored);
     detail::throw_atomic_write_error(path, what, error_number);
   };
+
+  struct stat existing {};
+  if (::lstat(path.c_str(), &existing) == 0 && S_ISREG(existing.st_mode) &&
+      ::fchmod(fd, existing.st_mode & 07777) != 0)
+    fail("cannot copy the permissions of the file it replaces", errno);
 
   {
     detail::FdStreambuf buffer(fd);

@@ -112,7 +112,7 @@ std::optional<std::string> parse_cli_scalar(std::string_view text, T& out) {
     return std::nullopt;
   } else {
     std::string_view digits = text;
-    if (!digits.empty() && digits.front() == '+') digits.remove_prefix(1);
+    if (digits.size() > 1 && digits.front() == '+' && digits[1] != '-') digits.remove_prefix(1);
     const char* end = digits.data() + digits.size();
     T value{};
     const auto result = std::from_chars(digits.data(), end, value);
@@ -172,6 +172,7 @@ struct CliFlag final : CliFlagBase {
         const std::string_view element = text.substr(start, comma - start);
         typename T::value_type item{};
         if constexpr (std::same_as<typename T::value_type, std::string>) {
+          if (element.empty()) reject(text, "an empty element in a comma-separated list");
           item = std::string(element);
         } else if (auto reason = parse_cli_scalar(element, item)) {
           reject(text, "element '" + std::string(element) + "': " + *reason + " in a comma-separated list");
@@ -293,20 +294,25 @@ class ArgParser {
 
   // Parses arguments without the program name.
   CliStatus parse(std::span<const std::string> args, std::ostream& help_out = std::cout) {
-    // --help wins over any error elsewhere on the line, so a broken command can still ask for help.
-    for (const auto& arg : args)
-      if (arg == "--help" || arg == "-h") {
+    // --help wins over any error elsewhere on the line, so a broken command can still ask for help; a flag's
+    // value ("--out -h") is not a request for help.
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      if (args[i] == "--help" || args[i] == "-h") {
         help_out << usage();
         return CliStatus::exit_success;
       }
+      if (takes_next_argument(args, i)) ++i;
+    }
     for (std::size_t i = 0; i < args.size(); ++i) {
       const std::string& arg = args[i];
-      if (arg == "--help" || arg == "-h") {
-        help_out << usage();
-        return CliStatus::exit_success;
-      }
-      if (arg.size() < 3 || arg.compare(0, 2, "--") != 0)
+      if (arg.size() < 3 || arg.compare(0, 2, "--") != 0) {
+        const detail::CliFlagBase* previous = i > 0 ? find(args[i - 1]) : nullptr;
+        if (previous && previous->is_switch() && detail::parse_cli_bool(arg))
+          throw CliError(previous->name, "unexpected argument '" + arg + "' after the switch " +
+                                             previous->name + ": a switch takes its value as " +
+                                             previous->name + "=" + arg);
         throw CliError(arg, "unexpected argument '" + arg + "' (flags start with --; see --help)");
+      }
       const std::size_t equals = arg.find('=');
       const std::string name = arg.substr(0, equals);
       if (name == "--help") throw CliError(name, "--help takes no value (" + arg + ")");
@@ -352,6 +358,16 @@ class ArgParser {
   }
 
  private:
+  // Whether args[i] is a flag that takes args[i + 1] as its value ("--out DIR").
+  bool takes_next_argument(std::span<const std::string> args, std::size_t i) const {
+    const std::string& arg = args[i];
+    if (arg.compare(0, 2, "--") != 0 || arg.find('=') != std::string::npos || i + 1 >= args.size() ||
+        args[i + 1].compare(0, 2, "--") == 0)
+      return false;
+    const detail::CliFlagBase* flag = find(arg);
+    return flag && !flag->is_switch();
+  }
+
   template <class T>
   detail::CliFlag<T>& register_flag(const std::string& name, const std::string& help) {
     if (name.size() < 3 || name.compare(0, 2, "--") != 0 || name.find('=') != std::string::npos ||

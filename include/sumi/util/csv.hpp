@@ -172,7 +172,7 @@ class CsvRecordReader {
 
 // Parses a whole cell as a double ("+" sign, nan and inf allowed); nullopt when anything is left over.
 inline std::optional<double> parse_double(std::string_view text) {
-  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+  if (text.size() > 1 && text.front() == '+' && text[1] != '-') text.remove_prefix(1);
   double value = 0.0;
   const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || result.ec != std::errc() || result.ptr != text.data() + text.size())
@@ -331,7 +331,7 @@ inline std::string header_text(const std::vector<std::string>& names) {
 // header other than `header`, all before anything is written. Rows are written whole, each ending in a line
 // break, so a last record without one was cut short by an interruption (its last number may be cut too): it
 // is dropped, the file rewritten atomically without it, and torn_row_dropped() says so. A header cut before
-// its line break is completed.
+// its line break is completed; one cut inside the header's own text is written again.
 class CsvWriter {
  public:
   enum class Mode { truncate, append };
@@ -345,11 +345,17 @@ class CsvWriter {
                                     ? read_file_text(path_, "CSV file")
                                     : std::string();
     std::string_view complete = std::string_view(content).substr(0, detail::complete_records_length(content));
+    // After blank lines only, the start of this header, cut inside its text (an interruption while it was
+    // written): it is dropped like a torn row and written again.
+    const std::string header_line = format_csv_row(std::span<const std::string>(header_));
+    const std::string_view tail = std::string_view(content).substr(complete.size());
+    const bool torn_header = complete.find_first_not_of("\r\n") == std::string_view::npos && !tail.empty() &&
+                             tail.size() + 1 < header_line.size() && header_line.starts_with(tail);
     bool header_unterminated = false;
     CsvTable existing;
     try {
       existing = parse_csv(complete);
-      header_unterminated = existing.header.empty() && complete.size() < content.size();
+      header_unterminated = !torn_header && existing.header.empty() && complete.size() < content.size();
       if (header_unterminated) existing = parse_csv(content), complete = content;
     } catch (const std::runtime_error& e) {
       throw std::runtime_error("cannot append to '" + path_.string() + "': " + e.what());
@@ -366,7 +372,7 @@ class CsvWriter {
     out_.open(path_, std::ios::binary | (mode == Mode::append ? std::ios::app : std::ios::trunc));
     if (!out_) throw std::runtime_error("cannot open CSV file '" + path_.string() + "' for writing");
     if (header_unterminated) out_ << '\n';
-    if (write_header) emit(format_csv_row(std::span<const std::string>(header_)));
+    if (write_header) emit(header_line);
   }
 
   void write_row(std::initializer_list<CsvField> fields) {

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace sumi::util {
 
@@ -31,9 +32,13 @@ class FolderLock {
       throw std::runtime_error("cannot lock folder '" + folder.string() + "': " + std::strerror(error));
     }
   }
+  FolderLock(FolderLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
   FolderLock(const FolderLock&) = delete;
   FolderLock& operator=(const FolderLock&) = delete;
-  ~FolderLock() { ::close(fd_); }  // closing the last descriptor releases the lock
+  FolderLock& operator=(FolderLock&&) = delete;
+  ~FolderLock() {
+    if (fd_ >= 0) ::close(fd_);  // closing the last descriptor releases the lock
+  }
 
  private:
   int fd_ = -1;

@@ -103,6 +103,20 @@ class ProgressBar {
 
   void set_description(std::string description) { description_ = std::move(description); }
 
+  // Prints `text` (whole lines) to `stream` above the bar, as tqdm.write does: on a terminal the bar's line
+  // is cleared first and drawn again after, so the text does not land on it.
+  void write(std::string_view text, std::FILE* stream = stdout) {
+    const bool live = terminal_ && !options_.quiet && !closed_;
+    if (live) {
+      *options_.out << '\r' << std::string(last_length_, ' ') << '\r';
+      options_.out->flush();
+      last_length_ = 0;
+    }
+    std::fwrite(text.data(), 1, text.size(), stream);
+    std::fflush(stream);
+    if (live) draw(Clock::now());
+  }
+
   // Prints the final line (once; the destructor calls it too). Further updates are counted but not shown.
   void close() {
     if (closed_) return;
@@ -206,10 +220,22 @@ class ProgressBar {
     return text;
   }
 
+  static bool starts_character(char ch) { return (static_cast<unsigned char>(ch) & 0xC0) != 0x80; }
+
   // Characters on screen (UTF-8 continuation bytes take no column).
   static std::size_t visible_length(std::string_view text) {
-    return static_cast<std::size_t>(std::count_if(
-        text.begin(), text.end(), [](char ch) { return (static_cast<unsigned char>(ch) & 0xC0) != 0x80; }));
+    return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), starts_character));
+  }
+
+  // The first `columns` characters on screen of `text`.
+  static std::string cut_to_columns(std::string text, std::size_t columns) {
+    std::size_t seen = 0;
+    for (std::size_t i = 0; i < text.size(); ++i)
+      if (starts_character(text[i]) && seen++ == columns) {
+        text.resize(i);
+        break;
+      }
+    return text;
   }
 
   void draw(Clock::time_point now) {
@@ -221,12 +247,13 @@ class ProgressBar {
       out.flush();
       return;
     }
-    // The bar takes whatever the terminal width leaves, so the line never wraps (a wrapped line cannot be
-    // redrawn with \r).
+    // The bar takes whatever the terminal width leaves, and a line too long even without it is cut, so the
+    // line never wraps (a wrapped line cannot be redrawn with \r).
     const int columns = terminal_columns();
     const auto rest = static_cast<int>(visible_length(render(elapsed, 0)));
     const int bar_width = total_ > 0 ? std::clamp(columns - 1 - rest - 2, 0, 60) : 0;
-    std::string line = render(elapsed, bar_width >= 4 ? bar_width : 0);
+    std::string line = cut_to_columns(render(elapsed, bar_width >= 4 ? bar_width : 0),
+                                      std::size_t(std::max(columns - 1, 1)));
     const std::size_t length = visible_length(line);
     if (length < last_length_) line += std::string(last_length_ - length, ' ');  // erase the longer old line
     last_length_ = length;
