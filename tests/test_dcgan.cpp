@@ -15,8 +15,10 @@
 #include "sumi/data/glyph_folder.hpp"
 #include "sumi/nn/serialize.hpp"
 #include "sumi/optim/adam.hpp"
+#include "sumi/util/atomic_file.hpp"
 #include "sumi/util/csv.hpp"
 #include "sumi/util/json_file.hpp"
+#include "sumi/util/read_file.hpp"
 
 namespace fs = std::filesystem;
 using namespace sumi;
@@ -259,6 +261,19 @@ TEST_CASE("dcgan example --resume continues exactly like an uninterrupted run", 
   REQUIRE(test::run_example("dcgan", run.flags + " --iterations 4 --lr 0.0001 --resume --out " + out.string(),
                             log) == 2);
   REQUIRE_THAT(test::read_text(log), Catch::Contains("was trained with --lr 0.0002, not 0.0001"));
+
+  // A checkpoint counted in another number of batches per epoch (as before each epoch's last, smaller batch
+  // was kept) would resume on other images: refused, naming the file.
+  const fs::path g_file = out / "generator.safetensors";
+  const std::string g_bytes = util::read_file_text(g_file, "checkpoint");
+  io::SafetensorsFile g_saved = io::read_safetensors(g_file);
+  REQUIRE(g_saved.metadata.contains("batches_per_epoch"));
+  g_saved.metadata["batches_per_epoch"] = "999";
+  io::write_safetensors(g_file, g_saved.tensors, g_saved.metadata);
+  REQUIRE(test::run_example("dcgan", run.flags + " --iterations 4 --resume --out " + out.string(), log) == 1);
+  REQUIRE_THAT(test::read_text(log),
+               Catch::Contains(g_file.string()) && Catch::Contains("was trained with 999 batches per epoch"));
+  util::write_file_atomically(g_file, g_bytes);
 
   // A discriminator checkpoint without its optimiser state would restart Adam silently: refused, naming it.
   const fs::path d_file = out / "discriminator.safetensors";

@@ -47,11 +47,11 @@ inline std::string read_file_text(const std::filesystem::path& path, const std::
     throw std::runtime_error(quoted + " is not a regular file (a pipe, socket or device), not a " + kind);
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);  // a network file system may honour it
 
+  // The size is a hint (files in /proc say 0 and are read all the same); one too large for memory is named.
   std::string content;
   try {
-    content.reserve(
-        static_cast<std::size_t>(info.st_size));  // files in /proc say 0 and are read all the same
-  } catch (const std::exception&) {               // bad_alloc, or length_error past max_size()
+    content.reserve(static_cast<std::size_t>(info.st_size));
+  } catch (const std::exception&) {  // bad_alloc, or length_error past max_size()
     throw std::runtime_error(kind + " " + quoted + " is too large to read into memory (" +
                              std::to_string(info.st_size) + " bytes)");
   }
