@@ -1,5 +1,6 @@
 // The study's fine-tuning: the autoencoder's encoder with its three convolutions frozen and a new
 // Linear(64, 10) head, trained as a FashionMNIST classifier with cross entropy. See --help.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -79,7 +80,8 @@ void write_test_outputs(const examples::ClassifierEvaluation& test, const fs::pa
   for (std::size_t c = 0; c < k; ++c) {
     int64_t count = 0;
     for (const int64_t v : confusion[c]) count += v;
-    const double accuracy = count ? double(confusion[c][c]) / double(count) : 0.0;
+    // A class without test images has no accuracy (not 0, which would read as "always wrong").
+    const double accuracy = count ? double(confusion[c][c]) / double(count) : std::nan("");
     per_class.rows.push_back({std::to_string(c), names[c], std::to_string(confusion[c][c]),
                               std::to_string(count), util::format_round_trip(accuracy)});
   }

@@ -394,7 +394,8 @@ int main(int argc, char** argv) {
            "FashionMNIST folder; when empty, $SUMI_DATA or else /usr/share/datasets/fashion-mnist");
   cli.bind("--seed", o.seed, "seed of the split, initialisation and shuffling (the same for every run)");
   examples::bind_limit_flag(cli, o.limit);
-  cli.bind("--quick", o.quick, "a small demo: 4 runs of 2 epochs on 12,000 images");
+  cli.bind("--quick", o.quick,
+           "a small demo: 4 runs of 2 epochs on 12,000 images (10,000 train, 2,000 validation)");
   cli.bind("--quiet", o.quiet, "no progress bar or per-row lines");
   return util::run_main(cli, argc, argv, [&] {
     // Axis values are checked here, before anything is written, so that a mistyped list is a usage error.

@@ -283,7 +283,10 @@ int main(int argc, char** argv) {
   cli.bind("--perplexity", o.perplexity, "t-SNE perplexity (below the number of test images minus one)")
       .min(1);
   cli.bind("--iterations", o.iterations, "t-SNE iterations").min(1);
-  cli.bind("--seed", o.seed, "seed of the data split, sampling and t-SNE");
+  cli.bind(
+      "--seed", o.seed,
+      "seed of the random latent codes and of t-SNE, and of the autoencoder (and its data split) trained "
+      "when none is found");
   examples::bind_threads_flag(cli, o.threads);
   cli.bind("--data", o.data,
            "FashionMNIST folder; when empty, $SUMI_DATA or else /usr/share/datasets/fashion-mnist");

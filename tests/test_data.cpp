@@ -17,6 +17,9 @@
 #include "sumi/data/dataset.hpp"
 #include "sumi/data/fashion_mnist.hpp"
 #include "sumi/data/idx.hpp"
+#include "sumi/ops/elementwise.hpp"
+#include "sumi/ops/linalg.hpp"
+#include "sumi/ops/reduction.hpp"
 
 using namespace sumi;
 using namespace sumi::data;
@@ -470,6 +473,25 @@ TEST_CASE("DataLoader assembles batches on a worker thread and reuses their buff
   REQUIRE(ds.on_other_thread);
   REQUIRE(ds.calls == 3 * 16);
   REQUIRE(buffers.size() <= 3);  // prefetch + the consumer's, recycled across steps and epochs
+}
+
+TEST_CASE("DataLoader leaves a batch alone while a graph or a copy holds it", "[data][loader]") {
+  // Losses of several batches summed before one backward(), as gradient accumulation in PyTorch: each
+  // linear() saved its batch for the backward pass, so a recycled buffer would change the gradient.
+  IotaDataset ds(12);
+  DataLoader loader(ds, {.batch_size = 2});
+  Variable<float> weight(Tensor<float>::ones({1, 2}), true);
+  Variable<float> total(Tensor<float>::scalar(0.0f));
+  std::vector<Tensor<float>> copies;
+  for (const Batch& b : loader) {
+    copies.push_back(b.images);  // a shallow copy, as one kept for a plot
+    total = total + sum(linear(Variable<float>(b.images), weight));
+  }
+  total.backward();
+  // d total / d weight = the column sums of all rows (i, -i) for i = 0..11.
+  REQUIRE(weight.grad().at({0, 0}) == 66.0f);
+  REQUIRE(weight.grad().at({0, 1}) == -66.0f);
+  for (std::size_t i = 0; i < copies.size(); ++i) REQUIRE(copies[i].at({1, 0}) == float(2 * i + 1));
 }
 
 TEST_CASE("DataLoader stops its worker when the loop breaks early", "[data][loader]") {

@@ -95,6 +95,15 @@ TEST_CASE("tsne example embeds a labelled CSV with the given Barnes-Hut theta", 
   REQUIRE(test::run_example("tsne", "--input " + dir.string() + " --out " + (dir / "bad.csv").string(),
                             dir / "bad.log") == 1);
   REQUIRE(test::read_text(dir / "bad.log").find("is a folder") != std::string::npos);
+  // Two columns of one name (one of them would be dropped unseen) are refused naming it.
+  {
+    std::ofstream duplicated(dir / "duplicated.csv");
+    duplicated << "label,a,label\n0,1.5,8\n1,2.5,9\n";
+  }
+  REQUIRE(test::run_example(
+              "tsne", "--input " + (dir / "duplicated.csv").string() + " --out " + (dir / "bad.csv").string(),
+              dir / "bad.log") == 1);
+  REQUIRE(test::read_text(dir / "bad.log").find("two columns named 'label'") != std::string::npos);
 
   // --seed moves a random initialisation and leaves the (deterministic) PCA one alone.
   const auto embed = [&](const std::string& args, const std::string& name) {

@@ -1,6 +1,7 @@
 // The frozen-encoder classifier: freezing, the cached prefix, loading an autoencoder's encoder, and the
 // finetune example end to end.
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -211,6 +212,16 @@ TEST_CASE("finetune example trains an encoder when none is found and writes ever
   const util::CsvTable per_class = util::read_csv(out / "per_class_accuracy.csv");
   CHECK(per_class.size() == 10);
   CHECK(per_class.text(9, "name") == "Ankle boot");
+  int64_t counted = 0;
+  for (std::size_t c = 0; c < per_class.size(); ++c) {
+    const int64_t count = per_class.integer(c, "count");
+    counted += count;
+    if (count == 0)  // no test image of this class: no accuracy, not 0
+      CHECK(std::isnan(per_class.number(c, "accuracy")));
+    else
+      CHECK(per_class.number(c, "accuracy") == double(per_class.integer(c, "correct")) / double(count));
+  }
+  CHECK(counted == 100);
   CHECK(test::read_text(out / "confusion.svg").find("Ankle boot") != std::string::npos);
   for (const char* svg : {"loss.svg", "accuracy.svg"})
     CHECK(test::read_text(out / svg).find("<svg") != std::string::npos);

@@ -5,6 +5,9 @@
 #include <cstring>
 #include <memory>
 #include <set>
+#include <string>
+#include <typeinfo>
+#include <vector>
 
 #include "../examples/models/autoencoder.hpp"
 #include "fixture.hpp"
@@ -19,6 +22,7 @@
 #include "sumi/ops/loss.hpp"
 #include "sumi/ops/reduction.hpp"
 #include "sumi/optim/adam.hpp"
+#include "sumi/optim/sgd.hpp"
 
 using namespace sumi;
 using Catch::Contains;
@@ -193,7 +197,7 @@ TEST_CASE("freezing: frozen parameters stay bit-identical and get no optimiser s
   }
   REQUIRE(frozen == 11);
   REQUIRE(opt.num_states() == trainable);
-  REQUIRE(opt.state_dict().size() == trainable * 3);  // step, exp_avg, exp_avg_sq
+  REQUIRE(opt.state_dict().size() == trainable * 3 + 1);  // step, exp_avg, exp_avg_sq; the group size
 
   // Unfreezing is recursive too.
   model.set_requires_grad(true);
@@ -406,6 +410,91 @@ TEST_CASE("Sequential runs a convolution and the ReLU after it as one fused step
   for (std::size_t k = 0; k < fused_grads.size(); ++k) REQUIRE(bit_equal(fused_grads[k], separate_grads[k]));
 }
 
+TEST_CASE("Sequential runs subclasses of a convolution or ReLU through their own forward",
+          "[nn][sequential][relu]") {
+  struct ScaledConv : nn::Conv2d<float> {
+    using nn::Conv2d<float>::Conv2d;
+    Variable<float> forward(const Variable<float>& x) override {
+      return nn::Conv2d<float>::forward(x) * 10.0f;
+    }
+  };
+  struct CountingReLU : nn::ReLU<float> {
+    int calls = 0;
+    Variable<float> forward(const Variable<float>& x) override {
+      ++calls;
+      return nn::ReLU<float>::forward(x);
+    }
+  };
+  Generator gen(8);
+  const Variable<float> x(Tensor<float>::rand({2, 1, 6, 6}, gen, -1, 1), false);
+  auto scaled = std::make_shared<ScaledConv>(1, 2, 3, 1, 1, 1, true, gen);
+  const Tensor<float> expected = relu(scaled->forward(x)).value();
+  REQUIRE(bit_equal(nn::Sequential<float>(scaled, std::make_shared<nn::ReLU<float>>())(x).value(), expected));
+  auto counting = std::make_shared<CountingReLU>();
+  auto conv = std::make_shared<nn::Conv2d<float>>(1, 2, 3, 1, 1, 1, true, gen);
+  const Variable<float> y = nn::Sequential<float>(conv, counting)(x);
+  REQUIRE(counting->calls == 1);
+  REQUIRE(y.grad_fn()->op_name == "relu");  // run on its own, not fused into the convolution
+  REQUIRE(bit_equal(y.value(), relu(conv->forward(x)).value()));
+}
+
+namespace {
+template <class T>
+struct Outer {
+  struct Inner {};
+};
+std::string name_of_local_class(std::vector<int>) {
+  struct Local {};
+  return nn::detail::class_name(typeid(Local));
+}
+}  // namespace
+
+TEST_CASE("a class's name for repr is its own, without scopes or template arguments", "[nn]") {
+  CHECK(nn::detail::class_name(typeid(Outer<float>::Inner)) == "Inner");
+  CHECK(nn::detail::class_name(typeid(Outer<std::vector<int>>)) == "Outer");
+  CHECK(nn::detail::class_name(typeid(nn::Linear<double>)) == "Linear");
+  CHECK(name_of_local_class({}) == "Local");
+}
+
+TEST_CASE("assigning a layer's parameter member replaces the parameter everywhere, as in PyTorch", "[nn]") {
+  auto linear = std::make_shared<nn::Linear<double>>(2, 1);
+  linear->bias.value().fill_(0);
+  // linear.weight = nn.Parameter(torch.ones(1, 2)): forward, parameters(), the state dict and an optimiser
+  // built afterwards all use the new one.
+  linear->weight = Variable<double>(Tensor<double>::ones({1, 2}), true);
+  REQUIRE(linear->parameters()[0].id() == linear->weight.id());
+  optim::SGD<double> sgd(linear->parameters(), {.lr = 0.1, .momentum = 0});
+  const Variable<double> x(Tensor<double>::from_vector({1, 2}, {1, 2}));
+  for (int i = 0; i < 3; ++i) {
+    sgd.zero_grad();
+    sum((*linear)(x)).backward();
+    sgd.step();
+  }
+  REQUIRE(linear->weight.value().at({0, 0}) == Approx(0.7));  // PyTorch: [0.7, 0.4], output 1.2
+  REQUIRE(linear->weight.value().at({0, 1}) == Approx(0.4));
+  REQUIRE(linear->state_dict().tensor("weight").at({0, 1}) == Approx(0.4));
+  REQUIRE(sum((*linear)(x)).item() == Approx(1.2));  // 0.7 + 2 * 0.4 and the bias, which learnt -0.3
+
+  // Tying: decoder.weight = encoder.weight; the shared parameter is listed once.
+  auto tied = std::make_shared<nn::Sequential<double>>(std::make_shared<nn::Linear<double>>(3, 3, false),
+                                                       std::make_shared<nn::Linear<double>>(3, 3, false));
+  tied->at<nn::Linear<double>>(1)->weight = tied->at<nn::Linear<double>>(0)->weight;
+  REQUIRE(tied->parameters().size() == 1);
+  // The state dict names it twice, as PyTorch's does.
+  REQUIRE(tied->state_dict().names() == std::vector<std::string>{"0.weight", "1.weight"});
+
+  // A layer built without bias gets one by assignment (a parameter registered as None, then set).
+  auto no_bias = std::make_shared<nn::Linear<double>>(2, 1, false);
+  REQUIRE(no_bias->state_dict().names() == std::vector<std::string>{"weight"});
+  REQUIRE_THROWS_WITH(no_bias->parameter("bias"), Contains("no parameter named 'bias'"));
+  no_bias->bias = Variable<double>(Tensor<double>::zeros({1}), true);
+  REQUIRE(no_bias->state_dict().names() == std::vector<std::string>{"weight", "bias"});
+  // A computed Variable is no parameter: refused where the parameters are listed, naming it.
+  no_bias->bias = no_bias->bias * 2.0;
+  REQUIRE_THROWS_WITH(no_bias->parameters(),
+                      Contains("Linear") && Contains("'bias'") && Contains("not a leaf"));
+}
+
 TEST_CASE("Module registration rejects bad and duplicate names; shared parameters are listed once", "[nn]") {
   class Tied : public nn::Module<float> {
    public:
@@ -425,6 +514,9 @@ TEST_CASE("Module registration rejects bad and duplicate names; shared parameter
   REQUIRE_THROWS_WITH(tied.a->register_parameter("weight", Tensor<float>::zeros({1})), Contains("taken"));
   REQUIRE_THROWS_WITH(tied.forward(Variable<float>(Tensor<float>::zeros({1, 3}))),
                       Contains("not implemented"));
+  // A class without its own type_name() is shown by its name, as PyTorch shows a subclass.
+  REQUIRE(tied.type_name() == "Tied");
+  REQUIRE(tied.repr().rfind("Tied(", 0) == 0);
 
   int visited = 0;
   tied.apply([&](nn::Module<float>&) { ++visited; });

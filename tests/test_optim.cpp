@@ -153,7 +153,8 @@ TEST_CASE("parameters without a gradient or frozen are skipped and get no state"
   REQUIRE(opt.state(frozen) == nullptr);
   REQUIRE(opt.num_states() == 1);
   const auto sd = opt.state_dict();
-  REQUIRE(sd.names() == std::vector<std::string>{"0.step", "0.exp_avg", "0.exp_avg_sq"});
+  REQUIRE(sd.names() ==
+          std::vector<std::string>{"param_groups.0.num_params", "0.step", "0.exp_avg", "0.exp_avg_sq"});
 
   // zero_grad clears every gradient.
   opt.zero_grad();
@@ -172,7 +173,8 @@ TEST_CASE("plain SGD is p - lr * grad, and options are validated", "[optim][sgd]
   opt.step();
   REQUIRE(p.value().data()[0] == 0.0);
   REQUIRE(p.value().data()[1] == -4.0);
-  REQUIRE(opt.state_dict().names() == std::vector<std::string>{"0.step"});  // no momentum buffer
+  REQUIRE(opt.state_dict().names() ==
+          std::vector<std::string>{"param_groups.0.num_params", "0.step"});  // no momentum buffer
   REQUIRE_THROWS_WITH(optim::SGD<double>({p}, {.lr = 0.1, .nesterov = true}), Contains("Nesterov"));
   REQUIRE_THROWS_AS(optim::Adam<double>({p}, {.beta1 = 1.0}), std::invalid_argument);
   REQUIRE_THROWS_AS(optim::Adam<double>({p}, {.lr = -1.0}), std::invalid_argument);
@@ -227,7 +229,7 @@ TEST_CASE("optimiser load_state_dict reports every problem", "[optim][state]") {
   b.grad() = Tensor<float>::ones({4});
   opt.step();
   const auto good = opt.state_dict();
-  REQUIRE(good.size() == 6);
+  REQUIRE(good.size() == 7);
 
   nn::StateDict<float> bad;
   bad.insert_integer("0.step", 1);
@@ -252,9 +254,47 @@ TEST_CASE("optimiser load_state_dict reports every problem", "[optim][state]") {
   REQUIRE(opt.state(a)->step == 1);
   REQUIRE(bit_equal(opt.state_dict().tensor("0.exp_avg"), good.tensor("0.exp_avg")));
 
+  // A state for other parameters is refused even where the shapes line up: here the same two parameters
+  // with a new one in front, which would take the first one's moments.
+  Variable<float> c(Tensor<float>::ones({2, 3}), true);
+  optim::Adam<float> extended({c, a, b});
+  REQUIRE_THROWS_WITH(extended.load_state_dict(good),
+                      Contains("param_groups.0.num_params: the state is for 2 parameters, this group has 3"));
+  REQUIRE(extended.num_states() == 0);
+  optim::Adam<float> two_groups({a});
+  two_groups.add_param_group({b}, 1e-3);
+  REQUIRE_THROWS_WITH(
+      two_groups.load_state_dict(good),
+      Contains("param_groups.0.num_params") && Contains("missing (1): param_groups.1.num_params"));
+  // A state written before group sizes were recorded is still read, checked parameter by parameter.
+  nn::StateDict<float> without_sizes;
+  for (const auto& e : good)
+    if (e.is_integer && !e.name.starts_with("param_groups."))
+      without_sizes.insert_integer(e.name, e.integer);
+    else if (!e.is_integer)
+      without_sizes.insert(e.name, e.tensor);
+  REQUIRE(without_sizes.size() == 6);
+  optim::Adam<float> same({a, b});
+  same.load_state_dict(without_sizes);
+  REQUIRE(same.num_states() == 2);
+  REQUIRE(same.state(b)->step == 1);
+
   // Loading an empty state clears it.
   opt.load_state_dict(nn::StateDict<float>());
   REQUIRE(opt.num_states() == 0);
+}
+
+TEST_CASE("a parameter taken out of an optimiser leaves its state behind, not to a new parameter",
+          "[optim][state]") {
+  optim::Adam<float> opt({Variable<float>(Tensor<float>::ones({64}), true)});
+  opt.param_groups()[0].params[0].grad() = Tensor<float>::ones({64});
+  opt.step();
+  opt.param_groups()[0].params.clear();  // the only other owner of the parameter is gone
+  for (int i = 0; i < 8;
+       ++i) {  // new parameters of the same size, where the old one's memory would be reused
+    Variable<float> fresh(Tensor<float>::ones({64}), true);
+    REQUIRE(opt.state(fresh) == nullptr);
+  }
 }
 
 TEST_CASE("step() checks what may have changed since the parameters were added", "[optim][errors]") {

@@ -340,6 +340,28 @@ TEST_CASE("scatter chart groups circles per class with a legend of class names",
                   std::invalid_argument);
 }
 
+TEST_CASE("scatter chart of sparse class numbers draws and lists only the classes there are", "[plot][svg]") {
+  ScatterChart chart;
+  chart.add_points(std::vector<double>{0, 1, 2, 3}, std::vector<double>{0, 1, 0, 1},
+                   std::vector<int>{100, 200, 100, 200});
+  const auto svg = parse_xml(chart.to_svg());
+  const auto groups = svg->with_class("points");
+  REQUIRE(groups.size() == 2);  // not 201 groups, most of them empty
+  CHECK(groups[0]->child("title")->all_text() == "100");
+  CHECK(groups[1]->child("title")->all_text() == "200");
+  CHECK(groups[0]->attribute("fill") != groups[1]->attribute("fill"));  // 100 and 200 told apart
+  CHECK(texts_of(svg->with_class("legend")[0]->find_all("text")) == std::vector<std::string>{"100", "200"});
+  // Named classes are listed even without points.
+  chart.class_names = {"zero"};
+  CHECK(texts_of(parse_xml(chart.to_svg())->with_class("legend")[0]->find_all("text")) ==
+        std::vector<std::string>{"zero", "100", "200"});
+  // Classes 0-9 keep their own colours whatever else is shown: class 2 looks the same without class 1.
+  ScatterChart subset;
+  subset.add_points(std::vector<double>{0, 1}, std::vector<double>{0, 1}, std::vector<int>{0, 2});
+  CHECK(parse_xml(subset.to_svg())->with_class("points")[1]->attribute("fill") ==
+        std::string(tab10_color(2)));
+}
+
 TEST_CASE("scatter chart of 70,000 points stays compact", "[plot][svg]") {
   ScatterChart chart;
   std::vector<float> xs, ys;

@@ -173,6 +173,27 @@ TEST_CASE("safetensors reader names the file and the problem", "[io][errors]") {
                       Catch::Contains("bad.safetensors") && Catch::Contains("'w'"));
   with_header(R"({"neg":{"dtype":"F32","shape":[-1,-1],"data_offsets":[0,4]}})", 4);
   REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("'neg' has a negative size"));
+  with_header(R"({"wrap":{"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,4]}})", 4);
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad),
+                      Catch::Contains("'wrap' has the size 18446744073709551615 in its shape"));
+  // The format forbids repeated keys (the parser would keep the last: another reader, the first), and a
+  // deeply nested header would overflow the stack of whatever prints or copies it; both are refused.
+  with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+              R"("a":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}})",
+              4);
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad),
+                      Catch::Contains("bad.safetensors") && Catch::Contains("the key 'a' twice"));
+  with_header(R"({"__metadata__":{"epoch":"1","epoch":"2"}})", 0);
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("the key 'epoch' twice"));
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  for (const std::string& header :
+       {R"({"__metadata__":{"x":)" + deep + "}}", R"({"w":{"dtype":"F32","shape":)" + deep + "}}"}) {
+    with_header(header, 0);
+    REQUIRE_THROWS_WITH(io::read_safetensors(bad),
+                        Catch::Contains("bad.safetensors") && Catch::Contains("nests deeper than 8 levels"));
+  }
+  with_header(R"({"__metadata__":{"x":[[[[1]]]]}})", 0);  // nested, but not too deep: kept as JSON text
+  REQUIRE(io::read_safetensors(bad).metadata.at("x") == "[[[[1]]]]");
   // Sizes and offsets that are not integers are refused, not truncated (2.9 would read as 2).
   with_header(R"({"w":{"dtype":"F32","shape":[2.9],"data_offsets":[0,8]}})", 8);
   REQUIRE_THROWS_WITH(

@@ -170,6 +170,16 @@ TEST_CASE("load_state names the file and every missing, unexpected, mis-shaped o
   nn::load_state(net, bad, {.convert_dtype = true});
   REQUIRE(net.state_dict().tensor("head.bias").data()[1] == 0.5f);
   nn::load_state(net, good);
+  // A file without the batch counter (safetensors.torch.save_file of a model without it) loads as in
+  // torch 1.13 and Module::load_state_dict: the counter restarts at 0.
+  write_edited(good, bad,
+               [](auto& t) { t["features.1.num_batches_tracked"] = io::TensorRecord::from_int64(5); });
+  nn::load_state(net, bad);
+  REQUIRE(net.state_dict().integer("features.1.num_batches_tracked") == 5);
+  write_edited(good, bad, [](auto& t) { t.erase("features.1.num_batches_tracked"); });
+  nn::load_state(net, bad);
+  REQUIRE(net.state_dict().integer("features.1.num_batches_tracked") == 0);
+  nn::load_state(net, good);
 
   // All problems at once, and the module is left as it was.
   write_edited(good, bad, [](auto& t) {
@@ -242,7 +252,7 @@ TEST_CASE("extra tensors carry the optimiser state for a bit-exact resume", "[se
   optim::Adam<float> opt_resumed(resumed.parameters(), {.lr = 1e-3, .weight_decay = 1e-4});
   const auto loaded = nn::load_state(resumed, path);
   REQUIRE(loaded.metadata.at("epoch") == "2");
-  REQUIRE(loaded.extra.size() == 3 * 20);
+  REQUIRE(loaded.extra.size() == 3 * 20 + 1);  // step and two moments per parameter, and the group size
   REQUIRE(loaded.extra.integer("optimizer.0.step") == 2);
   opt_resumed.load_state_dict(loaded.extra.strip_prefix("optimizer."));
   for (int i = 0; i < 2; ++i) train_step(resumed, opt_resumed);

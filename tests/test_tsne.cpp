@@ -512,6 +512,9 @@ TEST_CASE("k-NN accuracy votes by the nearest neighbours", "[metrics]") {
   // 2 -> {1, 3}: 0 (wrong); 3 -> {2, 1}: tie, 0 (correct); 4, 5, 6 -> class 1 (correct). 6 of 7.
   CHECK(knn_accuracy(e, labels, 2) == Approx(6.0 / 7.0));
   CHECK_THROWS_WITH(knn_accuracy(e, {0, 1}, 2), Catch::Contains("2 labels for 7 points"));
+  // Sparse labels (a year, an id) vote as their ranks, ties to the smaller, and cost no more than 0 and 1.
+  const int64_t big = int64_t(1) << 50;
+  CHECK(knn_accuracy(e, {2019, 2019, big, 2019, big, big, big}, 2) == Approx(6.0 / 7.0));
 
   // Neighbour lists built by hand are checked before they are indexed.
   Neighbors hand = exact_knn(e, 2);

@@ -115,7 +115,8 @@ TEST_CASE("ParameterGrid enumerates every combination with the last axis fastest
 TEST_CASE("Shard parses i/n and shards partition a grid", "[tune]") {
   CHECK(tune::Shard::parse("1/3").index == 1);
   CHECK(tune::Shard::parse("1/3").count == 3);
-  for (const char* bad : {"3/3", "-1/2", "1", "a/2", "0/0", "1/2x"})
+  CHECK(tune::Shard::parse("+1/+3").index == 1);  // one '+' sign, as every number the examples read
+  for (const char* bad : {"3/3", "-1/2", "1", "a/2", "0/0", "1/2x", "+-1/2"})
     CHECK_THROWS_WITH(tune::Shard::parse(bad), Catch::Contains(bad));
   CHECK_THROWS_WITH(tune::Shard::parse("0/99999999999999999999"),
                     Catch::Contains("'99999999999999999999' is out of range"));

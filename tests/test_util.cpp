@@ -287,12 +287,31 @@ TEST_CASE("CSV numbers are written in shortest round-trip form", "[util][csv]") 
   CHECK(CsvField(" padded").encoded() == "\" padded\"");
   CHECK(CsvField("").encoded() == "\"\"");
   // Read back: one sign only ("+5" is 5, "+-5" is not a number).
-  CHECK(detail::parse_double("+5") == 5.0);
-  CHECK(detail::parse_double("-5") == -5.0);
-  CHECK_FALSE(detail::parse_double("+-5"));
-  CHECK_FALSE(detail::parse_double("+"));
-  CHECK(detail::parse_int64("+7") == 7);
-  CHECK_FALSE(detail::parse_int64("+-7"));
+  CHECK(parse_number<double>("+5") == 5.0);
+  CHECK(parse_number<double>("-5") == -5.0);
+  CHECK_FALSE(parse_number<double>("+-5"));
+  CHECK_FALSE(parse_number<double>("+"));
+  CHECK(parse_number<int64_t>("+7") == 7);
+  CHECK_FALSE(parse_number<int64_t>("+-7"));
+  // The reason for a refusal: too large for the type, or not a number at all.
+  NumberError error{};
+  CHECK(parse_number<int8_t>("127") == 127);
+  CHECK_FALSE(parse_number<int8_t>("128", &error));
+  CHECK(error == NumberError::out_of_range);
+  CHECK_FALSE(parse_number<int64_t>("12a", &error));
+  CHECK(error == NumberError::malformed);
+  CHECK_FALSE(parse_number<double>("1e999", &error));
+  CHECK(error == NumberError::out_of_range);
+  CHECK_FALSE(parse_number<double>("", &error));
+  CHECK(error == NumberError::malformed);
+}
+
+TEST_CASE("CSV reader leaves a spreadsheet's UTF-8 byte order mark out of the first column's name",
+          "[util][csv]") {
+  const CsvTable table = parse_csv("\xEF\xBB\xBFlabel,x\r\n1,2\r\n");
+  CHECK(table.header == std::vector<std::string>{"label", "x"});
+  CHECK(table.integer(0, "label") == 1);
+  CHECK(parse_csv("a\n\xEF\xBB\xBF\n").rows[0][0] == "\xEF\xBB\xBF");  // only at the start of the text
 }
 
 TEST_CASE("CSV writer and reader round-trip text and numbers", "[util][csv]") {
@@ -705,6 +724,10 @@ TEST_CASE("progress bar formats durations, rates and unknown totals", "[util][pr
   CHECK(ProgressBar::format_duration(59.9) == "00:59");
   CHECK(ProgressBar::format_duration(125) == "02:05");
   CHECK(ProgressBar::format_duration(3661) == "1:01:01");
+  // An estimate from a rate near zero is too long to mean anything (and beyond int64_t it would be
+  // undefined).
+  CHECK(ProgressBar::format_duration(1e300) == "?");
+  CHECK(ProgressBar::format_duration(std::nan("")) == "?");
   std::ostringstream out;
   ProgressBar bar(0, "stream", {.out = &out, .terminal = false});
   bar.update(30);
@@ -714,4 +737,9 @@ TEST_CASE("progress bar formats durations, rates and unknown totals", "[util][pr
   CHECK(slow.render(8.0, 0) == " 20% 2/10 [00:08<00:32, 4.00s/it]");
   slow.close();
   CHECK_THAT(out.str(), Catch::Contains("2/10"));
+  // A long unit name is written whole in the rate.
+  const std::string unit(80, 'u');
+  ProgressBar long_unit(0, "", {.out = &out, .terminal = false, .unit = unit});
+  long_unit.update(30);
+  CHECK_THAT(long_unit.render(10.0, 0), Catch::EndsWith("3.00" + unit + "/s]"));
 }

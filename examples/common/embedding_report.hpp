@@ -18,6 +18,7 @@
 #include "sumi/plot/scatter_chart.hpp"
 #include "sumi/util/cli.hpp"
 #include "sumi/util/csv.hpp"
+#include "sumi/util/number_text.hpp"
 #include "sumi/util/printable.hpp"
 #include "sumi/util/timer.hpp"
 
@@ -41,13 +42,13 @@ struct PointTable {
 inline void assign_classes(PointTable& table) {
   bool integers = true;
   for (const auto& text : table.label_text) {
-    const auto v = util::detail::parse_double(text);
+    const auto v = util::parse_number<double>(text);
     if (!v || *v < 0 || *v != std::floor(*v) || *v > 1e6) integers = false;
   }
   table.labels.clear();
   if (integers) {
     for (const auto& text : table.label_text)
-      table.labels.push_back(int64_t(*util::detail::parse_double(text)));
+      table.labels.push_back(int64_t(*util::parse_number<double>(text)));
     return;
   }
   std::vector<std::string> names = table.label_text;
@@ -64,7 +65,7 @@ inline PointTable read_point_csv(const std::filesystem::path& path) {
   util::CsvTable table = util::read_csv(path);
   bool header_is_data = !table.header.empty();
   for (const auto& cell : table.header)
-    if (!util::detail::parse_double(cell)) header_is_data = false;
+    if (!util::parse_number<double>(cell)) header_is_data = false;
   if (header_is_data) {
     table.rows.insert(table.rows.begin(), table.header);
     for (std::size_t c = 0; c < table.header.size(); ++c) table.header[c] = "c" + std::to_string(c);
@@ -73,6 +74,9 @@ inline PointTable read_point_csv(const std::filesystem::path& path) {
   std::vector<std::size_t> coordinate_columns;
   std::optional<std::size_t> label_column;
   for (std::size_t c = 0; c < table.header.size(); ++c) {
+    if (std::count(table.header.begin(), table.header.end(), table.header[c]) > 1)
+      throw std::runtime_error("'" + path.string() + "' has two columns named '" +
+                               util::printable(table.header[c]) + "'");
     if (table.header[c] == "label")
       label_column = c;
     else
@@ -85,7 +89,7 @@ inline PointTable read_point_csv(const std::filesystem::path& path) {
   for (std::size_t r = 0; r < table.rows.size(); ++r) {
     for (std::size_t c = 0; c < coordinate_columns.size(); ++c) {
       const std::string& cell = table.rows[r][coordinate_columns[c]];
-      const auto value = util::detail::parse_double(cell);
+      const auto value = util::parse_number<double>(cell);
       if (!value || !std::isfinite(*value))
         throw std::runtime_error("'" + path.string() + "', row " + std::to_string(r + 1) + ", column '" +
                                  util::printable(result.columns[c]) + "': '" + util::printable(cell) +

@@ -88,23 +88,33 @@ inline double knn_accuracy(const Neighbors& neighbors, const std::vector<int64_t
     throw std::invalid_argument("knn_accuracy: " + std::to_string(labels.size()) + " labels for " +
                                 std::to_string(n) + " points");
   detail::check_neighbors(neighbors, "knn_accuracy");
-  int64_t classes = 0;
-  for (const int64_t label : labels) {
+  for (const int64_t label : labels)
     if (label < 0) throw std::invalid_argument("knn_accuracy: negative label " + std::to_string(label));
-    classes = std::max(classes, label + 1);
-  }
+  // Votes are counted per dense class id (the label's rank among the distinct labels, so the order and the
+  // tie-break are the labels'), and only the k entries a point touched are cleared: sparse labels (a year,
+  // an id) cost no more than 0..9.
+  std::vector<int64_t> distinct = labels;
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  std::vector<int64_t> dense(labels.size());
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    dense[i] = std::lower_bound(distinct.begin(), distinct.end(), labels[i]) - distinct.begin();
   int64_t correct = 0;
 #pragma omp parallel num_threads(get_num_threads())
   {
-    std::vector<int64_t> votes(static_cast<std::size_t>(classes));
+    std::vector<int64_t> votes(distinct.size(), 0);
 #pragma omp for schedule(static) reduction(+ : correct)
     for (int64_t i = 0; i < n; ++i) {
-      std::fill(votes.begin(), votes.end(), 0);
-      for (int64_t m = 0; m < neighbors.k; ++m)
-        ++votes[std::size_t(labels[std::size_t(neighbors.indices_of(i)[m])])];
-      const auto winner =
-          std::max_element(votes.begin(), votes.end()) - votes.begin();  // first = smallest class
-      if (winner == labels[std::size_t(i)]) ++correct;
+      const int64_t* neighbours = neighbors.indices_of(i);
+      for (int64_t m = 0; m < neighbors.k; ++m) ++votes[std::size_t(dense[std::size_t(neighbours[m])])];
+      int64_t winner = -1, most = 0;  // the most votes; on a tie the smallest class
+      for (int64_t m = 0; m < neighbors.k; ++m) {
+        const int64_t c = dense[std::size_t(neighbours[m])];
+        if (votes[std::size_t(c)] > most || (votes[std::size_t(c)] == most && c < winner))
+          most = votes[std::size_t(c)], winner = c;
+      }
+      for (int64_t m = 0; m < neighbors.k; ++m) votes[std::size_t(dense[std::size_t(neighbours[m])])] = 0;
+      if (winner == dense[std::size_t(i)]) ++correct;
     }
   }
   return double(correct) / double(n);

@@ -5,10 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <limits>
 #include <stdexcept>
 #include <string>
+
+#include "sumi/util/string_printf.hpp"
 
 namespace sumi::analysis {
 
@@ -29,23 +30,18 @@ inline void check_coordinates(const PointMatrix& x, const char* what) {
     for (Eigen::Index j = 0; j < x.cols(); ++j) {
       const double v = x(i, j);
       if (!std::isfinite(v)) throw std::invalid_argument(where(i, j) + " is not finite");
-      if (std::abs(v) > limit) {
-        char text[96];
-        std::snprintf(text, sizeof text, " is %g; beyond +-%g squared distances overflow: scale the input", v,
-                      limit);
-        throw std::invalid_argument(where(i, j) + text);
-      }
+      if (std::abs(v) > limit)
+        throw std::invalid_argument(
+            where(i, j) +
+            util::string_printf(" is %g; beyond +-%g squared distances overflow: scale the input", v, limit));
     }
   const double smallest = std::sqrt(std::numeric_limits<double>::min());  // its square is the least normal
   const double largest = x.size() > 0 ? x.cwiseAbs().maxCoeff() : 0.0;
-  if (largest > 0 && largest < smallest) {
-    char text[160];
-    std::snprintf(
-        text, sizeof text,
-        ": every coordinate is within +-%g, below %g, so squared distances underflow to 0: scale the input",
-        largest, smallest);
-    throw std::invalid_argument(what + std::string(text));
-  }
+  if (largest > 0 && largest < smallest)
+    throw std::invalid_argument(what +
+                                util::string_printf(": every coordinate is within +-%g, below %g, so squared "
+                                                    "distances underflow to 0: scale the input",
+                                                    largest, smallest));
 }
 }  // namespace detail
 

@@ -22,7 +22,6 @@
 #include <cmath>
 #include <complex>
 #include <cstdint>
-#include <cstdio>
 #include <limits>
 #include <numbers>
 #include <numeric>
@@ -33,6 +32,7 @@
 
 #include "sumi/kernels/cpu_features.hpp"
 #include "sumi/kernels/threading.hpp"
+#include "sumi/util/string_printf.hpp"
 
 #if SUMI_X86_KERNELS
 #include <immintrin.h>
@@ -760,14 +760,11 @@ class FftRepulsion {
     double spacing = box_width_ / p;
     const double wanted = std::ceil(span / spacing) + p;  // a double: it may exceed any integer
     if (wanted > double(max_nodes)) {
-      char message[300];
-      std::snprintf(
-          message, sizeof message,
+      throw std::runtime_error(util::string_printf(
           "FftRepulsion: the embedding spans %.6g units, which at box width %g needs %.6g grid nodes "
           "a side, more than %lld (did the optimisation diverge? a lower learning rate, a wider box "
           "or the Barnes-Hut gradient avoid it)",
-          span, box_width_, wanted, static_cast<long long>(max_nodes));
-      throw std::runtime_error(message);
+          span, box_width_, wanted, static_cast<long long>(max_nodes)));
     }
     int64_t nodes = int64_t(wanted);
     if (nodes <= min_nodes) nodes = min_nodes, spacing = std::max(span, 1e-12) / double(min_nodes - p);

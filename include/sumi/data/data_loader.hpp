@@ -7,8 +7,9 @@
 //     for (const Batch& b : loader.epoch(e)) step(b.images, b.labels);
 //
 // Epoch e's order depends only on (seed, e), so a resumed run sees the same batches as an uninterrupted one.
-// The batch buffers are recycled: a Batch (and the storage of its tensor) is valid until the loop advances;
-// clone() what must outlive the step, or set reuse_buffers = false.
+// The batch buffers are recycled: a Batch object is valid until the loop advances. Its tensor's storage is
+// reused only when nothing else holds it, so a copy of the tensor, or a graph that saved it (losses of
+// several batches summed before one backward()), keeps its values.
 #include <algorithm>
 #include <condition_variable>
 #include <cstdint>

@@ -15,9 +15,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -200,9 +202,25 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
   // JSON text has no raw NUL (strings escape it), and the parser would stop at one, ignoring what follows.
   if (const auto nul = header.find('\0'); nul != std::string::npos)
     throw fail("header has a NUL byte at offset " + std::to_string(8 + nul) + " (a corrupt file?)");
+  // The parser keeps the last of repeated keys, which the format forbids: a reader keeping the first would
+  // see another tensor. And working with a deeply nested value (dump, copy) recurses once per level: a
+  // header like [[[[...]]]] 100,000 deep would overflow the stack. A valid header nests 3 deep.
+  constexpr int kMaxHeaderDepth = 8;
+  std::vector<std::set<std::string>> keys_per_object;
+  const auto check_structure = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using Event = nlohmann::json::parse_event_t;
+    if ((event == Event::object_start || event == Event::array_start) && depth >= kMaxHeaderDepth)
+      throw fail("header nests deeper than " + std::to_string(kMaxHeaderDepth) + " levels (a corrupt file?)");
+    if (event == Event::object_start) keys_per_object.emplace_back();
+    if (event == Event::object_end) keys_per_object.pop_back();
+    if (event == Event::key && !keys_per_object.back().insert(parsed.get<std::string>()).second)
+      throw fail("header has the key '" + util::printable(parsed.get<std::string>()) +
+                 "' twice in one object (the format forbids repeated keys)");
+    return true;
+  };
   nlohmann::json json;
   try {
-    json = nlohmann::json::parse(header);
+    json = nlohmann::json::parse(header, check_structure);
   } catch (const nlohmann::json::exception& e) {
     throw fail(std::string("header is not valid JSON: ") + e.what());
   }
@@ -239,7 +257,11 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
                      (non_negative ? "non-negative " : "") + "integers");
         return value;
       };
-      r.shape = integers("shape", false).get<Shape>();
+      const nlohmann::json& shape = integers("shape", false);
+      for (const nlohmann::json& size : shape)  // get<Shape> would wrap a size above INT64_MAX to a negative
+        if (size.is_number_unsigned() && size.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+          throw fail(tensor() + " has the size " + size.dump() + " in its shape, more than a file can hold");
+      r.shape = shape.get<Shape>();
       const auto offsets = integers("data_offsets", true).get<std::vector<uint64_t>>();
       const int64_t element = TensorRecord::dtype_size(r.dtype);
       if (element == 0) throw fail(tensor() + " has unknown dtype " + util::printable(r.dtype));

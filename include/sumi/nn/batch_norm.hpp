@@ -50,12 +50,15 @@ class BatchNormBase : public Module<T> {
       : num_features(checked_features(name, num_features)),
         eps(T(eps)),
         momentum(T(momentum)),
-        weight(this->register_parameter("weight", Tensor<T>::ones({num_features}))),
-        bias(this->register_parameter("bias", Tensor<T>::zeros({num_features}))),
+        weight(Tensor<T>::ones({num_features}), true),
+        bias(Tensor<T>::zeros({num_features}), true),
         running_mean(this->register_buffer("running_mean", Tensor<T>::zeros({num_features}))),
         running_var(this->register_buffer("running_var", Tensor<T>::ones({num_features}))),
         num_batches_tracked(this->register_counter("num_batches_tracked", 0)),
-        name_(name) {}
+        name_(name) {
+    this->bind_parameter("weight", weight);
+    this->bind_parameter("bias", bias);
+  }
   virtual void check_input(const Shape& shape) const = 0;
 
  private:

@@ -45,9 +45,10 @@ class Conv2d : public Module<T>, public ReluFusable<T> {
         padding(padding),
         dilation(dilation) {
     detail::check_conv_args("Conv2d", in_channels, out_channels, kernel_size);
-    weight = this->register_parameter(
-        "weight", Tensor<T>::empty({out_channels, in_channels, kernel_size.h, kernel_size.w}));
-    if (bias) this->bias = this->register_parameter("bias", Tensor<T>::empty({out_channels}));
+    weight = Variable<T>(Tensor<T>::empty({out_channels, in_channels, kernel_size.h, kernel_size.w}), true);
+    if (bias) this->bias = Variable<T>(Tensor<T>::empty({out_channels}), true);
+    this->bind_parameter("weight", weight);
+    this->bind_parameter("bias", this->bias);
     reset_parameters(gen);
   }
 
@@ -58,6 +59,7 @@ class Conv2d : public Module<T>, public ReluFusable<T> {
   Variable<T> forward(const Variable<T>& x) override {
     return conv2d(x, weight, bias, Conv2dOptions{stride, padding, dilation});
   }
+  const std::type_info& fused_class() const override { return typeid(Conv2d<T>); }
   Variable<T> forward_relu(const Variable<T>& x) override {
     return conv2d(x, weight, bias, Conv2dOptions{stride, padding, dilation, ConvActivation::relu});
   }
@@ -94,9 +96,10 @@ class ConvTranspose2d : public Module<T>, public ReluFusable<T> {
         output_padding(output_padding),
         dilation(dilation) {
     detail::check_conv_args("ConvTranspose2d", in_channels, out_channels, kernel_size);
-    weight = this->register_parameter(
-        "weight", Tensor<T>::empty({in_channels, out_channels, kernel_size.h, kernel_size.w}));
-    if (bias) this->bias = this->register_parameter("bias", Tensor<T>::empty({out_channels}));
+    weight = Variable<T>(Tensor<T>::empty({in_channels, out_channels, kernel_size.h, kernel_size.w}), true);
+    if (bias) this->bias = Variable<T>(Tensor<T>::empty({out_channels}), true);
+    this->bind_parameter("weight", weight);
+    this->bind_parameter("bias", this->bias);
     reset_parameters(gen);
   }
 
@@ -108,6 +111,7 @@ class ConvTranspose2d : public Module<T>, public ReluFusable<T> {
     return conv_transpose2d(x, weight, bias,
                             ConvTranspose2dOptions{stride, padding, output_padding, dilation});
   }
+  const std::type_info& fused_class() const override { return typeid(ConvTranspose2d<T>); }
   Variable<T> forward_relu(const Variable<T>& x) override {
     return conv_transpose2d(
         x, weight, bias,

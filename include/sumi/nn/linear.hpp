@@ -15,8 +15,10 @@ class Linear : public Module<T> {
     if (in_features < 0 || out_features < 0)
       throw std::invalid_argument("Linear: negative size (" + std::to_string(in_features) + ", " +
                                   std::to_string(out_features) + ")");
-    weight = this->register_parameter("weight", Tensor<T>::empty({out_features, in_features}));
-    if (bias) this->bias = this->register_parameter("bias", Tensor<T>::empty({out_features}));
+    weight = Variable<T>(Tensor<T>::empty({out_features, in_features}), true);
+    if (bias) this->bias = Variable<T>(Tensor<T>::empty({out_features}), true);
+    this->bind_parameter("weight", weight);
+    this->bind_parameter("bias", this->bias);
     reset_parameters(gen);
   }
 

@@ -5,18 +5,23 @@
 // PyTorch's ("encoder_cnn.0.weight", "main.1.running_mean"), so state dicts match PyTorch's.
 //
 // Modules are held by std::shared_ptr and are not copyable. A layer keeps its parameters as public Variable
-// members too (linear->weight); the member and the registry share one state, so setting requires_grad or
-// loading a state through either is seen by both.
+// members (linear->weight) bound to the registry (bind_parameter): setting requires_grad or loading a state
+// through either is seen by both, and assigning the member a new Variable replaces the parameter, as
+// assigning a parameter attribute in PyTorch.
+#include <cxxabi.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <ostream>
 #include <stdexcept>
 #include <string>
+#include <typeinfo>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -27,6 +32,26 @@
 namespace sumi::nn {
 
 namespace detail {
+
+// The name of a class without namespaces, enclosing functions or template arguments ("ResidualBlock" for
+// models::ResidualBlock<float>), for repr(); the mangled name where the ABI cannot demangle it.
+inline std::string class_name(const std::type_info& type) {
+  int status = 0;
+  std::unique_ptr<char, decltype(&std::free)> demangled(
+      abi::__cxa_demangle(type.name(), nullptr, nullptr, &status), &std::free);
+  if (status != 0 || !demangled) return type.name();
+  // The part after the last "::" outside template arguments and parameter lists
+  // ("f(std::vector<int>)::Local", "ns::Net<float>::Block"), without its own template arguments.
+  const std::string name = demangled.get();
+  std::size_t start = 0;
+  int depth = 0;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    if (name[i] == '<' || name[i] == '(') ++depth;
+    if (name[i] == '>' || name[i] == ')') --depth;
+    if (depth == 0 && name.compare(i, 2, "::") == 0) start = i + 2;
+  }
+  return name.substr(start, name.find('<', start) - start);
+}
 
 // A floating-point value as Python's repr() prints it (0.5, 1e-05, 0.01, 1.0), for PyTorch-like reprs.
 template <std::floating_point F>
@@ -129,8 +154,9 @@ class Module {
   }
   Variable<T> operator()(const Variable<T>& input) { return forward(input); }
 
-  // The class name shown in repr() ("Conv2d").
-  virtual std::string type_name() const { return "Module"; }
+  // The class name shown in repr() ("Conv2d"); by default the dynamic class's own name, without namespaces
+  // or template arguments, as PyTorch prints a subclass by its name.
+  virtual std::string type_name() const { return detail::class_name(typeid(*this)); }
   // The part inside the parentheses of repr(), as PyTorch's extra_repr ("in_features=2, ...").
   virtual std::string extra_repr() const { return ""; }
 
@@ -147,8 +173,20 @@ class Module {
       throw std::invalid_argument(where() + ": parameter '" + name + "' is undefined");
     if (!parameter.is_leaf())
       throw std::invalid_argument(where() + ": parameter '" + name + "' is not a leaf");
-    params_.push_back({name, parameter});
-    return parameter;
+    auto owned = std::make_unique<Variable<T>>(std::move(parameter));
+    Variable<T>* target = owned.get();
+    params_.push_back({name, std::move(owned), target});
+    return *target;
+  }
+  // Registers this module's own member `member` as the parameter `name`. The registry refers to the
+  // member, so assigning it another Variable (linear.weight = Variable(...), or another module's weight to
+  // tie them) is what forward(), parameters(), the state dict and optimisers built afterwards all see, as
+  // assigning a parameter attribute in PyTorch. An undefined member (a layer without bias) is no parameter,
+  // as a parameter registered as None.
+  void bind_parameter(const std::string& name, Variable<T>& member) {
+    check_new_name(name, "parameter");
+    params_.push_back({name, nullptr, &member});
+    check_parameter(params_.back());
   }
   // A floating buffer (saved in the state dict, not trained). The reference stays valid for the module's
   // life.
@@ -226,7 +264,7 @@ class Module {
   // This module's own parameter `name` (not its children's).
   Variable<T> parameter(const std::string& name) const {
     for (const auto& slot : params_)
-      if (slot.name == name) return slot.var;
+      if (slot.name == name && check_parameter(slot)) return *slot.var;
     throw std::out_of_range(where() + ": no parameter named '" + name + "'");
   }
 
@@ -238,7 +276,8 @@ class Module {
     for_each_module(
         [&](const std::string& prefix, const Module& m) {
           for (const auto& slot : m.params_)
-            if (seen.insert(slot.var.id()).second) out.emplace_back(prefix + slot.name, slot.var);
+            if (m.check_parameter(slot) && seen.insert(slot.var->id()).second)
+              out.emplace_back(prefix + slot.name, *slot.var);
         },
         recurse);
     return out;
@@ -410,8 +449,9 @@ class Module {
     for_each_module(
         [&](const std::string& prefix, const Module& m) {
           for (const auto& slot : m.params_) {
+            if (!m.check_parameter(slot)) continue;
             Variable<T> handle =
-                slot.var;  // a handle to the shared state; its value() is the parameter's tensor
+                *slot.var;  // a handle to the shared state; its value() is the parameter's tensor
             out.push_back({prefix + slot.name, &handle.value(), nullptr, true});
           }
           for (const auto& slot : m.buffers_)
@@ -427,8 +467,19 @@ class Module {
  private:
   struct ParamSlot {
     std::string name;
-    Variable<T> var;
+    std::unique_ptr<Variable<T>> owned;  // a parameter registered by value; null for a bound member
+    Variable<T>* var;                    // the parameter: *owned, or the module's member
   };
+  // Whether the slot holds a parameter now (a bound member may be undefined, as a bias left out); throws
+  // when a bound member was assigned something a parameter cannot be (a computed, non-leaf Variable).
+  bool check_parameter(const ParamSlot& slot) const {
+    if (!slot.var->defined()) return false;
+    if (!slot.var->is_leaf())
+      throw std::logic_error(where() + ": parameter '" + slot.name +
+                             "' was assigned a computed Variable (not a leaf); assign a new leaf "
+                             "Variable(tensor, true), or write into its value()");
+    return true;
+  }
   struct BufferSlot {  // unique_ptrs, so references handed out stay valid as the vector grows
     std::string name;
     std::unique_ptr<Tensor<T>> tensor;
@@ -447,10 +498,14 @@ class Module {
   }
   std::string frozen_mark() const {
     std::vector<std::string> frozen;
+    std::size_t defined = 0;
     for (const auto& slot : params_)
-      if (!slot.var.requires_grad()) frozen.push_back(slot.name);
+      if (check_parameter(slot)) {
+        ++defined;
+        if (!slot.var->requires_grad()) frozen.push_back(slot.name);
+      }
     if (frozen.empty()) return "";
-    if (frozen.size() == params_.size()) return " [frozen]";
+    if (frozen.size() == defined) return " [frozen]";
     std::string s = " [frozen:";
     for (const auto& name : frozen) s += " " + name;
     return s + "]";

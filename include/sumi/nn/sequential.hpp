@@ -1,9 +1,11 @@
 #pragma once
 // Sequential<T>: runs its children in order, as torch.nn.Sequential. Children are named "0", "1", ... in the
 // order they were added, so parameter names are PyTorch's ("encoder_cnn.0.weight"). A child that can apply a
-// ReLU as it writes its output (ReluFusable: the convolutions) runs fused with a ReLU child right after it.
+// ReLU as it writes its output (ReluFusable: the convolutions) runs fused with a ReLU child right after it;
+// subclasses of either, which may override forward(), run as they are.
 #include <memory>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 #include "sumi/nn/activation.hpp"
@@ -33,14 +35,17 @@ class Sequential : public Module<T> {
   Variable<T> forward(const Variable<T>& input) override {
     Variable<T> x = input;
     for (std::size_t i = 0; i < size(); ++i) {
-      const ModulePtr& child = this->child_at(i);
-      if (i + 1 < size() && dynamic_cast<const ReLU<T>*>(this->child_at(i + 1).get()))
-        if (auto* fusable = dynamic_cast<ReluFusable<T>*>(child.get())) {
+      Module<T>& module = *this->child_at(i);
+      if (auto* fusable = dynamic_cast<ReluFusable<T>*>(&module);
+          fusable && typeid(module) == fusable->fused_class() && i + 1 < size()) {
+        const Module<T>& next = *this->child_at(i + 1);
+        if (typeid(next) == typeid(ReLU<T>)) {
           x = fusable->forward_relu(x);
           ++i;
           continue;
         }
-      x = child->forward(x);
+      }
+      x = module.forward(x);
     }
     return x;
   }

@@ -11,17 +11,17 @@
 // optimiser's state) are stored next to the module's and listed in the metadata key "sumi.extra_tensors", so
 // that loading tells them apart from unexpected names. Files are written atomically.
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
-#include <system_error>
 
 #include "sumi/io/safetensors.hpp"
 #include "sumi/nn/module.hpp"
+#include "sumi/util/number_text.hpp"
 
 namespace sumi::nn {
 
@@ -94,12 +94,11 @@ inline int64_t metadata_integer(const std::map<std::string, std::string>& metada
   const auto it = metadata.find(key);
   if (it == metadata.end()) throw io::SafetensorsError(file.string() + ": metadata '" + key + "' is missing");
   const std::string& text = it->second;
-  int64_t value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size() || value < lowest)
+  const std::optional<int64_t> value = util::parse_number<int64_t>(text);
+  if (!value || *value < lowest)
     throw io::SafetensorsError(file.string() + ": metadata '" + key + "' is '" + util::printable(text) +
                                "', not a whole number >= " + std::to_string(lowest));
-  return value;
+  return *value;
 }
 
 // Loads a file written by save_state (or PyTorch, with PyTorch's names) into the module in place. Checks
@@ -130,7 +129,8 @@ LoadedState<T> load_state(Module<T>& module, const std::filesystem::path& path,
     const std::string key = prefix + ref.name;
     expected.insert(key);
     if (!file.contains(key)) {
-      m.missing.push_back(key);
+      // A missing counter (num_batches_tracked) is set to 0, as Module::load_state_dict and torch 1.13 do.
+      if (!ref.counter) m.missing.push_back(key);
       continue;
     }
     const io::TensorRecord& r = file.record(key);

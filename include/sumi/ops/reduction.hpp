@@ -160,16 +160,9 @@ Tensor<T> sum_keepdim(const Tensor<T>& x, const std::vector<bool>& reduce) {
   Shape keep = x.shape();
   for (std::size_t d = 0; d < keep.size(); ++d)
     if (reduce[d]) keep[d] = 1;
-  Tensor<T> out = Tensor<T>::zeros(keep);
   const Tensor<T> c = x.contiguous();
-  if constexpr (std::is_same_v<acc_t<T>, T>) {
-    DimSum<T>(c.data(), c.shape(), reduce, out.data()).run();
-  } else {
-    std::vector<acc_t<T>> sums(std::size_t(out.numel()), acc_t<T>(0));
-    DimSum<T>(c.data(), c.shape(), reduce, sums.data()).run();
-    std::transform(sums.begin(), sums.end(), out.data(), [](acc_t<T> v) { return T(v); });
-  }
-  return out;
+  return accumulated_sums<T>(keep,
+                             [&](acc_t<T>* sums) { DimSum<T>(c.data(), c.shape(), reduce, sums).run(); });
 }
 
 // Shared body of sum and mean over dimensions (mean divides the sums by the number of elements summed).

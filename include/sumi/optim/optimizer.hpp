@@ -4,18 +4,21 @@
 // one, in place and outside the graph; the others are skipped and get no state. state_dict() exports the
 // per-parameter state (step counts and moment buffers) so that a run resumes bit-exactly.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "sumi/autograd/grad_mode.hpp"
 #include "sumi/autograd/variable.hpp"
 #include "sumi/nn/state_dict.hpp"
+#include "sumi/util/number_text.hpp"
 
 namespace sumi::optim {
 
@@ -83,7 +86,9 @@ class Optimizer {
     for (auto& group : groups_)
       for (auto& p : group.params) {
         if (!p.requires_grad() || !p.grad().defined()) continue;
-        ParamState<T>& s = state_[p.id()];
+        auto held = state_.find(p.id());
+        if (held == state_.end()) held = state_.emplace(p.id(), HeldState{p, {}}).first;
+        ParamState<T>& s = held->second.state;
         ++s.step;
         update(p, s, group);
         p.mark_modified();
@@ -99,7 +104,7 @@ class Optimizer {
   // The state of parameter p, or null when it has none (never updated, frozen, or never had a gradient).
   const ParamState<T>* state(const Variable<T>& p) const {
     auto it = state_.find(p.id());
-    return it == state_.end() ? nullptr : &it->second;
+    return it == state_.end() ? nullptr : &it->second.state;
   }
   std::size_t num_states() const { return state_.size(); }
   std::size_t num_params() const {
@@ -109,10 +114,13 @@ class Optimizer {
   }
 
   // "<i>.step" (integer) and "<i>.<buffer>" for each parameter i with state, i counting the parameters of
-  // all groups in order (as PyTorch's state_dict). Hyperparameters (lr, betas, ...) are not included: the
-  // optimiser is rebuilt with them before load_state_dict().
+  // all groups in order (as PyTorch's state_dict), and "param_groups.<g>.num_params" (integer) for each
+  // group, so that a state is not loaded into other parameters whose shapes happen to match. Hyperparameters
+  // (lr, betas, ...) are not included: the optimiser is rebuilt with them before load_state_dict().
   nn::StateDict<T> state_dict() const {
     nn::StateDict<T> d;
+    for (std::size_t g = 0; g < groups_.size(); ++g)
+      d.insert_integer(group_size_key(g), int64_t(groups_[g].params.size()));
     int64_t i = 0;
     for (const auto& group : groups_)
       for (const auto& p : group.params) {
@@ -125,25 +133,38 @@ class Optimizer {
     return d;
   }
 
-  // Replaces the whole state with `d` (parameters absent from it get no state). Every problem (a bad
-  // index, an unknown or missing buffer, a wrong shape) is reported at once and nothing changes then.
+  // Replaces the whole state with `d` (parameters absent from it get no state). Every problem (groups of
+  // other sizes, a bad index, an unknown or missing buffer, a wrong shape) is reported at once and nothing
+  // changes then. A state without group sizes (written before they were recorded) is checked per parameter.
   void load_state_dict(const nn::StateDict<T>& d) {
     std::vector<const Variable<T>*> params;
     for (const auto& group : groups_)
       for (const auto& p : group.params) params.push_back(&p);
     nn::StateMismatch m;
     std::map<std::size_t, ParamState<T>> loaded;
+    std::size_t group_sizes_found = 0;
     for (const auto& e : d) {
+      if (e.name.starts_with("param_groups.")) {
+        ++group_sizes_found;
+        std::size_t g = 0;
+        while (g < groups_.size() && e.name != group_size_key(g)) ++g;
+        if (g == groups_.size())
+          m.unexpected.push_back(e.name + " (this optimiser has " + std::to_string(groups_.size()) +
+                                 " groups)");
+        else if (!e.is_integer)
+          m.wrong_type.push_back(e.name + ": expected an integer, found a tensor");
+        else if (e.integer != int64_t(groups_[g].params.size()))
+          m.invalid_value.push_back(e.name + ": the state is for " + std::to_string(e.integer) +
+                                    " parameters, this group has " +
+                                    std::to_string(groups_[g].params.size()));
+        continue;
+      }
       const std::size_t dot = e.name.find('.');
-      std::size_t index = 0, used = 0;
-      bool ok = dot != std::string::npos && dot > 0;
-      if (ok) try {
-          index = std::stoul(e.name.substr(0, dot), &used);
-          ok = used == dot && index < params.size();
-        } catch (const std::exception&) {
-          ok = false;
-        }
-      if (!ok) {
+      const auto index_text = std::string_view(e.name).substr(0, dot);
+      const auto parsed = util::parse_number<std::size_t>(index_text);
+      const std::size_t index = parsed.value_or(0);
+      if (dot == std::string::npos || !parsed || !std::isdigit(static_cast<unsigned char>(index_text[0])) ||
+          index >= params.size()) {
         m.unexpected.push_back(e.name + " (not '<parameter index>.<name>' for " +
                                std::to_string(params.size()) + " parameters)");
         continue;
@@ -169,6 +190,9 @@ class Optimizer {
         s.buffers[key] = e.tensor.clone();
       }
     }
+    if (group_sizes_found > 0)
+      for (std::size_t g = 0; g < groups_.size(); ++g)
+        if (!d.contains(group_size_key(g))) m.missing.push_back(group_size_key(g));
     for (const auto& [index, s] : loaded) {
       const std::string prefix = std::to_string(index) + ".";
       if (!d.contains(prefix + "step")) m.missing.push_back(prefix + "step");
@@ -177,7 +201,8 @@ class Optimizer {
     }
     if (!m.empty()) throw nn::StateDictError(name() + ": load_state_dict: the state does not match:", m);
     state_.clear();
-    for (auto& [index, s] : loaded) state_[params[index]->id()] = std::move(s);
+    for (auto& [index, s] : loaded)
+      state_.try_emplace(params[index]->id(), HeldState{*params[index], std::move(s)});
   }
 
   virtual std::string name() const = 0;
@@ -224,6 +249,9 @@ class Optimizer {
     check_setting("learning rate", lr, where);
     check_setting("weight_decay", weight_decay, where);
   }
+  static std::string group_size_key(std::size_t group) {
+    return "param_groups." + std::to_string(group) + ".num_params";
+  }
   int64_t index_of(const Variable<T>& p) const {
     int64_t i = 0;
     for (const auto& g : groups_)
@@ -236,7 +264,13 @@ class Optimizer {
 
   double default_weight_decay_;
   std::vector<ParamGroup<T>> groups_;
-  std::unordered_map<const VariableState<T>*, ParamState<T>> state_;
+  // State by parameter identity. The parameter is held with it (as PyTorch's state holds the tensor), so the
+  // address that is the key cannot be reused by a new parameter while a removed one's state remains.
+  struct HeldState {
+    Variable<T> parameter;
+    ParamState<T> state;
+  };
+  std::unordered_map<const VariableState<T>*, HeldState> state_;
 };
 
 }  // namespace sumi::optim

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -36,8 +37,8 @@ class ScatterChart {
   double point_radius = 1.5;
   double point_opacity = 0.7;  // < 1 lets dense regions show their density
   bool grid = true;
-  // Legend text per class index; classes without a name are labelled by their number. The legend is shown
-  // when names are given or when there is more than one class.
+  // Legend text per class index; classes without a name are labelled by their number. The legend lists the
+  // named classes and those with points, and is shown when names are given or when there is more than one.
   std::vector<std::string> class_names;
   LegendLocation legend = LegendLocation::outside_right;
   std::optional<std::pair<double, double>> x_limits, y_limits;  // fixed limits; points outside are dropped
@@ -82,10 +83,12 @@ class ScatterChart {
     std::tie(spec.x_lo, spec.x_hi) = limits(x_, y_, x_limits);
     std::tie(spec.y_lo, spec.y_hi) = limits(y_, x_, y_limits);
 
-    const int classes = class_count();
+    const std::vector<int> shown = shown_classes();
+    const auto classes = shown.size();
     std::vector<detail::LegendEntry> entries;
-    for (int c = 0; c < classes; ++c)
-      entries.push_back({class_name(c), std::string(tab10_color(std::size_t(c))), false, true});
+    for (std::size_t k = 0; k < classes; ++k)
+      entries.push_back(
+          {class_name(shown[k]), std::string(tab10_color(colour_index(shown, k))), false, true});
     const bool show_legend =
         legend != LegendLocation::none && classes > 0 && (!class_names.empty() || classes > 1);
     const double legend_w = detail::legend_width(entries), legend_h = detail::legend_height(entries);
@@ -96,20 +99,22 @@ class ScatterChart {
     detail::draw_background(out, frame, spec);
 
     // Bucket point indices per class once: O(points) rather than one pass per class.
-    std::vector<std::vector<std::size_t>> members(static_cast<std::size_t>(classes));
+    std::vector<std::vector<std::size_t>> members(classes);
     for (std::size_t i = 0; i < x_.size(); ++i)
-      if (visible(i, frame)) members[static_cast<std::size_t>(class_[i])].push_back(i);
+      if (visible(i, frame))
+        members[std::size_t(std::lower_bound(shown.begin(), shown.end(), class_[i]) - shown.begin())]
+            .push_back(i);
     const std::string radius = detail::number(point_radius, 2);
-    for (int c = 0; c < classes; ++c) {
+    for (std::size_t k = 0; k < classes; ++k) {
       out += "<g class=\"points\" fill=\"";
-      out += tab10_color(std::size_t(c));
+      out += tab10_color(colour_index(shown, k));
       out += "\"";
       if (point_opacity < 1)
         out += " fill-opacity=\"" + detail::number(std::max(0.0, point_opacity), 3) + "\"";
       out += "><title>";
-      detail::append_escaped(out, class_name(c));
+      detail::append_escaped(out, class_name(shown[k]));
       out += "</title>\n";
-      for (const std::size_t i : members[static_cast<std::size_t>(c)]) {
+      for (const std::size_t i : members[k]) {
         out += "<circle cx=\"";
         detail::append_number(out, frame.x(x_[i]), 1);
         out += "\" cy=\"";
@@ -141,10 +146,21 @@ class ScatterChart {
   void save(const std::filesystem::path& path) const { util::write_file_atomically(path, to_svg()); }
 
  private:
-  int class_count() const {
-    int classes = static_cast<int>(class_names.size());
-    for (const int c : class_) classes = std::max(classes, c + 1);
-    return classes;
+  // The classes drawn and listed, in order: every named class and every class with points, so sparse labels
+  // (100 and 200) get no empty legend rows.
+  std::vector<int> shown_classes() const {
+    std::vector<int> shown(class_names.size());
+    std::iota(shown.begin(), shown.end(), 0);
+    shown.insert(shown.end(), class_.begin(), class_.end());
+    std::sort(shown.begin(), shown.end());
+    shown.erase(std::unique(shown.begin(), shown.end()), shown.end());
+    return shown;
+  }
+
+  // Classes 0-9 keep their own colour whatever else is shown (so a class looks the same in charts of
+  // different subsets); larger class numbers are coloured by position, so sparse ones stay distinct.
+  static std::size_t colour_index(const std::vector<int>& shown, std::size_t k) {
+    return std::size_t(shown.back()) < kTab10.size() ? std::size_t(shown[k]) : k;
   }
 
   std::string class_name(int c) const {

@@ -17,6 +17,22 @@ namespace detail {
 // Accumulator type of sums: double for float (a float accumulator loses digits over long sums).
 template <class T>
 using acc_t = std::conditional_t<(sizeof(T) < sizeof(double)), double, T>;
+
+// A tensor of `shape` holding sums that `add_into(acc_t<T>* sums)` adds into zeroed accumulators (the
+// tensor's own storage when acc_t<T> is T, else a temporary rounded to T at the end).
+template <class T, class AddInto>
+Tensor<T> accumulated_sums(const Shape& shape, AddInto&& add_into) {
+  Tensor<T> out = Tensor<T>::zeros(shape);
+  if constexpr (std::is_same_v<acc_t<T>, T>) {
+    add_into(out.data());
+  } else {
+    std::vector<acc_t<T>> sums(std::size_t(out.numel()), acc_t<T>(0));
+    add_into(sums.data());
+    std::transform(sums.begin(), sums.end(), out.data(), [](acc_t<T> v) { return T(v); });
+  }
+  return out;
+}
+
 // Strides of `shape` (with `strides`) seen through broadcasting to `out`: 0 on broadcast dimensions.
 inline Shape broadcast_strides(const Shape& shape, const Shape& strides, const Shape& out) {
   Shape result(out.size(), 0);
@@ -118,14 +134,12 @@ Tensor<T> sum_to_shape(const Tensor<T>& t, const Shape& shape) {
     throw std::invalid_argument("sum_to_shape: " + shape_str(t.shape()) + " is not a broadcast of " +
                                 shape_str(shape));
   // Accumulated in acc_t<T>: many broadcast copies added one after another into a float lose digits.
-  std::vector<detail::acc_t<T>> sums(std::size_t(shape_numel(shape)), detail::acc_t<T>(0));
   const Shape so = detail::broadcast_strides(shape, contiguous_strides(shape), t.shape());
   const T* pt = t.data();
-  detail::for_each_broadcast(t.shape(), t.strides(), so,
-                             [&](int64_t, int64_t ot, int64_t oo) { sums[std::size_t(oo)] += pt[ot]; });
-  Tensor<T> out = Tensor<T>::empty(shape);
-  std::transform(sums.begin(), sums.end(), out.data(), [](detail::acc_t<T> v) { return T(v); });
-  return out;
+  return detail::accumulated_sums<T>(shape, [&](detail::acc_t<T>* sums) {
+    detail::for_each_broadcast(t.shape(), t.strides(), so,
+                               [&](int64_t, int64_t ot, int64_t oo) { sums[oo] += pt[ot]; });
+  });
 }
 
 namespace detail {

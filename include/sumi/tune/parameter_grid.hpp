@@ -9,7 +9,6 @@
 //
 // Shard{i, n} picks every n-th item starting at i (0-based), so n processes or machines split a grid
 // between them with no overlap and nothing left out.
-#include <charconv>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -22,6 +21,7 @@
 #include <vector>
 
 #include "sumi/util/csv.hpp"
+#include "sumi/util/number_text.hpp"
 
 namespace sumi::tune {
 
@@ -55,11 +55,11 @@ inline std::string format_parameter(const ParameterValue& value) {
 inline std::optional<ParameterValue> parse_parameter(std::string_view text, ParameterType type) {
   if (type == ParameterType::text) return ParameterValue(std::string(text));
   if (type == ParameterType::number) {
-    const auto value = util::detail::parse_double(text);
+    const auto value = util::parse_number<double>(text);
     if (!value) return std::nullopt;
     return ParameterValue(*value);
   }
-  const auto value = util::detail::parse_int64(text);
+  const auto value = util::parse_number<int64_t>(text);
   if (!value) return std::nullopt;
   return ParameterValue(*value);
 }
@@ -160,12 +160,12 @@ struct Shard {
     const std::size_t slash = text.find('/');
     if (slash == std::string_view::npos) return fail("no '/'");
     const auto number = [&](std::string_view part) -> int64_t {
-      int64_t v = 0;
-      const auto result = std::from_chars(part.data(), part.data() + part.size(), v);
-      if (result.ec == std::errc::result_out_of_range) fail("'" + std::string(part) + "' is out of range");
-      if (part.empty() || result.ec != std::errc() || result.ptr != part.data() + part.size())
-        fail("'" + std::string(part) + "' is not an integer");
-      return v;
+      util::NumberError error{};
+      const std::optional<int64_t> value = util::parse_number<int64_t>(part, &error);
+      if (!value)
+        fail("'" + std::string(part) + "' is " +
+             (error == util::NumberError::out_of_range ? "out of range" : "not an integer"));
+      return *value;
     };
     Shard shard{number(text.substr(0, slash)), number(text.substr(slash + 1))};
     if (shard.count < 1) return fail("n must be at least 1");

@@ -3,7 +3,6 @@
 // a help line; the usage text is generated from the registrations so it can never drift from the code.
 // Bad user input throws CliError (a std::invalid_argument) whose message names the flag and the value.
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -18,10 +17,11 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "sumi/util/number_text.hpp"
 
 namespace sumi::util {
 
@@ -78,12 +78,6 @@ std::string cli_type_name() {
     return cli_type_name<typename T::value_type>() + ",...";
 }
 
-inline std::string format_cli_number(double value) {
-  char buffer[64];
-  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  return std::string(buffer, result.ptr);
-}
-
 template <class T>
 std::string format_cli_value(const T& value) {
   if constexpr (std::same_as<T, bool>)
@@ -91,7 +85,7 @@ std::string format_cli_value(const T& value) {
   else if constexpr (std::same_as<T, std::string>)
     return value;
   else if constexpr (std::same_as<T, double>)
-    return format_cli_number(value);
+    return format_round_trip(value);
   else if constexpr (std::integral<T>)
     return std::to_string(value);
   else {
@@ -111,19 +105,16 @@ std::optional<std::string> parse_cli_scalar(std::string_view text, T& out) {
     out = std::string(text);
     return std::nullopt;
   } else {
-    std::string_view digits = text;
-    if (digits.size() > 1 && digits.front() == '+' && digits[1] != '-') digits.remove_prefix(1);
-    const char* end = digits.data() + digits.size();
-    T value{};
-    const auto result = std::from_chars(digits.data(), end, value);
-    const char* expected = std::integral<T> ? "an integer" : "a number";
-    if (digits.empty() || result.ec == std::errc::invalid_argument || result.ptr != end)
-      return std::string("expected ") + expected;
-    if (result.ec == std::errc::result_out_of_range) return std::string("out of range");
+    NumberError error{};
+    const std::optional<T> value = parse_number<T>(text, &error);
+    if (!value)
+      return error == NumberError::out_of_range
+                 ? std::string("out of range")
+                 : std::string("expected ") + (std::integral<T> ? "an integer" : "a number");
     if constexpr (std::floating_point<T>) {
-      if (!std::isfinite(value)) return std::string("expected a finite number");
+      if (!std::isfinite(*value)) return std::string("expected a finite number");
     }
-    out = value;
+    out = *value;
     return std::nullopt;
   }
 }

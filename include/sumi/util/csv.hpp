@@ -2,7 +2,6 @@
 // CSV for experiment logs and result tables: a streaming writer (one flushed row per epoch survives a crash,
 // and a resumed run can append), a reader giving text cells with numeric access, and numbers written in
 // their shortest form that reads back to the identical double.
-#include <charconv>
 #include <concepts>
 #include <cstdint>
 #include <filesystem>
@@ -15,23 +14,15 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <type_traits>
 #include <vector>
 
 #include "sumi/util/atomic_file.hpp"
+#include "sumi/util/number_text.hpp"
 #include "sumi/util/printable.hpp"
 #include "sumi/util/read_file.hpp"
 
 namespace sumi::util {
-
-// Shortest text that parses back to exactly `value` ("0.1", "1e-05", "nan", "inf", "-inf").
-template <std::floating_point T>
-std::string format_round_trip(T value) {
-  char buffer[64];
-  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  return std::string(buffer, result.ptr);
-}
 
 // Quotes a cell when a reader could otherwise split or trim it: separators, quotes, line breaks, leading or
 // trailing spaces, and the empty string (so an empty single-column row is not mistaken for a blank line).
@@ -170,28 +161,6 @@ class CsvRecordReader {
   std::size_t record_line_ = 1;
 };
 
-// Parses a whole cell as a double ("+" sign, nan and inf allowed); nullopt when anything is left over.
-inline std::optional<double> parse_double(std::string_view text) {
-  if (text.size() > 1 && text.front() == '+' && text[1] != '-') text.remove_prefix(1);
-  double value = 0.0;
-  const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || result.ec != std::errc() || result.ptr != text.data() + text.size())
-    return std::nullopt;
-  return value;
-}
-
-// Parses a whole cell as an int64_t ("+" sign allowed); nullopt when anything is left over or it is not a
-// number. `out_of_range`, if given, is set when the text is a whole number too large for int64_t.
-inline std::optional<int64_t> parse_int64(std::string_view text, bool* out_of_range = nullptr) {
-  if (text.size() > 1 && text.front() == '+' && text[1] != '-') text.remove_prefix(1);
-  int64_t value = 0;
-  const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-  const bool whole = !text.empty() && result.ptr == text.data() + text.size();
-  if (out_of_range) *out_of_range = whole && result.ec == std::errc::result_out_of_range;
-  if (!whole || result.ec != std::errc()) return std::nullopt;
-  return value;
-}
-
 // The length of `text` up to the line break that ends its last complete record. Our logs write each row
 // whole, ending in a line break, so anything after it (outside quotes) is a row cut short by an interruption.
 inline std::size_t complete_records_length(std::string_view text) {
@@ -238,7 +207,7 @@ struct CsvTable {
   // The cell as a double; throws std::invalid_argument naming the row, column and text if it is not a number.
   double number(std::size_t row, std::string_view column) const {
     const std::string& cell = text(row, column);
-    if (const auto value = detail::parse_double(cell)) return *value;
+    if (const auto value = parse_number<double>(cell)) return *value;
     throw std::invalid_argument("CSV row " + std::to_string(row + 1) + " after the header, column '" +
                                 std::string(column) + "': '" + printable(cell) + "' is not a number");
   }
@@ -247,11 +216,11 @@ struct CsvTable {
   // if it is not a whole number that fits int64_t.
   int64_t integer(std::size_t row, std::string_view column) const {
     const std::string& cell = text(row, column);
-    bool too_large = false;
-    if (const auto value = detail::parse_int64(cell, &too_large)) return *value;
+    NumberError error{};
+    if (const auto value = parse_number<int64_t>(cell, &error)) return *value;
     throw std::invalid_argument("CSV row " + std::to_string(row + 1) + " after the header, column '" +
                                 std::string(column) + "': '" + printable(cell) + "' is not an integer" +
-                                (too_large ? " in range" : ""));
+                                (error == NumberError::out_of_range ? " in range" : ""));
   }
 
   // A whole column as doubles (e.g. a loss curve).
@@ -270,8 +239,10 @@ struct CsvTable {
   }
 };
 
-// Parses CSV text whose first record is the header; every row must have the header's width.
+// Parses CSV text whose first record is the header; every row must have the header's width. A UTF-8 byte
+// order mark (spreadsheets write one) is not part of the first column's name.
 inline CsvTable parse_csv(std::string_view text) {
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
   CsvTable table;
   detail::CsvRecordReader reader(text);
   if (auto header = reader.next()) table.header = std::move(*header);

@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "sumi/util/string_printf.hpp"
+
 namespace sumi::util {
 
 struct ProgressBarOptions {
@@ -81,9 +83,7 @@ class ProgressBar {
   requires std::is_arithmetic_v<T>
   void set_postfix(std::string_view key, T value) {
     if constexpr (std::floating_point<T>) {
-      char buffer[64];
-      std::snprintf(buffer, sizeof(buffer), "%.*g", options_.postfix_precision, double(value));
-      set_postfix(key, std::string_view(buffer));
+      set_postfix(key, std::string_view(string_printf("%.*g", options_.postfix_precision, double(value))));
     } else if constexpr (std::same_as<T, bool>) {
       set_postfix(key, std::string_view(value ? "true" : "false"));
     } else {
@@ -151,16 +151,15 @@ class ProgressBar {
     return line + times + "]";
   }
 
-  // "MM:SS", or "H:MM:SS" from an hour on.
+  // "MM:SS", or "H:MM:SS" from an hour on; "?" for a time too long to mean anything (an estimate from a
+  // rate near zero) or not a number.
   static std::string format_duration(double seconds) {
+    if (!(seconds < 1e9)) return "?";
     const auto total = static_cast<int64_t>(std::max(0.0, seconds));
-    char buffer[32];
     if (total >= 3600)
-      std::snprintf(buffer, sizeof(buffer), "%lld:%02d:%02d", static_cast<long long>(total / 3600),
-                    int(total / 60 % 60), int(total % 60));
-    else
-      std::snprintf(buffer, sizeof(buffer), "%02d:%02d", int(total / 60), int(total % 60));
-    return buffer;
+      return string_printf("%lld:%02d:%02d", static_cast<long long>(total / 3600), int(total / 60 % 60),
+                           int(total % 60));
+    return string_printf("%02d:%02d", int(total / 60), int(total % 60));
   }
 
  private:
@@ -191,12 +190,8 @@ class ProgressBar {
 
   std::string format_rate(double rate) const {
     if (rate <= 0) return "?" + options_.unit + "/s";
-    char buffer[64];
-    if (rate < 1.0)
-      std::snprintf(buffer, sizeof(buffer), "%.2fs/%s", 1.0 / rate, options_.unit.c_str());
-    else
-      std::snprintf(buffer, sizeof(buffer), "%.2f%s/s", rate, options_.unit.c_str());
-    return buffer;
+    if (rate < 1.0) return string_printf("%.2fs/%s", 1.0 / rate, options_.unit.c_str());
+    return string_printf("%.2f%s/s", rate, options_.unit.c_str());
   }
 
   // Terminal: Unicode eighth blocks for smooth motion. Plain logs: ASCII, safe for any viewer.
