@@ -8,9 +8,10 @@
 //
 // Epoch e's order depends only on (seed, e), so a resumed run sees the same batches as an uninterrupted one.
 // The batch buffers are recycled: a Batch object is valid until the loop advances. Its tensor's storage is
-// reused only when nothing else holds it, so a copy of the tensor, or a graph that saved it (losses of
-// several batches summed before one backward()), keeps its values.
+// handed back to the dataset only when nothing else holds it, so a copy of the tensor, or a graph that saved
+// it (losses of several batches summed before one backward()), keeps its values.
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -244,7 +245,11 @@ class DataLoader {
       b.indices.assign(s.order.begin() + begin, s.order.begin() + end);
       b.index = k;
       b.epoch = s.epoch;
-      if (!s.reuse_buffers) b.images = Tensor<float>();
+      // A buffer something else still holds (a graph, a copy) is not the dataset's to overwrite.
+      if (!s.reuse_buffers || !b.images.is_sole_reference())
+        b.images = Tensor<float>();
+      else  // the last other holder's reads (on another thread) happen before the dataset's writes
+        std::atomic_thread_fence(std::memory_order_acquire);
       s.dataset->get_batch(std::span<const int64_t>(b.indices), b.images, b.labels);
       const int64_t n = end - begin;
       if (int64_t(b.labels.size()) != n || b.images.dim() == 0 || b.images.size(0) != n)

@@ -2,7 +2,6 @@
 // The Dataset concept (what a DataLoader needs: a size and a way to fill a batch from a list of indices),
 // Subset (a view of some of a dataset's samples) and random_split (seeded, reproducible index splits, as in
 // splitting FashionMNIST's 60,000 training images into 50,000 train and 10,000 validation).
-#include <atomic>
 #include <concepts>
 #include <cstdint>
 #include <numeric>
@@ -20,8 +19,8 @@ namespace sumi::data {
 
 // A dataset of labelled samples. get_batch(indices, images, labels) fills `images` with shape
 // [indices.size(), ...sample shape] and `labels` with indices.size() class indices. It is given the tensor
-// and vector of an earlier batch and should reuse their buffers when the shape repeats and nothing else holds
-// them (see prepare_batch_tensor), so a steady-state epoch allocates nothing. It must be safe to call from
+// and vector of an earlier batch, which nothing else holds, and should reuse their buffers when the shape
+// repeats (see prepare_batch_tensor), so a steady-state epoch allocates nothing. It must be safe to call from
 // another thread than the one that built the dataset (the DataLoader calls it on its worker thread),
 // concurrently with const reads.
 template <class D>
@@ -31,14 +30,10 @@ concept Dataset = requires(const D& d, std::span<const int64_t> indices, Tensor<
   d.get_batch(indices, images, labels);
 };
 
-// Makes `t` a contiguous tensor of `shape`, keeping its buffer when it already has that shape and nothing
-// else holds it. Something may: a graph that saved the batch for its backward pass (losses summed over
-// several batches before one backward()), or a copy the caller kept; overwriting would change them.
+// Makes `t` a contiguous tensor of `shape`, keeping its buffer when it already has that shape (the
+// DataLoader hands a dataset only buffers nothing else holds).
 inline void prepare_batch_tensor(Tensor<float>& t, const Shape& shape) {
-  if (!t.defined() || t.shape() != shape || !t.is_contiguous() || !t.is_sole_reference())
-    t = Tensor<float>::empty(shape);
-  else  // the last other holder's reads (on another thread) happen before the writes that refill it
-    std::atomic_thread_fence(std::memory_order_acquire);
+  if (!t.defined() || t.shape() != shape || !t.is_contiguous()) t = Tensor<float>::empty(shape);
 }
 
 // A uniformly random permutation of 0..n-1 (Fisher-Yates with sumi::Generator, so the same seed gives the

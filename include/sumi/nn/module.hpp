@@ -162,7 +162,8 @@ class Module {
 
   // ---- registration --------------------------------------------------------------------------------------
 
-  // A new parameter holding `value`; the returned Variable shares its state with the registry.
+  // A new parameter holding `value`; the returned Variable shares its state with the registry (assigning the
+  // returned copy another Variable does not change the parameter: a member bound by bind_parameter does).
   Variable<T> register_parameter(const std::string& name, Tensor<T> value, bool requires_grad = true) {
     return register_parameter(name, Variable<T>(std::move(value), requires_grad));
   }

@@ -149,8 +149,8 @@ class Optimizer {
         std::size_t g = 0;
         while (g < groups_.size() && e.name != group_size_key(g)) ++g;
         if (g == groups_.size())
-          m.unexpected.push_back(e.name + " (this optimiser has " + std::to_string(groups_.size()) +
-                                 " groups)");
+          m.unexpected.push_back(e.name + " (not 'param_groups.<g>.num_params' for one of " +
+                                 std::to_string(groups_.size()) + " parameter groups)");
         else if (!e.is_integer)
           m.wrong_type.push_back(e.name + ": expected an integer, found a tensor");
         else if (e.integer != int64_t(groups_[g].params.size()))

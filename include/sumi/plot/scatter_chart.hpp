@@ -157,8 +157,8 @@ class ScatterChart {
     return shown;
   }
 
-  // Classes 0-9 keep their own colour whatever else is shown (so a class looks the same in charts of
-  // different subsets); larger class numbers are coloured by position, so sparse ones stay distinct.
+  // When every shown class is below 10, each has its own tab10 colour (a class looks the same in charts of
+  // different subsets); otherwise colours go by position in the list, so sparse class numbers stay distinct.
   static std::size_t colour_index(const std::vector<int>& shown, std::size_t k) {
     return std::size_t(shown.back()) < kTab10.size() ? std::size_t(shown[k]) : k;
   }

@@ -22,15 +22,17 @@ using acc_t = std::conditional_t<(sizeof(T) < sizeof(double)), double, T>;
 // tensor's own storage when acc_t<T> is T, else a temporary rounded to T at the end).
 template <class T, class AddInto>
 Tensor<T> accumulated_sums(const Shape& shape, AddInto&& add_into) {
-  Tensor<T> out = Tensor<T>::zeros(shape);
   if constexpr (std::is_same_v<acc_t<T>, T>) {
+    Tensor<T> out = Tensor<T>::zeros(shape);
     add_into(out.data());
+    return out;
   } else {
+    Tensor<T> out = Tensor<T>::empty(shape);
     std::vector<acc_t<T>> sums(std::size_t(out.numel()), acc_t<T>(0));
     add_into(sums.data());
     std::transform(sums.begin(), sums.end(), out.data(), [](acc_t<T> v) { return T(v); });
+    return out;
   }
-  return out;
 }
 
 // Strides of `shape` (with `strides`) seen through broadcasting to `out`: 0 on broadcast dimensions.
