@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "sumi/plot/detail/svg_document.hpp"
+#include "sumi/util/number_text.hpp"
 
 namespace sumi::plot {
 
@@ -75,12 +76,6 @@ inline std::string format_fixed(double value, int decimals) {
   return text;
 }
 
-inline std::string format_shortest(double value) {
-  char buffer[64];
-  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  return std::string(buffer, result.ptr);
-}
-
 // `value` with its significant digits down to the 10^lowest_exponent place, as printf's %g writes them
 // (1.475e-09, 4.15e+12): i * step carries rounding noise that the shortest form would show.
 inline std::string format_significant(double value, int lowest_exponent) {
@@ -127,7 +122,7 @@ inline std::vector<Tick> linear_ticks(double lo, double hi, int target) {
 
 inline std::string decimal_power_label(int mantissa, int exponent) {
   const double value = double(mantissa) * std::pow(10.0, exponent);
-  if (exponent < -6 || exponent > 6) return format_shortest(value);
+  if (exponent < -6 || exponent > 6) return util::format_round_trip(value);
   return format_fixed(value, std::max(0, -exponent));
 }
 
