@@ -447,6 +447,9 @@ std::string name_of_local_class(std::vector<int>) {
   struct Local {};
   return nn::detail::class_name(typeid(Local));
 }
+struct ScaledConv : nn::Conv2d<float> {
+  using nn::Conv2d<float>::Conv2d;
+};
 }  // namespace
 
 TEST_CASE("a class's name for repr is its own, without scopes or template arguments", "[nn]") {
@@ -454,6 +457,11 @@ TEST_CASE("a class's name for repr is its own, without scopes or template argume
   CHECK(nn::detail::class_name(typeid(Outer<std::vector<int>>)) == "Outer");
   CHECK(nn::detail::class_name(typeid(nn::Linear<double>)) == "Linear");
   CHECK(name_of_local_class({}) == "Local");
+  // A layer subclass prints as itself, as in PyTorch; the built-in layers by their own class names.
+  CHECK(ScaledConv(1, 2, 3).repr() == "ScaledConv(1, 2, kernel_size=(3, 3), stride=(1, 1))");
+  CHECK(nn::BatchNorm2d<float>(4).type_name() == "BatchNorm2d");
+  CHECK(nn::BatchNorm1d<float>(4).type_name() == "BatchNorm1d");
+  CHECK(nn::LeakyReLU<float>().type_name() == "LeakyReLU");
 }
 
 TEST_CASE("assigning a layer's parameter member replaces the parameter everywhere, as in PyTorch", "[nn]") {

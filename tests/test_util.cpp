@@ -18,6 +18,7 @@
 #include "sumi/util/atomic_file.hpp"
 #include "sumi/util/cli.hpp"
 #include "sumi/util/csv.hpp"
+#include "sumi/util/dense_ranks.hpp"
 #include "sumi/util/folder_lock.hpp"
 #include "sumi/util/json_file.hpp"
 #include "sumi/util/memory.hpp"
@@ -83,6 +84,16 @@ CliError parse_error(Setup setup, std::vector<std::string> args) {
 }
 
 }  // namespace
+
+TEST_CASE("dense_ranks numbers the distinct values in ascending order", "[util]") {
+  const auto ints = dense_ranks(std::vector<int64_t>{100, 3, 7, 3, 100});
+  CHECK(ints.distinct == std::vector<int64_t>{3, 7, 100});
+  CHECK(ints.ranks == std::vector<int64_t>{2, 0, 1, 0, 2});
+  const auto texts = dense_ranks(std::vector<std::string>{"shirt", "bag", "shirt"});
+  CHECK(texts.distinct == std::vector<std::string>{"bag", "shirt"});
+  CHECK(texts.ranks == std::vector<int64_t>{1, 0, 1});
+  CHECK(dense_ranks(std::vector<int>{}).ranks.empty());
+}
 
 TEST_CASE("timer measures elapsed time, laps and resets", "[util][timer]") {
   Timer timer;

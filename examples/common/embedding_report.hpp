@@ -18,6 +18,7 @@
 #include "sumi/plot/scatter_chart.hpp"
 #include "sumi/util/cli.hpp"
 #include "sumi/util/csv.hpp"
+#include "sumi/util/dense_ranks.hpp"
 #include "sumi/util/number_text.hpp"
 #include "sumi/util/printable.hpp"
 #include "sumi/util/timer.hpp"
@@ -51,12 +52,9 @@ inline void assign_classes(PointTable& table) {
       table.labels.push_back(int64_t(*util::parse_number<double>(text)));
     return;
   }
-  std::vector<std::string> names = table.label_text;
-  std::sort(names.begin(), names.end());
-  names.erase(std::unique(names.begin(), names.end()), names.end());
-  for (const auto& text : table.label_text)
-    table.labels.push_back(std::lower_bound(names.begin(), names.end(), text) - names.begin());
-  table.class_names = names;
+  util::DenseRanks<std::string> classes = util::dense_ranks(table.label_text);
+  table.labels = std::move(classes.ranks);
+  table.class_names = std::move(classes.distinct);
 }
 
 // Reads one point per row. The header is optional: a first row whose cells are all numbers is data, and

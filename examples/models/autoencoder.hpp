@@ -88,7 +88,6 @@ class Encoder : public nn::Module<T> {
     return detail::run_with_dropout(*encoder_lin(), h, dropout_p, this->is_training(), *gen_);
   }
 
-  std::string type_name() const override { return "Encoder"; }
   std::string extra_repr() const override {
     return dropout_p > T(0) ? "dropout=" + nn::detail::python_float_repr(dropout_p) : "";
   }
@@ -134,7 +133,6 @@ class Decoder : public nn::Module<T> {
     return sigmoid(decoder_conv()->forward(this->child("unflatten")->forward(h)));
   }
 
-  std::string type_name() const override { return "Decoder"; }
   std::string extra_repr() const override {
     return dropout_p > T(0) ? "dropout=" + nn::detail::python_float_repr(dropout_p) : "";
   }
@@ -165,8 +163,6 @@ class Autoencoder : public nn::Module<T> {
   // [N, k] -> [N, 1, 28, 28]
   Variable<T> decode(const Variable<T>& z) { return this->child("decoder")->forward(z); }
   Variable<T> forward(const Variable<T>& x) override { return decode(encode(x)); }
-
-  std::string type_name() const override { return "Autoencoder"; }
 
   const int64_t latent;
   const T dropout_p;

@@ -69,8 +69,6 @@ class Classifier : public nn::Module<T> {
 
   Variable<T> forward(const Variable<T>& x) override { return head(features(x)); }
 
-  std::string type_name() const override { return "Classifier"; }
-
   const int64_t classes;
 };
 

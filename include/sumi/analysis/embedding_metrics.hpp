@@ -16,6 +16,7 @@
 #include "sumi/analysis/nearest_neighbors.hpp"
 #include "sumi/analysis/point_matrix.hpp"
 #include "sumi/kernels/threading.hpp"
+#include "sumi/util/dense_ranks.hpp"
 
 namespace sumi::analysis {
 
@@ -93,16 +94,12 @@ inline double knn_accuracy(const Neighbors& neighbors, const std::vector<int64_t
   // Votes are counted per dense class id (the label's rank among the distinct labels, so the order and the
   // tie-break are the labels'), and only the k entries a point touched are cleared: sparse labels (a year,
   // an id) cost no more than 0..9.
-  std::vector<int64_t> distinct = labels;
-  std::sort(distinct.begin(), distinct.end());
-  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-  std::vector<int64_t> dense(labels.size());
-  for (std::size_t i = 0; i < labels.size(); ++i)
-    dense[i] = std::lower_bound(distinct.begin(), distinct.end(), labels[i]) - distinct.begin();
+  const util::DenseRanks<int64_t> classes = util::dense_ranks(labels);
+  const std::vector<int64_t>& dense = classes.ranks;
   int64_t correct = 0;
 #pragma omp parallel num_threads(get_num_threads())
   {
-    std::vector<int64_t> votes(distinct.size(), 0);
+    std::vector<int64_t> votes(classes.distinct.size(), 0);
 #pragma omp for schedule(static) reduction(+ : correct)
     for (int64_t i = 0; i < n; ++i) {
       const int64_t* neighbours = neighbors.indices_of(i);

@@ -9,7 +9,6 @@ template <std::floating_point T = float>
 class ReLU : public Module<T> {
  public:
   Variable<T> forward(const Variable<T>& x) override { return relu(x); }
-  std::string type_name() const override { return "ReLU"; }
 };
 
 template <std::floating_point T = float>
@@ -17,7 +16,6 @@ class LeakyReLU : public Module<T> {
  public:
   explicit LeakyReLU(double negative_slope = 0.01) : negative_slope(T(negative_slope)) {}
   Variable<T> forward(const Variable<T>& x) override { return leaky_relu(x, negative_slope); }
-  std::string type_name() const override { return "LeakyReLU"; }
   std::string extra_repr() const override {
     return "negative_slope=" + detail::python_float_repr(negative_slope);
   }
@@ -29,14 +27,12 @@ template <std::floating_point T = float>
 class Sigmoid : public Module<T> {
  public:
   Variable<T> forward(const Variable<T>& x) override { return sigmoid(x); }
-  std::string type_name() const override { return "Sigmoid"; }
 };
 
 template <std::floating_point T = float>
 class Tanh : public Module<T> {
  public:
   Variable<T> forward(const Variable<T>& x) override { return sumi::tanh(x); }
-  std::string type_name() const override { return "Tanh"; }
 };
 
 }  // namespace sumi::nn

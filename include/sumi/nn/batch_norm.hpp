@@ -14,7 +14,7 @@ class BatchNormBase : public Module<T> {
   Variable<T> forward(const Variable<T>& x) override {
     check_input(x.shape());
     if (x.size(1) != num_features)
-      throw std::invalid_argument(type_name() + ": input of shape " + shape_str(x.shape()) + " has " +
+      throw std::invalid_argument(this->type_name() + ": input of shape " + shape_str(x.shape()) + " has " +
                                   std::to_string(x.size(1)) + " channels, expected " +
                                   std::to_string(num_features));
     Variable<T> y =
@@ -30,7 +30,6 @@ class BatchNormBase : public Module<T> {
     num_batches_tracked = 0;
   }
 
-  std::string type_name() const override { return name_; }
   std::string extra_repr() const override {
     return std::to_string(num_features) + ", eps=" + detail::python_float_repr(eps) +
            ", momentum=" + detail::python_float_repr(momentum) + ", affine=True, track_running_stats=True";
@@ -54,8 +53,7 @@ class BatchNormBase : public Module<T> {
         bias(Tensor<T>::zeros({num_features}), true),
         running_mean(this->register_buffer("running_mean", Tensor<T>::zeros({num_features}))),
         running_var(this->register_buffer("running_var", Tensor<T>::ones({num_features}))),
-        num_batches_tracked(this->register_counter("num_batches_tracked", 0)),
-        name_(name) {
+        num_batches_tracked(this->register_counter("num_batches_tracked", 0)) {
     this->bind_parameter("weight", weight);
     this->bind_parameter("bias", bias);
   }
@@ -69,8 +67,6 @@ class BatchNormBase : public Module<T> {
                                   std::to_string(num_features));
     return num_features;
   }
-
-  std::string name_;
 };
 
 // Over [N, C] or [N, C, L] inputs.

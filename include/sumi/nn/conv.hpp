@@ -64,7 +64,6 @@ class Conv2d : public Module<T>, public ReluFusable<T> {
     return conv2d(x, weight, bias, Conv2dOptions{stride, padding, dilation, ConvActivation::relu});
   }
 
-  std::string type_name() const override { return "Conv2d"; }
   std::string extra_repr() const override {
     return detail::conv_extra_repr(in_channels, out_channels, kernel_size, stride, padding, dilation, 0,
                                    bias.defined());
@@ -118,7 +117,6 @@ class ConvTranspose2d : public Module<T>, public ReluFusable<T> {
         ConvTranspose2dOptions{stride, padding, output_padding, dilation, ConvActivation::relu});
   }
 
-  std::string type_name() const override { return "ConvTranspose2d"; }
   std::string extra_repr() const override {
     return detail::conv_extra_repr(in_channels, out_channels, kernel_size, stride, padding, dilation,
                                    output_padding, bias.defined());

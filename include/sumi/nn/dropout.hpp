@@ -19,7 +19,6 @@ class Dropout : public Module<T> {
   }
 
   Variable<T> forward(const Variable<T>& x) override { return dropout(x, p, this->is_training(), *gen_); }
-  std::string type_name() const override { return "Dropout"; }
   std::string extra_repr() const override { return "p=" + detail::python_float_repr(p) + ", inplace=False"; }
 
   Generator& generator() { return *gen_; }

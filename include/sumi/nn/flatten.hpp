@@ -11,7 +11,6 @@ class Flatten : public Module<T> {
  public:
   explicit Flatten(int64_t start_dim = 1, int64_t end_dim = -1) : start_dim(start_dim), end_dim(end_dim) {}
   Variable<T> forward(const Variable<T>& x) override { return flatten(x, start_dim, end_dim); }
-  std::string type_name() const override { return "Flatten"; }
   std::string extra_repr() const override {
     return "start_dim=" + std::to_string(start_dim) + ", end_dim=" + std::to_string(end_dim);
   }
@@ -28,7 +27,6 @@ class Unflatten : public Module<T> {
     if (this->sizes.empty()) throw std::invalid_argument("Unflatten: sizes must not be empty");
   }
   Variable<T> forward(const Variable<T>& x) override { return unflatten(x, dim, sizes); }
-  std::string type_name() const override { return "Unflatten"; }
   std::string extra_repr() const override {
     return "dim=" + std::to_string(dim) + ", unflattened_size=" + detail::python_tuple(sizes);
   }

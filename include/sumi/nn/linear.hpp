@@ -28,7 +28,6 @@ class Linear : public Module<T> {
 
   Variable<T> forward(const Variable<T>& x) override { return linear(x, weight, bias); }
 
-  std::string type_name() const override { return "Linear"; }
   std::string extra_repr() const override {
     return "in_features=" + std::to_string(in_features) + ", out_features=" + std::to_string(out_features) +
            ", bias=" + detail::python_bool(bias.defined());

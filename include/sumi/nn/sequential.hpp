@@ -30,8 +30,6 @@ class Sequential : public Module<T> {
     for (const auto& m : modules) push_back(m);
   }
 
-  std::string type_name() const override { return "Sequential"; }
-
   Variable<T> forward(const Variable<T>& input) override {
     Variable<T> x = input;
     for (std::size_t i = 0; i < size(); ++i) {

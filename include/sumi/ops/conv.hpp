@@ -16,25 +16,9 @@
 #include "sumi/kernels/conv_geometry.hpp"
 #include "sumi/kernels/elementwise.hpp"
 #include "sumi/kernels/threading.hpp"
+#include "sumi/ops/int_pair.hpp"
 
 namespace sumi {
-
-// A (height, width) pair of convolution parameters; a single integer sets both.
-struct IntPair {
-  int64_t h = 0, w = 0;
-  constexpr IntPair() = default;
-  constexpr IntPair(int64_t both) : h(both), w(both) {}  // implicit: `.stride = 2`
-  constexpr IntPair(int64_t height, int64_t width) : h(height), w(width) {}
-  friend constexpr bool operator==(const IntPair&, const IntPair&) = default;
-  std::string to_string() const {
-    std::string s = "(";  // appended piecewise: GCC 12 warns falsely (-Wrestrict) on "(" + std::string
-    s += std::to_string(h);
-    s += ", ";
-    s += std::to_string(w);
-    s += ")";
-    return s;
-  }
-};
 
 // An activation a convolution applies to its output as it writes it: conv2d(x, w, b, {.stride = 2,
 // .activation = ConvActivation::relu}) is relu(conv2d(x, w, b, {.stride = 2})), values and gradients, with

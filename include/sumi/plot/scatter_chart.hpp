@@ -12,7 +12,6 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
-#include <numeric>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -27,6 +26,7 @@
 #include "sumi/plot/palette.hpp"
 #include "sumi/util/atomic_file.hpp"
 #include "sumi/util/csv.hpp"
+#include "sumi/util/dense_ranks.hpp"
 
 namespace sumi::plot {
 
@@ -83,7 +83,13 @@ class ScatterChart {
     std::tie(spec.x_lo, spec.x_hi) = limits(x_, y_, x_limits);
     std::tie(spec.y_lo, spec.y_hi) = limits(y_, x_, y_limits);
 
-    const std::vector<int> shown = shown_classes();
+    // The classes drawn and listed, in order: every named class and every class with points, so sparse
+    // labels (100 and 200) get no empty legend rows; point_class[i] is point i's position among them.
+    std::vector<int> named_and_points = class_;
+    for (std::size_t c = 0; c < class_names.size(); ++c) named_and_points.push_back(int(c));
+    const util::DenseRanks<int> ranks = util::dense_ranks(named_and_points);
+    const std::vector<int>& shown = ranks.distinct;
+    const std::vector<int64_t>& point_class = ranks.ranks;
     const auto classes = shown.size();
     std::vector<detail::LegendEntry> entries;
     for (std::size_t k = 0; k < classes; ++k)
@@ -101,9 +107,7 @@ class ScatterChart {
     // Bucket point indices per class once: O(points) rather than one pass per class.
     std::vector<std::vector<std::size_t>> members(classes);
     for (std::size_t i = 0; i < x_.size(); ++i)
-      if (visible(i, frame))
-        members[std::size_t(std::lower_bound(shown.begin(), shown.end(), class_[i]) - shown.begin())]
-            .push_back(i);
+      if (visible(i, frame)) members[std::size_t(point_class[i])].push_back(i);
     const std::string radius = detail::number(point_radius, 2);
     for (std::size_t k = 0; k < classes; ++k) {
       out += "<g class=\"points\" fill=\"";
@@ -146,17 +150,6 @@ class ScatterChart {
   void save(const std::filesystem::path& path) const { util::write_file_atomically(path, to_svg()); }
 
  private:
-  // The classes drawn and listed, in order: every named class and every class with points, so sparse labels
-  // (100 and 200) get no empty legend rows.
-  std::vector<int> shown_classes() const {
-    std::vector<int> shown(class_names.size());
-    std::iota(shown.begin(), shown.end(), 0);
-    shown.insert(shown.end(), class_.begin(), class_.end());
-    std::sort(shown.begin(), shown.end());
-    shown.erase(std::unique(shown.begin(), shown.end()), shown.end());
-    return shown;
-  }
-
   // When every shown class is below 10, each has its own tab10 colour (a class looks the same in charts of
   // different subsets); otherwise colours go by position in the list, so sparse class numbers stay distinct.
   static std::size_t colour_index(const std::vector<int>& shown, std::size_t k) {

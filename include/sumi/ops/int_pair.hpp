@@ -1,0 +1,25 @@
+#pragma once
+// IntPair: the (height, width) settings of the 2-d ops (kernel size, stride, padding, dilation).
+#include <cstdint>
+#include <string>
+
+namespace sumi {
+
+// A (height, width) pair of convolution or pooling parameters; a single integer sets both.
+struct IntPair {
+  int64_t h = 0, w = 0;
+  constexpr IntPair() = default;
+  constexpr IntPair(int64_t both) : h(both), w(both) {}  // implicit: `.stride = 2`
+  constexpr IntPair(int64_t height, int64_t width) : h(height), w(width) {}
+  friend constexpr bool operator==(const IntPair&, const IntPair&) = default;
+  std::string to_string() const {
+    std::string s = "(";  // appended piecewise: GCC 12 warns falsely (-Wrestrict) on "(" + std::string
+    s += std::to_string(h);
+    s += ", ";
+    s += std::to_string(w);
+    s += ")";
+    return s;
+  }
+};
+
+}  // namespace sumi

@@ -1,0 +1,133 @@
+#pragma once
+// 2-d max and average pooling with autograd, as torch.nn.functional.max_pool2d and avg_pool2d, over
+// [N, C, H, W] or [C, H, W] inputs.
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "sumi/autograd/variable.hpp"
+#include "sumi/kernels/pooling.hpp"
+#include "sumi/ops/int_pair.hpp"
+
+namespace sumi {
+
+// max_pool2d(x, 3, {.stride = 2, .padding = 1}); the stride is the kernel size unless given.
+struct MaxPool2dOptions {
+  std::optional<IntPair> stride = std::nullopt;
+  IntPair padding = 0;
+  IntPair dilation = 1;
+  bool ceil_mode = false;
+};
+
+// avg_pool2d(x, 2, {.count_include_pad = false}); the stride is the kernel size unless given.
+struct AvgPool2dOptions {
+  std::optional<IntPair> stride = std::nullopt;
+  IntPair padding = 0;
+  bool ceil_mode = false;
+  bool count_include_pad = true;  // divide by the window's size including padding, as PyTorch by default
+};
+
+namespace detail {
+
+// The geometry of pooling an input of `shape`, checked as PyTorch checks it.
+inline kernels::Pool2dGeometry pool_geometry(const char* op, const Shape& shape, const IntPair& kernel,
+                                             const IntPair& stride, const IntPair& padding,
+                                             const IntPair& dilation, bool ceil_mode) {
+  const std::string input = std::string(op) + ": input of shape " + shape_str(shape);
+  if (shape.size() != 3 && shape.size() != 4)
+    throw std::invalid_argument(input + " must be 4-d [N, C, H, W] or 3-d [C, H, W]");
+  for (std::size_t i = shape.size() == 4 ? 1 : 0; i < shape.size(); ++i)
+    if (shape[i] < 1) throw std::invalid_argument(input + " has an empty channel or spatial dimension");
+  const auto require = [&](bool ok, const char* name, const IntPair& value, const std::string& rule) {
+    if (!ok) throw std::invalid_argument(input + ": " + name + " " + value.to_string() + " " + rule);
+  };
+  // Far beyond any real layer; keeps every window product below int64's range.
+  constexpr int64_t kMaxParameter = int64_t(1) << 24;
+  require(kernel.h >= 1 && kernel.w >= 1 && kernel.h <= kMaxParameter && kernel.w <= kMaxParameter,
+          "kernel size", kernel, "must be in [1, 2^24]");
+  require(stride.h >= 1 && stride.w >= 1 && stride.h <= kMaxParameter && stride.w <= kMaxParameter, "stride",
+          stride, "must be in [1, 2^24]");
+  require(dilation.h >= 1 && dilation.w >= 1 && dilation.h <= kMaxParameter && dilation.w <= kMaxParameter,
+          "dilation", dilation, "must be in [1, 2^24]");
+  require(padding.h >= 0 && padding.w >= 0 && padding.h <= kernel.h / 2 && padding.w <= kernel.w / 2,
+          "padding", padding, "must be in [0, half the kernel size " + kernel.to_string() + "]");
+  const std::size_t r = shape.size();
+  if (shape[r - 2] > kMaxParameter * kMaxParameter || shape[r - 1] > kMaxParameter * kMaxParameter)
+    throw std::invalid_argument(input + " has a spatial size above 2^48");
+  int64_t planes = 1;
+  for (std::size_t i = 0; i + 2 < r; ++i) planes *= shape[i];
+  const kernels::Pool2dGeometry g{.planes = planes,
+                                  .in_h = shape[r - 2],
+                                  .in_w = shape[r - 1],
+                                  .kernel_h = kernel.h,
+                                  .kernel_w = kernel.w,
+                                  .stride_h = stride.h,
+                                  .stride_w = stride.w,
+                                  .pad_h = padding.h,
+                                  .pad_w = padding.w,
+                                  .dilation_h = dilation.h,
+                                  .dilation_w = dilation.w,
+                                  .ceil_mode = ceil_mode};
+  if (g.out_h() < 1 || g.out_w() < 1)
+    throw std::invalid_argument(
+        input + " gives an empty output " + IntPair(g.out_h(), g.out_w()).to_string() + " (kernel size " +
+        kernel.to_string() + ", dilation " + dilation.to_string() + ", padding " + padding.to_string() + ")");
+  return g;
+}
+
+inline Shape pool_output_shape(const Shape& input, const kernels::Pool2dGeometry& g) {
+  Shape out = input;
+  out[out.size() - 2] = g.out_h();
+  out[out.size() - 1] = g.out_w();
+  return out;
+}
+
+}  // namespace detail
+
+// The largest element of each kernel_size window. The gradient goes to each window's largest element
+// (the first of equal ones; a NaN wins and passes NaN on, as PyTorch).
+template <class T>
+Variable<T> max_pool2d(const Variable<T>& x, IntPair kernel_size, const MaxPool2dOptions& options = {}) {
+  x.require_defined("max_pool2d");
+  const kernels::Pool2dGeometry g =
+      detail::pool_geometry("max_pool2d", x.shape(), kernel_size, options.stride.value_or(kernel_size),
+                            options.padding, options.dilation, options.ceil_mode);
+  const Tensor<T> xv = x.value().contiguous();
+  Tensor<T> y = Tensor<T>::empty(detail::pool_output_shape(x.shape(), g));
+  std::vector<int64_t> argmax(std::size_t(y.numel()));
+  if (y.numel() > 0) kernels::max_pool2d_forward(g, xv.data(), y.data(), argmax.data());
+  const Shape input_shape = x.shape();
+  return Variable<T>::from_op(std::move(y), "max_pool2d", {x},
+                              [g, input_shape, argmax = std::move(argmax)](Tensor<T> grad) {
+                                const Tensor<T> gy = grad.contiguous();
+                                Tensor<T> gx = Tensor<T>::empty(input_shape);
+                                if (gy.numel() > 0)
+                                  kernels::max_pool2d_backward(g, gy.data(), argmax.data(), gx.data());
+                                return std::vector<Tensor<T>>{gx};
+                              });
+}
+
+// The mean of each kernel_size window; with padding, count_include_pad chooses whether padded positions
+// count in the divisor (PyTorch's default: they do).
+template <class T>
+Variable<T> avg_pool2d(const Variable<T>& x, IntPair kernel_size, const AvgPool2dOptions& options = {}) {
+  x.require_defined("avg_pool2d");
+  const kernels::Pool2dGeometry g =
+      detail::pool_geometry("avg_pool2d", x.shape(), kernel_size, options.stride.value_or(kernel_size),
+                            options.padding, 1, options.ceil_mode);
+  const Tensor<T> xv = x.value().contiguous();
+  Tensor<T> y = Tensor<T>::empty(detail::pool_output_shape(x.shape(), g));
+  const bool include_pad = options.count_include_pad;
+  if (y.numel() > 0) kernels::avg_pool2d_forward(g, xv.data(), y.data(), include_pad);
+  const Shape input_shape = x.shape();
+  return Variable<T>::from_op(std::move(y), "avg_pool2d", {x}, [g, input_shape, include_pad](Tensor<T> grad) {
+    const Tensor<T> gy = grad.contiguous();
+    Tensor<T> gx = Tensor<T>::empty(input_shape);
+    if (gy.numel() > 0) kernels::avg_pool2d_backward(g, gy.data(), gx.data(), include_pad);
+    return std::vector<Tensor<T>>{gx};
+  });
+}
+
+}  // namespace sumi

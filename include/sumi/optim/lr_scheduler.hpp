@@ -1,0 +1,236 @@
+#pragma once
+// Learning-rate schedules, as torch.optim.lr_scheduler: StepLR, MultiStepLR, ExponentialLR,
+// CosineAnnealingLR, LinearLR and LambdaLR. A schedule sets every parameter group's learning rate from the
+// group's rate when the schedule was made (its base rate) and the epoch count:
+//
+//   optim::Adam<float> opt(model.parameters(), {.lr = 1e-3});
+//   optim::StepLR<float> schedule(opt, {.step_size = 30, .gamma = 0.1});
+//   for (int epoch = 0; epoch < epochs; ++epoch) { train_one_epoch(); schedule.step(); }
+//
+// Rates come from each schedule's closed form (PyTorch's step(epoch) form), so the rate of epoch e does
+// not depend on how it was reached: a resumed run calls step_to(epochs_done) and continues exactly. Unlike
+// PyTorch's chained form, a rate set by hand between steps is replaced at the next step, not scaled.
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <numbers>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "sumi/optim/optimizer.hpp"
+#include "sumi/util/number_text.hpp"
+
+namespace sumi::optim {
+
+template <std::floating_point T = float>
+class LRScheduler {
+ public:
+  virtual ~LRScheduler() = default;
+  LRScheduler(const LRScheduler&) = delete;
+  LRScheduler& operator=(const LRScheduler&) = delete;
+
+  // Moves to the next epoch and sets every group's rate for it.
+  void step() { step_to(last_epoch_ + 1); }
+
+  // Sets every group's rate for `epoch` (>= 0): the schedule's state after `epoch` calls of step().
+  void step_to(int64_t epoch) {
+    if (epoch < 0) throw std::invalid_argument(name_ + ": epoch " + std::to_string(epoch) + " is negative");
+    auto& groups = optimizer_->param_groups();
+    if (groups.size() != base_lrs_.size())
+      throw std::logic_error(name_ + ": the optimiser has " + std::to_string(groups.size()) +
+                             " parameter groups, the schedule was made for " +
+                             std::to_string(base_lrs_.size()));
+    std::vector<double> lrs(base_lrs_.size());
+    for (std::size_t g = 0; g < lrs.size(); ++g) {
+      lrs[g] = lr_at(base_lrs_[g], epoch);
+      if (!std::isfinite(lrs[g]) || lrs[g] < 0)
+        throw std::domain_error(name_ + ": the learning rate of group " + std::to_string(g) + " at epoch " +
+                                std::to_string(epoch) + " is " + util::format_round_trip(lrs[g]));
+    }
+    for (std::size_t g = 0; g < lrs.size(); ++g) groups[g].lr = lrs[g];
+    last_epoch_ = epoch;
+  }
+
+  // The number of step() calls so far (PyTorch's last_epoch).
+  int64_t last_epoch() const { return last_epoch_; }
+  // Every group's rate when the schedule was made.
+  const std::vector<double>& base_lrs() const { return base_lrs_; }
+  // Every group's rate now (PyTorch's get_last_lr()).
+  std::vector<double> last_lr() const {
+    std::vector<double> lrs;
+    for (const auto& g : optimizer_->param_groups()) lrs.push_back(g.lr);
+    return lrs;
+  }
+
+  // The rate of a group with base rate `base_lr` at `epoch`.
+  virtual double lr_at(double base_lr, int64_t epoch) const = 0;
+
+ protected:
+  // Derived constructors call start() once their settings are checked, setting the rates of epoch 0.
+  LRScheduler(Optimizer<T>& optimizer, std::string name) : optimizer_(&optimizer), name_(std::move(name)) {
+    for (const auto& g : optimizer.param_groups()) base_lrs_.push_back(g.lr);
+  }
+  void start() { step_to(0); }
+  void require(bool ok, const std::string& what) const {
+    if (!ok) throw std::invalid_argument(name_ + ": " + what);
+  }
+
+ private:
+  Optimizer<T>* optimizer_;
+  std::string name_;
+  std::vector<double> base_lrs_;
+  int64_t last_epoch_ = 0;
+};
+
+// base_lr * gamma^(epoch / step_size)
+struct StepLROptions {
+  int64_t step_size = 1;
+  double gamma = 0.1;
+};
+
+template <std::floating_point T = float>
+class StepLR final : public LRScheduler<T> {
+ public:
+  StepLR(Optimizer<T>& optimizer, const StepLROptions& options)
+      : LRScheduler<T>(optimizer, "StepLR"), options_(options) {
+    this->require(options_.step_size >= 1,
+                  "step_size " + std::to_string(options_.step_size) + " must be at least 1");
+    this->require(std::isfinite(options_.gamma) && options_.gamma >= 0,
+                  "gamma " + util::format_round_trip(options_.gamma) + " must be finite and non-negative");
+    this->start();
+  }
+  double lr_at(double base_lr, int64_t epoch) const override {
+    return base_lr * std::pow(options_.gamma, double(epoch / options_.step_size));
+  }
+
+ private:
+  StepLROptions options_;
+};
+
+// base_lr * gamma^(the number of milestones <= epoch); a milestone listed twice counts twice, as PyTorch.
+struct MultiStepLROptions {
+  std::vector<int64_t> milestones;
+  double gamma = 0.1;
+};
+
+template <std::floating_point T = float>
+class MultiStepLR final : public LRScheduler<T> {
+ public:
+  MultiStepLR(Optimizer<T>& optimizer, MultiStepLROptions options)
+      : LRScheduler<T>(optimizer, "MultiStepLR"), options_(std::move(options)) {
+    for (int64_t m : options_.milestones)
+      this->require(m >= 0, "milestone " + std::to_string(m) + " is negative");
+    this->require(std::isfinite(options_.gamma) && options_.gamma >= 0,
+                  "gamma " + util::format_round_trip(options_.gamma) + " must be finite and non-negative");
+    std::sort(options_.milestones.begin(), options_.milestones.end());
+    this->start();
+  }
+  double lr_at(double base_lr, int64_t epoch) const override {
+    const auto passed = std::upper_bound(options_.milestones.begin(), options_.milestones.end(), epoch) -
+                        options_.milestones.begin();
+    return base_lr * std::pow(options_.gamma, double(passed));
+  }
+
+ private:
+  MultiStepLROptions options_;
+};
+
+// base_lr * gamma^epoch
+struct ExponentialLROptions {
+  double gamma = 0.1;
+};
+
+template <std::floating_point T = float>
+class ExponentialLR final : public LRScheduler<T> {
+ public:
+  ExponentialLR(Optimizer<T>& optimizer, const ExponentialLROptions& options)
+      : LRScheduler<T>(optimizer, "ExponentialLR"), options_(options) {
+    this->require(std::isfinite(options_.gamma) && options_.gamma >= 0,
+                  "gamma " + util::format_round_trip(options_.gamma) + " must be finite and non-negative");
+    this->start();
+  }
+  double lr_at(double base_lr, int64_t epoch) const override {
+    return base_lr * std::pow(options_.gamma, double(epoch));
+  }
+
+ private:
+  ExponentialLROptions options_;
+};
+
+// eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2: from base_lr down to eta_min at
+// epoch T_max, and back up over the next T_max epochs, as PyTorch's (without restarts).
+struct CosineAnnealingLROptions {
+  int64_t T_max = 1;
+  double eta_min = 0;
+};
+
+template <std::floating_point T = float>
+class CosineAnnealingLR final : public LRScheduler<T> {
+ public:
+  CosineAnnealingLR(Optimizer<T>& optimizer, const CosineAnnealingLROptions& options)
+      : LRScheduler<T>(optimizer, "CosineAnnealingLR"), options_(options) {
+    this->require(options_.T_max >= 1, "T_max " + std::to_string(options_.T_max) + " must be at least 1");
+    this->require(
+        std::isfinite(options_.eta_min) && options_.eta_min >= 0,
+        "eta_min " + util::format_round_trip(options_.eta_min) + " must be finite and non-negative");
+    this->start();
+  }
+  double lr_at(double base_lr, int64_t epoch) const override {
+    // The cosine's period is 2 * T_max: reducing first keeps the angle exact for any epoch.
+    const double phase = double(epoch % (2 * options_.T_max)) / double(options_.T_max);
+    return options_.eta_min + (base_lr - options_.eta_min) * (1 + std::cos(std::numbers::pi * phase)) / 2;
+  }
+
+ private:
+  CosineAnnealingLROptions options_;
+};
+
+// base_lr * factor, the factor going linearly from start_factor at epoch 0 to end_factor at total_iters and
+// staying there: a warm-up with the defaults.
+struct LinearLROptions {
+  double start_factor = 1.0 / 3;
+  double end_factor = 1.0;
+  int64_t total_iters = 5;
+};
+
+template <std::floating_point T = float>
+class LinearLR final : public LRScheduler<T> {
+ public:
+  LinearLR(Optimizer<T>& optimizer, const LinearLROptions& options)
+      : LRScheduler<T>(optimizer, "LinearLR"), options_(options) {
+    this->require(options_.start_factor > 0 && options_.start_factor <= 1,
+                  "start_factor " + util::format_round_trip(options_.start_factor) + " must be in (0, 1]");
+    this->require(options_.end_factor >= 0 && options_.end_factor <= 1,
+                  "end_factor " + util::format_round_trip(options_.end_factor) + " must be in [0, 1]");
+    this->require(options_.total_iters >= 1,
+                  "total_iters " + std::to_string(options_.total_iters) + " must be at least 1");
+    this->start();
+  }
+  double lr_at(double base_lr, int64_t epoch) const override {
+    const double done = double(std::min(epoch, options_.total_iters)) / double(options_.total_iters);
+    return base_lr * (options_.start_factor + (options_.end_factor - options_.start_factor) * done);
+  }
+
+ private:
+  LinearLROptions options_;
+};
+
+// base_lr * factor(epoch), for any schedule a function can say.
+template <std::floating_point T = float>
+class LambdaLR final : public LRScheduler<T> {
+ public:
+  LambdaLR(Optimizer<T>& optimizer, std::function<double(int64_t)> factor)
+      : LRScheduler<T>(optimizer, "LambdaLR"), factor_(std::move(factor)) {
+    this->require(bool(factor_), "the factor function is empty");
+    this->start();
+  }
+  double lr_at(double base_lr, int64_t epoch) const override { return base_lr * factor_(epoch); }
+
+ private:
+  std::function<double(int64_t)> factor_;
+};
+
+}  // namespace sumi::optim

@@ -1,0 +1,181 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "fixture.hpp"
+#include "gradcheck_helpers.hpp"
+#include "sumi/kernels/threading.hpp"
+#include "sumi/nn/pooling.hpp"
+#include "sumi/ops/pooling.hpp"
+#include "sumi/tensor/random.hpp"
+
+using namespace sumi;
+using sumi::test::leaf;
+using sumi::test::require_gradcheck;
+
+namespace {
+
+std::vector<float> values(const Tensor<float>& t) {
+  const Tensor<float> c = t.contiguous();
+  return {c.data(), c.data() + c.numel()};
+}
+
+IntPair int_pair(const nlohmann::json& j) {
+  return j.is_array() ? IntPair(j.at(0).get<int64_t>(), j.at(1).get<int64_t>()) : IntPair(j.get<int64_t>());
+}
+
+// Every case of pooling.safetensors in T: the output and the input gradient of sum(y * gy).
+template <class T>
+void check_pooling_fixture() {
+  test::Fixture fx("pooling");
+  const auto cases = fx.meta_json("cases").get<std::vector<std::string>>();
+  REQUIRE(cases.size() == 12);
+  for (const std::string& c : cases) {
+    INFO("case " << c);
+    const auto cfg = fx.meta_json(c + ".config");
+    const IntPair kernel = int_pair(cfg.at("kernel"));
+    const std::optional<IntPair> stride =
+        cfg.at("stride").is_null() ? std::nullopt : std::optional<IntPair>(int_pair(cfg.at("stride")));
+    const IntPair padding = int_pair(cfg.at("padding"));
+    const bool ceil_mode = cfg.at("ceil_mode").get<bool>();
+    Variable<T> x(fx.input<T>(c + ".x"), true);
+    Variable<T> y;
+    if (cfg.at("op") == "max")
+      y = max_pool2d(x, kernel,
+                     {.stride = stride,
+                      .padding = padding,
+                      .dilation = int_pair(cfg.at("dilation")),
+                      .ceil_mode = ceil_mode});
+    else
+      y = avg_pool2d(x, kernel,
+                     {.stride = stride,
+                      .padding = padding,
+                      .ceil_mode = ceil_mode,
+                      .count_include_pad = cfg.at("count_include_pad").get<bool>()});
+    fx.require_close(c + ".y", y.value(), 1e-6);
+    y.backward(fx.input<T>(c + ".gy"));
+    fx.require_close(c + ".gx", x.grad(), 1e-6);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("max_pool2d and avg_pool2d match PyTorch's outputs and gradients", "[pooling][fixture]") {
+  SECTION("float") {
+    check_pooling_fixture<float>();
+  }
+  SECTION("double") {
+    check_pooling_fixture<double>();
+  }
+}
+
+TEST_CASE("pooling gradients match finite differences over a sweep of geometries", "[pooling][gradcheck]") {
+  struct Geometry {
+    Shape shape;
+    IntPair kernel, stride, padding, dilation;
+    bool ceil_mode;
+  };
+  const std::vector<Geometry> geometries = {
+      {{2, 2, 6, 6}, 2, 2, 0, 1, false}, {{1, 3, 7, 5}, 3, 2, 1, 1, false},
+      {{2, 1, 5, 6}, 3, 1, 1, 1, false}, {{1, 2, 9, 8}, {3, 2}, {2, 3}, {1, 1}, {2, 1}, true},
+      {{3, 5, 5}, 2, 2, 0, 1, true},
+  };
+  uint64_t seed = 0;
+  for (const Geometry& g : geometries) {
+    INFO("shape " << shape_str(g.shape) << " kernel " << g.kernel.to_string() << " stride "
+                  << g.stride.to_string() << " padding " << g.padding.to_string() << " dilation "
+                  << g.dilation.to_string());
+    // Distinct values a finite step cannot reorder: a window's largest element stays its largest.
+    require_gradcheck(
+        [&](const auto& in) {
+          return max_pool2d(
+              in[0], g.kernel,
+              {.stride = g.stride, .padding = g.padding, .dilation = g.dilation, .ceil_mode = g.ceil_mode});
+        },
+        {leaf(g.shape, ++seed)});
+    for (bool include_pad : {true, false})
+      require_gradcheck(
+          [&](const auto& in) {
+            return avg_pool2d(in[0], g.kernel,
+                              {.stride = g.stride,
+                               .padding = g.padding,
+                               .ceil_mode = g.ceil_mode,
+                               .count_include_pad = include_pad});
+          },
+          {leaf(g.shape, ++seed)});
+  }
+}
+
+TEST_CASE("max_pool2d passes NaN on and sends the gradient to the first of equal elements", "[pooling]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  // One 2x4 image, two 2x2 windows: {1, nan; 3, 2} and {5, 5; 5, -1}.
+  Variable<float> x(Tensor<float>::from_vector({1, nan, 5, 5, 3, 2, 5, -1}, {1, 1, 2, 4}), true);
+  Variable<float> y = max_pool2d(x, 2);
+  REQUIRE(y.shape() == Shape{1, 1, 1, 2});
+  CHECK(std::isnan(y.value().data()[0]));
+  CHECK(y.value().data()[1] == 5.0f);
+  y.backward(Tensor<float>::from_vector({10, 20}, {1, 1, 1, 2}));
+  CHECK(values(x.grad()) == std::vector<float>{0, 10, 20, 0, 0, 0, 0, 0});
+
+  Variable<float> all_minus_inf(Tensor<float>::full({1, 1, 2, 2}, -inf), true);
+  Variable<float> z = max_pool2d(all_minus_inf, 2);
+  CHECK(z.value().data()[0] == -inf);
+  z.backward(Tensor<float>::ones({1, 1, 1, 1}));
+  CHECK(values(all_minus_inf.grad()) == std::vector<float>{1, 0, 0, 0});
+}
+
+TEST_CASE("pooling results do not depend on the number of threads", "[pooling][threads]") {
+  Generator gen(7);
+  const Tensor<float> x = Tensor<float>::randn({8, 16, 34, 34}, gen);
+  const Tensor<float> gy = Tensor<float>::randn({8, 16, 17, 17}, gen);
+  std::vector<std::vector<float>> results;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    Variable<float> xm(x.clone(), true), xa(x.clone(), true);
+    Variable<float> ym = max_pool2d(xm, 3, {.stride = 2, .padding = 1});
+    Variable<float> ya = avg_pool2d(xa, 3, {.stride = 2, .padding = 1, .count_include_pad = false});
+    ym.backward(gy);
+    ya.backward(gy);
+    results.push_back(values(ym.value()));
+    results.push_back(values(xm.grad()));
+    results.push_back(values(ya.value()));
+    results.push_back(values(xa.grad()));
+  }
+  set_num_threads(2);
+  for (std::size_t i = 0; i < 4; ++i) CHECK(results[i] == results[i + 4]);
+}
+
+TEST_CASE("pooling refuses bad settings and inputs, naming them", "[pooling][errors]") {
+  Variable<float> x(Tensor<float>::zeros({2, 3, 8, 8}));
+  using Catch::Matchers::Contains;
+  CHECK_THROWS_WITH(max_pool2d(x, 3, {.stride = 1, .padding = 2}), Contains("[2, 3, 8, 8]") &&
+                                                                       Contains("padding (2, 2)") &&
+                                                                       Contains("half the kernel size"));
+  CHECK_THROWS_WITH(avg_pool2d(x, 0), Contains("kernel size (0, 0)"));
+  CHECK_THROWS_WITH(max_pool2d(x, 2, {.stride = IntPair(1, 0)}), Contains("stride (1, 0)"));
+  CHECK_THROWS_WITH(max_pool2d(x, 2, {.stride = 2, .dilation = 0}), Contains("dilation (0, 0)"));
+  CHECK_THROWS_WITH(max_pool2d(x, 9), Contains("[2, 3, 8, 8]") && Contains("empty output"));
+  CHECK_THROWS_WITH(avg_pool2d(Variable<float>(Tensor<float>::zeros({8, 8})), 2),
+                    Contains("avg_pool2d") && Contains("[8, 8]") && Contains("4-d"));
+  CHECK_THROWS_WITH(max_pool2d(Variable<float>(Tensor<float>::zeros({2, 0, 8, 8})), 2),
+                    Contains("[2, 0, 8, 8]") && Contains("empty"));
+  // An empty batch gives an empty batch, as PyTorch.
+  CHECK(max_pool2d(Variable<float>(Tensor<float>::zeros({0, 3, 8, 8})), 2).shape() == Shape{0, 3, 4, 4});
+}
+
+TEST_CASE("MaxPool2d and AvgPool2d default the stride to the kernel size and print as PyTorch",
+          "[pooling][nn]") {
+  nn::MaxPool2d<float> max_pool(2);
+  nn::AvgPool2d<float> avg_pool(IntPair(3, 2), IntPair(2, 1), 1);
+  CHECK(max_pool.repr() == "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)");
+  CHECK(avg_pool.repr() == "AvgPool2d(kernel_size=(3, 2), stride=(2, 1), padding=1)");
+  CHECK(max_pool.parameters().empty());
+  Generator gen(3);
+  const Variable<float> x(Tensor<float>::randn({2, 3, 8, 6}, gen));
+  CHECK(values(max_pool.forward(x).value()) == values(max_pool2d(x, 2, {.stride = 2}).value()));
+  CHECK(values(avg_pool.forward(x).value()) ==
+        values(avg_pool2d(x, IntPair(3, 2), {.stride = IntPair(2, 1), .padding = 1}).value()));
+}
