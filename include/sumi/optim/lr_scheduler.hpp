@@ -77,6 +77,10 @@ class LRScheduler {
   void require(bool ok, const std::string& what) const {
     if (!ok) throw std::invalid_argument(name_ + ": " + what);
   }
+  void require_finite_non_negative(const char* setting, double value) const {
+    require(std::isfinite(value) && value >= 0,
+            setting + (" " + util::format_round_trip(value)) + " must be finite and non-negative");
+  }
 
  private:
   Optimizer<T>* optimizer_;
@@ -98,8 +102,7 @@ class StepLR final : public LRScheduler<T> {
       : LRScheduler<T>(optimizer, "StepLR"), options_(options) {
     this->require(options_.step_size >= 1,
                   "step_size " + std::to_string(options_.step_size) + " must be at least 1");
-    this->require(std::isfinite(options_.gamma) && options_.gamma >= 0,
-                  "gamma " + util::format_round_trip(options_.gamma) + " must be finite and non-negative");
+    this->require_finite_non_negative("gamma", options_.gamma);
     this->start();
   }
   double lr_at(double base_lr, int64_t epoch) const override {
@@ -112,7 +115,7 @@ class StepLR final : public LRScheduler<T> {
 
 // base_lr * gamma^(the number of milestones <= epoch); a milestone listed twice counts twice, as PyTorch.
 struct MultiStepLROptions {
-  std::vector<int64_t> milestones;
+  std::vector<int64_t> milestones = {};
   double gamma = 0.1;
 };
 
@@ -123,8 +126,7 @@ class MultiStepLR final : public LRScheduler<T> {
       : LRScheduler<T>(optimizer, "MultiStepLR"), options_(std::move(options)) {
     for (int64_t m : options_.milestones)
       this->require(m >= 0, "milestone " + std::to_string(m) + " is negative");
-    this->require(std::isfinite(options_.gamma) && options_.gamma >= 0,
-                  "gamma " + util::format_round_trip(options_.gamma) + " must be finite and non-negative");
+    this->require_finite_non_negative("gamma", options_.gamma);
     std::sort(options_.milestones.begin(), options_.milestones.end());
     this->start();
   }
@@ -148,8 +150,7 @@ class ExponentialLR final : public LRScheduler<T> {
  public:
   ExponentialLR(Optimizer<T>& optimizer, const ExponentialLROptions& options)
       : LRScheduler<T>(optimizer, "ExponentialLR"), options_(options) {
-    this->require(std::isfinite(options_.gamma) && options_.gamma >= 0,
-                  "gamma " + util::format_round_trip(options_.gamma) + " must be finite and non-negative");
+    this->require_finite_non_negative("gamma", options_.gamma);
     this->start();
   }
   double lr_at(double base_lr, int64_t epoch) const override {
@@ -173,9 +174,7 @@ class CosineAnnealingLR final : public LRScheduler<T> {
   CosineAnnealingLR(Optimizer<T>& optimizer, const CosineAnnealingLROptions& options)
       : LRScheduler<T>(optimizer, "CosineAnnealingLR"), options_(options) {
     this->require(options_.T_max >= 1, "T_max " + std::to_string(options_.T_max) + " must be at least 1");
-    this->require(
-        std::isfinite(options_.eta_min) && options_.eta_min >= 0,
-        "eta_min " + util::format_round_trip(options_.eta_min) + " must be finite and non-negative");
+    this->require_finite_non_negative("eta_min", options_.eta_min);
     this->start();
   }
   double lr_at(double base_lr, int64_t epoch) const override {
