@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -44,6 +46,42 @@ TEST_CASE("unary ops match finite differences", "[autograd][gradcheck]") {
   require_gradcheck([](const std::vector<V>& v) { return exp(v[0]); }, {x()});
   require_gradcheck([](const std::vector<V>& v) { return log(v[0]); }, {leaf({4, 5}, 12, {0.1, 3})});
   require_gradcheck([](const std::vector<V>& v) { return v[0] * 3.0 + 1.0 - v[0] / 2.0; }, {x()});
+  require_gradcheck([](const std::vector<V>& v) { return sqrt(v[0]); }, {leaf({4, 5}, 14, {0.1, 3})});
+  require_gradcheck([](const std::vector<V>& v) { return abs(v[0]); }, {x()});
+  require_gradcheck([](const std::vector<V>& v) { return clamp(v[0], -0.5, 0.5); }, {x()});
+  require_gradcheck([](const std::vector<V>& v) { return clamp_min(v[0], 0.25); }, {x()});
+  require_gradcheck([](const std::vector<V>& v) { return clamp_max(v[0], -0.25); }, {x()});
+}
+
+TEST_CASE("sqrt, abs and clamp give PyTorch's values and gradients at their edges", "[autograd]") {
+  const double nan = std::nan(""), inf = std::numeric_limits<double>::infinity();
+  const auto values = [](const TD& t) { return std::vector<double>(t.data(), t.data() + t.numel()); };
+  // torch.abs(x).backward(ones) at [0, -0, nan, -2, 3]: [0, 0, 0, -1, 1].
+  V a(TD::from_vector({0.0, -0.0, nan, -2.0, 3.0}, {5}), true);
+  sum(abs(a)).backward();
+  CHECK(values(a.grad()) == std::vector<double>{0, 0, 0, -1, 1});
+  // torch.sqrt(x).backward(g) at x [0, 4, 0], g [1, 1, 0]: [inf, 0.25, nan].
+  V r(TD::from_vector({0.0, 4.0, 0.0}, {3}), true);
+  sqrt(r).backward(TD::from_vector({1.0, 1.0, 0.0}, {3}));
+  CHECK(r.grad().data()[0] == inf);
+  CHECK(r.grad().data()[1] == 0.25);
+  CHECK(std::isnan(r.grad().data()[2]));
+  // torch.clamp(x, 0, 1) at [-1, 0, 0.5, 1, 2, nan]: [0, 0, 0.5, 1, 1, nan], gradient [0, 1, 1, 1, 0, 0].
+  V c(TD::from_vector({-1.0, 0.0, 0.5, 1.0, 2.0, nan}, {6}), true);
+  V y = clamp(c, 0.0, 1.0);
+  const std::vector<double> yv = values(y.value());
+  CHECK(std::vector<double>(yv.begin(), yv.end() - 1) == std::vector<double>{0, 0, 0.5, 1, 1});
+  CHECK(std::isnan(yv.back()));
+  sum(y).backward();
+  CHECK(values(c.grad()) == std::vector<double>{0, 1, 1, 1, 0, 0});
+  // torch.clamp(x, 1, 0): every element is the upper bound, with no gradient.
+  V d(TD::from_vector({-1.0, 0.5, 2.0}, {3}), true);
+  V z = clamp(d, 1.0, 0.0);
+  CHECK(values(z.value()) == std::vector<double>{0, 0, 0});
+  sum(z).backward();
+  CHECK(values(d.grad()) == std::vector<double>{0, 0, 0});
+  CHECK_THROWS_WITH(clamp(d, nan, 1.0),
+                    Catch::Matchers::Contains("clamp") && Catch::Matchers::Contains("[3]"));
 }
 
 TEST_CASE("pow's gradient matches PyTorch's at 0, where it is 0 for exponent 0", "[autograd]") {

@@ -219,6 +219,75 @@ TEST_CASE("reduction dimension errors", "[reduction][errors]") {
 // ---- reshape / flatten / unflatten
 // ----------------------------------------------------------------------------
 
+TEST_CASE("argmax finds the first largest element along a dimension, NaN first, as PyTorch", "[reduction]") {
+  const double nan = std::nan("");
+  // torch.argmax(x, 1) of [[1, nan, 3, nan], [2, 5, 5, 1]]: [1, 1].
+  const Tensor<double> rows = Tensor<double>::from_vector({1, nan, 3, nan, 2, 5, 5, 1}, {2, 4});
+  CHECK(argmax(rows, 1) == std::vector<int64_t>{1, 1});
+  CHECK(argmax(rows, -1) == std::vector<int64_t>{1, 1});
+  // Along dimension 0 of [2, 4]: the larger of each column, the first NaN.
+  CHECK(argmax(rows, 0) == std::vector<int64_t>{1, 0, 1, 0});
+  // A middle dimension of [2, 3, 2], in row-major order of the other two; a transposed view by its
+  // logical elements.
+  const Tensor<double> cube = Tensor<double>::from_vector({0, 9, 4, 1, 4, 2, 7, 3, 8, 3, 6, 5}, {2, 3, 2});
+  CHECK(argmax(cube, 1) == std::vector<int64_t>{1, 0, 1, 2});
+  CHECK(argmax(rows.transpose(0, 1), 1) == std::vector<int64_t>{1, 0, 1, 0});
+  CHECK(argmax(Variable<double>(rows), 1) == std::vector<int64_t>{1, 1});
+  CHECK(argmax(Tensor<double>::scalar(3.0), 0) == std::vector<int64_t>{0});
+  CHECK_THROWS_WITH(argmax(Tensor<double>::zeros({2, 0}), 1), Catch::Matchers::Contains("[2, 0]"));
+  CHECK_THROWS_WITH(argmax(rows, 2), Catch::Matchers::Contains("argmax"));
+}
+
+TEST_CASE("transpose, permute and narrow pick the elements PyTorch does", "[shape]") {
+  std::vector<double> ramp(24);
+  for (std::size_t i = 0; i < ramp.size(); ++i) ramp[i] = double(i);
+  const Variable<double> x(Tensor<double>::from_vector(ramp, {2, 3, 4}));
+  // x[a][b][c] = 12a + 4b + c
+  const Variable<double> t = transpose(x, 0, -1);
+  REQUIRE(t.shape() == Shape{4, 3, 2});
+  CHECK(t.value().at({3, 1, 1}) == 12 + 4 + 3);
+  const Variable<double> p = permute(x, {2, 0, -2});
+  REQUIRE(p.shape() == Shape{4, 2, 3});
+  CHECK(p.value().at({3, 1, 2}) == 12 + 8 + 3);
+  const Variable<double> n = narrow(x, 2, 1, 2);
+  REQUIRE(n.shape() == Shape{2, 3, 2});
+  CHECK(n.value().at({1, 2, 0}) == 12 + 8 + 1);
+  CHECK(n.value().at({1, 2, 1}) == 12 + 8 + 2);
+  // The views share x's storage, as PyTorch's.
+  CHECK(t.value().shares_storage_with(x.value()));
+  CHECK(n.value().shares_storage_with(x.value()));
+
+  using Catch::Matchers::Contains;
+  CHECK_THROWS_WITH(permute(x, {0, 1, 1}),
+                    Contains("permute") && Contains("(0, 1, 1)") && Contains("[2, 3, 4]"));
+  CHECK_THROWS_WITH(permute(x, {0, 1}), Contains("permute") && Contains("[2, 3, 4]"));
+  CHECK_THROWS_WITH(transpose(x, 0, 3), Contains("transpose") && Contains("dimension 3"));
+  CHECK_THROWS_WITH(narrow(x, 2, 3, 2),
+                    Contains("narrow") && Contains("2 elements from 3") && Contains("[2, 3, 4]"));
+  CHECK_THROWS_WITH(narrow(x, 0, -1, 1), Contains("narrow"));
+}
+
+TEST_CASE("transpose, permute and narrow gradients match finite differences", "[shape][gradcheck]") {
+  // Each result goes through an element-wise product, so the strided view is also an op's input.
+  const auto weighted = [](const Variable<double>& y, uint64_t seed) {
+    return mul(y, leaf(y.shape(), seed, {.requires_grad = false}));
+  };
+  require_gradcheck([&](const auto& in) { return weighted(transpose(in[0], 0, 2), 31); },
+                    {leaf({2, 3, 4}, 32)});
+  require_gradcheck(
+      [&](const auto& in) {
+        return weighted(permute(in[0], {1, 2, 0}), 33);
+      },
+      {leaf({2, 3, 4}, 34)});
+  require_gradcheck([&](const auto& in) { return weighted(narrow(in[0], 1, 1, 2), 35); },
+                    {leaf({2, 4, 3}, 36)});
+  // A narrowed gradient is zero outside the range.
+  Variable<double> x(Tensor<double>::ones({2, 4}), true);
+  sum(narrow(x, 1, 1, 2)).backward();
+  const Tensor<double>& g = x.grad();
+  CHECK(std::vector<double>(g.data(), g.data() + 8) == std::vector<double>{0, 1, 1, 0, 0, 1, 1, 0});
+}
+
 TEST_CASE("reshape infers -1, views a contiguous input and copies a strided one", "[shape]") {
   const V x(iota({2, 3, 4}));
   const V r = reshape(x, {4, -1});

@@ -19,6 +19,7 @@
 #include "sumi/data/data_loader.hpp"
 #include "sumi/data/dataset.hpp"
 #include "sumi/ops/loss.hpp"
+#include "sumi/ops/reduction.hpp"
 #include "sumi/optim/optimizer.hpp"
 #include "sumi/util/progress_bar.hpp"
 
@@ -89,14 +90,10 @@ struct ClassifierEpoch {
 namespace detail {
 inline int64_t count_correct(const Tensor<float>& logits, const std::vector<int64_t>& labels,
                              std::vector<int64_t>* predictions = nullptr) {
-  const int64_t n = logits.size(0), c = logits.size(1);
+  const std::vector<int64_t> predicted = argmax(logits, 1);
   int64_t correct = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float* row = logits.data() + i * c;
-    const int64_t predicted = std::max_element(row, row + c) - row;
-    correct += predicted == labels[std::size_t(i)];
-    if (predictions) predictions->push_back(predicted);
-  }
+  for (std::size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == labels[i];
+  if (predictions) predictions->insert(predictions->end(), predicted.begin(), predicted.end());
   return correct;
 }
 }  // namespace detail

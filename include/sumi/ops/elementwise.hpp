@@ -1,7 +1,9 @@
 #pragma once
-// Element-wise ops with autograd: arithmetic with broadcasting, activations, exp and log.
+// Element-wise ops with autograd: arithmetic with broadcasting, activations, exp, log, sqrt, abs and clamp.
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <sstream>
 #include <type_traits>
 
 #include "sumi/autograd/gradient_zip.hpp"
@@ -148,6 +150,43 @@ template <class T>
 Variable<T> log(const Variable<T>& x) {
   return unary_op(
       x, "log", [](T v) { return std::log(v); }, [](T g, T v, T) { return g / v; });
+}
+// sqrt's gradient g / (2 * y) is infinite at 0 (NaN where g is 0 too), as PyTorch's.
+template <class T>
+Variable<T> sqrt(const Variable<T>& x) {
+  return output_gradient_op(x,
+                            map(
+                                x.value(), [](T v) { return std::sqrt(v); }, "sqrt"),
+                            "sqrt", [](T g, T y) { return g / (T(2) * y); });
+}
+// abs's gradient is g * sign(x), 0 at 0 and at NaN, as PyTorch's.
+template <class T>
+Variable<T> abs(const Variable<T>& x) {
+  return unary_op(
+      x, "abs", [](T v) { return std::abs(v); },
+      [](T g, T v, T) { return (v > T(0) ? g : T(0)) - (v < T(0) ? g : T(0)); });
+}
+// x limited to [lo, hi] (hi wins where lo > hi; NaN stays NaN), as torch.clamp. The gradient passes where
+// lo <= x <= hi and is 0 elsewhere.
+template <class T>
+Variable<T> clamp(const Variable<T>& x, std::type_identity_t<T> lo, std::type_identity_t<T> hi) {
+  if (std::isnan(lo) || std::isnan(hi)) {
+    std::ostringstream msg;
+    msg << "clamp: bounds [" << lo << ", " << hi << "] must not be NaN (input of shape "
+        << shape_str(x.shape()) << ")";
+    throw std::invalid_argument(msg.str());
+  }
+  return unary_op(
+      x, "clamp", [lo, hi](T v) { return std::isnan(v) ? v : std::min(std::max(v, lo), hi); },
+      [lo, hi](T g, T v, T) { return v >= lo && v <= hi ? g : T(0); });
+}
+template <class T>
+Variable<T> clamp_min(const Variable<T>& x, std::type_identity_t<T> lo) {
+  return clamp(x, lo, std::numeric_limits<T>::infinity());
+}
+template <class T>
+Variable<T> clamp_max(const Variable<T>& x, std::type_identity_t<T> hi) {
+  return clamp(x, -std::numeric_limits<T>::infinity(), hi);
 }
 // x * s and x + s for a constant s.
 template <class T>

@@ -1,10 +1,11 @@
 #pragma once
-// Reductions with autograd: sum and mean over all elements or over chosen dimensions.
+// Reductions with autograd: sum and mean over all elements or over chosen dimensions; argmax (no gradient).
 //
 // Results do not depend on the number of threads: the all-element sum adds fixed-size chunks, each in a
 // fixed order, then adds the chunk sums in chunk order; dimension reductions split the work by output
 // element, so every output is accumulated in the same order as on one thread.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -226,6 +227,42 @@ Variable<T> mean(const Variable<T>& x) {
 template <class T>
 Variable<T> mean(const Variable<T>& x, std::vector<int64_t> dims, bool keepdim = false) {
   return detail::sum_or_mean_dims(x, dims, keepdim, "mean", true);
+}
+
+// The position of the largest element along `dim` for every combination of the other indices, in row-major
+// order of those (torch.argmax(x, dim), flattened): the first of equal largest elements, or the first NaN
+// where there is one, as PyTorch. A class prediction: argmax(logits, 1)[i] is sample i's class.
+template <class T>
+std::vector<int64_t> argmax(const Tensor<T>& x, int64_t dim) {
+  const Shape& shape = x.shape();
+  if (shape.empty()) {  // a scalar accepts dimensions 0 and -1, as in PyTorch
+    normalize_dim(dim, 1, "argmax");
+    return {0};
+  }
+  const auto d = std::size_t(normalize_dim(dim, int64_t(shape.size()), "argmax"));
+  if (shape[d] == 0)
+    throw std::invalid_argument("argmax: dimension " + std::to_string(dim) + " of shape " + shape_str(shape) +
+                                " is empty");
+  int64_t outer = 1, inner = 1;
+  for (std::size_t i = 0; i < d; ++i) outer *= shape[i];
+  for (std::size_t i = d + 1; i < shape.size(); ++i) inner *= shape[i];
+  const int64_t n = shape[d];
+  const Tensor<T> c = x.contiguous();
+  std::vector<int64_t> result(std::size_t(outer * inner));
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      const T* line = c.data() + o * n * inner + i;
+      int64_t best = 0;
+      for (int64_t k = 1; k < n && !std::isnan(line[best * inner]); ++k)
+        if (line[k * inner] > line[best * inner] || std::isnan(line[k * inner])) best = k;
+      result[std::size_t(o * inner + i)] = best;
+    }
+  return result;
+}
+template <class T>
+std::vector<int64_t> argmax(const Variable<T>& x, int64_t dim) {
+  x.require_defined("argmax");
+  return argmax(x.value(), dim);
 }
 
 }  // namespace sumi

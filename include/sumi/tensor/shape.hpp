@@ -80,6 +80,16 @@ inline int64_t normalize_dim(int64_t dim, int64_t rank, const char* op) {
   return d;
 }
 
+// Dimension `dim` of `shape` normalised, checked to hold elements [start, start + length) (narrow).
+inline int64_t narrowed_dim(const Shape& shape, int64_t dim, int64_t start, int64_t length, const char* op) {
+  const int64_t d = normalize_dim(dim, int64_t(shape.size()), op);
+  if (start < 0 || length < 0 || start > shape[std::size_t(d)] - length)
+    throw std::out_of_range(std::string(op) + ": " + std::to_string(length) + " elements from " +
+                            std::to_string(start) + " of dimension " + std::to_string(dim) +
+                            " are out of bounds for shape " + shape_str(shape));
+  return d;
+}
+
 // NumPy broadcasting: dimensions are aligned from the right; each pair must be equal or one of them 1.
 inline Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   const size_t rank = std::max(a.size(), b.size());

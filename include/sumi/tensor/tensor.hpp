@@ -168,6 +168,45 @@ class Tensor {
     return t;
   }
 
+  // A strided view with the dimensions reordered: dimension i of the view is dimension dims[i] of this
+  // tensor (negative values count from the end). dims must name every dimension once.
+  Tensor permute(const std::vector<int64_t>& dims) const {
+    const std::vector<int64_t> order = permutation(dims, "Tensor::permute");
+    Tensor t = *this;
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      t.shape_[i] = shape_[std::size_t(order[i])];
+      t.strides_[i] = strides_[std::size_t(order[i])];
+    }
+    return t;
+  }
+  // dims normalised to [0, rank), checked to name every dimension of this tensor once.
+  std::vector<int64_t> permutation(const std::vector<int64_t>& dims, const char* op) const {
+    std::vector<int64_t> order(dims.size());
+    std::vector<bool> seen(shape_.size(), false);
+    bool ok = dims.size() == shape_.size();
+    for (std::size_t i = 0; ok && i < dims.size(); ++i) {
+      order[i] = normalize_dim(dims[i], dim(), op);
+      ok = !seen[std::size_t(order[i])];
+      seen[std::size_t(order[i])] = true;
+    }
+    if (!ok) {
+      std::string list;
+      for (std::size_t i = 0; i < dims.size(); ++i) list += (i ? ", " : "") + std::to_string(dims[i]);
+      throw std::invalid_argument(std::string(op) + ": dimensions (" + list + ") do not name each of the " +
+                                  std::to_string(dim()) + " dimensions of shape " + shape_str(shape_) +
+                                  " once");
+    }
+    return order;
+  }
+  // Elements [start, start + length) of dimension `dim`, as a view (torch.narrow).
+  Tensor narrow(int64_t dim, int64_t start, int64_t length) const {
+    const auto d = std::size_t(narrowed_dim(shape_, dim, start, length, "Tensor::narrow"));
+    Tensor t = *this;
+    t.shape_[d] = length;
+    t.offset_ += start * strides_[d];
+    return t;
+  }
+
   // This tensor if contiguous, otherwise a contiguous copy.
   Tensor contiguous() const { return is_contiguous() ? *this : clone(); }
   // A contiguous deep copy (of an undefined tensor: an undefined tensor).
