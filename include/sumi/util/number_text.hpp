@@ -21,14 +21,16 @@ std::string format_round_trip(T value) {
 // Why parse_number refused a text.
 enum class NumberError { malformed, out_of_range };
 
+// The types parse_number reads: integers other than bool, and floating point.
+template <class T>
+concept ParsableNumber = (std::integral<T> && !std::same_as<T, bool>) || std::floating_point<T>;
+
 // Parses the whole of `text` as a T with std::from_chars (decimal; for floating point also exponents, "inf"
 // and "nan"), after an optional '+' sign that people type and std::from_chars refuses ("+5"; "+-5" stays
 // refused). nullopt when the text is empty, not a number, has anything left over or does not fit T; `error`,
 // if given, then says which.
-template <class T>
-requires(std::integral<T> && !std::same_as<T, bool>) || std::floating_point<T> std::optional<T> parse_number(
-                                                            std::string_view text,
-                                                            NumberError* error = nullptr) {
+template <ParsableNumber T>
+std::optional<T> parse_number(std::string_view text, NumberError* error = nullptr) {
   if (text.size() > 1 && text.front() == '+' && text[1] != '-') text.remove_prefix(1);
   T value{};
   const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
