@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,14 @@ std::unique_ptr<optim::LRScheduler<double>> make_schedule(const std::string& run
                                                               optim::CosineAnnealingLROptions{10, 0.001});
   if (run == "linear")
     return std::make_unique<optim::LinearLR<double>>(opt, optim::LinearLROptions{1.0 / 3, 1.0, 4});
+  if (run == "sequential") {
+    auto warmup = std::make_shared<optim::LinearLR<double>>(opt, optim::LinearLROptions{0.1, 1.0, 5});
+    auto decay =
+        std::make_shared<optim::CosineAnnealingLR<double>>(opt, optim::CosineAnnealingLROptions{15, 0.001});
+    return std::make_unique<optim::SequentialLR<double>>(
+        opt, std::vector<std::shared_ptr<const optim::LRScheduler<double>>>{warmup, decay},
+        std::vector<int64_t>{5});
+  }
   FAIL("unknown schedule " << run);
   return nullptr;
 }
@@ -44,7 +53,7 @@ TEST_CASE("learning-rate schedules give PyTorch's rates epoch by epoch", "[optim
   test::Fixture fx("lr_scheduler");
   const auto base_lrs = fx.meta_json("base_lrs").get<std::vector<double>>();
   const auto runs = fx.meta_json("runs").get<std::vector<std::string>>();
-  REQUIRE(runs.size() == 5);
+  REQUIRE(runs.size() == 6);
   for (const std::string& run : runs) {
     INFO("schedule " << run << " " << fx.meta(run + ".config"));
     auto opt = optimizer_with_groups(base_lrs);
@@ -64,7 +73,7 @@ TEST_CASE("learning-rate schedules give PyTorch's rates epoch by epoch", "[optim
 }
 
 TEST_CASE("a schedule resumed with step_to continues as if it had stepped", "[optim][lr_scheduler]") {
-  for (const std::string run : {"step", "multistep", "exponential", "cosine", "linear"}) {
+  for (const std::string run : {"step", "multistep", "exponential", "cosine", "linear", "sequential"}) {
     INFO("schedule " << run);
     auto stepped_opt = optimizer_with_groups({0.1, 0.02});
     auto stepped = make_schedule(run, *stepped_opt);
@@ -106,6 +115,26 @@ TEST_CASE("LambdaLR scales the base rate by the function of the epoch", "[optim]
   CHECK(schedule.last_lr() == std::vector<double>{0.1 / 3, 0.4 / 3});
 }
 
+TEST_CASE("a second schedule starts from the rate the first one started from, as PyTorch's initial_lr",
+          "[optim][lr_scheduler]") {
+  auto opt = optimizer_with_groups({0.1});
+  optim::LinearLR<double> warmup(*opt, {.start_factor = 0.25, .total_iters = 4});
+  CHECK(opt->param_groups()[0].lr == 0.025);
+  optim::CosineAnnealingLR<double> decay(*opt, {.T_max = 10});
+  CHECK(decay.base_lrs() == std::vector<double>{0.1});  // PyTorch: [0.1]
+  CHECK(opt->param_groups()[0].lr == 0.1);
+}
+
+TEST_CASE("a cosine schedule with a huge period stays exact", "[optim][lr_scheduler]") {
+  constexpr int64_t max = std::numeric_limits<int64_t>::max();
+  auto opt = optimizer_with_groups({0.1});
+  optim::CosineAnnealingLR<double> schedule(*opt, {.T_max = max, .eta_min = 0.0});
+  schedule.step_to(max);  // the end of the half period: eta_min
+  CHECK(opt->param_groups()[0].lr == Approx(0.0).margin(1e-12));
+  schedule.step_to(max / 2 + 1);  // half way down
+  CHECK(opt->param_groups()[0].lr == Approx(0.05));
+}
+
 TEST_CASE("schedules refuse bad settings and rates, naming them", "[optim][lr_scheduler][errors]") {
   auto opt = optimizer_with_groups({0.1});
   CHECK_THROWS_WITH(optim::StepLR<double>(*opt, {.step_size = 0}),
@@ -123,6 +152,17 @@ TEST_CASE("schedules refuse bad settings and rates, naming them", "[optim][lr_sc
   CHECK(opt->param_groups()[0].lr == 0.1);
   CHECK(schedule.last_epoch() == 1);
   CHECK_THROWS_WITH(schedule.step_to(-1), Contains("epoch -1"));
+  auto other = optimizer_with_groups({0.1});
+  const auto step = std::make_shared<optim::StepLR<double>>(*opt, optim::StepLROptions{});
+  const auto foreign = std::make_shared<optim::StepLR<double>>(*other, optim::StepLROptions{});
+  using Schedules = std::vector<std::shared_ptr<const optim::LRScheduler<double>>>;
+  CHECK_THROWS_WITH(optim::SequentialLR<double>(*opt, Schedules{step, step}, {}),
+                    Contains("SequentialLR") && Contains("2 schedules need 1 milestones, got 0"));
+  CHECK_THROWS_WITH(optim::SequentialLR<double>(*opt, Schedules{step, foreign}, {3}),
+                    Contains("schedule 1 belongs to another optimiser"));
+  CHECK_THROWS_WITH(optim::SequentialLR<double>(*opt, Schedules{step, step, step}, {3, 3}),
+                    Contains("milestone 1 is 3"));
+  CHECK_THROWS_WITH(optim::SequentialLR<double>(*opt, Schedules{}, {}), Contains("no schedules"));
   opt->add_param_group({Variable<double>(Tensor<double>::zeros({1}), true)}, 0.2);
   CHECK_THROWS_WITH(schedule.step_to(0), Contains("2 parameter groups") && Contains("made for 1"));
 }

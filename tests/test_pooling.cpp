@@ -127,6 +127,27 @@ TEST_CASE("max_pool2d passes NaN on and sends the gradient to the first of equal
   CHECK(values(all_minus_inf.grad()) == std::vector<float>{1, 0, 0, 0});
 }
 
+TEST_CASE("a max-pool window that holds no element gives -infinity and no gradient", "[pooling]") {
+  // Dilation 2 with padding 1 puts both taps of the window (rows -1 and 1) outside a one-row input; PyTorch's
+  // index there points outside the plane. Several planes: each one's write must stay inside it.
+  Variable<float> x(Tensor<float>::ones({3, 1, 4}), true);
+  Variable<float> y =
+      max_pool2d(x, IntPair(2, 1), {.stride = 1, .padding = IntPair(1, 0), .dilation = IntPair(2, 1)});
+  REQUIRE(y.shape() == Shape{3, 1, 4});
+  for (float v : values(y.value())) CHECK(v == -std::numeric_limits<float>::infinity());
+  y.backward(Tensor<float>::ones({3, 1, 4}));
+  CHECK(values(x.grad()) == std::vector<float>(12, 0.0f));
+  // The kernel marks such a window with index -1, which its backward skips.
+  const kernels::Pool2dGeometry g{.in_h = 1, .in_w = 1, .kernel_h = 2, .pad_h = 1, .dilation_h = 2};
+  const float input = 1;
+  float output = 0, gradient = 5;
+  int64_t at = 0;
+  kernels::max_pool2d_forward(g, &input, &output, &at);
+  CHECK(at == -1);
+  kernels::max_pool2d_backward(g, &output, &at, &gradient);
+  CHECK(gradient == 0);
+}
+
 TEST_CASE("pooling results do not depend on the number of threads", "[pooling][threads]") {
   Generator gen(7);
   const Tensor<float> x = Tensor<float>::randn({8, 16, 34, 34}, gen);
@@ -157,7 +178,8 @@ TEST_CASE("pooling refuses bad settings and inputs, naming them", "[pooling][err
   CHECK_THROWS_WITH(avg_pool2d(x, 0), Contains("kernel size (0, 0)"));
   CHECK_THROWS_WITH(max_pool2d(x, 2, {.stride = IntPair(1, 0)}), Contains("stride (1, 0)"));
   CHECK_THROWS_WITH(max_pool2d(x, 2, {.stride = 2, .dilation = 0}), Contains("dilation (0, 0)"));
-  CHECK_THROWS_WITH(max_pool2d(x, 9), Contains("[2, 3, 8, 8]") && Contains("empty output"));
+  CHECK_THROWS_WITH(max_pool2d(x, 9), Contains("[2, 3, 8, 8]") && Contains("empty output") &&
+                                          Contains("stride (9, 9)") && !Contains("dilation"));
   CHECK_THROWS_WITH(avg_pool2d(Variable<float>(Tensor<float>::zeros({8, 8})), 2),
                     Contains("avg_pool2d") && Contains("[8, 8]") && Contains("4-d"));
   CHECK_THROWS_WITH(max_pool2d(Variable<float>(Tensor<float>::zeros({2, 0, 8, 8})), 2),

@@ -65,9 +65,9 @@ inline void window_range(int64_t o, int64_t in, int64_t k, int64_t s, int64_t p,
 
 }  // namespace detail
 
-// y = the largest element of each window, and argmax = its index in the plane (row * in_w + column). NaN
-// wins over any number (the last NaN of the window), as PyTorch, so it propagates; a window of -infinity
-// only points at its first element.
+// y = the largest element of each window, and argmax = its index in the plane (row * in_w + column), or -1
+// for a window with no element. NaN wins over any number (the last NaN of the window), as PyTorch, so it
+// propagates; a window of -infinity only points at its first element.
 template <class T>
 void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* argmax) {
   const int64_t oh_n = g.out_h(), ow_n = g.out_w(), in_plane = g.in_h * g.in_w, out_plane = oh_n * ow_n;
@@ -79,8 +79,10 @@ void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* argm
       for (int64_t ow = 0; ow < ow_n; ++ow) {
         int64_t w0, w1;
         detail::window_range(ow, g.in_w, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w, w0, w1);
+        // A window whose every tap falls in the padding (possible with dilation) has no element: -infinity
+        // and no gradient (PyTorch's index there points outside the plane).
         T best = -std::numeric_limits<T>::infinity();
-        int64_t best_at = h0 * g.in_w + w0;
+        int64_t best_at = h0 < h1 && w0 < w1 ? h0 * g.in_w + w0 : -1;
         for (int64_t h = h0; h < h1; h += g.dilation_h)
           for (int64_t w = w0; w < w1; w += g.dilation_w) {
             const T v = xp[h * g.in_w + w];
@@ -103,7 +105,8 @@ void max_pool2d_backward(const Pool2dGeometry& g, const T* gy, const int64_t* ar
   detail::for_each_plane(g, in_plane + out_plane, [&](int64_t p) {
     T* gxp = gx + p * in_plane;
     std::fill_n(gxp, in_plane, T(0));
-    for (int64_t o = 0; o < out_plane; ++o) gxp[argmax[p * out_plane + o]] += gy[p * out_plane + o];
+    for (int64_t o = 0; o < out_plane; ++o)
+      if (const int64_t at = argmax[p * out_plane + o]; at >= 0) gxp[at] += gy[p * out_plane + o];
   });
 }
 

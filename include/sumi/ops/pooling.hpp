@@ -73,7 +73,9 @@ inline kernels::Pool2dGeometry pool_geometry(const char* op, const Shape& shape,
   if (g.out_h() < 1 || g.out_w() < 1)
     throw std::invalid_argument(
         input + " gives an empty output " + IntPair(g.out_h(), g.out_w()).to_string() + " (kernel size " +
-        kernel.to_string() + ", dilation " + dilation.to_string() + ", padding " + padding.to_string() + ")");
+        kernel.to_string() + ", stride " + stride.to_string() + ", padding " + padding.to_string() +
+        (dilation == IntPair(1) ? "" : ", dilation " + dilation.to_string()) +
+        (ceil_mode ? ", ceil_mode" : "") + ")");
   return g;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // Learning-rate schedules, as torch.optim.lr_scheduler: StepLR, MultiStepLR, ExponentialLR,
-// CosineAnnealingLR, LinearLR and LambdaLR. A schedule sets every parameter group's learning rate from the
-// group's rate when the schedule was made (its base rate) and the epoch count:
+// CosineAnnealingLR, LinearLR, LambdaLR, and SequentialLR to run them one after another. A schedule sets
+// every parameter group's learning rate from the group's base rate (its rate before the first schedule made
+// for the optimiser changed it, PyTorch's initial_lr) and the epoch count:
 //
 //   optim::Adam<float> opt(model.parameters(), {.lr = 1e-3});
 //   optim::StepLR<float> schedule(opt, {.step_size = 30, .gamma = 0.1});
@@ -9,12 +10,15 @@
 //
 // Rates come from each schedule's closed form (PyTorch's step(epoch) form), so the rate of epoch e does
 // not depend on how it was reached: a resumed run calls step_to(epochs_done) and continues exactly. Unlike
-// PyTorch's chained form, a rate set by hand between steps is replaced at the next step, not scaled.
+// PyTorch's chained form, a rate set by hand between steps is replaced at the next step, not scaled, and two
+// schedules stepped together do not multiply (the last one stepped sets the rate): combine them with
+// SequentialLR or a LambdaLR.
 #include <algorithm>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <numbers>
 #include <stdexcept>
 #include <string>
@@ -56,8 +60,9 @@ class LRScheduler {
 
   // The number of step() calls so far (PyTorch's last_epoch).
   int64_t last_epoch() const { return last_epoch_; }
-  // Every group's rate when the schedule was made.
+  // Every group's rate before the first schedule of its optimiser changed it (its initial_lr).
   const std::vector<double>& base_lrs() const { return base_lrs_; }
+  const Optimizer<T>& optimizer() const { return *optimizer_; }
   // Every group's rate now (PyTorch's get_last_lr()).
   std::vector<double> last_lr() const {
     std::vector<double> lrs;
@@ -71,7 +76,10 @@ class LRScheduler {
  protected:
   // Derived constructors call start() once their settings are checked, setting the rates of epoch 0.
   LRScheduler(Optimizer<T>& optimizer, std::string name) : optimizer_(&optimizer), name_(std::move(name)) {
-    for (const auto& g : optimizer.param_groups()) base_lrs_.push_back(g.lr);
+    for (auto& g : optimizer.param_groups()) {
+      if (!g.initial_lr) g.initial_lr = g.lr;
+      base_lrs_.push_back(*g.initial_lr);
+    }
   }
   void start() { step_to(0); }
   void require(bool ok, const std::string& what) const {
@@ -178,8 +186,9 @@ class CosineAnnealingLR final : public LRScheduler<T> {
     this->start();
   }
   double lr_at(double base_lr, int64_t epoch) const override {
-    // The cosine's period is 2 * T_max: reducing first keeps the angle exact for any epoch.
-    const double phase = double(epoch % (2 * options_.T_max)) / double(options_.T_max);
+    // The cosine's period is 2 * T_max: reducing first keeps the angle exact for any epoch (unsigned: 2 *
+    // T_max may exceed int64).
+    const double phase = double(uint64_t(epoch) % (2 * uint64_t(options_.T_max))) / double(options_.T_max);
     return options_.eta_min + (base_lr - options_.eta_min) * (1 + std::cos(std::numbers::pi * phase)) / 2;
   }
 
@@ -230,6 +239,48 @@ class LambdaLR final : public LRScheduler<T> {
 
  private:
   std::function<double(int64_t)> factor_;
+};
+
+// schedules[0] until epoch milestones[0], then schedules[1] from its own epoch 0, and so on, as PyTorch's
+// SequentialLR: a warm-up, then a decay.
+//
+//   auto warmup = std::make_shared<optim::LinearLR<float>>(opt, optim::LinearLROptions{.total_iters = 5});
+//   auto decay = std::make_shared<optim::CosineAnnealingLR<float>>(opt,
+//   optim::CosineAnnealingLROptions{.T_max = 45}); optim::SequentialLR<float> schedule(opt, {warmup, decay},
+//   {5});
+template <std::floating_point T = float>
+class SequentialLR final : public LRScheduler<T> {
+ public:
+  SequentialLR(Optimizer<T>& optimizer, std::vector<std::shared_ptr<const LRScheduler<T>>> schedules,
+               std::vector<int64_t> milestones)
+      : LRScheduler<T>(optimizer, "SequentialLR"),
+        schedules_(std::move(schedules)),
+        milestones_(std::move(milestones)) {
+    this->require(!schedules_.empty(), "no schedules given");
+    this->require(milestones_.size() + 1 == schedules_.size(),
+                  std::to_string(schedules_.size()) + " schedules need " +
+                      std::to_string(schedules_.size() - 1) + " milestones, got " +
+                      std::to_string(milestones_.size()));
+    for (std::size_t i = 0; i < schedules_.size(); ++i) {
+      this->require(schedules_[i] != nullptr, "schedule " + std::to_string(i) + " is null");
+      this->require(&schedules_[i]->optimizer() == &optimizer,
+                    "schedule " + std::to_string(i) + " belongs to another optimiser");
+    }
+    for (std::size_t i = 0; i < milestones_.size(); ++i)
+      this->require(milestones_[i] >= 1 && (i == 0 || milestones_[i] > milestones_[i - 1]),
+                    "milestones must be positive and increasing, milestone " + std::to_string(i) + " is " +
+                        std::to_string(milestones_[i]));
+    this->start();
+  }
+  double lr_at(double base_lr, int64_t epoch) const override {
+    const auto i =
+        std::size_t(std::upper_bound(milestones_.begin(), milestones_.end(), epoch) - milestones_.begin());
+    return schedules_[i]->lr_at(base_lr, i == 0 ? epoch : epoch - milestones_[i - 1]);
+  }
+
+ private:
+  std::vector<std::shared_ptr<const LRScheduler<T>>> schedules_;
+  std::vector<int64_t> milestones_;
 };
 
 }  // namespace sumi::optim

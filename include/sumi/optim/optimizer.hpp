@@ -9,6 +9,7 @@
 #include <concepts>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -27,6 +28,10 @@ struct ParamGroup {
   std::vector<Variable<T>> params;
   double lr = 1e-3;
   double weight_decay = 0.0;
+  // The rate learning-rate schedules start from: set by the first schedule made for the optimiser, as
+  // PyTorch's "initial_lr", so that a later schedule starts from it too rather than from a rate the first
+  // one already changed.
+  std::optional<double> initial_lr = std::nullopt;
 };
 
 // One parameter's optimiser state: how many updates it has had, and named buffers ("exp_avg", ...).
