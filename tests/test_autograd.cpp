@@ -60,6 +60,12 @@ TEST_CASE("sqrt, abs and clamp give PyTorch's values and gradients at their edge
   V a(TD::from_vector({0.0, -0.0, nan, -2.0, 3.0}, {5}), true);
   sum(abs(a)).backward();
   CHECK(values(a.grad()) == std::vector<double>{0, 0, 0, -1, 1});
+  // With gradient [inf, -1, nan, 1, 1]: [nan, -0, nan, -1, 1] (inf * 0 is NaN; the zero keeps g's sign).
+  V a2(TD::from_vector({0.0, 0.0, nan, -2.0, 3.0}, {5}), true);
+  abs(a2).backward(TD::from_vector({inf, -1.0, nan, 1.0, 1.0}, {5}));
+  CHECK(std::isnan(a2.grad().data()[0]));
+  CHECK((a2.grad().data()[1] == 0 && std::signbit(a2.grad().data()[1])));
+  CHECK(std::isnan(a2.grad().data()[2]));
   // torch.sqrt(x).backward(g) at x [0, 4, 0], g [1, 1, 0]: [inf, 0.25, nan].
   V r(TD::from_vector({0.0, 4.0, 0.0}, {3}), true);
   sqrt(r).backward(TD::from_vector({1.0, 1.0, 0.0}, {3}));

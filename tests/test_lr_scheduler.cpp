@@ -123,6 +123,14 @@ TEST_CASE("a second schedule starts from the rate the first one started from, as
   optim::CosineAnnealingLR<double> decay(*opt, {.T_max = 10});
   CHECK(decay.base_lrs() == std::vector<double>{0.1});  // PyTorch: [0.1]
   CHECK(opt->param_groups()[0].lr == 0.1);
+  // A schedule refused for its settings records nothing: the next one starts from the rate set by hand.
+  auto fresh = optimizer_with_groups({0.1});
+  CHECK_THROWS(optim::LinearLR<double>(*fresh, {.start_factor = 2.0}));
+  CHECK_THROWS(optim::LambdaLR<double>(*fresh, [](int64_t) { return -1.0; }));
+  fresh->set_lr(0.5);
+  optim::StepLR<double> step(*fresh, {.step_size = 3, .gamma = 0.1});
+  CHECK(step.base_lrs() == std::vector<double>{0.5});
+  CHECK(fresh->param_groups()[0].lr == 0.5);
 }
 
 TEST_CASE("a cosine schedule with a huge period stays exact", "[optim][lr_scheduler]") {

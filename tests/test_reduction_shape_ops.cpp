@@ -235,7 +235,10 @@ TEST_CASE("argmax finds the first largest element along a dimension, NaN first, 
   CHECK(argmax(Variable<double>(rows), 1) == std::vector<int64_t>{1, 1});
   CHECK(argmax(Tensor<double>::scalar(3.0), 0) == std::vector<int64_t>{0});
   CHECK_THROWS_WITH(argmax(Tensor<double>::zeros({2, 0}), 1), Catch::Matchers::Contains("[2, 0]"));
-  CHECK_THROWS_WITH(argmax(rows, 2), Catch::Matchers::Contains("argmax"));
+  CHECK_THROWS_WITH(argmax(rows, 2),
+                    Catch::Matchers::Contains("argmax") && Catch::Matchers::Contains("[2, 4]"));
+  CHECK_THROWS_WITH(argmax(Tensor<double>(), 0), Catch::Matchers::Contains("undefined"));
+  CHECK_THROWS_WITH(argmax(Tensor<double>::scalar(3.0), 1), Catch::Matchers::Contains("[]"));
 }
 
 TEST_CASE("transpose, permute and narrow pick the elements PyTorch does", "[shape]") {
@@ -261,10 +264,47 @@ TEST_CASE("transpose, permute and narrow pick the elements PyTorch does", "[shap
   CHECK_THROWS_WITH(permute(x, {0, 1, 1}),
                     Contains("permute") && Contains("(0, 1, 1)") && Contains("[2, 3, 4]"));
   CHECK_THROWS_WITH(permute(x, {0, 1}), Contains("permute") && Contains("[2, 3, 4]"));
-  CHECK_THROWS_WITH(transpose(x, 0, 3), Contains("transpose") && Contains("dimension 3"));
+  CHECK_THROWS_WITH(transpose(x, 0, 3),
+                    Contains("transpose") && Contains("dimension 3") && Contains("[2, 3, 4]"));
   CHECK_THROWS_WITH(narrow(x, 2, 3, 2),
                     Contains("narrow") && Contains("2 elements from 3") && Contains("[2, 3, 4]"));
-  CHECK_THROWS_WITH(narrow(x, 0, -1, 1), Contains("narrow"));
+  CHECK_THROWS_WITH(narrow(x, 0, -3, 1), Contains("narrow") && Contains("from -3"));
+  // A negative start counts from the end, as torch.narrow.
+  CHECK(narrow(x, 2, -2, 2).value().at({1, 2, 0}) == 12 + 8 + 2);
+  // A 0-d tensor is its own transpose over dimensions 0 and -1; it has nothing to narrow.
+  const Variable<double> scalar(Tensor<double>::scalar(2.0));
+  CHECK(transpose(scalar, 0, -1).value().item() == 2.0);
+  CHECK_THROWS_WITH(transpose(scalar, 0, 1), Contains("dimension 1") && Contains("[]"));
+  CHECK_THROWS_WITH(narrow(scalar, 0, 0, 1), Contains("0-d"));
+}
+
+TEST_CASE("a view shares its base's version counter, so a write through either refuses stale graphs",
+          "[shape][autograd]") {
+  using Catch::Matchers::Contains;
+  Variable<double> w(Tensor<double>::from_vector({1, 2, 3, 4, 5, 6}, {2, 3}), true);
+  Variable<double> z(Tensor<double>::ones({2, 3}), true);
+  for (const std::string view : {"transpose", "narrow", "reshape"}) {
+    INFO(view);
+    Variable<double> y = mul(w, z);  // saves w's value for z's gradient
+    Variable<double> v = view == "transpose" ? transpose(w, 0, 1)
+                         : view == "narrow"  ? narrow(w, 1, 0, 2)
+                                             : reshape(w, {6});
+    v.value().fill_(0);  // written through the view, as an initialiser writes
+    v.mark_modified();
+    CHECK_THROWS_WITH(sum(y).backward(), Contains("'mul'"));
+    w.value().copy_(Tensor<double>::from_vector({1, 2, 3, 4, 5, 6}, {2, 3}));
+  }
+  // The other way round: a graph through a view refuses once the base is written.
+  Variable<double> y = mul(permute(w, {1, 0}), Variable<double>(Tensor<double>::ones({3, 2})));
+  w.value().fill_(1);
+  w.mark_modified();
+  CHECK_THROWS(sum(y).backward());
+  // A copy is no view: a reshape of a strided value copies and keeps a counter of its own.
+  Variable<double> copy = reshape(transpose(w, 0, 1), {6});
+  CHECK_FALSE(copy.value().shares_storage_with(w.value()));
+  const uint64_t before = w.version();
+  copy.mark_modified();
+  CHECK(w.version() == before);
 }
 
 TEST_CASE("transpose, permute and narrow gradients match finite differences", "[shape][gradcheck]") {

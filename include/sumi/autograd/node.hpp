@@ -20,7 +20,19 @@ struct VariableState {
   Tensor<T> grad;  // undefined until a backward pass reaches this leaf
   bool requires_grad = false;
   std::shared_ptr<Node<T>> grad_fn;  // null for leaves
-  uint64_t version = 0;              // counts in-place updates of `value` (Variable::mark_modified)
+  // Counts in-place updates of `value` (Variable::mark_modified). A view (transpose, narrow, a reshape
+  // without copy) shares its base's counter, as in PyTorch: a write through either is a write to both.
+  // Allocated only when a view is made; until then the count lives in `own_version`.
+  uint64_t own_version = 0;
+  std::shared_ptr<uint64_t> shared_version;
+
+  uint64_t version() const { return shared_version ? *shared_version : own_version; }
+  void bump_version() { ++(shared_version ? *shared_version : own_version); }
+  // The counter to share with a view of this value, created on first use.
+  const std::shared_ptr<uint64_t>& version_counter() {
+    if (!shared_version) shared_version = std::make_shared<uint64_t>(own_version);
+    return shared_version;
+  }
 };
 
 template <std::floating_point T>

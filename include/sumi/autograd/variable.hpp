@@ -34,8 +34,8 @@ class Variable {
   // to back-propagate instead of giving gradients of neither value.
   Tensor<T>& value() { return state_->value; }
   // Counts the in-place updates of the value; the ops that used it record it.
-  uint64_t version() const { return state_->version; }
-  void mark_modified() { ++state_->version; }
+  uint64_t version() const { return state_->version(); }
+  void mark_modified() { state_->bump_version(); }
   const Tensor<T>& grad() const { return state_->grad; }
   Tensor<T>& grad() { return state_->grad; }
   const Shape& shape() const { return state_->value.shape(); }
@@ -88,7 +88,7 @@ class Variable {
     node->op_name = std::move(op_name);
     for (const Variable& v : inputs) {
       node->inputs.push_back(v.state_);
-      node->input_versions.push_back(v.state_->version);
+      node->input_versions.push_back(v.state_->version());
     }
     node->backward = std::move(backward);
     out.state_->requires_grad = true;
@@ -99,6 +99,16 @@ class Variable {
                           typename Node<T>::BackwardFn backward) {
     return from_op(std::move(value), std::move(op_name),
                    std::span<const Variable>(inputs.begin(), inputs.size()), std::move(backward));
+  }
+  // from_op for an op whose output `value` may share the storage of `base`'s value (a view): when it does,
+  // the two share a version counter, so an in-place update marked on either refuses the graphs that used
+  // the other (also without grad mode, as a view made under no_grad is still a view).
+  static Variable from_view_op(Tensor<T> value, std::string op_name, const Variable& base,
+                               typename Node<T>::BackwardFn backward) {
+    const bool shares = value.shares_storage_with(base.value());
+    Variable out = from_op(std::move(value), std::move(op_name), {base}, std::move(backward));
+    if (shares) out.state_->shared_version = base.state_->version_counter();
+    return out;
   }
 
   // Identity of the underlying state (two handles to the same variable compare equal).
@@ -135,7 +145,7 @@ void Variable<T>::backward(const Tensor<T>& grad_output) const {
     if (next < node.inputs.size()) {
       // Every input must still hold the value its op saw; checked here, before any gradient is written, so
       // that a refusal leaves the gradients and the graph as they were.
-      if (node.inputs[next]->version != node.input_versions[next])
+      if (node.inputs[next]->version() != node.input_versions[next])
         throw std::logic_error("backward: input " + std::to_string(next) + " of '" + node.op_name +
                                "' (shape " + shape_str(node.inputs[next]->value.shape()) +
                                ") was modified in place after the forward pass (an optimiser step between "

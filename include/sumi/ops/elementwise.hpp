@@ -159,12 +159,12 @@ Variable<T> sqrt(const Variable<T>& x) {
                                 x.value(), [](T v) { return std::sqrt(v); }, "sqrt"),
                             "sqrt", [](T g, T y) { return g / (T(2) * y); });
 }
-// abs's gradient is g * sign(x), 0 at 0 and at NaN, as PyTorch's.
+// abs's gradient is g * sign(x), with sign 0 at 0 and at NaN, as PyTorch's (so a NaN or infinite g gives
+// NaN there).
 template <class T>
 Variable<T> abs(const Variable<T>& x) {
   return unary_op(
-      x, "abs", [](T v) { return std::abs(v); },
-      [](T g, T v, T) { return (v > T(0) ? g : T(0)) - (v < T(0) ? g : T(0)); });
+      x, "abs", [](T v) { return std::abs(v); }, [](T g, T v, T) { return g * (T(v > T(0)) - T(v < T(0))); });
 }
 // x limited to [lo, hi] (hi wins where lo > hi; NaN stays NaN), as torch.clamp. The gradient passes where
 // lo <= x <= hi and is 0 elsewhere.

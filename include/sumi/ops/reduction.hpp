@@ -234,12 +234,10 @@ Variable<T> mean(const Variable<T>& x, std::vector<int64_t> dims, bool keepdim =
 // where there is one, as PyTorch. A class prediction: argmax(logits, 1)[i] is sample i's class.
 template <class T>
 std::vector<int64_t> argmax(const Tensor<T>& x, int64_t dim) {
+  if (!x.defined()) throw std::invalid_argument("argmax: the tensor is undefined");
   const Shape& shape = x.shape();
-  if (shape.empty()) {  // a scalar accepts dimensions 0 and -1, as in PyTorch
-    normalize_dim(dim, 1, "argmax");
-    return {0};
-  }
-  const auto d = std::size_t(normalize_dim(dim, int64_t(shape.size()), "argmax"));
+  const auto d = std::size_t(normalize_dim(dim, shape, "argmax"));
+  if (shape.empty()) return {0};  // a scalar's only element
   if (shape[d] == 0)
     throw std::invalid_argument("argmax: dimension " + std::to_string(dim) + " of shape " + shape_str(shape) +
                                 " is empty");

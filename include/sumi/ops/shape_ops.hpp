@@ -19,9 +19,9 @@ namespace detail {
 template <class T>
 Variable<T> reshape_to(const Variable<T>& x, const Shape& shape, const char* op) {
   x.require_defined(op);
-  return Variable<T>::from_op(x.value().reshape(shape), op, {x}, [in_shape = x.shape()](const Tensor<T>& g) {
-    return std::vector<Tensor<T>>{g.reshape(in_shape)};
-  });
+  return Variable<T>::from_view_op(
+      x.value().reshape(shape), op, x,
+      [in_shape = x.shape()](const Tensor<T>& g) { return std::vector<Tensor<T>>{g.reshape(in_shape)}; });
 }
 
 // Copies the [outer, rows_i * inner] blocks of the parts into / out of the [outer, total * inner] whole.
@@ -162,42 +162,43 @@ Variable<T> concat(const std::vector<Variable<T>>& inputs, int64_t dim) {
   return detail::concat_node(inputs, d);
 }
 
-// Dimensions d0 and d1 swapped, as torch.transpose: the result is a strided view of x's value.
+// Dimensions d0 and d1 swapped, as torch.transpose: the result is a strided view of x's value (sharing its
+// version counter). A 0-d input accepts dimensions 0 and -1 and is returned as it is.
 template <class T>
 Variable<T> transpose(const Variable<T>& x, int64_t d0, int64_t d1) {
   x.require_defined("transpose");
-  normalize_dim(d0, x.dim(), "transpose");
-  normalize_dim(d1, x.dim(), "transpose");
-  return Variable<T>::from_op(x.value().transpose(d0, d1), "transpose", {x}, [d0, d1](Tensor<T> g) {
+  for (int64_t d : {d0, d1}) normalize_dim(d, x.shape(), "transpose");
+  return Variable<T>::from_view_op(x.value().transpose(d0, d1), "transpose", x, [d0, d1](Tensor<T> g) {
     return std::vector<Tensor<T>>{g.transpose(d0, d1).contiguous()};
   });
 }
 
 // The dimensions reordered, as torch.permute: dimension i of the result is dimension dims[i] of x. The
-// result is a strided view of x's value.
+// result is a strided view of x's value (sharing its version counter).
 template <class T>
 Variable<T> permute(const Variable<T>& x, const std::vector<int64_t>& dims) {
   x.require_defined("permute");
   const std::vector<int64_t> order = x.value().permutation(dims, "permute");
   std::vector<int64_t> inverse(order.size());
   for (std::size_t i = 0; i < order.size(); ++i) inverse[std::size_t(order[i])] = int64_t(i);
-  return Variable<T>::from_op(x.value().permute(order), "permute", {x}, [inverse](Tensor<T> g) {
+  return Variable<T>::from_view_op(x.value().permute(order), "permute", x, [inverse](Tensor<T> g) {
     return std::vector<Tensor<T>>{g.permute(inverse).contiguous()};
   });
 }
 
-// Elements [start, start + length) of dimension `dim`, as torch.narrow: a strided view of x's value. The
-// gradient is zero outside the range.
+// Elements [start, start + length) of dimension `dim` (a negative start counts from the end), as
+// torch.narrow: a strided view of x's value (sharing its version counter). The gradient is zero outside the
+// range.
 template <class T>
 Variable<T> narrow(const Variable<T>& x, int64_t dim, int64_t start, int64_t length) {
   x.require_defined("narrow");
-  narrowed_dim(x.shape(), dim, start, length, "narrow");
-  return Variable<T>::from_op(x.value().narrow(dim, start, length), "narrow", {x},
-                              [shape = x.shape(), dim, start, length](Tensor<T> g) {
-                                Tensor<T> gx = Tensor<T>::zeros(shape);
-                                gx.narrow(dim, start, length).copy_(g);
-                                return std::vector<Tensor<T>>{gx};
-                              });
+  const NarrowRange r = narrow_range(x.shape(), dim, start, length, "narrow");
+  return Variable<T>::from_view_op(x.value().narrow(r.dim, r.start, length), "narrow", x,
+                                   [shape = x.shape(), r, length](Tensor<T> g) {
+                                     Tensor<T> gx = Tensor<T>::zeros(shape);
+                                     gx.narrow(r.dim, r.start, length).copy_(g);
+                                     return std::vector<Tensor<T>>{gx};
+                                   });
 }
 
 }  // namespace sumi

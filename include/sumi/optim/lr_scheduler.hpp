@@ -74,14 +74,17 @@ class LRScheduler {
   virtual double lr_at(double base_lr, int64_t epoch) const = 0;
 
  protected:
-  // Derived constructors call start() once their settings are checked, setting the rates of epoch 0.
-  LRScheduler(Optimizer<T>& optimizer, std::string name) : optimizer_(&optimizer), name_(std::move(name)) {
-    for (auto& g : optimizer.param_groups()) {
-      if (!g.initial_lr) g.initial_lr = g.lr;
-      base_lrs_.push_back(*g.initial_lr);
-    }
+  LRScheduler(Optimizer<T>& optimizer, std::string name) : optimizer_(&optimizer), name_(std::move(name)) {}
+  // Derived constructors call start() once their settings are checked: it takes each group's base rate
+  // (recording it as the group's initial_lr if no schedule did) and sets the rates of epoch 0, so a
+  // schedule refused for its settings changes nothing.
+  void start() {
+    auto& groups = optimizer_->param_groups();
+    for (const auto& g : groups) base_lrs_.push_back(g.initial_lr.value_or(g.lr));
+    step_to(0);  // changes no group when it throws
+    for (std::size_t i = 0; i < groups.size(); ++i)
+      if (!groups[i].initial_lr) groups[i].initial_lr = base_lrs_[i];
   }
-  void start() { step_to(0); }
   void require(bool ok, const std::string& what) const {
     if (!ok) throw std::invalid_argument(name_ + ": " + what);
   }

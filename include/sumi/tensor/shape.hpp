@@ -1,5 +1,6 @@
 #pragma once
 // Shapes and strides of row-major tensors.
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -80,14 +81,34 @@ inline int64_t normalize_dim(int64_t dim, int64_t rank, const char* op) {
   return d;
 }
 
-// Dimension `dim` of `shape` normalised, checked to hold elements [start, start + length) (narrow).
-inline int64_t narrowed_dim(const Shape& shape, int64_t dim, int64_t start, int64_t length, const char* op) {
-  const int64_t d = normalize_dim(dim, int64_t(shape.size()), op);
-  if (start < 0 || length < 0 || start > shape[std::size_t(d)] - length)
+// normalize_dim, naming the whole shape when `dim` is out of range. A 0-d shape accepts 0 and -1 (giving
+// 0), as in PyTorch; a caller that then indexes the shape handles that case first.
+inline int64_t normalize_dim(int64_t dim, const Shape& shape, const char* op) {
+  const auto rank = std::max<int64_t>(int64_t(shape.size()), 1);
+  if (dim < -rank || dim >= rank)
+    throw std::out_of_range(std::string(op) + ": dimension " + std::to_string(dim) +
+                            " out of range for shape " + shape_str(shape));
+  return dim < 0 ? dim + rank : dim;
+}
+
+// The elements [start, start + length) of one dimension, as torch.narrow takes them: a negative start counts
+// from the end of the dimension.
+struct NarrowRange {
+  int64_t dim = 0, start = 0;
+};
+inline NarrowRange narrow_range(const Shape& shape, int64_t dim, int64_t start, int64_t length,
+                                const char* op) {
+  if (shape.empty())
+    throw std::invalid_argument(std::string(op) + ": a 0-d tensor has no dimension to narrow");
+  NarrowRange r;
+  r.dim = normalize_dim(dim, shape, op);
+  const int64_t size = shape[std::size_t(r.dim)];
+  r.start = start < 0 && start >= -size ? start + size : start;
+  if (r.start < 0 || length < 0 || r.start > size - length)
     throw std::out_of_range(std::string(op) + ": " + std::to_string(length) + " elements from " +
                             std::to_string(start) + " of dimension " + std::to_string(dim) +
                             " are out of bounds for shape " + shape_str(shape));
-  return d;
+  return r;
 }
 
 // NumPy broadcasting: dimensions are aligned from the right; each pair must be equal or one of them 1.

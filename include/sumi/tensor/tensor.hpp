@@ -159,9 +159,11 @@ class Tensor {
     return t;
   }
   // A strided view with two dimensions swapped.
+  // A 0-d tensor accepts dimensions 0 and -1 and is its own transpose, as in PyTorch.
   Tensor transpose(int64_t d0, int64_t d1) const {
-    d0 = normalize_dim(d0, dim(), "Tensor::transpose");
-    d1 = normalize_dim(d1, dim(), "Tensor::transpose");
+    d0 = normalize_dim(d0, shape_, "Tensor::transpose");
+    d1 = normalize_dim(d1, shape_, "Tensor::transpose");
+    if (dim() == 0) return *this;
     Tensor t = *this;
     std::swap(t.shape_[std::size_t(d0)], t.shape_[std::size_t(d1)]);
     std::swap(t.strides_[std::size_t(d0)], t.strides_[std::size_t(d1)]);
@@ -185,7 +187,7 @@ class Tensor {
     std::vector<bool> seen(shape_.size(), false);
     bool ok = dims.size() == shape_.size();
     for (std::size_t i = 0; ok && i < dims.size(); ++i) {
-      order[i] = normalize_dim(dims[i], dim(), op);
+      order[i] = normalize_dim(dims[i], shape_, op);
       ok = !seen[std::size_t(order[i])];
       seen[std::size_t(order[i])] = true;
     }
@@ -199,11 +201,12 @@ class Tensor {
     return order;
   }
   // Elements [start, start + length) of dimension `dim`, as a view (torch.narrow).
+  // A negative start counts from the end of the dimension.
   Tensor narrow(int64_t dim, int64_t start, int64_t length) const {
-    const auto d = std::size_t(narrowed_dim(shape_, dim, start, length, "Tensor::narrow"));
+    const NarrowRange r = narrow_range(shape_, dim, start, length, "Tensor::narrow");
     Tensor t = *this;
-    t.shape_[d] = length;
-    t.offset_ += start * strides_[d];
+    t.shape_[std::size_t(r.dim)] = length;
+    t.offset_ += r.start * strides_[std::size_t(r.dim)];
     return t;
   }
 
