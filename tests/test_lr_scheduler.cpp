@@ -133,14 +133,20 @@ TEST_CASE("a second schedule starts from the rate the first one started from, as
   CHECK(fresh->param_groups()[0].lr == 0.5);
 }
 
-TEST_CASE("a cosine schedule with a huge period stays exact", "[optim][lr_scheduler]") {
+TEST_CASE("a cosine schedule stays exact for huge periods and epochs", "[optim][lr_scheduler]") {
   constexpr int64_t max = std::numeric_limits<int64_t>::max();
   auto opt = optimizer_with_groups({0.1});
-  optim::CosineAnnealingLR<double> schedule(*opt, {.T_max = max, .eta_min = 0.0});
-  schedule.step_to(max);  // the end of the half period: eta_min
+  optim::CosineAnnealingLR<double> huge_period(*opt, {.T_max = max, .eta_min = 0.0});
+  huge_period.step_to(max);  // the end of the half period: eta_min
   CHECK(opt->param_groups()[0].lr == Approx(0.0).margin(1e-12));
-  schedule.step_to(max / 2 + 1);  // half way down
+  huge_period.step_to(max / 2 + 1);  // half way down
   CHECK(opt->param_groups()[0].lr == Approx(0.05));
+  // A period of 20 epochs: an epoch far beyond double's integers is reduced exactly first (10 past a whole
+  // number of periods: eta_min).
+  auto opt2 = optimizer_with_groups({0.1});
+  optim::CosineAnnealingLR<double> small_period(*opt2, {.T_max = 10, .eta_min = 0.001});
+  small_period.step_to(max / 20 * 20 - 10);
+  CHECK(opt2->param_groups()[0].lr == Approx(0.001).epsilon(1e-12));
 }
 
 TEST_CASE("schedules refuse bad settings and rates, naming them", "[optim][lr_scheduler][errors]") {

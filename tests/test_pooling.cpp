@@ -109,7 +109,8 @@ TEST_CASE("pooling gradients match finite differences over a sweep of geometries
   }
 }
 
-TEST_CASE("max_pool2d passes NaN on and sends the gradient to the first of equal elements", "[pooling]") {
+TEST_CASE("max_pool2d passes NaN on and sends the gradient to the first of equal elements, the last NaN",
+          "[pooling]") {
   const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
   // One 2x4 image, two 2x2 windows: {1, nan; 3, 2} and {5, 5; 5, -1}.
   Variable<float> x(Tensor<float>::from_vector({1, nan, 5, 5, 3, 2, 5, -1}, {1, 1, 2, 4}), true);
@@ -119,6 +120,11 @@ TEST_CASE("max_pool2d passes NaN on and sends the gradient to the first of equal
   CHECK(y.value().data()[1] == 5.0f);
   y.backward(Tensor<float>::from_vector({10, 20}, {1, 1, 1, 2}));
   CHECK(values(x.grad()) == std::vector<float>{0, 10, 20, 0, 0, 0, 0, 0});
+
+  // Two NaNs in one window: PyTorch's gradient goes to the last ([[1, nan], [nan, 0]]: index 2).
+  Variable<float> two_nans(Tensor<float>::from_vector({1, nan, nan, 0}, {1, 1, 2, 2}), true);
+  max_pool2d(two_nans, 2).backward(Tensor<float>::ones({1, 1, 1, 1}));
+  CHECK(values(two_nans.grad()) == std::vector<float>{0, 0, 1, 0});
 
   Variable<float> all_minus_inf(Tensor<float>::full({1, 1, 2, 2}, -inf), true);
   Variable<float> z = max_pool2d(all_minus_inf, 2);
@@ -191,7 +197,7 @@ TEST_CASE("pooling refuses bad settings and inputs, naming them", "[pooling][err
 TEST_CASE("MaxPool2d and AvgPool2d default the stride to the kernel size and print as PyTorch",
           "[pooling][nn]") {
   nn::MaxPool2d<float> max_pool(2);
-  nn::AvgPool2d<float> avg_pool(IntPair(3, 2), IntPair(2, 1), 1);
+  nn::AvgPool2d<float> avg_pool(IntPair(3, 2), {.stride = IntPair(2, 1), .padding = 1});
   CHECK(max_pool.repr() == "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)");
   CHECK(avg_pool.repr() == "AvgPool2d(kernel_size=(3, 2), stride=(2, 1), padding=1)");
   CHECK(max_pool.parameters().empty());

@@ -299,6 +299,20 @@ TEST_CASE("a view shares its base's version counter, so a write through either r
   w.value().fill_(1);
   w.mark_modified();
   CHECK_THROWS(sum(y).backward());
+  // A view made after earlier writes starts from the base's count: older graphs still back-propagate.
+  Variable<double> base(Tensor<double>::ones({2, 3}), true);
+  base.mark_modified();
+  base.mark_modified();
+  Variable<double> before_view = mul(base, z);
+  const Variable<double> late_view = narrow(base, 0, 0, 1);
+  CHECK(late_view.version() == base.version());
+  CHECK_NOTHROW(sum(before_view).backward());
+  // Every input counts, so the graph that made a view refuses once the view is written through (stricter
+  // than PyTorch, which checks only the tensors a backward saved).
+  Variable<double> written = transpose(base, 0, 1);
+  written.value().fill_(2);
+  written.mark_modified();
+  CHECK_THROWS_WITH(sum(mul(written, written)).backward(), Contains("'transpose'"));
   // A copy is no view: a reshape of a strided value copies and keeps a counter of its own.
   Variable<double> copy = reshape(transpose(w, 0, 1), {6});
   CHECK_FALSE(copy.value().shares_storage_with(w.value()));

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <string>
 
 #include "sumi/kernels/elementwise.hpp"
 #include "sumi/kernels/threading.hpp"
@@ -28,13 +27,6 @@ struct Pool2dGeometry {
 
   int64_t out_h() const { return output_size(in_h, kernel_h, stride_h, pad_h, dilation_h); }
   int64_t out_w() const { return output_size(in_w, kernel_w, stride_w, pad_w, dilation_w); }
-
-  std::string to_string() const {
-    const auto pair = [](int64_t h, int64_t w) { return std::to_string(h) + "x" + std::to_string(w); };
-    return "planes=" + std::to_string(planes) + " " + pair(in_h, in_w) + " k=" + pair(kernel_h, kernel_w) +
-           " s=" + pair(stride_h, stride_w) + " p=" + pair(pad_h, pad_w) +
-           " d=" + pair(dilation_h, dilation_w) + (ceil_mode ? " ceil_mode" : "");
-  }
 
  private:
   int64_t output_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) const {

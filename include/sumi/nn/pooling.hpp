@@ -1,7 +1,7 @@
 #pragma once
-// MaxPool2d and AvgPool2d, as torch.nn.MaxPool2d and torch.nn.AvgPool2d. Sizes are IntPairs: a single
-// integer sets height and width; the stride is the kernel size unless given. The settings are checked
-// against the input in forward(), as PyTorch does.
+// MaxPool2d and AvgPool2d, as torch.nn.MaxPool2d and torch.nn.AvgPool2d, with the settings of
+// max_pool2d / avg_pool2d. Sizes are IntPairs: a single integer sets height and width; the stride is the
+// kernel size unless given. The settings are checked against the input in forward(), as PyTorch does.
 #include <optional>
 #include <string>
 
@@ -20,49 +20,46 @@ inline std::string python_int_pair(const IntPair& p) {
 template <std::floating_point T = float>
 class MaxPool2d : public Module<T> {
  public:
-  explicit MaxPool2d(IntPair kernel_size, std::optional<IntPair> stride = std::nullopt, IntPair padding = 0,
-                     IntPair dilation = 1, bool ceil_mode = false)
-      : kernel_size(kernel_size),
-        stride(stride.value_or(kernel_size)),
-        padding(padding),
-        dilation(dilation),
-        ceil_mode(ceil_mode) {}
+  // MaxPool2d(3, {.stride = 2, .padding = 1}): the settings by name, as the op takes them (PyTorch's
+  // positional order has return_indices, which sumi does not have, before ceil_mode).
+  explicit MaxPool2d(IntPair kernel_size, const MaxPool2dOptions& options = {})
+      : kernel_size(kernel_size), stride(options.stride.value_or(kernel_size)), options_(options) {}
 
-  Variable<T> forward(const Variable<T>& x) override {
-    return max_pool2d(x, kernel_size, MaxPool2dOptions{stride, padding, dilation, ceil_mode});
-  }
+  Variable<T> forward(const Variable<T>& x) override { return max_pool2d(x, kernel_size, options_); }
   std::string extra_repr() const override {
     return "kernel_size=" + detail::python_int_pair(kernel_size) +
-           ", stride=" + detail::python_int_pair(stride) + ", padding=" + detail::python_int_pair(padding) +
-           ", dilation=" + detail::python_int_pair(dilation) +
-           ", ceil_mode=" + detail::python_bool(ceil_mode);
+           ", stride=" + detail::python_int_pair(stride) +
+           ", padding=" + detail::python_int_pair(options_.padding) +
+           ", dilation=" + detail::python_int_pair(options_.dilation) +
+           ", ceil_mode=" + detail::python_bool(options_.ceil_mode);
   }
+  const MaxPool2dOptions& options() const { return options_; }
 
-  const IntPair kernel_size, stride, padding, dilation;
-  const bool ceil_mode;
+  const IntPair kernel_size, stride;
+
+ private:
+  MaxPool2dOptions options_;
 };
 
 template <std::floating_point T = float>
 class AvgPool2d : public Module<T> {
  public:
-  explicit AvgPool2d(IntPair kernel_size, std::optional<IntPair> stride = std::nullopt, IntPair padding = 0,
-                     bool ceil_mode = false, bool count_include_pad = true)
-      : kernel_size(kernel_size),
-        stride(stride.value_or(kernel_size)),
-        padding(padding),
-        ceil_mode(ceil_mode),
-        count_include_pad(count_include_pad) {}
+  // AvgPool2d(2, {.count_include_pad = false}): the settings by name, as the op takes them.
+  explicit AvgPool2d(IntPair kernel_size, const AvgPool2dOptions& options = {})
+      : kernel_size(kernel_size), stride(options.stride.value_or(kernel_size)), options_(options) {}
 
-  Variable<T> forward(const Variable<T>& x) override {
-    return avg_pool2d(x, kernel_size, AvgPool2dOptions{stride, padding, ceil_mode, count_include_pad});
-  }
+  Variable<T> forward(const Variable<T>& x) override { return avg_pool2d(x, kernel_size, options_); }
   std::string extra_repr() const override {
     return "kernel_size=" + detail::python_int_pair(kernel_size) +
-           ", stride=" + detail::python_int_pair(stride) + ", padding=" + detail::python_int_pair(padding);
+           ", stride=" + detail::python_int_pair(stride) +
+           ", padding=" + detail::python_int_pair(options_.padding);
   }
+  const AvgPool2dOptions& options() const { return options_; }
 
-  const IntPair kernel_size, stride, padding;
-  const bool ceil_mode, count_include_pad;
+  const IntPair kernel_size, stride;
+
+ private:
+  AvgPool2dOptions options_;
 };
 
 }  // namespace sumi::nn

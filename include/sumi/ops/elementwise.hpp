@@ -3,13 +3,15 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <sstream>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #include "sumi/autograd/gradient_zip.hpp"
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/fast_math.hpp"
 #include "sumi/tensor/arithmetic.hpp"
+#include "sumi/util/number_text.hpp"
 
 namespace sumi {
 
@@ -166,16 +168,14 @@ Variable<T> abs(const Variable<T>& x) {
   return unary_op(
       x, "abs", [](T v) { return std::abs(v); }, [](T g, T v, T) { return g * (T(v > T(0)) - T(v < T(0))); });
 }
-// x limited to [lo, hi] (hi wins where lo > hi; NaN stays NaN), as torch.clamp. The gradient passes where
-// lo <= x <= hi and is 0 elsewhere.
+// x limited to [lo, hi] (hi wins where lo > hi; NaN stays NaN), as torch.clamp, except that a NaN bound is
+// refused (torch returns NaN). The gradient passes where lo <= x <= hi and is 0 elsewhere.
 template <class T>
 Variable<T> clamp(const Variable<T>& x, std::type_identity_t<T> lo, std::type_identity_t<T> hi) {
-  if (std::isnan(lo) || std::isnan(hi)) {
-    std::ostringstream msg;
-    msg << "clamp: bounds [" << lo << ", " << hi << "] must not be NaN (input of shape "
-        << shape_str(x.shape()) << ")";
-    throw std::invalid_argument(msg.str());
-  }
+  if (std::isnan(lo) || std::isnan(hi))
+    throw std::invalid_argument("clamp: bounds [" + util::format_round_trip(lo) + ", " +
+                                util::format_round_trip(hi) + "] must not be NaN (input of shape " +
+                                shape_str(x.shape()) + ")");
   return unary_op(
       x, "clamp", [lo, hi](T v) { return std::isnan(v) ? v : std::min(std::max(v, lo), hi); },
       [lo, hi](T g, T v, T) { return v >= lo && v <= hi ? g : T(0); });

@@ -245,12 +245,14 @@ class LambdaLR final : public LRScheduler<T> {
 };
 
 // schedules[0] until epoch milestones[0], then schedules[1] from its own epoch 0, and so on, as PyTorch's
-// SequentialLR: a warm-up, then a decay.
+// SequentialLR: a warm-up, then a decay. The schedules it runs lend it only their lr_at(); step this one,
+// not them (their own last_epoch() stays 0).
 //
-//   auto warmup = std::make_shared<optim::LinearLR<float>>(opt, optim::LinearLROptions{.total_iters = 5});
-//   auto decay = std::make_shared<optim::CosineAnnealingLR<float>>(opt,
-//   optim::CosineAnnealingLROptions{.T_max = 45}); optim::SequentialLR<float> schedule(opt, {warmup, decay},
-//   {5});
+//   using Schedule = std::shared_ptr<const optim::LRScheduler<float>>;
+//   Schedule warmup = std::make_shared<optim::LinearLR<float>>(opt, optim::LinearLROptions{});
+//   Schedule decay =
+//       std::make_shared<optim::CosineAnnealingLR<float>>(opt, optim::CosineAnnealingLROptions{.T_max = 45});
+//   optim::SequentialLR<float> schedule(opt, {warmup, decay}, {5});
 template <std::floating_point T = float>
 class SequentialLR final : public LRScheduler<T> {
  public:

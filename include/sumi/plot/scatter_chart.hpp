@@ -85,11 +85,11 @@ class ScatterChart {
 
     // The classes drawn and listed, in order: every named class and every class with points, so sparse
     // labels (100 and 200) get no empty legend rows; point_class[i] is point i's position among them.
-    std::vector<int> named_and_points = class_;
-    for (std::size_t c = 0; c < class_names.size(); ++c) named_and_points.push_back(int(c));
-    const util::DenseRanks<int> ranks = util::dense_ranks(named_and_points);
-    const std::vector<int>& shown = ranks.distinct;
-    const std::vector<int64_t>& point_class = ranks.ranks;
+    std::vector<int> point_then_named_classes = class_;
+    for (std::size_t c = 0; c < class_names.size(); ++c) point_then_named_classes.push_back(int(c));
+    const util::DenseRanks<int> listed = util::dense_ranks(point_then_named_classes);
+    const std::vector<int>& shown = listed.distinct;
+    const std::vector<int64_t>& point_class = listed.ranks;  // the points come first
     const auto classes = shown.size();
     std::vector<detail::LegendEntry> entries;
     for (std::size_t k = 0; k < classes; ++k)
