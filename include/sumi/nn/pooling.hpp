@@ -23,7 +23,9 @@ class MaxPool2d : public Module<T> {
   // MaxPool2d(3, {.stride = 2, .padding = 1}): the settings by name, as the op takes them (PyTorch's
   // positional order has return_indices, which sumi does not have, before ceil_mode).
   explicit MaxPool2d(IntPair kernel_size, const MaxPool2dOptions& options = {})
-      : kernel_size(kernel_size), stride(options.stride.value_or(kernel_size)), options_(options) {}
+      : kernel_size(kernel_size),
+        stride(options.stride.has_value() ? *options.stride : kernel_size),
+        options_(options) {}
 
   Variable<T> forward(const Variable<T>& x) override { return max_pool2d(x, kernel_size, options_); }
   std::string extra_repr() const override {
@@ -46,7 +48,9 @@ class AvgPool2d : public Module<T> {
  public:
   // AvgPool2d(2, {.count_include_pad = false}): the settings by name, as the op takes them.
   explicit AvgPool2d(IntPair kernel_size, const AvgPool2dOptions& options = {})
-      : kernel_size(kernel_size), stride(options.stride.value_or(kernel_size)), options_(options) {}
+      : kernel_size(kernel_size),
+        stride(options.stride.has_value() ? *options.stride : kernel_size),
+        options_(options) {}
 
   Variable<T> forward(const Variable<T>& x) override { return avg_pool2d(x, kernel_size, options_); }
   std::string extra_repr() const override {

@@ -13,7 +13,9 @@
 
 namespace sumi {
 
-// max_pool2d(x, 3, {.stride = 2, .padding = 1}); the stride is the kernel size unless given.
+// max_pool2d(x, 3, {.stride = 2, .padding = 1}); the stride is the kernel size unless given. (The stride is
+// read with has_value(), not value_or(): GCC 12 warns falsely of an uninitialised read in value_or under
+// the sanitizers.)
 struct MaxPool2dOptions {
   std::optional<IntPair> stride = std::nullopt;
   IntPair padding = 0;
@@ -93,9 +95,9 @@ inline Shape pool_output_shape(const Shape& input, const kernels::Pool2dGeometry
 template <class T>
 Variable<T> max_pool2d(const Variable<T>& x, IntPair kernel_size, const MaxPool2dOptions& options = {}) {
   x.require_defined("max_pool2d");
-  const kernels::Pool2dGeometry g =
-      detail::pool_geometry("max_pool2d", x.shape(), kernel_size, options.stride.value_or(kernel_size),
-                            options.padding, options.dilation, options.ceil_mode);
+  const kernels::Pool2dGeometry g = detail::pool_geometry(
+      "max_pool2d", x.shape(), kernel_size, options.stride.has_value() ? *options.stride : kernel_size,
+      options.padding, options.dilation, options.ceil_mode);
   const Tensor<T> xv = x.value().contiguous();
   Tensor<T> y = Tensor<T>::empty(detail::pool_output_shape(x.shape(), g));
   std::vector<int64_t> argmax(std::size_t(y.numel()));
@@ -116,9 +118,9 @@ Variable<T> max_pool2d(const Variable<T>& x, IntPair kernel_size, const MaxPool2
 template <class T>
 Variable<T> avg_pool2d(const Variable<T>& x, IntPair kernel_size, const AvgPool2dOptions& options = {}) {
   x.require_defined("avg_pool2d");
-  const kernels::Pool2dGeometry g =
-      detail::pool_geometry("avg_pool2d", x.shape(), kernel_size, options.stride.value_or(kernel_size),
-                            options.padding, 1, options.ceil_mode);
+  const kernels::Pool2dGeometry g = detail::pool_geometry(
+      "avg_pool2d", x.shape(), kernel_size, options.stride.has_value() ? *options.stride : kernel_size,
+      options.padding, 1, options.ceil_mode);
   const Tensor<T> xv = x.value().contiguous();
   Tensor<T> y = Tensor<T>::empty(detail::pool_output_shape(x.shape(), g));
   const bool include_pad = options.count_include_pad;
