@@ -114,6 +114,38 @@ TEST_CASE("cross_entropy matches PyTorch", "[loss][fixture]") {
   require_matches_fixture(fx, "ce", input, cross_entropy(input, labels));
 }
 
+TEST_CASE("cross_entropy with weights, an ignored label, label smoothing and each reduction matches PyTorch",
+          "[loss][fixture]") {
+  test::Fixture fx("losses");
+  for (const std::string name : {"ce_weight", "ce_ignore", "ce_smooth", "ce_all", "ce_sum", "ce_none",
+                                 "ce_spatial", "ce_spatial_none", "ce_unbatched"}) {
+    const nlohmann::json config = fx.meta_json(name + ".config");
+    INFO(name << " " << config.dump());
+    VF input(fx.input<float>(name + ".input"), true);
+    CrossEntropyOptions<float> options;
+    if (config["weight"].get<bool>()) options.weight = fx.file().tensor<float>(name + ".weight");
+    if (!config["ignore_index"].is_null()) options.ignore_index = config["ignore_index"].get<int64_t>();
+    options.label_smoothing = config["label_smoothing"].get<double>();
+    const std::string reduction = config["reduction"].get<std::string>();
+    options.reduction = reduction == "mean"  ? Reduction::mean
+                        : reduction == "sum" ? Reduction::sum
+                                             : Reduction::none;
+    const VF loss = cross_entropy(input, to_labels(fx.file().tensor<double>(name + ".target")), options);
+    if (options.reduction != Reduction::none) {
+      require_matches_fixture(fx, name, input, loss);
+      continue;
+    }
+    // Per-sample terms in the labels' shape; the gradient of their sum weighted by the stored upstream.
+    const Shape& s = input.shape();
+    Shape label_shape{s[0]};
+    label_shape.insert(label_shape.end(), s.begin() + 2, s.end());
+    REQUIRE(loss.shape() == label_shape);
+    require_each_close(fx, name + ".loss", loss.value());
+    sum(mul(loss, VF(fx.file().tensor<float>(name + ".upstream").reshape(label_shape)))).backward();
+    require_each_close(fx, name + ".grad", input.grad());
+  }
+}
+
 // ---- hand-computed values
 // ----------------------------------------------------------------------------------------
 
@@ -204,6 +236,26 @@ TEST_CASE("loss gradients match finite differences", "[loss][gradcheck]") {
   require_gradcheck(
       [&](const std::vector<V>& v) { return mse_loss(v[0], target) * 3.0 + cross_entropy(v[1], labels); },
       {leaf({3, 4}, 7), leaf({5, 5}, 8)});
+  // Every option at once, for each reduction, on [N, C] and on [N, C, d] logits (labels in [N, d] order).
+  const TD weight = leaf({5}, 9, {0.5, 2, false}).value();
+  for (Reduction reduction : {Reduction::mean, Reduction::sum, Reduction::none}) {
+    const CrossEntropyOptions<double> options{
+        .weight = weight, .ignore_index = -1, .label_smoothing = 0.2, .reduction = reduction};
+    const auto total = [&](const V& loss) {
+      return reduction == Reduction::none ? sum(mul(loss, leaf(loss.shape(), 10, {.requires_grad = false})))
+                                          : loss;
+    };
+    require_gradcheck(
+        [&](const std::vector<V>& v) {
+          return total(cross_entropy(v[0], {2, -1, 4, 4, 1}, options));
+        },
+        {leaf({5, 5}, 11, {-3, 3})});
+    require_gradcheck(
+        [&](const std::vector<V>& v) {
+          return total(cross_entropy(v[0], {2, 0, -1, 3, 1, 1}, options));
+        },
+        {leaf({2, 5, 3}, 12, {-3, 3})});
+  }
 }
 
 TEST_CASE("the target of a loss gets no gradient", "[loss]") {
@@ -254,8 +306,26 @@ TEST_CASE("cross_entropy rejects bad labels and shapes", "[loss][errors]") {
   REQUIRE_THROWS_WITH(cross_entropy(logits, {0, 1}), Catch::Contains("cross_entropy") &&
                                                          Catch::Contains("2 labels") &&
                                                          Catch::Contains("[3, 10]"));
-  REQUIRE_THROWS_WITH(cross_entropy(V(TD::zeros({3, 10, 2})), {0, 1, 2}),
-                      Catch::Contains("cross_entropy") && Catch::Contains("[3, 10, 2]"));
+  REQUIRE_THROWS_WITH(cross_entropy(V(TD::zeros({3, 10, 2})), {0, 1, 2}), Catch::Contains("cross_entropy") &&
+                                                                              Catch::Contains("[3, 10, 2]") &&
+                                                                              Catch::Contains("need 6"));
+  REQUIRE_THROWS_WITH(cross_entropy(V(TD::scalar(1.0)), {0}), Catch::Contains("[]"));
+  REQUIRE_THROWS_WITH(cross_entropy(V(TD::zeros({3, 0})), {0, 0, 0}, {.ignore_index = 0}),
+                      Catch::Contains("[3, 0]") && Catch::Contains("no classes"));
+  // The ignored label may be anything; any other label must still name a class.
+  REQUIRE_NOTHROW(cross_entropy(logits, {0, -100, 1}, {.ignore_index = -100}));
+  REQUIRE_THROWS_WITH(cross_entropy(logits, {0, -1, 1}, {.ignore_index = -100}),
+                      Catch::Contains("label -1") && Catch::Contains("ignore_index -100"));
+  REQUIRE_THROWS_WITH(
+      cross_entropy(logits, {0, 1, 2}, {.weight = TD::ones({9})}),
+      Catch::Contains("weight of shape [9]") && Catch::Contains("[3, 10]") && Catch::Contains("[10]"));
+  TD bad_weight = TD::ones({10});
+  bad_weight.data()[4] = std::numeric_limits<double>::infinity();
+  REQUIRE_THROWS_WITH(cross_entropy(logits, {0, 1, 2}, {.weight = bad_weight}),
+                      Catch::Contains("weight of class 4") && Catch::Contains("not finite"));
+  for (double smoothing : {-0.1, 1.5, std::nan("")})
+    REQUIRE_THROWS_WITH(cross_entropy(logits, {0, 1, 2}, {.label_smoothing = smoothing}),
+                        Catch::Contains("label_smoothing") && Catch::Contains("[0, 1]"));
 }
 
 TEST_CASE("bce_loss rejects inputs outside [0, 1]", "[loss][errors]") {

@@ -241,6 +241,165 @@ TEST_CASE("argmax finds the first largest element along a dimension, NaN first, 
   CHECK_THROWS_WITH(argmax(Tensor<double>::scalar(3.0), 1), Catch::Matchers::Contains("[]"));
 }
 
+TEST_CASE("argmin finds the first smallest element along a dimension, NaN first, as PyTorch", "[reduction]") {
+  const double nan = std::nan("");
+  // torch.argmin(x, 1) of [[nan, 1], [0, 0]]: [0, 0]; of [[3, 1, 1]]: [1].
+  CHECK(argmin(Tensor<double>::from_vector({nan, 1, 0, 0}, {2, 2}), 1) == std::vector<int64_t>{0, 0});
+  CHECK(argmin(Variable<double>(Tensor<double>::from_vector({3, 1, 1}, {1, 3})), 1) ==
+        std::vector<int64_t>{1});
+  CHECK_THROWS_WITH(argmin(Tensor<double>::zeros({2, 0}), -1),
+                    Catch::Matchers::Contains("argmin") && Catch::Matchers::Contains("[2, 0]"));
+}
+
+namespace {
+const double kNan = std::nan("");
+// [[1, 3, 3, 2], [nan, 5, nan, 1], [2, 2, 2, 2]]: ties, NaNs and a constant row.
+V tie_rows() {
+  return V(TD::from_vector({1, 3, 3, 2, kNan, 5, kNan, 1, 2, 2, 2, 2}, {3, 4}), true);
+}
+void require_same_with_nan(const TD& actual, const std::vector<double>& expected, const Shape& shape) {
+  REQUIRE(actual.shape() == shape);
+  const TD a = actual.contiguous();
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    INFO("flat index " << i);
+    if (std::isnan(expected[i]))
+      REQUIRE(std::isnan(a.data()[i]));
+    else
+      REQUIRE(a.data()[i] == expected[i]);
+  }
+}
+}  // namespace
+
+TEST_CASE("max and min along a dimension give PyTorch's values, positions and gradients", "[reduction]") {
+  const V x = tie_rows();
+  // torch.max(x, 1): values [3, nan, 2], indices [1, 0, 0]; the gradient of sum(values * [1, 2, 3]) goes to
+  // those positions.
+  auto [values, indices] = max(x, 1);
+  require_same_with_nan(values.value(), {3, kNan, 2}, {3});
+  CHECK(indices == std::vector<int64_t>{1, 0, 0});
+  sum(mul(values, V(TD::from_vector({1, 2, 3}, {3})))).backward();
+  require_same_with_nan(x.grad(), {0, 1, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0}, {3, 4});
+
+  // torch.min(x, 0, keepdim=True): values [[nan, 2, nan, 1]], indices [[1, 2, 1, 1]].
+  auto [low, low_at] = min(x, 0, true);
+  require_same_with_nan(low.value(), {kNan, 2, kNan, 1}, {1, 4});
+  CHECK(low_at == std::vector<int64_t>{1, 2, 1, 1});
+
+  // A middle dimension of a permuted (strided) input: the logical elements count.
+  const V cube(TD::from_vector({0, 9, 4, 1, 4, 2, 7, 3, 8, 3, 6, 5}, {2, 3, 2}).permute({0, 2, 1}), true);
+  auto [cube_max, cube_at] = max(cube, 2);  // cube is [2, 2, 3]: rows (0 4 4) (9 1 2) (7 8 6) (3 3 5)
+  require_same_with_nan(cube_max.value(), {4, 9, 8, 5}, {2, 2});
+  CHECK(cube_at == std::vector<int64_t>{1, 0, 1, 2});
+  sum(cube_max).backward();
+  require_same_with_nan(cube.grad(), {0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1}, {2, 2, 3});
+
+  // A 0-d input is its own max along dimension 0 or -1.
+  auto [scalar_max, scalar_at] = max(V(TD::scalar(2.0)), -1);
+  CHECK(scalar_max.shape() == Shape{});
+  CHECK(scalar_max.item() == 2.0);
+  CHECK(scalar_at == std::vector<int64_t>{0});
+  // Empty other dimensions give empty results; an empty reduced dimension has nothing to pick.
+  CHECK(max(V(TD::zeros({0, 3})), 1).values.shape() == Shape{0});
+  CHECK_THROWS_WITH(max(V(TD::zeros({2, 0})), 1),
+                    Catch::Matchers::Contains("max") && Catch::Matchers::Contains("[2, 0]"));
+  CHECK_THROWS_WITH(min(x, 2), Catch::Matchers::Contains("min") && Catch::Matchers::Contains("[3, 4]"));
+}
+
+TEST_CASE("max and min of all elements share the gradient among equal elements, as PyTorch", "[reduction]") {
+  // torch.max of [[1, 3, 3, 2], [0, 5, 5, 1]] is 5; the gradient of 3 * max is 1.5 at each 5.
+  const V x(TD::from_vector({1, 3, 3, 2, 0, 5, 5, 1}, {2, 4}), true);
+  const V top = max(x);
+  CHECK(top.shape() == Shape{});
+  CHECK(top.item() == 5);
+  (top * 3.0).backward();
+  require_same_with_nan(x.grad(), {0, 0, 0, 0, 0, 1.5, 1.5, 0}, {2, 4});
+  CHECK(min(x).item() == 0);
+  // With NaNs the result is NaN and the NaNs share the gradient (torch.max(tie_rows()), 3 * max).
+  const V y = tie_rows();
+  const V top_nan = max(y);
+  CHECK(std::isnan(top_nan.item()));
+  (top_nan * 3.0).backward();
+  require_same_with_nan(y.grad(), {0, 0, 0, 0, 1.5, 0, 1.5, 0, 0, 0, 0, 0}, {3, 4});
+  CHECK_THROWS_WITH(max(V(TD::zeros({0}))),
+                    Catch::Matchers::Contains("max") && Catch::Matchers::Contains("[0]"));
+}
+
+TEST_CASE("amax and amin over dimensions give PyTorch's values and gradients", "[reduction]") {
+  // torch.amax(x, 1) of tie_rows(): [3, nan, 2]; the gradient of sum(amax * [1, 2, 3]) is shared by equal
+  // elements, and is NaN along the row whose result is NaN ((g / 0) * 0 in PyTorch's formula).
+  const V x = tie_rows();
+  const V a = amax(x, {1});
+  require_same_with_nan(a.value(), {3, kNan, 2}, {3});
+  sum(mul(a, V(TD::from_vector({1, 2, 3}, {3})))).backward();
+  require_same_with_nan(x.grad(), {0, 0.5, 0.5, 0, kNan, kNan, kNan, kNan, 0.75, 0.75, 0.75, 0.75}, {3, 4});
+
+  // torch.amax(y, 0) of [[1, 3, 3, 2], [0, 5, 5, 1]]: [1, 5, 5, 2], gradient of the sum to each winner;
+  // torch.amax(y, ()) (every dimension): 5, shared by the two 5s; keepdim keeps [1, 1].
+  const TD y_values = TD::from_vector({1, 3, 3, 2, 0, 5, 5, 1}, {2, 4});
+  const V y(y_values, true);
+  const V columns = amax(y, {0});
+  require_same_with_nan(columns.value(), {1, 5, 5, 2}, {4});
+  sum(columns).backward();
+  require_same_with_nan(y.grad(), {1, 0, 0, 1, 0, 1, 1, 0}, {2, 4});
+  const V z(y_values, true);
+  const V all = amax(z, {}, true);
+  require_same_with_nan(all.value(), {5}, {1, 1});
+  sum(all).backward();
+  require_same_with_nan(z.grad(), {0, 0, 0, 0, 0, 0.5, 0.5, 0}, {2, 4});
+  require_same_with_nan(amin(V(y_values), {-1}, true).value(), {1, 0}, {2, 1});
+  CHECK_THROWS_WITH(amax(V(TD::zeros({2, 0})), {0, 1}),
+                    Catch::Matchers::Contains("amax") && Catch::Matchers::Contains("[2, 0]"));
+  CHECK_THROWS_WITH(amin(x, {0, -2}),
+                    Catch::Matchers::Contains("amin") && Catch::Matchers::Contains("more than once"));
+}
+
+TEST_CASE("amax and amin over any dimensions agree with a naive reference", "[reduction]") {
+  // Distinct values in a shuffled order, so every row has one extreme.
+  const Shape shape{3, 4, 5};
+  const TD x = TD::from_vector(
+      [] {
+        std::vector<double> v(60);
+        for (std::size_t i = 0; i < v.size(); ++i) v[i] = double((i * 37) % 61);
+        return v;
+      }(),
+      shape);
+  for (const std::vector<int64_t>& dims :
+       std::vector<std::vector<int64_t>>{{0}, {1}, {2}, {0, 2}, {-1, 0}, {1, 2}, {}}) {
+    for (bool keepdim : {false, true}) {
+      INFO("dims of size " << dims.size() << ", keepdim " << keepdim);
+      std::vector<bool> reduce(3, dims.empty());
+      for (int64_t d : dims) reduce[std::size_t(d < 0 ? d + 3 : d)] = true;
+      const TD counted = naive_sum(x, dims, true, false);  // for the kept shape
+      TD expected_max = TD::full(counted.shape(), -1), expected_min = TD::full(counted.shape(), 1e9);
+      const Shape ks = contiguous_strides(counted.shape());
+      for (int64_t i = 0; i < 3; ++i)
+        for (int64_t j = 0; j < 4; ++j)
+          for (int64_t k = 0; k < 5; ++k) {
+            const int64_t o =
+                (reduce[0] ? 0 : i * ks[0]) + (reduce[1] ? 0 : j * ks[1]) + (reduce[2] ? 0 : k * ks[2]);
+            const double v = x.at({i, j, k});
+            expected_max.data()[o] = std::max(expected_max.data()[o], v);
+            expected_min.data()[o] = std::min(expected_min.data()[o], v);
+          }
+      const V hi = amax(V(x), dims, keepdim), lo = amin(V(x), dims, keepdim);
+      const Shape out_shape = keepdim ? counted.shape() : naive_sum(x, dims, false, false).shape();
+      require_tensor_near(hi.value(), expected_max.reshape(out_shape), 0);
+      require_tensor_near(lo.value(), expected_min.reshape(out_shape), 0);
+    }
+  }
+}
+
+TEST_CASE("max, min, amax and amin gradients match finite differences", "[reduction][gradcheck]") {
+  // Random inputs have no ties, so each reduction is differentiable there.
+  require_gradcheck([](const std::vector<V>& in) { return max(in[0]); }, {leaf({3, 4}, 71)});
+  require_gradcheck([](const std::vector<V>& in) { return min(in[0]); }, {leaf({3, 4}, 72)});
+  require_gradcheck([](const std::vector<V>& in) { return max(in[0], 1).values; }, {leaf({3, 4, 2}, 73)});
+  require_gradcheck([](const std::vector<V>& in) { return min(in[0], -3, true).values; },
+                    {leaf({3, 4, 2}, 74)});
+  require_gradcheck([](const std::vector<V>& in) { return amax(in[0], {0, 2}); }, {leaf({3, 4, 2}, 75)});
+  require_gradcheck([](const std::vector<V>& in) { return amin(in[0], {1}, true); }, {leaf({3, 4, 2}, 76)});
+}
+
 TEST_CASE("transpose, permute and narrow pick the elements PyTorch does", "[shape]") {
   std::vector<double> ramp(24);
   for (std::size_t i = 0; i < ramp.size(); ++i) ramp[i] = double(i);
@@ -340,6 +499,55 @@ TEST_CASE("transpose, permute and narrow gradients match finite differences", "[
   sum(narrow(x, 1, 1, 2)).backward();
   const Tensor<double>& g = x.grad();
   CHECK(std::vector<double>(g.data(), g.data() + 8) == std::vector<double>{0, 1, 1, 0, 0, 1, 1, 0});
+}
+
+TEST_CASE("squeeze and unsqueeze give PyTorch's shapes as views", "[shape]") {
+  using Catch::Matchers::Contains;
+  const Variable<double> x(TD::arange(0, 6).reshape({2, 1, 3, 1}));
+  // torch: squeeze() [2, 3]; squeeze(1) [2, 3, 1]; squeeze(0) unchanged; squeeze(-1) [2, 1, 3];
+  // unsqueeze(4) [2, 1, 3, 1, 1]; unsqueeze(-5) [1, 2, 1, 3, 1].
+  CHECK(squeeze(x).shape() == Shape{2, 3});
+  CHECK(squeeze(x, 1).shape() == Shape{2, 3, 1});
+  CHECK(squeeze(x, 0).shape() == Shape{2, 1, 3, 1});
+  CHECK(squeeze(x, -1).shape() == Shape{2, 1, 3});
+  CHECK(unsqueeze(x, 4).shape() == Shape{2, 1, 3, 1, 1});
+  CHECK(unsqueeze(x, -5).shape() == Shape{1, 2, 1, 3, 1});
+  CHECK(squeeze(x).value().at({1, 2}) == 5);
+  CHECK(squeeze(x).value().shares_storage_with(x.value()));
+  // A strided input stays a view: torch's t().unsqueeze(1) of a [2, 3] tensor has strides (1, 6, 3).
+  const TD t = TD::arange(0, 6).reshape({2, 3}).transpose(0, 1);
+  const TD u = t.unsqueeze(1);
+  CHECK(u.shape() == Shape{3, 1, 2});
+  CHECK(u.strides() == Shape{1, 6, 3});
+  CHECK(u.at({2, 0, 1}) == 5);
+  CHECK(u.squeeze().strides() == t.strides());
+  // Unsqueezing a contiguous tensor keeps it contiguous, at any position.
+  for (int64_t d = -3; d <= 2; ++d) CHECK(TD::zeros({2, 3}).unsqueeze(d).is_contiguous());
+  // A 0-d tensor: unsqueeze(0) and unsqueeze(-1) give [1]; squeeze(0) and squeeze(-1) leave it as it is.
+  const Variable<double> scalar(TD::scalar(2.0));
+  CHECK(unsqueeze(scalar, -1).shape() == Shape{1});
+  CHECK(squeeze(scalar, 0).shape() == Shape{});
+  CHECK_THROWS_WITH(unsqueeze(x, 5), Contains("unsqueeze") && Contains("dimension 5"));
+  CHECK_THROWS_WITH(unsqueeze(x, -6), Contains("unsqueeze") && Contains("dimension -6"));
+  CHECK_THROWS_WITH(squeeze(scalar, 1), Contains("squeeze") && Contains("[]"));
+  CHECK_THROWS_WITH(squeeze(x, 4), Contains("squeeze") && Contains("[2, 1, 3, 1]"));
+}
+
+TEST_CASE("squeeze and unsqueeze gradients and version counters", "[shape][gradcheck]") {
+  const auto weighted = [](const Variable<double>& y, uint64_t seed) {
+    return mul(y, leaf(y.shape(), seed, {.requires_grad = false}));
+  };
+  require_gradcheck([&](const auto& in) { return weighted(unsqueeze(transpose(in[0], 0, 1), 1), 41); },
+                    {leaf({2, 3}, 42)});
+  require_gradcheck([&](const auto& in) { return weighted(squeeze(in[0]), 43); }, {leaf({3, 1, 2, 1}, 44)});
+  require_gradcheck([&](const auto& in) { return weighted(squeeze(in[0], 1), 45); }, {leaf({3, 1, 2}, 46)});
+  // Writing through an unsqueezed view refuses a graph that saved the base, as the other views do.
+  Variable<double> w(TD::ones({2, 3}), true);
+  Variable<double> y = mul(w, Variable<double>(TD::ones({2, 3}), true));
+  Variable<double> v = unsqueeze(w, 0);
+  v.value().fill_(0);
+  v.mark_modified();
+  CHECK_THROWS_WITH(sum(y).backward(), Catch::Matchers::Contains("'mul'"));
 }
 
 TEST_CASE("reshape infers -1, views a contiguous input and copies a strided one", "[shape]") {

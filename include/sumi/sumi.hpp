@@ -20,6 +20,7 @@
 #include "sumi/autograd/gradient_zip.hpp"
 #include "sumi/autograd/variable.hpp"
 
+#include "sumi/ops/along_dim.hpp"
 #include "sumi/ops/batch_norm.hpp"
 #include "sumi/ops/conv.hpp"
 #include "sumi/ops/dropout.hpp"

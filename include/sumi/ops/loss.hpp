@@ -1,18 +1,23 @@
 #pragma once
-// Loss functions with autograd, mean reduction, with PyTorch's values and gradients: mse_loss,
-// bce_loss (torch's binary_cross_entropy), bce_with_logits, cross_entropy. The result is a scalar of shape
-// []. The target is a constant: it gets no gradient, even when it requires one.
+// Loss functions with autograd, with PyTorch's values and gradients: mse_loss, bce_loss (torch's
+// binary_cross_entropy), bce_with_logits (mean reduction, a scalar of shape []) and cross_entropy (class
+// weights, an ignored label, label smoothing, and mean, sum or no reduction). The target is a constant: it
+// gets no gradient, even when it requires one.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/elementwise.hpp"
 #include "sumi/kernels/threading.hpp"
+#include "sumi/ops/along_dim.hpp"
 #include "sumi/ops/reduction.hpp"
+#include "sumi/util/number_text.hpp"
 
 namespace sumi {
 
@@ -99,61 +104,166 @@ Variable<T> bce_with_logits(const Variable<T>& logits, const Variable<T>& target
       });
 }
 
-// Cross-entropy of logits [N, C] against class labels (N of them, each in [0, C)), averaged over N, as
-// torch.nn.functional.cross_entropy: mean over i of logsumexp(logits[i]) - logits[i, labels[i]].
+// How a loss combines its per-sample terms, as PyTorch's `reduction`: their (weighted) mean, their sum, or
+// none (the terms themselves).
+enum class Reduction { mean, sum, none };
+
+// cross_entropy's settings, PyTorch's arguments by name:
+//   cross_entropy(logits, labels, {.weight = class_weights, .label_smoothing = 0.1});
 template <class T>
-Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<int64_t>& labels) {
-  logits.require_defined("cross_entropy");
-  if (logits.dim() != 2)
-    throw std::invalid_argument("cross_entropy: logits must be 2-d [N, C], got shape " +
+struct CrossEntropyOptions {
+  // One weight per class (shape [C]); undefined: every class weighs 1.
+  Tensor<T> weight{};
+  // Samples with this label count for nothing (no loss, no gradient, not in the mean). Unset by default,
+  // unlike PyTorch's -100: a negative label is then an error rather than silently skipped.
+  std::optional<int64_t> ignore_index{};
+  // In [0, 1]: the target becomes (1 - s) * one_hot + s / C.
+  double label_smoothing = 0;
+  Reduction reduction = Reduction::mean;
+};
+
+namespace detail {
+
+// Checks cross_entropy's arguments and returns the geometry of its class dimension (1, or 0 for one
+// unbatched sample of shape [C]).
+template <class T>
+AlongDim cross_entropy_geometry(const Variable<T>& logits, const std::vector<int64_t>& labels,
+                                const CrossEntropyOptions<T>& options) {
+  constexpr const char* op = "cross_entropy";
+  logits.require_defined(op);
+  if (logits.dim() < 1)
+    throw std::invalid_argument("cross_entropy: logits must be [C], [N, C] or [N, C, d1, ...], got shape " +
                                 shape_str(logits.shape()));
-  const int64_t N = logits.size(0), C = logits.size(1);
-  if (int64_t(labels.size()) != N)
+  const AlongDim geo(logits.shape(), logits.dim() == 1 ? 0 : 1, op);
+  const int64_t C = geo.n;
+  if (C == 0)
+    throw std::invalid_argument("cross_entropy: logits of shape " + shape_str(logits.shape()) +
+                                " have no classes");
+  if (int64_t(labels.size()) != geo.lines())
     throw std::invalid_argument("cross_entropy: " + std::to_string(labels.size()) +
-                                " labels for logits of shape " + shape_str(logits.shape()));
-  for (int64_t i = 0; i < N; ++i) {
-    const int64_t label = labels[std::size_t(i)];
-    if (label < 0 || label >= C)
+                                " labels for logits of shape " + shape_str(logits.shape()) + ", which need " +
+                                std::to_string(geo.lines()) + " (one per sample and position)");
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    const int64_t label = labels[i];
+    if ((label < 0 || label >= C) && label != options.ignore_index)
       throw std::out_of_range("cross_entropy: label " + std::to_string(label) + " at index " +
-                              std::to_string(i) + " is out of range for " + std::to_string(C) + " classes");
+                              std::to_string(i) + " is out of range for " + std::to_string(C) + " classes" +
+                              (options.ignore_index
+                                   ? " and is not the ignore_index " + std::to_string(*options.ignore_index)
+                                   : std::string()));
   }
+  if (options.weight.defined()) {
+    if (options.weight.shape() != Shape{C})
+      throw std::invalid_argument("cross_entropy: weight of shape " + shape_str(options.weight.shape()) +
+                                  " for logits of shape " + shape_str(logits.shape()) + " with " +
+                                  std::to_string(C) + " classes; it needs shape [" + std::to_string(C) + "]");
+    const Tensor<T> w = options.weight.contiguous();
+    for (int64_t c = 0; c < C; ++c)
+      if (!std::isfinite(w.data()[c]))
+        throw std::invalid_argument("cross_entropy: weight of class " + std::to_string(c) + " is " +
+                                    std::to_string(w.data()[c]) + ", not finite");
+  }
+  if (!(options.label_smoothing >= 0 && options.label_smoothing <= 1))
+    throw std::invalid_argument("cross_entropy: label_smoothing must be in [0, 1], got " +
+                                util::format_round_trip(options.label_smoothing));
+  return geo;
+}
+
+}  // namespace detail
+
+// Cross-entropy of logits against class labels, as torch.nn.functional.cross_entropy: for each sample,
+// -w[y] * log_softmax(logits)[y], or with label smoothing s, (1 - s) times that plus s / C times
+// -sum_c w[c] * log_softmax(logits)[c]. Logits are [N, C] (labels: N of them), [C] (one label) or
+// [N, C, d1, ...] (labels: one per sample and position, in row-major order of [N, d1, ...]). The mean
+// divides by the summed weights of the labels that are not ignored (N without weights); none gives the
+// per-sample terms in the shape of the labels.
+template <class T>
+Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<int64_t>& labels,
+                          const CrossEntropyOptions<T>& options = {}) {
+  const detail::AlongDim geo = detail::cross_entropy_geometry(logits, labels, options);
+  const int64_t C = geo.n, samples = geo.lines();
   const Tensor<T> x = logits.value().contiguous();
-  // Per row: its max m and log(sum(exp(x - m))), kept for the backward pass. Differences are taken from
-  // x - m first, which keeps the digits that x - (m + log_sum) would lose for large logits.
-  std::vector<T> row_max(static_cast<std::size_t>(N)), log_sum(static_cast<std::size_t>(N));
+  const Tensor<T> weight = options.weight.defined() ? options.weight.contiguous() : Tensor<T>::ones({C});
+  const std::optional<int64_t> ignore = options.ignore_index;
+  const T smoothing = T(options.label_smoothing), keep = T(1) - smoothing;
   const T* xp = x.data();
-#pragma omp parallel for schedule(static) \
-    num_threads(sumi::get_num_threads()) if (N > 1 && N * C >= kernels::kParallelThreshold)
-  for (int64_t i = 0; i < N; ++i) {
-    const T* row = xp + i * C;
-    T m = *std::max_element(row, row + C);
-    // A row of -inf only takes m = 0, as torch's logsumexp; a +inf logit is kept, so its row gives NaN
+  const T* wp = weight.data();
+  // Per sample: its max m and log(sum(exp(x - m))), kept for the backward pass, and its term. Differences
+  // are taken from x - m first, which keeps the digits that x - (m + log_sum) would lose for large logits.
+  const auto count = static_cast<std::size_t>(samples);
+  std::vector<T> row_max(count), log_sum(count), term(count);
+  geo.for_each_line([&](int64_t l, int64_t offset) {
+    const auto ul = std::size_t(l);
+    const int64_t label = labels[ul];
+    if (label == ignore) {
+      term[ul] = T(0);
+      return;
+    }
+    const T* line = xp + offset;
+    T m = line[0];
+    for (int64_t c = 1; c < C; ++c) m = std::max(m, line[c * geo.inner]);
+    // A line of -inf only takes m = 0, as torch's logsumexp; a +inf logit is kept, so its line gives NaN
     // (inf - inf), as torch's cross_entropy and log_softmax.
     if (m == -std::numeric_limits<T>::infinity()) m = T(0);
     T s = T(0);
-    for (int64_t c = 0; c < C; ++c) s += std::exp(row[c] - m);
-    row_max[std::size_t(i)] = m;
-    log_sum[std::size_t(i)] = std::log(s);
-  }
-  const detail::acc_t<T> total = detail::chunked_sum<detail::acc_t<T>>(N, [&](int64_t i) {
-    const auto ui = std::size_t(i);
-    return detail::acc_t<T>(log_sum[ui] - (xp[i * C + labels[ui]] - row_max[ui]));
+    for (int64_t c = 0; c < C; ++c) s += std::exp(line[c * geo.inner] - m);
+    row_max[ul] = m;
+    log_sum[ul] = std::log(s);
+    term[ul] = wp[label] * (log_sum[ul] - (line[label * geo.inner] - m));
+    if (smoothing != T(0)) {  // PyTorch adds the smoothing term only when s > 0 (0 * inf would be NaN)
+      T spread = T(0);
+      for (int64_t c = 0; c < C; ++c) spread += wp[c] * (log_sum[ul] - (line[c * geo.inner] - m));
+      term[ul] = keep * term[ul] + smoothing / T(C) * spread;
+    }
   });
-  Tensor<T> loss = Tensor<T>::scalar(T(total / detail::acc_t<T>(N)));
+  const detail::acc_t<T> divisor = detail::chunked_sum<detail::acc_t<T>>(samples, [&](int64_t l) {
+    const int64_t label = labels[std::size_t(l)];
+    return label == ignore ? T(0) : wp[label];
+  });
+  Tensor<T> loss;
+  if (options.reduction == Reduction::none) {
+    Shape shape = logits.shape();
+    shape.erase(shape.begin() + (logits.dim() == 1 ? 0 : 1));
+    loss = Tensor<T>::from_vector(term, shape);
+  } else {
+    const detail::acc_t<T> total =
+        detail::chunked_sum<detail::acc_t<T>>(samples, [&](int64_t l) { return term[std::size_t(l)]; });
+    loss = Tensor<T>::scalar(T(options.reduction == Reduction::mean ? total / divisor : total));
+  }
+  const Reduction reduction = options.reduction;
   return Variable<T>::from_op(
-      loss, "cross_entropy", {logits}, [x, row_max, log_sum, labels, N, C](const Tensor<T>& g) {
-        const T scale = g.item() / T(N);
+      loss, "cross_entropy", {logits},
+      [x, weight, row_max, log_sum, labels, geo, ignore, smoothing, keep, reduction,
+       divisor = T(divisor)](const Tensor<T>& g) {
+        const int64_t C = geo.n;
+        const Tensor<T> gc = g.contiguous();
         Tensor<T> gx = Tensor<T>::empty(x.shape());
         const T* xp = x.data();
+        const T* wp = weight.data();
         T* gp = gx.data();
-#pragma omp parallel for schedule(static) \
-    num_threads(sumi::get_num_threads()) if (N > 1 && N * C >= kernels::kParallelThreshold)
-        for (int64_t i = 0; i < N; ++i) {  // (softmax - one_hot) / N
-          const auto ui = std::size_t(i);
+        // sum_c w[c], for the smoothing term's gradient (s / C) * (sum(w) * softmax - w).
+        const T weight_total = std::accumulate(wp, wp + C, T(0));
+        geo.for_each_line([&](int64_t l, int64_t offset) {
+          const auto ul = std::size_t(l);
+          const int64_t label = labels[ul];
+          T* out = gp + offset;
+          if (label == ignore) {
+            for (int64_t c = 0; c < C; ++c) out[c * geo.inner] = T(0);
+            return;
+          }
+          const T scale = reduction == Reduction::none   ? gc.data()[l]
+                          : reduction == Reduction::mean ? gc.data()[0] / divisor
+                                                         : gc.data()[0];
+          const T* line = xp + offset;
+          // w[y] * (softmax - one_hot), with smoothing (1 - s) times that plus the smoothing term's.
+          const T hit = scale * wp[label] * (smoothing != T(0) ? keep : T(1));
+          const T softmax_scale = smoothing != T(0) ? hit + scale * smoothing / T(C) * weight_total : hit;
           for (int64_t c = 0; c < C; ++c)
-            gp[i * C + c] = std::exp((xp[i * C + c] - row_max[ui]) - log_sum[ui]) * scale;
-          gp[i * C + labels[ui]] -= scale;
-        }
+            out[c * geo.inner] = std::exp((line[c * geo.inner] - row_max[ul]) - log_sum[ul]) * softmax_scale;
+          out[label * geo.inner] -= hit;
+          if (smoothing != T(0))
+            for (int64_t c = 0; c < C; ++c) out[c * geo.inner] -= scale * smoothing / T(C) * wp[c];
+        });
         return std::vector<Tensor<T>>{gx};
       });
 }

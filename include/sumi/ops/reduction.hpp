@@ -1,5 +1,7 @@
 #pragma once
-// Reductions with autograd: sum and mean over all elements or over chosen dimensions; argmax (no gradient).
+// Reductions with autograd: sum and mean over all elements or over chosen dimensions; max and min of all
+// elements, along a dimension (with positions) or over dimensions (amax, amin); argmax and argmin (no
+// gradient).
 //
 // Results do not depend on the number of threads: the all-element sum adds fixed-size chunks, each in a
 // fixed order, then adds the chunk sums in chunk order; dimension reductions split the work by output
@@ -14,6 +16,7 @@
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/elementwise.hpp"
 #include "sumi/kernels/threading.hpp"
+#include "sumi/ops/along_dim.hpp"
 #include "sumi/tensor/arithmetic.hpp"
 
 namespace sumi {
@@ -229,38 +232,224 @@ Variable<T> mean(const Variable<T>& x, std::vector<int64_t> dims, bool keepdim =
   return detail::sum_or_mean_dims(x, dims, keepdim, "mean", true);
 }
 
+namespace detail {
+
+// Position along a line (n elements `stride` apart) of its largest (Largest) or smallest element: the first
+// of equal ones, or the first NaN where there is one, as PyTorch's max/min/argmax/argmin with a dimension.
+template <bool Largest, class T>
+int64_t extreme_position(const T* line, int64_t n, int64_t stride) {
+  int64_t best = 0;
+  for (int64_t k = 1; k < n && !std::isnan(line[best * stride]); ++k) {
+    const T v = line[k * stride], b = line[best * stride];
+    if ((Largest ? v > b : v < b) || std::isnan(v)) best = k;
+  }
+  return best;
+}
+
+// The geometry of a reduction along `dim` of `shape`, refusing an empty dimension (no element to pick).
+inline AlongDim nonempty_line(const Shape& shape, int64_t dim, const char* op) {
+  const AlongDim geo(shape, dim, op);
+  if (geo.n == 0)
+    throw std::invalid_argument(std::string(op) + ": dimension " + std::to_string(dim) + " of shape " +
+                                shape_str(shape) + " is empty, so it has no element to pick");
+  return geo;
+}
+
+// extreme_position of every line of contiguous `x` along `geo`, in row-major order of the other dimensions.
+template <bool Largest, class T>
+std::vector<int64_t> extreme_positions(const Tensor<T>& x, const AlongDim& geo) {
+  std::vector<int64_t> positions(std::size_t(geo.lines()));
+  const T* p = x.data();
+  geo.for_each_line([&](int64_t l, int64_t offset) {
+    positions[std::size_t(l)] = extreme_position<Largest>(p + offset, geo.n, geo.inner);
+  });
+  return positions;
+}
+
+template <bool Largest, class T>
+std::vector<int64_t> arg_extreme(const Tensor<T>& x, int64_t dim, const char* op) {
+  if (!x.defined()) throw std::invalid_argument(std::string(op) + ": the tensor is undefined");
+  return extreme_positions<Largest>(x.contiguous(), nonempty_line(x.shape(), dim, op));
+}
+
+// The shape left by reducing `dim` of `shape`: size 1 with keepdim, removed otherwise.
+inline Shape reduced_shape(Shape shape, int64_t dim, bool keepdim) {
+  if (shape.empty()) return shape;
+  const auto d = std::size_t(normalize_dim(dim, shape, "reduced_shape"));
+  if (keepdim)
+    shape[d] = 1;
+  else
+    shape.erase(shape.begin() + std::ptrdiff_t(d));
+  return shape;
+}
+
+}  // namespace detail
+
 // The position of the largest element along `dim` for every combination of the other indices, in row-major
 // order of those (torch.argmax(x, dim), flattened): the first of equal largest elements, or the first NaN
 // where there is one, as PyTorch. A class prediction: argmax(logits, 1)[i] is sample i's class.
 template <class T>
 std::vector<int64_t> argmax(const Tensor<T>& x, int64_t dim) {
-  if (!x.defined()) throw std::invalid_argument("argmax: the tensor is undefined");
-  const Shape& shape = x.shape();
-  const auto d = std::size_t(normalize_dim(dim, shape, "argmax"));
-  if (shape.empty()) return {0};  // a scalar's only element
-  if (shape[d] == 0)
-    throw std::invalid_argument("argmax: dimension " + std::to_string(dim) + " of shape " + shape_str(shape) +
-                                " is empty");
-  int64_t outer = 1, inner = 1;
-  for (std::size_t i = 0; i < d; ++i) outer *= shape[i];
-  for (std::size_t i = d + 1; i < shape.size(); ++i) inner *= shape[i];
-  const int64_t n = shape[d];
-  const Tensor<T> c = x.contiguous();
-  std::vector<int64_t> result(std::size_t(outer * inner));
-  for (int64_t o = 0; o < outer; ++o)
-    for (int64_t i = 0; i < inner; ++i) {
-      const T* line = c.data() + o * n * inner + i;
-      int64_t best = 0;
-      for (int64_t k = 1; k < n && !std::isnan(line[best * inner]); ++k)
-        if (line[k * inner] > line[best * inner] || std::isnan(line[k * inner])) best = k;
-      result[std::size_t(o * inner + i)] = best;
-    }
-  return result;
+  return detail::arg_extreme<true>(x, dim, "argmax");
 }
 template <class T>
 std::vector<int64_t> argmax(const Variable<T>& x, int64_t dim) {
   x.require_defined("argmax");
   return argmax(x.value(), dim);
+}
+
+// The position of the smallest element along `dim`, as argmax (torch.argmin(x, dim), flattened).
+template <class T>
+std::vector<int64_t> argmin(const Tensor<T>& x, int64_t dim) {
+  return detail::arg_extreme<false>(x, dim, "argmin");
+}
+template <class T>
+std::vector<int64_t> argmin(const Variable<T>& x, int64_t dim) {
+  x.require_defined("argmin");
+  return argmin(x.value(), dim);
+}
+
+// The result of max or min along a dimension, as torch.max(x, dim)'s (values, indices): `indices` holds
+// each value's position along the dimension, flattened in row-major order of `values`.
+template <class T>
+struct ValuesAndIndices {
+  Variable<T> values;
+  std::vector<int64_t> indices;
+};
+
+namespace detail {
+
+// max (Largest) or min along `dim`: the first of equal extremes, or the first NaN, as PyTorch; the gradient
+// goes to that one position of each line.
+template <bool Largest, class T>
+ValuesAndIndices<T> extreme_along(const Variable<T>& x, int64_t dim, bool keepdim, const char* op) {
+  x.require_defined(op);
+  const AlongDim geo = nonempty_line(x.shape(), dim, op);
+  const Tensor<T> xc = x.value().contiguous();
+  std::vector<int64_t> indices = extreme_positions<Largest>(xc, geo);
+  Tensor<T> values = Tensor<T>::empty(reduced_shape(x.shape(), dim, keepdim));
+  for (int64_t l = 0; l < geo.lines(); ++l)
+    values.data()[l] = xc.data()[geo.line_offset(l) + indices[std::size_t(l)] * geo.inner];
+  Variable<T> out =
+      Variable<T>::from_op(values, op, {x}, [geo, indices, shape = x.shape()](const Tensor<T>& g) {
+        const Tensor<T> gc = g.contiguous();
+        Tensor<T> gx = Tensor<T>::zeros(shape);
+        for (int64_t l = 0; l < geo.lines(); ++l)
+          gx.data()[geo.line_offset(l) + indices[std::size_t(l)] * geo.inner] = gc.data()[l];
+        return std::vector<Tensor<T>>{gx};
+      });
+  return {std::move(out), std::move(indices)};
+}
+
+// The largest (Largest) or smallest of all elements, as torch.max(x) / torch.min(x): NaN where there is
+// one. The gradient is shared evenly by the elements equal to the result (by the NaNs when it is NaN), as
+// PyTorch.
+template <bool Largest, class T>
+Variable<T> extreme_all(const Variable<T>& x, const char* op) {
+  x.require_defined(op);
+  if (x.numel() == 0)
+    throw std::invalid_argument(std::string(op) + ": the input of shape " + shape_str(x.shape()) +
+                                " is empty, so it has no element to pick");
+  const Tensor<T> xc = x.value().contiguous();
+  const T value = xc.data()[extreme_position<Largest>(xc.data(), xc.numel(), 1)];
+  return Variable<T>::from_op(Tensor<T>::scalar(value), op, {x}, [xc, value](const Tensor<T>& g) {
+    const auto picked = [value](T v) { return std::isnan(value) ? std::isnan(v) : v == value; };
+    const int64_t count = std::count_if(xc.data(), xc.data() + xc.numel(), picked);
+    const T share = g.item() / T(count);
+    Tensor<T> gx = Tensor<T>::empty(xc.shape());
+    kernels::map(xc.numel(), xc.data(), gx.data(), [&](T v) { return picked(v) ? share : T(0); });
+    return std::vector<Tensor<T>>{gx};
+  });
+}
+
+// amax (Largest) or amin over the dimensions flagged in `reduce`: the kept dimensions are moved first and
+// the reduced ones last, so each output is the extreme of one contiguous row. NaN where a row has one. The
+// gradient of a row is shared evenly by the elements equal to its result, computed as PyTorch's
+// (g / count) * (x == result), so a NaN result gives NaN gradients along its row, as there.
+template <bool Largest, class T>
+Variable<T> extreme_over(const Variable<T>& x, const std::vector<int64_t>& dims, bool keepdim,
+                         const char* op) {
+  x.require_defined(op);
+  const std::vector<bool> reduce = reduced_dims(dims, x.dim(), op);
+  std::vector<int64_t> order;
+  Shape out_shape, keep_shape = x.shape();
+  int64_t row = 1;
+  for (std::size_t d = 0; d < reduce.size(); ++d)
+    if (!reduce[d]) {
+      order.push_back(int64_t(d));
+      out_shape.push_back(x.shape()[d]);
+    }
+  for (std::size_t d = 0; d < reduce.size(); ++d)
+    if (reduce[d]) {
+      order.push_back(int64_t(d));
+      row *= x.shape()[d];
+      keep_shape[d] = 1;
+    }
+  if (row == 0)
+    throw std::invalid_argument(std::string(op) + ": the reduced dimensions of shape " +
+                                shape_str(x.shape()) + " are empty, so they have no element to pick");
+  const Tensor<T> rows = x.value().permute(order).contiguous();
+  const int64_t count_rows = shape_numel(out_shape);
+  Tensor<T> values = Tensor<T>::empty(keepdim ? keep_shape : out_shape);
+  const AlongDim geo(Shape{count_rows, row}, 1, op);
+  geo.for_each_line([&](int64_t l, int64_t offset) {
+    const T* r = rows.data() + offset;
+    values.data()[l] = r[extreme_position<Largest>(r, row, 1)];
+  });
+  std::vector<int64_t> inverse(order.size());
+  for (std::size_t i = 0; i < order.size(); ++i) inverse[std::size_t(order[i])] = int64_t(i);
+  return Variable<T>::from_op(values, op, {x}, [rows, values, geo, inverse](const Tensor<T>& g) {
+    const Tensor<T> gc = g.contiguous();
+    Tensor<T> grows = Tensor<T>::empty(rows.shape());
+    geo.for_each_line([&](int64_t l, int64_t offset) {
+      const T* r = rows.data() + offset;
+      T* gr = grows.data() + offset;
+      const T value = values.data()[l];
+      const int64_t count = std::count(r, r + geo.n, value);
+      const T share = gc.data()[l] / T(count);
+      for (int64_t k = 0; k < geo.n; ++k) gr[k] = r[k] == value ? share : share * T(0);
+    });
+    return std::vector<Tensor<T>>{grows.permute(inverse).contiguous()};
+  });
+}
+
+}  // namespace detail
+
+// The largest element, as a scalar of shape [] (torch.max(x)): NaN where there is one. The gradient is
+// shared evenly by the elements equal to it.
+template <class T>
+Variable<T> max(const Variable<T>& x) {
+  return detail::extreme_all<true>(x, "max");
+}
+// The smallest element, as max.
+template <class T>
+Variable<T> min(const Variable<T>& x) {
+  return detail::extreme_all<false>(x, "min");
+}
+
+// The largest element along `dim` and its position (torch.max(x, dim, keepdim)): the first of equal
+// largest elements, or the first NaN. The gradient goes to that position.
+//   auto [values, indices] = max(logits, 1);
+template <class T>
+ValuesAndIndices<T> max(const Variable<T>& x, int64_t dim, bool keepdim = false) {
+  return detail::extreme_along<true>(x, dim, keepdim, "max");
+}
+// The smallest element along `dim` and its position, as max.
+template <class T>
+ValuesAndIndices<T> min(const Variable<T>& x, int64_t dim, bool keepdim = false) {
+  return detail::extreme_along<false>(x, dim, keepdim, "min");
+}
+
+// The largest element over `dims` (torch.amax; an empty list means every dimension, keepdim as sum's):
+// NaN where the reduced elements hold one. The gradient is shared evenly by the elements equal to the result.
+template <class T>
+Variable<T> amax(const Variable<T>& x, const std::vector<int64_t>& dims, bool keepdim = false) {
+  return detail::extreme_over<true>(x, dims, keepdim, "amax");
+}
+// The smallest element over `dims` (torch.amin), as amax.
+template <class T>
+Variable<T> amin(const Variable<T>& x, const std::vector<int64_t>& dims, bool keepdim = false) {
+  return detail::extreme_over<false>(x, dims, keepdim, "amin");
 }
 
 }  // namespace sumi

@@ -1,6 +1,6 @@
 #pragma once
 // Shape ops with autograd: reshape, flatten, unflatten (views of a contiguous input, no copy), concat, and
-// the strided views transpose, permute and narrow.
+// the strided views transpose, permute, narrow, squeeze and unsqueeze.
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -15,13 +15,20 @@ namespace sumi {
 
 namespace detail {
 
+// `view`, a view of x's value holding its elements in row-major order under another shape, as the result of
+// `op`: the gradient is reshaped back to x's shape.
+template <class T>
+Variable<T> reshaped_view(const Variable<T>& x, Tensor<T> view, const char* op) {
+  return Variable<T>::from_view_op(std::move(view), op, x, [in_shape = x.shape()](const Tensor<T>& g) {
+    return std::vector<Tensor<T>>{g.reshape(in_shape)};
+  });
+}
+
 // A reshape to an already validated `shape`: a view of a contiguous input, a copy otherwise.
 template <class T>
 Variable<T> reshape_to(const Variable<T>& x, const Shape& shape, const char* op) {
   x.require_defined(op);
-  return Variable<T>::from_view_op(
-      x.value().reshape(shape), op, x,
-      [in_shape = x.shape()](const Tensor<T>& g) { return std::vector<Tensor<T>>{g.reshape(in_shape)}; });
+  return reshaped_view(x, x.value().reshape(shape), op);
 }
 
 // Copies the [outer, rows_i * inner] blocks of the parts into / out of the [outer, total * inner] whole.
@@ -199,6 +206,29 @@ Variable<T> narrow(const Variable<T>& x, int64_t dim, int64_t start, int64_t len
                                      gx.narrow(r.dim, r.start, length).copy_(g);
                                      return std::vector<Tensor<T>>{gx};
                                    });
+}
+
+// x with a new dimension of size 1 at `dim` (in [-rank - 1, rank]; negative counts from the end of the
+// result's dimensions), as torch.unsqueeze: a view of x's value (sharing its version counter).
+template <class T>
+Variable<T> unsqueeze(const Variable<T>& x, int64_t dim) {
+  x.require_defined("unsqueeze");
+  return detail::reshaped_view(x, x.value().unsqueeze(dim), "unsqueeze");
+}
+
+// x without its size-1 dimensions, as torch.squeeze: a view of x's value (sharing its version counter).
+template <class T>
+Variable<T> squeeze(const Variable<T>& x) {
+  x.require_defined("squeeze");
+  return detail::reshaped_view(x, x.value().squeeze(), "squeeze");
+}
+
+// x without dimension `dim` if its size is 1, otherwise x's elements in x's shape, as torch.squeeze(x, dim):
+// a view of x's value (sharing its version counter).
+template <class T>
+Variable<T> squeeze(const Variable<T>& x, int64_t dim) {
+  x.require_defined("squeeze");
+  return detail::reshaped_view(x, x.value().squeeze(dim), "squeeze");
 }
 
 }  // namespace sumi

@@ -9,42 +9,17 @@
 
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/elementwise.hpp"
-#include "sumi/kernels/threading.hpp"
+#include "sumi/ops/along_dim.hpp"
 
 namespace sumi {
 
 namespace detail {
 
-// A contiguous tensor seen as [outer, n, inner], with the op's dimension in the middle.
-struct AlongDim {
-  int64_t outer = 1, n = 1, inner = 1;
-
-  AlongDim(const Shape& shape, int64_t dim, const char* op) {
-    if (shape.empty()) {  // a scalar accepts dimensions 0 and -1, as in PyTorch
-      normalize_dim(dim, 1, op);
-      return;
-    }
-    const auto d = std::size_t(normalize_dim(dim, int64_t(shape.size()), op));
-    for (std::size_t i = 0; i < d; ++i) outer *= shape[i];
-    n = shape[d];
-    for (std::size_t i = d + 1; i < shape.size(); ++i) inner *= shape[i];
-  }
-
-  // Calls f(offset, stride) for every line along the dimension: elements offset + k * stride, k < n. Lines
-  // are independent, so they run in parallel when the tensor is large.
-  template <class F>
-  void for_each_line(F f) const {
-    const int64_t lines = outer * inner;
-#pragma omp parallel for schedule(static) \
-    num_threads(sumi::get_num_threads()) if (lines > 1 && lines * n >= kernels::kParallelThreshold)
-    for (int64_t l = 0; l < lines; ++l) f((l / inner) * n * inner + l % inner, inner);
-  }
-};
-
 // y = softmax (Log = false) or log_softmax (Log = true) of x along the lines of `geo`.
 template <bool Log, class T>
 void softmax_forward(const AlongDim& geo, const T* x, T* y) {
-  geo.for_each_line([&](int64_t off, int64_t stride) {
+  geo.for_each_line([&](int64_t, int64_t off) {
+    const int64_t stride = geo.inner;
     const T* xl = x + off;
     T* yl = y + off;
     T m = -std::numeric_limits<T>::infinity();
@@ -76,7 +51,8 @@ Variable<T> softmax_op(const Variable<T>& x, int64_t dim, const char* op) {
     const T* gp = gc.data();
     const T* yp = y.data();
     T* out = gx.data();
-    geo.for_each_line([&](int64_t off, int64_t stride) {
+    geo.for_each_line([&](int64_t, int64_t off) {
+      const int64_t stride = geo.inner;
       const T *gl = gp + off, *yl = yp + off;
       T* ol = out + off;
       T s = T(0);

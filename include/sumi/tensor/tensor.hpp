@@ -210,6 +210,40 @@ class Tensor {
     return t;
   }
 
+  // A view with a new dimension of size 1 at position `dim` (torch.unsqueeze): dim is in [-rank - 1, rank],
+  // a negative value counting from the end of the result's dimensions.
+  Tensor unsqueeze(int64_t dim) const {
+    const auto d = std::size_t(normalize_dim(dim, this->dim() + 1, "Tensor::unsqueeze"));
+    Tensor t = *this;
+    // Any stride serves a size-1 dimension; this one keeps a contiguous tensor contiguous.
+    const int64_t stride = d < shape_.size() ? shape_[d] * strides_[d] : 1;
+    t.shape_.insert(t.shape_.begin() + std::ptrdiff_t(d), 1);
+    t.strides_.insert(t.strides_.begin() + std::ptrdiff_t(d), stride);
+    return t;
+  }
+  // A view without the size-1 dimensions (torch.squeeze).
+  Tensor squeeze() const {
+    Tensor t = *this;
+    t.shape_.clear();
+    t.strides_.clear();
+    for (std::size_t d = 0; d < shape_.size(); ++d)
+      if (shape_[d] != 1) {
+        t.shape_.push_back(shape_[d]);
+        t.strides_.push_back(strides_[d]);
+      }
+    return t;
+  }
+  // A view without dimension `dim` if its size is 1, otherwise this tensor (torch.squeeze(x, dim)). A 0-d
+  // tensor accepts dimensions 0 and -1.
+  Tensor squeeze(int64_t dim) const {
+    const auto d = std::size_t(normalize_dim(dim, shape_, "Tensor::squeeze"));
+    if (shape_.empty() || shape_[d] != 1) return *this;
+    Tensor t = *this;
+    t.shape_.erase(t.shape_.begin() + std::ptrdiff_t(d));
+    t.strides_.erase(t.strides_.begin() + std::ptrdiff_t(d));
+    return t;
+  }
+
   // This tensor if contiguous, otherwise a contiguous copy.
   Tensor contiguous() const { return is_contiguous() ? *this : clone(); }
   // A contiguous deep copy (of an undefined tensor: an undefined tensor).
