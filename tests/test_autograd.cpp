@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "fixture.hpp"
 #include "gradcheck_helpers.hpp"
 #include "sumi/autograd/gradient_zip.hpp"
 #include "sumi/ops/dropout.hpp"
@@ -136,6 +137,41 @@ TEST_CASE("matmul and linear match finite differences", "[autograd][gradcheck]")
                     {leaf({3, 4}, 6), leaf({2, 4}, 7)});
 }
 
+TEST_CASE("matmul and linear on vectors and broadcast batches match PyTorch", "[autograd][fixture]") {
+  test::Fixture fx("linalg");
+  using VF = Variable<float>;
+  for (const std::string name :
+       {"mm_vv", "mm_mv", "mm_vm", "mm_vb", "mm_bv", "mm_bm", "mm_mb", "mm_bb", "linear_3d", "linear_1d"}) {
+    INFO(name);
+    const bool is_linear = name.starts_with("linear");
+    VF a(fx.input<float>(name + ".a"), true), b(fx.input<float>(name + ".b"), true);
+    VF bias = is_linear ? VF(fx.input<float>(name + ".bias"), true) : VF();
+    const VF out = is_linear ? linear(a, b, bias) : matmul(a, b);
+    REQUIRE(out.shape() == fx.shape(name + ".out"));
+    fx.require_close(name + ".out", out.value(), 1e-5);
+    sum(mul(out, VF(fx.file().tensor<float>(name + ".upstream").reshape(out.shape())))).backward();
+    fx.require_close(name + ".grad_a", a.grad(), 1e-5);
+    fx.require_close(name + ".grad_b", b.grad(), 1e-5);
+    REQUIRE(a.grad().shape() == a.shape());
+    REQUIRE(b.grad().shape() == b.shape());
+    if (is_linear) fx.require_close(name + ".grad_bias", bias.grad(), 1e-5);
+  }
+}
+
+TEST_CASE("batched matmul and linear on more dimensions match finite differences", "[autograd][gradcheck]") {
+  const std::vector<std::pair<Shape, Shape>> shape_pairs = {
+      {{4}, {4}}, {{3, 4}, {4}}, {{4}, {2, 4, 3}}, {{2, 3, 4}, {4, 2}}, {{2, 1, 3, 4}, {5, 4, 2}}};
+  for (const auto& [sa, sb] : shape_pairs) {
+    INFO(shape_str(sa) << " @ " << shape_str(sb));
+    require_gradcheck([](const std::vector<V>& v) { return matmul(v[0], v[1]); }, {leaf(sa, 8), leaf(sb, 9)});
+  }
+  require_gradcheck([](const std::vector<V>& v) { return linear(v[0], v[1], v[2]); },
+                    {leaf({2, 3, 4}, 10), leaf({5, 4}, 11), leaf({5}, 12)});
+  // A strided input of more dimensions: its logical elements count.
+  require_gradcheck([](const std::vector<V>& v) { return linear(transpose(v[0], 0, 1), v[1]); },
+                    {leaf({3, 2, 4}, 13), leaf({5, 4}, 14)});
+}
+
 TEST_CASE("gradients accumulate across backward calls until zero_grad", "[autograd]") {
   V x(TD::from_vector({1, 2, 3}, {3}), true);
   V y = x * x;
@@ -240,6 +276,18 @@ TEST_CASE("shape errors name the op and both shapes", "[autograd][errors]") {
                       Catch::Contains("matmul") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
   REQUIRE_THROWS_WITH(linear(a, b),
                       Catch::Contains("linear") && Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
+  // torch.matmul's rules: the inner sizes must agree, the batch dimensions broadcast, no 0-d operand.
+  REQUIRE_THROWS_WITH(matmul(V(TD::zeros({2, 3, 4})), V(TD::zeros({3}))),
+                      Catch::Contains("matmul") && Catch::Contains("[2, 3, 4]") && Catch::Contains("[3]") &&
+                          Catch::Contains("4 against 3"));
+  REQUIRE_THROWS_WITH(
+      matmul(V(TD::zeros({2, 3, 4})), V(TD::zeros({3, 4, 5}))),
+      Catch::Contains("batch dimensions") && Catch::Contains("[2, 3, 4]") && Catch::Contains("[3, 4, 5]"));
+  REQUIRE_THROWS_WITH(matmul(V(TD::scalar(1)), V(TD::zeros({3}))), Catch::Contains("[]"));
+  REQUIRE_THROWS_WITH(linear(V(TD::zeros({2, 5, 3})), b), Catch::Contains("linear") &&
+                                                              Catch::Contains("[2, 5, 3]") &&
+                                                              Catch::Contains("in_features 5"));
+  REQUIRE_THROWS_WITH(linear(V(TD::scalar(1)), b), Catch::Contains("linear") && Catch::Contains("[]"));
   // Empty operands whose product would have more elements than int64_t counts.
   const V tall(TD::zeros({int64_t(1) << 32, 0})), wide(TD::zeros({0, int64_t(1) << 32}));
   REQUIRE_THROWS_WITH(matmul(tall, wide), Catch::Contains("matmul: the result of shapes [4294967296, 0] and "

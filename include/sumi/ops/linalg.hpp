@@ -1,7 +1,11 @@
 #pragma once
 // Matrix products with autograd: matmul on Eigen's GEMM, linear on the linear kernels.
+#include <type_traits>
+
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/linear.hpp"
+#include "sumi/ops/shape_ops.hpp"
+#include "sumi/tensor/arithmetic.hpp"
 
 namespace sumi {
 
@@ -24,16 +28,13 @@ Tensor<T> product_output(int64_t rows, int64_t cols, const char* op, const Shape
 }
 }  // namespace detail
 
-// a [n, k] @ b [k, m] -> [n, m]
+namespace detail {
+
+// a [n, k] @ b [k, m] -> [n, m], with Eigen's GEMM.
 template <class T>
-Variable<T> matmul(const Variable<T>& a, const Variable<T>& b) {
-  detail::require_rank(a.shape(), 2, "matmul", "first operand");
-  detail::require_rank(b.shape(), 2, "matmul", "second operand");
-  if (a.size(1) != b.size(0))
-    throw std::invalid_argument("matmul: shapes " + shape_str(a.shape()) + " and " + shape_str(b.shape()) +
-                                " are not aligned");
+Variable<T> matrix_product(const Variable<T>& a, const Variable<T>& b) {
   const Tensor<T> av = a.value().contiguous(), bv = b.value().contiguous();
-  Tensor<T> out = detail::product_output<T>(a.size(0), b.size(1), "matmul", a.shape(), b.shape());
+  Tensor<T> out = product_output<T>(a.size(0), b.size(1), "matmul", a.shape(), b.shape());
   out.matrix().noalias() = av.matrix() * bv.matrix();
   const bool ga = a.requires_grad(), gb = b.requires_grad();
   return Variable<T>::from_op(out, "matmul", {a, b}, [av, bv, ga, gb](const Tensor<T>& g) {
@@ -51,13 +52,109 @@ Variable<T> matmul(const Variable<T>& a, const Variable<T>& b) {
   });
 }
 
+// Matrix i of a contiguous batch of [rows, cols] matrices.
+template <class T>
+auto batch_matrix(T* data, int64_t i, int64_t rows, int64_t cols) {
+  using Matrix = Eigen::Matrix<std::remove_const_t<T>, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Map = std::conditional_t<std::is_const_v<T>, Eigen::Map<const Matrix>, Eigen::Map<Matrix>>;
+  return Map(data + i * rows * cols, rows, cols);
+}
+
+// a [..., n, k] @ b [..., k, m] -> [..., n, m], the batch dimensions (all but the last two) broadcast
+// together: one GEMM per matrix of the broadcast batch. The gradients are summed back over the dimensions
+// broadcasting expanded.
+template <class T>
+Variable<T> batched_matrix_product(const Variable<T>& a, const Variable<T>& b, const Shape& shape_a,
+                                   const Shape& shape_b) {
+  const Shape& sa = a.shape();
+  const Shape& sb = b.shape();
+  Shape batch;
+  try {
+    batch = broadcast_shapes(Shape(sa.begin(), sa.end() - 2), Shape(sb.begin(), sb.end() - 2), "matmul");
+  } catch (const std::invalid_argument&) {
+    throw std::invalid_argument("matmul: the batch dimensions of shapes " + shape_str(shape_a) + " and " +
+                                shape_str(shape_b) + " cannot be broadcast together");
+  }
+  const int64_t n = sa[sa.size() - 2], k = sa.back(), m = sb.back();
+  const auto with = [&batch](int64_t rows, int64_t cols) {
+    Shape s = batch;
+    s.push_back(rows);
+    s.push_back(cols);
+    return s;
+  };
+  const Shape expanded_a = with(n, k), expanded_b = with(k, m), out_shape = with(n, m);
+  try {
+    for (const Shape& s : {expanded_a, expanded_b, out_shape}) shape_numel(s);
+  } catch (const std::length_error&) {
+    throw std::length_error("matmul: the broadcast product of shapes " + shape_str(shape_a) + " and " +
+                            shape_str(shape_b) + " has more elements than int64_t can count");
+  }
+  const Tensor<T> av = sa == expanded_a ? a.value().contiguous() : expand_to(a.value(), expanded_a);
+  const Tensor<T> bv = sb == expanded_b ? b.value().contiguous() : expand_to(b.value(), expanded_b);
+  const int64_t count = shape_numel(batch);
+  Tensor<T> out = Tensor<T>::empty(out_shape);
+  for (int64_t i = 0; i < count; ++i)
+    batch_matrix(out.data(), i, n, m).noalias() =
+        batch_matrix(av.data(), i, n, k) * batch_matrix(bv.data(), i, k, m);
+  const bool ga = a.requires_grad(), gb = b.requires_grad();
+  return Variable<T>::from_op(
+      out, "matmul", {a, b}, [av, bv, sa, sb, count, n, k, m, ga, gb](const Tensor<T>& g) {
+        const Tensor<T> gc = g.contiguous();
+        Tensor<T> grad_a, grad_b;
+        if (ga) {
+          Tensor<T> expanded = Tensor<T>::empty(av.shape());
+          for (int64_t i = 0; i < count; ++i)
+            batch_matrix(expanded.data(), i, n, k).noalias() =
+                batch_matrix(gc.data(), i, n, m) * batch_matrix(bv.data(), i, k, m).transpose();
+          grad_a = sum_to_shape(expanded, sa);
+        }
+        if (gb) {
+          Tensor<T> expanded = Tensor<T>::empty(bv.shape());
+          for (int64_t i = 0; i < count; ++i)
+            batch_matrix(expanded.data(), i, k, m).noalias() =
+                batch_matrix(av.data(), i, n, k).transpose() * batch_matrix(gc.data(), i, n, m);
+          grad_b = sum_to_shape(expanded, sb);
+        }
+        return std::vector<Tensor<T>>{grad_a, grad_b};
+      });
+}
+
+}  // namespace detail
+
+// The matrix product, as torch.matmul: a [n, k] @ b [k, m] -> [n, m]; a 1-d operand is a vector (a row on
+// the left, a column on the right, its dimension removed from the result, so two vectors give their dot
+// product as a 0-d tensor); operands of more dimensions are batches of matrices whose batch dimensions (all
+// but the last two) broadcast together: [B, n, k] @ [k, m] -> [B, n, m].
+template <class T>
+Variable<T> matmul(const Variable<T>& a, const Variable<T>& b) {
+  a.require_defined("matmul");
+  b.require_defined("matmul");
+  if (a.dim() == 0 || b.dim() == 0)
+    throw std::invalid_argument("matmul: operands must have at least one dimension, got shapes " +
+                                shape_str(a.shape()) + " and " + shape_str(b.shape()));
+  const int64_t k_a = a.shape().back(), k_b = b.dim() == 1 ? b.size(0) : b.size(-2);
+  if (k_a != k_b)
+    throw std::invalid_argument("matmul: shapes " + shape_str(a.shape()) + " and " + shape_str(b.shape()) +
+                                " are not aligned (" + std::to_string(k_a) + " against " +
+                                std::to_string(k_b) + ")");
+  if (a.dim() == 2 && b.dim() == 2) return detail::matrix_product(a, b);
+  const Variable<T> am = a.dim() == 1 ? unsqueeze(a, 0) : a, bm = b.dim() == 1 ? unsqueeze(b, 1) : b;
+  Variable<T> out = am.dim() == 2 && bm.dim() == 2
+                        ? detail::matrix_product(am, bm)
+                        : detail::batched_matrix_product(am, bm, a.shape(), b.shape());
+  if (b.dim() == 1) out = squeeze(out, -1);
+  if (a.dim() == 1) out = squeeze(out, -1 - int64_t(b.dim() != 1));
+  return out;
+}
+
 // x [n, in] @ weight [out, in]^T + bias [out] -> [n, out], as torch.nn.functional.linear. bias may be
-// an undefined Variable (no bias).
+// an undefined Variable (no bias). x may also be [in] (giving [out]) or [..., in] (giving [..., out]): its
+// leading dimensions are flattened into one for the product and restored after it.
 template <class T>
 Variable<T> linear(const Variable<T>& x, const Variable<T>& weight, const Variable<T>& bias = Variable<T>()) {
-  detail::require_rank(x.shape(), 2, "linear", "input");
+  x.require_defined("linear");
   detail::require_rank(weight.shape(), 2, "linear", "weight");
-  if (x.size(1) != weight.size(1))
+  if (x.dim() == 0 || x.shape().back() != weight.size(1))
     throw std::invalid_argument("linear: input of shape " + shape_str(x.shape()) +
                                 " does not match weight of shape " + shape_str(weight.shape()) +
                                 " (in_features " + std::to_string(weight.size(1)) + ")");
@@ -65,6 +162,12 @@ Variable<T> linear(const Variable<T>& x, const Variable<T>& weight, const Variab
   if (has_bias && bias.shape() != Shape{weight.size(0)})
     throw std::invalid_argument("linear: bias of shape " + shape_str(bias.shape()) +
                                 " does not match weight of shape " + shape_str(weight.shape()));
+  if (x.dim() != 2) {
+    Shape leading(x.shape().begin(), x.shape().end() - 1);
+    const Variable<T> rows = reshape(x, {shape_numel(leading), weight.size(1)});
+    leading.push_back(weight.size(0));
+    return reshape(linear(rows, weight, bias), leading);
+  }
   const Tensor<T> xv = x.value().contiguous(), wv = weight.value().contiguous();
   const int64_t n = x.size(0), in = weight.size(1), outf = weight.size(0);
   Tensor<T> out = detail::product_output<T>(n, outf, "linear", x.shape(), weight.shape());
