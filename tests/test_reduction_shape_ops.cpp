@@ -214,6 +214,15 @@ TEST_CASE("reduction dimension errors", "[reduction][errors]") {
   REQUIRE_THROWS_WITH(sum(x, {2}), Catch::Contains("sum") && Catch::Contains("dimension 2"));
   REQUIRE_THROWS_WITH(mean(x, {-3}), Catch::Contains("mean") && Catch::Contains("-3"));
   REQUIRE_THROWS_WITH(sum(x, {1, -1}), Catch::Contains("sum") && Catch::Contains("more than once"));
+  // A 0-d tensor takes dimensions 0 and -1, as in PyTorch (torch.sum(torch.tensor(2.), 0) is 2).
+  const V scalar(TD::scalar(2.0), true);
+  CHECK(sum(scalar, {0}).item() == 2.0);
+  CHECK(mean(scalar, {-1}, true).shape() == Shape{});
+  CHECK(amax(scalar, {0}).item() == 2.0);
+  sum(scalar, {-1}).backward();
+  CHECK(scalar.grad().item() == 1.0);
+  REQUIRE_THROWS_WITH(sum(scalar, {1}), Catch::Contains("sum") && Catch::Contains("[]"));
+  REQUIRE_THROWS_WITH(sum(scalar, {0, -1}), Catch::Contains("more than once"));
 }
 
 // ---- reshape / flatten / unflatten

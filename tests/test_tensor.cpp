@@ -133,6 +133,15 @@ TEST_CASE("views share storage; reshape, slice, select and transpose", "[tensor]
   REQUIRE(c.at({1, 2, 0}) == t.at({1, 0, 2}));
   REQUIRE(tr.reshape({24}).at({1}) == t.at({0, 1, 0}));
   REQUIRE_THROWS_WITH(tr.view({24}), Catch::Contains("not contiguous"));
+  // As PyTorch counts it, the stride of a size-1 dimension does not matter and an empty tensor is
+  // contiguous: a row of t transposed into a column views it without a copy.
+  const TF column = t.select(0).select(0).view({1, 4}).transpose(0, 1);
+  REQUIRE(column.strides() == Shape{1, 4});
+  REQUIRE(column.is_contiguous());
+  REQUIRE(column.contiguous().shares_storage_with(t));
+  REQUIRE(column.view({2, 2}).at({1, 0}) == t.at({0, 0, 2}));
+  REQUIRE(t.narrow(2, 1, 0).transpose(0, 2).is_contiguous());
+  REQUIRE_FALSE(t.narrow(2, 1, 1).squeeze(2).is_contiguous());  // [2, 3] with strides (12, 4)
   REQUIRE_THROWS_WITH(t.view({5, 5}), Catch::Contains("[5, 5]") && Catch::Contains("[2, 3, 4]"));
   REQUIRE_THROWS_AS(t.slice(1, 3), std::out_of_range);
   REQUIRE_THROWS_AS(t.at({0, 3, 0}), std::out_of_range);

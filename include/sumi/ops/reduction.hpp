@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "sumi/autograd/variable.hpp"
@@ -66,8 +67,19 @@ acc_t<T> sum_all(const Tensor<T>& t) {
 }
 
 // Which dimensions of a rank-`rank` tensor `dims` names, as flags; an empty list means all (as in PyTorch).
-// Negative dims count from the end; a repeated dimension is an error.
+// Negative dims count from the end; a repeated dimension is an error. A 0-d tensor accepts 0 and -1, as in
+// PyTorch, which name no dimension to reduce.
 inline std::vector<bool> reduced_dims(const std::vector<int64_t>& dims, int64_t rank, const char* op) {
+  if (rank == 0) {
+    bool seen = false;
+    for (int64_t d : dims) {
+      normalize_dim(d, Shape{}, op);
+      if (std::exchange(seen, true))
+        throw std::invalid_argument(std::string(op) + ": dimension " + std::to_string(d) +
+                                    " appears more than once in the list of dimensions");
+    }
+    return {};
+  }
   std::vector<bool> reduce(std::size_t(rank), dims.empty());
   for (int64_t d : dims) {
     const auto nd = std::size_t(normalize_dim(d, rank, op));

@@ -101,7 +101,18 @@ class Tensor {
   int64_t size(int64_t d) const { return shape_[std::size_t(normalize_dim(d, dim(), "Tensor::size"))]; }
   int64_t numel() const { return defined() ? shape_numel(shape_) : 0; }
   int64_t offset() const { return offset_; }
-  bool is_contiguous() const { return strides_ == contiguous_strides(shape_); }
+  // Row-major and dense, as PyTorch counts it: a size-1 dimension's stride does not matter (nothing steps
+  // along it), and an empty tensor is contiguous.
+  bool is_contiguous() const {
+    if (numel() == 0) return true;
+    int64_t expected = 1;
+    for (std::size_t d = shape_.size(); d-- > 0;) {
+      if (shape_[d] == 1) continue;
+      if (strides_[d] != expected) return false;
+      expected *= shape_[d];
+    }
+    return true;
+  }
   // True when both tensors view the same storage.
   bool shares_storage_with(const Tensor& other) const { return storage_ == other.storage_; }
   // True when no other tensor (view or copy) shares this one's storage, so writing to it changes nothing
