@@ -41,7 +41,31 @@ double max_abs_diff(const TD& a, const TD& b) {
   return m;
 }
 
-// Runs every case of a conv fixture file in float and compares y, gx, gw and gb.
+// Runs one case of a conv fixture file in float and compares y, gx, gw and gb.
+void check_conv_case(const test::Fixture& fx, const std::string& c, bool transpose) {
+  INFO("case " << c);
+  const auto cfg = fx.meta_json(c + ".config");
+  const bool has_bias = cfg.at("bias").get<bool>();
+  VF x(fx.input<float>(c + ".x"), true), w(fx.input<float>(c + ".w"), true);
+  VF b = has_bias ? VF(fx.input<float>(c + ".b"), true) : VF();
+  const int64_t stride = cfg.at("stride"), pad = cfg.at("pad"), dilation = cfg.at("dilation");
+  const int64_t groups = cfg.value("groups", int64_t(1));
+  VF y = transpose
+             ? conv_transpose2d(x, w, b,
+                                {.stride = stride,
+                                 .padding = pad,
+                                 .output_padding = cfg.at("output_padding").get<int64_t>(),
+                                 .dilation = dilation,
+                                 .groups = groups})
+             : conv2d(x, w, b, {.stride = stride, .padding = pad, .dilation = dilation, .groups = groups});
+  fx.require_close(c + ".y", y.value());
+  y.backward(fx.input<float>(c + ".gy"));
+  fx.require_close(c + ".gx", x.grad());
+  fx.require_close(c + ".gw", w.grad());
+  if (has_bias) fx.require_close(c + ".gb", b.grad());
+}
+
+// Runs every case of a conv fixture file (the DCGAN layers or the others).
 void check_conv_fixture(const std::string& file, bool transpose, bool dcgan) {
   test::Fixture fx(file);
   const auto cases = fx.meta_json("cases").get<std::vector<std::string>>();
@@ -49,23 +73,7 @@ void check_conv_fixture(const std::string& file, bool transpose, bool dcgan) {
   int checked = 0;
   for (const std::string& c : cases) {
     if ((c.rfind("dcgan", 0) == 0) != dcgan) continue;
-    INFO("case " << c);
-    const auto cfg = fx.meta_json(c + ".config");
-    const bool has_bias = cfg.at("bias").get<bool>();
-    VF x(fx.input<float>(c + ".x"), true), w(fx.input<float>(c + ".w"), true);
-    VF b = has_bias ? VF(fx.input<float>(c + ".b"), true) : VF();
-    const int64_t stride = cfg.at("stride"), pad = cfg.at("pad"), dilation = cfg.at("dilation");
-    VF y = transpose ? conv_transpose2d(x, w, b,
-                                        {.stride = stride,
-                                         .padding = pad,
-                                         .output_padding = cfg.at("output_padding").get<int64_t>(),
-                                         .dilation = dilation})
-                     : conv2d(x, w, b, {.stride = stride, .padding = pad, .dilation = dilation});
-    fx.require_close(c + ".y", y.value());
-    y.backward(fx.input<float>(c + ".gy"));
-    fx.require_close(c + ".gx", x.grad());
-    fx.require_close(c + ".gw", w.grad());
-    if (has_bias) fx.require_close(c + ".gb", b.grad());
+    check_conv_case(fx, c, transpose);
     ++checked;
   }
   REQUIRE(checked == (dcgan || !transpose ? 6 : 5));
@@ -206,8 +214,12 @@ std::vector<Tensor<float>> run_relu_case(const FusedReluCase& c, const Tensor<fl
                                          const Tensor<float>& wv, const Tensor<float>& bv, bool fused) {
   VF x(xv, true), w(wv, true), b(bv, true);
   const ConvActivation a = fused ? ConvActivation::relu : ConvActivation::none;
-  VF y = c.transpose ? conv_transpose2d(x, w, b, {c.stride, c.padding, c.output_padding, 1, a})
-                     : conv2d(x, w, b, {c.stride, c.padding, 1, a});
+  VF y = c.transpose ? conv_transpose2d(x, w, b,
+                                        {.stride = c.stride,
+                                         .padding = c.padding,
+                                         .output_padding = c.output_padding,
+                                         .activation = a})
+                     : conv2d(x, w, b, {.stride = c.stride, .padding = c.padding, .activation = a});
   if (!fused) y = relu(y);
   Generator g_gen(8);
   y.backward(Tensor<float>::rand(y.shape(), g_gen, -1, 1));
@@ -310,8 +322,13 @@ TEST_CASE("conv ops with a fused relu match finite differences", "[conv][relu][g
     INFO((transpose ? "conv_transpose2d" : "conv2d"));
     require_gradcheck(
         [transpose](const std::vector<V>& v) {
-          return transpose ? conv_transpose2d(v[0], v[1], v[2], {2, 1, 1, 1, ConvActivation::relu})
-                           : conv2d(v[0], v[1], v[2], {2, 1, 1, ConvActivation::relu});
+          return transpose ? conv_transpose2d(v[0], v[1], v[2],
+                                              {.stride = 2,
+                                               .padding = 1,
+                                               .output_padding = 1,
+                                               .activation = ConvActivation::relu})
+                           : conv2d(v[0], v[1], v[2],
+                                    {.stride = 2, .padding = 1, .activation = ConvActivation::relu});
         },
         {leaf({2, 3, 5, 5}, 21), transpose ? leaf({3, 4, 3, 3}, 22) : leaf({4, 3, 3, 3}, 22), leaf({4}, 23)});
   }
@@ -413,6 +430,34 @@ TEST_CASE("conv_transpose2d matches PyTorch on the DCGAN generator layers", "[co
   check_conv_fixture("conv_transpose2d", true, true);
 }
 
+TEST_CASE("grouped and depthwise convolutions match PyTorch", "[conv][fixture]") {
+  test::Fixture fx("conv_groups");
+  const auto conv_cases = fx.meta_json("conv_cases").get<std::vector<std::string>>();
+  const auto transpose_cases = fx.meta_json("transpose_cases").get<std::vector<std::string>>();
+  REQUIRE(conv_cases.size() == 3);
+  REQUIRE(transpose_cases.size() == 2);
+  for (const std::string& c : conv_cases) check_conv_case(fx, c, false);
+  for (const std::string& c : transpose_cases) check_conv_case(fx, c, true);
+}
+
+TEST_CASE("grouped convolution gradients match finite differences", "[conv][gradcheck]") {
+  require_gradcheck(
+      [](const std::vector<V>& v) {
+        return conv2d(v[0], v[1], v[2], {.stride = 2, .padding = 1, .groups = 2});
+      },
+      {leaf({2, 4, 5, 5}, 61), leaf({6, 2, 3, 3}, 62), leaf({6}, 63)});
+  require_gradcheck(
+      [](const std::vector<V>& v) {
+        return conv_transpose2d(v[0], v[1], v[2], {.stride = 2, .output_padding = 1, .groups = 3});
+      },
+      {leaf({1, 3, 3, 3}, 64), leaf({3, 2, 3, 3}, 65), leaf({6}, 66)});
+  // Groups of a fused relu, as relu after the grouped op.
+  const V x = leaf({2, 4, 5, 5}, 67), w = leaf({4, 2, 3, 3}, 68);
+  const V fused = conv2d(x, w, V(), {.padding = 1, .groups = 2, .activation = ConvActivation::relu});
+  const V separate = relu(conv2d(x, w, V(), {.padding = 1, .groups = 2}));
+  REQUIRE(max_abs_diff(fused.value(), separate.value()) == 0);
+}
+
 TEST_CASE("conv shape errors name the op and the shapes", "[conv][errors]") {
   const V x(TD::zeros({2, 3, 8, 8})), w_bad(TD::zeros({4, 5, 3, 3})), w(TD::zeros({4, 3, 3, 3}));
   using Catch::Contains;
@@ -432,6 +477,23 @@ TEST_CASE("conv shape errors name the op and the shapes", "[conv][errors]") {
   REQUIRE_THROWS_WITH(conv2d(x, w, V(), {.padding = {0, -1}}),
                       Contains("conv2d") && Contains("padding (0, -1)"));
   REQUIRE_THROWS_WITH(conv2d(x, w, V(), {.dilation = 0}), Contains("conv2d") && Contains("dilation (0, 0)"));
+  // Groups: positive, dividing the channels; an error inside one group names the whole operands too.
+  REQUIRE_THROWS_WITH(conv2d(x, w, V(), {.groups = 0}), Contains("conv2d") && Contains("groups 0"));
+  REQUIRE_THROWS_WITH(
+      conv2d(V(TD::zeros({2, 4, 8, 8})), V(TD::zeros({3, 2, 3, 3})), V(), {.groups = 2}),
+      Contains("conv2d") && Contains("[3, 2, 3, 3]") && Contains("not a multiple of groups 2"));
+  REQUIRE_THROWS_WITH(conv2d(x, V(TD::zeros({4, 1, 3, 3})), V(), {.groups = 2}),
+                      Contains("the input has 3 channels but the weight expects 2 (2 groups)"));
+  REQUIRE_THROWS_WITH(conv2d(V(TD::zeros({1, 4, 2, 2})), V(TD::zeros({4, 2, 3, 3})), V(), {.groups = 2}),
+                      Contains("smaller than the dilated kernel") && Contains("group 0 of 2") &&
+                          Contains("[1, 4, 2, 2]") && Contains("[4, 2, 3, 3]"));
+  REQUIRE_THROWS_WITH(
+      conv_transpose2d(V(TD::zeros({1, 3, 4, 4})), V(TD::zeros({3, 2, 3, 3})), V(), {.groups = 2}),
+      Contains("conv_transpose2d") && Contains("not a multiple of groups 2"));
+  REQUIRE_THROWS_WITH(
+      conv_transpose2d(V(TD::zeros({1, 4, 4, 4})), V(TD::zeros({4, 2, 3, 3})), V(TD::zeros({2})),
+                       {.groups = 2}),
+      Contains("conv_transpose2d") && Contains("bias of shape [2]") && Contains("4 output channels"));
   // Sizes whose output-size arithmetic would overflow int64.
   const int64_t huge = int64_t(1) << 62;
   REQUIRE_THROWS_WITH(conv2d(x, w, V(), {.padding = huge}), Contains("conv2d") && Contains("padding"));

@@ -58,7 +58,7 @@ template <class T>
 std::shared_ptr<nn::Sequential<T>> dcgan_generator_main(Generator& gen) {
   using namespace nn;
   auto convt = [&](int64_t in, int64_t out, int64_t s, int64_t p) {
-    return std::make_shared<ConvTranspose2d<T>>(in, out, 4, s, p, 0, 1, false, gen);
+    return std::make_shared<ConvTranspose2d<T>>(in, out, 4, s, p, 0, 1, 1, false, gen);
   };
   return std::make_shared<Sequential<T>>(
       convt(16, 64, 1, 0), std::make_shared<BatchNorm2d<T>>(64), std::make_shared<ReLU<T>>(),
@@ -296,12 +296,38 @@ TEST_CASE("summary prints PyTorch's repr, frozen marks and parameter counts", "[
   REQUIRE(c.trainable == 49670 - frozen);
 }
 
+TEST_CASE("grouped conv layers hold PyTorch's weight shapes and run their groups", "[nn][conv]") {
+  Generator gen(5);
+  nn::Conv2d<float> conv(4, 6, 3, 1, 1, 1, 2, true, gen);
+  REQUIRE(conv.weight.shape() == Shape{6, 2, 3, 3});
+  // PyTorch's default init bound 1 / sqrt(fan_in), fan_in = in_channels / groups * kh * kw = 18.
+  const Tensor<float> w = conv.weight.value();
+  const float bound = float(1 / std::sqrt(18.0));
+  REQUIRE(std::all_of(w.data(), w.data() + w.numel(), [bound](float v) { return std::abs(v) <= bound; }));
+  REQUIRE(
+      std::any_of(w.data(), w.data() + w.numel(), [bound](float v) { return std::abs(v) > 0.9f * bound; }));
+  const Variable<float> x(Tensor<float>::ones({2, 4, 5, 5}));
+  REQUIRE(conv.forward(x).shape() == Shape{2, 6, 5, 5});
+  nn::ConvTranspose2d<float> convt(4, 6, 3, 2, 1, 1, 1, 2, true, gen);
+  REQUIRE(convt.weight.shape() == Shape{4, 3, 3, 3});
+  REQUIRE(convt.forward(x).shape() == Shape{2, 6, 10, 10});
+  REQUIRE_THROWS_WITH(nn::Conv2d<float>(4, 6, 3, 1, 0, 1, 4),
+                      Catch::Contains("Conv2d") && Catch::Contains("groups 4"));
+  REQUIRE_THROWS_WITH(nn::ConvTranspose2d<float>(4, 6, 3, 1, 0, 0, 1, 0),
+                      Catch::Contains("ConvTranspose2d") && Catch::Contains("groups 0"));
+}
+
 TEST_CASE("layer reprs follow PyTorch's formatting", "[nn][print]") {
   REQUIRE(nn::Linear<float>(3, 2, false).repr() == "Linear(in_features=3, out_features=2, bias=False)");
-  REQUIRE(nn::Conv2d<float>(3, 5, {3, 2}, 1, 0, 2, false).repr() ==
+  REQUIRE(nn::Conv2d<float>(3, 5, {3, 2}, 1, 0, 2, 1, false).repr() ==
           "Conv2d(3, 5, kernel_size=(3, 2), stride=(1, 1), dilation=(2, 2), bias=False)");
   REQUIRE(nn::ConvTranspose2d<float>(16, 8, 4, 2, 1).repr() ==
           "ConvTranspose2d(16, 8, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1))");
+  REQUIRE(nn::Conv2d<float>(4, 6, 3, 1, 1, 1, 2).repr() ==
+          "Conv2d(4, 6, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=2)");
+  REQUIRE(nn::ConvTranspose2d<float>(4, 6, 3, 2, 1, 1, 1, 2, false).repr() ==
+          "ConvTranspose2d(4, 6, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), output_padding=(1, 1), "
+          "groups=2, bias=False)");
   REQUIRE(nn::BatchNorm1d<float>(7).repr() ==
           "BatchNorm1d(7, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)");
   REQUIRE(nn::Dropout<float>(0.2).repr() == "Dropout(p=0.2, inplace=False)");
@@ -373,9 +399,11 @@ TEST_CASE("Sequential runs a convolution and the ReLU after it as one fused step
           "[nn][sequential][relu]") {
   Generator gen(6);
   auto seq = std::make_shared<nn::Sequential<float>>(
-      std::make_shared<nn::Conv2d<float>>(2, 4, 3, 2, 1, 1, true, gen), std::make_shared<nn::ReLU<float>>(),
-      std::make_shared<nn::ConvTranspose2d<float>>(4, 3, 3, 2, 1, 1, 1, true, gen),
-      std::make_shared<nn::ReLU<float>>(), std::make_shared<nn::Conv2d<float>>(3, 2, 3, 1, 1, 1, true, gen),
+      std::make_shared<nn::Conv2d<float>>(2, 4, 3, 2, 1, 1, 1, true, gen),
+      std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::ConvTranspose2d<float>>(4, 3, 3, 2, 1, 1, 1, 1, true, gen),
+      std::make_shared<nn::ReLU<float>>(),
+      std::make_shared<nn::Conv2d<float>>(3, 2, 3, 1, 1, 1, 1, true, gen),
       std::make_shared<nn::Sigmoid<float>>());
   const Tensor<float> input = Tensor<float>::rand({18, 2, 10, 10}, gen, -1, 1);
   auto gradients = [&] {
@@ -427,11 +455,11 @@ TEST_CASE("Sequential runs subclasses of a convolution or ReLU through their own
   };
   Generator gen(8);
   const Variable<float> x(Tensor<float>::rand({2, 1, 6, 6}, gen, -1, 1), false);
-  auto scaled = std::make_shared<ScaledConv>(1, 2, 3, 1, 1, 1, true, gen);
+  auto scaled = std::make_shared<ScaledConv>(1, 2, 3, 1, 1, 1, 1, true, gen);
   const Tensor<float> expected = relu(scaled->forward(x)).value();
   REQUIRE(bit_equal(nn::Sequential<float>(scaled, std::make_shared<nn::ReLU<float>>())(x).value(), expected));
   auto counting = std::make_shared<CountingReLU>();
-  auto conv = std::make_shared<nn::Conv2d<float>>(1, 2, 3, 1, 1, 1, true, gen);
+  auto conv = std::make_shared<nn::Conv2d<float>>(1, 2, 3, 1, 1, 1, 1, true, gen);
   const Variable<float> y = nn::Sequential<float>(conv, counting)(x);
   REQUIRE(counting->calls == 1);
   REQUIRE(y.grad_fn()->op_name == "relu");  // run on its own, not fused into the convolution
@@ -664,13 +692,13 @@ TEST_CASE("default initialisation matches PyTorch's bounds and is reproducible",
   REQUIRE(max_abs(big.bias.value()) > 0.9 * bound);
 
   // Conv2d: fan_in = in * kh * kw.
-  nn::Conv2d<float> conv(16, 32, 3, 1, 0, 1, true, gen);
+  nn::Conv2d<float> conv(16, 32, 3, 1, 0, 1, 1, true, gen);
   REQUIRE(max_abs(conv.weight.value()) <= float(1 / std::sqrt(144.0)));
   REQUIRE(max_abs(conv.weight.value()) > 0.95 / std::sqrt(144.0));
   REQUIRE(max_abs(conv.bias.value()) <= float(1 / std::sqrt(144.0)));
 
   // ConvTranspose2d [in, out, k, k]: fan_in = out * k * k, as torch computes it (not in * k * k).
-  nn::ConvTranspose2d<float> convt(64, 2, 3, 1, 0, 0, 1, true, gen);
+  nn::ConvTranspose2d<float> convt(64, 2, 3, 1, 0, 0, 1, 1, true, gen);
   REQUIRE(convt.weight.shape() == Shape{64, 2, 3, 3});
   REQUIRE(max_abs(convt.weight.value()) <= float(1 / std::sqrt(18.0)));
   REQUIRE(max_abs(convt.weight.value()) > 0.95 / std::sqrt(18.0));  // far above 1 / sqrt(576)
@@ -763,9 +791,9 @@ TEST_CASE("layers compute what their PyTorch namesakes compute", "[nn][layers]")
   REQUIRE(lin(x).shape() == Shape{4, 2});  // operator()
 
   // Conv2d / ConvTranspose2d shapes (the autoencoder's geometry).
-  nn::Conv2d<float> conv(1, 8, 3, 2, 1, 1, true, gen);
+  nn::Conv2d<float> conv(1, 8, 3, 2, 1, 1, 1, true, gen);
   REQUIRE(conv.forward(Variable<float>(Tensor<float>::zeros({2, 1, 28, 28}))).shape() == Shape{2, 8, 14, 14});
-  nn::ConvTranspose2d<float> convt(16, 8, 3, 2, 1, 1, 1, true, gen);
+  nn::ConvTranspose2d<float> convt(16, 8, 3, 2, 1, 1, 1, 1, true, gen);
   const auto yt = convt.forward(Variable<float>(Tensor<float>::zeros({2, 16, 7, 7}))).value();
   REQUIRE(yt.shape() == Shape{2, 8, 14, 14});
   REQUIRE(yt.at({1, 3, 5, 5}) == convt.bias.value().at({3}));  // zero input: the bias everywhere

@@ -42,7 +42,7 @@ class Net : public nn::Module<T> {
   explicit Net(Generator& gen) {
     using namespace nn;
     this->register_module("features", std::make_shared<Sequential<T>>(
-                                          std::make_shared<Conv2d<T>>(2, 3, 3, 1, 1, 1, true, gen),
+                                          std::make_shared<Conv2d<T>>(2, 3, 3, 1, 1, 1, 1, true, gen),
                                           std::make_shared<BatchNorm2d<T>>(3), std::make_shared<ReLU<T>>()));
     this->register_module("head", std::make_shared<Linear<T>>(3 * 4 * 4, 2, true, gen));
   }
@@ -296,7 +296,7 @@ TEST_CASE("load_state reads PyTorch's own state dicts by prefix", "[serialize][f
   using namespace nn;
   auto make = [](Generator& gen) {
     auto convt = [&](int64_t in, int64_t out, int64_t s, int64_t p) {
-      return std::make_shared<ConvTranspose2d<float>>(in, out, 4, s, p, 0, 1, false, gen);
+      return std::make_shared<ConvTranspose2d<float>>(in, out, 4, s, p, 0, 1, 1, false, gen);
     };
     auto main = std::make_shared<Sequential<float>>(
         convt(16, 64, 1, 0), std::make_shared<BatchNorm2d<float>>(64), std::make_shared<ReLU<float>>(),

@@ -66,9 +66,9 @@ class Encoder : public nn::Module<T> {
     this->register_module(
         "encoder_cnn",
         std::make_shared<Sequential<T>>(
-            std::make_shared<Conv2d<T>>(1, 8, 3, 2, 1, 1, true, gen), std::make_shared<ReLU<T>>(),
-            std::make_shared<Conv2d<T>>(8, 16, 3, 2, 1, 1, true, gen), std::make_shared<ReLU<T>>(),
-            std::make_shared<Conv2d<T>>(16, 32, 3, 2, 0, 1, true, gen), std::make_shared<ReLU<T>>()));
+            std::make_shared<Conv2d<T>>(1, 8, 3, 2, 1, 1, 1, true, gen), std::make_shared<ReLU<T>>(),
+            std::make_shared<Conv2d<T>>(8, 16, 3, 2, 1, 1, 1, true, gen), std::make_shared<ReLU<T>>(),
+            std::make_shared<Conv2d<T>>(16, 32, 3, 2, 0, 1, 1, true, gen), std::make_shared<ReLU<T>>()));
     this->register_module("flatten", std::make_shared<Flatten<T>>(1));
     this->register_module(
         "encoder_lin", std::make_shared<Sequential<T>>(std::make_shared<Linear<T>>(288, 64, true, gen),
@@ -114,11 +114,11 @@ class Decoder : public nn::Module<T> {
     this->register_module("unflatten", std::make_shared<Unflatten<T>>(1, Shape{32, 3, 3}));
     this->register_module("decoder_conv",
                           std::make_shared<Sequential<T>>(
-                              std::make_shared<ConvTranspose2d<T>>(32, 16, 3, 2, 0, 0, 1, true, gen),
+                              std::make_shared<ConvTranspose2d<T>>(32, 16, 3, 2, 0, 0, 1, 1, true, gen),
                               std::make_shared<ReLU<T>>(),
-                              std::make_shared<ConvTranspose2d<T>>(16, 8, 3, 2, 1, 1, 1, true, gen),
+                              std::make_shared<ConvTranspose2d<T>>(16, 8, 3, 2, 1, 1, 1, 1, true, gen),
                               std::make_shared<ReLU<T>>(),
-                              std::make_shared<ConvTranspose2d<T>>(8, 1, 3, 2, 1, 1, 1, true, gen)));
+                              std::make_shared<ConvTranspose2d<T>>(8, 1, 3, 2, 1, 1, 1, 1, true, gen)));
   }
 
   std::shared_ptr<nn::Sequential<T>> decoder_lin() const {

@@ -54,16 +54,16 @@ class DcganGenerator : public nn::Module<T> {
     using namespace nn;
     auto main = std::make_shared<Sequential<T>>();
     int64_t channels = config.ngf << (config.upsampling_blocks() - 1);  // ngf*8 at 64x64, ngf*4 at 32x32
-    main->push_back(std::make_shared<ConvTranspose2d<T>>(config.nz, channels, 4, 1, 0, 0, 1, false, gen));
+    main->push_back(std::make_shared<ConvTranspose2d<T>>(config.nz, channels, 4, 1, 0, 0, 1, 1, false, gen));
     main->push_back(std::make_shared<BatchNorm2d<T>>(channels));
     main->push_back(std::make_shared<ReLU<T>>());
     for (; channels > config.ngf; channels /= 2) {
       main->push_back(
-          std::make_shared<ConvTranspose2d<T>>(channels, channels / 2, 4, 2, 1, 0, 1, false, gen));
+          std::make_shared<ConvTranspose2d<T>>(channels, channels / 2, 4, 2, 1, 0, 1, 1, false, gen));
       main->push_back(std::make_shared<BatchNorm2d<T>>(channels / 2));
       main->push_back(std::make_shared<ReLU<T>>());
     }
-    main->push_back(std::make_shared<ConvTranspose2d<T>>(config.ngf, config.nc, 4, 2, 1, 0, 1, false, gen));
+    main->push_back(std::make_shared<ConvTranspose2d<T>>(config.ngf, config.nc, 4, 2, 1, 0, 1, 1, false, gen));
     main->push_back(std::make_shared<Tanh<T>>());
     this->register_module("main", main);
   }
@@ -87,15 +87,15 @@ class DcganDiscriminator : public nn::Module<T> {
     config.validate();
     using namespace nn;
     auto main = std::make_shared<Sequential<T>>();
-    main->push_back(std::make_shared<Conv2d<T>>(config.nc, config.ndf, 4, 2, 1, 1, false, gen));
+    main->push_back(std::make_shared<Conv2d<T>>(config.nc, config.ndf, 4, 2, 1, 1, 1, false, gen));
     main->push_back(std::make_shared<LeakyReLU<T>>(0.2));
     int64_t channels = config.ndf;
     for (int b = 1; b < config.upsampling_blocks(); ++b, channels *= 2) {
-      main->push_back(std::make_shared<Conv2d<T>>(channels, channels * 2, 4, 2, 1, 1, false, gen));
+      main->push_back(std::make_shared<Conv2d<T>>(channels, channels * 2, 4, 2, 1, 1, 1, false, gen));
       main->push_back(std::make_shared<BatchNorm2d<T>>(channels * 2));
       main->push_back(std::make_shared<LeakyReLU<T>>(0.2));
     }
-    main->push_back(std::make_shared<Conv2d<T>>(channels, 1, 4, 1, 0, 1, false, gen));
+    main->push_back(std::make_shared<Conv2d<T>>(channels, 1, 4, 1, 0, 1, 1, false, gen));
     main->push_back(std::make_shared<Sigmoid<T>>());
     this->register_module("main", main);
   }

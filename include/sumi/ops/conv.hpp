@@ -1,7 +1,8 @@
 #pragma once
 // 2-d convolution and transposed convolution with autograd, as torch.nn.functional.conv2d and
-// conv_transpose2d (groups = 1). Both run on the three dispatch kernels of kernels/conv.hpp; the transposed
-// convolution is the adjoint of a convolution, so it calls them with the roles of input and output swapped.
+// conv_transpose2d. Both run on the three dispatch kernels of kernels/conv.hpp; the transposed convolution is
+// the adjoint of a convolution, so it calls them with the roles of input and output swapped. A grouped
+// convolution runs as one convolution per group on its slices of the channels (no depthwise kernel).
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>
@@ -17,6 +18,7 @@
 #include "sumi/kernels/elementwise.hpp"
 #include "sumi/kernels/threading.hpp"
 #include "sumi/ops/int_pair.hpp"
+#include "sumi/ops/shape_ops.hpp"
 
 namespace sumi {
 
@@ -30,6 +32,9 @@ struct Conv2dOptions {
   IntPair stride = 1;
   IntPair padding = 0;
   IntPair dilation = 1;
+  // Input and output channels in this many groups, each group's outputs computed from its own inputs only:
+  // weight [out_channels, in_channels / groups, kh, kw].
+  int64_t groups = 1;
   ConvActivation activation = ConvActivation::none;
 };
 
@@ -39,6 +44,8 @@ struct ConvTranspose2dOptions {
   IntPair padding = 0;
   IntPair output_padding = 0;
   IntPair dilation = 1;
+  // As Conv2dOptions::groups: weight [in_channels, out_channels / groups, kh, kw].
+  int64_t groups = 1;
   ConvActivation activation = ConvActivation::none;
 };
 
@@ -73,6 +80,39 @@ inline void conv_require_params(const char* op, const IntPair& stride, const Int
     if (pair.h > kConvMaxParameter || pair.w > kConvMaxParameter)
       throw std::invalid_argument(std::string(op) + ": " + name + " " + pair.to_string() + " exceeds " +
                                   std::to_string(kConvMaxParameter));
+}
+
+// The channel count a convolution's weight expects of its input: `per_group` channels in each of `groups`
+// groups, refused when `groups` is not positive or that count overflows.
+inline int64_t conv_grouped_channels(const char* op, int64_t per_group, int64_t groups) {
+  int64_t channels = 0;
+  if (groups < 1 || __builtin_mul_overflow(per_group, groups, &channels))
+    throw std::invalid_argument(std::string(op) + ": groups " + std::to_string(groups) +
+                                " must be positive and small enough to count the channels");
+  return channels;
+}
+
+// A convolution in `groups` groups as one ungrouped convolution `conv` per group, on its slices of the
+// input's channels, of the weight's first dimension and of the bias (`out_per_group` of it), the outputs
+// joined along the channels. An error of one group's convolution names the whole operands too.
+template <class T, class Conv>
+Variable<T> conv_by_groups(const Variable<T>& x, const Variable<T>& weight, const Variable<T>& bias,
+                           int64_t groups, int64_t out_per_group, const char* op, Conv conv) {
+  const int64_t x_per_group = x.size(1) / groups, w_per_group = weight.size(0) / groups;
+  std::vector<Variable<T>> outputs;
+  for (int64_t g = 0; g < groups; ++g) {
+    try {
+      outputs.push_back(
+          conv(narrow(x, 1, g * x_per_group, x_per_group), narrow(weight, 0, g * w_per_group, w_per_group),
+               bias.defined() ? narrow(bias, 0, g * out_per_group, out_per_group) : Variable<T>()));
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string(e.what()) + " (group " + std::to_string(g) + " of " +
+                                  std::to_string(groups) + "; " + op + " of input of shape " +
+                                  shape_str(x.shape()) + " and weight of shape " + shape_str(weight.shape()) +
+                                  ")");
+    }
+  }
+  return concat(outputs, 1);
 }
 
 // Per-channel sums of [N, C, HW] data, accumulated plane by plane in image order: 16 running sums per
@@ -178,7 +218,7 @@ Tensor<T> conv_crop_top_left(const Tensor<T>& t, int64_t h, int64_t w) {
 
 }  // namespace detail
 
-// y = conv2d(x [N, Cin, H, W], weight [Cout, Cin, kh, kw]) + bias [Cout], y [N, Cout, Ho, Wo] with
+// y = conv2d(x [N, Cin, H, W], weight [Cout, Cin / groups, kh, kw]) + bias [Cout], y [N, Cout, Ho, Wo] with
 // Ho = (H + 2 * padding - dilation * (kh - 1) - 1) / stride + 1. bias may be an undefined Variable (no bias).
 template <class T>
 Variable<T> conv2d(const Variable<T>& x, const Variable<T>& weight, const Variable<T>& bias = Variable<T>(),
@@ -190,13 +230,29 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& weight, const Variab
   const bool has_bias = bias.defined();
   const std::string shapes =
       "input of shape " + shape_str(x.shape()) + " and weight of shape " + shape_str(weight.shape());
-  if (x.size(1) != weight.size(1))
+  const int64_t groups = options.groups,
+                in_channels = detail::conv_grouped_channels(op, weight.size(1), groups);
+  if (x.size(1) != in_channels)
     throw std::invalid_argument("conv2d: " + shapes + ": the input has " + std::to_string(x.size(1)) +
-                                " channels but the weight expects " + std::to_string(weight.size(1)));
+                                " channels but the weight expects " + std::to_string(in_channels) +
+                                (groups != 1 ? " (" + std::to_string(groups) + " groups)" : std::string()));
+  if (weight.size(0) % groups != 0)
+    throw std::invalid_argument("conv2d: weight of shape " + shape_str(weight.shape()) + " has " +
+                                std::to_string(weight.size(0)) +
+                                " output channels, not a multiple of groups " + std::to_string(groups));
   if (has_bias && bias.shape() != Shape{weight.size(0)})
     throw std::invalid_argument("conv2d: bias of shape " + shape_str(bias.shape()) +
                                 " does not match weight of shape " + shape_str(weight.shape()) + " (" +
                                 std::to_string(weight.size(0)) + " output channels)");
+  if (groups != 1) {
+    Conv2dOptions one_group = options;
+    one_group.groups = 1;
+    return detail::conv_by_groups(
+        x, weight, bias, groups, weight.size(0) / groups, op,
+        [&one_group](const Variable<T>& xg, const Variable<T>& wg, const Variable<T>& bg) {
+          return conv2d(xg, wg, bg, one_group);
+        });
+  }
   if (x.size(1) == 0 || x.size(2) == 0 || x.size(3) == 0 || weight.size(0) == 0 || weight.size(2) == 0 ||
       weight.size(3) == 0)
     throw std::invalid_argument("conv2d: " + shapes + " have an empty channel, spatial or kernel dimension");
@@ -257,9 +313,10 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& weight, const Variab
       });
 }
 
-// y = conv_transpose2d(x [N, Cin, H, W], weight [Cin, Cout, kh, kw]) + bias [Cout], y [N, Cout, Ho, Wo] with
-// Ho = (H - 1) * stride - 2 * padding + dilation * (kh - 1) + output_padding + 1 (PyTorch's layout and
-// sizes). output_padding must be smaller than the stride or the dilation. bias may be an undefined Variable.
+// y = conv_transpose2d(x [N, Cin, H, W], weight [Cin, Cout / groups, kh, kw]) + bias [Cout], y [N, Cout, Ho,
+// Wo] with Ho = (H - 1) * stride - 2 * padding + dilation * (kh - 1) + output_padding + 1 (PyTorch's layout
+// and sizes). output_padding must be smaller than the stride or the dilation. bias may be an undefined
+// Variable.
 template <class T>
 Variable<T> conv_transpose2d(const Variable<T>& x, const Variable<T>& weight,
                              const Variable<T>& bias = Variable<T>(),
@@ -275,14 +332,29 @@ Variable<T> conv_transpose2d(const Variable<T>& x, const Variable<T>& weight,
   const bool has_bias = bias.defined();
   const std::string shapes =
       "input of shape " + shape_str(x.shape()) + " and weight of shape " + shape_str(weight.shape());
+  const int64_t groups = options.groups,
+                out_channels = detail::conv_grouped_channels(op, weight.size(1), groups);
   if (x.size(1) != weight.size(0))
     throw std::invalid_argument("conv_transpose2d: " + shapes + ": the input has " +
                                 std::to_string(x.size(1)) + " channels but the weight expects " +
                                 std::to_string(weight.size(0)));
-  if (has_bias && bias.shape() != Shape{weight.size(1)})
+  if (weight.size(0) % groups != 0)
+    throw std::invalid_argument("conv_transpose2d: weight of shape " + shape_str(weight.shape()) + " has " +
+                                std::to_string(weight.size(0)) +
+                                " input channels, not a multiple of groups " + std::to_string(groups));
+  if (has_bias && bias.shape() != Shape{out_channels})
     throw std::invalid_argument("conv_transpose2d: bias of shape " + shape_str(bias.shape()) +
                                 " does not match weight of shape " + shape_str(weight.shape()) + " (" +
-                                std::to_string(weight.size(1)) + " output channels)");
+                                std::to_string(out_channels) + " output channels)");
+  if (groups != 1) {
+    ConvTranspose2dOptions one_group = options;
+    one_group.groups = 1;
+    return detail::conv_by_groups(
+        x, weight, bias, groups, weight.size(1), op,
+        [&one_group](const Variable<T>& xg, const Variable<T>& wg, const Variable<T>& bg) {
+          return conv_transpose2d(xg, wg, bg, one_group);
+        });
+  }
   if (x.size(1) == 0 || x.size(2) == 0 || x.size(3) == 0 || weight.size(1) == 0 || weight.size(2) == 0 ||
       weight.size(3) == 0)
     throw std::invalid_argument("conv_transpose2d: " + shapes +
