@@ -52,6 +52,7 @@ TEST_CASE("unary ops match finite differences", "[autograd][gradcheck]") {
   require_gradcheck([](const std::vector<V>& v) { return clamp(v[0], -0.5, 0.5); }, {x()});
   require_gradcheck([](const std::vector<V>& v) { return clamp_min(v[0], 0.25); }, {x()});
   require_gradcheck([](const std::vector<V>& v) { return clamp_max(v[0], -0.25); }, {x()});
+  require_gradcheck([](const std::vector<V>& v) { return 2.0 / v[0] - 1.0; }, {leaf({4, 5}, 15, {0.2, 2})});
 }
 
 TEST_CASE("sqrt, abs and clamp give PyTorch's values and gradients at their edges", "[autograd]") {
@@ -115,6 +116,14 @@ TEST_CASE("dividing by a scalar divides, as PyTorch does", "[autograd]") {
   REQUIRE(x.grad().at({0}) == 1.0 / 3.0);
   const Variable<float> f(Tensor<float>::from_vector({1e-30f}, {1}));
   REQUIRE((f / 1e-39f).value().at({0}) == 1e-30f / 1e-39f);
+  // A scalar over a variable divides too: 0.3 / x at x = 0.1 is 0.3 / 0.1, where 0.3 * (1 / 0.1) is an ulp
+  // off; its gradient is -0.3 / x^2.
+  V tenth(TD::from_vector({0.1, 4.0}, {2}), true);
+  const V over = 0.3 / tenth;
+  REQUIRE(over.value().at({0}) == 0.3 / 0.1);
+  REQUIRE(over.value().at({1}) == 0.3 / 4.0);
+  sum(over).backward();
+  REQUIRE(tenth.grad().at({1}) == Approx(-0.3 / 16));
 }
 
 TEST_CASE("gradcheck perturbs a transposed view's elements in logical order", "[autograd][gradcheck]") {

@@ -114,36 +114,65 @@ TEST_CASE("cross_entropy matches PyTorch", "[loss][fixture]") {
   require_matches_fixture(fx, "ce", input, cross_entropy(input, labels));
 }
 
+namespace {
+// One case of cross_entropy ("ce_") or nll_loss ("nll_") with the options in its config, against PyTorch's
+// loss and input gradient (of sum(loss * upstream) for reduction "none").
+void check_class_loss_case(const test::Fixture& fx, const std::string& name) {
+  const nlohmann::json config = fx.meta_json(name + ".config");
+  INFO(name << " " << config.dump());
+  VF input(fx.input<float>(name + ".input"), true);
+  CrossEntropyOptions<float> options;
+  if (config["weight"].get<bool>()) options.weight = fx.file().tensor<float>(name + ".weight");
+  if (!config["ignore_index"].is_null()) options.ignore_index = config["ignore_index"].get<int64_t>();
+  options.label_smoothing = config["label_smoothing"].get<double>();
+  const std::string reduction = config["reduction"].get<std::string>();
+  options.reduction = reduction == "mean"  ? Reduction::mean
+                      : reduction == "sum" ? Reduction::sum
+                                           : Reduction::none;
+  const std::vector<int64_t> labels = to_labels(fx.file().tensor<double>(name + ".target"));
+  const VF loss = name.starts_with("ce_") ? cross_entropy(input, labels, options)
+                                          : nll_loss(input, labels,
+                                                     {.weight = options.weight,
+                                                      .ignore_index = options.ignore_index,
+                                                      .reduction = options.reduction});
+  if (options.reduction != Reduction::none) {
+    require_matches_fixture(fx, name, input, loss);
+    return;
+  }
+  // Per-sample terms in the labels' shape; the gradient of their sum weighted by the stored upstream.
+  const Shape& s = input.shape();
+  Shape label_shape{s[0]};
+  label_shape.insert(label_shape.end(), s.begin() + 2, s.end());
+  REQUIRE(loss.shape() == label_shape);
+  require_each_close(fx, name + ".loss", loss.value());
+  sum(mul(loss, VF(fx.file().tensor<float>(name + ".upstream").reshape(label_shape)))).backward();
+  require_each_close(fx, name + ".grad", input.grad());
+}
+}  // namespace
+
 TEST_CASE("cross_entropy with weights, an ignored label, label smoothing and each reduction matches PyTorch",
           "[loss][fixture]") {
   test::Fixture fx("losses");
   for (const std::string name : {"ce_weight", "ce_ignore", "ce_smooth", "ce_all", "ce_sum", "ce_none",
-                                 "ce_spatial", "ce_spatial_none", "ce_unbatched"}) {
-    const nlohmann::json config = fx.meta_json(name + ".config");
-    INFO(name << " " << config.dump());
-    VF input(fx.input<float>(name + ".input"), true);
-    CrossEntropyOptions<float> options;
-    if (config["weight"].get<bool>()) options.weight = fx.file().tensor<float>(name + ".weight");
-    if (!config["ignore_index"].is_null()) options.ignore_index = config["ignore_index"].get<int64_t>();
-    options.label_smoothing = config["label_smoothing"].get<double>();
-    const std::string reduction = config["reduction"].get<std::string>();
-    options.reduction = reduction == "mean"  ? Reduction::mean
-                        : reduction == "sum" ? Reduction::sum
-                                             : Reduction::none;
-    const VF loss = cross_entropy(input, to_labels(fx.file().tensor<double>(name + ".target")), options);
-    if (options.reduction != Reduction::none) {
-      require_matches_fixture(fx, name, input, loss);
-      continue;
-    }
-    // Per-sample terms in the labels' shape; the gradient of their sum weighted by the stored upstream.
-    const Shape& s = input.shape();
-    Shape label_shape{s[0]};
-    label_shape.insert(label_shape.end(), s.begin() + 2, s.end());
-    REQUIRE(loss.shape() == label_shape);
-    require_each_close(fx, name + ".loss", loss.value());
-    sum(mul(loss, VF(fx.file().tensor<float>(name + ".upstream").reshape(label_shape)))).backward();
-    require_each_close(fx, name + ".grad", input.grad());
-  }
+                                 "ce_spatial", "ce_spatial_none", "ce_unbatched"})
+    check_class_loss_case(fx, name);
+}
+
+TEST_CASE("nll_loss with weights, an ignored label and each reduction matches PyTorch", "[loss][fixture]") {
+  test::Fixture fx("losses");
+  for (const std::string name : {"nll_weight_ignore", "nll_sum", "nll_none", "nll_unbatched"})
+    check_class_loss_case(fx, name);
+  // cross_entropy is nll_loss of log_softmax, values and gradients.
+  const V logits = leaf({4, 3, 2}, 13, {-3, 3});
+  const std::vector<int64_t> labels = {0, 2, 1, 1, 2, 0, 0, 0};
+  const NllLossOptions<double> options{.weight = TD::from_vector({0.5, 2, 1}, {3}), .ignore_index = 1};
+  const V direct = cross_entropy(logits, labels, {.weight = options.weight, .ignore_index = 1});
+  const V composed = nll_loss(log_softmax(logits, 1), labels, options);
+  REQUIRE(direct.item() == Approx(composed.item()).epsilon(1e-12));
+  require_gradcheck([&](const std::vector<V>& v) { return nll_loss(v[0], labels, options); }, {logits});
+  REQUIRE_THROWS_WITH(nll_loss(logits, {0, 3, 1, 1, 2, 0, 0, 0}), Catch::Contains("nll_loss") &&
+                                                                      Catch::Contains("label 3") &&
+                                                                      Catch::Contains("3 classes"));
 }
 
 // ---- hand-computed values
@@ -308,7 +337,7 @@ TEST_CASE("cross_entropy rejects bad labels and shapes", "[loss][errors]") {
                                                          Catch::Contains("[3, 10]"));
   REQUIRE_THROWS_WITH(cross_entropy(V(TD::zeros({3, 10, 2})), {0, 1, 2}), Catch::Contains("cross_entropy") &&
                                                                               Catch::Contains("[3, 10, 2]") &&
-                                                                              Catch::Contains("need 6"));
+                                                                              Catch::Contains("needs 6"));
   REQUIRE_THROWS_WITH(cross_entropy(V(TD::scalar(1.0)), {0}), Catch::Contains("[]"));
   REQUIRE_THROWS_WITH(cross_entropy(V(TD::zeros({3, 0})), {0, 0, 0}, {.ignore_index = 0}),
                       Catch::Contains("[3, 0]") && Catch::Contains("no classes"));
@@ -316,9 +345,8 @@ TEST_CASE("cross_entropy rejects bad labels and shapes", "[loss][errors]") {
   REQUIRE_NOTHROW(cross_entropy(logits, {0, -100, 1}, {.ignore_index = -100}));
   REQUIRE_THROWS_WITH(cross_entropy(logits, {0, -1, 1}, {.ignore_index = -100}),
                       Catch::Contains("label -1") && Catch::Contains("ignore_index -100"));
-  REQUIRE_THROWS_WITH(
-      cross_entropy(logits, {0, 1, 2}, {.weight = TD::ones({9})}),
-      Catch::Contains("weight of shape [9]") && Catch::Contains("[3, 10]") && Catch::Contains("[10]"));
+  REQUIRE_THROWS_WITH(cross_entropy(logits, {0, 1, 2}, {.weight = TD::ones({9})}),
+                      Catch::Contains("[3, 10]") && Catch::Contains("weight needs shape [10], not [9]"));
   TD bad_weight = TD::ones({10});
   bad_weight.data()[4] = std::numeric_limits<double>::infinity();
   REQUIRE_THROWS_WITH(cross_entropy(logits, {0, 1, 2}, {.weight = bad_weight}),

@@ -201,6 +201,13 @@ Variable<T> div_scalar(const Variable<T>& x, T s) {
   return unary_op(
       x, "div_scalar", [s](T v) { return v / s; }, [s](T g, T, T) { return g / s; });
 }
+// s / x (PyTorch's `s / x`, which it computes as reciprocal(x) * s; this divides, so it is correctly
+// rounded).
+template <class T>
+Variable<T> scalar_div(T s, const Variable<T>& x) {
+  return unary_op(
+      x, "scalar_div", [s](T v) { return s / v; }, [](T g, T v, T y) { return -(g / v) * y; });
+}
 template <class T>
 Variable<T> add_scalar(const Variable<T>& x, T s) {
   return unary_op(
@@ -247,6 +254,10 @@ Variable<T> operator*(std::type_identity_t<T> s, const Variable<T>& a) {
 template <class T>
 Variable<T> operator/(const Variable<T>& a, std::type_identity_t<T> s) {
   return div_scalar(a, s);
+}
+template <class T>
+Variable<T> operator/(std::type_identity_t<T> s, const Variable<T>& a) {
+  return scalar_div(s, a);
 }
 template <class T>
 Variable<T> operator+(const Variable<T>& a, std::type_identity_t<T> s) {

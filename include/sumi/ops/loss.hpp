@@ -1,8 +1,8 @@
 #pragma once
 // Loss functions with autograd, with PyTorch's values and gradients: mse_loss, bce_loss (torch's
-// binary_cross_entropy), bce_with_logits (mean reduction, a scalar of shape []) and cross_entropy (class
-// weights, an ignored label, label smoothing, and mean, sum or no reduction). The target is a constant: it
-// gets no gradient, even when it requires one.
+// binary_cross_entropy), bce_with_logits (mean reduction, a scalar of shape []), cross_entropy and nll_loss
+// (class weights, an ignored label, cross_entropy's label smoothing, and mean, sum or no reduction). The
+// target is a constant: it gets no gradient, even when it requires one.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -10,6 +10,7 @@
 #include <numeric>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sumi/autograd/variable.hpp"
@@ -122,51 +123,83 @@ struct CrossEntropyOptions {
   Reduction reduction = Reduction::mean;
 };
 
+// nll_loss's settings, PyTorch's arguments by name; as cross_entropy's, without label smoothing.
+template <class T>
+struct NllLossOptions {
+  Tensor<T> weight{};
+  std::optional<int64_t> ignore_index{};
+  Reduction reduction = Reduction::mean;
+};
+
 namespace detail {
 
-// Checks cross_entropy's arguments and returns the geometry of its class dimension (1, or 0 for one
-// unbatched sample of shape [C]).
+// Checks the arguments of a loss over class labels (cross_entropy, nll_loss) and returns the geometry of the
+// input's class dimension: 1, or 0 for one unbatched sample of shape [C].
 template <class T>
-AlongDim cross_entropy_geometry(const Variable<T>& logits, const std::vector<int64_t>& labels,
-                                const CrossEntropyOptions<T>& options) {
-  constexpr const char* op = "cross_entropy";
-  logits.require_defined(op);
-  if (logits.dim() < 1)
-    throw std::invalid_argument("cross_entropy: logits must be [C], [N, C] or [N, C, d1, ...], got shape " +
-                                shape_str(logits.shape()));
-  const AlongDim geo(logits.shape(), logits.dim() == 1 ? 0 : 1, op);
+AlongDim class_geometry(const Variable<T>& input, const std::vector<int64_t>& labels, const Tensor<T>& weight,
+                        std::optional<int64_t> ignore_index, const char* op) {
+  input.require_defined(op);
+  const std::string what = std::string(op) + ": input of shape " + shape_str(input.shape());
+  if (input.dim() < 1) throw std::invalid_argument(what + ": it must be [C], [N, C] or [N, C, d1, ...]");
+  const AlongDim geo(input.shape(), input.dim() == 1 ? 0 : 1, op);
   const int64_t C = geo.n;
-  if (C == 0)
-    throw std::invalid_argument("cross_entropy: logits of shape " + shape_str(logits.shape()) +
-                                " have no classes");
+  if (C == 0) throw std::invalid_argument(what + " has no classes");
   if (int64_t(labels.size()) != geo.lines())
-    throw std::invalid_argument("cross_entropy: " + std::to_string(labels.size()) +
-                                " labels for logits of shape " + shape_str(logits.shape()) + ", which need " +
+    throw std::invalid_argument(what + ": " + std::to_string(labels.size()) + " labels, where it needs " +
                                 std::to_string(geo.lines()) + " (one per sample and position)");
   for (std::size_t i = 0; i < labels.size(); ++i) {
     const int64_t label = labels[i];
-    if ((label < 0 || label >= C) && label != options.ignore_index)
-      throw std::out_of_range("cross_entropy: label " + std::to_string(label) + " at index " +
-                              std::to_string(i) + " is out of range for " + std::to_string(C) + " classes" +
-                              (options.ignore_index
-                                   ? " and is not the ignore_index " + std::to_string(*options.ignore_index)
-                                   : std::string()));
+    if ((label < 0 || label >= C) && label != ignore_index)
+      throw std::out_of_range(
+          std::string(op) + ": label " + std::to_string(label) + " at index " + std::to_string(i) +
+          " is out of range for " + std::to_string(C) + " classes" +
+          (ignore_index ? " and is not the ignore_index " + std::to_string(*ignore_index) : std::string()));
   }
-  if (options.weight.defined()) {
-    if (options.weight.shape() != Shape{C})
-      throw std::invalid_argument("cross_entropy: weight of shape " + shape_str(options.weight.shape()) +
-                                  " for logits of shape " + shape_str(logits.shape()) + " with " +
-                                  std::to_string(C) + " classes; it needs shape [" + std::to_string(C) + "]");
-    const Tensor<T> w = options.weight.contiguous();
+  if (weight.defined()) {
+    if (weight.shape() != Shape{C})
+      throw std::invalid_argument(what + " has " + std::to_string(C) +
+                                  " classes, so its weight needs shape [" + std::to_string(C) + "], not " +
+                                  shape_str(weight.shape()));
+    const Tensor<T> w = weight.contiguous();
     for (int64_t c = 0; c < C; ++c)
       if (!std::isfinite(w.data()[c]))
-        throw std::invalid_argument("cross_entropy: weight of class " + std::to_string(c) + " is " +
+        throw std::invalid_argument(std::string(op) + ": weight of class " + std::to_string(c) + " is " +
                                     std::to_string(w.data()[c]) + ", not finite");
   }
-  if (!(options.label_smoothing >= 0 && options.label_smoothing <= 1))
-    throw std::invalid_argument("cross_entropy: label_smoothing must be in [0, 1], got " +
-                                util::format_round_trip(options.label_smoothing));
   return geo;
+}
+
+// The per-class weights as a contiguous [C] tensor: `weight`, or ones.
+template <class T>
+Tensor<T> class_weights(const Tensor<T>& weight, int64_t classes) {
+  return weight.defined() ? weight.contiguous() : Tensor<T>::ones({classes});
+}
+
+// A loss over class labels from its per-sample terms: the terms in the labels' shape (none), their sum, or
+// their sum over the summed weights of the labels not ignored (mean; N without weights). Also returns
+// that divisor, for the backward pass.
+template <class T>
+std::pair<Tensor<T>, T> reduce_class_terms(const std::vector<T>& term, const std::vector<int64_t>& labels,
+                                           const T* wp, std::optional<int64_t> ignore, Reduction reduction,
+                                           const Shape& input_shape) {
+  const auto samples = int64_t(term.size());
+  const acc_t<T> divisor = chunked_sum<acc_t<T>>(samples, [&](int64_t l) {
+    const int64_t label = labels[std::size_t(l)];
+    return label == ignore ? T(0) : wp[label];
+  });
+  if (reduction == Reduction::none) {
+    Shape shape = input_shape;
+    shape.erase(shape.begin() + (input_shape.size() == 1 ? 0 : 1));
+    return {Tensor<T>::from_vector(term, shape), T(divisor)};
+  }
+  const acc_t<T> total = chunked_sum<acc_t<T>>(samples, [&](int64_t l) { return term[std::size_t(l)]; });
+  return {Tensor<T>::scalar(T(reduction == Reduction::mean ? total / divisor : total)), T(divisor)};
+}
+
+// The factor sample l's gradient takes from the loss's gradient g under `reduction`.
+template <class T>
+T sample_scale(const T* g, int64_t l, Reduction reduction, T divisor) {
+  return reduction == Reduction::none ? g[l] : reduction == Reduction::mean ? g[0] / divisor : g[0];
 }
 
 }  // namespace detail
@@ -180,10 +213,14 @@ AlongDim cross_entropy_geometry(const Variable<T>& logits, const std::vector<int
 template <class T>
 Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<int64_t>& labels,
                           const CrossEntropyOptions<T>& options = {}) {
-  const detail::AlongDim geo = detail::cross_entropy_geometry(logits, labels, options);
+  const detail::AlongDim geo =
+      detail::class_geometry(logits, labels, options.weight, options.ignore_index, "cross_entropy");
+  if (!(options.label_smoothing >= 0 && options.label_smoothing <= 1))
+    throw std::invalid_argument("cross_entropy: label_smoothing must be in [0, 1], got " +
+                                util::format_round_trip(options.label_smoothing));
   const int64_t C = geo.n, samples = geo.lines();
   const Tensor<T> x = logits.value().contiguous();
-  const Tensor<T> weight = options.weight.defined() ? options.weight.contiguous() : Tensor<T>::ones({C});
+  const Tensor<T> weight = detail::class_weights(options.weight, C);
   const std::optional<int64_t> ignore = options.ignore_index;
   const T smoothing = T(options.label_smoothing), keep = T(1) - smoothing;
   const T* xp = x.data();
@@ -216,25 +253,12 @@ Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<int64_t>&
       term[ul] = keep * term[ul] + smoothing / T(C) * spread;
     }
   });
-  const detail::acc_t<T> divisor = detail::chunked_sum<detail::acc_t<T>>(samples, [&](int64_t l) {
-    const int64_t label = labels[std::size_t(l)];
-    return label == ignore ? T(0) : wp[label];
-  });
-  Tensor<T> loss;
-  if (options.reduction == Reduction::none) {
-    Shape shape = logits.shape();
-    shape.erase(shape.begin() + (logits.dim() == 1 ? 0 : 1));
-    loss = Tensor<T>::from_vector(term, shape);
-  } else {
-    const detail::acc_t<T> total =
-        detail::chunked_sum<detail::acc_t<T>>(samples, [&](int64_t l) { return term[std::size_t(l)]; });
-    loss = Tensor<T>::scalar(T(options.reduction == Reduction::mean ? total / divisor : total));
-  }
   const Reduction reduction = options.reduction;
+  auto [loss, divisor] = detail::reduce_class_terms(term, labels, wp, ignore, reduction, logits.shape());
   return Variable<T>::from_op(
       loss, "cross_entropy", {logits},
       [x, weight, row_max, log_sum, labels, geo, ignore, smoothing, keep, reduction,
-       divisor = T(divisor)](const Tensor<T>& g) {
+       divisor = divisor](const Tensor<T>& g) {
         const int64_t C = geo.n;
         const Tensor<T> gc = g.contiguous();
         Tensor<T> gx = Tensor<T>::empty(x.shape());
@@ -251,9 +275,7 @@ Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<int64_t>&
             for (int64_t c = 0; c < C; ++c) out[c * geo.inner] = T(0);
             return;
           }
-          const T scale = reduction == Reduction::none   ? gc.data()[l]
-                          : reduction == Reduction::mean ? gc.data()[0] / divisor
-                                                         : gc.data()[0];
+          const T scale = detail::sample_scale(gc.data(), l, reduction, divisor);
           const T* line = xp + offset;
           // w[y] * (softmax - one_hot), with smoothing (1 - s) times that plus the smoothing term's.
           const T hit = scale * wp[label] * (smoothing != T(0) ? keep : T(1));
@@ -263,6 +285,43 @@ Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<int64_t>&
           out[label * geo.inner] -= hit;
           if (smoothing != T(0))
             for (int64_t c = 0; c < C; ++c) out[c * geo.inner] -= scale * smoothing / T(C) * wp[c];
+        });
+        return std::vector<Tensor<T>>{gx};
+      });
+}
+
+// The negative log-likelihood of log-probabilities (log_softmax's output) at class labels, as
+// torch.nn.functional.nll_loss: -w[y] * input[y] per sample, with cross_entropy's shapes, weights,
+// ignore_index and reductions (cross_entropy(x, y) is nll_loss(log_softmax(x, 1), y)).
+template <class T>
+Variable<T> nll_loss(const Variable<T>& input, const std::vector<int64_t>& labels,
+                     const NllLossOptions<T>& options = {}) {
+  const detail::AlongDim geo =
+      detail::class_geometry(input, labels, options.weight, options.ignore_index, "nll_loss");
+  const Tensor<T> x = input.value().contiguous();
+  const Tensor<T> weight = detail::class_weights(options.weight, geo.n);
+  const std::optional<int64_t> ignore = options.ignore_index;
+  const T* xp = x.data();
+  const T* wp = weight.data();
+  std::vector<T> term(static_cast<std::size_t>(geo.lines()));
+  geo.for_each_line([&](int64_t l, int64_t offset) {
+    const int64_t label = labels[std::size_t(l)];
+    term[std::size_t(l)] = label == ignore ? T(0) : -wp[label] * xp[offset + label * geo.inner];
+  });
+  const Reduction reduction = options.reduction;
+  auto [loss, divisor] = detail::reduce_class_terms(term, labels, wp, ignore, reduction, input.shape());
+  return Variable<T>::from_op(
+      loss, "nll_loss", {input},
+      [shape = input.shape(), weight, labels, geo, ignore, reduction, divisor = divisor](const Tensor<T>& g) {
+        const Tensor<T> gc = g.contiguous();
+        Tensor<T> gx = Tensor<T>::zeros(shape);
+        const T* wp = weight.data();
+        T* gp = gx.data();
+        geo.for_each_line([&](int64_t l, int64_t offset) {
+          const int64_t label = labels[std::size_t(l)];
+          if (label != ignore)
+            gp[offset + label * geo.inner] =
+                -wp[label] * detail::sample_scale(gc.data(), l, reduction, divisor);
         });
         return std::vector<Tensor<T>>{gx};
       });
