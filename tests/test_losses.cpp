@@ -158,6 +158,25 @@ TEST_CASE("cross_entropy with weights, an ignored label, label smoothing and eac
     check_class_loss_case(fx, name);
 }
 
+TEST_CASE("cross_entropy's mean over no weight is NaN, and an ignored sample gets no gradient", "[loss]") {
+  // PyTorch: cross_entropy([-0.5, 2], 1, weight=[0.2, 0], label_smoothing=0.3) is NaN (its unsmoothed part is
+  // 0 / 0); the smoothing term alone is not 0, so dividing the whole by the zero weight would give inf.
+  V x(TD::from_vector({-0.5, 2.0}, {2}), true);
+  const V smoothed =
+      cross_entropy(x, {1}, {.weight = TD::from_vector({0.2, 0.0}, {2}), .label_smoothing = 0.3});
+  CHECK(std::isnan(smoothed.item()));
+  CHECK(std::isnan(cross_entropy(x, {1}, {.ignore_index = 1}).item()));  // every label ignored
+  // An ignored sample takes no part: a NaN among its logits leaves the loss and the others' gradients as
+  // they are, and its own gradient 0 (PyTorch's is NaN there, from log_softmax's backward of every row).
+  V rows(TD::from_vector({std::nan(""), 1, 0.5, 2}, {2, 2}), true);
+  const V loss = cross_entropy(rows, {0, 1}, {.ignore_index = 0});
+  CHECK(loss.item() == Approx(std::log1p(std::exp(-1.5))));
+  loss.backward();
+  CHECK(rows.grad().at({0, 0}) == 0);
+  CHECK(rows.grad().at({0, 1}) == 0);
+  CHECK(rows.grad().at({1, 1}) == Approx(-1 / (1 + std::exp(1.5))));
+}
+
 TEST_CASE("nll_loss with weights, an ignored label and each reduction matches PyTorch", "[loss][fixture]") {
   test::Fixture fx("losses");
   for (const std::string name : {"nll_weight_ignore", "nll_sum", "nll_none", "nll_unbatched"})

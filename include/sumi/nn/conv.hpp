@@ -2,6 +2,8 @@
 // Conv2d and ConvTranspose2d, as torch.nn.Conv2d and torch.nn.ConvTranspose2d. Conv2d weight
 // [out, in / groups, kh, kw]; ConvTranspose2d weight [in, out / groups, kh, kw] (PyTorch's layouts); bias
 // [out]. Sizes are IntPairs: a single integer sets height and width.
+#include <concepts>
+
 #include "sumi/nn/init.hpp"
 #include "sumi/nn/module.hpp"
 #include "sumi/nn/relu_fusable.hpp"
@@ -61,6 +63,11 @@ class Conv2d : public Module<T>, public ReluFusable<T> {
     reset_parameters(gen);
   }
 
+  // A bool where groups goes is the bias argument of the signature before groups was added: refused at
+  // compile time rather than read as groups = 0 or 1.
+  template <std::same_as<bool> Bias>
+  Conv2d(int64_t, int64_t, IntPair, IntPair, IntPair, IntPair, Bias) = delete;
+
   void reset_parameters(Generator& gen = default_generator()) {
     init::default_layer_init_(weight, bias, gen);
   }
@@ -115,6 +122,10 @@ class ConvTranspose2d : public Module<T>, public ReluFusable<T> {
     this->bind_parameter("bias", this->bias);
     reset_parameters(gen);
   }
+
+  // As Conv2d's: a bool where groups goes is the bias argument of the signature before groups.
+  template <std::same_as<bool> Bias>
+  ConvTranspose2d(int64_t, int64_t, IntPair, IntPair, IntPair, IntPair, IntPair, Bias) = delete;
 
   void reset_parameters(Generator& gen = default_generator()) {
     init::default_layer_init_(weight, bias, gen);

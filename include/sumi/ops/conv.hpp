@@ -5,6 +5,7 @@
 // convolution runs as one convolution per group on its slices of the channels (no depthwise kernel).
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -18,7 +19,6 @@
 #include "sumi/kernels/elementwise.hpp"
 #include "sumi/kernels/threading.hpp"
 #include "sumi/ops/int_pair.hpp"
-#include "sumi/ops/shape_ops.hpp"
 
 namespace sumi {
 
@@ -51,9 +51,9 @@ struct ConvTranspose2dOptions {
 
 namespace detail {
 
-// Far beyond any real layer, and small enough that no output-size product or sum (at most about
-// 2^32 * 2^24 * 2) can overflow int64.
-inline constexpr int64_t kConvMaxSpatial = int64_t(1) << 32, kConvMaxParameter = int64_t(1) << 24;
+// The largest spatial size the convolutions take: with kMaxIntPairValue, no output-size product or sum (at
+// most about 2^32 * 2^24 * 2) can overflow int64.
+inline constexpr int64_t kConvMaxSpatial = int64_t(1) << 32;
 
 inline void conv_require_4d(const Shape& s, const char* op, const char* what, const char* layout) {
   if (s.size() != 4)
@@ -77,9 +77,9 @@ inline void conv_require_params(const char* op, const IntPair& stride, const Int
     throw std::invalid_argument(std::string(op) + ": padding " + padding.to_string() +
                                 " must be non-negative");
   for (const auto& [name, pair] : {std::pair{"stride", stride}, {"padding", padding}, {"dilation", dilation}})
-    if (pair.h > kConvMaxParameter || pair.w > kConvMaxParameter)
+    if (pair.h > kMaxIntPairValue || pair.w > kMaxIntPairValue)
       throw std::invalid_argument(std::string(op) + ": " + name + " " + pair.to_string() + " exceeds " +
-                                  std::to_string(kConvMaxParameter));
+                                  std::to_string(kMaxIntPairValue));
 }
 
 // The channel count a convolution's weight expects of its input: `per_group` channels in each of `groups`
@@ -92,27 +92,61 @@ inline int64_t conv_grouped_channels(const char* op, int64_t per_group, int64_t 
   return channels;
 }
 
-// A convolution in `groups` groups as one ungrouped convolution `conv` per group, on its slices of the
-// input's channels, of the weight's first dimension and of the bias (`out_per_group` of it), the outputs
-// joined along the channels. An error of one group's convolution names the whole operands too.
+// A convolution in `groups` groups, one graph node: each group's ungrouped convolution `conv` runs on
+// contiguous copies of its slices of the input's channels, of the weight's first dimension and of the bias
+// (`out_per_group` of it), as leaves of a graph of its own; the outputs fill their channels of the result.
+// The node's backward pass calls each group's backward function on its channels of the output gradient and
+// writes the gradients into their slices, so it costs one pass over the tensors, not one per group (as
+// narrow-and-concat would). An error of one group's convolution names the whole operands too.
 template <class T, class Conv>
 Variable<T> conv_by_groups(const Variable<T>& x, const Variable<T>& weight, const Variable<T>& bias,
                            int64_t groups, int64_t out_per_group, const char* op, Conv conv) {
   const int64_t x_per_group = x.size(1) / groups, w_per_group = weight.size(0) / groups;
-  std::vector<Variable<T>> outputs;
+  const bool has_bias = bias.defined();
+  std::vector<std::shared_ptr<Node<T>>> group_nodes;
+  Tensor<T> y;
   for (int64_t g = 0; g < groups; ++g) {
+    const Variable<T> xg(x.value().narrow(1, g * x_per_group, x_per_group).contiguous(), x.requires_grad());
+    const Variable<T> wg(weight.value().narrow(0, g * w_per_group, w_per_group).contiguous(),
+                         weight.requires_grad());
+    const Variable<T> bg =
+        has_bias ? Variable<T>(bias.value().narrow(0, g * out_per_group, out_per_group).contiguous(),
+                               bias.requires_grad())
+                 : Variable<T>();
+    Variable<T> yg;
     try {
-      outputs.push_back(
-          conv(narrow(x, 1, g * x_per_group, x_per_group), narrow(weight, 0, g * w_per_group, w_per_group),
-               bias.defined() ? narrow(bias, 0, g * out_per_group, out_per_group) : Variable<T>()));
+      yg = conv(xg, wg, bg);
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(std::string(e.what()) + " (group " + std::to_string(g) + " of " +
                                   std::to_string(groups) + "; " + op + " of input of shape " +
                                   shape_str(x.shape()) + " and weight of shape " + shape_str(weight.shape()) +
                                   ")");
     }
+    if (g == 0) {
+      Shape shape = yg.shape();
+      shape[1] *= groups;
+      y = Tensor<T>::empty(shape);
+    }
+    y.narrow(1, g * out_per_group, out_per_group).copy_(yg.value());
+    group_nodes.push_back(yg.grad_fn());
   }
-  return concat(outputs, 1);
+  return Variable<T>::from_op(y, op, {x, weight, has_bias ? bias : Variable<T>()},
+                              [group_nodes, x_shape = x.shape(), w_shape = weight.shape(),
+                               b_shape = bias.shape(), needs_x = x.requires_grad(),
+                               needs_w = weight.requires_grad(), needs_b = has_bias && bias.requires_grad(),
+                               groups, x_per_group, w_per_group, out_per_group](const Tensor<T>& grad) {
+                                Tensor<T> gx = needs_x ? Tensor<T>::empty(x_shape) : Tensor<T>();
+                                Tensor<T> gw = needs_w ? Tensor<T>::empty(w_shape) : Tensor<T>();
+                                Tensor<T> gb = needs_b ? Tensor<T>::empty(b_shape) : Tensor<T>();
+                                for (int64_t g = 0; g < groups; ++g) {
+                                  const std::vector<Tensor<T>> parts = group_nodes[std::size_t(g)]->backward(
+                                      grad.narrow(1, g * out_per_group, out_per_group).contiguous());
+                                  if (needs_x) gx.narrow(1, g * x_per_group, x_per_group).copy_(parts[0]);
+                                  if (needs_w) gw.narrow(0, g * w_per_group, w_per_group).copy_(parts[1]);
+                                  if (needs_b) gb.narrow(0, g * out_per_group, out_per_group).copy_(parts[2]);
+                                }
+                                return std::vector<Tensor<T>>{gx, gw, gb};
+                              });
 }
 
 // Per-channel sums of [N, C, HW] data, accumulated plane by plane in image order: 16 running sums per

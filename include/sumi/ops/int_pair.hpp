@@ -5,6 +5,10 @@
 
 namespace sumi {
 
+// The largest kernel size, stride, padding or dilation the 2-d ops take: far beyond any real layer, and small
+// enough that no window or output-size product of theirs overflows int64.
+inline constexpr int64_t kMaxIntPairValue = int64_t(1) << 24;
+
 // A (height, width) pair of convolution or pooling parameters; a single integer sets both.
 struct IntPair {
   int64_t h = 0, w = 0;

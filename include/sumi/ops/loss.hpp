@@ -176,8 +176,8 @@ Tensor<T> class_weights(const Tensor<T>& weight, int64_t classes) {
 }
 
 // A loss over class labels from its per-sample terms: the terms in the labels' shape (none), their sum, or
-// their sum over the summed weights of the labels not ignored (mean; N without weights). Also returns
-// that divisor, for the backward pass.
+// their sum over the summed weights of the labels not ignored (mean; N without weights; NaN when that sum is
+// 0). Also returns that divisor, for the backward pass.
 template <class T>
 std::pair<Tensor<T>, T> reduce_class_terms(const std::vector<T>& term, const std::vector<int64_t>& labels,
                                            const T* wp, std::optional<int64_t> ignore, Reduction reduction,
@@ -193,7 +193,10 @@ std::pair<Tensor<T>, T> reduce_class_terms(const std::vector<T>& term, const std
     return {Tensor<T>::from_vector(term, shape), T(divisor)};
   }
   const acc_t<T> total = chunked_sum<acc_t<T>>(samples, [&](int64_t l) { return term[std::size_t(l)]; });
-  return {Tensor<T>::scalar(T(reduction == Reduction::mean ? total / divisor : total)), T(divisor)};
+  // A mean over no weight is NaN, as PyTorch's (its unsmoothed part is 0 / 0), also when label smoothing
+  // makes the total non-zero.
+  const acc_t<T> mean = divisor == 0 ? std::numeric_limits<acc_t<T>>::quiet_NaN() : total / divisor;
+  return {Tensor<T>::scalar(T(reduction == Reduction::mean ? mean : total)), T(divisor)};
 }
 
 // The factor sample l's gradient takes from the loss's gradient g under `reduction`.

@@ -45,18 +45,18 @@ inline kernels::Pool2dGeometry pool_geometry(const char* op, const Shape& shape,
   const auto require = [&](bool ok, const char* name, const IntPair& value, const std::string& rule) {
     if (!ok) throw std::invalid_argument(input + ": " + name + " " + value.to_string() + " " + rule);
   };
-  // Far beyond any real layer; keeps every window product below int64's range.
-  constexpr int64_t kMaxParameter = int64_t(1) << 24;
-  require(kernel.h >= 1 && kernel.w >= 1 && kernel.h <= kMaxParameter && kernel.w <= kMaxParameter,
+  require(kernel.h >= 1 && kernel.w >= 1 && kernel.h <= kMaxIntPairValue && kernel.w <= kMaxIntPairValue,
           "kernel size", kernel, "must be in [1, 2^24]");
-  require(stride.h >= 1 && stride.w >= 1 && stride.h <= kMaxParameter && stride.w <= kMaxParameter, "stride",
-          stride, "must be in [1, 2^24]");
-  require(dilation.h >= 1 && dilation.w >= 1 && dilation.h <= kMaxParameter && dilation.w <= kMaxParameter,
-          "dilation", dilation, "must be in [1, 2^24]");
+  require(stride.h >= 1 && stride.w >= 1 && stride.h <= kMaxIntPairValue && stride.w <= kMaxIntPairValue,
+          "stride", stride, "must be in [1, 2^24]");
+  require(
+      dilation.h >= 1 && dilation.w >= 1 && dilation.h <= kMaxIntPairValue && dilation.w <= kMaxIntPairValue,
+      "dilation", dilation, "must be in [1, 2^24]");
   require(padding.h >= 0 && padding.w >= 0 && padding.h <= kernel.h / 2 && padding.w <= kernel.w / 2,
           "padding", padding, "must be in [0, half the kernel size " + kernel.to_string() + "]");
   const std::size_t r = shape.size();
-  if (shape[r - 2] > kMaxParameter * kMaxParameter || shape[r - 1] > kMaxParameter * kMaxParameter)
+  if (shape[r - 2] > kMaxIntPairValue * kMaxIntPairValue ||
+      shape[r - 1] > kMaxIntPairValue * kMaxIntPairValue)
     throw std::invalid_argument(input + " has a spatial size above 2^48");
   int64_t planes = 1;
   for (std::size_t i = 0; i + 2 < r; ++i) planes *= shape[i];
