@@ -452,10 +452,18 @@ TEST_CASE("grouped convolution gradients match finite differences", "[conv][grad
       },
       {leaf({1, 3, 3, 3}, 64), leaf({3, 2, 3, 3}, 65), leaf({6}, 66)});
   // Groups of a fused relu, as relu after the grouped op.
-  const V x = leaf({2, 4, 5, 5}, 67), w = leaf({4, 2, 3, 3}, 68);
+  V x = leaf({2, 4, 5, 5}, 67), w = leaf({4, 2, 3, 3}, 68);
   const V fused = conv2d(x, w, V(), {.padding = 1, .groups = 2, .activation = ConvActivation::relu});
   const V separate = relu(conv2d(x, w, V(), {.padding = 1, .groups = 2}));
   REQUIRE(max_abs_diff(fused.value(), separate.value()) == 0);
+  const V upstream = leaf(fused.shape(), 69, {.requires_grad = false});
+  sum(mul(fused, upstream)).backward();
+  const TD fused_gx = x.grad(), fused_gw = w.grad();
+  x.zero_grad();
+  w.zero_grad();
+  sum(mul(separate, upstream)).backward();
+  REQUIRE(max_abs_diff(fused_gx, x.grad()) == 0);
+  REQUIRE(max_abs_diff(fused_gw, w.grad()) == 0);
 }
 
 TEST_CASE("conv shape errors name the op and the shapes", "[conv][errors]") {

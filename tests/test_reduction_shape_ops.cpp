@@ -530,13 +530,17 @@ TEST_CASE("squeeze and unsqueeze give PyTorch's shapes as views", "[shape]") {
   CHECK(u.strides() == Shape{1, 6, 3});
   CHECK(u.at({2, 0, 1}) == 5);
   CHECK(u.squeeze().strides() == t.strides());
-  // Unsqueezing a contiguous tensor keeps it contiguous, at any position.
-  for (int64_t d = -3; d <= 2; ++d) CHECK(TD::zeros({2, 3}).unsqueeze(d).is_contiguous());
+  // Unsqueezing a contiguous tensor gives it PyTorch's strides, the row-major ones, at any position.
+  for (int64_t d = -3; d <= 2; ++d) {
+    const TD u = TD::zeros({2, 3}).unsqueeze(d);
+    CHECK(u.strides() == contiguous_strides(u.shape()));
+  }
   // A 0-d tensor: unsqueeze(0) and unsqueeze(-1) give [1]; squeeze(0) and squeeze(-1) leave it as it is.
   const Variable<double> scalar(TD::scalar(2.0));
   CHECK(unsqueeze(scalar, -1).shape() == Shape{1});
   CHECK(squeeze(scalar, 0).shape() == Shape{});
-  CHECK_THROWS_WITH(unsqueeze(x, 5), Contains("unsqueeze") && Contains("dimension 5"));
+  CHECK_THROWS_WITH(unsqueeze(x, 5), Contains("unsqueeze") && Contains("dimension 5") &&
+                                         Contains("[-5, 4]") && Contains("[2, 1, 3, 1]"));
   CHECK_THROWS_WITH(unsqueeze(x, -6), Contains("unsqueeze") && Contains("dimension -6"));
   CHECK_THROWS_WITH(squeeze(scalar, 1), Contains("squeeze") && Contains("[]"));
   CHECK_THROWS_WITH(squeeze(x, 4), Contains("squeeze") && Contains("[2, 1, 3, 1]"));

@@ -63,7 +63,8 @@ class DcganGenerator : public nn::Module<T> {
       main->push_back(std::make_shared<BatchNorm2d<T>>(channels / 2));
       main->push_back(std::make_shared<ReLU<T>>());
     }
-    main->push_back(std::make_shared<ConvTranspose2d<T>>(config.ngf, config.nc, 4, 2, 1, 0, 1, 1, false, gen));
+    main->push_back(
+        std::make_shared<ConvTranspose2d<T>>(config.ngf, config.nc, 4, 2, 1, 0, 1, 1, false, gen));
     main->push_back(std::make_shared<Tanh<T>>());
     this->register_module("main", main);
   }

@@ -93,7 +93,8 @@ inline int64_t conv_grouped_channels(const char* op, int64_t per_group, int64_t 
 }
 
 // A convolution in `groups` groups, one graph node: each group's ungrouped convolution `conv` runs on
-// contiguous copies of its slices of the input's channels, of the weight's first dimension and of the bias
+// contiguous slices (copied where strided) of the input's channels, of the weight's first dimension and of
+// the bias
 // (`out_per_group` of it), as leaves of a graph of its own; the outputs fill their channels of the result.
 // The node's backward pass calls each group's backward function on its channels of the output gradient and
 // writes the gradients into their slices, so it costs one pass over the tensors, not one per group (as

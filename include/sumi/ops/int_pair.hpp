@@ -5,8 +5,9 @@
 
 namespace sumi {
 
-// The largest kernel size, stride, padding or dilation the 2-d ops take: far beyond any real layer, and small
-// enough that no window or output-size product of theirs overflows int64.
+// The largest stride, padding or dilation the 2-d ops take (and pooling's kernel size; a convolution's comes
+// from its weight): far beyond any real layer, and small enough that no window or output-size product of
+// theirs overflows int64.
 inline constexpr int64_t kMaxIntPairValue = int64_t(1) << 24;
 
 // A (height, width) pair of convolution or pooling parameters; a single integer sets both.

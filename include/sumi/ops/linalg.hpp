@@ -138,6 +138,13 @@ Variable<T> matmul(const Variable<T>& a, const Variable<T>& b) {
                                 " are not aligned (" + std::to_string(k_a) + " against " +
                                 std::to_string(k_b) + ")");
   if (a.dim() == 2 && b.dim() == 2) return detail::matrix_product(a, b);
+  if (a.dim() > 2 && b.dim() == 2) {  // batches of a against one matrix: one GEMM of all their rows
+    Shape rows = a.shape();
+    rows.pop_back();
+    const Variable<T> product = detail::matrix_product(reshape(a, {shape_numel(rows), k_a}), b);
+    rows.push_back(b.size(1));
+    return reshape(product, rows);
+  }
   const Variable<T> am = a.dim() == 1 ? unsqueeze(a, 0) : a, bm = b.dim() == 1 ? unsqueeze(b, 1) : b;
   Variable<T> out = am.dim() == 2 && bm.dim() == 2
                         ? detail::matrix_product(am, bm)

@@ -176,8 +176,8 @@ Tensor<T> class_weights(const Tensor<T>& weight, int64_t classes) {
 }
 
 // A loss over class labels from its per-sample terms: the terms in the labels' shape (none), their sum, or
-// their sum over the summed weights of the labels not ignored (mean; N without weights; NaN when that sum is
-// 0). Also returns that divisor, for the backward pass.
+// their sum over the summed weights of the labels not ignored (mean; without weights, the count of those
+// labels; NaN when that sum is 0). Also returns that divisor, for the backward pass.
 template <class T>
 std::pair<Tensor<T>, T> reduce_class_terms(const std::vector<T>& term, const std::vector<int64_t>& labels,
                                            const T* wp, std::optional<int64_t> ignore, Reduction reduction,
@@ -211,8 +211,8 @@ T sample_scale(const T* g, int64_t l, Reduction reduction, T divisor) {
 // -w[y] * log_softmax(logits)[y], or with label smoothing s, (1 - s) times that plus s / C times
 // -sum_c w[c] * log_softmax(logits)[c]. Logits are [N, C] (labels: N of them), [C] (one label) or
 // [N, C, d1, ...] (labels: one per sample and position, in row-major order of [N, d1, ...]). The mean
-// divides by the summed weights of the labels that are not ignored (N without weights); none gives the
-// per-sample terms in the shape of the labels.
+// divides by the summed weights of the labels that are not ignored (without weights, their count); none
+// gives the per-sample terms in the shape of the labels.
 template <class T>
 Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<int64_t>& labels,
                           const CrossEntropyOptions<T>& options = {}) {
@@ -295,7 +295,8 @@ Variable<T> cross_entropy(const Variable<T>& logits, const std::vector<int64_t>&
 
 // The negative log-likelihood of log-probabilities (log_softmax's output) at class labels, as
 // torch.nn.functional.nll_loss: -w[y] * input[y] per sample, with cross_entropy's shapes, weights,
-// ignore_index and reductions (cross_entropy(x, y) is nll_loss(log_softmax(x, 1), y)).
+// ignore_index and reductions (cross_entropy(x, y) is nll_loss(log_softmax(x, 1), y), or of
+// log_softmax(x, 0) for one unbatched sample).
 template <class T>
 Variable<T> nll_loss(const Variable<T>& input, const std::vector<int64_t>& labels,
                      const NllLossOptions<T>& options = {}) {

@@ -224,9 +224,15 @@ class Tensor {
   // A view with a new dimension of size 1 at position `dim` (torch.unsqueeze): dim is in [-rank - 1, rank],
   // a negative value counting from the end of the result's dimensions.
   Tensor unsqueeze(int64_t dim) const {
-    const auto d = std::size_t(normalize_dim(dim, this->dim() + 1, "Tensor::unsqueeze"));
+    const int64_t rank = this->dim();
+    if (dim < -rank - 1 || dim > rank)
+      throw std::out_of_range("Tensor::unsqueeze: dimension " + std::to_string(dim) + " out of range [" +
+                              std::to_string(-rank - 1) + ", " + std::to_string(rank) + "] for shape " +
+                              shape_str(shape_));
+    const auto d = std::size_t(dim < 0 ? dim + rank + 1 : dim);
     Tensor t = *this;
-    // Any stride serves a size-1 dimension; this one keeps a contiguous tensor contiguous.
+    // Any stride serves a size-1 dimension; this is PyTorch's, the row-major stride when the tensor is
+    // contiguous.
     const int64_t stride = d < shape_.size() ? shape_[d] * strides_[d] : 1;
     t.shape_.insert(t.shape_.begin() + std::ptrdiff_t(d), 1);
     t.strides_.insert(t.strides_.begin() + std::ptrdiff_t(d), stride);
