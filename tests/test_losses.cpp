@@ -194,6 +194,95 @@ TEST_CASE("nll_loss with weights, an ignored label and each reduction matches Py
                                                                       Catch::Contains("3 classes"));
 }
 
+namespace {
+Reduction reduction_named(const std::string& name) {
+  return name == "mean" ? Reduction::mean : name == "sum" ? Reduction::sum : Reduction::none;
+}
+
+// One element-wise loss case with the settings in its config, against PyTorch's loss and input gradient
+// (of sum(loss * upstream) for reduction "none").
+void check_elementwise_loss_case(const test::Fixture& fx, const std::string& name) {
+  const nlohmann::json config = fx.meta_json(name + ".config");
+  INFO(name << " " << config.dump());
+  VF input(fx.input<float>(name + ".input"), true);
+  const VF target(fx.file().tensor<float>(name + ".target"));
+  REQUIRE(input.value().data()[0] == target.value().data()[0]);  // the zero difference
+  const Reduction reduction = reduction_named(config["reduction"].get<std::string>());
+  const VF loss = [&] {
+    if (name.starts_with("mse")) return mse_loss(input, target, reduction);
+    if (name.starts_with("l1")) return l1_loss(input, target, reduction);
+    if (name.starts_with("smooth_l1"))
+      return smooth_l1_loss(input, target, reduction, config["beta"].get<double>());
+    if (name.starts_with("huber")) return huber_loss(input, target, reduction, config["delta"].get<double>());
+    if (name.starts_with("bce_logits")) return bce_with_logits(input, target, reduction);
+    return bce_loss(input, target, reduction);
+  }();
+  if (reduction != Reduction::none) {
+    require_matches_fixture(fx, name, input, loss);
+    return;
+  }
+  REQUIRE(loss.shape() == input.shape());
+  require_each_close(fx, name + ".loss", loss.value());
+  sum(mul(loss, VF(fx.file().tensor<float>(name + ".upstream").reshape(input.shape())))).backward();
+  require_each_close(fx, name + ".grad", input.grad());
+}
+}  // namespace
+
+TEST_CASE(
+    "element-wise losses (mse, l1, smooth_l1, huber, bce, bce_with_logits) with each reduction match "
+    "PyTorch",
+    "[loss][fixture]") {
+  test::Fixture fx("losses");
+  for (const std::string name :
+       {"mse_sum", "mse_none", "l1", "l1_none", "smooth_l1", "smooth_l1_sum", "smooth_l1_none", "huber",
+        "huber_sum", "huber_none", "bce_none", "bce_sum", "bce_logits_none"})
+    check_elementwise_loss_case(fx, name);
+}
+
+TEST_CASE("l1, smooth_l1 and huber at their kinks, on NaN and on no elements", "[loss]") {
+  // PyTorch 1.13: at d = 0, 1, -2, 0.5, NaN (target 0), sum reduction, gradients as below; at |d| = beta or
+  // delta both pieces agree. smooth_l1 with beta 0 is l1 (gradient 0 at d = 0, where PyTorch's
+  // smooth_l1_loss gives -1).
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const TD zeros = TD::zeros({5});
+  const auto gradient_of = [&](auto loss_fn) {
+    V x(TD::from_vector({0, 1, -2, 0.5, nan}, {5}), true);
+    const V loss = loss_fn(x, V(zeros));
+    CHECK(std::isnan(loss.item()));
+    loss.backward();
+    return std::vector<double>(x.grad().data(), x.grad().data() + 5);
+  };
+  const auto same = [](const std::vector<double>& got, const std::vector<double>& want) {
+    REQUIRE(got.size() == want.size());
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      INFO("index " << i);
+      if (std::isnan(want[i]))
+        CHECK(std::isnan(got[i]));
+      else
+        CHECK(got[i] == want[i]);
+    }
+  };
+  same(gradient_of([](const V& x, const V& t) { return l1_loss(x, t, Reduction::sum); }), {0, 1, -1, 1, 0});
+  same(gradient_of([](const V& x, const V& t) { return smooth_l1_loss(x, t, Reduction::sum); }),
+       {0, 1, -1, 0.5, nan});
+  same(gradient_of([](const V& x, const V& t) { return smooth_l1_loss(x, t, Reduction::sum, 0.0); }),
+       {0, 1, -1, 1, 0});
+  same(gradient_of([](const V& x, const V& t) { return huber_loss(x, t, Reduction::sum, 0.5); }),
+       {0, 0.5, -0.5, 0.5, nan});
+  // Values on both sides of the kink, by hand: smooth_l1 (beta 2) of d = 1 and 3; huber (delta 2) of the
+  // same.
+  const V d(TD::from_vector({1, 3}, {2})), none(TD::zeros({2}));
+  CHECK(smooth_l1_loss(d, none, Reduction::none, 2.0).value().at({0}) == 0.25);
+  CHECK(smooth_l1_loss(d, none, Reduction::none, 2.0).value().at({1}) == 2.0);
+  CHECK(huber_loss(d, none, Reduction::none, 2.0).value().at({0}) == 0.5);
+  CHECK(huber_loss(d, none, Reduction::none, 2.0).value().at({1}) == 4.0);
+  // No elements: the mean is NaN, the sum 0 and none an empty tensor, as PyTorch's.
+  const V empty(TD::zeros({0, 3}));
+  CHECK(std::isnan(l1_loss(empty, empty).item()));
+  CHECK(huber_loss(empty, empty, Reduction::sum).item() == 0);
+  CHECK(mse_loss(empty, empty, Reduction::none).shape() == Shape{0, 3});
+}
+
 // ---- hand-computed values
 // ----------------------------------------------------------------------------------------
 
@@ -277,6 +366,30 @@ TEST_CASE("loss gradients match finite differences", "[loss][gradcheck]") {
                     {leaf({3, 4}, 3, {0.1, 0.9})});
   require_gradcheck([&](const std::vector<V>& v) { return bce_with_logits(v[0], prob_target); },
                     {leaf({3, 4}, 5, {-4, 4})});
+  // Away from the kinks (the inputs are at least 0.1 from every |d| = 0, beta or delta).
+  const V zero_target(TD::zeros({2, 3}));
+  const V away = V(TD::from_vector({-2.5, -0.7, -0.2, 0.3, 0.8, 2.2}, {2, 3}), true);
+  for (Reduction reduction : {Reduction::mean, Reduction::sum, Reduction::none}) {
+    const auto total = [&](const V& loss) {
+      return reduction == Reduction::none ? sum(mul(loss, leaf(loss.shape(), 13, {.requires_grad = false})))
+                                          : loss;
+    };
+    require_gradcheck([&](const std::vector<V>& v) { return total(mse_loss(v[0], target, reduction)); },
+                      {leaf({3, 4}, 1)});
+    require_gradcheck([&](const std::vector<V>& v) { return total(l1_loss(v[0], zero_target, reduction)); },
+                      {away});
+    require_gradcheck(
+        [&](const std::vector<V>& v) { return total(smooth_l1_loss(v[0], zero_target, reduction, 0.5)); },
+        {away});
+    require_gradcheck(
+        [&](const std::vector<V>& v) { return total(huber_loss(v[0], zero_target, reduction, 1.5)); },
+        {away});
+    require_gradcheck([&](const std::vector<V>& v) { return total(bce_loss(v[0], prob_target, reduction)); },
+                      {leaf({3, 4}, 3, {0.1, 0.9})});
+    require_gradcheck(
+        [&](const std::vector<V>& v) { return total(bce_with_logits(v[0], prob_target, reduction)); },
+        {leaf({3, 4}, 5, {-4, 4})});
+  }
   const std::vector<int64_t> labels = {2, 0, 4, 4, 1};
   require_gradcheck([&](const std::vector<V>& v) { return cross_entropy(v[0], labels); },
                     {leaf({5, 5}, 6, {-3, 3})});
@@ -312,10 +425,13 @@ TEST_CASE("the target of a loss gets no gradient", "[loss]") {
   for (const auto& loss_fn : std::vector<std::function<V(const V&, const V&)>>{
            [](const V&a, const V&b) { return mse_loss(a, b); },
            [](const V&a, const V&b) { return bce_loss(a, b); },
-           [](const V&a, const V&b) { return bce_with_logits(a, b); }}) {
+           [](const V&a, const V&b) { return bce_with_logits(a, b); },
+           [](const V&a, const V&b) { return l1_loss(a, b, Reduction::none); },
+           [](const V&a, const V&b) { return smooth_l1_loss(a, b, Reduction::sum); },
+           [](const V&a, const V&b) { return huber_loss(a, b); }}) {
     x.zero_grad();
     t.zero_grad();
-    loss_fn(x, t).backward();
+    sum(loss_fn(x, t)).backward();
     REQUIRE(x.grad().defined());
     REQUIRE_FALSE(t.grad().defined());
   }
@@ -326,12 +442,16 @@ TEST_CASE("the target of a loss gets no gradient", "[loss]") {
 
 TEST_CASE("loss shape mismatches name the op and both shapes", "[loss][errors]") {
   const V a(TD::full({2, 3}, 0.5)), b(TD::full({3, 2}, 0.5));
-  for (const char* op : {"mse_loss", "bce_loss", "bce_with_logits"}) {
+  for (const char* op :
+       {"mse_loss", "bce_loss", "bce_with_logits", "l1_loss", "smooth_l1_loss", "huber_loss"}) {
     INFO(op);
     auto call = [&] {
       const std::string name = op;
       if (name == "mse_loss") return mse_loss(a, b);
       if (name == "bce_loss") return bce_loss(a, b);
+      if (name == "l1_loss") return l1_loss(a, b);
+      if (name == "smooth_l1_loss") return smooth_l1_loss(a, b);
+      if (name == "huber_loss") return huber_loss(a, b);
       return bce_with_logits(a, b);
     };
     REQUIRE_THROWS_AS(call(), std::invalid_argument);
@@ -341,6 +461,15 @@ TEST_CASE("loss shape mismatches name the op and both shapes", "[loss][errors]")
   // Same element count, different shape, is still an error.
   REQUIRE_THROWS_WITH(mse_loss(V(TD::zeros({6})), V(TD::zeros({2, 3}))),
                       Catch::Contains("mse_loss") && Catch::Contains("[6]") && Catch::Contains("[2, 3]"));
+  // PyTorch refuses these settings too.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (const double beta : {-0.5, nan})
+    REQUIRE_THROWS_WITH(smooth_l1_loss(a, a, Reduction::mean, beta),
+                        Catch::Contains("smooth_l1_loss") && Catch::Contains("beta must be non-negative") &&
+                            Catch::Contains("[2, 3]"));
+  for (const double delta : {0.0, -1.0, nan})
+    REQUIRE_THROWS_WITH(huber_loss(a, a, Reduction::mean, delta),
+                        Catch::Contains("huber_loss") && Catch::Contains("delta must be positive"));
 }
 
 TEST_CASE("cross_entropy rejects bad labels and shapes", "[loss][errors]") {

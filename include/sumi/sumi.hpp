@@ -48,6 +48,7 @@
 #include "sumi/nn/state_dict.hpp"
 
 #include "sumi/optim/adam.hpp"
+#include "sumi/optim/clip_grad.hpp"
 #include "sumi/optim/lr_scheduler.hpp"
 #include "sumi/optim/optimizer.hpp"
 #include "sumi/optim/sgd.hpp"

@@ -1,8 +1,9 @@
 #pragma once
-// Loss functions with autograd, with PyTorch's values and gradients: mse_loss, bce_loss (torch's
-// binary_cross_entropy), bce_with_logits (mean reduction, a scalar of shape []), cross_entropy and nll_loss
-// (class weights, an ignored label, cross_entropy's label smoothing, and mean, sum or no reduction). The
-// target is a constant: it gets no gradient, even when it requires one.
+// Loss functions with autograd, with PyTorch's values and gradients. Element-wise: mse_loss, l1_loss,
+// smooth_l1_loss, huber_loss, bce_loss (torch's binary_cross_entropy) and bce_with_logits; over class labels:
+// cross_entropy and nll_loss (class weights, an ignored label, cross_entropy's label smoothing). Each takes
+// PyTorch's reduction: mean (the default), sum, or none. The target is a constant: it gets no gradient, even
+// when it requires one.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -22,6 +23,10 @@
 
 namespace sumi {
 
+// How a loss combines its per-element (or per-sample) terms, as PyTorch's `reduction`: their (weighted)
+// mean, their sum, or none (the terms themselves, in the shape of the input or of the labels).
+enum class Reduction { mean, sum, none };
+
 namespace detail {
 
 template <class T>
@@ -31,11 +36,12 @@ void require_same_shape(const Variable<T>& input, const Variable<T>& target, con
                                 " and target of shape " + shape_str(target.shape()) + " differ");
 }
 
-// mean over i of term(x[i], t[i]), with gradient g * dterm(x[i], t[i]) / n for the input. The mean is a
-// deterministic chunked sum in acc_t<T>.
+// The terms term(x[i], t[i]) reduced by `reduction`, with gradient g * dterm(x[i], t[i]) for the input (g
+// divided by the count under mean; g[i] under none). Sums are deterministic chunked sums in acc_t<T>; a
+// mean over no elements is NaN, as PyTorch's.
 template <class T, class Term, class DTerm>
-Variable<T> elementwise_loss(const Variable<T>& input, const Variable<T>& target, const char* op, Term term,
-                             DTerm dterm) {
+Variable<T> elementwise_loss(const Variable<T>& input, const Variable<T>& target, Reduction reduction,
+                             const char* op, Term term, DTerm dterm) {
   input.require_defined(op);
   target.require_defined(op);
   require_same_shape(input, target, op);
@@ -43,32 +49,105 @@ Variable<T> elementwise_loss(const Variable<T>& input, const Variable<T>& target
   const T* xp = x.data();
   const T* tp = t.data();
   const int64_t n = x.numel();
-  const acc_t<T> total = chunked_sum<acc_t<T>>(n, [&](int64_t i) { return acc_t<T>(term(xp[i], tp[i])); });
-  Tensor<T> loss = Tensor<T>::scalar(T(total / acc_t<T>(n)));
-  return Variable<T>::from_op(loss, op, {input}, [x, t, n, dterm](const Tensor<T>& g) {
-    const T scale = g.item() / T(n);
+  Tensor<T> loss;
+  if (reduction == Reduction::none) {
+    loss = Tensor<T>::empty(x.shape());
+    kernels::zip(n, xp, tp, loss.data(), term);
+  } else {
+    const acc_t<T> total = chunked_sum<acc_t<T>>(n, [&](int64_t i) { return acc_t<T>(term(xp[i], tp[i])); });
+    loss = Tensor<T>::scalar(T(reduction == Reduction::mean ? total / acc_t<T>(n) : total));
+  }
+  return Variable<T>::from_op(loss, op, {input}, [x, t, n, reduction, dterm](const Tensor<T>& g) {
     Tensor<T> gx = Tensor<T>::empty(x.shape());
-    kernels::zip(n, x.data(), t.data(), gx.data(),
-                 [scale, dterm](T xi, T ti) { return dterm(xi, ti) * scale; });
+    if (reduction == Reduction::none) {
+      const Tensor<T> gc = g.contiguous();
+      kernels::zip3(n, gc.data(), x.data(), t.data(), gx.data(),
+                    [dterm](T gi, T xi, T ti) { return dterm(xi, ti) * gi; });
+    } else {
+      const T scale = reduction == Reduction::mean ? g.item() / T(n) : g.item();
+      kernels::zip(n, x.data(), t.data(), gx.data(),
+                   [scale, dterm](T xi, T ti) { return dterm(xi, ti) * scale; });
+    }
     return std::vector<Tensor<T>>{gx};
   });
 }
 
+// sign(v): -1, 0 or 1, and 0 for NaN, as torch.sgn on reals.
+template <class T>
+T sign(T v) {
+  return T(v > T(0)) - T(v < T(0));
+}
+
 }  // namespace detail
 
-// mean((input - target)^2)
+// (input - target)^2, reduced
 template <class T>
-Variable<T> mse_loss(const Variable<T>& input, const Variable<T>& target) {
+Variable<T> mse_loss(const Variable<T>& input, const Variable<T>& target,
+                     Reduction reduction = Reduction::mean) {
   return detail::elementwise_loss(
-      input, target, "mse_loss", [](T x, T t) { return (x - t) * (x - t); },
+      input, target, reduction, "mse_loss", [](T x, T t) { return (x - t) * (x - t); },
       [](T x, T t) { return T(2) * (x - t); });
+}
+
+// |input - target|, reduced; the gradient is sign(input - target), 0 where they are equal, as PyTorch's.
+template <class T>
+Variable<T> l1_loss(const Variable<T>& input, const Variable<T>& target,
+                    Reduction reduction = Reduction::mean) {
+  return detail::elementwise_loss(
+      input, target, reduction, "l1_loss", [](T x, T t) { return std::abs(x - t); },
+      [](T x, T t) { return detail::sign(x - t); });
+}
+
+// With d = input - target: 0.5 * d^2 / beta where |d| < beta, else |d| - 0.5 * beta, reduced, as
+// torch.nn.functional.smooth_l1_loss (beta = 0 is l1_loss). The gradient is d / beta inside, sign(d) outside.
+template <class T>
+Variable<T> smooth_l1_loss(const Variable<T>& input, const Variable<T>& target,
+                           Reduction reduction = Reduction::mean, double beta = 1.0) {
+  if (!(beta >= 0))
+    throw std::invalid_argument("smooth_l1_loss: beta must be non-negative, got " +
+                                util::format_round_trip(beta) + " (input of shape " +
+                                shape_str(input.shape()) + ")");
+  if (beta == 0) return l1_loss(input, target, reduction);
+  const T b = T(beta);
+  return detail::elementwise_loss(
+      input, target, reduction, "smooth_l1_loss",
+      [b](T x, T t) {
+        const T d = std::abs(x - t);
+        return d < b ? T(0.5) * d * d / b : d - T(0.5) * b;
+      },
+      [b](T x, T t) {
+        const T d = x - t;
+        return d < -b ? T(-1) : d > b ? T(1) : d / b;
+      });
+}
+
+// With d = input - target: 0.5 * d^2 where |d| < delta, else delta * (|d| - 0.5 * delta), reduced, as
+// torch.nn.functional.huber_loss (delta > 0). The gradient is d clamped to [-delta, delta].
+template <class T>
+Variable<T> huber_loss(const Variable<T>& input, const Variable<T>& target,
+                       Reduction reduction = Reduction::mean, double delta = 1.0) {
+  if (!(delta > 0))
+    throw std::invalid_argument("huber_loss: delta must be positive, got " + util::format_round_trip(delta) +
+                                " (input of shape " + shape_str(input.shape()) + ")");
+  const T c = T(delta);
+  return detail::elementwise_loss(
+      input, target, reduction, "huber_loss",
+      [c](T x, T t) {
+        const T d = std::abs(x - t);
+        return d < c ? T(0.5) * d * d : c * (d - T(0.5) * c);
+      },
+      [c](T x, T t) {
+        const T d = x - t;
+        return d < -c ? -c : d > c ? c : d;
+      });
 }
 
 // Binary cross-entropy of probabilities `input` (each in [0, 1]) against `target`, as
 // torch.nn.functional.binary_cross_entropy: -(t * max(log(x), -100) + (1 - t) * max(log(1 - x), -100)),
 // and gradient (x - t) / max(x * (1 - x), 1e-12) per element, so exact 0 or 1 inputs give finite values.
 template <class T>
-Variable<T> bce_loss(const Variable<T>& input, const Variable<T>& target) {
+Variable<T> bce_loss(const Variable<T>& input, const Variable<T>& target,
+                     Reduction reduction = Reduction::mean) {
   detail::require_same_shape(input, target, "bce_loss");
   const Tensor<T> x = input.value().contiguous();
   for (int64_t i = 0; i < x.numel(); ++i) {
@@ -79,7 +158,7 @@ Variable<T> bce_loss(const Variable<T>& input, const Variable<T>& target) {
                                   shape_str(x.shape()));
   }
   return detail::elementwise_loss(
-      input, target, "bce_loss",
+      input, target, reduction, "bce_loss",
       [](T x, T t) {
         const T log_x = std::max(std::log(x), T(-100)), log_1mx = std::max(std::log1p(-x), T(-100));
         return (t - T(1)) * log_1mx - t * log_x;
@@ -92,9 +171,10 @@ Variable<T> bce_loss(const Variable<T>& input, const Variable<T>& target) {
 // gradient sigmoid(z) - t per element. A term whose weight is 0 is left out, so an infinite logit gives the
 // limit (inf or 0) where torch's form multiplies 0 by inf.
 template <class T>
-Variable<T> bce_with_logits(const Variable<T>& logits, const Variable<T>& target) {
+Variable<T> bce_with_logits(const Variable<T>& logits, const Variable<T>& target,
+                            Reduction reduction = Reduction::mean) {
   return detail::elementwise_loss(
-      logits, target, "bce_with_logits",
+      logits, target, reduction, "bce_with_logits",
       [](T z, T t) {
         return std::log1p(std::exp(-std::abs(z))) + (t != T(0) ? t * std::max(-z, T(0)) : T(0)) +
                (t != T(1) ? (T(1) - t) * std::max(z, T(0)) : T(0));
@@ -104,10 +184,6 @@ Variable<T> bce_with_logits(const Variable<T>& logits, const Variable<T>& target
         return sig - t;
       });
 }
-
-// How a loss combines its per-sample terms, as PyTorch's `reduction`: their (weighted) mean, their sum, or
-// none (the terms themselves).
-enum class Reduction { mean, sum, none };
 
 // cross_entropy's settings, PyTorch's arguments by name:
 //   cross_entropy(logits, labels, {.weight = class_weights, .label_smoothing = 0.1});
@@ -188,8 +264,7 @@ std::pair<Tensor<T>, T> reduce_class_terms(const std::vector<T>& term, const std
     return label == ignore ? T(0) : wp[label];
   });
   if (reduction == Reduction::none) {
-    Shape shape = input_shape;
-    shape.erase(shape.begin() + (input_shape.size() == 1 ? 0 : 1));
+    const Shape shape = reduced_shape(input_shape, input_shape.size() == 1 ? 0 : 1, false);
     return {Tensor<T>::from_vector(term, shape), T(divisor)};
   }
   const acc_t<T> total = chunked_sum<acc_t<T>>(samples, [&](int64_t l) { return term[std::size_t(l)]; });

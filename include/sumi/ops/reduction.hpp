@@ -408,8 +408,7 @@ Variable<T> extreme_over(const Variable<T>& x, const std::vector<int64_t>& dims,
     const T* r = rows.data() + offset;
     values.data()[l] = r[extreme_position<Largest>(r, row, 1)];
   });
-  std::vector<int64_t> inverse(order.size());
-  for (std::size_t i = 0; i < order.size(); ++i) inverse[std::size_t(order[i])] = int64_t(i);
+  const std::vector<int64_t> inverse = inverse_permutation(order);
   return Variable<T>::from_op(values, op, {x}, [rows, values, geo, inverse](const Tensor<T>& g) {
     const Tensor<T> gc = g.contiguous();
     Tensor<T> grows = Tensor<T>::empty(rows.shape());

@@ -186,8 +186,7 @@ template <class T>
 Variable<T> permute(const Variable<T>& x, const std::vector<int64_t>& dims) {
   x.require_defined("permute");
   const std::vector<int64_t> order = x.value().permutation(dims, "permute");
-  std::vector<int64_t> inverse(order.size());
-  for (std::size_t i = 0; i < order.size(); ++i) inverse[std::size_t(order[i])] = int64_t(i);
+  const std::vector<int64_t> inverse = inverse_permutation(order);
   return Variable<T>::from_view_op(x.value().permute(order), "permute", x, [inverse](Tensor<T> g) {
     return std::vector<Tensor<T>>{g.permute(inverse).contiguous()};
   });

@@ -91,6 +91,14 @@ inline int64_t normalize_dim(int64_t dim, const Shape& shape, const char* op) {
   return dim < 0 ? dim + rank : dim;
 }
 
+// The permutation that undoes `order` (a permutation of [0, n)): permuting by order, then by its inverse,
+// restores the original dimensions.
+inline std::vector<int64_t> inverse_permutation(const std::vector<int64_t>& order) {
+  std::vector<int64_t> inverse(order.size());
+  for (std::size_t i = 0; i < order.size(); ++i) inverse[std::size_t(order[i])] = int64_t(i);
+  return inverse;
+}
+
 // The elements [start, start + length) of one dimension, as torch.narrow takes them: a negative start counts
 // from the end of the dimension.
 struct NarrowRange {
