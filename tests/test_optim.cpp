@@ -181,6 +181,33 @@ TEST_CASE("plain SGD is p - lr * grad, and options are validated", "[optim][sgd]
   REQUIRE(optim::AdamW<double>({p}).name() == "AdamW");
 }
 
+TEST_CASE("optimisers take their parameters as a vector, a braced list or not at all", "[optim]") {
+  Variable<float> p(Tensor<float>::zeros({2}), true), q(Tensor<float>::zeros({3}), true);
+  const std::vector<Variable<float>> both{p, q};
+  const auto group_sizes = [](const optim::Optimizer<float>& opt) {
+    std::vector<std::size_t> sizes;
+    for (const auto& g : opt.param_groups()) sizes.push_back(g.params.size());
+    return sizes;
+  };
+  // Options alone, braced by name: no group yet, the options kept (this did not compile under GCC 12 while
+  // the parameters were a plain std::vector, which a braced list could also construct).
+  optim::SGD<float> sgd({.lr = 0.5, .momentum = 0.9});
+  optim::Adam<float> adam({.lr = 0.25});
+  optim::AdamW<float> adamw({.weight_decay = 0.125});
+  CHECK(group_sizes(sgd).empty());
+  CHECK(sgd.options().momentum == 0.9);
+  CHECK(adam.options().lr == 0.25);
+  CHECK(adamw.options().weight_decay == 0.125);
+  sgd.add_param_group(both, 0.1);
+  CHECK(group_sizes(sgd) == std::vector<std::size_t>{2});
+  // A vector (lvalue, const or moved) or a braced list of variables: one group with the options' rate.
+  std::vector<Variable<float>> moved = both;
+  CHECK(group_sizes(optim::Adam<float>(both)) == std::vector<std::size_t>{2});
+  CHECK(group_sizes(optim::Adam<float>(std::move(moved), {.lr = 0.5})) == std::vector<std::size_t>{2});
+  CHECK(optim::SGD<float>({p, q}, {.lr = 0.75}).param_groups()[0].lr == 0.75);
+  CHECK(group_sizes(optim::AdamW<float>({q})) == std::vector<std::size_t>{1});
+}
+
 TEST_CASE("optimiser state dicts resume runs bit-exactly", "[optim][state]") {
   test::Fixture fx("optim");
   for (const std::string run : {"adam", "adam_wd", "adamw", "adam_gan", "sgd_momentum", "sgd_nesterov"}) {

@@ -7,6 +7,8 @@
 // rounded to T once, element-wise work is in T, as PyTorch does for float32 parameters.
 #include <Eigen/Core>
 #include <cmath>
+#include <initializer_list>
+#include <utility>
 
 #include "sumi/optim/optimizer.hpp"
 
@@ -24,9 +26,12 @@ template <std::floating_point T = float>
 class Adam : public Optimizer<T> {
  public:
   // One parameter group with options.lr and options.weight_decay; add more with add_param_group.
-  explicit Adam(std::vector<Variable<T>> params, AdamOptions options = {}) : Adam(options) {
-    this->add_param_group(std::move(params), options.lr);
+  template <ParameterList<T> Params>
+  explicit Adam(Params&& params, AdamOptions options = {}) : Adam(options) {
+    this->add_param_group(std::forward<Params>(params), options.lr);
   }
+  explicit Adam(std::initializer_list<Variable<T>> params, AdamOptions options = {})
+      : Adam(std::vector<Variable<T>>(params), options) {}
   // No parameter groups yet.
   explicit Adam(AdamOptions options) : Adam(options, false) {}
 
@@ -102,9 +107,12 @@ class Adam : public Optimizer<T> {
 template <std::floating_point T = float>
 class AdamW : public Adam<T> {
  public:
-  explicit AdamW(std::vector<Variable<T>> params, AdamOptions options = {}) : Adam<T>(options, true) {
-    this->add_param_group(std::move(params), options.lr);
+  template <ParameterList<T> Params>
+  explicit AdamW(Params&& params, AdamOptions options = {}) : Adam<T>(options, true) {
+    this->add_param_group(std::forward<Params>(params), options.lr);
   }
+  explicit AdamW(std::initializer_list<Variable<T>> params, AdamOptions options = {})
+      : AdamW(std::vector<Variable<T>>(params), options) {}
   explicit AdamW(AdamOptions options) : Adam<T>(options, true) {}
 };
 

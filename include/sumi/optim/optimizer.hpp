@@ -41,6 +41,13 @@ struct ParamState {
   std::map<std::string, Tensor<T>> buffers;
 };
 
+// What the optimisers' constructors take their parameters from: a std::vector<Variable<T>>
+// (model.parameters()) or anything that converts to one; a braced list of variables has its own overload.
+// Deduced rather than a plain vector parameter so that a braced list of options alone ({.lr = 0.1}) is never
+// taken for parameters: GCC 12 otherwise finds it ambiguous with std::vector's size constructor.
+template <class P, class T>
+concept ParameterList = std::convertible_to<P, std::vector<Variable<T>>>;
+
 template <std::floating_point T = float>
 class Optimizer {
  public:

@@ -5,6 +5,8 @@
 //   g = nesterov ? g + momentum * buf : buf
 //   p -= lr * g
 #include <Eigen/Core>
+#include <initializer_list>
+#include <utility>
 
 #include "sumi/optim/optimizer.hpp"
 
@@ -21,9 +23,14 @@ struct SGDOptions {
 template <std::floating_point T = float>
 class SGD : public Optimizer<T> {
  public:
-  explicit SGD(std::vector<Variable<T>> params, SGDOptions options = {}) : SGD(options) {
-    this->add_param_group(std::move(params), options.lr);
+  // One parameter group with options.lr and options.weight_decay; add more with add_param_group.
+  template <ParameterList<T> Params>
+  explicit SGD(Params&& params, SGDOptions options = {}) : SGD(options) {
+    this->add_param_group(std::forward<Params>(params), options.lr);
   }
+  explicit SGD(std::initializer_list<Variable<T>> params, SGDOptions options = {})
+      : SGD(std::vector<Variable<T>>(params), options) {}
+  // No parameter groups yet.
   explicit SGD(SGDOptions options) : Optimizer<T>(options.weight_decay), options_(options) {
     if (!(options.lr >= 0))
       throw std::invalid_argument("SGD: invalid learning rate " + std::to_string(options.lr));
