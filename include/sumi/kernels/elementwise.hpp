@@ -15,9 +15,6 @@
 
 namespace sumi::kernels {
 
-// Below this many elements a loop runs on one thread: the fork/join would cost more than it saves.
-inline constexpr int64_t kParallelThreshold = 1 << 15;
-
 namespace detail {
 
 // GCC vectorizes these loops only when asked (`omp simd`). Clang's loop vectorizer takes them unasked, and

@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <limits>
 
-#include "sumi/kernels/elementwise.hpp"
 #include "sumi/kernels/threading.hpp"
 
 namespace sumi::kernels {
@@ -42,9 +41,7 @@ namespace detail {
 // body(plane) for every plane, in parallel when the planes hold enough elements.
 template <class Body>
 void for_each_plane(const Pool2dGeometry& g, int64_t plane_work, const Body& body) {
-#pragma omp parallel for schedule(static) \
-    num_threads(get_num_threads()) if (g.planes > 1 && g.planes * plane_work >= kParallelThreshold)
-  for (int64_t p = 0; p < g.planes; ++p) body(p);
+  parallel_for(g.planes, g.planes * plane_work, body);
 }
 
 // The window's first row and one past its last inside the input, for output row o.

@@ -16,6 +16,7 @@
 // caller reduces them would take those with them.
 #include <Eigen/Core>
 #include <atomic>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -44,5 +45,21 @@ inline int get_num_threads() {
   const int n = detail::num_threads_setting().load(std::memory_order_relaxed);
   return n > 0 ? n : omp_get_max_threads();
 }
+
+namespace kernels {
+
+// Below this many elements of work a loop runs on one thread: the fork/join would cost more than it saves.
+inline constexpr int64_t kParallelThreshold = 1 << 15;
+
+// f(i) for every i in [0, count): independent items, split evenly across the kernels' threads when there are
+// several and together they touch at least kParallelThreshold elements (`work`).
+template <class F>
+void parallel_for(int64_t count, int64_t work, F&& f) {
+#pragma omp parallel for schedule(static) \
+    num_threads(get_num_threads()) if (count > 1 && work >= kParallelThreshold)
+  for (int64_t i = 0; i < count; ++i) f(i);
+}
+
+}  // namespace kernels
 
 }  // namespace sumi

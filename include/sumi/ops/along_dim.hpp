@@ -4,7 +4,6 @@
 // middle, so that every line along the dimension is n elements `inner` apart.
 #include <cstdint>
 
-#include "sumi/kernels/elementwise.hpp"
 #include "sumi/kernels/threading.hpp"
 #include "sumi/tensor/shape.hpp"
 
@@ -31,10 +30,7 @@ struct AlongDim {
   // so they run in parallel when the tensor is large.
   template <class F>
   void for_each_line(F f) const {
-    const int64_t count = lines();
-#pragma omp parallel for schedule(static) \
-    num_threads(sumi::get_num_threads()) if (count > 1 && count * n >= kernels::kParallelThreshold)
-    for (int64_t l = 0; l < count; ++l) f(l, line_offset(l));
+    kernels::parallel_for(lines(), lines() * n, [&](int64_t l) { f(l, line_offset(l)); });
   }
 };
 

@@ -17,14 +17,6 @@ namespace sumi {
 
 namespace detail {
 
-// Runs f(c) for every channel, in parallel over channels when the tensor is large enough to pay for it.
-template <class F>
-void bn_for_each_channel(int64_t C, int64_t numel, F&& f) {
-#pragma omp parallel for schedule(static) \
-    num_threads(sumi::get_num_threads()) if (numel >= (int64_t(1) << 15) && C > 1)
-  for (int64_t c = 0; c < C; ++c) f(c);
-}
-
 // Per-row sums for the statistics. Each row is summed in blocks: within a block, eight partial sums in T
 // (so the loop vectorises and the adds pipeline); the block totals are added in double. Block sums cover
 // at most 32 values per partial sum, so float rounding stays near 1e-7 relative.
@@ -169,7 +161,7 @@ Variable<T> batch_norm(const Variable<T>& x, Tensor<T>& running_mean, Tensor<T>&
   T* py = y.data();
   if (training && M > 0) {
     std::vector<double> batch_var(uC);
-    detail::bn_for_each_channel(C, xv.numel(), [&](int64_t c) {
+    kernels::parallel_for(C, xv.numel(), [&](int64_t c) {
       // Two passes: a first mean, then sums of the deviations from it, which correct that mean and give
       // the variance without the cancellation of E[x^2] - E[x]^2.
       const double mu0 = detail::bn_channel_sums<false>(px, N, C, HW, c, T(0)).first / double(M);
@@ -208,7 +200,7 @@ Variable<T> batch_norm(const Variable<T>& x, Tensor<T>& running_mean, Tensor<T>&
     mean[c] = T(mean_d[c]);
     scale[c] = T(invstd[c] * w[c]);
   }
-  detail::bn_for_each_channel(C, xv.numel(), [&](int64_t c) {
+  kernels::parallel_for(C, xv.numel(), [&](int64_t c) {
     const auto uc = std::size_t(c);
     // y = (x - mean) * scale + bias, where x - mean rounded to T is exact for x near the mean; the shift
     // absorbs the rounding of the mean, so a mean far from zero costs no precision.
@@ -239,7 +231,7 @@ Variable<T> batch_norm(const Variable<T>& x, Tensor<T>& running_mean, Tensor<T>&
         if (need_b) gb = Tensor<T>::empty({C});
         // Training mode differentiates through the batch statistics too: with xhat = (x - mean) * invstd,
         // gx = weight * invstd * (gy - mean(gy) - xhat * mean(gy * xhat)).
-        detail::bn_for_each_channel(C, gy.numel(), [&](int64_t c) {
+        kernels::parallel_for(C, gy.numel(), [&](int64_t c) {
           const auto uc = std::size_t(c);
           const T mu = mean[uc];
           const double mu_d = mean_d[uc];

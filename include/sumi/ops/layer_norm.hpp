@@ -20,14 +20,6 @@ namespace sumi {
 
 namespace detail {
 
-// Runs f(i) for i in [0, count), in parallel when the tensor is large enough to pay for it.
-template <class F>
-void ln_for_each(int64_t count, int64_t numel, F&& f) {
-#pragma omp parallel for schedule(static) \
-    num_threads(sumi::get_num_threads()) if (numel >= (int64_t(1) << 15) && count > 1)
-  for (int64_t i = 0; i < count; ++i) f(i);
-}
-
 // {mean, 1 / sqrt(var + eps)} of x[0..n), in double whatever T is. Two passes: a first mean, then the sums
 // of the deviations from it, which correct that mean and give the variance without the cancellation of
 // E[x^2] - E[x]^2 (a row far from zero keeps its precision).
@@ -103,7 +95,7 @@ Variable<T> layer_norm(const Variable<T>& x, const Shape& normalized_shape, cons
   T* py = y.data();
   std::vector<double> mean(std::size_t(N > 0 ? M : 0)), rstd(mean.size());
   if (N > 0)
-    detail::ln_for_each(M, xv.numel(), [&](int64_t r) {
+    kernels::parallel_for(M, xv.numel(), [&](int64_t r) {
       const auto [mu, rs] = detail::ln_row_moments(px + r * N, N, double(eps));
       mean[std::size_t(r)] = mu;
       rstd[std::size_t(r)] = rs;
@@ -130,7 +122,7 @@ Variable<T> layer_norm(const Variable<T>& x, const Shape& normalized_shape, cons
           // With xhat = (x - mean) * rstd and gw = gy * weight:
           // gx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)).
           if (N > 0)
-            detail::ln_for_each(M, gy.numel(), [&](int64_t r) {
+            kernels::parallel_for(M, gy.numel(), [&](int64_t r) {
               const double mu = mean[std::size_t(r)], rs = rstd[std::size_t(r)];
               const T* g = pg + r * N;
               const T* xr = px + r * N;
@@ -154,7 +146,7 @@ Variable<T> layer_norm(const Variable<T>& x, const Shape& normalized_shape, cons
           // Blocks of columns in parallel, each summing its columns over every row: no two threads write
           // the same sum, and the rows are read in order.
           const int64_t blocks = (N + detail::kLnColumns - 1) / detail::kLnColumns;
-          detail::ln_for_each(blocks, gy.numel(), [&](int64_t block) {
+          kernels::parallel_for(blocks, gy.numel(), [&](int64_t block) {
             const int64_t j0 = block * detail::kLnColumns, n = std::min(N - j0, detail::kLnColumns);
             double sum_g_xhat[detail::kLnColumns] = {}, sum_g[detail::kLnColumns] = {};
             for (int64_t r = 0; r < M; ++r) {

@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "sumi/autograd/variable.hpp"
-#include "sumi/kernels/elementwise.hpp"
 #include "sumi/kernels/threading.hpp"
 
 namespace sumi {
@@ -35,14 +34,12 @@ Variable<T> reshape_to(const Variable<T>& x, const Shape& shape, const char* op)
 template <class T>
 void copy_blocks(int64_t outer, int64_t whole_row, int64_t part_row, int64_t part_begin, const T* src, T* dst,
                  bool to_whole) {
-#pragma omp parallel for schedule(static) \
-    num_threads(sumi::get_num_threads()) if (outer * part_row >= kernels::kParallelThreshold && outer > 1)
-  for (int64_t o = 0; o < outer; ++o) {
+  kernels::parallel_for(outer, outer * part_row, [&](int64_t o) {
     if (to_whole)
       std::copy_n(src + o * part_row, part_row, dst + o * whole_row + part_begin);
     else
       std::copy_n(src + o * whole_row + part_begin, part_row, dst + o * part_row);
-  }
+  });
 }
 
 template <class T>
