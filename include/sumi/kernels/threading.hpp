@@ -1,5 +1,5 @@
 #pragma once
-// How many threads sumi's kernels use.
+// How many threads sumi's kernels use, and parallel_for over independent items.
 //
 // Every OpenMP parallel region in sumi (the conv kernels' one region per call, the element-wise, reduction,
 // batch-norm, softmax and loss loops, the data loaders) asks get_num_threads() for its team size. By default
