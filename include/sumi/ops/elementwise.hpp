@@ -1,11 +1,13 @@
 #pragma once
-// Element-wise ops with autograd: arithmetic with broadcasting, activations, exp, log, sqrt, abs and clamp.
+// Element-wise ops with autograd: arithmetic with broadcasting, exp, log, sqrt, abs, clamp and the
+// activations (relu, leaky_relu, sigmoid, tanh, elu, selu, gelu, silu, softplus, mish, hardtanh, relu6).
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "sumi/autograd/gradient_zip.hpp"
 #include "sumi/autograd/variable.hpp"
@@ -187,6 +189,180 @@ Variable<T> clamp_min(const Variable<T>& x, std::type_identity_t<T> lo) {
 template <class T>
 Variable<T> clamp_max(const Variable<T>& x, std::type_identity_t<T> hi) {
   return clamp(x, -std::numeric_limits<T>::infinity(), hi);
+}
+
+// ---- activations, as their torch.nn.functional namesakes --------------------------------------------------
+//
+// Values and gradients follow PyTorch 1.13's formulas, with the same choice at each kink, but are written so
+// that no intermediate overflows: exp() only of non-positive numbers, sigmoid and its complement each to full
+// precision. At a NaN input the output is NaN; the gradient is what PyTorch's scalar (per-element) formula
+// gives, which for elu, selu, hardtanh and relu6 is the incoming gradient (scaled), not NaN or 0.
+
+namespace detail {
+
+// log(1 + exp(v)) for any v; NaN stays NaN (std::max(v, 0) returns v when v is NaN).
+template <class T>
+T log1p_exp(T v) {
+  return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v)));
+}
+
+// sigmoid(v) and 1 - sigmoid(v), neither computed as 1 minus the other, so both keep their digits when small.
+template <class T>
+std::pair<T, T> sigmoid_and_complement(T v) {
+  const T e = std::exp(-std::abs(v)), d = T(1) / (T(1) + e);
+  return {v >= T(0) ? d : e * d, v >= T(0) ? e * d : d};
+}
+
+// scale * elu(x, alpha); its gradient at x <= 0 (0 included) is g * scale * alpha * exp(x), as PyTorch's.
+template <class T>
+Variable<T> elu_op(const Variable<T>& x, T alpha, T scale, const char* name) {
+  if (!std::isfinite(alpha))
+    throw std::invalid_argument(std::string(name) + ": alpha must be finite, got " +
+                                util::format_round_trip(alpha));
+  return unary_op(
+      x, name,
+      // expm1 keeps the digits that exp(x) - 1 loses near 0. NaN reaches the output through both parts.
+      [alpha, scale](T v) { return scale * (std::max(v, T(0)) + alpha * std::expm1(std::min(v, T(0)))); },
+      [alpha, scale](T g, T v, T) {
+        // std::min(0, v) is 0 at NaN (and the forward's std::min(v, 0) NaN), so a NaN input gets g * scale,
+        // as from PyTorch's `x <= 0 ? ... : g * scale`.
+        const T e = std::exp(std::min(T(0), v));
+        return scale * ((v <= T(0) ? T(0) : g) + alpha * e * (v <= T(0) ? g : T(0)));
+      });
+}
+
+template <class T>
+void check_hardtanh_range(T min_val, T max_val, const char* name) {
+  if (std::isnan(min_val) || std::isnan(max_val) || min_val > max_val)
+    throw std::invalid_argument(std::string(name) + ": min_val " + util::format_round_trip(min_val) +
+                                " and max_val " + util::format_round_trip(max_val) +
+                                " must be numbers with min_val <= max_val");
+}
+
+// x limited to [min_val, max_val] (min_val <= max_val). The gradient is 0 at both bounds, as PyTorch's
+// `x <= min_val || x >= max_val ? 0 : g` (clamp passes it there), and g at NaN. y is at a bound exactly where
+// x is at or beyond it, so the node keeps y alone.
+template <class T>
+Variable<T> hardtanh_op(const Variable<T>& x, T min_val, T max_val, const char* name) {
+  return output_gradient_op(
+      x,
+      map(
+          x.value(),
+          [min_val, max_val](T v) { return std::isnan(v) ? v : std::min(std::max(v, min_val), max_val); },
+          name),
+      name, [min_val, max_val](T g, T y) { return y <= min_val || y >= max_val ? T(0) : g; });
+}
+
+}  // namespace detail
+
+// x for x > 0, alpha * (exp(x) - 1) otherwise, for any finite alpha, negative too. Unlike
+// torch.nn.functional.elu, a non-finite alpha (NaN or infinite values) is refused.
+template <class T>
+Variable<T> elu(const Variable<T>& x, std::type_identity_t<T> alpha = T(1)) {
+  return detail::elu_op(x, alpha, T(1), "elu");
+}
+
+// scale * elu(x, alpha) with PyTorch's constants (Klambauer et al., 2017).
+template <class T>
+Variable<T> selu(const Variable<T>& x) {
+  return detail::elu_op(x, T(1.6732632423543772848170429916717), T(1.0507009873554804934193349852946),
+                        "selu");
+}
+
+// gelu's cumulative normal Phi(x) (none) or PyTorch's tanh approximation of it (tanh).
+enum class GeluApproximation { none, tanh };
+
+// x * Phi(x). The tanh form, 0.5 * (1 + tanh(u)) with u = sqrt(2 / pi) * (x + 0.044715 * x^3), is computed as
+// its equal sigmoid(2u), and Phi as erfc(-x / sqrt(2)) / 2: neither loses its digits to 1 + (-1 + small) for
+// negative x.
+template <class T>
+Variable<T> gelu(const Variable<T>& x, GeluApproximation approximate = GeluApproximation::none) {
+  constexpr T inv_sqrt2 = T(0.70710678118654752440), inv_sqrt_2pi = T(0.39894228040143267794);
+  constexpr T beta = T(0.79788456080286535588), kappa = T(0.044715);  // sqrt(2 / pi)
+  switch (approximate) {
+    case GeluApproximation::none:
+      return unary_op(
+          x, "gelu", [](T v) { return v * (T(0.5) * std::erfc(-v * inv_sqrt2)); },
+          [](T g, T v, T) {
+            const T cdf = T(0.5) * std::erfc(-v * inv_sqrt2), pdf = inv_sqrt_2pi * std::exp(T(-0.5) * v * v);
+            return g * (cdf + v * pdf);
+          });
+    case GeluApproximation::tanh:
+      return unary_op(
+          x, "gelu",
+          [](T v) { return v * detail::sigmoid_and_complement(T(2) * beta * (v + kappa * v * v * v)).first; },
+          [](T g, T v, T) {
+            const auto [s, c] = detail::sigmoid_and_complement(T(2) * beta * (v + kappa * v * v * v));
+            // d/dx = s + x * 2 s (1 - s) u'. Beyond |x| = 100, s (1 - s) is exactly 0 and x^2 may overflow
+            // (NaN in PyTorch's formula for float |x| > 1.8e19): x^2 is capped there, so the term stays 0
+            // (NaN at infinite x, as PyTorch's).
+            const T x_sq = std::min(v * v, T(1e4));
+            return g * (s + v * (T(2) * s * c * beta * (T(1) + T(3) * kappa * x_sq)));
+          });
+  }
+  throw std::invalid_argument("gelu: approximate must be GeluApproximation::none or tanh, got " +
+                              std::to_string(static_cast<int>(approximate)));
+}
+
+// x * sigmoid(x) (swish).
+template <class T>
+Variable<T> silu(const Variable<T>& x) {
+  return unary_op(
+      x, "silu", [](T v) { return v * detail::sigmoid_and_complement(v).first; },
+      [](T g, T v, T) {
+        const auto [s, c] = detail::sigmoid_and_complement(v);
+        return g * (s * (T(1) + v * c));
+      });
+}
+
+// log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold (gradient g there, sigmoid(beta * x)
+// * g at and below it), as torch.nn.functional.softplus, computed in T as PyTorch does. Unlike PyTorch, a
+// zero or non-finite beta (which gives inf or NaN there) and a NaN threshold are refused; the value does not
+// overflow for any threshold (PyTorch's float one is inf for beta * x > 88 below the threshold).
+template <class T>
+Variable<T> softplus(const Variable<T>& x, std::type_identity_t<T> beta = T(1),
+                     std::type_identity_t<T> threshold = T(20)) {
+  if (beta == T(0) || !std::isfinite(beta))
+    throw std::invalid_argument("softplus: beta must be finite and nonzero, got " +
+                                util::format_round_trip(beta));
+  if (std::isnan(threshold)) throw std::invalid_argument("softplus: threshold must not be NaN");
+  return unary_op(
+      x, "softplus",
+      [beta, threshold](T v) {
+        const T bv = v * beta, soft = detail::log1p_exp(bv) / beta;
+        return bv > threshold ? v : soft;
+      },
+      [beta, threshold](T g, T v, T) {
+        const T bv = v * beta, soft = g * detail::sigmoid_and_complement(bv).first;
+        return bv > threshold ? g : soft;
+      });
+}
+
+// x * tanh(softplus(x)).
+template <class T>
+Variable<T> mish(const Variable<T>& x) {
+  return unary_op(
+      x, "mish", [](T v) { return v * std::tanh(detail::log1p_exp(v)); },
+      [](T g, T v, T) {
+        const T t = std::tanh(detail::log1p_exp(v)), s = detail::sigmoid_and_complement(v).first;
+        return g * (t + v * s * (T(1) - t * t));
+      });
+}
+
+// x limited to [min_val, max_val]; the gradient is 0 at the bounds themselves. min_val == max_val gives that
+// constant. Unlike torch.nn.functional.hardtanh (whose min_val > max_val gives max_val everywhere, and NaN
+// bounds NaN), min_val > max_val and NaN bounds are refused, as nn.Hardtanh refuses the first.
+template <class T>
+Variable<T> hardtanh(const Variable<T>& x, std::type_identity_t<T> min_val = T(-1),
+                     std::type_identity_t<T> max_val = T(1)) {
+  detail::check_hardtanh_range(min_val, max_val, "hardtanh");
+  return detail::hardtanh_op(x, min_val, max_val, "hardtanh");
+}
+
+// hardtanh(x, 0, 6), as PyTorch's: unlike relu's, the gradient at 0 is 0 and so is the one at 6.
+template <class T>
+Variable<T> relu6(const Variable<T>& x) {
+  return detail::hardtanh_op(x, T(0), T(6), "relu6");
 }
 // x * s and x + s for a constant s.
 template <class T>
