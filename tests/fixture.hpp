@@ -87,6 +87,24 @@ class Fixture {
     REQUIRE(worst <= rtol);
   }
 
+  // Every element within rtol of its own expected value, plus atol, plus largest_fraction of the largest
+  // expected magnitude. Unlike require_close, whose scale is the largest element, this holds the small
+  // values beside large ones (a gradient next to a clamped one, values near 0 beside ±1000) to their size.
+  template <class T>
+  void require_each_close(const std::string& name, const Tensor<T>& computed, double rtol, double atol = 0,
+                          double largest_fraction = 0) const {
+    const Tensor<double> expected = file_.tensor<double>(name);
+    REQUIRE(computed.shape() == expected.shape());
+    const Tensor<T> c = computed.contiguous();
+    double largest = 0;
+    for (int64_t i = 0; i < expected.numel(); ++i) largest = std::max(largest, std::abs(expected.data()[i]));
+    for (int64_t i = 0; i < c.numel(); ++i) {
+      const double e = expected.data()[i], a = double(c.data()[i]);
+      INFO(name << " flat index " << i << ": computed " << a << ", expected " << e);
+      REQUIRE(std::abs(a - e) <= rtol * std::abs(e) + atol + largest_fraction * largest);
+    }
+  }
+
  private:
   template <class T>
   void REQUIRE_CLOSE_TO_STORED(const Tensor<T>& t, const std::string& name) const {

@@ -44,21 +44,6 @@ Variable<T> apply_config(const nlohmann::json& config, const Variable<T>& x) {
   return x;
 }
 
-// Every element within rtol of its own expected value, or within atol of it where the expected value is near
-// 0 (an absolute scale alone would hide errors in the small values beside the ±1000 ones).
-template <class T>
-void require_each_close(const test::Fixture& fx, const std::string& name, const Tensor<T>& computed,
-                        double rtol, double atol) {
-  const TD expected = fx.file().tensor<double>(name);
-  REQUIRE(computed.shape() == expected.shape());
-  const Tensor<T> c = computed.contiguous();
-  for (int64_t i = 0; i < c.numel(); ++i) {
-    const double e = expected.data()[i], a = double(c.data()[i]);
-    INFO(name << " flat index " << i << ": computed " << a << ", expected " << e);
-    REQUIRE(std::abs(a - e) <= rtol * std::abs(e) + atol);
-  }
-}
-
 template <class T>
 std::vector<T> values(const Tensor<T>& t) {
   const Tensor<T> c = t.contiguous();
@@ -110,9 +95,9 @@ TEMPLATE_TEST_CASE("activations match PyTorch on random inputs, kinks, threshold
       Variable<T> x(fx.file().tensor<T>(c + ".x"), true);
       const Tensor<T> gy = fx.input<T>(c + ".gy");
       const Variable<T> y = apply_config(config, x);
-      require_each_close(fx, c + ".y", y.value(), rtol, atol);
+      fx.require_each_close(c + ".y", y.value(), rtol, atol);
       y.backward(gy);
-      require_each_close(fx, c + ".gx", x.grad(), rtol, atol);
+      fx.require_each_close(c + ".gx", x.grad(), rtol, atol);
     }
   }
 }

@@ -25,23 +25,10 @@ using TF = Tensor<float>;
 
 namespace {
 
-// Every element within rtol of its own expected value, plus a floor of 1e-6 of the largest: the op computes
-// in double from the same float inputs as the reference, so only the final rounding to float differs, and
-// Fixture::require_close (relative to the largest element) would hide errors in the small gradients of a
-// row next to the large ones of a constant row.
-void require_each_close(const test::Fixture& fx, const std::string& name, const TF& computed,
-                        double rtol = 1e-5) {
-  const TD expected = fx.file().tensor<double>(name);
-  REQUIRE(computed.shape() == expected.shape());
-  const TF c = computed.contiguous();
-  double largest = 0;
-  for (int64_t i = 0; i < expected.numel(); ++i) largest = std::max(largest, std::abs(expected.data()[i]));
-  for (int64_t i = 0; i < c.numel(); ++i) {
-    INFO(name << " flat index " << i << ": computed " << c.data()[i] << ", expected " << expected.data()[i]);
-    REQUIRE(std::abs(double(c.data()[i]) - expected.data()[i]) <=
-            rtol * std::abs(expected.data()[i]) + 1e-6 * largest);
-  }
-}
+// The op computes in double from the same float inputs as the reference, so only the final rounding to
+// float differs: each element within kRtol of itself, plus a floor of kLargestFraction of the largest (the
+// small gradients of a row are held to their own size next to the large ones of a constant row).
+constexpr double kRtol = 1e-5, kLargestFraction = 1e-6;
 
 double max_abs_diff(const TF& a, const TD& e) {
   REQUIRE(a.shape() == e.shape());
@@ -73,12 +60,12 @@ TEST_CASE("layer_norm matches PyTorch (layer_norm fixture)", "[layer_norm][fixtu
     }
     const VF y = layer_norm(x, normalized, w, b, eps);
     fx.require_close(c + ".y", y.value());
-    require_each_close(fx, c + ".y", y.value());
+    fx.require_each_close(c + ".y", y.value(), kRtol, 0, kLargestFraction);
     y.backward(fx.input<float>(c + ".gy"));
-    require_each_close(fx, c + ".gx", x.grad());
+    fx.require_each_close(c + ".gx", x.grad(), kRtol, 0, kLargestFraction);
     if (affine) {
-      require_each_close(fx, c + ".gw", w.grad());
-      require_each_close(fx, c + ".gb", b.grad());
+      fx.require_each_close(c + ".gw", w.grad(), kRtol, 0, kLargestFraction);
+      fx.require_each_close(c + ".gb", b.grad(), kRtol, 0, kLargestFraction);
     }
   }
 }

@@ -19,29 +19,16 @@ using VF = Variable<float>;
 using TF = Tensor<float>;
 
 namespace {
-// Every element within rtol of its own expected value (Fixture::require_close scales by the largest element,
-// which would hide errors in small gradients next to the ~1e10 ones of the clamped BCE entries).
-void require_each_close(const test::Fixture& fx, const std::string& name, const TF& computed,
-                        double rtol = 1e-4) {
-  const TD expected = fx.file().tensor<double>(name);
-  REQUIRE(computed.shape() == expected.shape());
-  const TF c = computed.contiguous();
-  for (int64_t i = 0; i < c.numel(); ++i) {
-    INFO(name << " flat index " << i << ": computed " << c.data()[i] << ", expected " << expected.data()[i]);
-    REQUIRE(std::abs(double(c.data()[i]) - expected.data()[i]) <= rtol * std::abs(expected.data()[i]) + 1e-7);
-  }
-}
-
 // Loss value and input gradient against the fixture `<prefix>.loss` and `<prefix>.grad`.
 void require_matches_fixture(const test::Fixture& fx, const std::string& prefix, VF& input, const VF& loss) {
   REQUIRE(loss.shape() == Shape{});
   fx.require_close(prefix + ".loss", loss.value(), 1e-4);
-  require_each_close(fx, prefix + ".loss", loss.value());
+  fx.require_each_close(prefix + ".loss", loss.value(), 1e-4, 1e-7);
   input.zero_grad();
   loss.backward();
   REQUIRE(input.grad().defined());
   fx.require_close(prefix + ".grad", input.grad(), 1e-4);
-  require_each_close(fx, prefix + ".grad", input.grad());
+  fx.require_each_close(prefix + ".grad", input.grad(), 1e-4, 1e-7);
 }
 
 std::vector<int64_t> to_labels(const TD& t) {
@@ -144,9 +131,9 @@ void check_class_loss_case(const test::Fixture& fx, const std::string& name) {
   Shape label_shape{s[0]};
   label_shape.insert(label_shape.end(), s.begin() + 2, s.end());
   REQUIRE(loss.shape() == label_shape);
-  require_each_close(fx, name + ".loss", loss.value());
+  fx.require_each_close(name + ".loss", loss.value(), 1e-4, 1e-7);
   sum(mul(loss, VF(fx.file().tensor<float>(name + ".upstream").reshape(label_shape)))).backward();
-  require_each_close(fx, name + ".grad", input.grad());
+  fx.require_each_close(name + ".grad", input.grad(), 1e-4, 1e-7);
 }
 }  // namespace
 
@@ -222,9 +209,9 @@ void check_elementwise_loss_case(const test::Fixture& fx, const std::string& nam
     return;
   }
   REQUIRE(loss.shape() == input.shape());
-  require_each_close(fx, name + ".loss", loss.value());
+  fx.require_each_close(name + ".loss", loss.value(), 1e-4, 1e-7);
   sum(mul(loss, VF(fx.file().tensor<float>(name + ".upstream").reshape(input.shape())))).backward();
-  require_each_close(fx, name + ".grad", input.grad());
+  fx.require_each_close(name + ".grad", input.grad(), 1e-4, 1e-7);
 }
 }  // namespace
 
