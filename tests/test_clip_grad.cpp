@@ -64,11 +64,15 @@ TEST_CASE("clip_grad_norm_ scales as PyTorch's on small cases", "[optim][clip]")
     CHECK(std::isnan(optim::clip_grad_norm_<float>({c, d}, 6.5)));
     CHECK(std::isnan(grad_of(c)[0]));
     CHECK(std::isnan(grad_of(d)[0]));
-    // Asked to, it refuses instead, leaving the gradients alone.
+    // Asked to, it refuses instead, leaving the gradients alone (a strided one still the same view).
     auto e = with_grad<float>({3, nan}, {2});
-    CHECK_THROWS_WITH(optim::clip_grad_norm_<float>({e}, 6.5, 2.0, true),
+    Variable<float> f(Tensor<float>::zeros({2, 2}), true);
+    f.grad() = Tensor<float>::from_vector({1, 2, 3, 4}, {2, 2}).transpose(0, 1);
+    CHECK_THROWS_WITH(optim::clip_grad_norm_<float>({e, f}, 6.5, 2.0, true),
                       Contains("clip_grad_norm_") && Contains("order 2") && Contains("is nan"));
     CHECK(grad_of(e)[0] == 3);
+    CHECK_FALSE(f.grad().is_contiguous());
+    CHECK(grad_of(f) == std::vector<float>{1, 3, 2, 4});
   }
 }
 
@@ -111,14 +115,21 @@ TEST_CASE("clip_grad_norm_'s total norm equals the norm of all gradient elements
 TEST_CASE("clip_grad_norm_ counts a repeated parameter once, reads strided gradients and does not overflow",
           "[optim][clip]") {
   auto a = with_grad<double>({3, -4}, {2});
-  CHECK(optim::clip_grad_norm_<double>({a, a, a}, 1e9) == 5);
-  // A transposed (non-contiguous) gradient: the same norm and the same scaled values as its contiguous copy.
+  CHECK(optim::clip_grad_norm_<double>({a, a, a}, 2.5) == 5);
+  CHECK(grad_of(a) == std::vector<double>{3 * (2.5 / (5 + 1e-6)), -4 * (2.5 / (5 + 1e-6))});  // scaled once
+  // A transposed (non-contiguous) gradient: the same norm as its contiguous copy, and the scaling written
+  // through the view into the tensor it views, as PyTorch's in-place mul_.
+  const Tensor<double> base = Tensor<double>::from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
   Variable<double> t(Tensor<double>::zeros({3, 2}), true);
-  t.grad() = Tensor<double>::from_vector({1, 2, 3, 4, 5, 6}, {2, 3}).transpose(0, 1);
+  t.grad() = base.transpose(0, 1);
   REQUIRE_FALSE(t.grad().is_contiguous());
   CHECK(optim::clip_grad_norm_<double>({t}, std::sqrt(91.0) / 2) == Approx(std::sqrt(91.0)));
   CHECK(t.grad().at({0, 1}) == Approx(2.0));  // was 4
   CHECK(t.grad().at({2, 0}) == Approx(1.5));  // was 3
+  CHECK(base.at({1, 0}) == Approx(2.0));
+  optim::clip_grad_value_<double>({t}, 1.0);
+  CHECK(base.at({1, 2}) == 1.0);  // was 3
+  CHECK_FALSE(t.grad().is_contiguous());
   // Gradients whose squares overflow a double still have a finite 2-norm.
   auto big = with_grad<double>({3e200, -4e200}, {2});
   CHECK(optim::clip_grad_norm_<double>({big}, 1.0) == Approx(5e200));

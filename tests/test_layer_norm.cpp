@@ -44,7 +44,7 @@ double max_abs_diff(const TF& a, const TD& e) {
 TEST_CASE("layer_norm matches PyTorch (layer_norm fixture)", "[layer_norm][fixture]") {
   test::Fixture fx("layer_norm");
   const auto cases = nlohmann::json::parse(fx.meta("cases")).get<std::vector<std::string>>();
-  REQUIRE(cases.size() == 6);
+  REQUIRE(cases.size() == 7);
   for (const std::string& c : cases) {
     INFO("case " << c);
     const auto cfg = fx.meta_json(c + ".config");

@@ -206,6 +206,10 @@ TEST_CASE("optimisers take their parameters as a vector, a braced list or not at
   CHECK(group_sizes(optim::Adam<float>(std::move(moved), {.lr = 0.5})) == std::vector<std::size_t>{2});
   CHECK(optim::SGD<float>({p, q}, {.lr = 0.75}).param_groups()[0].lr == 0.75);
   CHECK(group_sizes(optim::AdamW<float>({q})) == std::vector<std::size_t>{1});
+  // An empty list is refused, as PyTorch's "optimizer got an empty parameter list".
+  CHECK_THROWS_WITH(optim::SGD<float>({}), Contains("SGD: got an empty parameter list"));
+  CHECK_THROWS_WITH(optim::AdamW<float>(std::vector<Variable<float>>{}, {.lr = 0.1}),
+                    Contains("AdamW: got an empty parameter list"));
 }
 
 TEST_CASE("optimiser state dicts resume runs bit-exactly", "[optim][state]") {

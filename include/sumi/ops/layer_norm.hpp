@@ -96,7 +96,9 @@ Variable<T> layer_norm(const Variable<T>& x, const Shape& normalized_shape, cons
   std::vector<double> mean(std::size_t(N > 0 ? M : 0)), rstd(mean.size());
   if (N > 0)
     kernels::parallel_for(M, xv.numel(), [&](int64_t r) {
-      const auto [mu, rs] = detail::ln_row_moments(px + r * N, N, double(eps));
+      // Not a structured binding: clang 14 refuses one inside the omp simd region below.
+      const std::pair<double, double> moments = detail::ln_row_moments(px + r * N, N, double(eps));
+      const double mu = moments.first, rs = moments.second;
       mean[std::size_t(r)] = mu;
       rstd[std::size_t(r)] = rs;
       const T* xr = px + r * N;

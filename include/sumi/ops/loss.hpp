@@ -99,7 +99,8 @@ Variable<T> l1_loss(const Variable<T>& input, const Variable<T>& target,
 }
 
 // With d = input - target: 0.5 * d^2 / beta where |d| < beta, else |d| - 0.5 * beta, reduced, as
-// torch.nn.functional.smooth_l1_loss (beta = 0 is l1_loss). The gradient is d / beta inside, sign(d) outside.
+// torch.nn.functional.smooth_l1_loss. The gradient is d / beta inside, sign(d) outside. beta = 0 is l1_loss,
+// with its gradient 0 at d = 0 and at a NaN d (PyTorch's smooth_l1_loss gives -1 and NaN there).
 template <class T>
 Variable<T> smooth_l1_loss(const Variable<T>& input, const Variable<T>& target,
                            Reduction reduction = Reduction::mean, double beta = 1.0) {

@@ -28,7 +28,7 @@ class Adam : public Optimizer<T> {
   // One parameter group with options.lr and options.weight_decay; add more with add_param_group.
   template <ParameterList<T> Params>
   explicit Adam(Params&& params, AdamOptions options = {}) : Adam(options) {
-    this->add_param_group(std::forward<Params>(params), options.lr);
+    this->add_first_param_group(std::forward<Params>(params), options.lr);
   }
   explicit Adam(std::initializer_list<Variable<T>> params, AdamOptions options = {})
       : Adam(std::vector<Variable<T>>(params), options) {}
@@ -109,7 +109,7 @@ class AdamW : public Adam<T> {
  public:
   template <ParameterList<T> Params>
   explicit AdamW(Params&& params, AdamOptions options = {}) : Adam<T>(options, true) {
-    this->add_param_group(std::forward<Params>(params), options.lr);
+    this->add_first_param_group(std::forward<Params>(params), options.lr);
   }
   explicit AdamW(std::initializer_list<Variable<T>> params, AdamOptions options = {})
       : AdamW(std::vector<Variable<T>>(params), options) {}

@@ -6,9 +6,12 @@
 //   optim::clip_grad_norm_(model.parameters(), 1.0);
 //   optimizer.step();
 //
-// Parameters without a gradient are skipped. Unlike PyTorch, a parameter listed twice counts once (PyTorch
-// would add its norm twice and scale its gradient twice), and a negative or NaN limit is refused rather than
-// flipping or poisoning every gradient.
+// Parameters without a gradient are skipped; a strided gradient (a view) is written through, as PyTorch's
+// in-place ops do. Unlike PyTorch: a parameter listed twice counts once (PyTorch would add its norm twice and
+// scale its gradient twice); a negative or NaN limit is refused rather than flipping or poisoning every
+// gradient, and so is a norm_type of 0 or below (PyTorch's 0 counts the non-zero norms); the norm is
+// computed in double without overflow, so float gradients whose float norm would overflow to inf (PyTorch's
+// is) get a finite norm: they are scaled rather than zeroed, and error_if_nonfinite does not throw.
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -26,23 +29,34 @@ namespace sumi::optim {
 
 namespace detail {
 
-// The distinct parameters that hold a gradient, with each gradient made contiguous in place so that it can
-// be read and scaled as one array.
+// The distinct parameters that hold a gradient.
 template <std::floating_point T>
 std::vector<Variable<T>> parameters_with_gradients(const std::vector<Variable<T>>& parameters) {
   std::vector<Variable<T>> with_grad;
   std::unordered_set<const void*> seen;
-  for (Variable<T> p : parameters) {
-    if (!p.grad().defined() || !seen.insert(p.id()).second) continue;
-    if (!p.grad().is_contiguous()) p.grad() = p.grad().contiguous();
-    with_grad.push_back(p);
-  }
+  for (const Variable<T>& p : parameters)
+    if (p.grad().defined() && seen.insert(p.id()).second) with_grad.push_back(p);
   return with_grad;
 }
 
+template <class T>
+using GradientArray = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using ConstGradientArray = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+// The gradient's elements as one array: the gradient itself, or a contiguous copy of a strided one.
 template <std::floating_point T>
-Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> gradient_array(Variable<T>& p) {
-  return {p.grad().data(), Eigen::Index(p.grad().numel())};
+Tensor<T> gradient_values(const Variable<T>& p) {
+  return p.grad().contiguous();
+}
+
+// update(array) on the gradient's elements, written back through a strided gradient too (as PyTorch's
+// in-place ops write through a view).
+template <std::floating_point T, class Update>
+void update_gradient(Variable<T> p, Update update) {
+  Tensor<T> values = gradient_values(p);
+  update(GradientArray<T>(values.data(), Eigen::Index(values.numel())));
+  if (!values.shares_storage_with(p.grad())) p.grad().copy_(values);
 }
 
 }  // namespace detail
@@ -60,12 +74,13 @@ double clip_grad_norm_(const std::vector<Variable<T>>& parameters, double max_no
   if (!(norm_type > 0))
     throw std::invalid_argument("clip_grad_norm_: norm_type must be positive or infinity, got " +
                                 util::format_round_trip(norm_type));
-  std::vector<Variable<T>> with_grad = detail::parameters_with_gradients(parameters);
+  const std::vector<Variable<T>> with_grad = detail::parameters_with_gradients(parameters);
   // The largest magnitude first: it is the infinity norm, and dividing by it keeps the p-th powers of the
   // p-norm in range.
   double largest = 0;
-  for (Variable<T>& p : with_grad) {
-    const auto g = detail::gradient_array(p);
+  for (const Variable<T>& p : with_grad) {
+    const Tensor<T> values = detail::gradient_values(p);
+    const detail::ConstGradientArray<T> g(values.data(), Eigen::Index(values.numel()));
     if (g.isNaN().any()) {
       largest = std::numeric_limits<double>::quiet_NaN();
       break;
@@ -75,8 +90,11 @@ double clip_grad_norm_(const std::vector<Variable<T>>& parameters, double max_no
   double total = largest;
   if (std::isfinite(norm_type) && std::isfinite(largest) && largest > 0) {
     double sum = 0;
-    for (Variable<T>& p : with_grad)
-      sum += (detail::gradient_array(p).template cast<double>().abs() / largest).pow(norm_type).sum();
+    for (const Variable<T>& p : with_grad) {
+      const Tensor<T> values = detail::gradient_values(p);
+      const detail::ConstGradientArray<T> g(values.data(), Eigen::Index(values.numel()));
+      sum += (g.template cast<double>().abs() / largest).pow(norm_type).sum();
+    }
     total = largest * std::pow(sum, 1 / norm_type);
   }
   if (error_if_nonfinite && !std::isfinite(total))
@@ -85,7 +103,7 @@ double clip_grad_norm_(const std::vector<Variable<T>>& parameters, double max_no
                             util::format_round_trip(total) + ", so it cannot be clipped");
   const double coefficient = max_norm / (total + 1e-6);
   if (!(coefficient >= 1))  // NaN too, as PyTorch's clamp(coefficient, max=1) passes it on
-    for (Variable<T>& p : with_grad) detail::gradient_array(p) *= T(coefficient);
+    for (const Variable<T>& p : with_grad) detail::update_gradient(p, [&](auto g) { g *= T(coefficient); });
   return total;
 }
 
@@ -96,10 +114,8 @@ void clip_grad_value_(const std::vector<Variable<T>>& parameters, double clip_va
     throw std::invalid_argument("clip_grad_value_: clip_value must be non-negative, got " +
                                 util::format_round_trip(clip_value));
   const T limit = T(clip_value);
-  for (Variable<T>& p : detail::parameters_with_gradients(parameters)) {
-    auto g = detail::gradient_array(p);
-    g = g.isNaN().select(g, g.max(-limit).min(limit));
-  }
+  for (const Variable<T>& p : detail::parameters_with_gradients(parameters))
+    detail::update_gradient(p, [limit](auto g) { g = g.isNaN().select(g, g.max(-limit).min(limit)); });
 }
 
 }  // namespace sumi::optim

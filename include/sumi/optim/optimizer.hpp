@@ -222,6 +222,17 @@ class Optimizer {
  protected:
   explicit Optimizer(double default_weight_decay) : default_weight_decay_(default_weight_decay) {}
 
+  // The group the constructors that take parameters make. As PyTorch, they refuse an empty list (an
+  // optimiser made from its options alone takes its groups from add_param_group instead).
+  void add_first_param_group(std::vector<Variable<T>> params, double lr) {
+    if (params.empty())
+      throw std::invalid_argument(
+          name() +
+          ": got an empty parameter list (to add groups later, make the optimiser from "
+          "its options alone and call add_param_group)");
+    add_param_group(std::move(params), lr);
+  }
+
   // Updates p (whose gradient is defined) in place; s.step has already been incremented.
   virtual void update(Variable<T>& p, ParamState<T>& s, const ParamGroup<T>& group) = 0;
   // The buffer names this optimiser may keep per parameter, and those it always keeps once it has state.

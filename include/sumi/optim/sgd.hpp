@@ -26,7 +26,7 @@ class SGD : public Optimizer<T> {
   // One parameter group with options.lr and options.weight_decay; add more with add_param_group.
   template <ParameterList<T> Params>
   explicit SGD(Params&& params, SGDOptions options = {}) : SGD(options) {
-    this->add_param_group(std::forward<Params>(params), options.lr);
+    this->add_first_param_group(std::forward<Params>(params), options.lr);
   }
   explicit SGD(std::initializer_list<Variable<T>> params, SGDOptions options = {})
       : SGD(std::vector<Variable<T>>(params), options) {}
