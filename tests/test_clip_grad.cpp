@@ -32,7 +32,8 @@ std::vector<T> grad_of(const Variable<T>& p) {
 
 TEST_CASE("clip_grad_norm_ scales as PyTorch's on small cases", "[optim][clip]") {
   // PyTorch 1.13, gradients [3, -4] and [[12]], max_norm 6.5: norms 13 (p = 2), 19 (p = 1), 12 (p = inf);
-  // each gradient times 6.5 / (norm + 1e-6).
+  // each gradient times 6.5 / (norm + 1e-6), here computed in double and rounded once (PyTorch computes it
+  // in float: its p = 1 result for -4 is 1 ulp away).
   for (const auto& [norm_type, norm] : {std::pair{2.0, 13.0}, std::pair{1.0, 19.0},
                                         std::pair{std::numeric_limits<double>::infinity(), 12.0}}) {
     INFO("norm_type " << norm_type);

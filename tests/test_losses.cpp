@@ -31,6 +31,24 @@ void require_matches_fixture(const test::Fixture& fx, const std::string& prefix,
   fx.require_each_close(prefix + ".grad", input.grad(), 1e-4, 1e-7);
 }
 
+// A loss under `reduction` against the fixture: as require_matches_fixture when reduced; for none, the terms
+// (of shape `terms_shape`) and the gradient of their sum weighted by the stored `<name>.upstream`.
+void require_reduced_matches_fixture(const test::Fixture& fx, const std::string& name, VF& input,
+                                     const VF& loss, Reduction reduction, const Shape& terms_shape) {
+  if (reduction != Reduction::none) {
+    require_matches_fixture(fx, name, input, loss);
+    return;
+  }
+  REQUIRE(loss.shape() == terms_shape);
+  fx.require_each_close(name + ".loss", loss.value(), 1e-4, 1e-7);
+  sum(mul(loss, VF(fx.file().tensor<float>(name + ".upstream").reshape(terms_shape)))).backward();
+  fx.require_each_close(name + ".grad", input.grad(), 1e-4, 1e-7);
+}
+
+Reduction reduction_named(const std::string& name) {
+  return name == "mean" ? Reduction::mean : name == "sum" ? Reduction::sum : Reduction::none;
+}
+
 std::vector<int64_t> to_labels(const TD& t) {
   std::vector<int64_t> labels;
   for (int64_t i = 0; i < t.numel(); ++i) labels.push_back(int64_t(t.data()[i]));
@@ -112,28 +130,21 @@ void check_class_loss_case(const test::Fixture& fx, const std::string& name) {
   if (config["weight"].get<bool>()) options.weight = fx.file().tensor<float>(name + ".weight");
   if (!config["ignore_index"].is_null()) options.ignore_index = config["ignore_index"].get<int64_t>();
   options.label_smoothing = config["label_smoothing"].get<double>();
-  const std::string reduction = config["reduction"].get<std::string>();
-  options.reduction = reduction == "mean"  ? Reduction::mean
-                      : reduction == "sum" ? Reduction::sum
-                                           : Reduction::none;
+  options.reduction = reduction_named(config["reduction"].get<std::string>());
   const std::vector<int64_t> labels = to_labels(fx.file().tensor<double>(name + ".target"));
   const VF loss = name.starts_with("ce_") ? cross_entropy(input, labels, options)
                                           : nll_loss(input, labels,
                                                      {.weight = options.weight,
                                                       .ignore_index = options.ignore_index,
                                                       .reduction = options.reduction});
-  if (options.reduction != Reduction::none) {
-    require_matches_fixture(fx, name, input, loss);
-    return;
-  }
-  // Per-sample terms in the labels' shape; the gradient of their sum weighted by the stored upstream.
+  // Under none, per-sample terms in the labels' shape ([] for one unbatched sample).
   const Shape& s = input.shape();
-  Shape label_shape{s[0]};
-  label_shape.insert(label_shape.end(), s.begin() + 2, s.end());
-  REQUIRE(loss.shape() == label_shape);
-  fx.require_each_close(name + ".loss", loss.value(), 1e-4, 1e-7);
-  sum(mul(loss, VF(fx.file().tensor<float>(name + ".upstream").reshape(label_shape)))).backward();
-  fx.require_each_close(name + ".grad", input.grad(), 1e-4, 1e-7);
+  Shape label_shape;
+  if (s.size() >= 2) {
+    label_shape.push_back(s[0]);
+    label_shape.insert(label_shape.end(), s.begin() + 2, s.end());
+  }
+  require_reduced_matches_fixture(fx, name, input, loss, options.reduction, label_shape);
 }
 }  // namespace
 
@@ -182,10 +193,6 @@ TEST_CASE("nll_loss with weights, an ignored label and each reduction matches Py
 }
 
 namespace {
-Reduction reduction_named(const std::string& name) {
-  return name == "mean" ? Reduction::mean : name == "sum" ? Reduction::sum : Reduction::none;
-}
-
 // One element-wise loss case with the settings in its config, against PyTorch's loss and input gradient
 // (of sum(loss * upstream) for reduction "none").
 void check_elementwise_loss_case(const test::Fixture& fx, const std::string& name) {
@@ -204,14 +211,7 @@ void check_elementwise_loss_case(const test::Fixture& fx, const std::string& nam
     if (name.starts_with("bce_logits")) return bce_with_logits(input, target, reduction);
     return bce_loss(input, target, reduction);
   }();
-  if (reduction != Reduction::none) {
-    require_matches_fixture(fx, name, input, loss);
-    return;
-  }
-  REQUIRE(loss.shape() == input.shape());
-  fx.require_each_close(name + ".loss", loss.value(), 1e-4, 1e-7);
-  sum(mul(loss, VF(fx.file().tensor<float>(name + ".upstream").reshape(input.shape())))).backward();
-  fx.require_each_close(name + ".grad", input.grad(), 1e-4, 1e-7);
+  require_reduced_matches_fixture(fx, name, input, loss, reduction, input.shape());
 }
 }  // namespace
 
@@ -254,6 +254,11 @@ TEST_CASE("l1, smooth_l1 and huber at their kinks, on NaN and on no elements", "
        {0, 1, -1, 0.5, nan});
   same(gradient_of([](const V& x, const V& t) { return smooth_l1_loss(x, t, Reduction::sum, 0.0); }),
        {0, 1, -1, 1, 0});
+  // A float beta that rounds to 0 is l1 too, not a division by 0 at d = 0.
+  VF xf(TF::from_vector({0, 1, -1}, {3}), true);
+  smooth_l1_loss(xf, VF(TF::zeros({3})), Reduction::sum, 1e-50).backward();
+  CHECK(xf.grad().at({0}) == 0);
+  CHECK(xf.grad().at({1}) == 1);
   same(gradient_of([](const V& x, const V& t) { return huber_loss(x, t, Reduction::sum, 0.5); }),
        {0, 0.5, -0.5, 0.5, nan});
   // Values on both sides of the kink, by hand: smooth_l1 (beta 2) of d = 1 and 3; huber (delta 2) of the

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include "max_error.hpp"
 
 #include "fixture.hpp"
@@ -206,6 +207,15 @@ TEST_CASE("optimisers take their parameters as a vector, a braced list or not at
   CHECK(group_sizes(optim::Adam<float>(std::move(moved), {.lr = 0.5})) == std::vector<std::size_t>{2});
   CHECK(optim::SGD<float>({p, q}, {.lr = 0.75}).param_groups()[0].lr == 0.75);
   CHECK(group_sizes(optim::AdamW<float>({q})) == std::vector<std::size_t>{1});
+  // The element type deduced from the parameters, double as float.
+  const std::vector<Variable<double>> doubles{Variable<double>(Tensor<double>::zeros({2}), true)};
+  optim::SGD deduced_sgd(doubles, {.lr = 0.1});
+  optim::Adam deduced_adam(doubles);
+  optim::AdamW deduced_adamw(both);
+  static_assert(std::is_same_v<decltype(deduced_sgd), optim::SGD<double>>);
+  static_assert(std::is_same_v<decltype(deduced_adam), optim::Adam<double>>);
+  static_assert(std::is_same_v<decltype(deduced_adamw), optim::AdamW<float>>);
+  CHECK(deduced_sgd.param_groups()[0].lr == 0.1);
   // An empty list is refused, as PyTorch's "optimizer got an empty parameter list".
   CHECK_THROWS_WITH(optim::SGD<float>({}), Contains("SGD: got an empty parameter list"));
   CHECK_THROWS_WITH(optim::AdamW<float>(std::vector<Variable<float>>{}, {.lr = 0.1}),

@@ -66,6 +66,24 @@ Variable<T> div(const Variable<T>& a, const Variable<T>& b) {
       });
 }
 
+namespace detail {
+
+// sigmoid(v) and 1 - sigmoid(v), neither computed as 1 minus the other (so both keep their digits when
+// small) and each one correctly rounded division; exp() only of a non-positive number, so nothing overflows.
+template <class T>
+std::pair<T, T> sigmoid_and_complement(T v) {
+  const T e = std::exp(-std::abs(v)), large = T(1) / (T(1) + e), small = e / (T(1) + e);
+  return v >= T(0) ? std::pair{large, small} : std::pair{small, large};
+}
+
+// -1, 0 or 1, and 0 for NaN, as torch.sgn of a real number.
+template <class T>
+T sign(T v) {
+  return T(v > T(0)) - T(v < T(0));
+}
+
+}  // namespace detail
+
 // ---- unary ops --------------------------------------------------------------------------------------------
 
 // y = f(x); the input gradient is dx(g, x, y) for output gradient g. The shared shape of every unary op
@@ -128,11 +146,8 @@ Variable<T> sigmoid(const Variable<T>& x) {
     Tensor<T> y = Tensor<T>::empty(xc.shape());
     kernels::sigmoid(xc.numel(), xc.data(), y.data());
     return output_gradient_op(x, std::move(y), "sigmoid", dy);
-  } else {  // written so that nothing overflows exp()
-    const auto f = [](T v) {
-      const T e = std::exp(-std::abs(v));
-      return v >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
-    };
+  } else {
+    const auto f = [](T v) { return detail::sigmoid_and_complement(v).first; };
     return output_gradient_op(x, map(x.value(), f, "sigmoid"), "sigmoid", dy);
   }
 }
@@ -168,7 +183,7 @@ Variable<T> sqrt(const Variable<T>& x) {
 template <class T>
 Variable<T> abs(const Variable<T>& x) {
   return unary_op(
-      x, "abs", [](T v) { return std::abs(v); }, [](T g, T v, T) { return g * (T(v > T(0)) - T(v < T(0))); });
+      x, "abs", [](T v) { return std::abs(v); }, [](T g, T v, T) { return g * detail::sign(v); });
 }
 // x limited to [lo, hi] (hi wins where lo > hi; NaN stays NaN), as torch.clamp, except that a NaN bound is
 // refused (torch returns NaN). The gradient passes where lo <= x <= hi and is 0 elsewhere.
@@ -204,13 +219,6 @@ namespace detail {
 template <class T>
 T log1p_exp(T v) {
   return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v)));
-}
-
-// sigmoid(v) and 1 - sigmoid(v), neither computed as 1 minus the other, so both keep their digits when small.
-template <class T>
-std::pair<T, T> sigmoid_and_complement(T v) {
-  const T e = std::exp(-std::abs(v)), d = T(1) / (T(1) + e);
-  return {v >= T(0) ? d : e * d, v >= T(0) ? e * d : d};
 }
 
 // scale * elu(x, alpha); its gradient at x <= 0 (0 included) is g * scale * alpha * exp(x), as PyTorch's.

@@ -18,6 +18,7 @@
 #include "sumi/kernels/elementwise.hpp"
 #include "sumi/kernels/threading.hpp"
 #include "sumi/ops/along_dim.hpp"
+#include "sumi/ops/elementwise.hpp"
 #include "sumi/ops/reduction.hpp"
 #include "sumi/util/number_text.hpp"
 
@@ -72,12 +73,6 @@ Variable<T> elementwise_loss(const Variable<T>& input, const Variable<T>& target
   });
 }
 
-// sign(v): -1, 0 or 1, and 0 for NaN, as torch.sgn on reals.
-template <class T>
-T sign(T v) {
-  return T(v > T(0)) - T(v < T(0));
-}
-
 }  // namespace detail
 
 // (input - target)^2, reduced
@@ -108,8 +103,8 @@ Variable<T> smooth_l1_loss(const Variable<T>& input, const Variable<T>& target,
     throw std::invalid_argument("smooth_l1_loss: beta must be non-negative, got " +
                                 util::format_round_trip(beta) + " (input of shape " +
                                 shape_str(input.shape()) + ")");
-  if (beta == 0) return l1_loss(input, target, reduction);
   const T b = T(beta);
+  if (b == T(0)) return l1_loss(input, target, reduction);  // also a beta that rounds to 0 in T
   return detail::elementwise_loss(
       input, target, reduction, "smooth_l1_loss",
       [b](T x, T t) {
@@ -180,10 +175,7 @@ Variable<T> bce_with_logits(const Variable<T>& logits, const Variable<T>& target
         return std::log1p(std::exp(-std::abs(z))) + (t != T(0) ? t * std::max(-z, T(0)) : T(0)) +
                (t != T(1) ? (T(1) - t) * std::max(z, T(0)) : T(0));
       },
-      [](T z, T t) {
-        const T sig = z >= T(0) ? T(1) / (T(1) + std::exp(-z)) : std::exp(z) / (T(1) + std::exp(z));
-        return sig - t;
-      });
+      [](T z, T t) { return detail::sigmoid_and_complement(z).first - t; });
 }
 
 // cross_entropy's settings, PyTorch's arguments by name:

@@ -116,4 +116,11 @@ class AdamW : public Adam<T> {
   explicit AdamW(AdamOptions options) : Adam<T>(options, true) {}
 };
 
+// Adam opt(params, ...) and AdamW take their element type from the parameters (the constructors' deduced
+// parameter type cannot say it).
+template <std::floating_point T>
+Adam(std::vector<Variable<T>>, AdamOptions = {}) -> Adam<T>;
+template <std::floating_point T>
+AdamW(std::vector<Variable<T>>, AdamOptions = {}) -> AdamW<T>;
+
 }  // namespace sumi::optim

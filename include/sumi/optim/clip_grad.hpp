@@ -9,9 +9,10 @@
 // Parameters without a gradient are skipped; a strided gradient (a view) is written through, as PyTorch's
 // in-place ops do. Unlike PyTorch: a parameter listed twice counts once (PyTorch would add its norm twice and
 // scale its gradient twice); a negative or NaN limit is refused rather than flipping or poisoning every
-// gradient, and so is a norm_type of 0 or below (PyTorch's 0 counts the non-zero norms); the norm is
-// computed in double without overflow, so float gradients whose float norm would overflow to inf (PyTorch's
-// is) get a finite norm: they are scaled rather than zeroed, and error_if_nonfinite does not throw.
+// gradient, and so is a norm_type of 0 or below (PyTorch's 0 counts the non-zero norms); the norm and the
+// scale factor are computed in double (PyTorch's float factor can differ in the last bit), the norm without
+// overflow, so float gradients whose float norm overflows to inf in PyTorch get a finite norm: they are
+// scaled rather than zeroed, and error_if_nonfinite does not throw.
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>

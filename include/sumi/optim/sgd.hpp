@@ -90,4 +90,9 @@ class SGD : public Optimizer<T> {
   SGDOptions options_;
 };
 
+// SGD opt(params, ...) takes its element type from the parameters (the constructor's deduced parameter type
+// cannot say it).
+template <std::floating_point T>
+SGD(std::vector<Variable<T>>, SGDOptions = {}) -> SGD<T>;
+
 }  // namespace sumi::optim
