@@ -71,8 +71,7 @@ template <std::floating_point T = float>
 class ELU : public Module<T> {
  public:
   explicit ELU(detail::PythonNumber alpha = 1.0) : alpha(T(alpha.value())), alpha_repr_(alpha.repr()) {
-    if (!std::isfinite(this->alpha))
-      throw std::invalid_argument("ELU: alpha must be finite, got " + alpha_repr_);
+    sumi::detail::check_elu_alpha(this->alpha, "ELU", alpha_repr_);
   }
   Variable<T> forward(const Variable<T>& x) override { return elu(x, alpha); }
   std::string extra_repr() const override { return "alpha=" + alpha_repr_; }
@@ -92,28 +91,21 @@ class SELU : public Module<T> {
 template <std::floating_point T = float>
 class GELU : public Module<T> {
  public:
-  explicit GELU(GeluApproximation approximate = GeluApproximation::none) : approximate(approximate) {
-    name();  // refuses a value outside the enumeration now rather than at the first forward
-  }
+  explicit GELU(GeluApproximation approximate = GeluApproximation::none)
+      : approximate(approximate),
+        approximate_name_(sumi::detail::gelu_approximation_name(approximate, "GELU")) {}
   // PyTorch's spelling: "none" or "tanh".
-  explicit GELU(const std::string& approximate) : approximate(parse(approximate)) {}
+  explicit GELU(const std::string& approximate)
+      : approximate(parse(approximate)), approximate_name_(approximate) {}
 
   Variable<T> forward(const Variable<T>& x) override { return gelu(x, approximate); }
-  std::string extra_repr() const override { return "approximate='" + name() + "'"; }
+  std::string extra_repr() const override { return "approximate='" + approximate_name_ + "'"; }
 
   const GeluApproximation approximate;
 
  private:
-  std::string name() const {
-    switch (approximate) {
-      case GeluApproximation::none:
-        return "none";
-      case GeluApproximation::tanh:
-        return "tanh";
-    }
-    throw std::invalid_argument("GELU: approximate must be GeluApproximation::none or tanh, got " +
-                                std::to_string(static_cast<int>(approximate)));
-  }
+  std::string approximate_name_;
+
   static GeluApproximation parse(const std::string& s) {
     if (s == "none") return GeluApproximation::none;
     if (s == "tanh") return GeluApproximation::tanh;
@@ -136,9 +128,7 @@ class Softplus : public Module<T> {
       : beta(T(beta.value())),
         threshold(T(threshold.value())),
         repr_("beta=" + beta.repr() + ", threshold=" + threshold.repr()) {
-    if (this->beta == T(0) || !std::isfinite(this->beta))
-      throw std::invalid_argument("Softplus: beta must be finite and nonzero, got " + beta.repr());
-    if (std::isnan(this->threshold)) throw std::invalid_argument("Softplus: threshold must not be NaN");
+    sumi::detail::check_softplus_settings(this->beta, this->threshold, "Softplus", beta.repr());
   }
   Variable<T> forward(const Variable<T>& x) override { return softplus(x, beta, threshold); }
   std::string extra_repr() const override { return repr_; }

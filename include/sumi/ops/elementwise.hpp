@@ -6,6 +6,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -185,6 +186,14 @@ Variable<T> abs(const Variable<T>& x) {
   return unary_op(
       x, "abs", [](T v) { return std::abs(v); }, [](T g, T v, T) { return g * detail::sign(v); });
 }
+namespace detail {
+// v limited to [lo, hi]; hi wins where lo > hi, and NaN stays NaN (std::max would turn it into lo).
+template <class T>
+T clamped(T v, T lo, T hi) {
+  return std::isnan(v) ? v : std::min(std::max(v, lo), hi);
+}
+}  // namespace detail
+
 // x limited to [lo, hi] (hi wins where lo > hi; NaN stays NaN), as torch.clamp, except that a NaN bound is
 // refused (torch returns NaN). The gradient passes where lo <= x <= hi and is 0 elsewhere.
 template <class T>
@@ -194,7 +203,7 @@ Variable<T> clamp(const Variable<T>& x, std::type_identity_t<T> lo, std::type_id
                                 util::format_round_trip(hi) + "] must not be NaN (input of shape " +
                                 shape_str(x.shape()) + ")");
   return unary_op(
-      x, "clamp", [lo, hi](T v) { return std::isnan(v) ? v : std::min(std::max(v, lo), hi); },
+      x, "clamp", [lo, hi](T v) { return detail::clamped(v, lo, hi); },
       [lo, hi](T g, T v, T) { return v >= lo && v <= hi ? g : T(0); });
 }
 template <class T>
@@ -221,12 +230,30 @@ T log1p_exp(T v) {
   return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v)));
 }
 
+// The settings checks of the activations, shared with their layers (nn/activation.hpp), which check when they
+// are made. `shown` is the setting as the caller wrote it (a layer's repr); empty, the value is printed.
+template <class T>
+std::string setting_text(T value, std::string_view shown) {
+  return shown.empty() ? util::format_round_trip(value) : std::string(shown);
+}
+template <class T>
+void check_elu_alpha(T alpha, const char* name, std::string_view shown = {}) {
+  if (!std::isfinite(alpha))
+    throw std::invalid_argument(std::string(name) + ": alpha must be finite, got " +
+                                setting_text(alpha, shown));
+}
+template <class T>
+void check_softplus_settings(T beta, T threshold, const char* name, std::string_view beta_shown = {}) {
+  if (beta == T(0) || !std::isfinite(beta))
+    throw std::invalid_argument(std::string(name) + ": beta must be finite and nonzero, got " +
+                                setting_text(beta, beta_shown));
+  if (std::isnan(threshold)) throw std::invalid_argument(std::string(name) + ": threshold must not be NaN");
+}
+
 // scale * elu(x, alpha); its gradient at x <= 0 (0 included) is g * scale * alpha * exp(x), as PyTorch's.
 template <class T>
 Variable<T> elu_op(const Variable<T>& x, T alpha, T scale, const char* name) {
-  if (!std::isfinite(alpha))
-    throw std::invalid_argument(std::string(name) + ": alpha must be finite, got " +
-                                util::format_round_trip(alpha));
+  check_elu_alpha(alpha, name);
   return unary_op(
       x, name,
       // expm1 keeps the digits that exp(x) - 1 loses near 0. NaN reaches the output through both parts.
@@ -255,9 +282,7 @@ Variable<T> hardtanh_op(const Variable<T>& x, T min_val, T max_val, const char* 
   return output_gradient_op(
       x,
       map(
-          x.value(),
-          [min_val, max_val](T v) { return std::isnan(v) ? v : std::min(std::max(v, min_val), max_val); },
-          name),
+          x.value(), [min_val, max_val](T v) { return clamped(v, min_val, max_val); }, name),
       name, [min_val, max_val](T g, T y) { return y <= min_val || y >= max_val ? T(0) : g; });
 }
 
@@ -279,6 +304,21 @@ Variable<T> selu(const Variable<T>& x) {
 
 // gelu's cumulative normal Phi(x) (none) or PyTorch's tanh approximation of it (tanh).
 enum class GeluApproximation { none, tanh };
+
+namespace detail {
+// PyTorch's spelling of an approximation ("none", "tanh"); a value outside the enumeration is refused.
+inline std::string gelu_approximation_name(GeluApproximation approximate, const char* name) {
+  switch (approximate) {
+    case GeluApproximation::none:
+      return "none";
+    case GeluApproximation::tanh:
+      return "tanh";
+  }
+  throw std::invalid_argument(std::string(name) +
+                              ": approximate must be GeluApproximation::none or tanh, got " +
+                              std::to_string(static_cast<int>(approximate)));
+}
+}  // namespace detail
 
 // x * Phi(x). The tanh form, 0.5 * (1 + tanh(u)) with u = sqrt(2 / pi) * (x + 0.044715 * x^3), is computed as
 // its equal sigmoid(2u), and Phi as erfc(-x / sqrt(2)) / 2: neither loses its digits to 1 + (-1 + small) for
@@ -308,8 +348,7 @@ Variable<T> gelu(const Variable<T>& x, GeluApproximation approximate = GeluAppro
             return g * (s + v * (T(2) * s * c * beta * (T(1) + T(3) * kappa * x_sq)));
           });
   }
-  throw std::invalid_argument("gelu: approximate must be GeluApproximation::none or tanh, got " +
-                              std::to_string(static_cast<int>(approximate)));
+  throw std::invalid_argument(detail::gelu_approximation_name(approximate, "gelu"));  // the name throws first
 }
 
 // x * sigmoid(x) (swish).
@@ -330,10 +369,7 @@ Variable<T> silu(const Variable<T>& x) {
 template <class T>
 Variable<T> softplus(const Variable<T>& x, std::type_identity_t<T> beta = T(1),
                      std::type_identity_t<T> threshold = T(20)) {
-  if (beta == T(0) || !std::isfinite(beta))
-    throw std::invalid_argument("softplus: beta must be finite and nonzero, got " +
-                                util::format_round_trip(beta));
-  if (std::isnan(threshold)) throw std::invalid_argument("softplus: threshold must not be NaN");
+  detail::check_softplus_settings(beta, threshold, "softplus");
   return unary_op(
       x, "softplus",
       [beta, threshold](T v) {
