@@ -1,5 +1,5 @@
-// Optimisers: Adam, AdamW and SGD against torch.optim (tests/fixtures/optim.safetensors), parameter groups,
-// skipped parameters, and state dicts that resume bit-exactly.
+// Optimisers: Adam, AdamW, SGD, RMSprop and Adagrad against torch.optim (tests/fixtures/optim.safetensors),
+// parameter groups, skipped parameters, and state dicts that resume bit-exactly.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -12,7 +12,9 @@
 #include "sumi/nn/init.hpp"
 #include "sumi/ops/elementwise.hpp"
 #include "sumi/ops/reduction.hpp"
+#include "sumi/optim/adagrad.hpp"
 #include "sumi/optim/adam.hpp"
+#include "sumi/optim/rmsprop.hpp"
 #include "sumi/optim/sgd.hpp"
 
 using namespace sumi;
@@ -36,11 +38,27 @@ std::unique_ptr<optim::Optimizer<float>> make_optimizer(const nlohmann::json& cf
                                                                  .dampening = cfg.at("dampening"),
                                                                  .weight_decay = cfg.at("weight_decay"),
                                                                  .nesterov = cfg.at("nesterov")});
+  if (kind == "RMSprop")
+    return std::make_unique<optim::RMSprop<float>>(
+        params, optim::RMSpropOptions{.lr = cfg.at("lr"),
+                                      .alpha = cfg.at("alpha"),
+                                      .eps = cfg.at("eps"),
+                                      .weight_decay = cfg.at("weight_decay"),
+                                      .momentum = cfg.at("momentum"),
+                                      .centered = cfg.at("centered")});
+  if (kind == "Adagrad")
+    return std::make_unique<optim::Adagrad<float>>(
+        params, optim::AdagradOptions{.lr = cfg.at("lr"),
+                                      .lr_decay = cfg.at("lr_decay"),
+                                      .weight_decay = cfg.at("weight_decay"),
+                                      .initial_accumulator_value = cfg.at("initial_accumulator_value"),
+                                      .eps = cfg.at("eps")});
   const optim::AdamOptions options{.lr = cfg.at("lr"),
                                    .beta1 = cfg.at("betas")[0],
                                    .beta2 = cfg.at("betas")[1],
                                    .eps = cfg.at("eps"),
-                                   .weight_decay = cfg.at("weight_decay")};
+                                   .weight_decay = cfg.at("weight_decay"),
+                                   .amsgrad = cfg.value("amsgrad", false)};
   if (kind == "AdamW") return std::make_unique<optim::AdamW<float>>(params, options);
   REQUIRE(kind == "Adam");
   return std::make_unique<optim::Adam<float>>(params, options);
@@ -60,7 +78,7 @@ void set_fixture_grads(const test::Fixture& fx, std::vector<Variable<float>>& pa
 TEST_CASE("optimisers match torch.optim step by step", "[optim][fixtures]") {
   test::Fixture fx("optim");
   const auto runs = fx.meta_json("runs");
-  REQUIRE(runs.size() == 6);
+  REQUIRE(runs.size() == 13);
   for (const std::string run : runs) {
     INFO("run " << run);
     auto params = fixture_params(fx);
@@ -96,7 +114,8 @@ TEST_CASE("optimisers match torch.optim step by step", "[optim][fixtures]") {
 
 TEST_CASE("weight decay does not modify the stored gradient", "[optim]") {
   test::Fixture fx("optim");
-  for (const char* run : {"adam_wd", "adamw", "sgd_nesterov"}) {
+  for (const char* run :
+       {"adam_wd", "adamw", "sgd_nesterov", "rmsprop_momentum", "rmsprop_centered", "adagrad_decay"}) {
     INFO(run);
     auto params = fixture_params(fx);
     auto opt = make_optimizer(fx.meta_json(std::string(run) + ".config"), params);
@@ -182,6 +201,46 @@ TEST_CASE("plain SGD is p - lr * grad, and options are validated", "[optim][sgd]
   REQUIRE(optim::AdamW<double>({p}).name() == "AdamW");
 }
 
+TEST_CASE("RMSprop and Adagrad validate their options and keep the buffers their settings need",
+          "[optim][rmsprop][adagrad]") {
+  Variable<double> p(Tensor<double>::from_vector({1.0, -2.0}, {2}), true);
+  CHECK_THROWS_WITH(optim::RMSprop<double>({p}, {.alpha = -0.5}), Contains("RMSprop: invalid alpha"));
+  CHECK_THROWS_WITH(optim::RMSprop<double>({p}, {.momentum = -1}), Contains("RMSprop: invalid momentum"));
+  CHECK_THROWS_WITH(optim::RMSprop<double>({p}, {.eps = -1e-8}), Contains("RMSprop: invalid eps"));
+  CHECK_THROWS_WITH(optim::Adagrad<double>({p}, {.lr_decay = -0.1}), Contains("Adagrad: invalid lr_decay"));
+  CHECK_THROWS_WITH(optim::Adagrad<double>({p}, {.initial_accumulator_value = -1}),
+                    Contains("Adagrad: invalid initial_accumulator_value"));
+  CHECK_THROWS_WITH(optim::Adagrad<double>({p}, {.lr = std::nan("")}),
+                    Contains("Adagrad: invalid learning rate"));
+
+  const auto state_names = [&](optim::Optimizer<double>& opt) {
+    p.grad() = Tensor<double>::from_vector({0.5, -0.25}, {2});
+    opt.step();
+    return opt.state_dict().names();
+  };
+  optim::RMSprop plain({p});
+  CHECK(state_names(plain) ==
+        std::vector<std::string>{"param_groups.0.num_params", "0.step", "0.square_avg"});
+  optim::RMSprop full({p}, {.momentum = 0.9, .centered = true});
+  CHECK(state_names(full) == std::vector<std::string>{"param_groups.0.num_params", "0.step", "0.grad_avg",
+                                                      "0.momentum_buffer", "0.square_avg"});
+  optim::Adagrad adagrad(std::vector{p}, {.initial_accumulator_value = 0.5});
+  CHECK(state_names(adagrad) == std::vector<std::string>{"param_groups.0.num_params", "0.step", "0.sum"});
+  // The accumulator starts at initial_accumulator_value: 0.5 + g^2.
+  CHECK(adagrad.state(p)->buffers.at("sum").data()[0] == 0.75);
+  static_assert(std::is_same_v<decltype(plain), optim::RMSprop<double>>);
+  static_assert(std::is_same_v<decltype(adagrad), optim::Adagrad<double>>);
+
+  // A state without the buffers that momentum and centering need is reported, each by name.
+  optim::RMSprop<double> needs_all({p}, {.momentum = 0.9, .centered = true});
+  try {
+    needs_all.load_state_dict(plain.state_dict());
+    FAIL("load_state_dict accepted a state without momentum_buffer and grad_avg");
+  } catch (const nn::StateDictError& e) {
+    CHECK_THAT(e.what(), Contains("0.momentum_buffer") && Contains("0.grad_avg"));
+  }
+}
+
 TEST_CASE("optimisers take their parameters as a vector, a braced list or not at all", "[optim]") {
   Variable<float> p(Tensor<float>::zeros({2}), true), q(Tensor<float>::zeros({3}), true);
   const std::vector<Variable<float>> both{p, q};
@@ -224,7 +283,7 @@ TEST_CASE("optimisers take their parameters as a vector, a braced list or not at
 
 TEST_CASE("optimiser state dicts resume runs bit-exactly", "[optim][state]") {
   test::Fixture fx("optim");
-  for (const std::string run : {"adam", "adam_wd", "adamw", "adam_gan", "sgd_momentum", "sgd_nesterov"}) {
+  for (const std::string run : fx.meta_json("runs")) {
     INFO(run);
     const auto cfg = fx.meta_json(run + ".config");
     // Three steps in one go.
@@ -251,7 +310,8 @@ TEST_CASE("optimiser state dicts resume runs bit-exactly", "[optim][state]") {
     }
     REQUIRE(opt2->state(resumed[0])->step == 3);
     for (std::size_t j = 0; j < 2; ++j) REQUIRE(bit_equal(resumed[j].value(), straight[j].value()));
-    // Without the state the resumed run would differ (Adam's bias correction, SGD's momentum).
+    // Without the state the resumed run would differ (Adam's bias correction, SGD's momentum, the running
+    // averages of RMSprop and the sums of Adagrad).
     auto cold = std::vector<Variable<float>>{Variable<float>(first[0].value().clone(), true),
                                              Variable<float>(first[1].value().clone(), true)};
     auto opt3 = make_optimizer(cfg, cold);

@@ -49,10 +49,12 @@
 #include "sumi/nn/serialize.hpp"
 #include "sumi/nn/state_dict.hpp"
 
+#include "sumi/optim/adagrad.hpp"
 #include "sumi/optim/adam.hpp"
 #include "sumi/optim/clip_grad.hpp"
 #include "sumi/optim/lr_scheduler.hpp"
 #include "sumi/optim/optimizer.hpp"
+#include "sumi/optim/rmsprop.hpp"
 #include "sumi/optim/sgd.hpp"
 
 #include "sumi/io/safetensors.hpp"

@@ -1,8 +1,9 @@
 #pragma once
-// Adam and AdamW, as torch.optim.Adam / AdamW (single-tensor path, amsgrad off):
+// Adam and AdamW, as torch.optim.Adam / AdamW (single-tensor path):
 //   g = grad (+ weight_decay * p for Adam; the stored grad is not modified)
 //   m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g * g
 //   p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// With amsgrad, the denominator uses v_max = max(v_max, v), the largest v so far, instead of v.
 // AdamW instead decays the parameter first: p *= 1 - lr * weight_decay. Scalars are computed in double and
 // rounded to T once, element-wise work is in T, as PyTorch does for float32 parameters.
 #include <Eigen/Core>
@@ -20,6 +21,7 @@ struct AdamOptions {
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.0;
+  bool amsgrad = false;
 };
 
 template <std::floating_point T = float>
@@ -41,14 +43,13 @@ class Adam : public Optimizer<T> {
  protected:
   Adam(AdamOptions options, bool decoupled)
       : Optimizer<T>(options.weight_decay), options_(options), decoupled_(decoupled) {
-    auto check = [&](bool ok, const std::string& what) {
-      if (!ok) throw std::invalid_argument(name() + ": invalid " + what);
-    };
-    check(options.lr >= 0, "learning rate " + std::to_string(options.lr));
-    check(options.eps >= 0, "eps " + std::to_string(options.eps));
-    check(options.beta1 >= 0 && options.beta1 < 1, "beta1 " + std::to_string(options.beta1));
-    check(options.beta2 >= 0 && options.beta2 < 1, "beta2 " + std::to_string(options.beta2));
-    check(options.weight_decay >= 0, "weight_decay " + std::to_string(options.weight_decay));
+    this->check_setting("learning rate", options.lr);
+    this->check_setting("eps", options.eps);
+    this->check_setting("weight_decay", options.weight_decay);
+    for (const auto& [setting, beta] : {std::pair{"beta1", options.beta1}, std::pair{"beta2", options.beta2}})
+      if (!(beta >= 0 && beta < 1))
+        throw std::invalid_argument(name() + ": invalid " + setting + " " + util::format_round_trip(beta) +
+                                    " (must be in [0, 1))");
   }
 
   void update(Variable<T>& p, ParamState<T>& s, const ParamGroup<T>& group) override {
@@ -58,8 +59,8 @@ class Adam : public Optimizer<T> {
     Tensor<T>& value = p.value();
     const Tensor<T> grad_tensor = p.grad().contiguous();
     const Eigen::Index n = value.numel();
-    Tensor<T>& exp_avg = buffer(s, "exp_avg", value.shape());
-    Tensor<T>& exp_avg_sq = buffer(s, "exp_avg_sq", value.shape());
+    Tensor<T>& exp_avg = this->buffer(s, "exp_avg", value.shape());
+    Tensor<T>& exp_avg_sq = this->buffer(s, "exp_avg_sq", value.shape());
     Map param(value.data(), n), m(exp_avg.data(), n), v(exp_avg_sq.data(), n);
     ConstMap grad(grad_tensor.data(), n);
 
@@ -76,7 +77,13 @@ class Adam : public Optimizer<T> {
     auto moments_and_step = [&](const auto& g) {
       m = m * beta1 + one_minus_beta1 * g;
       v = v * beta2 + (one_minus_beta2 * g) * g;
-      param += neg_step_size * (m / (v.sqrt() / bias_correction2_sqrt + eps));
+      if (options_.amsgrad) {
+        Map v_max(this->buffer(s, "max_exp_avg_sq", value.shape()).data(), n);
+        v_max = v_max.max(v);
+        param += neg_step_size * (m / (v_max.sqrt() / bias_correction2_sqrt + eps));
+      } else {
+        param += neg_step_size * (m / (v.sqrt() / bias_correction2_sqrt + eps));
+      }
     };
     if (wd == 0) {
       moments_and_step(grad);
@@ -89,15 +96,14 @@ class Adam : public Optimizer<T> {
     }
   }
 
-  std::vector<std::string> buffer_names() const override { return {"exp_avg", "exp_avg_sq"}; }
-
- private:
-  static Tensor<T>& buffer(ParamState<T>& s, const std::string& key, const Shape& shape) {
-    auto it = s.buffers.find(key);
-    if (it == s.buffers.end()) it = s.buffers.emplace(key, Tensor<T>::zeros(shape)).first;
-    return it->second;
+  std::vector<std::string> buffer_names() const override {
+    return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+  }
+  std::vector<std::string> required_buffers() const override {
+    return options_.amsgrad ? buffer_names() : std::vector<std::string>{"exp_avg", "exp_avg_sq"};
   }
 
+ private:
   AdamOptions options_;
   bool decoupled_;
 };

@@ -234,6 +234,20 @@ class Optimizer {
   }
 
   // Updates p (whose gradient is defined) in place; s.step has already been incremented.
+  // Refuses a setting that is negative, NaN or infinite, naming it (and `where`, when given).
+  void check_setting(const char* setting, double value, const std::string& where = {}) const {
+    if (!(value >= 0) || !std::isfinite(value))
+      throw std::invalid_argument(name() + ": invalid " + setting + " " + util::format_round_trip(value) +
+                                  where);
+  }
+
+  // The buffer `key` of a parameter's state, made filled with `initial` on first use.
+  static Tensor<T>& buffer(ParamState<T>& s, const std::string& key, const Shape& shape, T initial = T(0)) {
+    auto it = s.buffers.find(key);
+    if (it == s.buffers.end()) it = s.buffers.emplace(key, Tensor<T>::full(shape, initial)).first;
+    return it->second;
+  }
+
   virtual void update(Variable<T>& p, ParamState<T>& s, const ParamGroup<T>& group) = 0;
   // The buffer names this optimiser may keep per parameter, and those it always keeps once it has state.
   virtual std::vector<std::string> buffer_names() const = 0;
@@ -263,10 +277,6 @@ class Optimizer {
     }
   }
   // Learning rates and weight decays must be finite and >= 0.
-  void check_setting(const char* setting, double value, const std::string& where) const {
-    if (!(value >= 0) || !std::isfinite(value))
-      throw std::invalid_argument(name() + ": invalid " + setting + " " + std::to_string(value) + where);
-  }
   void check_hyperparameters(double lr, double weight_decay, std::size_t group) const {
     const std::string where = " for group " + std::to_string(group);
     check_setting("learning rate", lr, where);

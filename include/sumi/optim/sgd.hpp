@@ -32,12 +32,9 @@ class SGD : public Optimizer<T> {
       : SGD(std::vector<Variable<T>>(params), options) {}
   // No parameter groups yet.
   explicit SGD(SGDOptions options) : Optimizer<T>(options.weight_decay), options_(options) {
-    if (!(options.lr >= 0))
-      throw std::invalid_argument("SGD: invalid learning rate " + std::to_string(options.lr));
-    if (!(options.momentum >= 0))
-      throw std::invalid_argument("SGD: invalid momentum " + std::to_string(options.momentum));
-    if (!(options.weight_decay >= 0))
-      throw std::invalid_argument("SGD: invalid weight_decay " + std::to_string(options.weight_decay));
+    this->check_setting("learning rate", options.lr);
+    this->check_setting("momentum", options.momentum);
+    this->check_setting("weight_decay", options.weight_decay);
     if (options.nesterov && (options.momentum <= 0 || options.dampening != 0))
       throw std::invalid_argument("SGD: Nesterov momentum requires a momentum and zero dampening");
   }
