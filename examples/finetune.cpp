@@ -168,7 +168,7 @@ int run(const Options& o) {
   // The frozen convolutions run once per image here instead of once per image per epoch (--cache=false to
   // run them at every step; the results are the same, tests/test_finetune.cpp checks it).
   util::Timer cache_timer;
-  std::optional<examples::FeatureDataset> train_features, val_features, test_features;
+  std::optional<data::TensorDataset> train_features, val_features, test_features;
   if (o.cache) {
     train_features.emplace(examples::compute_prefix_features(*model, *study->train));
     val_features.emplace(examples::compute_prefix_features(*model, *study->validation));

@@ -17,6 +17,7 @@
 #include "sumi/data/dataset.hpp"
 #include "sumi/data/fashion_mnist.hpp"
 #include "sumi/data/idx.hpp"
+#include "sumi/data/tensor_dataset.hpp"
 #include "sumi/ops/elementwise.hpp"
 #include "sumi/ops/linalg.hpp"
 #include "sumi/ops/reduction.hpp"
@@ -528,4 +529,66 @@ TEST_CASE("an exception while assembling a batch reaches the consumer", "[data][
   DataLoader fails_at_once(first, {.batch_size = 4});
   REQUIRE_THROWS_WITH(fails_at_once.begin(), "boom at sample 0");
   REQUIRE_THROWS_AS(DataLoader(ds, {.batch_size = 0}), std::invalid_argument);
+}
+
+TEST_CASE("TensorDataset batches the picked rows of any sample shape, with their labels",
+          "[data][tensor_dataset]") {
+  // Sample i of shape [2, 3] holds 100 * i + j, j = 0..5; its label is 10 - i.
+  const int64_t n = 7;
+  std::vector<float> values;
+  std::vector<int64_t> labels;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < 6; ++j) values.push_back(float(100 * i + j));
+    labels.push_back(10 - i);
+  }
+  const TensorDataset dataset(Tensor<float>::from_vector(values, {n, 2, 3}), labels);
+  REQUIRE(dataset.size() == n);
+  REQUIRE(dataset.sample_shape() == Shape{2, 3});
+
+  Tensor<float> batch;
+  std::vector<int64_t> batch_labels;
+  const std::vector<int64_t> picked{5, 0, 5, 3};
+  dataset.get_batch(picked, batch, batch_labels);
+  REQUIRE(batch.shape() == Shape{4, 2, 3});
+  for (std::size_t k = 0; k < picked.size(); ++k) {
+    CHECK(batch_labels[k] == 10 - picked[k]);
+    for (int64_t j = 0; j < 6; ++j) CHECK(batch.data()[int64_t(k) * 6 + j] == float(100 * picked[k] + j));
+  }
+
+  // Through a DataLoader: every sample once per epoch, each with its own label.
+  DataLoader loader(dataset, {.batch_size = 3, .shuffle = true, .seed = 4});
+  std::vector<int64_t> seen;
+  for (const Batch& b : loader)
+    for (int64_t k = 0; k < b.size(); ++k) {
+      const int64_t i = 10 - b.labels[std::size_t(k)];
+      CHECK(b.images.data()[k * 6] == float(100 * i));
+      seen.push_back(i);
+    }
+  std::sort(seen.begin(), seen.end());
+  std::vector<int64_t> all(n);
+  std::iota(all.begin(), all.end(), 0);
+  CHECK(seen == all);
+
+  // A strided tensor (a transposed view) is taken row by row as it reads, not as it is stored.
+  const Tensor<float> rows = Tensor<float>::from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
+  const TensorDataset transposed(rows.transpose(0, 1), {7, 8, 9});
+  transposed.get_batch(std::vector<int64_t>{1}, batch, batch_labels);
+  CHECK(batch.shape() == Shape{1, 2});
+  CHECK(batch.data()[0] == 2);
+  CHECK(batch.data()[1] == 5);
+  CHECK(batch_labels == std::vector<int64_t>{8});
+}
+
+TEST_CASE("TensorDataset refuses mismatched counts and indices out of range, naming them",
+          "[data][tensor_dataset][errors]") {
+  CHECK_THROWS_WITH(TensorDataset(Tensor<float>::zeros({4, 3}), {1, 2, 3}),
+                    Catch::Contains("[4, 3]") && Catch::Contains("3 labels"));
+  CHECK_THROWS_WITH(TensorDataset(Tensor<float>::zeros({}), {}),
+                    Catch::Contains("TensorDataset: samples of shape []"));
+  const TensorDataset dataset(Tensor<float>::zeros({4, 3}), {0, 1, 2, 3});
+  Tensor<float> batch;
+  std::vector<int64_t> labels;
+  CHECK_THROWS_WITH(dataset.get_batch(std::vector<int64_t>{0, 4}, batch, labels),
+                    Catch::Contains("index 4 out of range for 4 samples"));
+  CHECK_THROWS_AS(dataset.get_batch(std::vector<int64_t>{-1}, batch, labels), std::out_of_range);
 }

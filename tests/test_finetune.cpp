@@ -91,10 +91,10 @@ TEST_CASE("training on the cached prefix output gives the same results as runnin
 
   auto direct = new_classifier(11), cached = new_classifier(11);
   optim::Adam<float> direct_opt(direct->parameters()), cached_opt(cached->parameters());
-  const examples::FeatureDataset train_features = examples::compute_prefix_features(*cached, train, 13);
-  const examples::FeatureDataset val_features = examples::compute_prefix_features(*cached, val);
+  const data::TensorDataset train_features = examples::compute_prefix_features(*cached, train, 13);
+  const data::TensorDataset val_features = examples::compute_prefix_features(*cached, val);
   REQUIRE(train_features.size() == 60);
-  REQUIRE(train_features.feature_size() == 288);
+  REQUIRE(train_features.sample_shape() == Shape{288});
 
   data::DataLoader image_loader(train, train_options), image_val(val, eval_options);
   data::DataLoader feature_loader(train_features, train_options), feature_val(val_features, eval_options);

@@ -2,14 +2,13 @@
 // Training and evaluation of models::Classifier with cross entropy, on images or on cached prefix features.
 //
 // Caching: the classifier's frozen convolutional prefix has no randomness (no dropout, no batch norm) and
-// its parameters never change, so its output for an image is the same at every step. FeatureDataset holds
-// that output, computed once per image, with the labels; a DataLoader over it with the same options
+// its parameters never change, so its output for an image is the same at every step. A data::TensorDataset
+// holds that output, computed once per image, with the labels; a DataLoader over it with the same options
 // produces the same batches (same order, same labels) as one over the images, and training on it skips the
 // convolutions' forward pass at every step.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -18,6 +17,7 @@
 #include "sumi/autograd/grad_mode.hpp"
 #include "sumi/data/data_loader.hpp"
 #include "sumi/data/dataset.hpp"
+#include "sumi/data/tensor_dataset.hpp"
 #include "sumi/ops/loss.hpp"
 #include "sumi/ops/reduction.hpp"
 #include "sumi/optim/optimizer.hpp"
@@ -25,44 +25,10 @@
 
 namespace sumi::examples {
 
-// Rows of precomputed features [N, F] with their labels; a data::Dataset.
-class FeatureDataset {
- public:
-  FeatureDataset(Tensor<float> features, std::vector<int64_t> labels)
-      : features_(std::move(features)), labels_(std::move(labels)) {
-    if (features_.dim() != 2 || features_.size(0) != int64_t(labels_.size()))
-      throw std::invalid_argument("FeatureDataset: features of shape " + shape_str(features_.shape()) +
-                                  " for " + std::to_string(labels_.size()) + " labels");
-  }
-
-  int64_t size() const { return int64_t(labels_.size()); }
-  int64_t feature_size() const { return features_.size(1); }
-  const Tensor<float>& features() const { return features_; }
-  const std::vector<int64_t>& labels() const { return labels_; }
-
-  void get_batch(std::span<const int64_t> indices, Tensor<float>& batch, std::vector<int64_t>& labels) const {
-    const int64_t f = feature_size();
-    data::prepare_batch_tensor(batch, {int64_t(indices.size()), f});
-    labels.resize(indices.size());
-    for (std::size_t k = 0; k < indices.size(); ++k) {
-      const int64_t i = indices[k];
-      if (i < 0 || i >= size())
-        throw std::out_of_range("FeatureDataset: index " + std::to_string(i) + " out of range for " +
-                                std::to_string(size()) + " rows");
-      std::memcpy(batch.data() + int64_t(k) * f, features_.data() + i * f, std::size_t(f) * sizeof(float));
-      labels[k] = labels_[std::size_t(i)];
-    }
-  }
-
- private:
-  Tensor<float> features_;
-  std::vector<int64_t> labels_;
-};
-
 // The prefix's output for every image of `images` (in dataset order), computed in batches of `batch`.
 template <class Dataset>
-FeatureDataset compute_prefix_features(models::Classifier<float>& model, const Dataset& images,
-                                       int64_t batch = 1000) {
+data::TensorDataset compute_prefix_features(models::Classifier<float>& model, const Dataset& images,
+                                            int64_t batch = 1000) {
   NoGradGuard no_grad;
   data::DataLoader loader(images, {.batch_size = batch});
   Tensor<float> features;

@@ -65,6 +65,7 @@
 #include "sumi/data/glyph_folder.hpp"
 #include "sumi/data/glyph_renderer.hpp"
 #include "sumi/data/idx.hpp"
+#include "sumi/data/tensor_dataset.hpp"
 #include "sumi/data/image_folder.hpp"
 
 #include "sumi/analysis/embedding_metrics.hpp"
