@@ -9,6 +9,7 @@
 #include "fixture.hpp"
 #include "sumi/ops/reduction.hpp"
 #include "sumi/optim/lr_scheduler.hpp"
+#include "sumi/optim/reduce_lr_on_plateau.hpp"
 #include "sumi/optim/sgd.hpp"
 
 using namespace sumi;
@@ -45,6 +46,23 @@ std::unique_ptr<optim::LRScheduler<double>> make_schedule(const std::string& run
   }
   FAIL("unknown schedule " << run);
   return nullptr;
+}
+
+// The settings of a reduce_lr_on_plateau.safetensors run.
+optim::ReduceLROnPlateauOptions plateau_options(const nlohmann::json& cfg) {
+  optim::ReduceLROnPlateauOptions options{
+      .mode = cfg.at("mode") == "min" ? optim::PlateauMode::min : optim::PlateauMode::max,
+      .factor = cfg.at("factor"),
+      .patience = cfg.at("patience"),
+      .threshold = cfg.at("threshold"),
+      .threshold_mode =
+          cfg.at("threshold_mode") == "rel" ? optim::ThresholdMode::rel : optim::ThresholdMode::abs,
+      .cooldown = cfg.at("cooldown"),
+      .eps = cfg.at("eps")};
+  const auto& min_lr = cfg.at("min_lr");
+  options.min_lr =
+      min_lr.is_array() ? min_lr.get<std::vector<double>>() : std::vector<double>{min_lr.get<double>()};
+  return options;
 }
 
 }  // namespace
@@ -179,4 +197,124 @@ TEST_CASE("schedules refuse bad settings and rates, naming them", "[optim][lr_sc
   CHECK_THROWS_WITH(optim::SequentialLR<double>(*opt, Schedules{}, {}), Contains("no schedules"));
   opt->add_param_group({Variable<double>(Tensor<double>::zeros({1}), true)}, 0.2);
   CHECK_THROWS_WITH(schedule.step_to(0), Contains("2 parameter groups") && Contains("made for 1"));
+}
+
+TEST_CASE("ReduceLROnPlateau gives PyTorch's rates, counters and best metric step by step",
+          "[optim][lr_scheduler][plateau][fixture]") {
+  test::Fixture fx("reduce_lr_on_plateau");
+  const auto base_lrs = fx.meta_json("base_lrs").get<std::vector<double>>();
+  const auto runs = fx.meta_json("runs").get<std::vector<std::string>>();
+  REQUIRE(runs.size() == 4);
+  for (const std::string& run : runs) {
+    INFO("run " << run << " " << fx.meta(run + ".config"));
+    auto opt = optimizer_with_groups(base_lrs);
+    optim::ReduceLROnPlateau<double> plateau(*opt, plateau_options(fx.meta_json(run + ".config")));
+    const Tensor<double> metrics = fx.file().tensor<double>(run + ".metrics");
+    const int64_t steps = metrics.numel();
+    Tensor<double> lrs = Tensor<double>::empty({steps, 2}), bad = Tensor<double>::empty({steps}),
+                   cooldown = Tensor<double>::empty({steps}), best = Tensor<double>::empty({steps});
+    int64_t reductions = 0;
+    for (int64_t e = 0; e < steps; ++e) {
+      const std::vector<double> before = plateau.last_lr();
+      const bool changed = plateau.step(metrics.data()[e]);
+      CHECK(changed == (plateau.last_lr() != before));
+      reductions += changed;
+      for (int64_t g = 0; g < 2; ++g) lrs.data()[e * 2 + g] = opt->param_groups()[std::size_t(g)].lr;
+      bad.data()[e] = double(plateau.num_bad_epochs());
+      cooldown.data()[e] = double(plateau.cooldown_counter());
+      best.data()[e] = plateau.best();
+    }
+    CHECK(plateau.last_epoch() == steps);
+    CHECK(reductions >= 2);  // every run exercises the reduction more than once
+    fx.require_close(run + ".lr", lrs, 1e-6);
+    fx.require_close(run + ".num_bad_epochs", bad, 0);
+    fx.require_close(run + ".cooldown_counter", cooldown, 0);
+    fx.require_close(run + ".best", best, 1e-6);
+  }
+}
+
+TEST_CASE("ReduceLROnPlateau resumes from its state dict, rates included", "[optim][lr_scheduler][plateau]") {
+  test::Fixture fx("reduce_lr_on_plateau");
+  const auto base_lrs = fx.meta_json("base_lrs").get<std::vector<double>>();
+  const auto options = plateau_options(fx.meta_json("min_abs_cooldown.config"));
+  const Tensor<double> metrics = fx.file().tensor<double>("min_abs_cooldown.metrics");
+  // Every group's rate after each step from `from` on.
+  const auto rates_from = [&](optim::ReduceLROnPlateau<double>& plateau, int64_t from) {
+    std::vector<std::vector<double>> rates;
+    for (int64_t e = from; e < metrics.numel(); ++e) {
+      plateau.step(metrics.data()[e]);
+      rates.push_back(plateau.last_lr());
+    }
+    return rates;
+  };
+  // Stopped after step 5, in a cooldown with reduced rates, then resumed on a fresh optimiser.
+  auto first_opt = optimizer_with_groups(base_lrs);
+  optim::ReduceLROnPlateau<double> first(*first_opt, options);
+  for (int64_t e = 0; e < 5; ++e) first.step(metrics.data()[e]);
+  REQUIRE(first.cooldown_counter() > 0);
+  REQUIRE(first.last_lr() != base_lrs);
+  const nn::StateDict<double> state = first.state_dict();
+  auto resumed_opt = optimizer_with_groups(base_lrs);
+  optim::ReduceLROnPlateau<double> resumed(*resumed_opt, options);
+  resumed.load_state_dict(state);
+  CHECK(resumed.last_lr() == first.last_lr());
+  CHECK(resumed.best() == first.best());
+  CHECK(resumed.last_epoch() == 5);
+  // The first run goes on: the resumed one follows it step by step.
+  const auto resumed_rates = rates_from(resumed, 5);
+  CHECK(resumed_rates == rates_from(first, 5));
+  // Without the state, the same metrics from step 5 on give other rates.
+  auto cold_opt = optimizer_with_groups(base_lrs);
+  optim::ReduceLROnPlateau<double> cold(*cold_opt, options);
+  CHECK(rates_from(cold, 5) != resumed_rates);
+}
+
+TEST_CASE("ReduceLROnPlateau refuses bad settings, NaN metrics and states that do not fit",
+          "[optim][lr_scheduler][plateau][errors]") {
+  auto opt = optimizer_with_groups({0.1, 0.02});
+  using Options = optim::ReduceLROnPlateauOptions;
+  CHECK_THROWS_WITH(optim::ReduceLROnPlateau<double>(*opt, Options{.factor = 1.0}),
+                    Contains("ReduceLROnPlateau: factor 1 must be in [0, 1)"));
+  CHECK_THROWS_WITH(optim::ReduceLROnPlateau<double>(*opt, Options{.patience = -1}), Contains("patience -1"));
+  CHECK_THROWS_WITH(optim::ReduceLROnPlateau<double>(*opt, Options{.threshold = std::nan("")}),
+                    Contains("threshold nan"));
+  CHECK_THROWS_WITH(optim::ReduceLROnPlateau<double>(*opt, Options{.min_lr = {0.0, 0.0, 0.0}}),
+                    Contains("3 min_lr values for 2 parameter groups"));
+  CHECK_THROWS_WITH(optim::ReduceLROnPlateau<double>(*opt, Options{.min_lr = {-1.0}}), Contains("min_lr -1"));
+
+  optim::ReduceLROnPlateau<double> plateau(*opt, {.patience = 0});
+  plateau.step(1.0);
+  CHECK_THROWS_WITH(plateau.step(std::nan("")), Contains("the metric of epoch 2 is NaN"));
+  CHECK(plateau.last_epoch() == 1);
+  CHECK(plateau.best() == 1.0);
+
+  // A state for another number of groups, with a NaN best and an unknown entry: every problem named, and
+  // nothing changed.
+  auto three_opt = optimizer_with_groups({0.1, 0.02, 0.5});
+  optim::ReduceLROnPlateau<double> three(*three_opt);
+  nn::StateDict<double> state = three.state_dict();
+  nn::StateDict<double> bad;
+  for (const auto& e : state)
+    if (e.name == "best")
+      bad.insert("best", Tensor<double>::from_vector({std::nan("")}, {1}));
+    else if (e.is_integer)
+      bad.insert_integer(e.name, e.integer);
+    else
+      bad.insert(e.name, e.tensor);
+  bad.insert_integer("patience", 3);
+  try {
+    plateau.load_state_dict(bad);
+    FAIL("load_state_dict accepted a state for three groups");
+  } catch (const nn::StateDictError& e) {
+    CHECK_THAT(e.what(),
+               Contains("lr: expected [2], found [3]") && Contains("best: nan") && Contains("patience"));
+  }
+  CHECK(plateau.last_epoch() == 1);
+  CHECK(plateau.best() == 1.0);
+  CHECK(plateau.last_lr() == std::vector<double>{0.1, 0.02});
+
+  // Groups added after the schedule was made are refused, not silently left at their rate.
+  opt->add_param_group({Variable<double>(Tensor<double>::zeros({1}), true)}, 0.3);
+  CHECK_THROWS_WITH(plateau.step(2.0),
+                    Contains("the optimiser has 3 parameter groups, the schedule was made for 2"));
 }

@@ -54,6 +54,7 @@
 #include "sumi/optim/clip_grad.hpp"
 #include "sumi/optim/lr_scheduler.hpp"
 #include "sumi/optim/optimizer.hpp"
+#include "sumi/optim/reduce_lr_on_plateau.hpp"
 #include "sumi/optim/rmsprop.hpp"
 #include "sumi/optim/sgd.hpp"
 
