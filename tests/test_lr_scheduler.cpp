@@ -109,6 +109,41 @@ TEST_CASE("a schedule resumed with step_to continues as if it had stepped", "[op
   }
 }
 
+TEST_CASE("a schedule's state dict resumes it, base rates included", "[optim][lr_scheduler][state]") {
+  for (const std::string run : {"step", "multistep", "exponential", "cosine", "linear", "sequential"}) {
+    INFO("schedule " << run);
+    // A group's rate was changed by hand before the schedule was made: its base rate is that one.
+    auto stepped_opt = optimizer_with_groups({0.1, 0.02});
+    stepped_opt->param_groups()[1].lr = 0.04;
+    auto stepped = make_schedule(run, *stepped_opt);
+    for (int i = 0; i < 7; ++i) stepped->step();
+    const nn::StateDict<double> state = stepped->state_dict();
+    CHECK(state.integer("last_epoch") == 7);
+    // The new run's optimiser has the rates of its options; the state brings the base rates and epoch.
+    auto resumed_opt = optimizer_with_groups({0.1, 0.02});
+    auto resumed = make_schedule(run, *resumed_opt);
+    resumed->load_state_dict(state);
+    CHECK(resumed->base_lrs() == std::vector<double>{0.1, 0.04});
+    for (int i = 0; i < 5; ++i) {
+      CHECK(resumed->last_lr() == stepped->last_lr());
+      stepped->step();
+      resumed->step();
+    }
+  }
+  // A state for three groups, with a negative epoch: both named, nothing changed.
+  auto opt = optimizer_with_groups({0.1, 0.02});
+  optim::StepLR<double> schedule(*opt, {.step_size = 2, .gamma = 0.5});
+  schedule.step();
+  nn::StateDict<double> bad;
+  bad.insert_integer("last_epoch", -3);
+  bad.insert("base_lrs", Tensor<double>::from_vector({0.1, 0.2, 0.3}, {3}));
+  CHECK_THROWS_WITH(schedule.load_state_dict(bad), Contains("StepLR: load_state_dict") &&
+                                                       Contains("last_epoch: negative (-3)") &&
+                                                       Contains("base_lrs: expected [2], found [3]"));
+  CHECK(schedule.last_epoch() == 1);
+  CHECK(schedule.base_lrs() == std::vector<double>{0.1, 0.02});
+}
+
 TEST_CASE("the optimiser steps with the scheduled rate", "[optim][lr_scheduler]") {
   Variable<double> p(Tensor<double>::ones({1}), true);
   optim::SGD<double> opt({p}, {.lr = 0.5});

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "sumi/tensor/tensor.hpp"
+#include "sumi/util/number_text.hpp"
 #include "sumi/util/printable.hpp"
 
 namespace sumi::nn {
@@ -26,6 +27,48 @@ struct StateMismatch {
   bool empty() const {
     return missing.empty() && unexpected.empty() && mis_shaped.empty() && wrong_type.empty() &&
            invalid_value.empty();
+  }
+
+  // Checks of one StateDict entry, each recording what is wrong and returning whether the entry passed.
+  // A count: an integer entry >= 0.
+  template <class Entry>
+  bool check_count(const Entry& e) {
+    if (!e.is_integer) {
+      wrong_type.push_back(e.name + ": expected an integer, found a tensor");
+      return false;
+    }
+    if (e.integer < 0) {
+      invalid_value.push_back(e.name + ": negative (" + std::to_string(e.integer) + ")");
+      return false;
+    }
+    return true;
+  }
+  // A tensor entry of `shape`.
+  template <class Entry>
+  bool check_tensor(const Entry& e, const Shape& shape) {
+    if (e.is_integer) {
+      wrong_type.push_back(e.name + ": expected a tensor, found an integer");
+      return false;
+    }
+    if (e.tensor.shape() != shape) {
+      mis_shaped.push_back(e.name + ": expected " + shape_str(shape) + ", found " +
+                           shape_str(e.tensor.shape()));
+      return false;
+    }
+    return true;
+  }
+  // A tensor entry of `shape` whose every element satisfies `valid` (the first that does not is named).
+  template <class Entry, class Valid>
+  bool check_tensor(const Entry& e, const Shape& shape, Valid valid) {
+    if (!check_tensor(e, shape)) return false;
+    const auto values = e.tensor.contiguous();
+    for (int64_t i = 0; i < values.numel(); ++i)
+      if (!valid(values.data()[i])) {
+        invalid_value.push_back(e.name + ": " + util::format_round_trip(values.data()[i]) + " at element " +
+                                std::to_string(i));
+        return false;
+      }
+    return true;
   }
 
   // One line per kind of problem, each naming every entry of that kind (names from a file made printable).

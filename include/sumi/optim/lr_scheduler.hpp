@@ -9,10 +9,10 @@
 //   for (int epoch = 0; epoch < epochs; ++epoch) { train_one_epoch(); schedule.step(); }
 //
 // Rates come from each schedule's closed form (PyTorch's step(epoch) form), so the rate of epoch e does
-// not depend on how it was reached: a resumed run calls step_to(epochs_done) and continues exactly. Unlike
-// PyTorch's chained form, a rate set by hand between steps is replaced at the next step, not scaled, and two
-// schedules stepped together do not multiply (the last one stepped sets the rate): combine them with
-// SequentialLR or a LambdaLR.
+// not depend on how it was reached: a resumed run calls step_to(epochs_done), or load_state_dict() with the
+// state_dict() it saved, and continues exactly. Unlike PyTorch's chained form, a rate set by hand between
+// steps is replaced at the next step, not scaled, and two schedules stepped together do not multiply (the
+// last one stepped sets the rate): combine them with SequentialLR or a LambdaLR.
 #include <algorithm>
 #include <cmath>
 #include <concepts>
@@ -22,8 +22,10 @@
 #include <numbers>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "sumi/nn/state_dict.hpp"
 #include "sumi/optim/optimizer.hpp"
 #include "sumi/util/number_text.hpp"
 
@@ -72,6 +74,41 @@ class LRScheduler {
 
   // The rate of a group with base rate `base_lr` at `epoch`.
   virtual double lr_at(double base_lr, int64_t epoch) const = 0;
+
+  // last_epoch (an integer) and base_lrs [groups], as torch's state_dict() holds them; in double whatever T
+  // is. step_to(last_epoch) alone resumes a schedule made for the same optimiser settings.
+  nn::StateDict<double> state_dict() const {
+    nn::StateDict<double> d;
+    d.insert_integer("last_epoch", last_epoch_);
+    d.insert("base_lrs", Tensor<double>::from_vector(base_lrs_, {int64_t(base_lrs_.size())}));
+    return d;
+  }
+  // Takes the state's base rates and sets every group's rate for its last_epoch. A state that does not fit
+  // (a missing or extra entry, another number of groups, a negative epoch or base rate) changes nothing.
+  void load_state_dict(const nn::StateDict<double>& d) {
+    nn::StateMismatch m;
+    for (const char* key : {"last_epoch", "base_lrs"})
+      if (!d.contains(key)) m.missing.push_back(key);
+    const auto rate = [](double v) { return v >= 0 && std::isfinite(v); };
+    for (const auto& e : d) {
+      if (e.name == "last_epoch")
+        m.check_count(e);
+      else if (e.name == "base_lrs")
+        m.check_tensor(e, {int64_t(base_lrs_.size())}, rate);
+      else
+        m.unexpected.push_back(e.name);
+    }
+    if (!m.empty()) throw nn::StateDictError(name_ + ": load_state_dict: the state does not match:", m);
+    const std::vector<double> previous = std::exchange(
+        base_lrs_, std::vector<double>(d.tensor("base_lrs").contiguous().data(),
+                                       d.tensor("base_lrs").contiguous().data() + base_lrs_.size()));
+    try {
+      step_to(d.integer("last_epoch"));
+    } catch (...) {
+      base_lrs_ = previous;  // a rate the schedule refuses for these base rates: nothing changes
+      throw;
+    }
+  }
 
  protected:
   LRScheduler(Optimizer<T>& optimizer, std::string name) : optimizer_(&optimizer), name_(std::move(name)) {}

@@ -184,23 +184,14 @@ class Optimizer {
       const std::string key = e.name.substr(dot + 1);
       ParamState<T>& s = loaded[index];
       if (key == "step") {
-        if (!e.is_integer) m.wrong_type.push_back(e.name + ": expected an integer, found a tensor");
-        if (e.integer < 0)
-          m.invalid_value.push_back(e.name + ": negative (" + std::to_string(e.integer) + ")");
-        s.step = e.integer;
+        if (m.check_count(e)) s.step = e.integer;
         continue;
       }
       const auto names = buffer_names();
-      if (std::find(names.begin(), names.end(), key) == names.end()) {
+      if (std::find(names.begin(), names.end(), key) == names.end())
         m.unexpected.push_back(e.name);
-      } else if (e.is_integer) {
-        m.wrong_type.push_back(e.name + ": expected a tensor, found an integer");
-      } else if (e.tensor.shape() != params[index]->shape()) {
-        m.mis_shaped.push_back(e.name + ": expected " + shape_str(params[index]->shape()) + ", found " +
-                               shape_str(e.tensor.shape()));
-      } else {
+      else if (m.check_tensor(e, params[index]->shape()))
         s.buffers[key] = e.tensor.clone();
-      }
     }
     if (group_sizes_found > 0)
       for (std::size_t g = 0; g < groups_.size(); ++g)

@@ -133,31 +133,14 @@ class ReduceLROnPlateau {
     for (const char* name : {"last_epoch", "num_bad_epochs", "cooldown_counter", "best", "lr"})
       if (!d.contains(name)) m.missing.push_back(name);
     for (const auto& e : d) {
-      if (e.name == "last_epoch" || e.name == "num_bad_epochs" || e.name == "cooldown_counter") {
-        if (!e.is_integer)
-          m.wrong_type.push_back(e.name + ": expected an integer, found a tensor");
-        else if (e.integer < 0)
-          m.invalid_value.push_back(e.name + ": negative (" + std::to_string(e.integer) + ")");
-      } else if (e.name == "best" || e.name == "lr") {
-        const Shape expected{e.name == "best" ? 1 : int64_t(groups)};
-        if (e.is_integer) {
-          m.wrong_type.push_back(e.name + ": expected a tensor, found an integer");
-        } else if (e.tensor.shape() != expected) {
-          m.mis_shaped.push_back(e.name + ": expected " + shape_str(expected) + ", found " +
-                                 shape_str(e.tensor.shape()));
-        } else {
-          for (int64_t i = 0; i < e.tensor.numel(); ++i) {
-            const double v = e.tensor.data()[i];
-            if (e.name == "best" ? std::isnan(v) : !(v >= 0 && std::isfinite(v))) {
-              m.invalid_value.push_back(e.name + ": " + util::format_round_trip(v) + " at element " +
-                                        std::to_string(i));
-              break;
-            }
-          }
-        }
-      } else {
+      if (e.name == "last_epoch" || e.name == "num_bad_epochs" || e.name == "cooldown_counter")
+        m.check_count(e);
+      else if (e.name == "best")
+        m.check_tensor(e, {1}, [](double v) { return !std::isnan(v); });
+      else if (e.name == "lr")
+        m.check_tensor(e, {int64_t(groups)}, [](double v) { return v >= 0 && std::isfinite(v); });
+      else
         m.unexpected.push_back(e.name);
-      }
     }
     if (!m.empty())
       throw nn::StateDictError("ReduceLROnPlateau: load_state_dict: the state does not match:", m);
