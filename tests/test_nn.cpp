@@ -1,11 +1,15 @@
 // nn::Module and the layers: PyTorch names, modes, freezing, replacing children, printing, state dicts,
 // default initialisation and each layer's forward.
+#include <Eigen/Core>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
+#include <numbers>
 #include <set>
 #include <string>
+#include <tuple>
 #include <typeinfo>
 #include <vector>
 
@@ -721,6 +725,105 @@ TEST_CASE("default initialisation matches PyTorch's bounds and is reproducible",
   manual_seed(9);
   nn::Linear<float> d2(3, 3);
   REQUIRE(bit_equal(d1.weight.value(), d2.weight.value()));
+}
+
+namespace {
+// Mean and (biased) variance of a tensor's elements.
+template <class T>
+std::pair<double, double> moments(const Tensor<T>& t) {
+  double mean = 0, var = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) mean += double(t.data()[i]);
+  mean /= double(t.numel());
+  for (int64_t i = 0; i < t.numel(); ++i) var += (double(t.data()[i]) - mean) * (double(t.data()[i]) - mean);
+  return {mean, var / double(t.numel())};
+}
+double normal_pdf(double x) {
+  return std::exp(-0.5 * x * x) / std::sqrt(2 * std::numbers::pi);
+}
+// Phi(b) - Phi(a) for a < b, without cancellation above the mean.
+double normal_mass(double a, double b) {
+  return a > 0 ? 0.5 * (std::erfc(a / std::sqrt(2.0)) - std::erfc(b / std::sqrt(2.0)))
+               : 0.5 * (std::erfc(-b / std::sqrt(2.0)) - std::erfc(-a / std::sqrt(2.0)));
+}
+}  // namespace
+
+TEST_CASE("trunc_normal_ draws the truncated normal, far in a tail too", "[nn][init]") {
+  // log Phi is exact on both sides of the switch to its asymptotic series (Phi(-37.5) = 4.6e-308 is still
+  // a normal double), and the quantile inverts it over the whole range of double.
+  for (double x : {-37.5, -37.0001})
+    CHECK(nn::init::detail::log_normal_cdf(x) ==
+          Approx(std::log(0.5 * std::erfc(-x / std::sqrt(2.0)))).epsilon(1e-13));
+  for (double x : {-300.0, -37.5, -20.0, -3.0, -0.5, 0.0, 0.7, 3.0, 7.5})
+    CHECK(nn::init::detail::normal_quantile_of_log(nn::init::detail::log_normal_cdf(x)) ==
+          Approx(x).margin(1e-12).epsilon(1e-12));
+  // (mean, std, a, b): the default interval, one above the mean (drawn mirrored), one 8 standard deviations
+  // out, one reaching infinity.
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const auto& [mean, std, a, b] : {std::tuple{0.0, 1.0, -2.0, 2.0}, std::tuple{1.0, 0.5, 1.5, 3.0},
+                                        std::tuple{0.0, 1.0, 8.0, 9.0}, std::tuple{-1.0, 2.0, -inf, -2.0}}) {
+    INFO("mean " << mean << ", std " << std << ", [" << a << ", " << b << "]");
+    Generator gen(11);
+    Tensor<double> t = Tensor<double>::empty({400, 250});
+    nn::init::trunc_normal_(t, mean, std, a, b, gen);
+    double lo = inf, hi = -inf;
+    for (int64_t i = 0; i < t.numel(); ++i) lo = std::min(lo, t.data()[i]), hi = std::max(hi, t.data()[i]);
+    CHECK(lo >= a);
+    CHECK(hi <= b);
+    // The truncated normal's mean and variance: with alpha, beta the standardised bounds and Z their mass,
+    // mean + std (phi(alpha) - phi(beta)) / Z and std^2 (1 + (alpha phi(alpha) - beta phi(beta)) / Z -
+    // ((phi(alpha)
+    // - phi(beta)) / Z)^2), an infinite bound contributing 0.
+    const double alpha = (a - mean) / std, beta = (b - mean) / std, z = normal_mass(alpha, beta);
+    const auto x_pdf = [](double x) { return std::isinf(x) ? 0.0 : x * normal_pdf(x); };
+    const double shift = (normal_pdf(alpha) - normal_pdf(beta)) / z;
+    const double expected_mean = mean + std * shift;
+    const double expected_var = std * std * (1 + (x_pdf(alpha) - x_pdf(beta)) / z - shift * shift);
+    const auto [sample_mean, sample_var] = moments(t);
+    // 100,000 draws: the sample mean within 5 standard errors, the variance within 2%.
+    CHECK(std::abs(sample_mean - expected_mean) < 5 * std::sqrt(expected_var / double(t.numel())));
+    CHECK(sample_var == Approx(expected_var).epsilon(0.02));
+  }
+  Tensor<float> t = Tensor<float>::empty({3});
+  CHECK_THROWS_WITH(nn::init::trunc_normal_(t, 0.0, 1.0, 2.0, 2.0), Contains("a < b") && Contains("[2, 2]"));
+  CHECK_THROWS_WITH(nn::init::trunc_normal_(t, 0.0, 0.0), Contains("std 0"));
+}
+
+TEST_CASE("orthogonal_, xavier_normal_ and eye_ fill as torch.nn.init's", "[nn][init]") {
+  // Wide ([6, 10]: orthonormal rows) and tall ([10, 4, 1, 1] seen as [10, 4]: orthonormal columns), scaled
+  // by the gain; the same seed gives the same matrix.
+  for (const Shape& shape : {Shape{6, 10}, Shape{10, 4, 1, 1}}) {
+    INFO("shape " << shape_str(shape));
+    Generator gen(5), again(5);
+    Variable<float> w(Tensor<float>::empty(shape), true);
+    nn::init::orthogonal_(w, 2.0, gen);
+    const Eigen::Index rows = shape[0], cols = w.numel() / shape[0];
+    const Eigen::MatrixXd q =
+        Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+            w.value().data(), rows, cols)
+            .cast<double>();
+    const Eigen::MatrixXd gram =
+        rows < cols ? Eigen::MatrixXd(q * q.transpose()) : Eigen::MatrixXd(q.transpose() * q);
+    CHECK((gram - 4 * Eigen::MatrixXd::Identity(gram.rows(), gram.cols())).cwiseAbs().maxCoeff() < 1e-5);
+    Tensor<float> same = Tensor<float>::empty(shape);
+    nn::init::orthogonal_(same, 2.0, again);
+    CHECK(bit_equal(same, w.value()));
+  }
+  CHECK_THROWS_WITH(nn::init::orthogonal_(Tensor<float>::empty({5})),
+                    Contains("at least 2 dimensions") && Contains("[5]"));
+
+  Generator gen(3);
+  Tensor<double> x = Tensor<double>::empty({300, 200});
+  nn::init::xavier_normal_(x, 0.5, gen);
+  const auto [mean, var] = moments(x);
+  CHECK(std::abs(mean) < 0.002);
+  CHECK(std::sqrt(var) == Approx(0.5 * std::sqrt(2.0 / 500)).epsilon(0.01));
+
+  Tensor<float> e = Tensor<float>::full({3, 5}, 7.0f);
+  nn::init::eye_(e);
+  for (int64_t r = 0; r < 3; ++r)
+    for (int64_t c = 0; c < 5; ++c) CHECK(e.data()[r * 5 + c] == (r == c ? 1.0f : 0.0f));
+  CHECK_THROWS_WITH(nn::init::eye_(Tensor<float>::empty({2, 2, 2})),
+                    Contains("2-d") && Contains("[2, 2, 2]"));
 }
 
 TEST_CASE("init functions fill tensors and variables in place", "[nn][init]") {
