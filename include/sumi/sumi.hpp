@@ -7,6 +7,7 @@
 #include "sumi/kernels/fast_math.hpp"
 #include "sumi/kernels/linear.hpp"
 #include "sumi/kernels/pooling.hpp"
+#include "sumi/kernels/resample.hpp"
 #include "sumi/kernels/threading.hpp"
 
 #include "sumi/tensor/allocator.hpp"
@@ -25,6 +26,7 @@
 #include "sumi/ops/conv.hpp"
 #include "sumi/ops/dropout.hpp"
 #include "sumi/ops/elementwise.hpp"
+#include "sumi/ops/interpolate.hpp"
 #include "sumi/ops/int_pair.hpp"
 #include "sumi/ops/layer_norm.hpp"
 #include "sumi/ops/linalg.hpp"
@@ -48,6 +50,7 @@
 #include "sumi/nn/sequential.hpp"
 #include "sumi/nn/serialize.hpp"
 #include "sumi/nn/state_dict.hpp"
+#include "sumi/nn/upsample.hpp"
 
 #include "sumi/optim/adagrad.hpp"
 #include "sumi/optim/adam.hpp"

@@ -1,6 +1,6 @@
 #pragma once
-// MaxPool2d and AvgPool2d, as torch.nn.MaxPool2d and torch.nn.AvgPool2d, with the settings of
-// max_pool2d / avg_pool2d. Sizes are IntPairs: a single integer sets height and width; the stride is the
+// MaxPool2d, AvgPool2d and AdaptiveAvgPool2d, as torch.nn's, with the settings of max_pool2d, avg_pool2d
+// and adaptive_avg_pool2d. Sizes are IntPairs: a single integer sets height and width; the stride is the
 // kernel size unless given. The settings are checked against the input in forward(), as PyTorch does.
 #include <optional>
 #include <string>
@@ -64,6 +64,18 @@ class AvgPool2d : public Module<T> {
 
  private:
   AvgPool2dOptions options_;
+};
+
+// AdaptiveAvgPool2d(output_size), as torch.nn.AdaptiveAvgPool2d: adaptive_avg_pool2d to a fixed output size.
+template <std::floating_point T = float>
+class AdaptiveAvgPool2d : public Module<T> {
+ public:
+  explicit AdaptiveAvgPool2d(IntPair output_size) : output_size(output_size) {}
+
+  Variable<T> forward(const Variable<T>& x) override { return adaptive_avg_pool2d(x, output_size); }
+  std::string extra_repr() const override { return "output_size=" + detail::python_int_pair(output_size); }
+
+  const IntPair output_size;
 };
 
 }  // namespace sumi::nn

@@ -1,6 +1,6 @@
 #pragma once
-// 2-d max and average pooling with autograd, as torch.nn.functional.max_pool2d and avg_pool2d, over
-// [N, C, H, W] or [C, H, W] inputs.
+// 2-d max, average and adaptive average pooling with autograd, as torch.nn.functional.max_pool2d,
+// avg_pool2d and adaptive_avg_pool2d, over [N, C, H, W] or [C, H, W] inputs.
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -9,6 +9,7 @@
 
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/pooling.hpp"
+#include "sumi/kernels/resample.hpp"
 #include "sumi/ops/int_pair.hpp"
 
 namespace sumi {
@@ -33,15 +34,29 @@ struct AvgPool2dOptions {
 
 namespace detail {
 
+// The number of planes of a pooling input, checked: 4-d [N, C, H, W] or 3-d [C, H, W], no empty channel or
+// spatial dimension, and spatial sizes whose products with the window settings fit int64. `input` names the
+// op and the shape in the errors.
+inline int64_t pool_input_planes(const std::string& input, const Shape& shape) {
+  if (shape.size() != 3 && shape.size() != 4)
+    throw std::invalid_argument(input + " must be 4-d [N, C, H, W] or 3-d [C, H, W]");
+  for (std::size_t i = shape.size() == 4 ? 1 : 0; i < shape.size(); ++i)
+    if (shape[i] < 1) throw std::invalid_argument(input + " has an empty channel or spatial dimension");
+  const std::size_t r = shape.size();
+  if (shape[r - 2] > kMaxIntPairValue * kMaxIntPairValue ||
+      shape[r - 1] > kMaxIntPairValue * kMaxIntPairValue)
+    throw std::invalid_argument(input + " has a spatial size above 2^48");
+  int64_t planes = 1;
+  for (std::size_t i = 0; i + 2 < r; ++i) planes *= shape[i];
+  return planes;
+}
+
 // The geometry of pooling an input of `shape`, checked as PyTorch checks it.
 inline kernels::Pool2dGeometry pool_geometry(const char* op, const Shape& shape, const IntPair& kernel,
                                              const IntPair& stride, const IntPair& padding,
                                              const IntPair& dilation, bool ceil_mode) {
   const std::string input = std::string(op) + ": input of shape " + shape_str(shape);
-  if (shape.size() != 3 && shape.size() != 4)
-    throw std::invalid_argument(input + " must be 4-d [N, C, H, W] or 3-d [C, H, W]");
-  for (std::size_t i = shape.size() == 4 ? 1 : 0; i < shape.size(); ++i)
-    if (shape[i] < 1) throw std::invalid_argument(input + " has an empty channel or spatial dimension");
+  const int64_t planes = pool_input_planes(input, shape);
   const auto require = [&](bool ok, const char* name, const IntPair& value, const std::string& rule) {
     if (!ok) throw std::invalid_argument(input + ": " + name + " " + value.to_string() + " " + rule);
   };
@@ -55,11 +70,6 @@ inline kernels::Pool2dGeometry pool_geometry(const char* op, const Shape& shape,
   require(padding.h >= 0 && padding.w >= 0 && padding.h <= kernel.h / 2 && padding.w <= kernel.w / 2,
           "padding", padding, "must be in [0, half the kernel size " + kernel.to_string() + "]");
   const std::size_t r = shape.size();
-  if (shape[r - 2] > kMaxIntPairValue * kMaxIntPairValue ||
-      shape[r - 1] > kMaxIntPairValue * kMaxIntPairValue)
-    throw std::invalid_argument(input + " has a spatial size above 2^48");
-  int64_t planes = 1;
-  for (std::size_t i = 0; i + 2 < r; ++i) planes *= shape[i];
   const kernels::Pool2dGeometry g{.planes = planes,
                                   .in_h = shape[r - 2],
                                   .in_w = shape[r - 1],
@@ -81,10 +91,11 @@ inline kernels::Pool2dGeometry pool_geometry(const char* op, const Shape& shape,
   return g;
 }
 
-inline Shape pool_output_shape(const Shape& input, const kernels::Pool2dGeometry& g) {
+// `input` with its last two dimensions set to out_h and out_w.
+inline Shape pool_output_shape(const Shape& input, int64_t out_h, int64_t out_w) {
   Shape out = input;
-  out[out.size() - 2] = g.out_h();
-  out[out.size() - 1] = g.out_w();
+  out[out.size() - 2] = out_h;
+  out[out.size() - 1] = out_w;
   return out;
 }
 
@@ -99,7 +110,7 @@ Variable<T> max_pool2d(const Variable<T>& x, IntPair kernel_size, const MaxPool2
       "max_pool2d", x.shape(), kernel_size, options.stride.has_value() ? *options.stride : kernel_size,
       options.padding, options.dilation, options.ceil_mode);
   const Tensor<T> xv = x.value().contiguous();
-  Tensor<T> y = Tensor<T>::empty(detail::pool_output_shape(x.shape(), g));
+  Tensor<T> y = Tensor<T>::empty(detail::pool_output_shape(x.shape(), g.out_h(), g.out_w()));
   std::vector<int64_t> argmax(std::size_t(y.numel()));
   if (y.numel() > 0) kernels::max_pool2d_forward(g, xv.data(), y.data(), argmax.data());
   const Shape input_shape = x.shape();
@@ -122,7 +133,7 @@ Variable<T> avg_pool2d(const Variable<T>& x, IntPair kernel_size, const AvgPool2
       "avg_pool2d", x.shape(), kernel_size, options.stride.has_value() ? *options.stride : kernel_size,
       options.padding, 1, options.ceil_mode);
   const Tensor<T> xv = x.value().contiguous();
-  Tensor<T> y = Tensor<T>::empty(detail::pool_output_shape(x.shape(), g));
+  Tensor<T> y = Tensor<T>::empty(detail::pool_output_shape(x.shape(), g.out_h(), g.out_w()));
   const bool include_pad = options.count_include_pad;
   if (y.numel() > 0) kernels::avg_pool2d_forward(g, xv.data(), y.data(), include_pad);
   const Shape input_shape = x.shape();
@@ -130,6 +141,40 @@ Variable<T> avg_pool2d(const Variable<T>& x, IntPair kernel_size, const AvgPool2
     const Tensor<T> gy = grad.contiguous();
     Tensor<T> gx = Tensor<T>::empty(input_shape);
     if (gy.numel() > 0) kernels::avg_pool2d_backward(g, gy.data(), gx.data(), include_pad);
+    return std::vector<Tensor<T>>{gx};
+  });
+}
+
+// The mean of each of output_size windows tiling the input, as PyTorch: output row i averages input rows
+// floor(i * H / out_h) to ceil((i + 1) * H / out_h) - 1 (columns alike), so windows overlap when the sizes do
+// not divide and repeat rows when the output is the larger. output_size 1 is global average pooling.
+template <class T>
+Variable<T> adaptive_avg_pool2d(const Variable<T>& x, IntPair output_size) {
+  x.require_defined("adaptive_avg_pool2d");
+  const std::string input = "adaptive_avg_pool2d: input of shape " + shape_str(x.shape());
+  const int64_t planes = detail::pool_input_planes(input, x.shape());
+  if (output_size.h < 1 || output_size.w < 1 || output_size.h > kMaxIntPairValue ||
+      output_size.w > kMaxIntPairValue)
+    throw std::invalid_argument(input + ": output size " + output_size.to_string() + " must be in [1, 2^24]");
+  const std::size_t r = x.shape().size();
+  const kernels::Resample2dGeometry g{.planes = planes,
+                                      .in_h = x.shape()[r - 2],
+                                      .in_w = x.shape()[r - 1],
+                                      .out_h = output_size.h,
+                                      .out_w = output_size.w};
+  // The windows' bounds take (i + 1) * in, which must fit int64.
+  constexpr int64_t kLimit = int64_t(1) << 62;
+  if (g.in_h > kLimit / (g.out_h + 1) || g.in_w > kLimit / (g.out_w + 1))
+    throw std::invalid_argument(input + ": output size " + output_size.to_string() +
+                                " times the input size is above 2^62");
+  const Tensor<T> xv = x.value().contiguous();
+  Tensor<T> y = Tensor<T>::empty(detail::pool_output_shape(x.shape(), g.out_h, g.out_w));
+  if (y.numel() > 0) kernels::adaptive_avg_pool2d_forward(g, xv.data(), y.data());
+  const Shape input_shape = x.shape();
+  return Variable<T>::from_op(std::move(y), "adaptive_avg_pool2d", {x}, [g, input_shape](Tensor<T> grad) {
+    const Tensor<T> gy = grad.contiguous();
+    Tensor<T> gx = Tensor<T>::empty(input_shape);
+    if (gx.numel() > 0) kernels::adaptive_avg_pool2d_backward(g, gy.data(), gx.data());
     return std::vector<Tensor<T>>{gx};
   });
 }
