@@ -188,6 +188,20 @@ TEST_CASE("interpolate and adaptive_avg_pool2d refuse bad settings and inputs, n
                                                                Contains("output size (0, 2)"));
   CHECK_THROWS_WITH(adaptive_avg_pool2d(Variable<float>(Tensor<float>::zeros({4, 4})), 2),
                     Contains("adaptive_avg_pool2d") && Contains("[4, 4]") && Contains("4-d"));
+  // Sizes whose window or output arithmetic would overflow, checked on the shape alone (no such tensor fits
+  // in memory).
+  constexpr int64_t k40 = int64_t(1) << 40, k49 = int64_t(1) << 49;
+  CHECK_THROWS_WITH(detail::adaptive_pool_geometry({1, 1, k40, 1}, IntPair(int64_t(1) << 23, 1)),
+                    Contains("[1, 1, 1099511627776, 1]") && Contains("above 2^62"));
+  CHECK(detail::adaptive_pool_geometry({1, 1, k40, 1}, IntPair(int64_t(1) << 21, 1)).out_h == int64_t(1)
+                                                                                                  << 21);
+  CHECK_THROWS_WITH(detail::interpolate_geometry({1, 1, k49, 1}, {.size = 2}),
+                    Contains("spatial size above 2^48"));
+  CHECK_THROWS_WITH(detail::interpolate_geometry({1, 1, 4, 4}, {.size = IntPair(k49, 1)}),
+                    Contains("size (562949953421312, 1) must be in [1, 2^48]"));
+  CHECK_THROWS_WITH(detail::interpolate_geometry({1, 1, k40, 1}, {.scale_factor = 512.0}),
+                    Contains("scale_factor (512, 512) gives an output size above 2^48"));
+  CHECK(detail::interpolate_geometry({1, 1, k40, 1}, {.scale_factor = 256.0}).out_h == int64_t(1) << 48);
   // An empty batch gives an empty batch, as PyTorch.
   CHECK(interpolate(Variable<float>(Tensor<float>::zeros({0, 3, 4, 4})), {.scale_factor = 2.0}).shape() ==
         Shape{0, 3, 8, 8});

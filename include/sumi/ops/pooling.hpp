@@ -91,6 +91,27 @@ inline kernels::Pool2dGeometry pool_geometry(const char* op, const Shape& shape,
   return g;
 }
 
+// The geometry of adaptive pooling an input of `shape` to output_size, checked.
+inline kernels::Resample2dGeometry adaptive_pool_geometry(const Shape& shape, const IntPair& output_size) {
+  const std::string input = "adaptive_avg_pool2d: input of shape " + shape_str(shape);
+  const int64_t planes = pool_input_planes(input, shape);
+  if (output_size.h < 1 || output_size.w < 1 || output_size.h > kMaxIntPairValue ||
+      output_size.w > kMaxIntPairValue)
+    throw std::invalid_argument(input + ": output size " + output_size.to_string() + " must be in [1, 2^24]");
+  const std::size_t r = shape.size();
+  const kernels::Resample2dGeometry g{.planes = planes,
+                                      .in_h = shape[r - 2],
+                                      .in_w = shape[r - 1],
+                                      .out_h = output_size.h,
+                                      .out_w = output_size.w};
+  // The windows' bounds take (i + 1) * in, which must fit int64.
+  constexpr int64_t kLimit = int64_t(1) << 62;
+  if (g.in_h > kLimit / (g.out_h + 1) || g.in_w > kLimit / (g.out_w + 1))
+    throw std::invalid_argument(input + ": output size " + output_size.to_string() +
+                                " times the input size is above 2^62");
+  return g;
+}
+
 // `input` with its last two dimensions set to out_h and out_w.
 inline Shape pool_output_shape(const Shape& input, int64_t out_h, int64_t out_w) {
   Shape out = input;
@@ -151,22 +172,7 @@ Variable<T> avg_pool2d(const Variable<T>& x, IntPair kernel_size, const AvgPool2
 template <class T>
 Variable<T> adaptive_avg_pool2d(const Variable<T>& x, IntPair output_size) {
   x.require_defined("adaptive_avg_pool2d");
-  const std::string input = "adaptive_avg_pool2d: input of shape " + shape_str(x.shape());
-  const int64_t planes = detail::pool_input_planes(input, x.shape());
-  if (output_size.h < 1 || output_size.w < 1 || output_size.h > kMaxIntPairValue ||
-      output_size.w > kMaxIntPairValue)
-    throw std::invalid_argument(input + ": output size " + output_size.to_string() + " must be in [1, 2^24]");
-  const std::size_t r = x.shape().size();
-  const kernels::Resample2dGeometry g{.planes = planes,
-                                      .in_h = x.shape()[r - 2],
-                                      .in_w = x.shape()[r - 1],
-                                      .out_h = output_size.h,
-                                      .out_w = output_size.w};
-  // The windows' bounds take (i + 1) * in, which must fit int64.
-  constexpr int64_t kLimit = int64_t(1) << 62;
-  if (g.in_h > kLimit / (g.out_h + 1) || g.in_w > kLimit / (g.out_w + 1))
-    throw std::invalid_argument(input + ": output size " + output_size.to_string() +
-                                " times the input size is above 2^62");
+  const kernels::Resample2dGeometry g = detail::adaptive_pool_geometry(x.shape(), output_size);
   const Tensor<T> xv = x.value().contiguous();
   Tensor<T> y = Tensor<T>::empty(detail::pool_output_shape(x.shape(), g.out_h, g.out_w));
   if (y.numel() > 0) kernels::adaptive_avg_pool2d_forward(g, xv.data(), y.data());
