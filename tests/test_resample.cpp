@@ -110,9 +110,8 @@ TEST_CASE("interpolate's source positions follow PyTorch's formulas", "[resample
   // One row 0..3 resampled to 8 columns: nearest copies column floor(o / 2); bilinear without align_corners
   // reads (o + 0.5) / 2 - 0.5, clamped to 0 at the left and to the last column at the right.
   Variable<double> x(Tensor<double>::from_vector({0, 1, 2, 3}, {1, 1, 1, 4}));
-  CHECK(values(interpolate(x, {.size = IntPair(1, 8)}).value()) ==
-        std::vector<double>{0, 0, 1, 1, 2, 2, 3, 3});
-  CHECK(values(interpolate(x, {.size = IntPair(1, 8), .mode = InterpolateMode::bilinear}).value()) ==
+  CHECK(values(interpolate(x, {.size = {1, 8}}).value()) == std::vector<double>{0, 0, 1, 1, 2, 2, 3, 3});
+  CHECK(values(interpolate(x, {.size = {1, 8}, .mode = InterpolateMode::bilinear}).value()) ==
         std::vector<double>{0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3});
   // align_corners: src = o * 3 / 6.
   CHECK(
@@ -120,8 +119,7 @@ TEST_CASE("interpolate's source positions follow PyTorch's formulas", "[resample
                  .value()) == std::vector<double>{0, 0.5, 1, 1.5, 2, 2.5, 3});
   // A scale factor that the output size rounds: 4 * 1.7 gives 6 columns, read at floor(o / 1.7), not at
   // floor(o * 4 / 6).
-  CHECK(values(interpolate(x, {.scale_factor = ScalePair(1, 1.7)}).value()) ==
-        std::vector<double>{0, 0, 1, 1, 2, 2});
+  CHECK(values(interpolate(x, {.scale_factor = {1, 1.7}}).value()) == std::vector<double>{0, 0, 1, 1, 2, 2});
   CHECK(values(interpolate(x, {.size = IntPair(1, 6)}).value()) == std::vector<double>{0, 0, 1, 2, 2, 3});
   // A scale just above 1 keeps the size, and PyTorch then copies: floor(3 / 1.1) would be 2.
   CHECK(values(interpolate(x, {.scale_factor = ScalePair(1, 1.1)}).value()) ==
@@ -211,7 +209,7 @@ TEST_CASE("interpolate and adaptive_avg_pool2d refuse bad settings and inputs, n
 
 TEST_CASE("Upsample and AdaptiveAvgPool2d print as PyTorch and apply their op", "[resample][nn]") {
   CHECK(nn::Upsample<float>({.scale_factor = 2.0}).repr() == "Upsample(scale_factor=2.0, mode=nearest)");
-  CHECK(nn::Upsample<float>({.scale_factor = ScalePair(2, 1.5)}).repr() ==
+  CHECK(nn::Upsample<float>({.scale_factor = {2.0, 1.5}}).repr() ==
         "Upsample(scale_factor=(2.0, 1.5), mode=nearest)");
   CHECK(nn::Upsample<float>({.size = 8}).repr() == "Upsample(size=8, mode=nearest)");
   nn::Upsample<float> up({.size = IntPair(8, 3), .mode = InterpolateMode::bilinear, .align_corners = true});

@@ -39,13 +39,22 @@ struct ScalePair {
   }
 };
 
+// An optional (height, width) pair that braces can also set from both values: `.size = {8, 3}` (a plain
+// std::optional takes a single value only), `.size = 8`, or unset.
+template <class Pair>
+struct OptionalPair : std::optional<Pair> {
+  using std::optional<Pair>::optional;
+  template <class H, class W>
+  constexpr OptionalPair(H height, W width) : std::optional<Pair>(Pair(height, width)) {}
+};
+
 // Exactly one of size and scale_factor. With a scale factor the output size is floor(input size * scale) and,
 // as PyTorch (recompute_scale_factor unset), the source positions come from the scale itself, not from the
 // rounded sizes. align_corners is bilinear's alone, false when unset; setting it (even to false) with
 // nearest is refused, as PyTorch.
 struct InterpolateOptions {
-  std::optional<IntPair> size = std::nullopt;
-  std::optional<ScalePair> scale_factor = std::nullopt;
+  OptionalPair<IntPair> size = std::nullopt;
+  OptionalPair<ScalePair> scale_factor = std::nullopt;
   InterpolateMode mode = InterpolateMode::nearest;
   std::optional<bool> align_corners = std::nullopt;
 };
