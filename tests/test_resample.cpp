@@ -98,11 +98,13 @@ TEST_CASE("resampling gradients match finite differences", "[resample][gradcheck
     INFO("shape " << shape_str(c.shape) << " mode " << interpolate_mode_name(c.options.mode));
     require_gradcheck([&](const auto& in) { return interpolate(in[0], c.options); }, {leaf(c.shape, ++seed)});
   }
-  for (const auto& [shape, size] : std::vector<std::pair<Shape, IntPair>>{
+  // (A pair, not a structured binding: clang 14 does not let a lambda capture one.)
+  for (const auto& shape_and_size : std::vector<std::pair<Shape, IntPair>>{
            {{2, 3, 7, 7}, 3}, {{2, 2, 5, 6}, 1}, {{1, 2, 5, 5}, 7}, {{3, 10, 7}, IntPair(4, 3)}}) {
-    INFO("adaptive_avg_pool2d of shape " << shape_str(shape) << " to " << size.to_string());
+    const IntPair size = shape_and_size.second;
+    INFO("adaptive_avg_pool2d of shape " << shape_str(shape_and_size.first) << " to " << size.to_string());
     require_gradcheck([&](const auto& in) { return adaptive_avg_pool2d(in[0], size); },
-                      {leaf(shape, ++seed)});
+                      {leaf(shape_and_size.first, ++seed)});
   }
 }
 

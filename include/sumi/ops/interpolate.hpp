@@ -106,9 +106,10 @@ inline kernels::Resample2dGeometry interpolate_geometry(const Shape& shape,
 
 }  // namespace detail
 
-// x resampled to options.size, or to its size times options.scale_factor. nearest copies the input position
-// at floor(output position * in / out); bilinear weighs the four input positions around the output's
-// source position (see kernels::linear_taps). The gradient goes back along the same positions and weights.
+// x resampled to options.size, or to its size times options.scale_factor. nearest (PyTorch's 'nearest', not
+// 'nearest-exact') copies the input position at floor(output position * in / out); bilinear weighs the four
+// input positions around the output's source position (see kernels::linear_taps). The gradient goes back
+// along the same positions and weights.
 template <class T>
 Variable<T> interpolate(const Variable<T>& x, const InterpolateOptions& options) {
   x.require_defined("interpolate");
