@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake g++ libeigen3-dev catch2 libstb-dev nlohmann-json3-dev zlib1g-dev libexpat1-dev
-  libbenchmark-dev python3-numpy dataset-fashion-mnist
+  libbenchmark-dev python3-numpy dataset-fashion-mnist clang libomp-dev
   fonts-ipafont-gothic fonts-ipafont-mincho fonts-klee fonts-aoyagi-kouzan-t fonts-aoyagi-soseki fonts-kouzan-mouhitsu
   fonts-kiloji fonts-seto fonts-yozvox-yozfont-new-kana
 )

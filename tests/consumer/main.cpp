@@ -1,23 +1,48 @@
-// Trains y = 2x + 1 with one linear layer and exits 0 when it is learnt.
-#include <cmath>
+// A downstream program: a small convolutional classifier learns to tell horizontal bars from vertical ones,
+// and exits 0 when it has. It goes through the parts a project reaches for first (layers in a Sequential,
+// cross entropy, Adam with a schedule, evaluation mode, a state dict), so each compiler that builds it
+// instantiates them.
 #include <cstdio>
+#include <memory>
+#include <vector>
 
 #include "sumi/sumi.hpp"
 
 int main() {
   using namespace sumi;
+  // 64 images 1x8x8 of noise, each with a bright row (label 0) or column (label 1).
   Generator gen(1);
-  Variable<float> w(Tensor<float>::zeros({1, 1}), true), b(Tensor<float>::zeros({1}), true);
-  const Variable<float> x(Tensor<float>::rand({64, 1}, gen, -1, 1));
-  const Variable<float> y = x * 2.0f + 1.0f;
-  for (int step = 0; step < 500; ++step) {
-    w.zero_grad();
-    b.zero_grad();
-    Variable<float> loss = mean(pow_scalar(linear(x, w, b) - y, 2.0f));
-    loss.backward();
-    w.value().data()[0] -= 0.1f * w.grad().data()[0];
-    b.value().data()[0] -= 0.1f * b.grad().data()[0];
+  const int64_t n = 64;
+  Tensor<float> images = Tensor<float>::rand({n, 1, 8, 8}, gen, 0.0f, 0.3f);
+  std::vector<int64_t> labels(n);
+  for (int64_t i = 0; i < n; ++i) {
+    labels[std::size_t(i)] = i % 2;
+    const int64_t line = 1 + (i / 2) % 6;
+    for (int64_t k = 0; k < 8; ++k) images.data()[i * 64 + (i % 2 ? k * 8 + line : line * 8 + k)] = 1.0f;
   }
-  std::printf("w=%g b=%g\n", double(w.value().data()[0]), double(b.value().data()[0]));
-  return std::abs(w.value().data()[0] - 2) < 1e-3 && std::abs(b.value().data()[0] - 1) < 1e-3 ? 0 : 1;
+  auto model = std::make_shared<nn::Sequential<float>>(
+      std::make_shared<nn::Conv2d<float>>(1, 4, 3, 1, 1), std::make_shared<nn::BatchNorm2d<float>>(4),
+      std::make_shared<nn::ReLU<float>>(), std::make_shared<nn::MaxPool2d<float>>(2),
+      std::make_shared<nn::Flatten<float>>(), std::make_shared<nn::Linear<float>>(64, 2));
+  optim::Adam<float> adam(model->parameters(), {.lr = 0.02});
+  optim::StepLR<float> schedule(adam, {.step_size = 40, .gamma = 0.5});
+  const Variable<float> x(images);
+  for (int step = 0; step < 80; ++step) {
+    adam.zero_grad();
+    Variable<float> loss = cross_entropy((*model)(x), labels);
+    loss.backward();
+    adam.step();
+    schedule.step();
+  }
+  model->eval();
+  const Variable<float> logits = (*model)(x);
+  const std::vector<int64_t> predicted = argmax(logits.value(), 1);
+  int64_t correct = 0;
+  for (int64_t i = 0; i < n; ++i) correct += predicted[std::size_t(i)] == labels[std::size_t(i)];
+  const double loss = cross_entropy(logits, labels).value().data()[0];
+  // The state dict holds the layers' parameters and BatchNorm's running statistics.
+  const std::size_t state_entries = model->state_dict().size();
+  std::printf("accuracy %lld/%lld, loss %g, %zu state entries\n", static_cast<long long>(correct),
+              static_cast<long long>(n), loss, state_entries);
+  return correct == n && loss < 0.1 && state_entries == 9 ? 0 : 1;
 }

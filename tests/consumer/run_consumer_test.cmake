@@ -1,6 +1,13 @@
 # Builds and runs tests/consumer against sumi: MODE=install installs sumi into a prefix and uses
-# find_package; MODE=subdirectory adds the source tree with add_subdirectory.
-set(work ${BINARY_DIR}/consumer-${MODE})
+# find_package; MODE=subdirectory adds the source tree with add_subdirectory. CXX, when given, is the
+# consumer's compiler (the vendored sumi is then built with it too).
+if(CXX)
+  get_filename_component(compiler_name ${CXX} NAME)
+  set(work ${BINARY_DIR}/consumer-${MODE}-${compiler_name})
+  set(compiler_args -DCMAKE_CXX_COMPILER=${CXX})
+else()
+  set(work ${BINARY_DIR}/consumer-${MODE})
+endif()
 file(REMOVE_RECURSE ${work})
 if(MODE STREQUAL "install")
   execute_process(COMMAND ${CMAKE_COMMAND} --install ${BINARY_DIR} --prefix ${work}/prefix RESULT_VARIABLE rc)
@@ -12,7 +19,7 @@ else()
   set(configure_args -DSUMI_CONSUMER_VIA_SUBDIRECTORY=ON -DSUMI_SOURCE_DIR=${SOURCE_DIR})
 endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${work}/build
-                        -DCMAKE_BUILD_TYPE=Release ${configure_args} RESULT_VARIABLE rc)
+                        -DCMAKE_BUILD_TYPE=Release ${configure_args} ${compiler_args} RESULT_VARIABLE rc)
 if(rc)
   message(FATAL_ERROR "configuring the consumer (${MODE}) failed")
 endif()
@@ -22,5 +29,5 @@ if(rc)
 endif()
 execute_process(COMMAND ${work}/build/consumer RESULT_VARIABLE rc)
 if(rc)
-  message(FATAL_ERROR "the consumer (${MODE}) did not learn its line")
+  message(FATAL_ERROR "the consumer (${MODE}) did not learn to tell its bars apart")
 endif()
