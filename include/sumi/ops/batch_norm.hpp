@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "sumi/autograd/variable.hpp"
+#include "sumi/kernels/moments.hpp"
 #include "sumi/kernels/threading.hpp"
 
 namespace sumi {
@@ -162,14 +163,11 @@ Variable<T> batch_norm(const Variable<T>& x, Tensor<T>& running_mean, Tensor<T>&
   if (training && M > 0) {
     std::vector<double> batch_var(uC);
     kernels::parallel_for(C, xv.numel(), [&](int64_t c) {
-      // Two passes: a first mean, then sums of the deviations from it, which correct that mean and give
-      // the variance without the cancellation of E[x^2] - E[x]^2.
+      // Two passes as kernels::moments, but over N strided runs, and summed in T blocks for speed.
       const double mu0 = detail::bn_channel_sums<false>(px, N, C, HW, c, T(0)).first / double(M);
       const T shift = T(mu0);
       const auto [sd, sd2] = detail::bn_channel_sums<true>(px, N, C, HW, c, shift);
-      const double dm = sd / double(M);
-      const double mu = double(shift) + dm;
-      const double var = std::max(0.0, sd2 / double(M) - dm * dm);
+      const auto [mu, var] = kernels::moments_from_shifted_sums(double(shift), sd, sd2, double(M));
       // As PyTorch: a constant channel with eps = 0 is normalised to 0, not to 0 / 0.
       const double is = var == 0.0 && eps == T(0) ? 0.0 : 1.0 / std::sqrt(var + double(eps));
       const auto uc = std::size_t(c);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "sumi/autograd/variable.hpp"
+#include "sumi/kernels/moments.hpp"
 #include "sumi/kernels/threading.hpp"
 #include "sumi/util/number_text.hpp"
 
@@ -20,26 +21,47 @@ namespace sumi {
 
 namespace detail {
 
-// {mean, 1 / sqrt(var + eps)} of x[0..n), in double whatever T is. Two passes: a first mean, then the sums
-// of the deviations from it, which correct that mean and give the variance without the cancellation of
-// E[x^2] - E[x]^2 (a row far from zero keeps its precision).
+// {mean, 1 / sqrt(var + eps)} of x[0..n), in double whatever T is.
 template <class T>
 std::pair<double, double> ln_row_moments(const T* x, int64_t n, double eps) {
-  double s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += double(x[i]);
-  const double mean0 = s / double(n);
-  double d1 = 0, d2 = 0;
-#pragma omp simd reduction(+ : d1, d2)
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = double(x[i]) - mean0;
-    d1 += d;
-    d2 += d * d;
-  }
-  const double dm = d1 / double(n);
-  const double var = std::max(0.0, d2 / double(n) - dm * dm);
+  const kernels::Moments m = kernels::moments(x, n);
   // As PyTorch: eps = 0 on a constant row gives an infinite factor, and so NaN outputs and gradients.
-  return {mean0 + dm, 1.0 / std::sqrt(var + eps)};
+  return {m.mean, 1.0 / std::sqrt(m.var + eps)};
+}
+
+// y = (x - mu) * rs * w + b over one row; the weight and bias only where the caller has them, so a layer
+// without affine does no multiplications by ones and additions of zeros.
+template <bool kWeight, bool kBias, class T>
+void ln_normalise_row(const T* x, T* y, int64_t n, double mu, double rs, const T* w, const T* b) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    double v = (double(x[i]) - mu) * rs;
+    if constexpr (kWeight) v *= double(w[i]);
+    if constexpr (kBias) v += double(b[i]);
+    y[i] = T(v);
+  }
+}
+
+// The input gradient of one row, with xhat = (x - mean) * rstd and gw = gy * weight (gy without weight):
+// gx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)).
+template <bool kWeight, class T>
+void ln_input_grad_row(const T* g, const T* x, T* out, int64_t n, double mu, double rs, const T* w) {
+  const auto gw = [&](int64_t i) {
+    if constexpr (kWeight)
+      return double(g[i]) * double(w[i]);
+    else
+      return double(g[i]);
+  };
+  double sum_gw = 0, sum_gw_xhat = 0;
+#pragma omp simd reduction(+ : sum_gw, sum_gw_xhat)
+  for (int64_t i = 0; i < n; ++i) {
+    const double gwi = gw(i);
+    sum_gw += gwi;
+    sum_gw_xhat += gwi * ((double(x[i]) - mu) * rs);
+  }
+  const double c1 = sum_gw / double(n), c2 = sum_gw_xhat / double(n);
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = T(rs * (gw(i) - c1 - (double(x[i]) - mu) * rs * c2));
 }
 
 template <class T>
@@ -85,34 +107,33 @@ Variable<T> layer_norm(const Variable<T>& x, const Shape& normalized_shape, cons
   for (std::size_t d = 0; d < xs.size() - normalized_shape.size(); ++d) M *= xs[d];
 
   const Tensor<T> xv = x.value().contiguous();
-  // A missing weight or bias stands in as ones or zeros: one loop for every case, and exact.
-  const Tensor<T> wv = has_w ? weight.value().contiguous() : Tensor<T>::ones({N});
-  const Tensor<T> bv = has_b ? bias.value().contiguous() : Tensor<T>::zeros({N});
+  const Tensor<T> wv = has_w ? weight.value().contiguous() : Tensor<T>();
+  const Tensor<T> bv = has_b ? bias.value().contiguous() : Tensor<T>();
   const T* px = xv.data();
-  const T* pw = wv.data();
-  const T* pb = bv.data();
+  const T* pw = has_w ? wv.data() : nullptr;
+  const T* pb = has_b ? bv.data() : nullptr;
+  const auto normalise =
+      has_w
+          ? (has_b ? &detail::ln_normalise_row<true, true, T> : &detail::ln_normalise_row<true, false, T>)
+          : (has_b ? &detail::ln_normalise_row<false, true, T> : &detail::ln_normalise_row<false, false, T>);
   Tensor<T> y = Tensor<T>::empty(xs);
   T* py = y.data();
   std::vector<double> mean(std::size_t(N > 0 ? M : 0)), rstd(mean.size());
   if (N > 0)
     kernels::parallel_for(M, xv.numel(), [&](int64_t r) {
-      // Not a structured binding: clang 14 refuses one inside the omp simd region below.
-      const std::pair<double, double> moments = detail::ln_row_moments(px + r * N, N, double(eps));
-      const double mu = moments.first, rs = moments.second;
+      const auto [mu, rs] = detail::ln_row_moments(px + r * N, N, double(eps));
       mean[std::size_t(r)] = mu;
       rstd[std::size_t(r)] = rs;
-      const T* xr = px + r * N;
-      T* yr = py + r * N;
-#pragma omp simd
-      for (int64_t i = 0; i < N; ++i) yr[i] = T((double(xr[i]) - mu) * rs * double(pw[i]) + double(pb[i]));
+      normalise(px + r * N, py + r * N, N, mu, rs, pw, pb);
     });
 
   const bool need_x = x.requires_grad(), need_w = has_w && weight.requires_grad(),
              need_b = has_b && bias.requires_grad();
   return Variable<T>::from_op(
       std::move(y), "layer_norm", {x, has_w ? weight : Variable<T>(), has_b ? bias : Variable<T>()},
-      [xv = need_x || need_w ? xv : Tensor<T>(), wv = need_x ? wv : Tensor<T>(), mean = std::move(mean),
-       rstd = std::move(rstd), normalized_shape, M, N, need_x, need_w, need_b](const Tensor<T>& grad) {
+      [xv = need_x || need_w ? xv : Tensor<T>(), wv = need_x ? wv : Tensor<T>(), has_w,
+       mean = std::move(mean), rstd = std::move(rstd), normalized_shape, M, N, need_x, need_w,
+       need_b](const Tensor<T>& grad) {
         const Tensor<T> gy = grad.contiguous();
         const T* pg = gy.data();
         const T* px = xv.data();
@@ -120,26 +141,13 @@ Variable<T> layer_norm(const Variable<T>& x, const Shape& normalized_shape, cons
         if (need_x) {
           gx = Tensor<T>::empty(gy.shape());
           T* out = gx.data();
-          const T* pw = wv.data();
-          // With xhat = (x - mean) * rstd and gw = gy * weight:
-          // gx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)).
+          const T* pw = has_w ? wv.data() : nullptr;
+          const auto input_grad =
+              has_w ? &detail::ln_input_grad_row<true, T> : &detail::ln_input_grad_row<false, T>;
           if (N > 0)
             kernels::parallel_for(M, gy.numel(), [&](int64_t r) {
-              const double mu = mean[std::size_t(r)], rs = rstd[std::size_t(r)];
-              const T* g = pg + r * N;
-              const T* xr = px + r * N;
-              double sum_gw = 0, sum_gw_xhat = 0;
-#pragma omp simd reduction(+ : sum_gw, sum_gw_xhat)
-              for (int64_t i = 0; i < N; ++i) {
-                const double gwi = double(g[i]) * double(pw[i]);
-                sum_gw += gwi;
-                sum_gw_xhat += gwi * ((double(xr[i]) - mu) * rs);
-              }
-              const double c1 = sum_gw / double(N), c2 = sum_gw_xhat / double(N);
-              T* o = out + r * N;
-#pragma omp simd
-              for (int64_t i = 0; i < N; ++i)
-                o[i] = T(rs * (double(g[i]) * double(pw[i]) - c1 - (double(xr[i]) - mu) * rs * c2));
+              input_grad(pg + r * N, px + r * N, out + r * N, N, mean[std::size_t(r)], rstd[std::size_t(r)],
+                         pw);
             });
         }
         if (need_w || need_b) {
