@@ -10,6 +10,7 @@
 #include "fixture.hpp"
 #include "gradcheck_helpers.hpp"
 #include "max_error.hpp"
+#include "norm_checks.hpp"
 #include "sumi/nn/layer_norm.hpp"
 #include "sumi/ops/layer_norm.hpp"
 #include "sumi/ops/reduction.hpp"
@@ -30,43 +31,22 @@ namespace {
 // small gradients of a row are held to their own size next to the large ones of a constant row).
 constexpr double kRtol = 1e-5, kLargestFraction = 1e-6;
 
-double max_abs_diff(const TF& a, const TD& e) {
-  REQUIRE(a.shape() == e.shape());
-  double m = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) m = test::nan_max(m, std::abs(double(a.data()[i]) - e.data()[i]));
-  return m;
-}
-
 }  // namespace
 
 // ---- layer_norm ------------------------------------------------------------------------------------------
 
 TEST_CASE("layer_norm matches PyTorch (layer_norm fixture)", "[layer_norm][fixture]") {
   test::Fixture fx("layer_norm");
-  const auto cases = nlohmann::json::parse(fx.meta("cases")).get<std::vector<std::string>>();
+  const auto cases = fx.meta_json("cases").get<std::vector<std::string>>();
   REQUIRE(cases.size() == 7);
   for (const std::string& c : cases) {
     INFO("case " << c);
-    const auto cfg = fx.meta_json(c + ".config");
-    const Shape normalized = cfg.at("normalized_shape").get<Shape>();
-    const float eps = cfg.at("eps").get<float>();
-    const bool affine = cfg.at("affine").get<bool>();
-    VF x(fx.input<float>(c + ".x"), true);
-    REQUIRE(x.shape() == cfg.at("shape").get<Shape>());
-    VF w, b;
-    if (affine) {
-      w = VF(fx.input<float>(c + ".weight"), true);
-      b = VF(fx.input<float>(c + ".bias"), true);
-    }
-    const VF y = layer_norm(x, normalized, w, b, eps);
+    const auto in = test::norm_inputs<float>(fx, c);
+    const Shape normalized = in.config.at("normalized_shape").get<Shape>();
+    const float eps = in.config.at("eps").get<float>();
+    const VF y = layer_norm(in.x, normalized, in.weight, in.bias, eps);
     fx.require_close(c + ".y", y.value());
-    fx.require_each_close(c + ".y", y.value(), kRtol, 0, kLargestFraction);
-    y.backward(fx.input<float>(c + ".gy"));
-    fx.require_each_close(c + ".gx", x.grad(), kRtol, 0, kLargestFraction);
-    if (affine) {
-      fx.require_each_close(c + ".gw", w.grad(), kRtol, 0, kLargestFraction);
-      fx.require_each_close(c + ".gb", b.grad(), kRtol, 0, kLargestFraction);
-    }
+    test::require_norm_case(fx, c, y, in, kRtol, kLargestFraction);
   }
 }
 
@@ -82,24 +62,11 @@ TEST_CASE("layer_norm gradients match finite differences", "[layer_norm][gradche
     auto x = [shape = shape](bool rg) { return leaf(shape, 1, {-2, 3, rg}); };
     auto w = [normalized = normalized](bool rg) { return leaf(normalized, 2, {0.5, 2, rg}); };
     auto b = [normalized = normalized](bool rg) { return leaf(normalized, 3, {.requires_grad = rg}); };
-    auto f = [normalized = normalized](const std::vector<V>& v) {
-      return layer_norm(v[0], normalized, v[1], v[2]);
-    };
-    require_gradcheck(f, {x(true), w(true), b(true)});
-    // Each gradient on its own (the op computes only the required ones).
-    require_gradcheck(f, {x(true), w(false), b(false)});
-    require_gradcheck(f, {x(false), w(true), b(false)});
-    require_gradcheck(f, {x(false), w(false), b(true)});
-    // Without affine, and with only one of weight and bias.
-    require_gradcheck(
-        [normalized = normalized](const std::vector<V>& v) { return layer_norm(v[0], normalized); },
-        {x(true)});
-    require_gradcheck([normalized = normalized](
-                          const std::vector<V>& v) { return layer_norm(v[0], normalized, v[1], V()); },
-                      {x(true), w(true)});
-    require_gradcheck([normalized = normalized](
-                          const std::vector<V>& v) { return layer_norm(v[0], normalized, V(), v[1]); },
-                      {x(true), b(true)});
+    test::require_norm_gradchecks(
+        [normalized = normalized](const V& in, const V& weight, const V& bias) {
+          return layer_norm(in, normalized, weight, bias);
+        },
+        x, w, b);
   }
 }
 
@@ -192,19 +159,15 @@ TEST_CASE("layer_norm in float stays accurate for a mean far from zero", "[layer
   const TF wf = TF::rand(normalized, gen, 0.5f, 2), bf = TF::rand(normalized, gen, -1, 1);
   const TF gyf = TF::rand(xf.shape(), gen, -1, 1);
 
-  VF x(xf, true), w(wf, true), b(bf, true);
-  const VF y = layer_norm(x, normalized, w, b);
-  y.backward(gyf);
-  V xr(xf.to<double>(), true), wr(wf.to<double>(), true), br(bf.to<double>(), true);
-  const V yr = layer_norm(xr, normalized, wr, br);
-  yr.backward(gyf.to<double>());
-
-  REQUIRE(max_abs_diff(y.value(), yr.value()) < 1e-5);
-  REQUIRE(max_abs_diff(x.grad(), xr.grad()) < 1e-4);
-  REQUIRE(max_abs_diff(w.grad(), wr.grad()) < 1e-4);
-  REQUIRE(max_abs_diff(b.grad(), br.grad()) < 1e-4);
+  const auto diff = test::float_vs_double(
+      [&](const auto& x, const auto& w, const auto& b) { return layer_norm(x, normalized, w, b); }, xf, wf,
+      bf, gyf);
+  REQUIRE(diff.y < 1e-5);
+  REQUIRE(diff.gx < 1e-4);
+  REQUIRE(diff.gw < 1e-4);
+  REQUIRE(diff.gb < 1e-4);
   // The double results themselves: each row has mean 0 before the affine step.
-  const TD xhat = layer_norm(V(xr.value()), normalized).value();
+  const TD xhat = layer_norm(V(xf.to<double>()), normalized).value();
   for (int64_t n = 0; n < 8; ++n) {
     double s = 0;
     for (int64_t i = 0; i < 4800; ++i) s += xhat.data()[n * 4800 + i];
@@ -268,21 +231,7 @@ TEST_CASE("layer_norm errors name the op and the shapes", "[layer_norm][errors]"
 TEST_CASE("LayerNorm has torch's parameters, state dict and repr", "[layer_norm][nn]") {
   nn::LayerNorm<float> ln({3, 4});
   REQUIRE(ln.normalized_shape == Shape{3, 4});
-  const auto params = ln.named_parameters();
-  REQUIRE(params.size() == 2);
-  REQUIRE(params[0].first == "weight");
-  REQUIRE(params[1].first == "bias");
-  REQUIRE(params[0].second.id() == ln.weight.id());
-  REQUIRE(params[1].second.id() == ln.bias.id());
-  REQUIRE(ln.state_dict().names() == std::vector<std::string>{"weight", "bias"});
-  for (const VF* p : {&ln.weight, &ln.bias}) {
-    REQUIRE(p->shape() == Shape{3, 4});
-    REQUIRE(p->requires_grad());
-  }
-  for (int64_t i = 0; i < 12; ++i) {
-    REQUIRE(ln.weight.value().data()[i] == 1.0f);
-    REQUIRE(ln.bias.value().data()[i] == 0.0f);
-  }
+  test::require_norm_parameters(ln, true, {3, 4});
   // As torch 1.13 prints them.
   REQUIRE(nn::LayerNorm<float>(8).repr() == "LayerNorm((8,), eps=1e-05, elementwise_affine=True)");
   REQUIRE(ln.repr() == "LayerNorm((3, 4), eps=1e-05, elementwise_affine=True)");
@@ -290,11 +239,8 @@ TEST_CASE("LayerNorm has torch's parameters, state dict and repr", "[layer_norm]
           "LayerNorm((3, 4), eps=0.001, elementwise_affine=False)");
   REQUIRE(nn::LayerNorm<float>({2, 3}, 0.1).repr() == "LayerNorm((2, 3), eps=0.1, elementwise_affine=True)");
 
-  // Without affine: no parameters, an empty state dict (torch registers them as None).
   nn::LayerNorm<float> plain(5, 1e-5, false);
-  REQUIRE_FALSE(plain.weight.defined());
-  REQUIRE(plain.named_parameters().empty());
-  REQUIRE(plain.state_dict().empty());
+  test::require_norm_parameters(plain, false, {5});
 
   // A state with torch's keys loads.
   nn::StateDict<float> state;
