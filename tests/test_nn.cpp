@@ -756,6 +756,10 @@ TEST_CASE("trunc_normal_ draws the truncated normal, far in a tail too", "[nn][i
   for (double x : {-300.0, -37.5, -20.0, -3.0, -0.5, 0.0, 0.7, 3.0, 7.5})
     CHECK(nn::init::detail::normal_quantile_of_log(nn::init::detail::log_normal_cdf(x)) ==
           Approx(x).margin(1e-12).epsilon(1e-12));
+  // Its ends, where Newton's method would give NaN: p = 0 and p = 1.
+  CHECK(nn::init::detail::normal_quantile_of_log(-std::numeric_limits<double>::infinity()) ==
+        -std::numeric_limits<double>::infinity());
+  CHECK(nn::init::detail::normal_quantile_of_log(0.0) == std::numeric_limits<double>::infinity());
   // (mean, std, a, b): the default interval, one above the mean (drawn mirrored), one 8 standard deviations
   // out, one reaching infinity.
   const double inf = std::numeric_limits<double>::infinity();
@@ -807,6 +811,18 @@ TEST_CASE("orthogonal_, xavier_normal_ and eye_ fill as torch.nn.init's", "[nn][
     Tensor<float> same = Tensor<float>::empty(shape);
     nn::init::orthogonal_(same, 2.0, again);
     CHECK(bit_equal(same, w.value()));
+    // As torch's: Q of the QR of the draws (row-major over the tensor; transposed when wide), signed so that
+    // R = Q^T draws is upper triangular with a positive diagonal.
+    Generator redraw(5);
+    Eigen::MatrixXd draws(rows, cols);
+    for (Eigen::Index r = 0; r < rows; ++r)
+      for (Eigen::Index c = 0; c < cols; ++c) draws(r, c) = redraw.normal();
+    const Eigen::MatrixXd r_factor =
+        rows < cols ? Eigen::MatrixXd(q / 2 * draws.transpose()) : Eigen::MatrixXd(q.transpose() / 2 * draws);
+    for (Eigen::Index i = 0; i < r_factor.rows(); ++i) {
+      CHECK(r_factor(i, i) > 0);
+      for (Eigen::Index j = 0; j < i; ++j) CHECK(std::abs(r_factor(i, j)) < 1e-5);
+    }
   }
   CHECK_THROWS_WITH(nn::init::orthogonal_(Tensor<float>::empty({5})),
                     Contains("at least 2 dimensions") && Contains("[5]"));

@@ -10,6 +10,7 @@
 #include <Eigen/QR>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numbers>
 #include <stdexcept>
 #include <string>
@@ -155,6 +156,9 @@ inline double log_normal_cdf(double x) {
 // increasing; the start -sqrt(-2 log p) is left of the root by the Mills-ratio bound, so the iterates rise
 // monotonically to it); above it, the mirror image from log(1 - p).
 inline double normal_quantile_of_log(double log_p) {
+  // The ends (p = 0 from an infinite lower bound, p = 1 from rounding), where Newton's method would give NaN.
+  if (log_p == -std::numeric_limits<double>::infinity()) return log_p;
+  if (log_p >= 0) return std::numeric_limits<double>::infinity();
   if (log_p > -std::numbers::ln2) return -normal_quantile_of_log(std::log(-std::expm1(log_p)));
   double x = -std::sqrt(-2 * log_p);
   for (int i = 0; i < 200; ++i) {
@@ -171,7 +175,7 @@ inline double normal_quantile_of_log(double log_p) {
 
 // N(mean, std^2) truncated to [a, b], as torch.nn.init.trunc_normal_, by the inverse CDF of a uniform draw
 // between Phi((a - mean) / std) and Phi((b - mean) / std). Probabilities are handled as logarithms, so an
-// interval far in a tail works too (torch's float arithmetic gives inf or NaN there).
+// interval far in a tail works too (torch's float arithmetic clamps every draw to one bound there).
 template <class T>
 Tensor<T> trunc_normal_(Tensor<T> t, double mean = 0.0, double std = 1.0, double a = -2.0, double b = 2.0,
                         Generator& gen = default_generator()) {
@@ -189,8 +193,8 @@ Tensor<T> trunc_normal_(Tensor<T> t, double mean = 0.0, double std = 1.0, double
   detail::fill_with(t, [&] {
     // p uniform in [Phi(lo), Phi(hi)), as log p = log Phi(hi) + log(u + (1 - u) Phi(lo) / Phi(hi)).
     const double u = gen.uniform();
-    const double z = std::clamp(
-        detail::normal_quantile_of_log(log_hi + std::log(u + (1 - u) * std::exp(log_lo - log_hi))), lo, hi);
+    const double log_p = log_hi + std::log(u + (1 - u) * std::exp(log_lo - log_hi));
+    const double z = std::clamp(detail::normal_quantile_of_log(log_p), lo, hi);
     return mirrored ? mean - std * z : mean + std * z;
   });
   return t;

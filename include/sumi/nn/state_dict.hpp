@@ -1,7 +1,10 @@
 #pragma once
-// StateDict<T>: an ordered map from names to tensors and integer scalars, the form in which modules and
-// optimisers export and import their state (as torch's state_dict()). Also the error type that loading
+// StateDict<T>: an ordered map from names to tensors and integer scalars (and doubles kept exactly as their
+// bits, insert_real), the form in which modules, optimisers and schedules export and import their state (as
+// torch's state_dict()). Also the error type that loading
 // reports, listing every name that is missing, unexpected, mis-shaped or of the wrong dtype at once.
+#include <algorithm>
+#include <bit>
 #include <concepts>
 #include <cstdint>
 #include <stdexcept>
@@ -30,18 +33,40 @@ struct StateMismatch {
   }
 
   // Checks of one StateDict entry, each recording what is wrong and returning whether the entry passed.
-  // A count: an integer entry >= 0.
+  // A count: an integer entry in [0, 2^62] (room left to count on without overflow).
   template <class Entry>
   bool check_count(const Entry& e) {
-    if (!e.is_integer) {
-      wrong_type.push_back(e.name + ": expected an integer, found a tensor");
-      return false;
-    }
-    if (e.integer < 0) {
-      invalid_value.push_back(e.name + ": negative (" + std::to_string(e.integer) + ")");
+    if (!check_integer(e)) return false;
+    if (const int64_t count = e.integer; count < 0 || count > (int64_t(1) << 62)) {
+      invalid_value.push_back(e.name + ": " + (count < 0 ? "negative (" : "too large (") +
+                              std::to_string(count) + ")");
       return false;
     }
     return true;
+  }
+  // A real (StateDict::insert_real) that satisfies `valid`.
+  template <class Entry, class Valid>
+  bool check_real(const Entry& e, Valid valid) {
+    if (!check_integer(e)) return false;
+    if (const double v = std::bit_cast<double>(e.integer); !valid(v)) {
+      invalid_value.push_back(e.name + ": " + util::format_round_trip(v));
+      return false;
+    }
+    return true;
+  }
+  // Every one of `expected` present (else missing) and nothing else (else unexpected).
+  template <class Dict>
+  void check_names(const Dict& d, const std::vector<std::string>& expected) {
+    for (const std::string& name : expected)
+      if (!d.contains(name)) missing.push_back(name);
+    for (const auto& e : d)
+      if (std::find(expected.begin(), expected.end(), e.name) == expected.end()) unexpected.push_back(e.name);
+  }
+  template <class Entry>
+  bool check_integer(const Entry& e) {
+    if (e.is_integer) return true;
+    wrong_type.push_back(e.name + ": expected an integer, found a tensor");
+    return false;
   }
   // A tensor entry of `shape`.
   template <class Entry>
@@ -55,19 +80,6 @@ struct StateMismatch {
                            shape_str(e.tensor.shape()));
       return false;
     }
-    return true;
-  }
-  // A tensor entry of `shape` whose every element satisfies `valid` (the first that does not is named).
-  template <class Entry, class Valid>
-  bool check_tensor(const Entry& e, const Shape& shape, Valid valid) {
-    if (!check_tensor(e, shape)) return false;
-    const auto values = e.tensor.contiguous();
-    for (int64_t i = 0; i < values.numel(); ++i)
-      if (!valid(values.data()[i])) {
-        invalid_value.push_back(e.name + ": " + util::format_round_trip(values.data()[i]) + " at element " +
-                                std::to_string(i));
-        return false;
-      }
     return true;
   }
 
@@ -118,6 +130,12 @@ class StateDict {
     add(Entry{name, std::move(tensor), 0, false});
   }
   void insert_integer(const std::string& name, int64_t value) { add(Entry{name, Tensor<T>(), value, true}); }
+  // A double kept exactly whatever T is, infinities included: an integer entry holding its IEEE-754 bits
+  // (Python: struct.unpack("<d", struct.pack("<q", v))). Learning-rate schedules store their rates so, and
+  // go through a float model's checkpoint unchanged.
+  void insert_real(const std::string& name, double value) {
+    insert_integer(name, std::bit_cast<int64_t>(value));
+  }
 
   bool contains(const std::string& name) const { return index_.count(name) > 0; }
   const Entry* find(const std::string& name) const {
@@ -139,6 +157,7 @@ class StateDict {
     if (!e.is_integer) throw std::invalid_argument("StateDict: '" + name + "' is a tensor, not an integer");
     return e.integer;
   }
+  double real(const std::string& name) const { return std::bit_cast<double>(integer(name)); }
 
   std::size_t size() const { return entries_.size(); }
   bool empty() const { return entries_.empty(); }

@@ -187,7 +187,8 @@ Variable<T> abs(const Variable<T>& x) {
       x, "abs", [](T v) { return std::abs(v); }, [](T g, T v, T) { return g * detail::sign(v); });
 }
 namespace detail {
-// v limited to [lo, hi]; hi wins where lo > hi, and NaN stays NaN (std::max would turn it into lo).
+// v limited to [lo, hi]; hi wins where lo > hi, and NaN stays NaN (said outright rather than left to the
+// argument order of std::max and std::min).
 template <class T>
 T clamped(T v, T lo, T hi) {
   return std::isnan(v) ? v : std::min(std::max(v, lo), hi);

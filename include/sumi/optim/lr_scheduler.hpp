@@ -31,6 +31,30 @@
 
 namespace sumi::optim {
 
+// What the closed-form schedules and ReduceLROnPlateau share.
+namespace detail {
+// Every group's rate now (PyTorch's get_last_lr()).
+template <class T>
+std::vector<double> group_rates(const Optimizer<T>& optimizer) {
+  std::vector<double> lrs;
+  for (const auto& g : optimizer.param_groups()) lrs.push_back(g.lr);
+  return lrs;
+}
+// Refuses an optimiser whose number of groups changed since the schedule `name` was made for `made_for`.
+template <class T>
+void require_group_count(const Optimizer<T>& optimizer, std::size_t made_for, const std::string& name) {
+  if (optimizer.param_groups().size() != made_for)
+    throw std::logic_error(name + ": the optimiser has " + std::to_string(optimizer.param_groups().size()) +
+                           " parameter groups, the schedule was made for " + std::to_string(made_for));
+}
+// Refuses a setting of the schedule `name` that is negative, NaN or infinite.
+inline void require_finite_non_negative(const std::string& name, const char* setting, double value) {
+  if (!(std::isfinite(value) && value >= 0))
+    throw std::invalid_argument(name + ": " + setting + " " + util::format_round_trip(value) +
+                                " must be finite and non-negative");
+}
+}  // namespace detail
+
 template <std::floating_point T = float>
 class LRScheduler {
  public:
@@ -44,11 +68,8 @@ class LRScheduler {
   // Sets every group's rate for `epoch` (>= 0): the schedule's state after `epoch` calls of step().
   void step_to(int64_t epoch) {
     if (epoch < 0) throw std::invalid_argument(name_ + ": epoch " + std::to_string(epoch) + " is negative");
+    detail::require_group_count(*optimizer_, base_lrs_.size(), name_);
     auto& groups = optimizer_->param_groups();
-    if (groups.size() != base_lrs_.size())
-      throw std::logic_error(name_ + ": the optimiser has " + std::to_string(groups.size()) +
-                             " parameter groups, the schedule was made for " +
-                             std::to_string(base_lrs_.size()));
     std::vector<double> lrs(base_lrs_.size());
     for (std::size_t g = 0; g < lrs.size(); ++g) {
       lrs[g] = lr_at(base_lrs_[g], epoch);
@@ -66,48 +87,44 @@ class LRScheduler {
   const std::vector<double>& base_lrs() const { return base_lrs_; }
   const Optimizer<T>& optimizer() const { return *optimizer_; }
   // Every group's rate now (PyTorch's get_last_lr()).
-  std::vector<double> last_lr() const {
-    std::vector<double> lrs;
-    for (const auto& g : optimizer_->param_groups()) lrs.push_back(g.lr);
-    return lrs;
-  }
+  std::vector<double> last_lr() const { return detail::group_rates(*optimizer_); }
 
   // The rate of a group with base rate `base_lr` at `epoch`.
   virtual double lr_at(double base_lr, int64_t epoch) const = 0;
 
-  // last_epoch (an integer) and base_lrs [groups], as torch's state_dict() holds them; in double whatever T
-  // is. step_to(last_epoch) alone resumes a schedule made for the same optimiser settings.
-  nn::StateDict<double> state_dict() const {
-    nn::StateDict<double> d;
+  // last_epoch and every group's base rate (base_lrs.<g>, reals: exact whatever T is), as torch's
+  // state_dict() holds them. It fits in a checkpoint's extra entries (nn::save_state) beside the optimiser's.
+  nn::StateDict<T> state_dict() const {
+    nn::StateDict<T> d;
     d.insert_integer("last_epoch", last_epoch_);
-    d.insert("base_lrs", Tensor<double>::from_vector(base_lrs_, {int64_t(base_lrs_.size())}));
+    for (std::size_t g = 0; g < base_lrs_.size(); ++g) d.insert_real(base_lr_key(g), base_lrs_[g]);
     return d;
   }
-  // Takes the state's base rates and sets every group's rate for its last_epoch. A state that does not fit
-  // (a missing or extra entry, another number of groups, a negative epoch or base rate) changes nothing.
-  void load_state_dict(const nn::StateDict<double>& d) {
+  // Takes the state's base rates (also as the groups' initial_lr, which later schedules start from) and sets
+  // every group's rate for its last_epoch. A state that does not fit (a missing or extra entry, another
+  // number of groups, a negative epoch or base rate, a rate the schedule refuses) changes nothing.
+  void load_state_dict(const nn::StateDict<T>& d) {
+    std::vector<std::string> names{"last_epoch"};
+    for (std::size_t g = 0; g < base_lrs_.size(); ++g) names.push_back(base_lr_key(g));
     nn::StateMismatch m;
-    for (const char* key : {"last_epoch", "base_lrs"})
-      if (!d.contains(key)) m.missing.push_back(key);
-    const auto rate = [](double v) { return v >= 0 && std::isfinite(v); };
-    for (const auto& e : d) {
+    m.check_names(d, names);
+    for (const auto& e : d)
       if (e.name == "last_epoch")
         m.check_count(e);
-      else if (e.name == "base_lrs")
-        m.check_tensor(e, {int64_t(base_lrs_.size())}, rate);
-      else
-        m.unexpected.push_back(e.name);
-    }
+      else if (e.name.starts_with("base_lrs."))
+        m.check_real(e, [](double v) { return v >= 0 && std::isfinite(v); });
     if (!m.empty()) throw nn::StateDictError(name_ + ": load_state_dict: the state does not match:", m);
-    const std::vector<double> previous = std::exchange(
-        base_lrs_, std::vector<double>(d.tensor("base_lrs").contiguous().data(),
-                                       d.tensor("base_lrs").contiguous().data() + base_lrs_.size()));
+    std::vector<double> loaded;
+    for (std::size_t g = 0; g < base_lrs_.size(); ++g) loaded.push_back(d.real(base_lr_key(g)));
+    const std::vector<double> previous = std::exchange(base_lrs_, loaded);
     try {
       step_to(d.integer("last_epoch"));
     } catch (...) {
-      base_lrs_ = previous;  // a rate the schedule refuses for these base rates: nothing changes
+      base_lrs_ = previous;
       throw;
     }
+    auto& groups = optimizer_->param_groups();
+    for (std::size_t g = 0; g < groups.size(); ++g) groups[g].initial_lr = base_lrs_[g];
   }
 
  protected:
@@ -122,12 +139,12 @@ class LRScheduler {
     for (std::size_t i = 0; i < groups.size(); ++i)
       if (!groups[i].initial_lr) groups[i].initial_lr = base_lrs_[i];
   }
+  static std::string base_lr_key(std::size_t group) { return "base_lrs." + std::to_string(group); }
   void require(bool ok, const std::string& what) const {
     if (!ok) throw std::invalid_argument(name_ + ": " + what);
   }
   void require_finite_non_negative(const char* setting, double value) const {
-    require(std::isfinite(value) && value >= 0,
-            setting + (" " + util::format_round_trip(value)) + " must be finite and non-negative");
+    detail::require_finite_non_negative(name_, setting, value);
   }
 
  private:

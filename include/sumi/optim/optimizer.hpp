@@ -224,7 +224,6 @@ class Optimizer {
     add_param_group(std::move(params), lr);
   }
 
-  // Updates p (whose gradient is defined) in place; s.step has already been incremented.
   // Refuses a setting that is negative, NaN or infinite, naming it (and `where`, when given).
   void check_setting(const char* setting, double value, const std::string& where = {}) const {
     if (!(value >= 0) || !std::isfinite(value))
@@ -239,6 +238,7 @@ class Optimizer {
     return it->second;
   }
 
+  // Updates p (whose gradient is defined) in place; s.step has already been incremented.
   virtual void update(Variable<T>& p, ParamState<T>& s, const ParamGroup<T>& group) = 0;
   // The buffer names this optimiser may keep per parameter, and those it always keeps once it has state.
   virtual std::vector<std::string> buffer_names() const = 0;

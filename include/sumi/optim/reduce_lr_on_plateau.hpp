@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "sumi/nn/state_dict.hpp"
+#include "sumi/optim/lr_scheduler.hpp"
 #include "sumi/optim/optimizer.hpp"
 #include "sumi/util/number_text.hpp"
 
@@ -43,6 +44,8 @@ struct ReduceLROnPlateauOptions {
 template <std::floating_point T = float>
 class ReduceLROnPlateau {
  public:
+  ReduceLROnPlateau(const ReduceLROnPlateau&) = delete;  // it drives one optimiser, as LRScheduler
+  ReduceLROnPlateau& operator=(const ReduceLROnPlateau&) = delete;
   ReduceLROnPlateau(Optimizer<T>& optimizer, ReduceLROnPlateauOptions options = {})
       : optimizer_(&optimizer), options_(std::move(options)) {
     const std::size_t groups = optimizer.param_groups().size();
@@ -50,16 +53,12 @@ class ReduceLROnPlateau {
             "factor " + util::format_round_trip(options_.factor) + " must be in [0, 1)");
     require(options_.patience >= 0, "patience " + std::to_string(options_.patience) + " is negative");
     require(options_.cooldown >= 0, "cooldown " + std::to_string(options_.cooldown) + " is negative");
-    require(options_.threshold >= 0 && std::isfinite(options_.threshold),
-            "threshold " + util::format_round_trip(options_.threshold) + " must be finite and non-negative");
-    require(options_.eps >= 0 && std::isfinite(options_.eps),
-            "eps " + util::format_round_trip(options_.eps) + " must be finite and non-negative");
+    detail::require_finite_non_negative(kName, "threshold", options_.threshold);
+    detail::require_finite_non_negative(kName, "eps", options_.eps);
     require(options_.min_lr.size() == 1 || options_.min_lr.size() == groups,
             std::to_string(options_.min_lr.size()) + " min_lr values for " + std::to_string(groups) +
                 " parameter groups (give one, or one per group)");
-    for (double m : options_.min_lr)
-      require(m >= 0 && std::isfinite(m),
-              "min_lr " + util::format_round_trip(m) + " must be finite and non-negative");
+    for (double m : options_.min_lr) detail::require_finite_non_negative(kName, "min_lr", m);
     if (options_.min_lr.size() == 1) options_.min_lr.assign(groups, options_.min_lr[0]);
   }
 
@@ -104,52 +103,58 @@ class ReduceLROnPlateau {
   // The number of step() calls so far.
   int64_t last_epoch() const { return last_epoch_; }
   // Every group's rate now.
-  std::vector<double> last_lr() const {
-    std::vector<double> lrs;
-    for (const auto& g : optimizer_->param_groups()) lrs.push_back(g.lr);
-    return lrs;
-  }
+  std::vector<double> last_lr() const { return detail::group_rates(*optimizer_); }
   const ReduceLROnPlateauOptions& options() const { return options_; }
 
-  // last_epoch, num_bad_epochs and cooldown_counter as integers, best as a one-element tensor and every
-  // group's current rate as `lr` [groups]. In double whatever T is: rates and metrics keep their digits.
-  nn::StateDict<double> state_dict() const {
-    nn::StateDict<double> d;
+  // last_epoch, num_bad_epochs and cooldown_counter; mode (0 min, 1 max), so that a state is not read with
+  // the other sense of "better"; best and every group's current rate (lr.<g>) as reals, exact whatever T is.
+  // It fits in a checkpoint's extra entries (nn::save_state) beside the optimiser's.
+  nn::StateDict<T> state_dict() const {
+    nn::StateDict<T> d;
     d.insert_integer("last_epoch", last_epoch_);
     d.insert_integer("num_bad_epochs", num_bad_epochs_);
     d.insert_integer("cooldown_counter", cooldown_counter_);
-    d.insert("best", Tensor<double>::from_vector({best_}, {1}));
+    d.insert_integer("mode", options_.mode == PlateauMode::min ? 0 : 1);
+    d.insert_real("best", best_);
     const std::vector<double> lrs = last_lr();
-    d.insert("lr", Tensor<double>::from_vector(lrs, {int64_t(lrs.size())}));
+    for (std::size_t g = 0; g < lrs.size(); ++g) d.insert_real(lr_key(g), lrs[g]);
     return d;
   }
 
   // Restores a state_dict() and sets the groups' rates from it; a state that does not fit (a missing or
-  // extra entry, another number of groups, a negative count, a NaN best or a bad rate) changes nothing.
-  void load_state_dict(const nn::StateDict<double>& d) {
+  // extra entry, another number of groups or mode, a negative count, a NaN best or a bad rate) changes
+  // nothing.
+  void load_state_dict(const nn::StateDict<T>& d) {
     require_group_count();
-    nn::StateMismatch m;
     const std::size_t groups = optimizer_->param_groups().size();
-    for (const char* name : {"last_epoch", "num_bad_epochs", "cooldown_counter", "best", "lr"})
-      if (!d.contains(name)) m.missing.push_back(name);
+    std::vector<std::string> names{"last_epoch", "num_bad_epochs", "cooldown_counter", "mode", "best"};
+    for (std::size_t g = 0; g < groups; ++g) names.push_back(lr_key(g));
+    nn::StateMismatch m;
+    m.check_names(d, names);
+    const int64_t mode = options_.mode == PlateauMode::min ? 0 : 1;
     for (const auto& e : d) {
       if (e.name == "last_epoch" || e.name == "num_bad_epochs" || e.name == "cooldown_counter")
         m.check_count(e);
+      else if (e.name == "mode" && m.check_integer(e) && e.integer != mode)
+        m.invalid_value.push_back("mode: " + std::to_string(e.integer) + " (" +
+                                  (e.integer == 0   ? "min"
+                                   : e.integer == 1 ? "max"
+                                                    : "neither min nor max") +
+                                  "), this schedule's is " + std::to_string(mode) + " (" +
+                                  (mode == 0 ? "min" : "max") + ")");
       else if (e.name == "best")
-        m.check_tensor(e, {1}, [](double v) { return !std::isnan(v); });
-      else if (e.name == "lr")
-        m.check_tensor(e, {int64_t(groups)}, [](double v) { return v >= 0 && std::isfinite(v); });
-      else
-        m.unexpected.push_back(e.name);
+        m.check_real(e, [](double v) { return !std::isnan(v); });
+      else if (e.name.starts_with("lr."))
+        m.check_real(e, [](double v) { return v >= 0 && std::isfinite(v); });
     }
     if (!m.empty())
       throw nn::StateDictError("ReduceLROnPlateau: load_state_dict: the state does not match:", m);
     last_epoch_ = d.integer("last_epoch");
     num_bad_epochs_ = d.integer("num_bad_epochs");
     cooldown_counter_ = d.integer("cooldown_counter");
-    best_ = d.tensor("best").data()[0];
+    best_ = d.real("best");
     auto& param_groups = optimizer_->param_groups();
-    for (std::size_t g = 0; g < groups; ++g) param_groups[g].lr = d.tensor("lr").data()[g];
+    for (std::size_t g = 0; g < groups; ++g) param_groups[g].lr = d.real(lr_key(g));
   }
 
  private:
@@ -159,16 +164,15 @@ class ReduceLROnPlateau {
     if (options_.mode == PlateauMode::min) return metric < (rel ? best_ * (1 - t) : best_ - t);
     return metric > (rel ? best_ * (1 + t) : best_ + t);
   }
+  static std::string lr_key(std::size_t group) { return "lr." + std::to_string(group); }
   void require(bool ok, const std::string& what) const {
-    if (!ok) throw std::invalid_argument("ReduceLROnPlateau: " + what);
+    if (!ok) throw std::invalid_argument(std::string(kName) + ": " + what);
   }
   void require_group_count() const {
-    if (optimizer_->param_groups().size() != options_.min_lr.size())
-      throw std::logic_error(
-          "ReduceLROnPlateau: the optimiser has " + std::to_string(optimizer_->param_groups().size()) +
-          " parameter groups, the schedule was made for " + std::to_string(options_.min_lr.size()));
+    detail::require_group_count(*optimizer_, options_.min_lr.size(), kName);
   }
 
+  static constexpr const char* kName = "ReduceLROnPlateau";
   Optimizer<T>* optimizer_;
   ReduceLROnPlateauOptions options_;
   double best_ = options_.mode == PlateauMode::min ? std::numeric_limits<double>::infinity()
