@@ -11,6 +11,7 @@
 #include "sumi/nn/pooling.hpp"
 #include "sumi/ops/pooling.hpp"
 #include "sumi/tensor/random.hpp"
+#include "thread_count_guard.hpp"
 
 using namespace sumi;
 using sumi::test::leaf;
@@ -158,6 +159,7 @@ TEST_CASE("pooling results do not depend on the number of threads", "[pooling][t
   Generator gen(7);
   const Tensor<float> x = Tensor<float>::randn({8, 16, 34, 34}, gen);
   const Tensor<float> gy = Tensor<float>::randn({8, 16, 17, 17}, gen);
+  const test::ThreadCountGuard restore_threads;
   std::vector<std::vector<float>> results;
   for (int threads : {1, 2}) {
     set_num_threads(threads);
@@ -171,7 +173,6 @@ TEST_CASE("pooling results do not depend on the number of threads", "[pooling][t
     results.push_back(values(ya.value()));
     results.push_back(values(xa.grad()));
   }
-  set_num_threads(2);
   for (std::size_t i = 0; i < 4; ++i) CHECK(results[i] == results[i + 4]);
 }
 

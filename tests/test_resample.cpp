@@ -15,6 +15,7 @@
 #include "sumi/ops/interpolate.hpp"
 #include "sumi/ops/pooling.hpp"
 #include "sumi/tensor/random.hpp"
+#include "thread_count_guard.hpp"
 
 using namespace sumi;
 using sumi::test::leaf;
@@ -37,7 +38,7 @@ template <class T>
 void check_resample_fixture() {
   test::Fixture fx("resample");
   const auto cases = fx.meta_json("cases").get<std::vector<std::string>>();
-  REQUIRE(cases.size() == 16);
+  REQUIRE(cases.size() == 18);
   for (const std::string& c : cases) {
     INFO("case " << c);
     const auto cfg = fx.meta_json(c + ".config");
@@ -126,6 +127,10 @@ TEST_CASE("interpolate's source positions follow PyTorch's formulas", "[resample
   // A scale just above 1 keeps the size, and PyTorch then copies: floor(3 / 1.1) would be 2.
   CHECK(values(interpolate(x, {.scale_factor = ScalePair(1, 1.1)}).value()) ==
         std::vector<double>{0, 1, 2, 3});
+  // bilinear too copies an axis whose size the scale keeps: (o + 0.5) / 1.1 - 0.5 would read between columns.
+  CHECK(values(
+            interpolate(x, {.scale_factor = ScalePair(1, 1.1), .mode = InterpolateMode::bilinear}).value()) ==
+        std::vector<double>{0, 1, 2, 3});
   // Downsampling 4 -> 2 by a scale of 0.6 reads floor(o / 0.6) = 0, 1 where the sizes give 0, 2.
   CHECK(values(interpolate(x, {.scale_factor = ScalePair(1, 0.6)}).value()) == std::vector<double>{0, 1});
   CHECK(values(interpolate(x, {.size = IntPair(1, 2)}).value()) == std::vector<double>{0, 2});
@@ -140,11 +145,33 @@ TEST_CASE("adaptive_avg_pool2d averages PyTorch's overlapping windows", "[resamp
   CHECK(values(x.grad()) == std::vector<double>{3, 4, 1, 4, 3});
 }
 
+TEST_CASE("adaptive_avg_pool2d divides as PyTorch: by height then width, a global pool by the area",
+          "[resample]") {
+  // 5 / 3 / 3 and 5 / 9 differ in float; PyTorch 1.13 gives the first for 3 x 3 windows and the second (a
+  // mean) for a global pool, forward and backward alike.
+  const float by_height_then_width = 0.555555522441864f, by_area = 0.5555555820465088f;
+  REQUIRE(by_height_then_width != by_area);
+  Tensor<float> x = Tensor<float>::zeros({1, 1, 3, 6});
+  x.data()[0] = 5;
+  Variable<float> windows(x.clone(), true);
+  Variable<float> y = adaptive_avg_pool2d(windows, IntPair(1, 2));
+  CHECK(values(y.value()) == std::vector<float>{by_height_then_width, 0});
+  y.backward(Tensor<float>::full({1, 1, 1, 2}, 5));
+  CHECK(values(windows.grad()) == std::vector<float>(18, by_height_then_width));
+  Variable<float> global(x.clone(), true);
+  y = adaptive_avg_pool2d(global, 1);
+  y.backward(Tensor<float>::full({1, 1, 1, 1}, 5));
+  const float global_mean = 5.0f / 18.0f;
+  CHECK(values(y.value()) == std::vector<float>{global_mean});
+  CHECK(values(global.grad()) == std::vector<float>(18, global_mean));
+}
+
 TEST_CASE("resampling results do not depend on the number of threads", "[resample][threads]") {
   Generator gen(11);
   const Tensor<float> x = Tensor<float>::randn({4, 16, 24, 24}, gen);
   const Tensor<float> gy_up = Tensor<float>::randn({4, 16, 48, 48}, gen);
   const Tensor<float> gy_pool = Tensor<float>::randn({4, 16, 5, 5}, gen);
+  const test::ThreadCountGuard restore_threads;
   std::vector<std::vector<float>> results;
   for (int threads : {1, 2}) {
     set_num_threads(threads);
@@ -158,7 +185,6 @@ TEST_CASE("resampling results do not depend on the number of threads", "[resampl
     for (const Tensor<float>& t : {yn.value(), xn.grad(), yb.value(), xb.grad(), ya.value(), xa.grad()})
       results.push_back(values(t));
   }
-  set_num_threads(2);
   for (std::size_t i = 0; i < 6; ++i) CHECK(results[i] == results[i + 6]);
 }
 

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "sumi/kernels/threading.hpp"
+#include "sumi/kernels/plane_loops.hpp"
 
 namespace sumi::kernels {
 
@@ -38,12 +38,6 @@ struct Pool2dGeometry {
 
 namespace detail {
 
-// body(plane) for every plane, in parallel when the planes hold enough elements.
-template <class Body>
-void for_each_plane(const Pool2dGeometry& g, int64_t plane_work, const Body& body) {
-  parallel_for(g.planes, g.planes * plane_work, body);
-}
-
 // The window's first row and one past its last inside the input, for output row o.
 inline void window_range(int64_t o, int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, int64_t& begin,
                          int64_t& end) {
@@ -60,7 +54,7 @@ inline void window_range(int64_t o, int64_t in, int64_t k, int64_t s, int64_t p,
 template <class T>
 void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* argmax) {
   const int64_t oh_n = g.out_h(), ow_n = g.out_w(), in_plane = g.in_h * g.in_w, out_plane = oh_n * ow_n;
-  detail::for_each_plane(g, in_plane + out_plane, [&](int64_t p) {
+  detail::for_each_plane(g.planes, in_plane + out_plane, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     for (int64_t oh = 0; oh < oh_n; ++oh) {
       int64_t h0, h1;
@@ -91,7 +85,7 @@ void max_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* argm
 template <class T>
 void max_pool2d_backward(const Pool2dGeometry& g, const T* gy, const int64_t* argmax, T* gx) {
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h() * g.out_w();
-  detail::for_each_plane(g, in_plane + out_plane, [&](int64_t p) {
+  detail::for_each_plane(g.planes, in_plane + out_plane, [&](int64_t p) {
     T* gxp = gx + p * in_plane;
     std::fill_n(gxp, in_plane, T(0));
     for (int64_t o = 0; o < out_plane; ++o)
@@ -125,16 +119,13 @@ void for_each_average_window(const Pool2dGeometry& g, bool count_include_pad, F 
 template <class T>
 void avg_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, bool count_include_pad) {
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h() * g.out_w();
-  detail::for_each_plane(g, in_plane + out_plane, [&](int64_t p) {
+  detail::for_each_plane(g.planes, in_plane + out_plane, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     T* yp = y + p * out_plane;
     detail::for_each_average_window(
         g, count_include_pad,
         [&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t divisor) {
-          T sum = T(0);
-          for (int64_t h = h0; h < h1; ++h)
-            for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.in_w + w];
-          yp[o] = sum / T(divisor);
+          yp[o] = detail::rectangle_sum(xp, g.in_w, h0, h1, w0, w1) / T(divisor);
         });
   });
 }
@@ -143,16 +134,14 @@ void avg_pool2d_forward(const Pool2dGeometry& g, const T* x, T* y, bool count_in
 template <class T>
 void avg_pool2d_backward(const Pool2dGeometry& g, const T* gy, T* gx, bool count_include_pad) {
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h() * g.out_w();
-  detail::for_each_plane(g, in_plane + out_plane, [&](int64_t p) {
+  detail::for_each_plane(g.planes, in_plane + out_plane, [&](int64_t p) {
     T* gxp = gx + p * in_plane;
     const T* gyp = gy + p * out_plane;
     std::fill_n(gxp, in_plane, T(0));
     detail::for_each_average_window(
         g, count_include_pad,
         [&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t divisor) {
-          const T share = gyp[o] / T(divisor);
-          for (int64_t h = h0; h < h1; ++h)
-            for (int64_t w = w0; w < w1; ++w) gxp[h * g.in_w + w] += share;
+          detail::rectangle_add(gxp, g.in_w, h0, h1, w0, w1, gyp[o] / T(divisor));
         });
   });
 }

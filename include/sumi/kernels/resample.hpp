@@ -3,14 +3,17 @@
 // and bilinear interpolation (F.interpolate) and adaptive average pooling (F.adaptive_avg_pool2d). Each
 // output row and column reads a fixed set of input rows and columns, so the source indices and weights are
 // worked out once per axis and every plane (image and channel) reuses them; planes run in parallel when
-// there is enough work.
+// there is enough work. Where PyTorch's own kernels disagree, one rule is kept for forward and backward:
+// nearest copies an axis whose size is kept and halves the index when it doubles (PyTorch's backward and
+// its forward for one channel; its forward for more channels reads floor(dst / scale), in double for double
+// input); a global adaptive pool sums in order where PyTorch's mean sums in blocks.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <optional>
 #include <vector>
 
-#include "sumi/kernels/threading.hpp"
+#include "sumi/kernels/plane_loops.hpp"
 
 namespace sumi::kernels {
 
@@ -30,18 +33,9 @@ struct ResampleScales {
   std::optional<double> h, w;
 };
 
-namespace detail {
-
-template <class Body>
-void for_each_resample_plane(const Resample2dGeometry& g, const Body& body) {
-  parallel_for(g.planes, g.planes * (g.in_plane() + g.out_plane()), body);
-}
-
-}  // namespace detail
-
 // The input index that output index `dst` of a nearest resampling reads: floor(dst * in / out), or
-// floor(dst / scale) when a scale was given, in float arithmetic as PyTorch (which also copies when the
-// sizes are equal and halves when the output is twice the input, whatever the scale).
+// floor(dst / scale) when a scale was given, in float arithmetic, except that equal sizes copy and an output
+// twice the input halves the index, whatever the scale, as PyTorch's nearest_idx (see the file's comment).
 inline int64_t nearest_source_index(int64_t dst, int64_t in, int64_t out, std::optional<double> scale) {
   if (out == in) return dst;
   if (out == 2 * in) return dst >> 1;
@@ -60,7 +54,7 @@ template <class T>
 void upsample_nearest2d_forward(const Resample2dGeometry& g, const ResampleScales& scales, const T* x, T* y) {
   const std::vector<int64_t> rows = nearest_source_indices(g.in_h, g.out_h, scales.h);
   const std::vector<int64_t> cols = nearest_source_indices(g.in_w, g.out_w, scales.w);
-  detail::for_each_resample_plane(g, [&](int64_t p) {
+  detail::for_each_plane(g.planes, g.in_plane() + g.out_plane(), [&](int64_t p) {
     const T* xp = x + p * g.in_plane();
     T* yp = y + p * g.out_plane();
     for (int64_t oh = 0; oh < g.out_h; ++oh) {
@@ -76,7 +70,7 @@ void upsample_nearest2d_backward(const Resample2dGeometry& g, const ResampleScal
                                  T* gx) {
   const std::vector<int64_t> rows = nearest_source_indices(g.in_h, g.out_h, scales.h);
   const std::vector<int64_t> cols = nearest_source_indices(g.in_w, g.out_w, scales.w);
-  detail::for_each_resample_plane(g, [&](int64_t p) {
+  detail::for_each_plane(g.planes, g.in_plane() + g.out_plane(), [&](int64_t p) {
     T* gxp = gx + p * g.in_plane();
     const T* gyp = gy + p * g.out_plane();
     std::fill_n(gxp, g.in_plane(), T(0));
@@ -94,19 +88,24 @@ struct LinearTap {
   T w0 = T(1), w1 = T(0);
 };
 
-// The taps of a linear resampling of one axis, as PyTorch computes them in T. align_corners maps the first
-// and last output centres onto the first and last input centres (src = dst * (in - 1) / (out - 1)); without
-// it, pixel areas line up (src = (dst + 0.5) / scale - 0.5, where scale is the caller's or out / in) and a
-// source before the first centre is clamped to it.
+// The taps of a linear resampling of one axis, as PyTorch computes them in T (float for float, double for
+// double, as its opmath). An axis that keeps its size is copied whatever the scale, as PyTorch. Otherwise
+// align_corners maps the first and last output centres onto the first and last input centres (src = dst *
+// (in - 1) / (out - 1)); without it, pixel areas line up (src = (dst + 0.5) / scale - 0.5, where scale is
+// the caller's or out / in) and a source before the first centre is clamped to it.
 template <class T>
 std::vector<LinearTap<T>> linear_taps(int64_t in, int64_t out, bool align_corners,
                                       std::optional<double> scale) {
+  std::vector<LinearTap<T>> taps(static_cast<std::size_t>(out));
+  if (out == in) {
+    for (int64_t o = 0; o < out; ++o) taps[std::size_t(o)] = {o, o, T(1), T(0)};
+    return taps;
+  }
   T ratio;
   if (align_corners)
     ratio = out > 1 ? T(in - 1) / T(out - 1) : T(0);
   else
     ratio = scale.has_value() && *scale > 0 ? T(1.0 / *scale) : T(in) / T(out);
-  std::vector<LinearTap<T>> taps(static_cast<std::size_t>(out));
   for (int64_t o = 0; o < out; ++o) {
     T src = align_corners ? ratio * T(o) : ratio * (T(o) + T(0.5)) - T(0.5);
     if (src < T(0)) src = T(0);
@@ -125,7 +124,7 @@ void upsample_bilinear2d_forward(const Resample2dGeometry& g, bool align_corners
                                  const ResampleScales& scales, const T* x, T* y) {
   const std::vector<LinearTap<T>> rows = linear_taps<T>(g.in_h, g.out_h, align_corners, scales.h);
   const std::vector<LinearTap<T>> cols = linear_taps<T>(g.in_w, g.out_w, align_corners, scales.w);
-  detail::for_each_resample_plane(g, [&](int64_t p) {
+  detail::for_each_plane(g.planes, g.in_plane() + g.out_plane(), [&](int64_t p) {
     const T* xp = x + p * g.in_plane();
     T* yp = y + p * g.out_plane();
     for (int64_t oh = 0; oh < g.out_h; ++oh) {
@@ -147,7 +146,7 @@ void upsample_bilinear2d_backward(const Resample2dGeometry& g, bool align_corner
                                   const ResampleScales& scales, const T* gy, T* gx) {
   const std::vector<LinearTap<T>> rows = linear_taps<T>(g.in_h, g.out_h, align_corners, scales.h);
   const std::vector<LinearTap<T>> cols = linear_taps<T>(g.in_w, g.out_w, align_corners, scales.w);
-  detail::for_each_resample_plane(g, [&](int64_t p) {
+  detail::for_each_plane(g.planes, g.in_plane() + g.out_plane(), [&](int64_t p) {
     T* gxp = gx + p * g.in_plane();
     const T* gyp = gy + p * g.out_plane();
     std::fill_n(gxp, g.in_plane(), T(0));
@@ -192,32 +191,42 @@ void for_each_adaptive_window(const Resample2dGeometry& g, F f) {
 
 }  // namespace detail
 
+namespace detail {
+
+// A window's sum (or gradient) divided as PyTorch divides it: by the window's height, then by its width
+// (one division by the area rounds differently in about a quarter of float outputs), except for a global
+// pool (output 1 x 1), which PyTorch computes as a mean, one division by the area.
+template <class T>
+T adaptive_window_share(const Resample2dGeometry& g, T v, int64_t kh, int64_t kw) {
+  return g.out_h == 1 && g.out_w == 1 ? v / T(kh * kw) : v / T(kh) / T(kw);
+}
+
+}  // namespace detail
+
 // y = the mean of each adaptive window.
 template <class T>
 void adaptive_avg_pool2d_forward(const Resample2dGeometry& g, const T* x, T* y) {
-  detail::for_each_resample_plane(g, [&](int64_t p) {
+  detail::for_each_plane(g.planes, g.in_plane() + g.out_plane(), [&](int64_t p) {
     const T* xp = x + p * g.in_plane();
     T* yp = y + p * g.out_plane();
     detail::for_each_adaptive_window(g, [&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1) {
-      T sum = T(0);
-      for (int64_t h = h0; h < h1; ++h)
-        for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.in_w + w];
-      yp[o] = sum / T((h1 - h0) * (w1 - w0));
+      yp[o] = detail::adaptive_window_share(g, detail::rectangle_sum(xp, g.in_w, h0, h1, w0, w1), h1 - h0,
+                                            w1 - w0);
     });
   });
 }
 
-// gx = each window's gy / its size spread over the window (gx is overwritten; overlapping windows add up).
+// gx = each window's gy, divided as the forward divides its sum, spread over the window (gx is
+// overwritten; overlapping windows add up).
 template <class T>
 void adaptive_avg_pool2d_backward(const Resample2dGeometry& g, const T* gy, T* gx) {
-  detail::for_each_resample_plane(g, [&](int64_t p) {
+  detail::for_each_plane(g.planes, g.in_plane() + g.out_plane(), [&](int64_t p) {
     T* gxp = gx + p * g.in_plane();
     const T* gyp = gy + p * g.out_plane();
     std::fill_n(gxp, g.in_plane(), T(0));
     detail::for_each_adaptive_window(g, [&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1) {
-      const T share = gyp[o] / T((h1 - h0) * (w1 - w0));
-      for (int64_t h = h0; h < h1; ++h)
-        for (int64_t w = w0; w < w1; ++w) gxp[h * g.in_w + w] += share;
+      detail::rectangle_add(gxp, g.in_w, h0, h1, w0, w1,
+                            detail::adaptive_window_share(g, gyp[o], h1 - h0, w1 - w0));
     });
   });
 }

@@ -1,7 +1,10 @@
 #pragma once
 // IntPair: the (height, width) settings of the 2-d ops (kernel size, stride, padding, dilation).
+#include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace sumi {
 
@@ -26,5 +29,22 @@ struct IntPair {
     return s;
   }
 };
+
+namespace detail {
+
+// Refuses the input of a 2-d pooling or resampling op (its sizes in `shape`, spatial ones last) with an
+// empty dimension from `first` on, or a spatial size above 2^48, past which window and output-size products
+// could overflow int64. `input` names the op and the shape in the errors.
+inline void require_2d_input_sizes(const std::string& input, const std::vector<int64_t>& shape,
+                                   std::size_t first) {
+  for (std::size_t i = first; i < shape.size(); ++i)
+    if (shape[i] < 1) throw std::invalid_argument(input + " has an empty channel or spatial dimension");
+  const std::size_t r = shape.size();
+  if (r >= 2 && (shape[r - 2] > kMaxIntPairValue * kMaxIntPairValue ||
+                 shape[r - 1] > kMaxIntPairValue * kMaxIntPairValue))
+    throw std::invalid_argument(input + " has a spatial size above 2^48");
+}
+
+}  // namespace detail
 
 }  // namespace sumi

@@ -66,10 +66,7 @@ inline kernels::Resample2dGeometry interpolate_geometry(const Shape& shape,
                                                         const InterpolateOptions& options) {
   const std::string input = "interpolate: input of shape " + shape_str(shape);
   if (shape.size() != 4) throw std::invalid_argument(input + " must be 4-d [N, C, H, W]");
-  for (std::size_t i = 1; i < 4; ++i)
-    if (shape[i] < 1) throw std::invalid_argument(input + " has an empty channel or spatial dimension");
-  if (shape[2] > kMaxIntPairValue * kMaxIntPairValue || shape[3] > kMaxIntPairValue * kMaxIntPairValue)
-    throw std::invalid_argument(input + " has a spatial size above 2^48");
+  require_2d_input_sizes(input, shape, 1);
   if (options.size.has_value() == options.scale_factor.has_value())
     throw std::invalid_argument(std::string("interpolate: give exactly one of size and scale_factor (") +
                                 (options.size.has_value() ? "both were given" : "neither was given") + ")");

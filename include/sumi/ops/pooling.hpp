@@ -40,12 +40,8 @@ namespace detail {
 inline int64_t pool_input_planes(const std::string& input, const Shape& shape) {
   if (shape.size() != 3 && shape.size() != 4)
     throw std::invalid_argument(input + " must be 4-d [N, C, H, W] or 3-d [C, H, W]");
-  for (std::size_t i = shape.size() == 4 ? 1 : 0; i < shape.size(); ++i)
-    if (shape[i] < 1) throw std::invalid_argument(input + " has an empty channel or spatial dimension");
+  require_2d_input_sizes(input, shape, shape.size() == 4 ? 1 : 0);
   const std::size_t r = shape.size();
-  if (shape[r - 2] > kMaxIntPairValue * kMaxIntPairValue ||
-      shape[r - 1] > kMaxIntPairValue * kMaxIntPairValue)
-    throw std::invalid_argument(input + " has a spatial size above 2^48");
   int64_t planes = 1;
   for (std::size_t i = 0; i + 2 < r; ++i) planes *= shape[i];
   return planes;
