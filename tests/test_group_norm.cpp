@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -261,7 +262,12 @@ TEST_CASE("InstanceNorm2d is group_norm with one group per channel, without runn
   const V x3 = leaf({3, 4, 5}, 16, {-2, 3});
   require_equal(in(x3).value(), reshape(group_norm(reshape(x3, {1, 3, 4, 5}), 3), {3, 4, 5}).value());
 
-  nn::InstanceNorm2d<float> affine(4, 1e-3, true);
+  // torch's argument order (num_features, eps, momentum, affine); the momentum only shows in the repr.
+  REQUIRE(nn::InstanceNorm2d<double>(3, 1e-5, 0.2).repr() ==
+          "InstanceNorm2d(3, eps=1e-05, momentum=0.2, affine=False, track_running_stats=False)");
+  static_assert(!std::is_constructible_v<nn::InstanceNorm2d<float>, int, double, bool>,
+                "(num_features, eps, affine) is refused, not read as a momentum");
+  nn::InstanceNorm2d<float> affine(4, 1e-3, 0.1, true);
   REQUIRE(affine.repr() ==
           "InstanceNorm2d(4, eps=0.001, momentum=0.1, affine=True, track_running_stats=False)");
   test::require_norm_parameters(affine, true, {4});
@@ -299,9 +305,35 @@ TEST_CASE("GroupNorm and InstanceNorm2d refuse bad settings and inputs, naming t
                       Contains("InstanceNorm2d: input of shape [4, 5, 5]") && Contains("expected [3, *]"));
   REQUIRE_THROWS_WITH(in(VF(TF::zeros({2, 3}))),
                       Contains("InstanceNorm2d: expected 3D or 4D input") && Contains("[2, 3]"));
-  // As torch: one position per channel is refused when training, accepted in eval mode.
+  // As torch: one position per channel is refused in both modes (no running statistics to use instead).
   REQUIRE_THROWS_WITH(in(VF(TF::zeros({2, 3, 1, 1}))),
                       Contains("more than 1 spatial element when training") && Contains("[2, 3, 1, 1]"));
   in.eval();
-  REQUIRE_NOTHROW(in(VF(TF::zeros({2, 3, 1, 1}))));
+  REQUIRE_THROWS_WITH(in(VF(TF::zeros({2, 3, 1, 1}))),
+                      Contains("more than 1 spatial element when training") && Contains("[2, 3, 1, 1]"));
+  REQUIRE_THROWS_WITH(in(VF(TF::zeros({3, 1, 1}))), Contains("more than 1 spatial element"));
+
+  // As torch, in any mode: a single value per group over the whole batch (N * C / num_groups * spatial).
+  REQUIRE_THROWS_WITH(group_norm(VF(TF::zeros({1, 3, 1, 1})), 3),
+                      Contains("group_norm: expected more than 1 value per group") &&
+                          Contains("input of shape [1, 3, 1, 1] with 3 groups"));
+  REQUIRE_THROWS_WITH(group_norm(VF(TF::zeros({1, 4})), 4), Contains("input of shape [1, 4] with 4 groups"));
+  REQUIRE_NOTHROW(group_norm(VF(TF::zeros({2, 3, 1, 1})), 3));  // two samples: two values per group
+  REQUIRE_NOTHROW(group_norm(VF(TF::zeros({1, 6, 1, 1})), 3));  // two channels per group
+  nn::GroupNorm<float> one_per_group(3, 3);
+  one_per_group.eval();
+  REQUIRE_THROWS_WITH(one_per_group(VF(TF::zeros({1, 3, 1, 1}))), Contains("more than 1 value per group"));
+}
+
+TEST_CASE("GroupNorm without affine takes any channel count num_groups divides, as torch",
+          "[group_norm][nn]") {
+  using Catch::Contains;
+  nn::GroupNorm<double> plain(2, 4, 1e-5, false);
+  const V x = leaf({2, 6, 3}, 21, {-2, 3});
+  require_equal(plain(x).value(), group_norm(x, 2).value());
+  REQUIRE_THROWS_WITH(plain(V(TD::zeros({2, 5, 3}))),
+                      Contains("num_groups 2 does not divide the 5 channels") && Contains("[2, 5, 3]"));
+  // With affine, the weight and bias fix the channel count.
+  nn::GroupNorm<double> affine(2, 4);
+  REQUIRE_THROWS_WITH(affine(x), Contains("GroupNorm: input of shape [2, 6, 3]") && Contains("4 channels"));
 }

@@ -44,7 +44,8 @@ inline void require_eps(const char* layer, double eps) {
 }  // namespace detail
 
 // Splits the num_channels channels into num_groups groups of consecutive channels, each normalised per
-// sample over its channels and positions.
+// sample over its channels and positions. Without affine, as torch, any channel count that num_groups
+// divides is taken; with affine the weight and bias fix it to num_channels.
 template <std::floating_point T = float>
 class GroupNorm : public Module<T> {
  public:
@@ -65,7 +66,7 @@ class GroupNorm : public Module<T> {
   }
 
   Variable<T> forward(const Variable<T>& x) override {
-    detail::require_channels("GroupNorm", x.shape(), num_channels);
+    if (affine) detail::require_channels("GroupNorm", x.shape(), num_channels);
     return group_norm(x, num_groups, weight, bias, eps);
   }
 
@@ -83,20 +84,24 @@ class GroupNorm : public Module<T> {
 };
 
 // Normalises every channel of every sample over its H x W positions: group_norm with one group per channel.
-// Only torch's default track_running_stats=False: no running statistics, so training and eval mode agree
-// (momentum, kept for the repr, is unused). Takes [N, C, H, W] or an unbatched [C, H, W] input; a channel
+// Only torch's default track_running_stats=False: no running statistics, so training and eval mode agree,
+// and, as torch, a single position per channel is refused in both (momentum, taken in torch's argument
+// order and kept for the repr, is unused). Takes [N, C, H, W] or an unbatched [C, H, W] input; a channel
 // count other than num_features is refused also without affine, where torch only warns.
 template <std::floating_point T = float>
 class InstanceNorm2d : public Module<T> {
  public:
-  explicit InstanceNorm2d(int64_t num_features, double eps = 1e-5, bool affine = false)
-      : num_features(num_features), eps(T(eps)), affine(affine) {
+  explicit InstanceNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1, bool affine = false)
+      : num_features(num_features), eps(T(eps)), momentum(T(momentum)), affine(affine) {
     if (num_features <= 0)
       throw std::invalid_argument("InstanceNorm2d: num_features must be positive, got " +
                                   std::to_string(num_features));
     detail::require_eps("InstanceNorm2d", eps);
     detail::bind_affine(*this, affine, num_features, weight, bias);
   }
+  // (num_features, eps, affine), this constructor's former order, would otherwise set the momentum from
+  // affine.
+  InstanceNorm2d(int64_t num_features, double eps, bool affine) = delete;
 
   Variable<T> forward(const Variable<T>& x) override {
     const Shape& s = x.shape();
@@ -107,8 +112,9 @@ class InstanceNorm2d : public Module<T> {
       return reshape(forward(reshape(x, {1, s[0], s[1], s[2]})), s);
     }
     detail::require_channels("InstanceNorm2d", s, num_features);
-    // As torch: statistics of a single position would normalise everything to 0.
-    if (this->is_training() && s[2] * s[3] == 1)
+    // As torch, in eval mode too (it has no running statistics to use instead): statistics of a single
+    // position would normalise everything to 0.
+    if (s[2] * s[3] == 1)
       throw std::invalid_argument(
           "InstanceNorm2d: expected more than 1 spatial element when training, got input "
           "of shape " +
@@ -118,11 +124,13 @@ class InstanceNorm2d : public Module<T> {
 
   std::string extra_repr() const override {
     return std::to_string(num_features) + ", eps=" + detail::python_float_repr(eps) +
-           ", momentum=0.1, affine=" + detail::python_bool(affine) + ", track_running_stats=False";
+           ", momentum=" + detail::python_float_repr(momentum) + ", affine=" + detail::python_bool(affine) +
+           ", track_running_stats=False";
   }
 
   const int64_t num_features;
   const T eps;
+  const T momentum;
   const bool affine;
   Variable<T> weight;
   Variable<T> bias;

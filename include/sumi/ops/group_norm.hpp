@@ -33,6 +33,14 @@ void gn_check(const Shape& x, int64_t num_groups, const Variable<T>& weight, con
     throw std::invalid_argument("group_norm: num_groups " + std::to_string(num_groups) +
                                 " does not divide the " + std::to_string(x[1]) +
                                 " channels of input of shape " + shape_str(x));
+  // As PyTorch, in any mode: a single value in each group over the whole batch would normalise to 0.
+  int64_t values = x[0] * (x[1] / num_groups);
+  for (std::size_t d = 2; d < x.size(); ++d) values *= x[d];
+  if (values == 1)
+    throw std::invalid_argument(
+        "group_norm: expected more than 1 value per group over the batch (N * C / "
+        "num_groups * spatial size), got 1 from input of shape " +
+        shape_str(x) + " with " + std::to_string(num_groups) + " groups");
   for (const auto& [what, v] : {std::pair{"weight", &weight}, std::pair{"bias", &bias}})
     if (v->defined() && v->shape() != Shape{x[1]})
       throw std::invalid_argument("group_norm: " + std::string(what) + " of shape " + shape_str(v->shape()) +
@@ -48,9 +56,9 @@ void gn_check(const Shape& x, int64_t num_groups, const Variable<T>& weight, con
 
 // y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c], with mean and biased variance per sample and group
 // of C / num_groups channels, over those channels and all positions after dimension 1. x is [N, C, *] with
-// C divisible by num_groups; weight and bias [C] may each be an undefined Variable (no scale / no shift).
-// Statistics and outputs are computed in double and rounded to T. eps must be >= 0 (not NaN); as PyTorch,
-// eps = 0 on a constant group gives NaN.
+// C divisible by num_groups and N * C / num_groups * spatial size above 1 (as PyTorch, in any mode); weight
+// and bias [C] may each be an undefined Variable (no scale / no shift). Statistics and outputs are computed
+// in double and rounded to T. eps must be >= 0 (not NaN); as PyTorch, eps = 0 on a constant group gives NaN.
 template <class T>
 Variable<T> group_norm(const Variable<T>& x, int64_t num_groups, const Variable<T>& weight,
                        const Variable<T>& bias, std::type_identity_t<T> eps = T(1e-5)) {
