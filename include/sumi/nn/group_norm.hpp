@@ -99,8 +99,7 @@ class InstanceNorm2d : public Module<T> {
     detail::require_eps("InstanceNorm2d", eps);
     detail::bind_affine(*this, affine, num_features, weight, bias);
   }
-  // (num_features, eps, affine), this constructor's former order, would otherwise set the momentum from
-  // affine.
+  // A bool third argument (affine where torch puts momentum) would otherwise become a momentum of 1.
   InstanceNorm2d(int64_t num_features, double eps, bool affine) = delete;
 
   Variable<T> forward(const Variable<T>& x) override {
