@@ -8,6 +8,7 @@
 
 #include "fixture.hpp"
 #include "gradcheck_helpers.hpp"
+#include "isa_guard.hpp"
 #include "sumi/autograd/gradient_zip.hpp"
 #include "sumi/ops/dropout.hpp"
 #include "sumi/ops/elementwise.hpp"
@@ -358,7 +359,7 @@ TEST_CASE("in-place accumulation refuses a strided destination instead of updati
   // running prefix sum. Long enough that no single vector holds it (an AVX-512 register loads 8 doubles
   // before it stores them), and on every ISA.
   namespace sk = sumi::kernels;
-  const sk::Isa saved = sk::active_isa();
+  const sumi::test::IsaGuard restore_isa;
   for (sk::Isa isa : {sk::Isa::scalar, sk::Isa::avx2, sk::Isa::avx512}) {
     if (!sk::isa_supported(isa)) continue;
     sk::set_isa(isa);
@@ -367,7 +368,6 @@ TEST_CASE("in-place accumulation refuses a strided destination instead of updati
     add_inplace(tail, a.slice(0, 199));
     for (int64_t i = 1; i < 200; ++i) REQUIRE(a.at({i}) == double(2 * i - 1));
   }
-  sk::set_isa(saved);
 }
 
 TEST_CASE("float linear of an empty batch or with no features gives the empty product plus bias",

@@ -17,9 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "isa_guard.hpp"
 #include "sumi/kernels/conv.hpp"
 #include "sumi/kernels/cpu_features.hpp"
 #include "sumi/kernels/threading.hpp"
+#include "thread_count_guard.hpp"
 
 namespace {
 
@@ -296,12 +298,8 @@ const std::vector<Problem>& winograd_layers() {
 
 // Restores the process-wide ISA and thread count when a test ends.
 struct SettingsGuard {
-  Isa isa = sk::active_isa();
-  int threads = sumi::get_num_threads();
-  ~SettingsGuard() {
-    sk::set_isa(isa);
-    sumi::set_num_threads(threads);
-  }
+  sumi::test::IsaGuard isa;
+  sumi::test::ThreadCountGuard threads;
 };
 
 bool skip_unsupported(Isa isa) {

@@ -8,6 +8,7 @@
 
 #include "fixture.hpp"
 #include "gradcheck_helpers.hpp"
+#include "isa_guard.hpp"
 #include "sumi/ops/conv.hpp"
 #include "sumi/ops/elementwise.hpp"
 #include "sumi/ops/reduction.hpp"
@@ -231,7 +232,7 @@ TEST_CASE("conv ops with a fused relu equal relu after the op, on every ISA", "[
   namespace sk = sumi::kernels;
   using TF = Tensor<float>;
   const auto& cases = kFusedReluCases;
-  const sk::Isa saved = sk::active_isa();
+  const sumi::test::IsaGuard restore_isa;
   std::map<std::string, std::vector<TF>> reference;
   for (sk::Isa isa : {sk::Isa::scalar, sk::Isa::avx2, sk::Isa::avx512}) {
     if (!sk::isa_supported(isa)) {
@@ -270,7 +271,6 @@ TEST_CASE("conv ops with a fused relu equal relu after the op, on every ISA", "[
       }
     }
   }
-  sk::set_isa(saved);
 }
 
 // PyTorch's relu lets NaN through (a diverged network's loss must be NaN, not finite); the fused one does
@@ -287,7 +287,7 @@ TEST_CASE("a fused relu lets NaN through as the relu op does, on every ISA", "[c
   CHECK(x.grad().at({0}) == 1.0f);
   CHECK(x.grad().at({1}) == 0.0f);
   CHECK(x.grad().at({2}) == 1.0f);
-  const sk::Isa saved = sk::active_isa();
+  const sumi::test::IsaGuard restore_isa;
   for (sk::Isa isa : {sk::Isa::scalar, sk::Isa::avx2, sk::Isa::avx512}) {
     if (!sk::isa_supported(isa)) continue;
     sk::set_isa(isa);
@@ -314,7 +314,6 @@ TEST_CASE("a fused relu lets NaN through as the relu op does, on every ISA", "[c
       }
     }
   }
-  sk::set_isa(saved);
 }
 
 TEST_CASE("conv ops with a fused relu match finite differences", "[conv][relu][gradcheck]") {

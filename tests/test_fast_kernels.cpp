@@ -7,17 +7,14 @@
 #include <vector>
 #include "max_error.hpp"
 
+#include "isa_guard.hpp"
 #include "sumi/sumi.hpp"
+#include "thread_count_guard.hpp"
 
 namespace sk = sumi::kernels;
 using sk::Isa;
 
 namespace {
-
-struct IsaGuard {
-  Isa isa = sk::active_isa();
-  ~IsaGuard() { sk::set_isa(isa); }
-};
 
 std::vector<Isa> supported_isas() {
   std::vector<Isa> isas;
@@ -63,7 +60,7 @@ TEST_CASE("exp_approx is within 2 ulp of exp over its range", "[kernels][fast_ma
 }
 
 TEST_CASE("sigmoid kernel matches the logistic function on every ISA", "[kernels][fast_math]") {
-  IsaGuard guard;
+  const sumi::test::IsaGuard restore_isa;
   const std::vector<float> x = activation_inputs();
   for (Isa isa : supported_isas()) {
     INFO("isa " << sk::isa_name(isa));
@@ -97,8 +94,8 @@ TEST_CASE("sigmoid kernel matches the logistic function on every ISA", "[kernels
 }
 
 TEST_CASE("element-wise loops give the same result on every ISA and thread count", "[kernels][elementwise]") {
-  IsaGuard guard;
-  const int threads = sumi::get_num_threads();
+  const sumi::test::IsaGuard restore_isa;
+  const sumi::test::ThreadCountGuard restore_threads;
   const int64_t n = 3 * sk::kParallelThreshold + 17;  // parallel, with a tail
   std::vector<float> a(n), b(n), c(n);
   for (int64_t i = 0; i < n; ++i) {
@@ -125,11 +122,10 @@ TEST_CASE("element-wise loops give the same result on every ISA and thread count
       CHECK(wrong == 0);
     }
   }
-  sumi::set_num_threads(threads);
 }
 
 TEST_CASE("linear kernels match a double-precision reference on every ISA", "[kernels][linear]") {
-  IsaGuard guard;
+  const sumi::test::IsaGuard restore_isa;
   struct Dims {
     int64_t n, in, out;
   };

@@ -1,12 +1,18 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "fixture.hpp"
 #include "gradcheck_helpers.hpp"
+#include "isa_guard.hpp"
+#include "sumi/kernels/pooling.hpp"
 #include "sumi/kernels/threading.hpp"
 #include "sumi/nn/pooling.hpp"
 #include "sumi/ops/pooling.hpp"
@@ -153,6 +159,63 @@ TEST_CASE("a max-pool window that holds no element gives -infinity and no gradie
   CHECK(at == -1);
   kernels::max_pool2d_backward(g, &output, &at, &gradient);
   CHECK(gradient == 0);
+}
+
+TEST_CASE("the vectorized max pool gives the scalar reference's values and indices on every ISA",
+          "[pooling][isa]") {
+  // Few distinct values, NaNs and -infinities, so that windows hold ties, NaNs and all--infinity runs; widths
+  // on both sides of a vector's 8 and 16 lanes; every stride (2 deinterleaves, 3 gathers), padding on the
+  // edge columns, dilation and ceil_mode's partial last windows.
+  const test::IsaGuard restore_isa;
+  std::mt19937 gen(11);
+  std::uniform_int_distribution<int> pick(0, 9);
+  int compared = 0;
+  for (int64_t k = 1; k <= 4; ++k)
+    for (int64_t stride = 1; stride <= 3; ++stride)
+      for (int64_t pad = 0; pad <= k / 2; ++pad)
+        for (int64_t dilation = 1; dilation <= 2; ++dilation)
+          for (int64_t width : {1, 7, 17, 33, 40})
+            for (bool ceil_mode : {false, true}) {
+              const kernels::Pool2dGeometry g{.planes = 3,
+                                              .in_h = 6,
+                                              .in_w = width,
+                                              .kernel_h = k,
+                                              .kernel_w = k,
+                                              .stride_h = stride,
+                                              .stride_w = stride,
+                                              .pad_h = pad,
+                                              .pad_w = pad,
+                                              .dilation_h = dilation,
+                                              .dilation_w = dilation,
+                                              .ceil_mode = ceil_mode};
+              if (g.out_h() <= 0 || g.out_w() <= 0) continue;
+              INFO("kernel " << k << " stride " << stride << " padding " << pad << " dilation " << dilation
+                             << " width " << width << " ceil_mode " << ceil_mode);
+              std::vector<float> x(std::size_t(g.planes * g.in_h * g.in_w));
+              for (float& v : x) {
+                const int r = pick(gen);
+                v = r == 0   ? std::numeric_limits<float>::quiet_NaN()
+                    : r == 1 ? -std::numeric_limits<float>::infinity()
+                             : float(r % 4);
+              }
+              const std::size_t n = std::size_t(g.planes * g.out_h() * g.out_w());
+              std::vector<float> y_reference(n), y(n);
+              std::vector<int64_t> at_reference(n), at(n);
+              kernels::max_pool2d_forward_reference(g, x.data(), y_reference.data(), at_reference.data());
+              for (kernels::Isa isa : {kernels::Isa::avx2, kernels::Isa::avx512}) {
+                if (!kernels::isa_supported(isa)) continue;
+                INFO("ISA " << kernels::isa_name(isa));
+                kernels::set_isa(isa);
+                std::fill(y.begin(), y.end(), 7.0f);
+                std::fill(at.begin(), at.end(), int64_t(-7));
+                kernels::max_pool2d_forward(g, x.data(), y.data(), at.data());
+                REQUIRE(at == at_reference);
+                for (std::size_t i = 0; i < n; ++i)
+                  REQUIRE(std::bit_cast<uint32_t>(y[i]) == std::bit_cast<uint32_t>(y_reference[i]));
+                ++compared;
+              }
+            }
+  if (kernels::isa_supported(kernels::Isa::avx2)) CHECK(compared > 300);
 }
 
 TEST_CASE("pooling results do not depend on the number of threads", "[pooling][threads]") {

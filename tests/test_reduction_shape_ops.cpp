@@ -7,6 +7,7 @@
 #include "sumi/ops/reduction.hpp"
 #include "sumi/ops/shape_ops.hpp"
 #include "sumi/ops/softmax.hpp"
+#include "thread_count_guard.hpp"
 
 using namespace sumi;
 using sumi::test::leaf;
@@ -145,7 +146,7 @@ TEST_CASE("large sums are accurate in float and identical for any thread count",
   REQUIRE(double(mean(xf).item()) == Approx(reference / double(n)).epsilon(1e-6));
 
   const Variable<float> m(Tensor<float>::rand({512, 4099}, gen, -1.0f, 1.0f));
-  const int saved = sumi::get_num_threads();
+  const sumi::test::ThreadCountGuard restore_threads;
   std::vector<float> totals;
   std::vector<Tensor<float>> by_rows, by_cols;
   for (int threads : {1, 2, 3, 8}) {
@@ -154,7 +155,6 @@ TEST_CASE("large sums are accurate in float and identical for any thread count",
     by_rows.push_back(sum(m, {0}).value());
     by_cols.push_back(sum(m, {1}).value());
   }
-  sumi::set_num_threads(saved);
   for (std::size_t k = 1; k < totals.size(); ++k) {
     REQUIRE(totals[k] == totals[0]);  // bitwise
     REQUIRE(std::equal(by_rows[k].data(), by_rows[k].data() + 4099, by_rows[0].data()));
