@@ -3,6 +3,7 @@
 #include "sumi/version.hpp"
 
 #include "sumi/kernels/conv.hpp"
+#include "sumi/kernels/depthwise_conv.hpp"
 #include "sumi/kernels/elementwise.hpp"
 #include "sumi/kernels/fast_math.hpp"
 #include "sumi/kernels/linear.hpp"

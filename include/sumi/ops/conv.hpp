@@ -16,6 +16,7 @@
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/conv.hpp"
 #include "sumi/kernels/conv_geometry.hpp"
+#include "sumi/kernels/depthwise_conv.hpp"
 #include "sumi/kernels/elementwise.hpp"
 #include "sumi/kernels/threading.hpp"
 #include "sumi/ops/int_pair.hpp"
@@ -279,7 +280,9 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& weight, const Variab
     throw std::invalid_argument("conv2d: bias of shape " + shape_str(bias.shape()) +
                                 " does not match weight of shape " + shape_str(weight.shape()) + " (" +
                                 std::to_string(weight.size(0)) + " output channels)");
-  if (groups != 1) {
+  // One input channel per group (depthwise) has kernels of its own; other groups run group by group.
+  const bool depthwise = groups > 1 && weight.size(1) == 1;
+  if (groups != 1 && !depthwise) {
     Conv2dOptions one_group = options;
     one_group.groups = 1;
     return detail::conv_by_groups(
@@ -318,7 +321,10 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& weight, const Variab
   const Tensor<T> bv = has_bias ? bias.value().contiguous() : Tensor<T>();
   const bool relu = options.activation == ConvActivation::relu;
   Tensor<T> y = Tensor<T>::empty({g.batch, g.out_channels, g.out_h(), g.out_w()});
-  if (g.batch > 0)
+  if (g.batch > 0 && depthwise)
+    kernels::depthwise_conv2d_forward(g, xv.data(), wv.data(), has_bias ? bv.data() : nullptr, y.data(),
+                                      relu);
+  else if (g.batch > 0)
     kernels::conv2d_forward(g, xv.data(), wv.data(), has_bias ? bv.data() : nullptr, y.data(), relu);
   const Tensor<T> ys = relu ? y : Tensor<T>();  // the relu's mask
 
@@ -327,16 +333,23 @@ Variable<T> conv2d(const Variable<T>& x, const Variable<T>& weight, const Variab
   // Save only what the required gradients read: grad-input needs the weight, grad-weight needs the input.
   return Variable<T>::from_op(
       std::move(y), relu ? "conv2d_relu" : op, {x, weight, has_bias ? bias : Variable<T>()},
-      [g, xs = need_w ? xv : Tensor<T>(), ws = need_x ? wv : Tensor<T>(), ys, need_x, need_w,
-       need_b](Tensor<T> grad) {
+      [g, xs = need_w ? xv : Tensor<T>(), ws = need_x ? wv : Tensor<T>(), ys, need_x, need_w, need_b,
+       depthwise](Tensor<T> grad) {
         const Tensor<T> gy =
             ys.defined() ? detail::conv_relu_gradient(std::move(grad), ys) : grad.contiguous();
         Tensor<T> gx, gw, gb;
         if (need_x) {
           gx = Tensor<T>::empty({g.batch, g.in_channels, g.in_h, g.in_w});
-          if (g.batch > 0) kernels::conv2d_backward_input(g, gy.data(), ws.data(), gx.data());
+          if (g.batch > 0 && depthwise)
+            kernels::depthwise_conv2d_backward_input(g, gy.data(), ws.data(), gx.data());
+          else if (g.batch > 0)
+            kernels::conv2d_backward_input(g, gy.data(), ws.data(), gx.data());
         }
-        if (need_w) {
+        if (need_w && depthwise) {
+          gw = Tensor<T>::zeros({g.out_channels, 1, g.kernel_h, g.kernel_w});
+          if (g.batch > 0) kernels::depthwise_conv2d_backward_weight(g, xs.data(), gy.data(), gw.data());
+        }
+        if (need_w && !depthwise) {
           gw = Tensor<T>::zeros({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w});
           if (need_b) gb = Tensor<T>::zeros({g.out_channels});
           if (g.batch > 0)
@@ -381,7 +394,10 @@ Variable<T> conv_transpose2d(const Variable<T>& x, const Variable<T>& weight,
     throw std::invalid_argument("conv_transpose2d: bias of shape " + shape_str(bias.shape()) +
                                 " does not match weight of shape " + shape_str(weight.shape()) + " (" +
                                 std::to_string(out_channels) + " output channels)");
-  if (groups != 1) {
+  // One input and one output channel per group (depthwise) has kernels of its own; other groups run group
+  // by group.
+  const bool depthwise = groups > 1 && weight.size(0) == groups && weight.size(1) == 1;
+  if (groups != 1 && !depthwise) {
     ConvTranspose2dOptions one_group = options;
     one_group.groups = 1;
     return detail::conv_by_groups(
@@ -400,7 +416,7 @@ Variable<T> conv_transpose2d(const Variable<T>& x, const Variable<T>& weight,
                                 " or dilation " + d.to_string());
 
   const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
-  const int64_t Cout = weight.size(1), kh = weight.size(2), kw = weight.size(3);
+  const int64_t Cout = out_channels, kh = weight.size(2), kw = weight.size(3);
   const int64_t Ho = (H - 1) * s.h - 2 * p.h + d.h * (kh - 1) + op_.h + 1;
   const int64_t Wo = (W - 1) * s.w - 2 * p.w + d.w * (kw - 1) + op_.w + 1;
   if (Ho < 1 || Wo < 1)
@@ -434,7 +450,12 @@ Variable<T> conv_transpose2d(const Variable<T>& x, const Variable<T>& weight,
   if (N > 0) {
     const Tensor<T> xp = detail::conv_pad_bottom_right(xv, gh, gw_);
     const Tensor<T> bv = has_bias ? bias.value().contiguous() : Tensor<T>();
-    kernels::conv2d_backward_input(g, xp.data(), wv.data(), y.data(), has_bias ? bv.data() : nullptr, relu);
+    if (depthwise) {
+      kernels::depthwise_conv2d_backward_input(g, xp.data(), wv.data(), y.data());
+      kernels::conv_output_epilogue(y.data(), N, Cout, Ho * Wo, has_bias ? bv.data() : nullptr, relu);
+    } else {
+      kernels::conv2d_backward_input(g, xp.data(), wv.data(), y.data(), has_bias ? bv.data() : nullptr, relu);
+    }
   }
   const Tensor<T> ys = relu ? y : Tensor<T>();  // the relu's mask
 
@@ -443,7 +464,7 @@ Variable<T> conv_transpose2d(const Variable<T>& x, const Variable<T>& weight,
   return Variable<T>::from_op(
       std::move(y), relu ? "conv_transpose2d_relu" : op, {x, weight, has_bias ? bias : Variable<T>()},
       [g, H, W, gh, gw_, xs = need_w ? xv : Tensor<T>(), ws = need_x ? wv : Tensor<T>(), ys, need_x, need_w,
-       need_b](Tensor<T> grad) {
+       need_b, depthwise](Tensor<T> grad) {
         // [N, Cout, Ho, Wo]: the geometry's x
         Tensor<T> gb;  // with a relu, summed in the mask's pass
         const Tensor<T> gout = ys.defined()
@@ -453,8 +474,14 @@ Variable<T> conv_transpose2d(const Variable<T>& x, const Variable<T>& weight,
         // the geometry's y (this op's input gradient before cropping) and gy (this op's input)
         Tensor<T> full = need_x ? Tensor<T>::empty({g.batch, g.out_channels, gh, gw_}) : Tensor<T>();
         const Tensor<T> xp = need_w ? detail::conv_pad_bottom_right(xs, gh, gw_) : Tensor<T>();
-        if (need_w) gw = Tensor<T>::zeros({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w});
-        if (g.batch > 0) {
+        if (need_w)
+          gw = Tensor<T>::zeros({g.out_channels, depthwise ? 1 : g.in_channels, g.kernel_h, g.kernel_w});
+        if (g.batch > 0 && depthwise) {
+          if (need_x)
+            kernels::depthwise_conv2d_forward(g, gout.data(), ws.data(), static_cast<const T*>(nullptr),
+                                              full.data());
+          if (need_w) kernels::depthwise_conv2d_backward_weight(g, gout.data(), xp.data(), gw.data());
+        } else if (g.batch > 0) {
           if (need_x && need_w)
             kernels::conv_transpose2d_backward(g, gout.data(), xp.data(), ws.data(), full.data(), gw.data());
           else if (need_x)
