@@ -6,10 +6,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "sumi/kernels/cpu_features.hpp"
 #include "sumi/kernels/pooling.hpp"
 #include "sumi/kernels/resample.hpp"
 #include "sumi/kernels/threading.hpp"
@@ -79,6 +81,8 @@ sk::Resample2dGeometry resample_geometry(Case c) {
 }
 
 void bm_resample(benchmark::State& state, Case c, bool backward, int threads) {
+  // The ISA SUMI_ISA names (the best one when unset), whatever an earlier benchmark of the binary set.
+  sk::set_isa(sk::isa_from_environment(std::getenv("SUMI_ISA")));
   sumi::set_num_threads(threads);
   const sk::Resample2dGeometry g = resample_geometry(c);
   std::vector<float> x(std::size_t(g.planes * g.in_plane())), y(std::size_t(g.planes * g.out_plane()));

@@ -165,7 +165,8 @@ TEST_CASE("the vectorized max pool gives the scalar reference's values and indic
           "[pooling][isa]") {
   // Few distinct values, NaNs and -infinities, so that windows hold ties, NaNs and all--infinity runs; widths
   // on both sides of a vector's 8 and 16 lanes; every stride (2 deinterleaves, 3 gathers), padding on the
-  // edge columns, dilation and ceil_mode's partial last windows.
+  // edge columns, dilation and ceil_mode's partial last windows; each setting different along the rows and
+  // the columns, so that one used for the other shows.
   const test::IsaGuard restore_isa;
   std::mt19937 gen(11);
   std::uniform_int_distribution<int> pick(0, 9);
@@ -180,17 +181,19 @@ TEST_CASE("the vectorized max pool gives the scalar reference's values and indic
                                               .in_h = 6,
                                               .in_w = width,
                                               .kernel_h = k,
-                                              .kernel_w = k,
+                                              .kernel_w = 5 - k,
                                               .stride_h = stride,
-                                              .stride_w = stride,
+                                              .stride_w = 4 - stride,
                                               .pad_h = pad,
-                                              .pad_w = pad,
+                                              .pad_w = pad == 0 ? (5 - k) / 2 : 0,
                                               .dilation_h = dilation,
-                                              .dilation_w = dilation,
+                                              .dilation_w = 3 - dilation,
                                               .ceil_mode = ceil_mode};
               if (g.out_h() <= 0 || g.out_w() <= 0) continue;
-              INFO("kernel " << k << " stride " << stride << " padding " << pad << " dilation " << dilation
-                             << " width " << width << " ceil_mode " << ceil_mode);
+              INFO("kernel " << g.kernel_h << "x" << g.kernel_w << " stride " << g.stride_h << ","
+                             << g.stride_w << " padding " << g.pad_h << "," << g.pad_w << " dilation "
+                             << g.dilation_h << "," << g.dilation_w << " width " << width << " ceil_mode "
+                             << ceil_mode);
               std::vector<float> x(std::size_t(g.planes * g.in_h * g.in_w));
               for (float& v : x) {
                 const int r = pick(gen);

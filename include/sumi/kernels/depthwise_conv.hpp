@@ -14,6 +14,8 @@
 // the same element and results do not depend on the thread count).
 #include <algorithm>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "sumi/kernels/conv_epilogue.hpp"
@@ -26,7 +28,14 @@ namespace sumi::kernels {
 
 namespace detail {
 
+// out_channels / in_channels, after refusing a geometry the kernels cannot run (std::invalid_argument): the
+// ops check their operands, but the kernels are public.
 inline int64_t depthwise_multiplier(const Conv2dGeometry& g) {
+  g.validate();
+  if (g.out_channels % g.in_channels != 0)
+    throw std::invalid_argument("depthwise conv2d: out_channels " + std::to_string(g.out_channels) +
+                                " is not a multiple of in_channels " + std::to_string(g.in_channels) + " (" +
+                                g.to_string() + ")");
   return g.out_channels / g.in_channels;
 }
 

@@ -1,8 +1,9 @@
 #pragma once
 // 2-d convolution and transposed convolution with autograd, as torch.nn.functional.conv2d and
 // conv_transpose2d. Both run on the three dispatch kernels of kernels/conv.hpp; the transposed convolution is
-// the adjoint of a convolution, so it calls them with the roles of input and output swapped. A grouped
-// convolution runs as one convolution per group on its slices of the channels (no depthwise kernel).
+// the adjoint of a convolution, so it calls them with the roles of input and output swapped. A depthwise
+// convolution (one channel per group on the side with fewer channels) runs on kernels/depthwise_conv.hpp's
+// kernels, other grouped convolutions as one convolution per group on its slices of the channels.
 #include <algorithm>
 #include <cstdint>
 #include <memory>
@@ -394,9 +395,9 @@ Variable<T> conv_transpose2d(const Variable<T>& x, const Variable<T>& weight,
     throw std::invalid_argument("conv_transpose2d: bias of shape " + shape_str(bias.shape()) +
                                 " does not match weight of shape " + shape_str(weight.shape()) + " (" +
                                 std::to_string(out_channels) + " output channels)");
-  // One input and one output channel per group (depthwise) has kernels of its own; other groups run group
-  // by group.
-  const bool depthwise = groups > 1 && weight.size(0) == groups && weight.size(1) == 1;
+  // One output channel per group (the adjoint of a depthwise convolution, any multiplier) has kernels of its
+  // own; other groups run group by group.
+  const bool depthwise = groups > 1 && weight.size(1) == 1;
   if (groups != 1 && !depthwise) {
     ConvTranspose2dOptions one_group = options;
     one_group.groups = 1;
