@@ -230,6 +230,26 @@ TEST_CASE("a depthwise convolution of an empty batch gives empty outputs and zer
   REQUIRE(yt.shape() == Shape{0, 3, 9, 9});
 }
 
+namespace {
+
+// gradcheck of op(x, w, bias) at leaves of shapes x and w, without a bias and with one of bias_channels.
+template <class Op>
+void check_gradients_with_and_without_bias(const Shape& x, const Shape& w, int64_t bias_channels,
+                                           uint64_t seed, const Op& op) {
+  INFO("input " << shape_str(x) << " weight " << shape_str(w));
+  for (bool bias : {false, true}) {
+    std::vector<Variable<double>> inputs{leaf(x, seed), leaf(w, seed + 1)};
+    if (bias) inputs.push_back(leaf({bias_channels}, seed + 2));
+    require_gradcheck(
+        [&](const std::vector<Variable<double>>& v) {
+          return op(v[0], v[1], v.size() > 2 ? v[2] : Variable<double>());
+        },
+        inputs);
+  }
+}
+
+}  // namespace
+
 TEST_CASE("depthwise conv2d gradients match finite differences", "[conv][depthwise][gradcheck]") {
   struct Case {
     Shape x, w;
@@ -242,18 +262,10 @@ TEST_CASE("depthwise conv2d gradients match finite differences", "[conv][depthwi
       {{1, 4, 5, 5}, {8, 1, 1, 1}, {.groups = 4}},
   };
   uint64_t seed = 100;
-  for (const Case& c : cases) {
-    INFO("input " << shape_str(c.x) << " weight " << shape_str(c.w));
-    for (bool bias : {false, true}) {
-      std::vector<Variable<double>> inputs{leaf(c.x, ++seed), leaf(c.w, ++seed)};
-      if (bias) inputs.push_back(leaf({c.w[0]}, ++seed));
-      require_gradcheck(
-          [&](const std::vector<Variable<double>>& v) {
-            return conv2d(v[0], v[1], v.size() > 2 ? v[2] : Variable<double>(), c.options);
-          },
-          inputs);
-    }
-  }
+  for (const Case& c : cases)
+    check_gradients_with_and_without_bias(
+        c.x, c.w, c.w[0], seed += 3,
+        [&](const auto& x, const auto& w, const auto& b) { return conv2d(x, w, b, c.options); });
 }
 
 TEST_CASE("depthwise conv_transpose2d gradients match finite differences", "[conv][depthwise][gradcheck]") {
@@ -262,26 +274,19 @@ TEST_CASE("depthwise conv_transpose2d gradients match finite differences", "[con
     ConvTranspose2dOptions options;
   };
   // The second case's output_padding is not below the stride (allowed below the dilation): its input is
-  // padded at the bottom and right to the geometry's size.
+  // padded at the bottom and right to the geometry's size. The third has three inputs per output channel.
   const Case cases[] = {
       {{2, 3, 4, 5}, {3, 1, 3, 3}, {.stride = 2, .padding = 1, .output_padding = 1, .groups = 3}},
       {{1, 2, 5, 4},
        {2, 1, 2, 3},
        {.padding = IntPair(0, 1), .output_padding = 1, .dilation = 2, .groups = 2}},
+      {{1, 6, 3, 4}, {6, 1, 3, 3}, {.stride = IntPair(2, 1), .padding = 1, .groups = 2}},
   };
   uint64_t seed = 200;
-  for (const Case& c : cases) {
-    INFO("input " << shape_str(c.x) << " weight " << shape_str(c.w));
-    for (bool bias : {false, true}) {
-      std::vector<Variable<double>> inputs{leaf(c.x, ++seed), leaf(c.w, ++seed)};
-      if (bias) inputs.push_back(leaf({c.w[0]}, ++seed));
-      require_gradcheck(
-          [&](const std::vector<Variable<double>>& v) {
-            return conv_transpose2d(v[0], v[1], v.size() > 2 ? v[2] : Variable<double>(), c.options);
-          },
-          inputs);
-    }
-  }
+  for (const Case& c : cases)
+    check_gradients_with_and_without_bias(
+        c.x, c.w, c.options.groups, seed += 3,
+        [&](const auto& x, const auto& w, const auto& b) { return conv_transpose2d(x, w, b, c.options); });
 }
 
 namespace {
