@@ -195,10 +195,6 @@ T strided_dot(Isa isa, int64_t n, const T* a, const T* x, int64_t stride) {
   return strided_dot_portable(n, a, x, stride);
 }
 
-}  // namespace detail
-
-namespace detail {
-
 // What the row kernels of one geometry share: the ISA, the sizes, and each kernel column's output column
 // range.
 struct DepthwiseRowPlan {
