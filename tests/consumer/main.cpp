@@ -8,6 +8,10 @@
 
 #include "sumi/sumi.hpp"
 
+#if defined(SUMI_CONSUMER_EXPECT_STB_ELSEWHERE) && !defined(SUMI_CONSUMER_STB_ELSEWHERE_INCLUDED)
+#error "stb came from the compiler's search path, not from the SUMI_STB_INCLUDE_DIR the package was given"
+#endif
+
 int main() {
   using namespace sumi;
   // 64 images 1x8x8 of noise, each with a bright row (label 0) or column (label 1).

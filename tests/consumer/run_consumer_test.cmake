@@ -1,6 +1,8 @@
 # Builds and runs tests/consumer against sumi: MODE=install installs sumi into a prefix and uses
 # find_package; MODE=subdirectory adds the source tree with add_subdirectory. CXX, when given, is the
-# consumer's compiler (the vendored sumi is then built with it too).
+# consumer's compiler (the vendored sumi is then built with it too). STB_DIR, when given, is the folder
+# holding the real stb/ headers: the consumer then gets stb from a folder outside the compiler's search path
+# (SUMI_STB_INCLUDE_DIR), whose headers mark that they were the ones included.
 if(CXX)
   get_filename_component(compiler_name ${CXX} NAME)
   set(work ${BINARY_DIR}/consumer-${MODE}-${compiler_name})
@@ -21,6 +23,14 @@ if(MODE STREQUAL "install")
   set(configure_args -DCMAKE_PREFIX_PATH=${work}/prefix)
 else()
   set(configure_args -DSUMI_CONSUMER_VIA_SUBDIRECTORY=ON -DSUMI_SOURCE_DIR=${SOURCE_DIR})
+endif()
+if(STB_DIR)
+  foreach(header stb_image.h stb_image_write.h stb_truetype.h stb_easy_font.h)
+    file(WRITE ${work}/stb-elsewhere/stb/${header}
+         "#define SUMI_CONSUMER_STB_ELSEWHERE_INCLUDED 1\n#include \"${STB_DIR}/stb/${header}\"\n")
+  endforeach()
+  list(APPEND configure_args -DSUMI_STB_INCLUDE_DIR=${work}/stb-elsewhere -DSUMI_CONSUMER_EXPECT_STB_ELSEWHERE=ON)
+  string(APPEND what ", stb elsewhere")
 endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${work}/build
                         -DCMAKE_BUILD_TYPE=Release ${configure_args} ${compiler_args} RESULT_VARIABLE rc)
