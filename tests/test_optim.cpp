@@ -2,8 +2,10 @@
 // parameter groups, skipped parameters, and state dicts that resume bit-exactly.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <type_traits>
 #include "max_error.hpp"
@@ -123,6 +125,37 @@ TEST_CASE("weight decay does not modify the stored gradient", "[optim]") {
     const Tensor<float> grad = params[0].grad().clone();
     opt->step();
     REQUIRE(bit_equal(params[0].grad(), grad));
+  }
+}
+
+TEMPLATE_TEST_CASE("amsgrad's running maximum takes a NaN second moment, as torch.maximum does",
+                   "[optim][adam]", float, double) {
+  // 37 elements: whole AVX-512 and AVX2 packets and a tail; NaN gradients at packet starts, middles and the
+  // tail.
+  const int64_t n = 37;
+  const std::vector<int64_t> nan_at = {0, 5, 16, 23, 36};
+  Variable<TestType> p(Tensor<TestType>::zeros({n}), true);
+  optim::Adam<TestType> opt({p}, {.lr = 1e-3, .amsgrad = true});
+  Tensor<TestType> v_max_before;
+  for (int step = 0; step < 3; ++step) {
+    Tensor<TestType> grad = Tensor<TestType>::zeros({n});
+    for (int64_t i = 0; i < n; ++i) grad.data()[i] = TestType(1 + (i * 7 + step * 3) % 5);
+    if (step == 1)
+      for (int64_t i : nan_at) grad.data()[i] = std::numeric_limits<TestType>::quiet_NaN();
+    p.grad() = grad;
+    opt.step();
+    const auto& buffers = opt.state(p)->buffers;
+    const Tensor<TestType>& v = buffers.at("exp_avg_sq");
+    const Tensor<TestType>& v_max = buffers.at("max_exp_avg_sq");
+    for (int64_t i = 0; i < n; ++i) {
+      INFO("step " << step << ", element " << i);
+      const bool poisoned = step >= 1 && std::find(nan_at.begin(), nan_at.end(), i) != nan_at.end();
+      CHECK(std::isnan(v_max.data()[i]) == poisoned);
+      CHECK(std::isnan(p.value().data()[i]) == poisoned);
+      if (!poisoned)
+        CHECK(v_max.data()[i] == (step == 0 ? v.data()[i] : std::max(v_max_before.data()[i], v.data()[i])));
+    }
+    v_max_before = v_max.clone();
   }
 }
 
