@@ -168,31 +168,10 @@ template <int STRIDE, class T>
 }
 
 template <class T>
-T strided_dot_portable(int64_t n, const T* a, const T* x, int64_t stride) {
-  return stride == 1 ? strided_dot_body<1>(n, a, x, stride) : strided_dot_body<0>(n, a, x, stride);
-}
-
-#if SUMI_X86_KERNELS
-template <class T>
-[[gnu::target("avx2,fma")]] T strided_dot_avx2(int64_t n, const T* a, const T* x, int64_t stride) {
-  return stride == 1 ? strided_dot_body<1>(n, a, x, stride) : strided_dot_body<0>(n, a, x, stride);
-}
-
-template <class T>
-[[gnu::target("avx512f,avx512bw,avx512vl,avx512dq")]] T strided_dot_avx512(int64_t n, const T* a, const T* x,
-                                                                           int64_t stride) {
-  return stride == 1 ? strided_dot_body<1>(n, a, x, stride) : strided_dot_body<0>(n, a, x, stride);
-}
-#endif
-
-template <class T>
 T strided_dot(Isa isa, int64_t n, const T* a, const T* x, int64_t stride) {
-#if SUMI_X86_KERNELS
-  if (isa == Isa::avx512) return strided_dot_avx512(n, a, x, stride);
-  if (isa == Isa::avx2) return strided_dot_avx2(n, a, x, stride);
-#endif
-  (void)isa;
-  return strided_dot_portable(n, a, x, stride);
+  return call_compiled_for(isa, [&] {
+    return stride == 1 ? strided_dot_body<1>(n, a, x, stride) : strided_dot_body<0>(n, a, x, stride);
+  });
 }
 
 // What the row kernels of one geometry share: the ISA, the sizes, and each kernel column's output column

@@ -26,35 +26,37 @@ namespace detail {
 #define SUMI_ELEMENTWISE_SIMD _Pragma("omp simd")
 #endif
 
-template <class Body>
-void simd_range_portable(int64_t begin, int64_t end, const Body& body) {
-  SUMI_ELEMENTWISE_SIMD
-  for (int64_t i = begin; i < end; ++i) body(i);
-}
-
+// f(), compiled for the ISA: `flatten` inlines f (and what it calls) into each copy, so that its loops are
+// vectorised there with AVX-512, AVX2 + FMA or the portable target.
 #if SUMI_X86_KERNELS
-template <class Body>
-[[gnu::target("avx2,fma")]] void simd_range_avx2(int64_t begin, int64_t end, const Body& body) {
-  SUMI_ELEMENTWISE_SIMD
-  for (int64_t i = begin; i < end; ++i) body(i);
+template <class F>
+[[gnu::target("avx2,fma"), gnu::flatten]] decltype(auto) call_compiled_for_avx2(const F& f) {
+  return f();
 }
 
-template <class Body>
-[[gnu::target("avx512f,avx512bw,avx512vl,avx512dq")]] void simd_range_avx512(int64_t begin, int64_t end,
-                                                                             const Body& body) {
-  SUMI_ELEMENTWISE_SIMD
-  for (int64_t i = begin; i < end; ++i) body(i);
+template <class F>
+[[gnu::target("avx512f,avx512bw,avx512vl,avx512dq"), gnu::flatten]] decltype(auto) call_compiled_for_avx512(
+    const F& f) {
+  return f();
 }
 #endif
+
+template <class F>
+decltype(auto) call_compiled_for(Isa isa, const F& f) {
+#if SUMI_X86_KERNELS
+  if (isa == Isa::avx512) return call_compiled_for_avx512(f);
+  if (isa == Isa::avx2) return call_compiled_for_avx2(f);
+#endif
+  (void)isa;
+  return f();
+}
 
 template <class Body>
 void simd_range(Isa isa, int64_t begin, int64_t end, const Body& body) {
-#if SUMI_X86_KERNELS
-  if (isa == Isa::avx512) return simd_range_avx512(begin, end, body);
-  if (isa == Isa::avx2) return simd_range_avx2(begin, end, body);
-#endif
-  (void)isa;
-  simd_range_portable(begin, end, body);
+  call_compiled_for(isa, [&] {
+    SUMI_ELEMENTWISE_SIMD
+    for (int64_t i = begin; i < end; ++i) body(i);
+  });
 }
 
 #undef SUMI_ELEMENTWISE_SIMD
