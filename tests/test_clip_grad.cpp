@@ -148,6 +148,40 @@ TEST_CASE("clip_grad_value_ clamps each gradient element", "[optim][clip]") {
   CHECK(grad_of(b)[0] == 5);
 }
 
+TEST_CASE("clipping takes a vector, a braced list without its type or one parameter, alike",
+          "[optim][clip]") {
+  const auto fresh = [] {
+    return std::vector<Variable<double>>{with_grad<double>({3, -4}, {2}), with_grad<double>({12}, {1})};
+  };
+  // The 1-norm (19), so that a norm_type not passed on would show.
+  auto reference = fresh();
+  const double norm = optim::clip_grad_norm_(reference, 6.5, 1.0);
+  CHECK(norm == 19);
+  auto braced = fresh();
+  CHECK(optim::clip_grad_norm_({braced[0], braced[1]}, 6.5, 1.0) == norm);
+  CHECK(grad_of(braced[0]) == grad_of(reference[0]));
+  CHECK(grad_of(braced[1]) == grad_of(reference[1]));
+  auto single = fresh();
+  CHECK(optim::clip_grad_norm_(single[0], 2.5, 1.0) == 7);
+  auto alone = fresh();
+  optim::clip_grad_norm_(std::vector{alone[0]}, 2.5, 1.0);
+  CHECK(grad_of(single[0]) == grad_of(alone[0]));
+  CHECK(grad_of(single[0])[0] < 3);
+  CHECK(grad_of(single[1]) == std::vector<double>{12});
+  auto poisoned = with_grad<double>({3, std::numeric_limits<double>::quiet_NaN()}, {2});
+  CHECK_THROWS_WITH(optim::clip_grad_norm_(poisoned, 1.0, 2.0, true), Contains("cannot be clipped"));
+  CHECK_THROWS_WITH(optim::clip_grad_norm_({poisoned}, 1.0, 2.0, true), Contains("cannot be clipped"));
+
+  auto values = fresh();
+  optim::clip_grad_value_({values[0], values[1]}, 3.5);
+  CHECK(grad_of(values[0]) == std::vector<double>{3, -3.5});
+  CHECK(grad_of(values[1]) == std::vector<double>{3.5});
+  auto one = fresh();
+  optim::clip_grad_value_(one[0], 3.5);
+  CHECK(grad_of(one[0]) == std::vector<double>{3, -3.5});
+  CHECK(grad_of(one[1]) == std::vector<double>{12});
+}
+
 TEST_CASE("gradient clipping refuses limits that would flip or poison the gradients",
           "[optim][clip][errors]") {
   auto a = with_grad<float>({3, -4}, {2});

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <concepts>
+#include <initializer_list>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -108,6 +109,18 @@ double clip_grad_norm_(const std::vector<Variable<T>>& parameters, double max_no
   return total;
 }
 
+// A braced list ({w, b}) or one parameter, as PyTorch takes an iterable or a single tensor.
+template <std::floating_point T>
+double clip_grad_norm_(std::initializer_list<Variable<T>> parameters, double max_norm, double norm_type = 2.0,
+                       bool error_if_nonfinite = false) {
+  return clip_grad_norm_(std::vector<Variable<T>>(parameters), max_norm, norm_type, error_if_nonfinite);
+}
+template <std::floating_point T>
+double clip_grad_norm_(const Variable<T>& parameter, double max_norm, double norm_type = 2.0,
+                       bool error_if_nonfinite = false) {
+  return clip_grad_norm_({parameter}, max_norm, norm_type, error_if_nonfinite);
+}
+
 // Limits every gradient element of `parameters` to [-clip_value, clip_value] (NaN stays NaN).
 template <std::floating_point T>
 void clip_grad_value_(const std::vector<Variable<T>>& parameters, double clip_value) {
@@ -117,6 +130,16 @@ void clip_grad_value_(const std::vector<Variable<T>>& parameters, double clip_va
   const T limit = T(clip_value);
   for (const Variable<T>& p : detail::parameters_with_gradients(parameters))
     detail::update_gradient(p, [limit](auto g) { g = g.isNaN().select(g, g.max(-limit).min(limit)); });
+}
+
+// A braced list or one parameter, as clip_grad_norm_'s.
+template <std::floating_point T>
+void clip_grad_value_(std::initializer_list<Variable<T>> parameters, double clip_value) {
+  clip_grad_value_(std::vector<Variable<T>>(parameters), clip_value);
+}
+template <std::floating_point T>
+void clip_grad_value_(const Variable<T>& parameter, double clip_value) {
+  clip_grad_value_({parameter}, clip_value);
 }
 
 }  // namespace sumi::optim
