@@ -188,7 +188,8 @@ TEST_CASE("autoencoder example rejects bad flags naming the flag", "[example][er
   REQUIRE(test::read_text(log).find("--out") != std::string::npos);
 }
 
-TEST_CASE("example runs lock their output folder and drop an earlier run's summary", "[example][errors]") {
+TEST_CASE("example runs lock their output folder and drop an earlier run's summary and temporary files",
+          "[example][errors]") {
   const fs::path dir = fs::temp_directory_path() / "sumi_e2e_locked";
   const fs::path log = fs::temp_directory_path() / "sumi_e2e_locked.log";
   fs::remove_all(dir);
@@ -207,12 +208,16 @@ TEST_CASE("example runs lock their output folder and drop an earlier run's summa
     }
   }
   // An earlier run's summary is gone once training starts, so a run that stops (here: diverges) does not
-  // leave it beside its own files.
+  // leave it beside its own files; nor do the temporary files of a run killed mid-write.
   util::write_file_atomically(dir / "summary.json", "{\"test_mse\": 0.01}\n");
+  util::write_file_atomically(dir / "summary.json.tmp.00000000deadbeef", "{\"test_");
   REQUIRE(test::run_example("autoencoder", "--limit 600 --epochs 1 --lr 1e30 --out " + dir.string(), log) ==
           1);
   REQUIRE(test::read_text(log).find("training diverged") != std::string::npos);
+  REQUIRE(test::read_text(log).find("removed 1 temporary file an interrupted run left "
+                                    "(summary.json.tmp.00000000deadbeef)") != std::string::npos);
   REQUIRE_FALSE(fs::exists(dir / "summary.json"));
+  REQUIRE_FALSE(fs::exists(dir / "summary.json.tmp.00000000deadbeef"));
   fs::remove_all(dir);
 }
 

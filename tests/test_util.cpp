@@ -58,6 +58,7 @@ std::string read_file(const fs::path& path) {
 std::vector<std::string> directory_entries(const fs::path& dir) {
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
   return names;
 }
 
@@ -209,6 +210,29 @@ TEST_CASE("temporary files are new, exclusive files with room for long target na
   const fs::path long_target = dir / (std::string(250, 'n') + ".csv");
   write_file_atomically(long_target, "long");
   CHECK(read_file(long_target) == "long");
+}
+
+TEST_CASE("temporary files a stopped writer left are removed, and nothing else", "[util][atomic_file]") {
+  TempDir dir;
+  const auto [made, made_fd] = detail::create_temp_sibling(dir / "model.safetensors");
+  ::close(made_fd);
+  for (const char* name :
+       {"metrics.csv.tmp.0123456789abcdef", "a.tmp.0123456789ABCDEF", "b.tmp.0123456789abcde",
+        ".tmp.0123456789abcdef", "c.tmp.0123456789abcdefa", "metrics.csv", "target"})
+    write_file_atomically(dir / name, "x");
+  fs::create_directories(dir / "d.tmp.0123456789abcdef");
+  fs::create_directories(dir / "sub");
+  write_file_atomically(dir / "sub" / "e.tmp.0123456789abcdef", "x");
+  fs::create_symlink(dir / "target", dir / "l.tmp.0123456789abcdef");
+
+  const std::vector<std::string> removed = remove_abandoned_temporary_files(dir.path);
+  CHECK(removed == std::vector<std::string>{"metrics.csv.tmp.0123456789abcdef", made.filename().string()});
+  CHECK(directory_entries(dir.path) ==
+        std::vector<std::string>{".tmp.0123456789abcdef", "a.tmp.0123456789ABCDEF", "b.tmp.0123456789abcde",
+                                 "c.tmp.0123456789abcdefa", "d.tmp.0123456789abcdef",
+                                 "l.tmp.0123456789abcdef", "metrics.csv", "sub", "target"});
+  CHECK(directory_entries(dir / "sub") == std::vector<std::string>{"e.tmp.0123456789abcdef"});
+  CHECK(remove_abandoned_temporary_files(dir.path).empty());
 }
 
 TEST_CASE("write_file_atomically keeps the permissions and never writes through a link",

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "sumi/kernels/cpu_features.hpp"
 #include "sumi/kernels/threading.hpp"
@@ -57,13 +58,19 @@ struct RunFolder {
 
 // Sets the thread count, creates and locks the output folder and prints where `program` writes. A folder in
 // use is refused with `in_use_hint` (what to do instead). `held` is a lock the caller already took on an
-// existing `out` (to read it first); it is kept instead of a second one.
+// existing `out` (to read it first); it is kept instead of a second one. Temporary files that an earlier run
+// killed mid-write left in the folder are removed, now that no other run can be writing them.
 [[nodiscard]] inline RunFolder start_run(const char* program, int threads, const std::filesystem::path& out,
                                          const char* in_use_hint = kFolderInUseHint,
                                          std::optional<util::FolderLock> held = std::nullopt) {
   create_output_folder(threads, out);
   util::FolderLock lock = held ? std::move(*held) : util::FolderLock(out, in_use_hint);
   print_run_start(program, out);
+  const std::vector<std::string> abandoned = util::remove_abandoned_temporary_files(out);
+  if (!abandoned.empty())
+    std::printf("removed %zu temporary file%s an interrupted run left (%s%s)\n", abandoned.size(),
+                abandoned.size() == 1 ? "" : "s", abandoned.front().c_str(),
+                abandoned.size() > 1 ? ", ..." : "");
   return {out, std::move(lock)};
 }
 

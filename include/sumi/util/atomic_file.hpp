@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -35,6 +36,9 @@ namespace detail {
 // Names of temporary siblings keep at most this many bytes of the target's name, so that the suffix still
 // fits within NAME_MAX (255 on Linux file systems).
 inline constexpr std::size_t kMaxTempStem = 200;
+// A temporary name is the stem, this marker and kTempDigits lowercase hex digits.
+inline constexpr std::string_view kTempMarker = ".tmp.";
+inline constexpr std::size_t kTempDigits = 16;
 
 [[noreturn]] inline void throw_atomic_write_error(const std::filesystem::path& path, const std::string& what,
                                                   int error_number);
@@ -52,7 +56,8 @@ inline std::pair<std::filesystem::path, int> create_temp_sibling(const std::file
   for (int attempt = 0; attempt < 64; ++attempt) {
     const std::uint64_t salt = (std::uint64_t{device()} << 32) ^ device() ^ writes++;
     char suffix[32];
-    std::snprintf(suffix, sizeof suffix, ".tmp.%016llx", static_cast<unsigned long long>(salt));
+    std::snprintf(suffix, sizeof suffix, "%.*s%0*llx", int(kTempMarker.size()), kTempMarker.data(),
+                  int(kTempDigits), static_cast<unsigned long long>(salt));
     const std::filesystem::path temp = path.parent_path() / (stem + suffix);
     const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
     if (fd >= 0) return {temp, fd};
@@ -123,7 +128,31 @@ inline void fsync_directory(const std::filesystem::path& directory) {
   ::close(fd);
 }
 
+// Whether `name` is a temporary name create_temp_sibling makes.
+inline bool is_temp_sibling_name(std::string_view name) {
+  if (name.size() <= kTempMarker.size() + kTempDigits) return false;
+  const std::string_view digits = name.substr(name.size() - kTempDigits);
+  return name.substr(name.size() - kTempDigits - kTempMarker.size(), kTempMarker.size()) == kTempMarker &&
+         digits.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
 }  // namespace detail
+
+// Removes the temporary files that writers stopped mid-write (a killed process) left in `folder`, not in its
+// subfolders, and returns their names. Only files named as write_file_atomically names them are touched.
+// Call it only while no other process may be writing into the folder (while holding its FolderLock).
+inline std::vector<std::string> remove_abandoned_temporary_files(const std::filesystem::path& folder) {
+  std::vector<std::string> removed;
+  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
+    const std::string name = entry.path().filename().string();
+    std::error_code ignored;
+    if (entry.is_regular_file(ignored) && !entry.is_symlink(ignored) && detail::is_temp_sibling_name(name) &&
+        std::filesystem::remove(entry.path(), ignored))
+      removed.push_back(name);
+  }
+  std::sort(removed.begin(), removed.end());
+  return removed;
+}
 
 // Calls `write` with a stream to a new temporary sibling (see detail::create_temp_sibling), then flushes,
 // fsyncs and renames it over `path`. On any failure the temporary file is removed: an I/O failure throws
