@@ -382,9 +382,10 @@ int main(int argc, char** argv) {
            "train only runs i, i+n, ... of the grid (i/n, 0-based; a run is a combination of the other axes; "
            "a shard "
            "past the number of runs has none); shards that run at the same time need their own --out");
-  cli.bind(
-      "--merge", o.merge,
-      "merge these grid.csv files of shards (same axis flags as the shards) into --out instead of training");
+  cli.bind("--merge", o.merge,
+           "merge these grid.csv files of shards (same axis flags as the shards) into --out instead of "
+           "training; separate arguments or a comma-separated list (--merge shard*/grid.csv)")
+      .several();
   cli.bind("--jobs", o.jobs,
            "runs trained at once, each with threads/jobs threads (0: " + std::to_string(kDefaultJobs) +
                ", measured fastest on 2 cores)")

@@ -587,6 +587,35 @@ TEST_CASE("CLI --help prints usage built from the registrations", "[util][cli]")
   CHECK(with_out.get<std::string>("--out") == "-h");
 }
 
+TEST_CASE("CLI list flags marked several() take the arguments after their value too", "[util][cli]") {
+  const auto parse = [](std::vector<std::string> args, std::ostream& help = std::cout) {
+    auto cli = std::make_unique<ArgParser>("Merges files.");
+    cli->add<std::vector<std::string>>("--files", {}, "files to merge").several();
+    cli->add<std::vector<int>>("--latent", {2}, "latent sizes");
+    cli->add<bool>("--quiet", false, "quiet");
+    cli->add<double>("--shift", 0.0, "offset");
+    if (cli->parse(args, help) != CliStatus::run) return std::unique_ptr<ArgParser>();
+    return cli;
+  };
+  using Names = std::vector<std::string>;
+  // As a shell glob gives them, each still a comma-separated list, in both spellings, up to the next flag.
+  auto cli = parse({"--files", "a/grid.csv", "b/grid.csv", "c,d", "--quiet", "--shift", "-2"});
+  CHECK(cli->get<Names>("--files") == Names{"a/grid.csv", "b/grid.csv", "c", "d"});
+  CHECK(cli->get<bool>("--quiet"));
+  CHECK(cli->get<double>("--shift") == -2);
+  CHECK(parse({"--files=a", "b"})->get<Names>("--files") == Names{"a", "b"});
+  CHECK(parse({"--files=", "b"})->get<Names>("--files") == Names{"b"});
+  CHECK(parse({"--files", "-a", "b"})->get<Names>("--files") == Names{"-a", "b"});  // the first is a value
+  // A "-h" after the files is a request for help, as anywhere but in a flag's first value.
+  std::ostringstream help;
+  CHECK_FALSE(parse({"--files", "a", "b", "-h"}, help));
+  CHECK_THAT(help.str(), Catch::Contains("--files <text,...> ...") && Catch::Contains("files to merge"));
+  // A flag not marked several() takes one argument, as before.
+  CHECK_THROWS_WITH(parse({"--latent", "5", "10"}), Catch::Contains("unexpected argument '10'"));
+  // An empty element is refused as in any list.
+  CHECK_THROWS_WITH(parse({"--files", "a", ""}), Catch::Contains("an empty element"));
+}
+
 TEST_CASE("CLI switch_on reads a switch before parsing, in both spellings", "[util][cli]") {
   const auto on = [](std::vector<const char*> args) {
     args.insert(args.begin(), "program");

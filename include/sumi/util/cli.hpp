@@ -129,6 +129,7 @@ inline std::optional<bool> parse_cli_bool(std::string_view text) {
 struct CliFlagBase {
   std::string name, help;
   bool seen = false;
+  bool several = false;  // also takes the arguments after its value, up to one starting with '-'
   virtual ~CliFlagBase() = default;
   virtual bool is_switch() const = 0;
   virtual std::string type_name() const = 0;
@@ -201,6 +202,12 @@ class CliFlagHandle {
                                                !std::same_as<Element, bool>) {
     return check([highest](const Element& v) { return v <= highest; },
                  "must be <= " + detail::format_cli_value(highest));
+  }
+  // A list flag that also takes the arguments after its value, up to the next one starting with '-', as more
+  // elements: "--merge a/grid.csv b/grid.csv" (what a shell glob gives) as "--merge a/grid.csv,b/grid.csv".
+  CliFlagHandle& several() requires(detail::is_std_vector<T>::value) {
+    flag_->several = true;
+    return *this;
   }
   // Accepts a value (each element, for lists) when `accepts` returns true; `requirement` is the error text,
   // e.g. check([](int v) { return v % 2 == 0; }, "must be even").
@@ -309,16 +316,22 @@ class ArgParser {
       if (name == "--help") throw CliError(name, "--help takes no value (" + arg + ")");
       detail::CliFlagBase* flag = find(name);
       if (!flag) throw CliError(name, "unknown flag " + name + suggestion(name) + " (see --help)");
-      if (equals != std::string::npos) {
-        flag->assign(std::string_view(arg).substr(equals + 1));
-      } else if (flag->is_switch()) {
+      if (flag->is_switch() && equals == std::string::npos) {
         flag->assign("true");
+        continue;
+      }
+      std::string value;
+      if (equals != std::string::npos) {
+        value = arg.substr(equals + 1);
       } else {
         // A following "--x" is the next flag, not a value (negative numbers have a single dash).
         if (i + 1 >= args.size() || args[i + 1].compare(0, 2, "--") == 0)
           throw CliError(name, "missing value for " + name + " (expected " + flag->type_name() + ")");
-        flag->assign(args[++i]);
+        value = args[++i];
       }
+      for (; flag->several && i + 1 < args.size() && !args[i + 1].starts_with('-'); ++i)
+        value += value.empty() ? args[i + 1] : "," + args[i + 1];
+      flag->assign(value);
     }
     return CliStatus::run;
   }
@@ -328,7 +341,7 @@ class ArgParser {
     std::vector<std::pair<std::string, std::string>> lines;
     for (const auto& flag : flags_) {
       std::string left = flag->name;
-      if (!flag->is_switch()) left += " <" + flag->type_name() + ">";
+      if (!flag->is_switch()) left += " <" + flag->type_name() + ">" + (flag->several ? " ..." : "");
       std::string right = flag->help;
       if (flag->is_switch())
         right += flag->default_text() == "on" ? " (default: on)" : "";
@@ -349,7 +362,8 @@ class ArgParser {
   }
 
  private:
-  // Whether args[i] is a flag that takes args[i + 1] as its value ("--out DIR").
+  // Whether args[i] is a flag that takes args[i + 1] as its value ("--out DIR"). A several() flag's further
+  // arguments need no skipping: they never start with '-', so none reads as a request for help.
   bool takes_next_argument(std::span<const std::string> args, std::size_t i) const {
     const std::string& arg = args[i];
     if (arg.compare(0, 2, "--") != 0 || arg.find('=') != std::string::npos || i + 1 >= args.size() ||
