@@ -130,8 +130,7 @@ TEST_CASE("weight decay does not modify the stored gradient", "[optim]") {
 
 TEMPLATE_TEST_CASE("amsgrad's running maximum takes a NaN second moment, as torch.maximum does",
                    "[optim][adam]", float, double) {
-  // 37 elements: whole AVX-512 and AVX2 packets and a tail; NaN gradients at packet starts, middles and the
-  // tail.
+  // 37 elements: whole vector packets and a tail; NaN gradients at packet starts, middles and the tail.
   const int64_t n = 37;
   const std::vector<int64_t> nan_at = {0, 5, 16, 23, 36};
   Variable<TestType> p(Tensor<TestType>::zeros({n}), true);

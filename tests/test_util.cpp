@@ -233,6 +233,18 @@ TEST_CASE("temporary files a stopped writer left are removed, and nothing else",
                                  "l.tmp.0123456789abcdef", "metrics.csv", "sub", "target"});
   CHECK(directory_entries(dir / "sub") == std::vector<std::string>{"e.tmp.0123456789abcdef"});
   CHECK(remove_abandoned_temporary_files(dir.path).empty());
+
+  // A write in progress (its writer alive, here this process) is left alone, and completes.
+  write_file_atomically(dir / "live.csv", [&](std::ostream& out) {
+    out << "a,b\n";
+    out.flush();
+    const std::vector<std::string> entries = directory_entries(dir.path);
+    CHECK(std::count_if(entries.begin(), entries.end(),
+                        [](const std::string& e) { return e.starts_with("live.csv.tmp."); }) == 1);
+    CHECK(remove_abandoned_temporary_files(dir.path).empty());
+    out << "1,2\n";
+  });
+  CHECK(read_file(dir / "live.csv") == "a,b\n1,2\n");
 }
 
 TEST_CASE("write_file_atomically keeps the permissions and never writes through a link",
@@ -591,6 +603,7 @@ TEST_CASE("CLI list flags marked several() take the arguments after their value 
   const auto parse = [](std::vector<std::string> args, std::ostream& help = std::cout) {
     auto cli = std::make_unique<ArgParser>("Merges files.");
     cli->add<std::vector<std::string>>("--files", {}, "files to merge").several();
+    cli->add<std::vector<int>>("--sizes", {2}, "sizes").several().min(1);
     cli->add<std::vector<int>>("--latent", {2}, "latent sizes");
     cli->add<bool>("--quiet", false, "quiet");
     cli->add<double>("--shift", 0.0, "offset");
@@ -598,22 +611,33 @@ TEST_CASE("CLI list flags marked several() take the arguments after their value 
     return cli;
   };
   using Names = std::vector<std::string>;
-  // As a shell glob gives them, each still a comma-separated list, in both spellings, up to the next flag.
-  auto cli = parse({"--files", "a/grid.csv", "b/grid.csv", "c,d", "--quiet", "--shift", "-2"});
-  CHECK(cli->get<Names>("--files") == Names{"a/grid.csv", "b/grid.csv", "c", "d"});
+  // Several arguments, as a shell glob gives them, are each taken whole (commas included), in both
+  // spellings, up to the next argument starting with '-'.
+  auto cli = parse({"--files", "a/grid.csv", "lr=0.1,bs=64/grid.csv", "--quiet", "--shift", "-2"});
+  CHECK(cli->get<Names>("--files") == Names{"a/grid.csv", "lr=0.1,bs=64/grid.csv"});
   CHECK(cli->get<bool>("--quiet"));
   CHECK(cli->get<double>("--shift") == -2);
   CHECK(parse({"--files=a", "b"})->get<Names>("--files") == Names{"a", "b"});
-  CHECK(parse({"--files=", "b"})->get<Names>("--files") == Names{"b"});
   CHECK(parse({"--files", "-a", "b"})->get<Names>("--files") == Names{"-a", "b"});  // the first is a value
-  // A "-h" after the files is a request for help, as anywhere but in a flag's first value.
+  CHECK(parse({"--sizes", "3", "4", "--shift", "1"})->get<std::vector<int>>("--sizes") ==
+        std::vector<int>{3, 4});
+  // One argument is a comma-separated list, as for any list flag.
+  CHECK(parse({"--files", "a,b"})->get<Names>("--files") == Names{"a", "b"});
+  CHECK(parse({"--files="})->get<Names>("--files").empty());
+  // A "-h" after them is a request for help, as anywhere but in a flag's first value.
   std::ostringstream help;
   CHECK_FALSE(parse({"--files", "a", "b", "-h"}, help));
   CHECK_THAT(help.str(), Catch::Contains("--files <text,...> ...") && Catch::Contains("files to merge"));
   // A flag not marked several() takes one argument, as before.
   CHECK_THROWS_WITH(parse({"--latent", "5", "10"}), Catch::Contains("unexpected argument '10'"));
-  // An empty element is refused as in any list.
-  CHECK_THROWS_WITH(parse({"--files", "a", ""}), Catch::Contains("an empty element"));
+  // An empty argument among several is refused, first or not (an unset shell variable, say), and so are
+  // values the flag's checks refuse.
+  CHECK_THROWS_WITH(parse({"--files", "a", ""}), Catch::Contains("--files: an empty argument"));
+  CHECK_THROWS_WITH(parse({"--files", "", "b"}), Catch::Contains("--files: an empty argument"));
+  CHECK_THROWS_WITH(parse({"--files=", "b"}), Catch::Contains("--files: an empty argument"));
+  CHECK_THROWS_WITH(parse({"--sizes", "3", "x"}), Catch::Contains("invalid value 'x' for --sizes"));
+  CHECK_THROWS_WITH(parse({"--sizes", "3", "0"}),
+                    Catch::Contains("invalid value '3 0' for --sizes: must be >= 1"));
 }
 
 TEST_CASE("CLI switch_on reads a switch before parsing, in both spellings", "[util][cli]") {

@@ -58,8 +58,8 @@ struct RunFolder {
 
 // Sets the thread count, creates and locks the output folder and prints where `program` writes. A folder in
 // use is refused with `in_use_hint` (what to do instead). `held` is a lock the caller already took on an
-// existing `out` (to read it first); it is kept instead of a second one. Temporary files that an earlier run
-// killed mid-write left in the folder are removed, now that no other run can be writing them.
+// existing `out` (to read it first); it is kept instead of a second one. Temporary files that a run killed
+// mid-write left in the folder are removed.
 [[nodiscard]] inline RunFolder start_run(const char* program, int threads, const std::filesystem::path& out,
                                          const char* in_use_hint = kFolderInUseHint,
                                          std::optional<util::FolderLock> held = std::nullopt) {

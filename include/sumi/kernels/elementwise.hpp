@@ -26,8 +26,8 @@ namespace detail {
 #define SUMI_ELEMENTWISE_SIMD _Pragma("omp simd")
 #endif
 
-// f(), compiled for the ISA: `flatten` inlines f (and what it calls) into each copy, so that its loops are
-// vectorised there with AVX-512, AVX2 + FMA or the portable target.
+// f(), compiled for the ISA: in the AVX-512 and AVX2 + FMA copies `flatten` inlines f and what it calls, so
+// that its loops are vectorised with that ISA; otherwise f runs as the portable build compiled it.
 #if SUMI_X86_KERNELS
 template <class F>
 [[gnu::target("avx2,fma"), gnu::flatten]] decltype(auto) call_compiled_for_avx2(const F& f) {

@@ -79,7 +79,7 @@ class Adam : public Optimizer<T> {
       v = v * beta2 + (one_minus_beta2 * g) * g;
       if (options_.amsgrad) {
         Map v_max(this->buffer(s, "max_exp_avg_sq", value.shape()).data(), n);
-        // NaN-propagating, as torch.maximum (Eigen 3.4's max() keeps the finite operand here).
+        // NaN-propagating, as torch.maximum (Eigen 3.4's public max() has no NaN option and keeps v_max).
         v_max = v_max.binaryExpr(v, Eigen::internal::scalar_max_op<T, T, Eigen::PropagateNaN>());
         param += neg_step_size * (m / (v_max.sqrt() / bias_correction2_sqrt + eps));
       } else {

@@ -2,6 +2,7 @@
 // Atomic file replacement: readers (and a crash at any moment) see either the old complete file or the new
 // complete file, never a truncated one. Results, checkpoints and plots are all written this way.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,7 +47,9 @@ inline constexpr std::size_t kTempDigits = 16;
 // Creates and opens a new temporary sibling "<name>.tmp.<16 hex digits>" of `path` for writing: in the same
 // folder, so the final rename stays on one file system. It is created exclusively (O_EXCL) and never through
 // a link (O_NOFOLLOW), with a random name tried again on a clash, so no other writer (another thread, or a
-// process in another PID namespace sharing the folder) and no planted link can share it. Returns the path
+// process in another PID namespace sharing the folder) and no planted link can share it. The descriptor
+// holds an exclusive flock on the file, which tells remove_abandoned_temporary_files that its writer is
+// alive; a file that sweep removed before the lock was taken is given up for another name. Returns the path
 // and the descriptor.
 inline std::pair<std::filesystem::path, int> create_temp_sibling(const std::filesystem::path& path) {
   static std::atomic<std::uint64_t> writes{0};
@@ -60,9 +63,20 @@ inline std::pair<std::filesystem::path, int> create_temp_sibling(const std::file
                   int(kTempDigits), static_cast<unsigned long long>(salt));
     const std::filesystem::path temp = path.parent_path() / (stem + suffix);
     const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-    if (fd >= 0) return {temp, fd};
-    const int error = errno;  // before the message's allocations
-    if (error != EEXIST) throw_atomic_write_error(path, "cannot create '" + temp.string() + "'", error);
+    if (fd < 0) {
+      const int error = errno;  // before the message's allocations
+      if (error != EEXIST) throw_atomic_write_error(path, "cannot create '" + temp.string() + "'", error);
+      continue;
+    }
+    // Where the file system has no flock, the sweep cannot lock the file either, and leaves it.
+    while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+    }
+    struct stat status {};
+    if (::fstat(fd, &status) == 0 && status.st_nlink == 0) {
+      ::close(fd);  // removed by a sweep between its creation and the lock
+      continue;
+    }
+    return {temp, fd};
   }
   throw_atomic_write_error(path, "no free temporary name next to it", 0);
 }
@@ -139,16 +153,27 @@ inline bool is_temp_sibling_name(std::string_view name) {
 }  // namespace detail
 
 // Removes the temporary files that writers stopped mid-write (a killed process) left in `folder`, not in its
-// subfolders, and returns their names. Only files named as write_file_atomically names them are touched.
-// Call it only while no other process may be writing into the folder (while holding its FolderLock).
+// subfolders, and returns their names. Only regular files named as write_file_atomically names them are
+// touched, and only those whose writer is gone: a live writer holds a lock on its file (see
+// detail::create_temp_sibling), so a write in progress, by this process or another, is left alone. Best
+// effort: a folder that cannot be read, or a file that cannot be opened, is skipped.
 inline std::vector<std::string> remove_abandoned_temporary_files(const std::filesystem::path& folder) {
   std::vector<std::string> removed;
-  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
-    const std::string name = entry.path().filename().string();
-    std::error_code ignored;
-    if (entry.is_regular_file(ignored) && !entry.is_symlink(ignored) && detail::is_temp_sibling_name(name) &&
-        std::filesystem::remove(entry.path(), ignored))
+  std::error_code error;
+  for (std::filesystem::directory_iterator it(folder, error), end; !error && it != end; it.increment(error)) {
+    const std::filesystem::path path = it->path();
+    const std::string name = path.filename().string();
+    if (!detail::is_temp_sibling_name(name)) continue;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat opened {
+    }, named{};
+    // Unlinked only while locked, and only if the name still is the file that was locked.
+    if (::fstat(fd, &opened) == 0 && S_ISREG(opened.st_mode) && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+        ::lstat(path.c_str(), &named) == 0 && named.st_dev == opened.st_dev &&
+        named.st_ino == opened.st_ino && ::unlink(path.c_str()) == 0)
       removed.push_back(name);
+    ::close(fd);
   }
   std::sort(removed.begin(), removed.end());
   return removed;
@@ -194,20 +219,14 @@ inline void write_file_atomically(const std::filesystem::path& path,
     if (!stream) fail("the stream reported an error", 0);
   }
   if (::fsync(fd) != 0) fail("fsync failed", errno);
-  if (::close(fd) != 0) {
-    const int close_error = errno;
-    std::error_code ignored;
-    std::filesystem::remove(temp, ignored);
-    detail::throw_atomic_write_error(path, "close failed", close_error);
-  }
-
+  // The descriptor, and with it the lock that marks the write as alive, is kept until the rename.
   std::error_code rename_error;
   std::filesystem::rename(temp, path, rename_error);
-  if (rename_error) {
-    std::error_code ignored;
-    std::filesystem::remove(temp, ignored);
-    detail::throw_atomic_write_error(
-        path, "rename from '" + temp.string() + "' failed: " + rename_error.message(), 0);
+  if (rename_error) fail("rename from '" + temp.string() + "' failed: " + rename_error.message(), 0);
+  if (::close(fd) != 0) {
+    const int close_error = errno;
+    detail::throw_atomic_write_error(path, "close failed (after the complete file was renamed into place)",
+                                     close_error);
   }
   detail::fsync_directory(path.parent_path());
 }

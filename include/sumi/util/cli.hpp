@@ -135,6 +135,8 @@ struct CliFlagBase {
   virtual std::string type_name() const = 0;
   virtual std::string default_text() const = 0;
   virtual void assign(std::string_view text) = 0;  // parses, checks and stores, or throws CliError
+  // A several() flag's arguments when there is more than one: each an element, taken whole.
+  virtual void assign_each(std::span<const std::string> arguments) = 0;
 };
 
 template <class T>
@@ -173,6 +175,30 @@ struct CliFlag final : CliFlagBase {
         start = comma + 1;
       }
     }
+    store(std::move(value), text);
+  }
+
+  void assign_each(std::span<const std::string> arguments) override {
+    if constexpr (is_std_vector<T>::value) {
+      T value;
+      for (const std::string& argument : arguments) {
+        typename T::value_type item{};
+        if (argument.empty()) reject(argument, "an empty argument");
+        if constexpr (std::same_as<typename T::value_type, std::string>)
+          item = argument;
+        else if (auto reason = parse_cli_scalar(argument, item))
+          reject(argument, *reason);
+        value.push_back(std::move(item));
+      }
+      std::string all;  // for a check's message, which concerns the whole list
+      for (const std::string& argument : arguments) all += (all.empty() ? "" : " ") + argument;
+      store(std::move(value), all);
+    } else {
+      throw std::logic_error("flag " + name + " takes one value");
+    }
+  }
+
+  void store(T value, std::string_view text) {
     for (const auto& check : checks)
       if (auto reason = check(value)) reject(text, *reason);
     *target = std::move(value);
@@ -203,8 +229,9 @@ class CliFlagHandle {
     return check([highest](const Element& v) { return v <= highest; },
                  "must be <= " + detail::format_cli_value(highest));
   }
-  // A list flag that also takes the arguments after its value, up to the next one starting with '-', as more
-  // elements: "--merge a/grid.csv b/grid.csv" (what a shell glob gives) as "--merge a/grid.csv,b/grid.csv".
+  // A list flag that also takes the arguments after its value, up to the next one starting with '-': given
+  // one argument it reads a comma-separated list as ever ("--merge a/grid.csv,b/grid.csv"); given several
+  // (what a shell glob gives: "--merge a/grid.csv b/grid.csv") it takes each whole, commas included.
   CliFlagHandle& several() requires(detail::is_std_vector<T>::value) {
     flag_->several = true;
     return *this;
@@ -329,9 +356,13 @@ class ArgParser {
           throw CliError(name, "missing value for " + name + " (expected " + flag->type_name() + ")");
         value = args[++i];
       }
+      std::vector<std::string> arguments{std::move(value)};
       for (; flag->several && i + 1 < args.size() && !args[i + 1].starts_with('-'); ++i)
-        value += value.empty() ? args[i + 1] : "," + args[i + 1];
-      flag->assign(value);
+        arguments.push_back(args[i + 1]);
+      if (arguments.size() == 1)
+        flag->assign(arguments.front());
+      else
+        flag->assign_each(arguments);
     }
     return CliStatus::run;
   }
