@@ -166,8 +166,8 @@ inline std::vector<std::string> remove_abandoned_temporary_files(const std::file
     if (!detail::is_temp_sibling_name(name)) continue;
     const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) continue;
-    struct stat opened {
-    }, named{};
+    struct stat opened {};
+    struct stat named {};
     // Unlinked only while locked, and only if the name still is the file that was locked.
     if (::fstat(fd, &opened) == 0 && S_ISREG(opened.st_mode) && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
         ::lstat(path.c_str(), &named) == 0 && named.st_dev == opened.st_dev &&
