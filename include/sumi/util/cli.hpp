@@ -165,12 +165,10 @@ struct CliFlag final : CliFlagBase {
         const std::size_t comma = std::min(text.find(',', start), text.size());
         const std::string_view element = text.substr(start, comma - start);
         typename T::value_type item{};
-        if constexpr (std::same_as<typename T::value_type, std::string>) {
-          if (element.empty()) reject(text, "an empty element in a comma-separated list");
-          item = std::string(element);
-        } else if (auto reason = parse_cli_scalar(element, item)) {
+        if (std::same_as<typename T::value_type, std::string> && element.empty())
+          reject(text, "an empty element in a comma-separated list");
+        if (auto reason = parse_cli_scalar(element, item))
           reject(text, "element '" + std::string(element) + "': " + *reason + " in a comma-separated list");
-        }
         value.push_back(std::move(item));
         start = comma + 1;
       }
@@ -184,10 +182,7 @@ struct CliFlag final : CliFlagBase {
       for (const std::string& argument : arguments) {
         typename T::value_type item{};
         if (argument.empty()) reject(argument, "an empty argument");
-        if constexpr (std::same_as<typename T::value_type, std::string>)
-          item = argument;
-        else if (auto reason = parse_cli_scalar(argument, item))
-          reject(argument, *reason);
+        if (auto reason = parse_cli_scalar(argument, item)) reject(argument, *reason);
         value.push_back(std::move(item));
       }
       std::string all;  // for a check's message, which concerns the whole list
