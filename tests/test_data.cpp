@@ -156,6 +156,16 @@ TEST_CASE("IDX reader reads raw and gzipped files, detected by content", "[data]
   REQUIRE(read_idx(big).data == iota_bytes(300));
   write_raw(big, idx_bytes({0, 28, 28}, {}));
   REQUIRE(read_idx(big).dims == Shape{0, 28, 28});
+
+  // Gzip members one after another are one gzip stream (as `cat a.gz b.gz` makes and gunzip reads), even
+  // where a member boundary falls inside the header or the data.
+  for (const std::size_t cut : {std::size_t{3}, std::size_t{10}, images.size()}) {
+    write_gz(big, images.substr(0, cut));
+    const std::string first = read_raw(big);
+    write_gz(big, images.substr(cut));
+    write_raw(big, first + read_raw(big));
+    REQUIRE(read_idx(big).data == pixels);
+  }
   for (const fs::path& p : {raw, gz, raw_labels, big}) fs::remove(p);
 }
 
@@ -215,6 +225,28 @@ TEST_CASE("IDX reader errors name the file and the problem", "[data][idx][errors
     write_gz(bad_gz, good + "xyz");
     REQUIRE_THROWS_WITH(read_idx(bad_gz), names(bad_gz) && Catch::Contains("size mismatch") &&
                                               Catch::Contains("3 trailing bytes"));
+  }
+  SECTION("bytes after the gzip stream") {
+    // Every data byte is there and verified, but what follows is not gzip: gzread would skip it silently.
+    write_gz(bad_gz, good);
+    const std::string compressed = read_raw(bad_gz);
+    write_raw(bad_gz, compressed + "garbage");
+    REQUIRE_THROWS_AS(read_idx(bad_gz), IdxError);
+    REQUIRE_THROWS_WITH(read_idx(bad_gz),
+                        names(bad_gz) && Catch::Contains("7 bytes after the end of the gzip"));
+    write_raw(bad_gz, compressed + std::string(1, '\x1f'));  // half a gzip magic
+    REQUIRE_THROWS_WITH(read_idx(bad_gz),
+                        names(bad_gz) && Catch::Contains("1 bytes after the end of the gzip"));
+    write_raw(bad_gz, compressed + std::string(300000, '\0'));  // more than one input buffer of padding
+    REQUIRE_THROWS_WITH(read_idx(bad_gz), names(bad_gz) && Catch::Contains("300000 bytes after the end"));
+  }
+  SECTION("corrupt gzip checksum") {
+    write_gz(bad_gz, good);
+    std::string compressed = read_raw(bad_gz);
+    compressed[compressed.size() - 8] ^= 1;  // the trailer's CRC-32
+    write_raw(bad_gz, compressed);
+    REQUIRE_THROWS_WITH(read_idx(bad_gz),
+                        names(bad_gz) && Catch::Contains("corrupt gzip data (incorrect data check)"));
   }
   SECTION("implausible header does not allocate") {
     write_gz(bad_gz, idx_bytes({0xffffffff, 0xffffffff, 0xffffffff}, {}));

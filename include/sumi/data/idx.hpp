@@ -62,67 +62,64 @@ inline std::string idx_type_name(uint8_t type) {
   }
 }
 
-// A byte stream over a raw or gzipped file, so the parser below reads both the same way.
+// A byte stream over a raw or gzipped file, so the parser below reads both the same way. Gzip data goes
+// through zlib's inflate rather than gzread, which silently ignores bytes after the last gzip member: a file
+// appended to (or two files glued together) is an error here, as `gzip -t` reports it. Several gzip members
+// one after another are valid gzip and read as one stream.
 class IdxSource {
  public:
   explicit IdxSource(const std::filesystem::path& path) : path_(path) {
-    std::FILE* probe = std::fopen(path.c_str(), "rb");
-    if (!probe) idx_fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
+    file_ = std::fopen(path.c_str(), "rb");
+    if (!file_) idx_fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
     unsigned char magic[2] = {0, 0};
-    const std::size_t got = std::fread(magic, 1, 2, probe);
-    gzipped_ = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    gzipped_ = std::fread(magic, 1, 2, file_) == 2 && is_gzip_magic(magic);
+    std::rewind(file_);
     if (gzipped_) {
-      std::fclose(probe);
-      gz_ = gzopen(path.c_str(), "rb");
-      if (!gz_) idx_fail(path, "cannot open gzip stream");
-      gzbuffer(gz_, 1 << 17);  // fewer, larger reads of the compressed file
-    } else {
-      std::rewind(probe);
-      file_ = probe;
+      input_.resize(std::size_t{1} << 17);
+      if (inflateInit2(&stream_, 16 + MAX_WBITS) != Z_OK) {  // 16: a gzip wrapper, not zlib's
+        std::fclose(file_);
+        idx_fail(path, "cannot start zlib's decompressor");
+      }
     }
   }
   IdxSource(const IdxSource&) = delete;
   IdxSource& operator=(const IdxSource&) = delete;
   ~IdxSource() {
-    if (gz_) gzclose(gz_);
-    if (file_) std::fclose(file_);
+    if (gzipped_) inflateEnd(&stream_);
+    std::fclose(file_);
   }
 
   bool gzipped() const { return gzipped_; }
 
-  // Reads up to n bytes; fewer only at the end of the data. Corrupt gzip data throws.
+  // Reads up to n bytes; fewer only at the end of the data. Corrupt or truncated gzip data throws.
   std::size_t read(void* out, std::size_t n) {
     auto* dst = static_cast<unsigned char*>(out);
+    if (!gzipped_) {
+      const std::size_t got = std::fread(dst, 1, n, file_);
+      if (got < n && std::ferror(file_))
+        idx_fail(path_, std::string("read error (") + std::strerror(errno) + ")");
+      return got;
+    }
     std::size_t total = 0;
-    while (total < n) {
-      std::size_t got;
-      if (gz_) {
-        // gzread takes an unsigned count: read in chunks well under its limit.
-        const auto chunk = unsigned(std::min<std::size_t>(n - total, std::size_t{1} << 30));
-        const int r = gzread(gz_, dst + total, chunk);
-        if (r < 0) {
-          int code = 0;
-          const char* zlib_message = gzerror(gz_, &code);
-          std::string message = zlib_message ? zlib_message : "";
-          // zlib's message starts with the path, which idx_fail already gives.
-          if (message.starts_with(path_.string() + ": ")) message.erase(0, path_.string().size() + 2);
-          idx_fail(path_, "corrupt gzip data (" + (message.empty() ? "unknown zlib error" : message) + ")");
-        }
-        got = std::size_t(r);
-        if (got < chunk) {  // the end: zlib reports a stream cut before its trailer (and checksum) here
-          int code = Z_OK;
-          gzerror(gz_, &code);
-          if (code == Z_BUF_ERROR)
-            idx_fail(path_,
-                     "truncated gzip data (the stream ends before its checksum; an interrupted download?)");
-        }
-      } else {
-        got = std::fread(dst + total, 1, n - total, file_);
-        if (got == 0 && std::ferror(file_))
-          idx_fail(path_, std::string("read error (") + std::strerror(errno) + ")");
+    while (total < n && !finished_) {
+      // inflate takes an unsigned count: fill in pieces well under its limit.
+      const auto piece = unsigned(std::min<std::size_t>(n - total, std::size_t{1} << 30));
+      stream_.next_out = dst + total;
+      stream_.avail_out = piece;
+      while (stream_.avail_out > 0 && !finished_) {
+        if (stream_.avail_in == 0 && fill_input(1) == 0)
+          idx_fail(path_,
+                   "truncated gzip data (the stream ends before its checksum; an interrupted download?)");
+        const int status = inflate(&stream_, Z_NO_FLUSH);
+        if (status == Z_STREAM_END)
+          next_member();
+        else if (status == Z_DATA_ERROR)
+          idx_fail(path_, std::string("corrupt gzip data (") +
+                              (stream_.msg ? stream_.msg : "unknown zlib error") + ")");
+        else if (status == Z_MEM_ERROR)
+          idx_fail(path_, "out of memory while decompressing");
       }
-      if (got == 0) break;
-      total += got;
+      total += piece - stream_.avail_out;
     }
     return total;
   }
@@ -136,10 +133,47 @@ class IdxSource {
   }
 
  private:
+  static bool is_gzip_magic(const unsigned char* b) { return b[0] == 0x1f && b[1] == 0x8b; }
+
+  // Tops the unread input up to at least `wanted` bytes where the file has them; returns what is unread.
+  std::size_t fill_input(std::size_t wanted) {
+    if (stream_.avail_in >= wanted) return stream_.avail_in;
+    std::memmove(input_.data(), stream_.next_in, stream_.avail_in);
+    const std::size_t got =
+        std::fread(input_.data() + stream_.avail_in, 1, input_.size() - stream_.avail_in, file_);
+    if (got == 0 && std::ferror(file_))
+      idx_fail(path_, std::string("read error (") + std::strerror(errno) + ")");
+    stream_.next_in = input_.data();
+    stream_.avail_in += unsigned(got);
+    return stream_.avail_in;
+  }
+
+  // After a member's trailer (its checksum verified): the file ends, another member starts, or it holds
+  // something that is not gzip.
+  void next_member() {
+    const std::size_t unread = fill_input(2);
+    if (unread == 0) {
+      finished_ = true;
+    } else if (unread >= 2 && is_gzip_magic(stream_.next_in)) {
+      inflateReset(&stream_);
+    } else {
+      std::error_code ec;
+      const auto size = std::filesystem::file_size(path_, ec);
+      const long position = std::ftell(file_);
+      const std::string count =
+          !ec && position >= 0 ? std::to_string(size - uint64_t(position) + unread) + " bytes" : "bytes";
+      idx_fail(path_, count +
+                          " after the end of the gzip stream that are not gzip data (appended to, or two "
+                          "files joined?)");
+    }
+  }
+
   std::filesystem::path path_;
   std::FILE* file_ = nullptr;
-  gzFile gz_ = nullptr;
   bool gzipped_ = false;
+  z_stream stream_{};
+  std::vector<unsigned char> input_;
+  bool finished_ = false;
 };
 
 }  // namespace detail
