@@ -258,6 +258,7 @@ fs::path rendered_kanji(const fs::path& dir, const Options& o) {
   const auto stats = data::render_glyph_folder(dir, fonts, {.size = 64, .max_chars = o.max_chars, .seed = 0},
                                                [&] { bar.update(); });
   bar.close();
+  examples::print_removed_leftovers("partial folder", "a killed rendering", stats.removed_partial_folders);
   std::printf("rendered %lld characters, %lld images\n", (long long)stats.characters,
               (long long)stats.images);
   return dir;
@@ -316,9 +317,10 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
             ? nn::metadata_integer(g_loaded.metadata, "batches_per_epoch", g_file, 1)
             : int64_t(dataset.size()) / o.batch;
     if (saved_per_epoch != per_epoch)
-      throw std::runtime_error(g_file.string() + " was trained with " + std::to_string(saved_per_epoch) +
-                               " batches per epoch, this run has " + std::to_string(per_epoch) +
-                               " (the last, smaller batch of an epoch is now kept): train into another --out");
+      throw std::runtime_error(
+          g_file.string() + " was trained with " + std::to_string(saved_per_epoch) +
+          " batches per epoch, this run has " + std::to_string(per_epoch) +
+          " (the last, smaller batch of an epoch is now kept): train into another --out");
     start = nn::metadata_integer(g_loaded.metadata, "iteration", g_file, 1);
     examples::load_complete_optimizer_state(optG, g_loaded.extra.strip_prefix("optimizer."), g_file);
     examples::load_complete_optimizer_state(optD, d_loaded.extra.strip_prefix("optimizer."), d_file);

@@ -10,6 +10,7 @@
 #include "sumi/data/image_folder.hpp"
 #include "sumi/data/transforms.hpp"
 #include "sumi/plot/image_grid.hpp"
+#include "sumi/util/folder_lock.hpp"
 
 namespace fs = std::filesystem;
 using namespace sumi;
@@ -183,8 +184,23 @@ TEST_CASE("kanji glyphs render white on black in KKanji's layout, skipping chara
 
   const fs::path out = fs::temp_directory_path() / "sumi_glyph_folder_test";
   fs::remove_all(out);
+  // What killed renderings left is removed; a rendering in progress (its folder locked) and other names stay.
+  const fs::path parent = out.parent_path();
+  const std::string partial = "sumi_glyph_folder_test.partial.";
+  for (const std::string suffix : {"999999999", "12", "live", "", "7x"}) {
+    fs::remove_all(parent / (partial + suffix));
+    fs::create_directories(parent / (partial + suffix) / "U+4E00");
+  }
+  fs::remove_all(parent / (partial + "13"));
+  const util::FolderLock live = util::FolderLock::create(parent / (partial + "13"));
   const auto stats =
       data::render_glyph_folder(out, {fonts.front()}, {.size = 16, .per_char = 2, .max_chars = 5});
+  REQUIRE(stats.removed_partial_folders == std::vector<std::string>{partial + "12", partial + "999999999"});
+  for (const std::string suffix : {"13", "live", "", "7x"}) {
+    REQUIRE(fs::is_directory(parent / (partial + suffix)));
+    fs::remove_all(parent / (partial + suffix));
+  }
+  REQUIRE_FALSE(fs::exists(parent / (partial + "12")));
   REQUIRE(stats.characters == 5);
   REQUIRE(stats.images == 10);
   REQUIRE(fs::exists(out / "render.json"));

@@ -319,6 +319,32 @@ TEST_CASE("a folder lock is exclusive until released", "[util][folder_lock]") {
   CHECK_THROWS_WITH(FolderLock(dir / "missing"), Catch::Contains("missing") && Catch::Contains("to lock it"));
 }
 
+TEST_CASE("a folder made locked survives a sweep; an unlocked one is removed, never through a link",
+          "[util][folder_lock]") {
+  TempDir dir;
+  {
+    const FolderLock live = FolderLock::create(dir / "live");
+    write_file_atomically(dir / "live" / "a.png", "x");
+    CHECK_THROWS_WITH(FolderLock::create(dir / "live"), Catch::Contains("live") && Catch::Contains("exists"));
+    CHECK_FALSE(remove_abandoned_folder(dir / "live"));
+    CHECK(read_file(dir / "live" / "a.png") == "x");
+  }
+  CHECK(remove_abandoned_folder(dir / "live"));  // its owner let go without renaming it
+  CHECK_FALSE(fs::exists(dir / "live"));
+
+  fs::create_directories(dir / "target" / "sub");
+  write_file_atomically(dir / "target" / "sub" / "b.png", "x");
+  write_file_atomically(dir / "file", "x");
+  fs::create_directory_symlink(dir / "target", dir / "link");
+  CHECK_FALSE(remove_abandoned_folder(dir / "link"));
+  CHECK_FALSE(remove_abandoned_folder(dir / "file"));
+  CHECK_FALSE(remove_abandoned_folder(dir / "missing"));
+  CHECK(directory_entries(dir.path) == std::vector<std::string>{"file", "link", "target"});
+  CHECK(remove_abandoned_folder(dir / "target"));  // with everything in it
+  CHECK(directory_entries(dir.path) == std::vector<std::string>{"file", "link"});
+  CHECK_THROWS_WITH(FolderLock::create(dir / "no" / "parent"), Catch::Contains("cannot create folder"));
+}
+
 TEST_CASE("CSV numbers are written in shortest round-trip form", "[util][csv]") {
   CHECK(format_round_trip(0.1) == "0.1");
   CHECK(format_round_trip(1.0 / 3.0) == "0.3333333333333333");

@@ -49,6 +49,9 @@ int main(int argc, char** argv) {
         out, fonts, {.size = size, .per_char = per_char, .max_chars = max_chars, .seed = uint64_t(seed)},
         [&] { bar.update(); });
     bar.close();
+    if (!stats.removed_partial_folders.empty())
+      std::printf("removed %zu partial folder(s) a killed rendering left\n",
+                  stats.removed_partial_folders.size());
     std::printf("%lld characters, %lld images in %.1f s\n", (long long)stats.characters,
                 (long long)stats.images, timer.elapsed_seconds());
     return 0;

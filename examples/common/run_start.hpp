@@ -49,6 +49,15 @@ inline void print_run_start(const char* program, const std::filesystem::path& ou
               std::filesystem::absolute(out).c_str(), get_num_threads());
 }
 
+// Says what a sweep for the leftovers of killed processes removed, if anything: "removed 2 temporary files
+// an interrupted run left (a.csv.tmp.0123456789abcdef, ...)".
+inline void print_removed_leftovers(const char* what, const char* left_by,
+                                    const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  std::printf("removed %zu %s%s %s left (%s%s)\n", names.size(), what, names.size() == 1 ? "" : "s", left_by,
+              names.front().c_str(), names.size() > 1 ? ", ..." : "");
+}
+
 // An example's output folder, locked while the run owns it: a second run into the same folder is refused
 // instead of mixing its files with this run's.
 struct RunFolder {
@@ -66,11 +75,8 @@ struct RunFolder {
   create_output_folder(threads, out);
   util::FolderLock lock = held ? std::move(*held) : util::FolderLock(out, in_use_hint);
   print_run_start(program, out);
-  const std::vector<std::string> abandoned = util::remove_abandoned_temporary_files(out);
-  if (!abandoned.empty())
-    std::printf("removed %zu temporary file%s an interrupted run left (%s%s)\n", abandoned.size(),
-                abandoned.size() == 1 ? "" : "s", abandoned.front().c_str(),
-                abandoned.size() > 1 ? ", ..." : "");
+  print_removed_leftovers("temporary file", "an interrupted run",
+                          util::remove_abandoned_temporary_files(out));
   return {out, std::move(lock)};
 }
 

@@ -17,12 +17,15 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "sumi/data/data_loader.hpp"
 #include "sumi/data/glyph_renderer.hpp"
 #include "sumi/kernels/threading.hpp"
 #include "sumi/plot/image_grid.hpp"
+#include "sumi/util/folder_lock.hpp"
 #include "sumi/util/json_file.hpp"
 
 namespace sumi::data {
@@ -96,7 +99,32 @@ struct GlyphFolderOptions {
 struct GlyphFolderStats {
   int64_t characters = 0, images = 0;
   std::vector<std::string> fonts;
+  std::vector<std::string> removed_partial_folders;  // left by renderings of `out` killed mid-way
 };
+
+// A rendering fills "<out>.partial.<pid>" and renames it to `out` when it is complete.
+inline std::string partial_glyph_folder_prefix(const std::filesystem::path& out) {
+  return out.filename().string() + ".partial.";
+}
+
+// Removes the partial folders of `out` whose rendering was killed (a rendering in progress holds a lock on
+// its folder, and is left alone); returns their names, sorted.
+inline std::vector<std::string> remove_abandoned_partial_glyph_folders(const std::filesystem::path& out) {
+  const std::string prefix = partial_glyph_folder_prefix(out);
+  const std::filesystem::path parent = out.has_parent_path() ? out.parent_path() : ".";
+  std::vector<std::string> removed;
+  std::error_code error;
+  for (std::filesystem::directory_iterator it(parent, error), end; !error && it != end; it.increment(error)) {
+    const std::string name = it->path().filename().string();
+    const std::string_view pid = std::string_view(name).substr(std::min(name.size(), prefix.size()));
+    if (name.starts_with(prefix) && !pid.empty() &&
+        std::all_of(pid.begin(), pid.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+        util::remove_abandoned_folder(it->path()))
+      removed.push_back(name);
+  }
+  std::sort(removed.begin(), removed.end());
+  return removed;
+}
 
 // Renders the folder at `out`, which must not exist yet. `on_character` (if set) is called after each
 // character, from one thread at a time, for progress reporting.
@@ -131,9 +159,12 @@ inline GlyphFolderStats render_glyph_folder(const std::filesystem::path& out,
   }
   if (chars.empty()) throw std::runtime_error("render_glyph_folder: the fonts draw no kanji");
 
-  const fs::path temp = out.string() + ".partial." + std::to_string(::getpid());
-  fs::remove_all(temp);
-  fs::create_directories(temp);
+  std::vector<std::string> abandoned = remove_abandoned_partial_glyph_folders(out);
+  const fs::path temp = out.parent_path() / (partial_glyph_folder_prefix(out) + std::to_string(::getpid()));
+  fs::remove_all(temp);  // an earlier process's, which had this process's pid
+  if (temp.has_parent_path()) fs::create_directories(temp.parent_path());
+  // Held until the folder is renamed to `out`, so that no other rendering's sweep removes it meanwhile.
+  const util::FolderLock lock = util::FolderLock::create(temp);
   std::atomic<int64_t> images{0};
   std::string error;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(sumi::get_num_threads())
@@ -176,6 +207,7 @@ inline GlyphFolderStats render_glyph_folder(const std::filesystem::path& out,
   stats.characters = int64_t(chars.size());
   stats.images = images.load();
   for (const auto& f : fonts) stats.fonts.push_back(f.name());
+  stats.removed_partial_folders = std::move(abandoned);
   nlohmann::json fonts_json = nlohmann::json::array();
   for (const auto& f : fonts) fonts_json.push_back({{"name", f.name()}, {"path", f.path().string()}});
   util::write_json_atomically(temp / "render.json", {{"characters", stats.characters},

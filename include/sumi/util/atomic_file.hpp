@@ -24,6 +24,8 @@
 #include <utility>
 #include <vector>
 
+#include "sumi/util/folder_lock.hpp"
+
 namespace sumi::util {
 
 // An I/O failure while writing or renaming; the message names the target path and the OS reason.
@@ -164,15 +166,9 @@ inline std::vector<std::string> remove_abandoned_temporary_files(const std::file
     const std::filesystem::path path = it->path();
     const std::string name = path.filename().string();
     if (!detail::is_temp_sibling_name(name)) continue;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    const int fd = detail::lock_if_abandoned(path, S_IFREG);
     if (fd < 0) continue;
-    struct stat opened {};
-    struct stat named {};
-    // Unlinked only while locked, and only if the name still is the file that was locked.
-    if (::fstat(fd, &opened) == 0 && S_ISREG(opened.st_mode) && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
-        ::lstat(path.c_str(), &named) == 0 && named.st_dev == opened.st_dev &&
-        named.st_ino == opened.st_ino && ::unlink(path.c_str()) == 0)
-      removed.push_back(name);
+    if (::unlink(path.c_str()) == 0) removed.push_back(name);  // while locked
     ::close(fd);
   }
   std::sort(removed.begin(), removed.end());

@@ -3,6 +3,7 @@
 // append to and then rewrite the same results file would otherwise lose one's rows without an error.
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +14,25 @@
 #include <utility>
 
 namespace sumi::util {
+
+namespace detail {
+
+// Locks `path` for removal if its owner is gone: opens it without following a link or blocking, checks that
+// it is of `type` (S_IFREG or S_IFDIR), takes its flock without waiting (a live owner holds it) and checks
+// that the name still is what was locked. Returns the descriptor holding the lock, or -1 to leave it be.
+inline int lock_if_abandoned(const std::filesystem::path& path, mode_t type) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct stat opened {};
+  struct stat named {};
+  if (::fstat(fd, &opened) == 0 && (opened.st_mode & S_IFMT) == type && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+      ::lstat(path.c_str(), &named) == 0 && named.st_dev == opened.st_dev && named.st_ino == opened.st_ino)
+    return fd;
+  ::close(fd);
+  return -1;
+}
+
+}  // namespace detail
 
 class FolderLock {
  public:
@@ -32,6 +52,25 @@ class FolderLock {
       throw std::runtime_error("cannot lock folder '" + folder.string() + "': " + std::strerror(error));
     }
   }
+  // Creates `folder`, which must not exist, and locks it before anything is written into it: for a process
+  // that fills a folder and then renames it into place, so that remove_abandoned_folder leaves it alone.
+  // Waits for a sweep that locked it first, and creates it again where that sweep removed it.
+  static FolderLock create(const std::filesystem::path& folder) {
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      std::error_code error;
+      if (!std::filesystem::create_directory(folder, error))
+        throw std::runtime_error("cannot create folder '" + folder.string() +
+                                 "': " + (error ? error.message() : "it exists"));
+      const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) continue;  // removed already
+      while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+      }
+      struct stat status {};
+      if (::fstat(fd, &status) == 0 && status.st_nlink > 0) return FolderLock(fd);
+      ::close(fd);  // removed by a sweep between its creation and the lock
+    }
+    throw std::runtime_error("cannot create folder '" + folder.string() + "': removed again at every try");
+  }
   FolderLock(FolderLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
   FolderLock(const FolderLock&) = delete;
   FolderLock& operator=(const FolderLock&) = delete;
@@ -41,7 +80,19 @@ class FolderLock {
   }
 
  private:
+  explicit FolderLock(int locked_fd) : fd_(locked_fd) {}
   int fd_ = -1;
 };
+
+// Removes `folder` and everything in it if it is a folder (not a link to one) that no process holds a
+// FolderLock on: the work of a process killed before it finished. Returns whether it was removed.
+inline bool remove_abandoned_folder(const std::filesystem::path& folder) {
+  const int fd = detail::lock_if_abandoned(folder, S_IFDIR);
+  if (fd < 0) return false;
+  std::error_code error;
+  std::filesystem::remove_all(folder, error);
+  ::close(fd);
+  return !error;
+}
 
 }  // namespace sumi::util
