@@ -6,7 +6,7 @@
 // Files written here also carry a CRC-32 of their content in the metadata (kChecksumKey), checked when they
 // are read: a flipped bit in a weight or a metadata value (an epoch) would otherwise load as a different
 // model. The format has no checksum of its own; other readers ignore the entry, and files without one
-// (written by other tools) are read unverified.
+// (written by other tools) are read unverified, unless a key one byte from kChecksumKey shows its damage.
 #include <zlib.h>
 #include <algorithm>
 #include <bit>
@@ -22,6 +22,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <tuple>
 #include <vector>
@@ -43,6 +44,14 @@ class SafetensorsError : public std::runtime_error {
 inline constexpr const char* kChecksumKey = "sumi.crc32";
 
 namespace detail {
+
+// Whether a and b have the same length and differ in exactly one byte.
+inline bool differ_in_one_byte(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  std::size_t differing = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) differing += a[i] != b[i];
+  return differing == 1;
+}
 
 // CRC-32 of a header without its checksum entry, then of the data section, which `for_each_chunk(feed)`
 // passes to feed(pointer, size) in file order. The header is serialized as nlohmann::json (keys sorted, no
@@ -237,9 +246,16 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
   for (auto it = json.begin(); it != json.end(); ++it) {
     if (it.key() == "__metadata__") {
       if (!it->is_object()) throw fail("__metadata__ is not a JSON object");
-      for (auto m = it->begin(); m != it->end(); ++m)
-        if (m.key() != kChecksumKey)
-          file.metadata[m.key()] = m->is_string() ? m->get<std::string>() : m->dump();
+      const bool has_checksum = it->contains(kChecksumKey);
+      for (auto m = it->begin(); m != it->end(); ++m) {
+        if (m.key() == kChecksumKey) continue;
+        // A damaged checksum key would otherwise make the file read as one written without a checksum.
+        if (!has_checksum && detail::differ_in_one_byte(m.key(), kChecksumKey))
+          throw fail("the metadata key '" + util::printable(m.key()) + "' is the checksum key '" +
+                     kChecksumKey +
+                     "' with one byte changed: the header was damaged, and the content cannot be verified");
+        file.metadata[m.key()] = m->is_string() ? m->get<std::string>() : m->dump();
+      }
       continue;
     }
     const std::string& name = it.key();
