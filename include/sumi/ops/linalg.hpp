@@ -1,6 +1,7 @@
 #pragma once
 // Matrix products with autograd: matmul on Eigen's GEMM, linear on the linear kernels.
 #include <type_traits>
+#include <vector>
 
 #include "sumi/autograd/variable.hpp"
 #include "sumi/kernels/linear.hpp"
@@ -60,63 +61,73 @@ auto batch_matrix(T* data, int64_t i, int64_t rows, int64_t cols) {
   return Map(data + i * rows * cols, rows, cols);
 }
 
+// For each matrix of the broadcast `batch`, the index of the matrix it reads in an operand whose batch
+// dimensions are `own` (its matrices stored one after another): broadcasting repeats an operand's matrices
+// instead of copying them.
+inline std::vector<int64_t> broadcast_matrix_indices(const Shape& own, const Shape& batch) {
+  const Shape strides = broadcast_strides(own, contiguous_strides(own), batch);
+  std::vector<int64_t> indices;
+  indices.reserve(std::size_t(shape_numel(batch)));
+  for_each_broadcast(batch, strides, strides,
+                     [&](int64_t, int64_t offset, int64_t) { indices.push_back(offset); });
+  return indices;
+}
+
 // a [..., n, k] @ b [..., k, m] -> [..., n, m], the batch dimensions (all but the last two) broadcast
-// together: one GEMM per matrix of the broadcast batch. The gradients are summed back over the dimensions
-// broadcasting expanded.
+// together: one GEMM per matrix of the broadcast batch, reading each operand's own matrices. A gradient
+// accumulates the products of every output matrix that read the same operand matrix.
 template <class T>
 Variable<T> batched_matrix_product(const Variable<T>& a, const Variable<T>& b, const Shape& shape_a,
                                    const Shape& shape_b) {
   const Shape& sa = a.shape();
   const Shape& sb = b.shape();
+  const Shape batch_a(sa.begin(), sa.end() - 2), batch_b(sb.begin(), sb.end() - 2);
   Shape batch;
   try {
-    batch = broadcast_shapes(Shape(sa.begin(), sa.end() - 2), Shape(sb.begin(), sb.end() - 2), "matmul");
+    batch = broadcast_shapes(batch_a, batch_b, "matmul");
   } catch (const std::invalid_argument&) {
     throw std::invalid_argument("matmul: the batch dimensions of shapes " + shape_str(shape_a) + " and " +
                                 shape_str(shape_b) + " cannot be broadcast together");
   }
   const int64_t n = sa[sa.size() - 2], k = sa.back(), m = sb.back();
-  const auto with = [&batch](int64_t rows, int64_t cols) {
-    Shape s = batch;
-    s.push_back(rows);
-    s.push_back(cols);
-    return s;
-  };
-  const Shape expanded_a = with(n, k), expanded_b = with(k, m), out_shape = with(n, m);
+  Shape out_shape = batch;
+  out_shape.push_back(n);
+  out_shape.push_back(m);
   try {
-    for (const Shape& s : {expanded_a, expanded_b, out_shape}) shape_numel(s);
+    shape_numel(out_shape);
   } catch (const std::length_error&) {
     throw std::length_error("matmul: the broadcast product of shapes " + shape_str(shape_a) + " and " +
                             shape_str(shape_b) + " has more elements than int64_t can count");
   }
-  const Tensor<T> av = sa == expanded_a ? a.value().contiguous() : expand_to(a.value(), expanded_a);
-  const Tensor<T> bv = sb == expanded_b ? b.value().contiguous() : expand_to(b.value(), expanded_b);
+  const Tensor<T> av = a.value().contiguous(), bv = b.value().contiguous();
+  const std::vector<int64_t> from_a = broadcast_matrix_indices(batch_a, batch),
+                             from_b = broadcast_matrix_indices(batch_b, batch);
   const int64_t count = shape_numel(batch);
   Tensor<T> out = Tensor<T>::empty(out_shape);
   for (int64_t i = 0; i < count; ++i)
-    batch_matrix(out.data(), i, n, m).noalias() =
-        batch_matrix(av.data(), i, n, k) * batch_matrix(bv.data(), i, k, m);
+    batch_matrix(out.data(), i, n, m).noalias() = batch_matrix(av.data(), from_a[std::size_t(i)], n, k) *
+                                                  batch_matrix(bv.data(), from_b[std::size_t(i)], k, m);
   const bool ga = a.requires_grad(), gb = b.requires_grad();
-  return Variable<T>::from_op(
-      out, "matmul", {a, b}, [av, bv, sa, sb, count, n, k, m, ga, gb](const Tensor<T>& g) {
-        const Tensor<T> gc = g.contiguous();
-        Tensor<T> grad_a, grad_b;
-        if (ga) {
-          Tensor<T> expanded = Tensor<T>::empty(av.shape());
-          for (int64_t i = 0; i < count; ++i)
-            batch_matrix(expanded.data(), i, n, k).noalias() =
-                batch_matrix(gc.data(), i, n, m) * batch_matrix(bv.data(), i, k, m).transpose();
-          grad_a = sum_to_shape(expanded, sa);
-        }
-        if (gb) {
-          Tensor<T> expanded = Tensor<T>::empty(bv.shape());
-          for (int64_t i = 0; i < count; ++i)
-            batch_matrix(expanded.data(), i, k, m).noalias() =
-                batch_matrix(av.data(), i, n, k).transpose() * batch_matrix(gc.data(), i, n, m);
-          grad_b = sum_to_shape(expanded, sb);
-        }
-        return std::vector<Tensor<T>>{grad_a, grad_b};
-      });
+  return Variable<T>::from_op(out, "matmul", {a, b},
+                              [av, bv, from_a, from_b, count, n, k, m, ga, gb](const Tensor<T>& g) {
+                                const Tensor<T> gc = g.contiguous();
+                                Tensor<T> grad_a, grad_b;
+                                if (ga) {
+                                  grad_a = Tensor<T>::zeros(av.shape());
+                                  for (int64_t i = 0; i < count; ++i)
+                                    batch_matrix(grad_a.data(), from_a[std::size_t(i)], n, k).noalias() +=
+                                        batch_matrix(gc.data(), i, n, m) *
+                                        batch_matrix(bv.data(), from_b[std::size_t(i)], k, m).transpose();
+                                }
+                                if (gb) {
+                                  grad_b = Tensor<T>::zeros(bv.shape());
+                                  for (int64_t i = 0; i < count; ++i)
+                                    batch_matrix(grad_b.data(), from_b[std::size_t(i)], k, m).noalias() +=
+                                        batch_matrix(av.data(), from_a[std::size_t(i)], n, k).transpose() *
+                                        batch_matrix(gc.data(), i, n, m);
+                                }
+                                return std::vector<Tensor<T>>{grad_a, grad_b};
+                              });
 }
 
 }  // namespace detail
