@@ -274,6 +274,15 @@ TEST_CASE("log-y tick labels: decimal style and narrow ranges", "[plot][svg]") {
     CHECK(std::stod(label) >= 0.13);
     CHECK(std::stod(label) <= 0.16);
   }
+  // A constant series (a loss that no longer changes): at least two labels, around the value.
+  for (const double value : {0.02, 5.0, 3e-7, 1.0}) {
+    INFO(value);
+    LineChart constant;
+    constant.log_y = true;
+    constant.add_series("loss", std::vector<double>{1, 2, 3}, std::vector<double>(3, value));
+    const auto y_constant = tick_labels(*parse_xml(constant.to_svg()), "y");
+    REQUIRE(y_constant.size() >= 2);
+  }
   // At magnitudes written in scientific form, labels carry the step's digits, not i * step's rounding noise.
   const auto tiny = detail::linear_ticks(1.42e-9, 1.53e-9, 5);
   REQUIRE(tiny.size() >= 3);

@@ -176,6 +176,9 @@ class LineChart {
         hi = std::max(hi, log ? std::log10(value) : value);
       }
     if (!(lo <= hi)) return {0, 1};  // no data: log axes then span 1..10
+    // A constant series on a log axis: a decade centred on it, which always holds labelled ticks (padding
+    // by a share of log10(value) would leave a single tick, or none, for many values).
+    if (log && lo == hi) return {lo - 0.5, hi + 0.5};
     return detail::padded_limits(lo, hi);
   }
 
