@@ -64,6 +64,18 @@ std::string read_raw(const fs::path& p) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
+// A gzip member of `bytes` exactly `size` bytes long, padded by a comment in its header (FCOMMENT), so that
+// members can end exactly where the reader's input buffer does.
+std::string gzip_member_of_size(const fs::path& scratch, const std::string& bytes, std::size_t size) {
+  write_gz(scratch, bytes);
+  std::string member = read_raw(scratch);
+  REQUIRE(member[3] == 0);  // no optional header fields yet
+  REQUIRE(member.size() + 1 <= size);
+  member[3] = 0x10;
+  member.insert(10, std::string(size - member.size() - 1, 'c') + '\0');
+  return member;
+}
+
 std::vector<uint8_t> iota_bytes(std::size_t n, uint8_t start = 0) {
   std::vector<uint8_t> v(n);
   for (std::size_t i = 0; i < n; ++i) v[i] = uint8_t(start + i * 7);
@@ -166,6 +178,15 @@ TEST_CASE("IDX reader reads raw and gzipped files, detected by content", "[data]
     write_raw(big, first + read_raw(big));
     REQUIRE(read_idx(big).data == pixels);
   }
+  // A first member ending just before, at and just after the reader's 128 KiB input buffer.
+  for (const std::size_t end : {std::size_t{131071}, std::size_t{131072}, std::size_t{131073}}) {
+    INFO(end);
+    const std::string first = gzip_member_of_size(big, images.substr(0, 10), end);
+    REQUIRE(first.size() == end);
+    write_gz(big, images.substr(10));
+    write_raw(big, first + read_raw(big));
+    REQUIRE(read_idx(big).data == pixels);
+  }
   for (const fs::path& p : {raw, gz, raw_labels, big}) fs::remove(p);
 }
 
@@ -236,7 +257,14 @@ TEST_CASE("IDX reader errors name the file and the problem", "[data][idx][errors
                         names(bad_gz) && Catch::Contains("7 bytes after the end of the gzip"));
     write_raw(bad_gz, compressed + std::string(1, '\x1f'));  // half a gzip magic
     REQUIRE_THROWS_WITH(read_idx(bad_gz),
-                        names(bad_gz) && Catch::Contains("1 bytes after the end of the gzip"));
+                        names(bad_gz) && Catch::Contains("1 byte after the end of the gzip"));
+    // The same where the stream ends at the end of the reader's input buffer, and the byte follows it.
+    for (const std::size_t end : {std::size_t{131071}, std::size_t{131072}}) {
+      write_raw(bad_gz, gzip_member_of_size(bad, good, end) + "\x1f");
+      REQUIRE_THROWS_WITH(read_idx(bad_gz), Catch::Contains("1 byte after the end of the gzip"));
+      write_raw(bad_gz, gzip_member_of_size(bad, good, end) + "\x1f\x8b");  // a member cut after its magic
+      REQUIRE_THROWS_WITH(read_idx(bad_gz), Catch::Contains("truncated gzip data"));
+    }
     write_raw(bad_gz, compressed + std::string(300000, '\0'));  // more than one input buffer of padding
     REQUIRE_THROWS_WITH(read_idx(bad_gz), names(bad_gz) && Catch::Contains("300000 bytes after the end"));
   }

@@ -1,4 +1,6 @@
 // data::ImageFolder, the resize/crop transforms and the font-rendered kanji folder.
+#include <unistd.h>
+
 #include <array>
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -201,6 +203,18 @@ TEST_CASE("kanji glyphs render white on black in KKanji's layout, skipping chara
     fs::remove_all(parent / (partial + suffix));
   }
   REQUIRE_FALSE(fs::exists(parent / (partial + "12")));
+  {
+    // A live rendering's folder under this process's own pid (one in another container, say) is not taken
+    // over: the rendering fails, naming it, and the folder stays.
+    const fs::path own = parent / ("sumi_glyph_folder_test2.partial." + std::to_string(::getpid()));
+    fs::remove_all(own);
+    const util::FolderLock other = util::FolderLock::create(own);
+    REQUIRE_THROWS_WITH(data::render_glyph_folder(parent / "sumi_glyph_folder_test2/", {fonts.front()},
+                                                  {.size = 16, .max_chars = 1}),
+                        Catch::Contains(own.string()) && Catch::Contains("exists"));
+    REQUIRE(fs::is_directory(own));
+    fs::remove_all(own);
+  }
   REQUIRE(stats.characters == 5);
   REQUIRE(stats.images == 10);
   REQUIRE(fs::exists(out / "render.json"));

@@ -128,7 +128,7 @@ inline std::vector<std::string> remove_abandoned_partial_glyph_folders(const std
 
 // Renders the folder at `out`, which must not exist yet. `on_character` (if set) is called after each
 // character, from one thread at a time, for progress reporting.
-inline GlyphFolderStats render_glyph_folder(const std::filesystem::path& out,
+inline GlyphFolderStats render_glyph_folder(std::filesystem::path out,
                                             const std::vector<std::filesystem::path>& font_paths,
                                             const GlyphFolderOptions& options = {},
                                             const std::function<void()>& on_character = {}) {
@@ -139,6 +139,7 @@ inline GlyphFolderStats render_glyph_folder(const std::filesystem::path& out,
   if (options.size < 8 || options.per_char < 1 || options.max_chars < 0)
     throw std::invalid_argument("render_glyph_folder: need size >= 8, per_char >= 1 and max_chars >= 0");
   options.jitter.check("render_glyph_folder");
+  while (!out.has_filename() && out.has_relative_path()) out = out.parent_path();  // "kanji/" is "kanji"
   if (fs::exists(out))
     throw std::runtime_error("render_glyph_folder: '" + out.string() +
                              "' already exists; remove it or choose another folder");
@@ -161,9 +162,10 @@ inline GlyphFolderStats render_glyph_folder(const std::filesystem::path& out,
 
   std::vector<std::string> abandoned = remove_abandoned_partial_glyph_folders(out);
   const fs::path temp = out.parent_path() / (partial_glyph_folder_prefix(out) + std::to_string(::getpid()));
-  fs::remove_all(temp);  // an earlier process's, which had this process's pid
   if (temp.has_parent_path()) fs::create_directories(temp.parent_path());
-  // Held until the folder is renamed to `out`, so that no other rendering's sweep removes it meanwhile.
+  // Held until the folder is renamed to `out`, so that no other rendering's sweep removes it meanwhile. A
+  // folder of this name that the sweep left is a live rendering's (a process with this pid in another
+  // container, say): creating it then fails rather than take it over.
   const util::FolderLock lock = util::FolderLock::create(temp);
   std::atomic<int64_t> images{0};
   std::string error;

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -43,6 +44,11 @@ inline constexpr int64_t kIdxMaxBytes = int64_t{1} << 40;  // a sanity bound aga
   throw IdxError("IDX file '" + path.string() + "': " + what);
 }
 
+// "1 byte", "3 bytes".
+inline std::string count_of(uint64_t count, const std::string& noun) {
+  return std::to_string(count) + " " + noun + (count == 1 ? "" : "s");
+}
+
 inline std::string idx_type_name(uint8_t type) {
   switch (type) {
     case 0x08:
@@ -68,25 +74,23 @@ inline std::string idx_type_name(uint8_t type) {
 // one after another are valid gzip and read as one stream.
 class IdxSource {
  public:
-  explicit IdxSource(const std::filesystem::path& path) : path_(path) {
-    file_ = std::fopen(path.c_str(), "rb");
+  explicit IdxSource(const std::filesystem::path& path) : path_(path), file_(std::fopen(path.c_str(), "rb")) {
     if (!file_) idx_fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
     unsigned char magic[2] = {0, 0};
-    gzipped_ = std::fread(magic, 1, 2, file_) == 2 && is_gzip_magic(magic);
-    std::rewind(file_);
+    gzipped_ = std::fread(magic, 1, 2, file()) == 2 && is_gzip_magic(magic);
+    std::rewind(file());
     if (gzipped_) {
       input_.resize(std::size_t{1} << 17);
-      if (inflateInit2(&stream_, 16 + MAX_WBITS) != Z_OK) {  // 16: a gzip wrapper, not zlib's
-        std::fclose(file_);
+      stream_.next_in = input_.data();
+      if (inflateInit2(&stream_, 16 + MAX_WBITS) != Z_OK)  // 16: a gzip wrapper, not zlib's
         idx_fail(path, "cannot start zlib's decompressor");
-      }
+      inflating_ = true;
     }
   }
   IdxSource(const IdxSource&) = delete;
   IdxSource& operator=(const IdxSource&) = delete;
   ~IdxSource() {
-    if (gzipped_) inflateEnd(&stream_);
-    std::fclose(file_);
+    if (inflating_) inflateEnd(&stream_);
   }
 
   bool gzipped() const { return gzipped_; }
@@ -95,8 +99,8 @@ class IdxSource {
   std::size_t read(void* out, std::size_t n) {
     auto* dst = static_cast<unsigned char*>(out);
     if (!gzipped_) {
-      const std::size_t got = std::fread(dst, 1, n, file_);
-      if (got < n && std::ferror(file_))
+      const std::size_t got = std::fread(dst, 1, n, file());
+      if (got < n && std::ferror(file()))
         idx_fail(path_, std::string("read error (") + std::strerror(errno) + ")");
       return got;
     }
@@ -118,6 +122,8 @@ class IdxSource {
                               (stream_.msg ? stream_.msg : "unknown zlib error") + ")");
         else if (status == Z_MEM_ERROR)
           idx_fail(path_, "out of memory while decompressing");
+        else if (status != Z_OK)  // no other result is possible with input and output space; never spin
+          idx_fail(path_, "zlib's inflate failed (code " + std::to_string(status) + ")");
       }
       total += piece - stream_.avail_out;
     }
@@ -138,10 +144,10 @@ class IdxSource {
   // Tops the unread input up to at least `wanted` bytes where the file has them; returns what is unread.
   std::size_t fill_input(std::size_t wanted) {
     if (stream_.avail_in >= wanted) return stream_.avail_in;
-    std::memmove(input_.data(), stream_.next_in, stream_.avail_in);
+    if (stream_.avail_in > 0) std::memmove(input_.data(), stream_.next_in, stream_.avail_in);
     const std::size_t got =
-        std::fread(input_.data() + stream_.avail_in, 1, input_.size() - stream_.avail_in, file_);
-    if (got == 0 && std::ferror(file_))
+        std::fread(input_.data() + stream_.avail_in, 1, input_.size() - stream_.avail_in, file());
+    if (got == 0 && std::ferror(file()))
       idx_fail(path_, std::string("read error (") + std::strerror(errno) + ")");
     stream_.next_in = input_.data();
     stream_.avail_in += unsigned(got);
@@ -159,18 +165,25 @@ class IdxSource {
     } else {
       std::error_code ec;
       const auto size = std::filesystem::file_size(path_, ec);
-      const long position = std::ftell(file_);
+      const long position = std::ftell(file());
       const std::string count =
-          !ec && position >= 0 ? std::to_string(size - uint64_t(position) + unread) + " bytes" : "bytes";
+          !ec && position >= 0 ? count_of(size - uint64_t(position) + unread, "byte") : "bytes";
       idx_fail(path_, count +
                           " after the end of the gzip stream that are not gzip data (appended to, or two "
                           "files joined?)");
     }
   }
 
+  std::FILE* file() const { return file_.get(); }
+
+  struct CloseFile {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
+
   std::filesystem::path path_;
-  std::FILE* file_ = nullptr;
+  std::unique_ptr<std::FILE, CloseFile> file_;
   bool gzipped_ = false;
+  bool inflating_ = false;  // stream_ initialised, to be ended
   z_stream stream_{};
   std::vector<unsigned char> input_;
   bool finished_ = false;
@@ -188,8 +201,8 @@ inline IdxArray read_idx(const std::filesystem::path& path) {
   unsigned char magic[4];
   const std::size_t magic_got = source.read(magic, 4);
   if (magic_got < 4)
-    idx_fail(path, "truncated: " + std::to_string(magic_got) + " bytes" + kind +
-                       ", too short for the 4-byte magic");
+    idx_fail(path,
+             "truncated: " + detail::count_of(magic_got, "byte") + kind + ", too short for the 4-byte magic");
   char hex[16];
   std::snprintf(hex, sizeof hex, "%02X %02X %02X %02X", magic[0], magic[1], magic[2], magic[3]);
   if (magic[0] != 0 || magic[1] != 0 || detail::idx_type_name(magic[2]).empty())
@@ -253,7 +266,7 @@ inline IdxArray read_idx(const std::filesystem::path& path) {
   }
   const uint64_t extra = source.count_remaining();
   if (extra > 0)
-    idx_fail(path, "size mismatch: " + std::to_string(extra) + " trailing bytes" + kind + " after the " +
+    idx_fail(path, "size mismatch: " + detail::count_of(extra, "trailing byte") + kind + " after the " +
                        std::to_string(expected) + " data bytes the header describes (dimensions " +
                        shape_str(out.dims) + ")");
   return out;

@@ -54,22 +54,38 @@ class FolderLock {
   }
   // Creates `folder`, which must not exist, and locks it before anything is written into it: for a process
   // that fills a folder and then renames it into place, so that remove_abandoned_folder leaves it alone.
-  // Waits for a sweep that locked it first, and creates it again where that sweep removed it.
+  // Waits for a sweep that locked it first, and creates it again where that sweep removed it. A folder it
+  // cannot lock is removed again and refused, as the constructor refuses one.
   static FolderLock create(const std::filesystem::path& folder) {
     for (int attempt = 0; attempt < 64; ++attempt) {
       std::error_code error;
       if (!std::filesystem::create_directory(folder, error))
-        throw std::runtime_error("cannot create folder '" + folder.string() +
-                                 "': " + (error ? error.message() : "it exists"));
+        refuse_to_create(folder, error ? error.message() : "it exists");
       const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd < 0) continue;  // removed already
-      while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+      if (fd < 0) {
+        const int open_error = errno;
+        if (open_error == ENOENT) continue;  // removed by a sweep already
+        ::rmdir(folder.c_str());
+        refuse_to_create(folder, std::string("cannot open it: ") + std::strerror(open_error));
       }
-      struct stat status {};
-      if (::fstat(fd, &status) == 0 && status.st_nlink > 0) return FolderLock(fd);
-      ::close(fd);  // removed by a sweep between its creation and the lock
+      int locked;
+      while ((locked = ::flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
+      }
+      if (locked != 0) {
+        const int lock_error = errno;
+        ::close(fd);
+        ::rmdir(folder.c_str());
+        refuse_to_create(folder, std::string("cannot lock it: ") + std::strerror(lock_error));
+      }
+      // Still the folder made above, under its name? A sweep that locked it first has removed it.
+      struct stat opened {};
+      struct stat named {};
+      if (::fstat(fd, &opened) == 0 && opened.st_nlink > 0 && ::lstat(folder.c_str(), &named) == 0 &&
+          named.st_dev == opened.st_dev && named.st_ino == opened.st_ino)
+        return FolderLock(fd);
+      ::close(fd);
     }
-    throw std::runtime_error("cannot create folder '" + folder.string() + "': removed again at every try");
+    refuse_to_create(folder, "removed again at every try");
   }
   FolderLock(FolderLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
   FolderLock(const FolderLock&) = delete;
@@ -81,6 +97,9 @@ class FolderLock {
 
  private:
   explicit FolderLock(int locked_fd) : fd_(locked_fd) {}
+  [[noreturn]] static void refuse_to_create(const std::filesystem::path& folder, const std::string& why) {
+    throw std::runtime_error("cannot create folder '" + folder.string() + "' locked: " + why);
+  }
   int fd_ = -1;
 };
 
