@@ -182,6 +182,30 @@ TEST_CASE("batched matmul and linear on more dimensions match finite differences
                     {leaf({3, 2, 4}, 13), leaf({5, 4}, 14)});
 }
 
+TEST_CASE("a broadcast matmul operand's float gradient is summed over the batch in double", "[autograd]") {
+  // 20,000 products read the one [2, 3] matrix: summed in float, its gradient would be off by about 1e-5
+  // relative; in double (then rounded to float) by about an ulp, as sum_to_shape sums broadcast gradients.
+  Generator gen(31);
+  const TD a64 = TD::rand({2, 3}, gen, 0.5, 1.5), b64 = TD::rand({20000, 3, 2}, gen, 0.5, 1.5);
+  const auto to_float = [](const TD& t) {
+    Tensor<float> f = Tensor<float>::empty(t.shape());
+    std::transform(t.data(), t.data() + t.numel(), f.data(), [](double v) { return float(v); });
+    return f;
+  };
+  Variable<float> a(to_float(a64), true);
+  sum(matmul(a, Variable<float>(to_float(b64)))).backward();
+  V a_exact(a64, true);
+  // The float inputs in double: the same products, summed exactly enough.
+  TD b_rounded = TD::empty(b64.shape());
+  std::transform(b64.data(), b64.data() + b64.numel(), b_rounded.data(),
+                 [](double v) { return double(float(v)); });
+  sum(matmul(a_exact, V(b_rounded))).backward();
+  for (int64_t i = 0; i < 6; ++i) {
+    INFO(i);
+    CHECK(a.grad().data()[i] == Approx(a_exact.grad().data()[i]).epsilon(2e-7));
+  }
+}
+
 TEST_CASE("gradients accumulate across backward calls until zero_grad", "[autograd]") {
   V x(TD::from_vector({1, 2, 3}, {3}), true);
   V y = x * x;

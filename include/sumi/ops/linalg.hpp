@@ -73,9 +73,30 @@ inline std::vector<int64_t> broadcast_matrix_indices(const Shape& own, const Sha
   return indices;
 }
 
+// The gradient of an operand of `shape` (rows x cols matrices) whose matrix from[i] product i of a batched
+// matmul read: product(i) summed over the products that read each matrix. In acc_t<T>, as sum_to_shape sums
+// broadcast gradients: a matrix that many products read would lose digits in a float sum.
+template <class T, class Product>
+Tensor<T> summed_matrix_gradients(const Shape& shape, int64_t rows, int64_t cols,
+                                  const std::vector<int64_t>& from, Product product) {
+  using Acc = acc_t<T>;
+  using AccMatrix = Eigen::Matrix<Acc, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> term(rows, cols);
+  return accumulated_sums<T>(shape, [&](Acc* sums) {
+    for (std::size_t i = 0; i < from.size(); ++i) {
+      Eigen::Map<AccMatrix> total(sums + from[i] * rows * cols, rows, cols);
+      if constexpr (std::is_same_v<Acc, T>) {
+        total.noalias() += product(int64_t(i));
+      } else {
+        term.noalias() = product(int64_t(i));
+        total += term.template cast<Acc>();
+      }
+    }
+  });
+}
+
 // a [..., n, k] @ b [..., k, m] -> [..., n, m], the batch dimensions (all but the last two) broadcast
-// together: one GEMM per matrix of the broadcast batch, reading each operand's own matrices. A gradient
-// accumulates the products of every output matrix that read the same operand matrix.
+// together: one GEMM per matrix of the broadcast batch, reading each operand's own matrices (none copied).
 template <class T>
 Variable<T> batched_matrix_product(const Variable<T>& a, const Variable<T>& b, const Shape& shape_a,
                                    const Shape& shape_b) {
@@ -108,26 +129,22 @@ Variable<T> batched_matrix_product(const Variable<T>& a, const Variable<T>& b, c
     batch_matrix(out.data(), i, n, m).noalias() = batch_matrix(av.data(), from_a[std::size_t(i)], n, k) *
                                                   batch_matrix(bv.data(), from_b[std::size_t(i)], k, m);
   const bool ga = a.requires_grad(), gb = b.requires_grad();
-  return Variable<T>::from_op(out, "matmul", {a, b},
-                              [av, bv, from_a, from_b, count, n, k, m, ga, gb](const Tensor<T>& g) {
-                                const Tensor<T> gc = g.contiguous();
-                                Tensor<T> grad_a, grad_b;
-                                if (ga) {
-                                  grad_a = Tensor<T>::zeros(av.shape());
-                                  for (int64_t i = 0; i < count; ++i)
-                                    batch_matrix(grad_a.data(), from_a[std::size_t(i)], n, k).noalias() +=
-                                        batch_matrix(gc.data(), i, n, m) *
-                                        batch_matrix(bv.data(), from_b[std::size_t(i)], k, m).transpose();
-                                }
-                                if (gb) {
-                                  grad_b = Tensor<T>::zeros(bv.shape());
-                                  for (int64_t i = 0; i < count; ++i)
-                                    batch_matrix(grad_b.data(), from_b[std::size_t(i)], k, m).noalias() +=
-                                        batch_matrix(av.data(), from_a[std::size_t(i)], n, k).transpose() *
-                                        batch_matrix(gc.data(), i, n, m);
-                                }
-                                return std::vector<Tensor<T>>{grad_a, grad_b};
-                              });
+  return Variable<T>::from_op(
+      out, "matmul", {a, b}, [av, bv, from_a, from_b, n, k, m, ga, gb](const Tensor<T>& g) {
+        const Tensor<T> gc = g.contiguous();
+        Tensor<T> grad_a, grad_b;
+        if (ga)
+          grad_a = summed_matrix_gradients<T>(av.shape(), n, k, from_a, [&](int64_t i) {
+            return batch_matrix(gc.data(), i, n, m) *
+                   batch_matrix(bv.data(), from_b[std::size_t(i)], k, m).transpose();
+          });
+        if (gb)
+          grad_b = summed_matrix_gradients<T>(bv.shape(), k, m, from_b, [&](int64_t i) {
+            return batch_matrix(av.data(), from_a[std::size_t(i)], n, k).transpose() *
+                   batch_matrix(gc.data(), i, n, m);
+          });
+        return std::vector<Tensor<T>>{grad_a, grad_b};
+      });
 }
 
 }  // namespace detail
