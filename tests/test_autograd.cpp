@@ -206,6 +206,42 @@ TEST_CASE("a broadcast matmul operand's float gradient is summed over the batch 
   }
 }
 
+TEST_CASE("batched matmul: an empty batch gives zero gradients; float operands broadcast both ways",
+          "[autograd]") {
+  V empty(TD::zeros({0, 2, 3}), true), b = leaf({1, 3, 4}, 41);
+  const V product = matmul(empty, b);
+  REQUIRE(product.shape() == Shape{0, 2, 4});
+  sum(product).backward();
+  REQUIRE(empty.grad().shape() == Shape{0, 2, 3});
+  REQUIRE(b.grad().shape() == Shape{1, 3, 4});
+  for (int64_t i = 0; i < 12; ++i) REQUIRE(b.grad().data()[i] == 0);
+
+  // Each operand repeated along a different batch dimension, in float, against the same numbers in double
+  // through copies expanded to the whole batch (no broadcasting left to the product) and sum_to_shape.
+  const TD a64 = leaf({3, 1, 2, 3}, 42).value(), b64 = leaf({1, 4, 3, 2}, 43).value(),
+           up64 = leaf({3, 4, 2, 2}, 44).value();
+  const auto to_float = [](const TD& t) {
+    Tensor<float> f = Tensor<float>::empty(t.shape());
+    std::transform(t.data(), t.data() + t.numel(), f.data(), [](double v) { return float(v); });
+    return f;
+  };
+  const auto rounded = [](const TD& t) {
+    TD r = TD::empty(t.shape());
+    std::transform(t.data(), t.data() + t.numel(), r.data(), [](double v) { return double(float(v)); });
+    return r;
+  };
+  Variable<float> af(to_float(a64), true), bf(to_float(b64), true);
+  sum(mul(matmul(af, bf), Variable<float>(to_float(up64)))).backward();
+  V ad(expand_to(rounded(a64), {3, 4, 2, 3}), true), bd(expand_to(rounded(b64), {3, 4, 3, 2}), true);
+  sum(mul(matmul(ad, bd), V(rounded(up64)))).backward();
+  for (const auto& [f, d] : {std::pair{af.grad(), sum_to_shape(ad.grad(), a64.shape())},
+                             std::pair{bf.grad(), sum_to_shape(bd.grad(), b64.shape())}})
+    for (int64_t i = 0; i < f.numel(); ++i) {
+      INFO(shape_str(f.shape()) << " element " << i);
+      CHECK(f.data()[i] == Approx(d.data()[i]).epsilon(1e-5));
+    }
+}
+
 TEST_CASE("gradients accumulate across backward calls until zero_grad", "[autograd]") {
   V x(TD::from_vector({1, 2, 3}, {3}), true);
   V y = x * x;

@@ -184,37 +184,47 @@ TEST_CASE("kanji glyphs render white on black in KKanji's layout, skipping chara
   REQUIRE(bold_ink > ink);
   REQUIRE_THROWS_WITH(font.render(0x0E01, 32), Catch::Contains("U+0E01"));
 
-  const fs::path out = fs::temp_directory_path() / "sumi_glyph_folder_test";
-  fs::remove_all(out);
-  // What killed renderings left is removed; a rendering in progress (its folder locked) and other names stay.
-  const fs::path parent = out.parent_path();
-  const std::string partial = "sumi_glyph_folder_test.partial.";
-  for (const std::string suffix : {"999999999", "12", "live", "", "7x"}) {
-    fs::remove_all(parent / (partial + suffix));
+  const fs::path parent =
+      fs::temp_directory_path() / ("sumi_glyph_folder_test." + std::to_string(::getpid()));
+  fs::remove_all(parent);
+  fs::create_directories(parent);
+  const fs::path out = parent / "kanji";
+  // What killed renderings left is removed: marked folders of the name form whose lock nobody holds. A
+  // rendering in progress (its folder locked), an unmarked folder and other names stay.
+  const std::string partial = "kanji.partial.";
+  for (const std::string suffix : {"999999999", "12", "13", "14", "live", "", "7x"}) {
     fs::create_directories(parent / (partial + suffix) / "U+4E00");
+    if (suffix != "14") std::ofstream(parent / (partial + suffix) / data::kPartialGlyphFolderMarker).close();
   }
   fs::remove_all(parent / (partial + "13"));
   const util::FolderLock live = util::FolderLock::create(parent / (partial + "13"));
+  std::ofstream(parent / (partial + "13") / data::kPartialGlyphFolderMarker).close();
   const auto stats =
       data::render_glyph_folder(out, {fonts.front()}, {.size = 16, .per_char = 2, .max_chars = 5});
   REQUIRE(stats.removed_partial_folders == std::vector<std::string>{partial + "12", partial + "999999999"});
-  for (const std::string suffix : {"13", "live", "", "7x"}) {
+  for (const std::string suffix : {"13", "14", "live", "", "7x"})
     REQUIRE(fs::is_directory(parent / (partial + suffix)));
-    fs::remove_all(parent / (partial + suffix));
-  }
   REQUIRE_FALSE(fs::exists(parent / (partial + "12")));
+  REQUIRE_FALSE(fs::exists(out / data::kPartialGlyphFolderMarker));  // a finished folder is not partial
   {
     // A live rendering's folder under this process's own pid (one in another container, say) is not taken
-    // over: the rendering fails, naming it, and the folder stays.
-    const fs::path own = parent / ("sumi_glyph_folder_test2.partial." + std::to_string(::getpid()));
-    fs::remove_all(own);
+    // over: the rendering fails, naming it, and the folder stays. "kanji2/." is the folder "kanji2".
+    const fs::path own = parent / ("kanji2.partial." + std::to_string(::getpid()));
     const util::FolderLock other = util::FolderLock::create(own);
-    REQUIRE_THROWS_WITH(data::render_glyph_folder(parent / "sumi_glyph_folder_test2/", {fonts.front()},
-                                                  {.size = 16, .max_chars = 1}),
-                        Catch::Contains(own.string()) && Catch::Contains("exists"));
+    std::ofstream(own / data::kPartialGlyphFolderMarker).close();
+    REQUIRE_THROWS_WITH(
+        data::render_glyph_folder(parent / "kanji2/.", {fonts.front()}, {.size = 16, .max_chars = 1}),
+        Catch::Contains(own.string()) &&
+            Catch::Contains("another rendering of '" + (parent / "kanji2").string()));
     REQUIRE(fs::is_directory(own));
-    fs::remove_all(own);
   }
+  // Once its lock is let go, the same folder is an abandoned rendering's, and the next rendering removes it.
+  const auto second =
+      data::render_glyph_folder(parent / "kanji2/.", {fonts.front()}, {.size = 16, .max_chars = 1});
+  REQUIRE(second.removed_partial_folders ==
+          std::vector<std::string>{"kanji2.partial." + std::to_string(::getpid())});
+  REQUIRE(fs::exists(parent / "kanji2" / "render.json"));
+  REQUIRE_THROWS_WITH(data::glyph_folder_path(".."), Catch::Contains("names no folder"));
   REQUIRE(stats.characters == 5);
   REQUIRE(stats.images == 10);
   REQUIRE(fs::exists(out / "render.json"));
@@ -224,7 +234,7 @@ TEST_CASE("kanji glyphs render white on black in KKanji's layout, skipping chara
   const data::ImageFolder set(out, {.channels = 1, .image_size = 16});
   REQUIRE(set.size() == 10);
   REQUIRE(set.classes().front() == first);
-  fs::remove_all(out);
+  fs::remove_all(parent);
 }
 
 TEST_CASE("fonts that are empty, truncated or not fonts, and jitters no rendering can use, are refused",

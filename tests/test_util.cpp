@@ -342,7 +342,8 @@ TEST_CASE("a folder made locked survives a sweep; an unlocked one is removed, ne
   CHECK(directory_entries(dir.path) == std::vector<std::string>{"file", "link", "target"});
   CHECK(remove_abandoned_folder(dir / "target"));  // with everything in it
   CHECK(directory_entries(dir.path) == std::vector<std::string>{"file", "link"});
-  CHECK_THROWS_WITH(FolderLock::create(dir / "no" / "parent"), Catch::Contains("cannot create folder"));
+  CHECK_THROWS_WITH(FolderLock::create(dir / "no" / "parent"),
+                    Catch::Contains("cannot create and lock folder"));
 }
 
 TEST_CASE("CSV numbers are written in shortest round-trip form", "[util][csv]") {

@@ -102,23 +102,41 @@ struct GlyphFolderStats {
   std::vector<std::string> removed_partial_folders;  // left by renderings of `out` killed mid-way
 };
 
-// A rendering fills "<out>.partial.<pid>" and renames it to `out` when it is complete.
-inline std::string partial_glyph_folder_prefix(const std::filesystem::path& out) {
-  return out.filename().string() + ".partial.";
+// `out` as a folder name: "kanji/" and "kanji/." are "kanji". A path that names no folder of its own ("/",
+// "..") is refused.
+inline std::filesystem::path glyph_folder_path(std::filesystem::path out) {
+  out = out.lexically_normal();
+  while (!out.has_filename() && out.has_relative_path()) out = out.parent_path();
+  if (!out.has_filename() || out.filename() == "." || out.filename() == "..")
+    throw std::invalid_argument("render_glyph_folder: '" + out.string() + "' names no folder to render into");
+  return out;
 }
 
-// Removes the partial folders of `out` whose rendering was killed (a rendering in progress holds a lock on
-// its folder, and is left alone); returns their names, sorted.
+// A rendering fills "<out>.partial.<pid>", marked by a file of this name while it is partial, and renames it
+// to `out` when it is complete.
+inline constexpr const char* kPartialGlyphFolderMarker = ".sumi-partial";
+
+inline std::string partial_glyph_folder_prefix(const std::filesystem::path& out) {
+  return glyph_folder_path(out).filename().string() + ".partial.";
+}
+
+// Removes the partial folders of `out` whose rendering was killed: named "<out>.partial.<digits>", holding
+// the marker file, and locked by no process (a rendering in progress holds a lock on its folder). A folder
+// without the marker is not a rendering's and stays. Returns their names, sorted.
 inline std::vector<std::string> remove_abandoned_partial_glyph_folders(const std::filesystem::path& out) {
-  const std::string prefix = partial_glyph_folder_prefix(out);
-  const std::filesystem::path parent = out.has_parent_path() ? out.parent_path() : ".";
+  const std::filesystem::path folder = glyph_folder_path(out);
+  const std::string prefix = partial_glyph_folder_prefix(folder);
+  const std::filesystem::path parent = folder.has_parent_path() ? folder.parent_path() : ".";
   std::vector<std::string> removed;
   std::error_code error;
   for (std::filesystem::directory_iterator it(parent, error), end; !error && it != end; it.increment(error)) {
     const std::string name = it->path().filename().string();
     const std::string_view pid = std::string_view(name).substr(std::min(name.size(), prefix.size()));
+    std::error_code ignored;
     if (name.starts_with(prefix) && !pid.empty() &&
         std::all_of(pid.begin(), pid.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+        std::filesystem::is_regular_file(
+            std::filesystem::symlink_status(it->path() / kPartialGlyphFolderMarker, ignored)) &&
         util::remove_abandoned_folder(it->path()))
       removed.push_back(name);
   }
@@ -126,8 +144,10 @@ inline std::vector<std::string> remove_abandoned_partial_glyph_folders(const std
   return removed;
 }
 
-// Renders the folder at `out`, which must not exist yet. `on_character` (if set) is called after each
-// character, from one thread at a time, for progress reporting.
+// Renders the folder at `out`, which must not exist yet, building it as "<out>.partial.<pid>" next to it;
+// the partial folders of earlier renderings of `out` that were killed are removed first (see
+// remove_abandoned_partial_glyph_folders). `on_character` (if set) is called after each character, from one
+// thread at a time, for progress reporting.
 inline GlyphFolderStats render_glyph_folder(std::filesystem::path out,
                                             const std::vector<std::filesystem::path>& font_paths,
                                             const GlyphFolderOptions& options = {},
@@ -139,7 +159,7 @@ inline GlyphFolderStats render_glyph_folder(std::filesystem::path out,
   if (options.size < 8 || options.per_char < 1 || options.max_chars < 0)
     throw std::invalid_argument("render_glyph_folder: need size >= 8, per_char >= 1 and max_chars >= 0");
   options.jitter.check("render_glyph_folder");
-  while (!out.has_filename() && out.has_relative_path()) out = out.parent_path();  // "kanji/" is "kanji"
+  out = glyph_folder_path(out);
   if (fs::exists(out))
     throw std::runtime_error("render_glyph_folder: '" + out.string() +
                              "' already exists; remove it or choose another folder");
@@ -163,10 +183,23 @@ inline GlyphFolderStats render_glyph_folder(std::filesystem::path out,
   std::vector<std::string> abandoned = remove_abandoned_partial_glyph_folders(out);
   const fs::path temp = out.parent_path() / (partial_glyph_folder_prefix(out) + std::to_string(::getpid()));
   if (temp.has_parent_path()) fs::create_directories(temp.parent_path());
-  // Held until the folder is renamed to `out`, so that no other rendering's sweep removes it meanwhile. A
-  // folder of this name that the sweep left is a live rendering's (a process with this pid in another
-  // container, say): creating it then fails rather than take it over.
+  // A folder of this name that the sweep left is a live rendering's (a process with this pid in another
+  // container, say), or not a rendering's at all: not taken over.
+  if (fs::exists(fs::symlink_status(temp)))
+    throw std::runtime_error("render_glyph_folder: '" + temp.string() + "' exists: another rendering of '" +
+                             out.string() +
+                             "' in progress (a process of the same id in another container?), or a folder "
+                             "that is not a rendering's");
+  // Held until the folder is renamed to `out`, so that no other rendering's sweep removes it meanwhile.
   const util::FolderLock lock = util::FolderLock::create(temp);
+  // From here on a failure removes the partial folder (while its lock is held).
+  const auto fail = [&temp](const std::string& what) {
+    std::error_code ignored;
+    fs::remove_all(temp, ignored);
+    throw std::runtime_error("render_glyph_folder: " + what);
+  };
+  if (!std::ofstream(temp / kPartialGlyphFolderMarker))
+    fail("cannot create '" + (temp / kPartialGlyphFolderMarker).string() + "'");
   std::atomic<int64_t> images{0};
   std::string error;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(sumi::get_num_threads())
@@ -200,11 +233,7 @@ inline GlyphFolderStats render_glyph_folder(std::filesystem::path out,
       on_character();
     }
   }
-  if (!error.empty()) {
-    std::error_code ignored;
-    fs::remove_all(temp, ignored);
-    throw std::runtime_error("render_glyph_folder: " + error);
-  }
+  if (!error.empty()) fail(error);
   GlyphFolderStats stats;
   stats.characters = int64_t(chars.size());
   stats.images = images.load();
@@ -212,14 +241,19 @@ inline GlyphFolderStats render_glyph_folder(std::filesystem::path out,
   stats.removed_partial_folders = std::move(abandoned);
   nlohmann::json fonts_json = nlohmann::json::array();
   for (const auto& f : fonts) fonts_json.push_back({{"name", f.name()}, {"path", f.path().string()}});
-  util::write_json_atomically(temp / "render.json", {{"characters", stats.characters},
-                                                     {"images", stats.images},
-                                                     {"size", options.size},
-                                                     {"per_char", options.per_char},
-                                                     {"max_chars", options.max_chars},
-                                                     {"seed", options.seed},
-                                                     {"fonts", fonts_json}});
-  fs::rename(temp, out);
+  try {
+    util::write_json_atomically(temp / "render.json", {{"characters", stats.characters},
+                                                       {"images", stats.images},
+                                                       {"size", options.size},
+                                                       {"per_char", options.per_char},
+                                                       {"max_chars", options.max_chars},
+                                                       {"seed", options.seed},
+                                                       {"fonts", fonts_json}});
+    fs::remove(temp / kPartialGlyphFolderMarker);
+    fs::rename(temp, out);
+  } catch (const std::exception& e) {
+    fail(e.what());  // a full disk, or another rendering that renamed its folder to `out` first
+  }
   return stats;
 }
 

@@ -70,8 +70,8 @@ inline std::string idx_type_name(uint8_t type) {
 
 // A byte stream over a raw or gzipped file, so the parser below reads both the same way. Gzip data goes
 // through zlib's inflate rather than gzread, which silently ignores bytes after the last gzip member: a file
-// appended to (or two files glued together) is an error here, as `gzip -t` reports it. Several gzip members
-// one after another are valid gzip and read as one stream.
+// appended to (or two files glued together) is an error here, as `gzip -t` flags it (even zero padding, which
+// gzip only warns about). Several gzip members one after another are valid gzip and read as one stream.
 class IdxSource {
  public:
   explicit IdxSource(const std::filesystem::path& path) : path_(path), file_(std::fopen(path.c_str(), "rb")) {
@@ -166,8 +166,10 @@ class IdxSource {
       std::error_code ec;
       const auto size = std::filesystem::file_size(path_, ec);
       const long position = std::ftell(file());
-      const std::string count =
-          !ec && position >= 0 ? count_of(size - uint64_t(position) + unread, "byte") : "bytes";
+      // The file's size now may be less than the position read to if it shrank meanwhile.
+      const std::string count = !ec && position >= 0 && size >= uint64_t(position)
+                                    ? count_of(size - uint64_t(position) + unread, "byte")
+                                    : "bytes";
       idx_fail(path_, count +
                           " after the end of the gzip stream that are not gzip data (appended to, or two "
                           "files joined?)");

@@ -61,34 +61,49 @@ auto batch_matrix(T* data, int64_t i, int64_t rows, int64_t cols) {
   return Map(data + i * rows * cols, rows, cols);
 }
 
-// For each matrix of the broadcast `batch`, the index of the matrix it reads in an operand whose batch
-// dimensions are `own` (its matrices stored one after another): broadcasting repeats an operand's matrices
-// instead of copying them.
-inline std::vector<int64_t> broadcast_matrix_indices(const Shape& own, const Shape& batch) {
+// Which operand matrix each product of a batched matmul reads: matrix i itself, or, where the operand is
+// broadcast, the one its broadcast strides name (its matrices repeated, not copied).
+struct MatrixSources {
+  bool broadcast = false;
+  std::vector<int64_t> index;  // for each product, where broadcast
+
+  int64_t operator[](int64_t i) const { return broadcast ? index[std::size_t(i)] : i; }
+};
+
+// The sources for an operand whose batch dimensions are `own` (its matrices stored one after another), read
+// by the products of the broadcast `batch`.
+inline MatrixSources matrix_sources(const Shape& own, const Shape& batch) {
+  if (own == batch) return {};
+  MatrixSources sources{.broadcast = true, .index = {}};
   const Shape strides = broadcast_strides(own, contiguous_strides(own), batch);
-  std::vector<int64_t> indices;
-  indices.reserve(std::size_t(shape_numel(batch)));
+  sources.index.reserve(std::size_t(shape_numel(batch)));
   for_each_broadcast(batch, strides, strides,
-                     [&](int64_t, int64_t offset, int64_t) { indices.push_back(offset); });
-  return indices;
+                     [&](int64_t, int64_t offset, int64_t) { sources.index.push_back(offset); });
+  return sources;
 }
 
-// The gradient of an operand of `shape` (rows x cols matrices) whose matrix from[i] product i of a batched
-// matmul read: product(i) summed over the products that read each matrix. In acc_t<T>, as sum_to_shape sums
-// broadcast gradients: a matrix that many products read would lose digits in a float sum.
+// The gradient of an operand of `shape` (rows x cols matrices) that the `count` products of a batched matmul
+// read as `sources` says: product(i) where each matrix was read once, else summed over the products that read
+// each matrix, in acc_t<T> as sum_to_shape sums broadcast gradients (a matrix that many products read would
+// lose digits in a float sum).
 template <class T, class Product>
-Tensor<T> summed_matrix_gradients(const Shape& shape, int64_t rows, int64_t cols,
-                                  const std::vector<int64_t>& from, Product product) {
+Tensor<T> summed_matrix_gradients(const Shape& shape, int64_t rows, int64_t cols, int64_t count,
+                                  const MatrixSources& sources, Product product) {
+  if (!sources.broadcast) {
+    Tensor<T> grad = Tensor<T>::empty(shape);
+    for (int64_t i = 0; i < count; ++i) batch_matrix(grad.data(), i, rows, cols).noalias() = product(i);
+    return grad;
+  }
   using Acc = acc_t<T>;
   using AccMatrix = Eigen::Matrix<Acc, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> term(rows, cols);
   return accumulated_sums<T>(shape, [&](Acc* sums) {
-    for (std::size_t i = 0; i < from.size(); ++i) {
-      Eigen::Map<AccMatrix> total(sums + from[i] * rows * cols, rows, cols);
+    for (int64_t i = 0; i < count; ++i) {
+      Eigen::Map<AccMatrix> total(sums + sources[i] * rows * cols, rows, cols);
       if constexpr (std::is_same_v<Acc, T>) {
-        total.noalias() += product(int64_t(i));
+        total.noalias() += product(i);
       } else {
-        term.noalias() = product(int64_t(i));
+        term.noalias() = product(i);
         total += term.template cast<Acc>();
       }
     }
@@ -121,27 +136,24 @@ Variable<T> batched_matrix_product(const Variable<T>& a, const Variable<T>& b, c
                             shape_str(shape_b) + " has more elements than int64_t can count");
   }
   const Tensor<T> av = a.value().contiguous(), bv = b.value().contiguous();
-  const std::vector<int64_t> from_a = broadcast_matrix_indices(batch_a, batch),
-                             from_b = broadcast_matrix_indices(batch_b, batch);
+  const MatrixSources from_a = matrix_sources(batch_a, batch), from_b = matrix_sources(batch_b, batch);
   const int64_t count = shape_numel(batch);
   Tensor<T> out = Tensor<T>::empty(out_shape);
   for (int64_t i = 0; i < count; ++i)
-    batch_matrix(out.data(), i, n, m).noalias() = batch_matrix(av.data(), from_a[std::size_t(i)], n, k) *
-                                                  batch_matrix(bv.data(), from_b[std::size_t(i)], k, m);
+    batch_matrix(out.data(), i, n, m).noalias() =
+        batch_matrix(av.data(), from_a[i], n, k) * batch_matrix(bv.data(), from_b[i], k, m);
   const bool ga = a.requires_grad(), gb = b.requires_grad();
   return Variable<T>::from_op(
-      out, "matmul", {a, b}, [av, bv, from_a, from_b, n, k, m, ga, gb](const Tensor<T>& g) {
+      out, "matmul", {a, b}, [av, bv, from_a, from_b, count, n, k, m, ga, gb](const Tensor<T>& g) {
         const Tensor<T> gc = g.contiguous();
         Tensor<T> grad_a, grad_b;
         if (ga)
-          grad_a = summed_matrix_gradients<T>(av.shape(), n, k, from_a, [&](int64_t i) {
-            return batch_matrix(gc.data(), i, n, m) *
-                   batch_matrix(bv.data(), from_b[std::size_t(i)], k, m).transpose();
+          grad_a = summed_matrix_gradients<T>(av.shape(), n, k, count, from_a, [&](int64_t i) {
+            return batch_matrix(gc.data(), i, n, m) * batch_matrix(bv.data(), from_b[i], k, m).transpose();
           });
         if (gb)
-          grad_b = summed_matrix_gradients<T>(bv.shape(), k, m, from_b, [&](int64_t i) {
-            return batch_matrix(av.data(), from_a[std::size_t(i)], n, k).transpose() *
-                   batch_matrix(gc.data(), i, n, m);
+          grad_b = summed_matrix_gradients<T>(bv.shape(), k, m, count, from_b, [&](int64_t i) {
+            return batch_matrix(av.data(), from_a[i], n, k).transpose() * batch_matrix(gc.data(), i, n, m);
           });
         return std::vector<Tensor<T>>{grad_a, grad_b};
       });

@@ -98,7 +98,7 @@ class FolderLock {
  private:
   explicit FolderLock(int locked_fd) : fd_(locked_fd) {}
   [[noreturn]] static void refuse_to_create(const std::filesystem::path& folder, const std::string& why) {
-    throw std::runtime_error("cannot create folder '" + folder.string() + "' locked: " + why);
+    throw std::runtime_error("cannot create and lock folder '" + folder.string() + "': " + why);
   }
   int fd_ = -1;
 };
