@@ -116,8 +116,9 @@ inline std::filesystem::path glyph_folder_path(std::filesystem::path out) {
 // to `out` when it is complete.
 inline constexpr const char* kPartialGlyphFolderMarker = ".sumi-partial";
 
-inline std::string partial_glyph_folder_prefix(const std::filesystem::path& out) {
-  return glyph_folder_path(out).filename().string() + ".partial.";
+// The start of a partial folder's name, for `folder` as glyph_folder_path gives it.
+inline std::string partial_glyph_folder_prefix(const std::filesystem::path& folder) {
+  return folder.filename().string() + ".partial.";
 }
 
 // Removes the partial folders of `out` whose rendering was killed: named "<out>.partial.<digits>", holding

@@ -15,9 +15,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -47,10 +49,8 @@ namespace detail {
 
 // Whether a and b have the same length and differ in exactly one byte.
 inline bool differ_in_one_byte(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  std::size_t differing = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) differing += a[i] != b[i];
-  return differing == 1;
+  return a.size() == b.size() &&
+         std::transform_reduce(a.begin(), a.end(), b.begin(), 0, std::plus<>(), std::not_equal_to<>()) == 1;
 }
 
 // CRC-32 of a header without its checksum entry, then of the data section, which `for_each_chunk(feed)`

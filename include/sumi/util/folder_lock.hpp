@@ -17,6 +17,14 @@ namespace sumi::util {
 
 namespace detail {
 
+// Whether `path` (not followed if a link) still names the file `fd` has open.
+inline bool still_named(int fd, const std::filesystem::path& path) {
+  struct stat opened {};
+  struct stat named {};
+  return ::fstat(fd, &opened) == 0 && opened.st_nlink > 0 && ::lstat(path.c_str(), &named) == 0 &&
+         named.st_dev == opened.st_dev && named.st_ino == opened.st_ino;
+}
+
 // Locks `path` for removal if its owner is gone: opens it without following a link or blocking, checks that
 // it is of `type` (S_IFREG or S_IFDIR), takes its flock without waiting (a live owner holds it) and checks
 // that the name still is what was locked. Returns the descriptor holding the lock, or -1 to leave it be.
@@ -24,9 +32,8 @@ inline int lock_if_abandoned(const std::filesystem::path& path, mode_t type) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return -1;
   struct stat opened {};
-  struct stat named {};
   if (::fstat(fd, &opened) == 0 && (opened.st_mode & S_IFMT) == type && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
-      ::lstat(path.c_str(), &named) == 0 && named.st_dev == opened.st_dev && named.st_ino == opened.st_ino)
+      still_named(fd, path))
     return fd;
   ::close(fd);
   return -1;
@@ -77,13 +84,8 @@ class FolderLock {
         ::rmdir(folder.c_str());
         refuse_to_create(folder, std::string("cannot lock it: ") + std::strerror(lock_error));
       }
-      // Still the folder made above, under its name? A sweep that locked it first has removed it.
-      struct stat opened {};
-      struct stat named {};
-      if (::fstat(fd, &opened) == 0 && opened.st_nlink > 0 && ::lstat(folder.c_str(), &named) == 0 &&
-          named.st_dev == opened.st_dev && named.st_ino == opened.st_ino)
-        return FolderLock(fd);
-      ::close(fd);
+      if (detail::still_named(fd, folder)) return FolderLock(fd);
+      ::close(fd);  // a sweep that locked it first has removed it
     }
     refuse_to_create(folder, "removed again at every try");
   }
