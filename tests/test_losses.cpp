@@ -208,21 +208,29 @@ void check_elementwise_loss_case(const test::Fixture& fx, const std::string& nam
     if (name.starts_with("smooth_l1"))
       return smooth_l1_loss(input, target, reduction, config["beta"].get<double>());
     if (name.starts_with("huber")) return huber_loss(input, target, reduction, config["delta"].get<double>());
-    if (name.starts_with("bce_logits")) return bce_with_logits(input, target, reduction);
-    return bce_loss(input, target, reduction);
+    // Per-element weights, stored as <name>.weight and <name>.pos_weight where the config has their shape.
+    const auto stored = [&](const char* setting) {
+      return config.contains(setting) ? fx.file().tensor<float>(name + "." + setting) : TF();
+    };
+    if (name.starts_with("bce_logits"))
+      return bce_with_logits(
+          input, target,
+          {.weight = stored("weight"), .pos_weight = stored("pos_weight"), .reduction = reduction});
+    return bce_loss(input, target, {.weight = stored("weight"), .reduction = reduction});
   }();
   require_reduced_matches_fixture(fx, name, input, loss, reduction, input.shape());
 }
 }  // namespace
 
 TEST_CASE(
-    "element-wise losses (mse, l1, smooth_l1, huber, bce, bce_with_logits) with each reduction match "
-    "PyTorch",
+    "element-wise losses (mse, l1, smooth_l1, huber, bce, bce_with_logits) with each reduction, and the bce "
+    "losses' weights and pos_weight, match PyTorch",
     "[loss][fixture]") {
   test::Fixture fx("losses");
   for (const std::string name :
        {"mse_sum", "mse_none", "l1", "l1_none", "smooth_l1", "smooth_l1_sum", "smooth_l1_none", "huber",
-        "huber_sum", "huber_none", "bce_none", "bce_sum", "bce_logits_none"})
+        "huber_sum", "huber_none", "bce_none", "bce_sum", "bce_logits_none", "bce_weight", "bce_weight_none",
+        "bce_logits_weight", "bce_logits_pos_weight", "bce_logits_both_none", "bce_logits_pos_weight_sum"})
     check_elementwise_loss_case(fx, name);
 }
 
@@ -381,6 +389,21 @@ TEST_CASE("loss gradients match finite differences", "[loss][gradcheck]") {
     require_gradcheck(
         [&](const std::vector<V>& v) { return total(bce_with_logits(v[0], prob_target, reduction)); },
         {leaf({3, 4}, 5, {-4, 4})});
+    // Weights broadcast along rows and columns, and pos_weight per column.
+    const TD row_weight = leaf({3, 1}, 14, {0.5, 2, false}).value();
+    const TD column_weight = leaf({4}, 15, {0.5, 2, false}).value();
+    require_gradcheck(
+        [&](const std::vector<V>& v) {
+          return total(bce_loss(v[0], prob_target, {.weight = row_weight, .reduction = reduction}));
+        },
+        {leaf({3, 4}, 3, {0.1, 0.9})});
+    require_gradcheck(
+        [&](const std::vector<V>& v) {
+          return total(
+              bce_with_logits(v[0], prob_target,
+                              {.weight = row_weight, .pos_weight = column_weight, .reduction = reduction}));
+        },
+        {leaf({3, 4}, 5, {-4, 4})});
   }
   const std::vector<int64_t> labels = {2, 0, 4, 4, 1};
   require_gradcheck([&](const std::vector<V>& v) { return cross_entropy(v[0], labels); },
@@ -494,6 +517,47 @@ TEST_CASE("cross_entropy rejects bad labels and shapes", "[loss][errors]") {
   for (double smoothing : {-0.1, 1.5, std::nan("")})
     REQUIRE_THROWS_WITH(cross_entropy(logits, {0, 1, 2}, {.label_smoothing = smoothing}),
                         Catch::Contains("label_smoothing") && Catch::Contains("[0, 1]"));
+}
+
+TEST_CASE("bce weights and pos_weight must broadcast to the input's shape", "[loss][errors]") {
+  const V x(TD::zeros({2, 3})), t(TD::zeros({2, 3}));
+  REQUIRE_THROWS_WITH(bce_loss(x, t, {.weight = TD::ones({2})}),
+                      Catch::Contains("bce_loss") && Catch::Contains("[2, 3]") && Catch::Contains("[2]"));
+  // A weight that broadcasting would grow the loss by is refused too, as no shape [2, 3] term has it.
+  REQUIRE_THROWS_WITH(bce_with_logits(x, t, {.weight = TD::ones({4, 1, 1})}),
+                      Catch::Contains("bce_with_logits: weight of shape [4, 1, 1] does not broadcast to the "
+                                      "input's shape [2, 3]"));
+  REQUIRE_THROWS_WITH(bce_with_logits(x, t, {.pos_weight = TD::ones({3, 2})}),
+                      Catch::Contains("pos_weight") && Catch::Contains("[3, 2]"));
+}
+
+TEST_CASE("bce_with_logits' pos_weight scales the positive part only", "[loss]") {
+  // -(p * t * log(sigmoid(z)) + (1 - t) * log(1 - sigmoid(z))) per element, with its gradient.
+  const std::vector<double> z = {-2, 0.5, 3, -0.25}, t = {1, 0, 0.3, 0.8}, p = {3, 3, 0.5, 0.5};
+  V logits(TD::from_vector(z, {2, 2}), true);
+  const V loss =
+      bce_with_logits(logits, V(TD::from_vector(t, {2, 2})),
+                      {.pos_weight = TD::from_vector({3, 0.5}, {2, 1}), .reduction = Reduction::sum});
+  double expected = 0;
+  for (std::size_t i = 0; i < z.size(); ++i) {
+    const double s = 1 / (1 + std::exp(-z[i]));
+    expected -= p[i] * t[i] * std::log(s) + (1 - t[i]) * std::log(1 - s);
+  }
+  REQUIRE(loss.item() == Approx(expected).epsilon(1e-12));
+  loss.backward();
+  for (std::size_t i = 0; i < z.size(); ++i) {
+    const double s = 1 / (1 + std::exp(-z[i]));
+    REQUIRE(logits.grad().data()[i] == Approx((p[i] * t[i] + 1 - t[i]) * s - p[i] * t[i]).epsilon(1e-12));
+  }
+  // Infinite logits still give the limits with a pos_weight; a weight multiplies the term.
+  const double inf = std::numeric_limits<double>::infinity();
+  const auto single = [](double zi, double ti, const BceWithLogitsOptions<double>& options) {
+    return bce_with_logits(V(TD::from_vector({zi}, {1})), V(TD::from_vector({ti}, {1})), options).item();
+  };
+  REQUIRE(single(-inf, 1, {.pos_weight = TD::full({1}, 2.0)}) == inf);
+  REQUIRE(single(inf, 1, {.pos_weight = TD::full({1}, 2.0)}) == 0);
+  REQUIRE(single(-inf, 0, {.pos_weight = TD::full({1}, 2.0)}) == 0);
+  REQUIRE(single(2, 1, {.weight = TD::full({1}, 3.0)}) == Approx(3 * std::log1p(std::exp(-2.0))));
 }
 
 TEST_CASE("bce_loss rejects inputs outside [0, 1]", "[loss][errors]") {

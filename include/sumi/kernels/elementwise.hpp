@@ -61,39 +61,39 @@ void simd_range(Isa isa, int64_t begin, int64_t end, const Body& body) {
 
 #undef SUMI_ELEMENTWISE_SIMD
 
+}  // namespace detail
+
 // body(i) for i < n: independent iterations, vectorized with the ISA in force and split across threads.
 template <class Body>
 void for_each_index(int64_t n, const Body& body) {
   const Isa isa = active_isa();
-  if (n < kParallelThreshold) return simd_range(isa, 0, n, body);
+  if (n < kParallelThreshold) return detail::simd_range(isa, 0, n, body);
 #pragma omp parallel num_threads(get_num_threads())
   {
     // Chunks are multiples of 64 elements so that threads never share a cache line of the output.
     const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
     const int64_t chunk = (n + threads * 64 - 1) / (threads * 64) * 64;
     const int64_t begin = std::min(n, t * chunk), end = std::min(n, begin + chunk);
-    simd_range(isa, begin, end, body);
+    detail::simd_range(isa, begin, end, body);
   }
 }
-
-}  // namespace detail
 
 // out[i] = f(a[i]). out may alias a.
 template <class T, class U, class F>
 void map(int64_t n, const T* a, U* out, F f) {
-  detail::for_each_index(n, [=](int64_t i) { out[i] = f(a[i]); });
+  for_each_index(n, [=](int64_t i) { out[i] = f(a[i]); });
 }
 
 // out[i] = f(a[i], b[i]). out may alias a or b.
 template <class T, class F>
 void zip(int64_t n, const T* a, const T* b, T* out, F f) {
-  detail::for_each_index(n, [=](int64_t i) { out[i] = f(a[i], b[i]); });
+  for_each_index(n, [=](int64_t i) { out[i] = f(a[i], b[i]); });
 }
 
 // out[i] = f(a[i], b[i], c[i]). out may alias any input.
 template <class T, class F>
 void zip3(int64_t n, const T* a, const T* b, const T* c, T* out, F f) {
-  detail::for_each_index(n, [=](int64_t i) { out[i] = f(a[i], b[i], c[i]); });
+  for_each_index(n, [=](int64_t i) { out[i] = f(a[i], b[i], c[i]); });
 }
 
 // dst[i] += src[i]

@@ -1,16 +1,19 @@
 #pragma once
 // Loss functions with autograd, with PyTorch's values and gradients. Element-wise: mse_loss, l1_loss,
-// smooth_l1_loss, huber_loss, bce_loss (torch's binary_cross_entropy) and bce_with_logits; over class labels:
-// cross_entropy and nll_loss (class weights, an ignored label, cross_entropy's label smoothing). Each takes
-// PyTorch's reduction: mean (the default), sum, or none. The target is a constant: it gets no gradient, even
-// when it requires one.
+// smooth_l1_loss, huber_loss, bce_loss (torch's binary_cross_entropy) and bce_with_logits (both with
+// per-element weights, bce_with_logits with pos_weight); over class labels: cross_entropy and nll_loss (class
+// weights, an ignored label, cross_entropy's label smoothing). Each takes PyTorch's reduction: mean (the
+// default), sum, or none. The target and the weights are constants: they get no gradient, even when the
+// target requires one.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <numeric>
 #include <optional>
+#include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -37,40 +40,78 @@ void require_same_shape(const Variable<T>& input, const Variable<T>& target, con
                                 " and target of shape " + shape_str(target.shape()) + " differ");
 }
 
-// The terms term(x[i], t[i]) reduced by `reduction`, with gradient g * dterm(x[i], t[i]) for the input (g
-// divided by the count under mean; g[i] under none). Sums are deterministic chunked sums in acc_t<T>; a
-// mean over no elements is NaN, as PyTorch's.
+// term(x, t) or, for a loss with per-element settings, term(x, t, i).
+template <class T, class F>
+T element_term(const F& f, T x, T t, int64_t i) {
+  if constexpr (std::is_invocable_v<const F&, T, T, int64_t>)
+    return f(x, t, i);
+  else
+    return f(x, t);
+}
+
+// The terms w[i] * term(x[i], t[i]) reduced by `reduction`, with gradient g * w[i] * dterm(x[i], t[i]) for
+// the input (g divided by the count under mean; g[i] under none). `weight` is contiguous in the input's
+// shape, or undefined for w = 1; term and dterm may also take the flat index i. Sums are deterministic
+// chunked sums in acc_t<T>; a mean over no elements is NaN, as PyTorch's.
 template <class T, class Term, class DTerm>
 Variable<T> elementwise_loss(const Variable<T>& input, const Variable<T>& target, Reduction reduction,
-                             const char* op, Term term, DTerm dterm) {
+                             const char* op, Term term, DTerm dterm, const Tensor<T>& weight = {}) {
   input.require_defined(op);
   target.require_defined(op);
   require_same_shape(input, target, op);
   const Tensor<T> x = input.value().contiguous(), t = target.value().contiguous();
   const T* xp = x.data();
   const T* tp = t.data();
+  const T* wp = weight.defined() ? weight.data() : nullptr;
   const int64_t n = x.numel();
+  const auto weighted_term = [term, wp](T xi, T ti, int64_t i) {
+    const T value = element_term(term, xi, ti, i);
+    return wp ? wp[i] * value : value;
+  };
   Tensor<T> loss;
   if (reduction == Reduction::none) {
     loss = Tensor<T>::empty(x.shape());
-    kernels::zip(n, xp, tp, loss.data(), term);
+    T* lp = loss.data();
+    kernels::for_each_index(n, [=](int64_t i) { lp[i] = weighted_term(xp[i], tp[i], i); });
   } else {
-    const acc_t<T> total = chunked_sum<acc_t<T>>(n, [&](int64_t i) { return acc_t<T>(term(xp[i], tp[i])); });
+    const acc_t<T> total =
+        chunked_sum<acc_t<T>>(n, [&](int64_t i) { return acc_t<T>(weighted_term(xp[i], tp[i], i)); });
     loss = Tensor<T>::scalar(T(reduction == Reduction::mean ? total / acc_t<T>(n) : total));
   }
-  return Variable<T>::from_op(loss, op, {input}, [x, t, n, reduction, dterm](const Tensor<T>& g) {
+  return Variable<T>::from_op(loss, op, {input}, [x, t, weight, n, reduction, dterm](const Tensor<T>& g) {
     Tensor<T> gx = Tensor<T>::empty(x.shape());
-    if (reduction == Reduction::none) {
-      const Tensor<T> gc = g.contiguous();
-      kernels::zip3(n, gc.data(), x.data(), t.data(), gx.data(),
-                    [dterm](T gi, T xi, T ti) { return dterm(xi, ti) * gi; });
-    } else {
-      const T scale = reduction == Reduction::mean ? g.item() / T(n) : g.item();
-      kernels::zip(n, x.data(), t.data(), gx.data(),
-                   [scale, dterm](T xi, T ti) { return dterm(xi, ti) * scale; });
-    }
+    const T* xp = x.data();
+    const T* tp = t.data();
+    const T* wp = weight.defined() ? weight.data() : nullptr;
+    T* gp = gx.data();
+    const Tensor<T> gc = reduction == Reduction::none ? g.contiguous() : Tensor<T>();
+    const T* up = reduction == Reduction::none ? gc.data() : nullptr;
+    const T scale = reduction == Reduction::none   ? T(1)
+                    : reduction == Reduction::mean ? g.item() / T(n)
+                                                   : g.item();
+    kernels::for_each_index(n, [=](int64_t i) {
+      const T factor = (up ? up[i] : scale) * (wp ? wp[i] : T(1));
+      gp[i] = element_term(dterm, xp[i], tp[i], i) * factor;
+    });
     return std::vector<Tensor<T>>{gx};
   });
+}
+
+// `weight` (a loss's per-element weight, or bce_with_logits' pos_weight) broadcast to the input's shape as a
+// contiguous tensor; undefined stays undefined. It must broadcast to the input's shape without growing it.
+template <class T>
+Tensor<T> element_weights(const Tensor<T>& weight, const Shape& input_shape, const char* op,
+                          const char* name) {
+  if (!weight.defined()) return weight;
+  const Shape& shape = weight.shape();
+  const std::size_t lead = input_shape.size() - std::min(shape.size(), input_shape.size());
+  const bool broadcasts = shape.size() <= input_shape.size() &&
+                          std::ranges::equal(shape, std::span(input_shape).subspan(lead),
+                                             [](int64_t w, int64_t x) { return w == 1 || w == x; });
+  if (!broadcasts)
+    throw std::invalid_argument(std::string(op) + ": " + name + " of shape " + shape_str(weight.shape()) +
+                                " does not broadcast to the input's shape " + shape_str(input_shape));
+  return expand_to(weight, input_shape);
 }
 
 }  // namespace detail
@@ -138,12 +179,31 @@ Variable<T> huber_loss(const Variable<T>& input, const Variable<T>& target,
       });
 }
 
+// bce_loss's settings, PyTorch's arguments by name: bce_loss(probabilities, target, {.weight = w}).
+template <class T>
+struct BceLossOptions {
+  // Each element's term is multiplied by its weight; broadcast to the input's shape. Undefined: all 1. The
+  // mean still divides by the element count, as PyTorch's.
+  Tensor<T> weight{};
+  Reduction reduction = Reduction::mean;
+};
+
+// bce_with_logits' settings, PyTorch's arguments by name: bce_with_logits(logits, target, {.pos_weight = p}).
+template <class T>
+struct BceWithLogitsOptions {
+  // As BceLossOptions::weight.
+  Tensor<T> weight{};
+  // The weight of the positive part (t * -log(sigmoid(z))) of each term, broadcast to the input's shape: with
+  // shape [C] for an input [N, C], one per class (pos_weight > 1 raises recall). Undefined: all 1.
+  Tensor<T> pos_weight{};
+  Reduction reduction = Reduction::mean;
+};
+
 // Binary cross-entropy of probabilities `input` (each in [0, 1]) against `target`, as
 // torch.nn.functional.binary_cross_entropy: -(t * max(log(x), -100) + (1 - t) * max(log(1 - x), -100)),
 // and gradient (x - t) / max(x * (1 - x), 1e-12) per element, so exact 0 or 1 inputs give finite values.
 template <class T>
-Variable<T> bce_loss(const Variable<T>& input, const Variable<T>& target,
-                     Reduction reduction = Reduction::mean) {
+Variable<T> bce_loss(const Variable<T>& input, const Variable<T>& target, const BceLossOptions<T>& options) {
   detail::require_same_shape(input, target, "bce_loss");
   const Tensor<T> x = input.value().contiguous();
   for (int64_t i = 0; i < x.numel(); ++i) {
@@ -154,28 +214,54 @@ Variable<T> bce_loss(const Variable<T>& input, const Variable<T>& target,
                                   shape_str(x.shape()));
   }
   return detail::elementwise_loss(
-      input, target, reduction, "bce_loss",
+      input, target, options.reduction, "bce_loss",
       [](T x, T t) {
         const T log_x = std::max(std::log(x), T(-100)), log_1mx = std::max(std::log1p(-x), T(-100));
         return (t - T(1)) * log_1mx - t * log_x;
       },
-      [](T x, T t) { return (x - t) / std::max((T(1) - x) * x, T(1e-12)); });
+      [](T x, T t) { return (x - t) / std::max((T(1) - x) * x, T(1e-12)); },
+      detail::element_weights(options.weight, input.shape(), "bce_loss", "weight"));
 }
 
-// Binary cross-entropy of sigmoid(logits) against `target`, as torch's binary_cross_entropy_with_logits:
-// t * softplus(-z) + (1 - t) * softplus(z) = log(1 + exp(-|z|)) + t * max(-z, 0) + (1 - t) * max(z, 0);
-// gradient sigmoid(z) - t per element. A term whose weight is 0 is left out, so an infinite logit gives the
-// limit (inf or 0) where torch's form multiplies 0 by inf.
+template <class T>
+Variable<T> bce_loss(const Variable<T>& input, const Variable<T>& target,
+                     Reduction reduction = Reduction::mean) {
+  return bce_loss(input, target, BceLossOptions<T>{.reduction = reduction});
+}
+
+// Binary cross-entropy of sigmoid(logits) against `target`, as torch's binary_cross_entropy_with_logits: with
+// a = p * t (p the pos_weight, 1 by default) and b = 1 - t, a * softplus(-z) + b * softplus(z) =
+// (a + b) * log(1 + exp(-|z|)) + a * max(-z, 0) + b * max(z, 0); gradient (a + b) * sigmoid(z) - a per
+// element. A part whose factor is 0 is left out, so an infinite logit gives the limit (inf or 0) where
+// torch's form multiplies 0 by inf.
+template <class T>
+Variable<T> bce_with_logits(const Variable<T>& logits, const Variable<T>& target,
+                            const BceWithLogitsOptions<T>& options) {
+  logits.require_defined("bce_with_logits");
+  const Tensor<T> pos_weight =
+      detail::element_weights(options.pos_weight, logits.shape(), "bce_with_logits", "pos_weight");
+  const T* pp = pos_weight.defined() ? pos_weight.data() : nullptr;
+  return detail::elementwise_loss(
+      logits, target, options.reduction, "bce_with_logits",
+      [pos_weight, pp](T z, T t, int64_t i) {
+        // Without pos_weight a + b is 1 exactly, which t + (1 - t) need not be after rounding.
+        const T a = pp ? pp[i] * t : t, b = T(1) - t, sum = pp ? a + b : T(1);
+        return sum * std::log1p(std::exp(-std::abs(z))) + (a != T(0) ? a * std::max(-z, T(0)) : T(0)) +
+               (b != T(0) ? b * std::max(z, T(0)) : T(0));
+      },
+      [pos_weight, pp](T z, T t, int64_t i) {
+        const T sigmoid = detail::sigmoid_and_complement(z).first;
+        if (!pp) return sigmoid - t;
+        const T a = pp[i] * t;
+        return (a + T(1) - t) * sigmoid - a;
+      },
+      detail::element_weights(options.weight, logits.shape(), "bce_with_logits", "weight"));
+}
+
 template <class T>
 Variable<T> bce_with_logits(const Variable<T>& logits, const Variable<T>& target,
                             Reduction reduction = Reduction::mean) {
-  return detail::elementwise_loss(
-      logits, target, reduction, "bce_with_logits",
-      [](T z, T t) {
-        return std::log1p(std::exp(-std::abs(z))) + (t != T(0) ? t * std::max(-z, T(0)) : T(0)) +
-               (t != T(1) ? (T(1) - t) * std::max(z, T(0)) : T(0));
-      },
-      [](T z, T t) { return detail::sigmoid_and_complement(z).first - t; });
+  return bce_with_logits(logits, target, BceWithLogitsOptions<T>{.reduction = reduction});
 }
 
 // cross_entropy's settings, PyTorch's arguments by name:
