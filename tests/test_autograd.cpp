@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
@@ -17,6 +18,7 @@
 #include "sumi/ops/reduction.hpp"
 #include "sumi/ops/shape_ops.hpp"
 #include "sumi/ops/softmax.hpp"
+#include "thread_count_guard.hpp"
 
 using namespace sumi;
 using sumi::test::leaf;
@@ -203,6 +205,76 @@ TEST_CASE("a broadcast matmul operand's float gradient is summed over the batch 
   for (int64_t i = 0; i < 6; ++i) {
     INFO(i);
     CHECK(a.grad().data()[i] == Approx(a_exact.grad().data()[i]).epsilon(2e-7));
+  }
+}
+
+TEST_CASE(
+    "float matmul runs on the vectorized kernels; batches split across threads or within products give "
+    "the same bits as one thread, and double's products",
+    "[autograd][linalg]") {
+  namespace sk = sumi::kernels;
+  using VF = Variable<float>;
+  const sumi::test::ThreadCountGuard restore_threads;
+  const sumi::test::IsaGuard restore_isa;
+  const auto to_float = [](const TD& t) {
+    Tensor<float> f = Tensor<float>::empty(t.shape());
+    std::transform(t.data(), t.data() + t.numel(), f.data(), [](double v) { return float(v); });
+    return f;
+  };
+  const auto to_double = [](const Tensor<float>& t) {
+    TD d = TD::empty(t.shape());
+    std::transform(t.data(), t.data() + t.numel(), d.data(), [](float v) { return double(v); });
+    return d;
+  };
+  // Many small products (split across threads, each on one), a broadcast operand (its gradient summed over
+  // the batch), and two large products (each split across threads by its kernel).
+  const std::vector<std::pair<Shape, Shape>> shape_pairs = {
+      {{12, 24, 40}, {12, 40, 32}}, {{12, 24, 40}, {1, 40, 32}}, {{2, 128, 96}, {2, 96, 112}}};
+  for (sk::Isa isa : {sk::Isa::scalar, sk::Isa::avx2, sk::Isa::avx512}) {
+    if (!sk::isa_supported(isa)) continue;
+    sk::set_isa(isa);
+    for (const auto& [sa, sb] : shape_pairs) {
+      INFO(sk::isa_name(isa) << ": " << shape_str(sa) << " @ " << shape_str(sb));
+      // Rounded to float first, so that double computes the float operands' exact products.
+      const TD a64 = to_double(to_float(leaf(sa, 51).value())),
+               b64 = to_double(to_float(leaf(sb, 52).value()));
+      Shape out_shape = sa;
+      out_shape.back() = sb.back();
+      const TD up64 = to_double(to_float(leaf(out_shape, 53).value()));
+      V ad(a64, true), bd(b64, true);
+      sum(mul(matmul(ad, bd), V(up64))).backward();
+      std::vector<Tensor<float>> first;
+      for (int threads : {1, 2, 3}) {
+        INFO(threads << " threads");
+        set_num_threads(threads);
+        VF a(to_float(a64), true), b(to_float(b64), true);
+        const VF out = matmul(a, b);
+        sum(mul(out, VF(to_float(up64)))).backward();
+        const std::vector<Tensor<float>> results = {out.value(), a.grad(), b.grad()};
+        if (first.empty()) {
+          first = results;
+          const std::vector<TD> expected = {matmul(ad, bd).value(), ad.grad(), bd.grad()};
+          for (std::size_t r = 0; r < results.size(); ++r)
+            for (int64_t i = 0; i < results[r].numel(); ++i) {
+              INFO("result " << r << " element " << i);
+              // Sums of 40 to 128 products of values below 1: within 1e-5 of double's.
+              REQUIRE(double(results[r].data()[i]) ==
+                      Approx(expected[r].data()[i]).margin(1e-5).epsilon(1e-5));
+            }
+        }
+        for (std::size_t r = 0; r < results.size(); ++r)
+          REQUIRE(std::equal(results[r].data(), results[r].data() + results[r].numel(), first[r].data()));
+      }
+    }
+    // A float product runs on the kernels of the ISA in force (the conv kernels' dense path), not Eigen's
+    // SSE2 GEMM. A double conv first records the scalar kernels, so that the check sees the product's own.
+    const double one = 1;
+    double y = 0;
+    sk::conv2d_forward(sk::detail::linear_geometry(1, 1, 1), &one, &one, static_cast<const double*>(nullptr),
+                       &y);
+    REQUIRE((sk::last_conv_isa() == sk::Isa::scalar && y == 1));
+    matmul(VF(Tensor<float>::ones({3, 5})), VF(Tensor<float>::ones({5, 4})));
+    REQUIRE(sk::last_conv_isa() == isa);
   }
 }
 

@@ -1,5 +1,6 @@
 #pragma once
-// Fully connected layer kernels: y [n, out] = x [n, in] . w [out, in]^T + b [out], and its gradients.
+// Fully connected layer kernels: y [n, out] = x [n, in] . w [out, in]^T + b [out], and its gradients; and
+// matmul's products, which are the same three.
 //
 // A linear layer is a 1x1 convolution over a 1x1 image, so for float the vectorized conv kernels' dense path
 // (conv_dense.hpp) computes it with the ISA in force. That matters: the library is built for generic x86-64,
@@ -64,6 +65,27 @@ void linear_backward_weight(int64_t n, int64_t in, int64_t out, const T* x, cons
   const detail::ConstMatrixMap<T> gym(gy, n, out);
   detail::MatrixMap<T>(gw, out, in).noalias() = gym.transpose() * detail::ConstMatrixMap<T>(x, n, in);
   if (gbias) Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(gbias, out) = gym.colwise().sum();
+}
+
+// The three products of a matrix product c [n, m] = a [n, k] b [k, m] (row-major) and its gradients, on the
+// same kernels: each is one of the linear layer's, with in = m and out = k.
+
+// c = a b: the linear input gradient gx [n, in] = gy [n, out] w [out, in].
+template <class T>
+void matmul_forward(int64_t n, int64_t k, int64_t m, const T* a, const T* b, T* c) {
+  linear_backward_input(n, m, k, a, b, c);
+}
+
+// ga [n, k] = g [n, m] b^T: the linear forward y [n, out] = x [n, in] w^T, without bias.
+template <class T>
+void matmul_backward_a(int64_t n, int64_t k, int64_t m, const T* g, const T* b, T* ga) {
+  linear_forward(n, m, k, g, b, static_cast<const T*>(nullptr), ga);
+}
+
+// gb [k, m] = a^T g: the linear weight gradient gw [out, in] = gy^T x, without bias.
+template <class T>
+void matmul_backward_b(int64_t n, int64_t k, int64_t m, const T* a, const T* g, T* gb) {
+  linear_backward_weight(n, m, k, g, a, gb, static_cast<T*>(nullptr));
 }
 
 }  // namespace sumi::kernels

@@ -1,6 +1,5 @@
 #pragma once
-// Matrix products with autograd: matmul on Eigen's GEMM, linear on the linear kernels.
-#include <type_traits>
+// Matrix products with autograd, matmul and linear, both on the linear kernels (kernels/linear.hpp).
 #include <vector>
 
 #include "sumi/autograd/variable.hpp"
@@ -31,34 +30,27 @@ Tensor<T> product_output(int64_t rows, int64_t cols, const char* op, const Shape
 
 namespace detail {
 
-// a [n, k] @ b [k, m] -> [n, m], with Eigen's GEMM.
+// a [n, k] @ b [k, m] -> [n, m], on the linear kernels.
 template <class T>
 Variable<T> matrix_product(const Variable<T>& a, const Variable<T>& b) {
   const Tensor<T> av = a.value().contiguous(), bv = b.value().contiguous();
-  Tensor<T> out = product_output<T>(a.size(0), b.size(1), "matmul", a.shape(), b.shape());
-  out.matrix().noalias() = av.matrix() * bv.matrix();
+  const int64_t n = a.size(0), k = a.size(1), m = b.size(1);
+  Tensor<T> out = product_output<T>(n, m, "matmul", a.shape(), b.shape());
+  kernels::matmul_forward(n, k, m, av.data(), bv.data(), out.data());
   const bool ga = a.requires_grad(), gb = b.requires_grad();
-  return Variable<T>::from_op(out, "matmul", {a, b}, [av, bv, ga, gb](const Tensor<T>& g) {
+  return Variable<T>::from_op(out, "matmul", {a, b}, [av, bv, n, k, m, ga, gb](const Tensor<T>& g) {
     const Tensor<T> gc = g.contiguous();
     Tensor<T> grad_a, grad_b;
     if (ga) {
       grad_a = Tensor<T>::empty(av.shape());
-      grad_a.matrix().noalias() = gc.matrix() * bv.matrix().transpose();
+      kernels::matmul_backward_a(n, k, m, gc.data(), bv.data(), grad_a.data());
     }
     if (gb) {
       grad_b = Tensor<T>::empty(bv.shape());
-      grad_b.matrix().noalias() = av.matrix().transpose() * gc.matrix();
+      kernels::matmul_backward_b(n, k, m, av.data(), gc.data(), grad_b.data());
     }
     return std::vector<Tensor<T>>{grad_a, grad_b};
   });
-}
-
-// Matrix i of a contiguous batch of [rows, cols] matrices.
-template <class T>
-auto batch_matrix(T* data, int64_t i, int64_t rows, int64_t cols) {
-  using Matrix = Eigen::Matrix<std::remove_const_t<T>, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  using Map = std::conditional_t<std::is_const_v<T>, Eigen::Map<const Matrix>, Eigen::Map<Matrix>>;
-  return Map(data + i * rows * cols, rows, cols);
 }
 
 // Which operand matrix each product of a batched matmul reads: matrix i itself, or, where the operand is
@@ -82,36 +74,44 @@ inline MatrixSources matrix_sources(const Shape& own, const Shape& batch) {
   return sources;
 }
 
-// The gradient of an operand of `shape` (rows x cols matrices) that the `count` products of a batched matmul
-// read as `sources` says: product(i) where each matrix was read once, else summed over the products that read
-// each matrix, in acc_t<T> as sum_to_shape sums broadcast gradients (a matrix that many products read would
-// lose digits in a float sum).
-template <class T, class Product>
-Tensor<T> summed_matrix_gradients(const Shape& shape, int64_t rows, int64_t cols, int64_t count,
-                                  const MatrixSources& sources, Product product) {
-  if (!sources.broadcast) {
-    Tensor<T> grad = Tensor<T>::empty(shape);
-    for (int64_t i = 0; i < count; ++i) batch_matrix(grad.data(), i, rows, cols).noalias() = product(i);
-    return grad;
+// Below this many multiply-adds a product of a batched matmul is too small to split across threads itself.
+inline constexpr double kSmallMatrixProduct = 1 << 20;
+
+// body(i) for the `count` products of a batched matmul, of `macs` multiply-adds each: across threads, each
+// product on one, where they are small or at least two per thread; else one after another, each product's
+// kernel then splitting across the threads (a few large products divide more evenly that way).
+template <class Body>
+void for_each_product(int64_t count, double macs, const Body& body) {
+  const int threads = get_num_threads();
+  const bool across = count > 1 && threads > 1 && (macs < kSmallMatrixProduct || count >= 2 * threads) &&
+                      double(count) * macs >= double(kernels::kParallelThreshold);
+  if (!across) {  // not in an `if (false)` region: a kernel's region nested in one would get one thread
+    for (int64_t i = 0; i < count; ++i) body(i);
+    return;
   }
-  using Acc = acc_t<T>;
-  using AccMatrix = Eigen::Matrix<Acc, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> term(rows, cols);
-  return accumulated_sums<T>(shape, [&](Acc* sums) {
-    for (int64_t i = 0; i < count; ++i) {
-      Eigen::Map<AccMatrix> total(sums + sources[i] * rows * cols, rows, cols);
-      if constexpr (std::is_same_v<Acc, T>) {
-        total.noalias() += product(i);
-      } else {
-        term.noalias() = product(i);
-        total += term.template cast<Acc>();
-      }
-    }
-  });
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t i = 0; i < count; ++i) body(i);
+}
+
+// The gradient of an operand of `shape` (rows x cols matrices, batch dimensions broadcast to `batch`) from
+// product(i, out), which writes the [rows, cols] gradient that product i of the batch gives: written in place
+// when the operand is not broadcast, else written for every product (as PyTorch's expanded gradient; the
+// products then run in parallel) and summed over the products that read each of its matrices, in acc_t<T> by
+// sum_to_shape (a matrix that many products read would lose digits in a float sum).
+template <class T, class Product>
+Tensor<T> summed_matrix_gradients(const Shape& shape, const Shape& batch, int64_t rows, int64_t cols,
+                                  const MatrixSources& sources, double macs, Product product) {
+  Shape per_product = batch;
+  per_product.push_back(rows);
+  per_product.push_back(cols);
+  Tensor<T> grad = Tensor<T>::empty(sources.broadcast ? per_product : shape);
+  T* gp = grad.data();
+  for_each_product(shape_numel(batch), macs, [&](int64_t i) { product(i, gp + i * rows * cols); });
+  return sources.broadcast ? sum_to_shape(grad, shape) : grad;
 }
 
 // a [..., n, k] @ b [..., k, m] -> [..., n, m], the batch dimensions (all but the last two) broadcast
-// together: one GEMM per matrix of the broadcast batch, reading each operand's own matrices (none copied).
+// together: one product per matrix of the broadcast batch, reading each operand's own matrices (none copied).
 template <class T>
 Variable<T> batched_matrix_product(const Variable<T>& a, const Variable<T>& b, const Shape& shape_a,
                                    const Shape& shape_b) {
@@ -139,21 +139,28 @@ Variable<T> batched_matrix_product(const Variable<T>& a, const Variable<T>& b, c
   const MatrixSources from_a = matrix_sources(batch_a, batch), from_b = matrix_sources(batch_b, batch);
   const int64_t count = shape_numel(batch);
   Tensor<T> out = Tensor<T>::empty(out_shape);
-  for (int64_t i = 0; i < count; ++i)
-    batch_matrix(out.data(), i, n, m).noalias() =
-        batch_matrix(av.data(), from_a[i], n, k) * batch_matrix(bv.data(), from_b[i], k, m);
+  const T* ap = av.data();
+  const T* bp = bv.data();
+  T* op = out.data();
+  const double macs = double(n) * double(k) * double(m);  // per product
+  for_each_product(count, macs, [&](int64_t i) {
+    kernels::matmul_forward(n, k, m, ap + from_a[i] * n * k, bp + from_b[i] * k * m, op + i * n * m);
+  });
   const bool ga = a.requires_grad(), gb = b.requires_grad();
   return Variable<T>::from_op(
-      out, "matmul", {a, b}, [av, bv, from_a, from_b, count, n, k, m, ga, gb](const Tensor<T>& g) {
+      out, "matmul", {a, b}, [av, bv, from_a, from_b, batch, n, k, m, macs, ga, gb](const Tensor<T>& g) {
         const Tensor<T> gc = g.contiguous();
+        const T* ap = av.data();
+        const T* bp = bv.data();
+        const T* gp = gc.data();
         Tensor<T> grad_a, grad_b;
         if (ga)
-          grad_a = summed_matrix_gradients<T>(av.shape(), n, k, count, from_a, [&](int64_t i) {
-            return batch_matrix(gc.data(), i, n, m) * batch_matrix(bv.data(), from_b[i], k, m).transpose();
+          grad_a = summed_matrix_gradients<T>(av.shape(), batch, n, k, from_a, macs, [&](int64_t i, T* out) {
+            kernels::matmul_backward_a(n, k, m, gp + i * n * m, bp + from_b[i] * k * m, out);
           });
         if (gb)
-          grad_b = summed_matrix_gradients<T>(bv.shape(), k, m, count, from_b, [&](int64_t i) {
-            return batch_matrix(av.data(), from_a[i], n, k).transpose() * batch_matrix(gc.data(), i, n, m);
+          grad_b = summed_matrix_gradients<T>(bv.shape(), batch, k, m, from_b, macs, [&](int64_t i, T* out) {
+            kernels::matmul_backward_b(n, k, m, ap + from_a[i] * n * k, gp + i * n * m, out);
           });
         return std::vector<Tensor<T>>{grad_a, grad_b};
       });
