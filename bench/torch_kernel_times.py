@@ -1,5 +1,7 @@
 """PyTorch's time for the operations that sumi_bench times kernel by kernel (the depthwise convolution's
-depthwise/* cases and max pooling's resample/max_pool2d_k3s2p1/*), for a ratio on the same machine.
+depthwise/* cases, max pooling's resample/max_pool2d_k3s2p1/* and the batched products' matmul/*), for a ratio
+on the same machine. The matmul cases run through autograd as sumi_bench's do: the product alone (fwd), and
+the product, sum(product * upstream) and the backward of both operands (fwd_bwd).
 
 Each operation is the functional op on the same float shapes, timed from Python (median of --reps calls after
 two warm-ups), so PyTorch's figure also holds the op's allocation and first touch of its output, which
@@ -56,6 +58,25 @@ def run_torch(args):
     results["ms"]["resample/max_pool2d_k3s2p1/bwd"] = median_ms(
         lambda: torch.ops.aten.max_pool2d_with_indices_backward(gy, x.detach(), [3, 3], [2, 2], [1, 1], [1, 1],
                                                                 False, indices), args.reps)
+    matmul_cases = [  # as bench/bench_matmul.cpp
+        ("64x64x64_batch64", (64, 64, 64), (64, 64, 64)),
+        ("256x256x256_batch8", (8, 256, 256), (8, 256, 256)),
+        ("512x512x512_batch2", (2, 512, 512), (2, 512, 512)),
+        ("64x64x64_batch64_broadcast", (64, 64, 64), (1, 64, 64)),
+    ]
+    for name, shape_a, shape_b in matmul_cases:
+        a = torch.randn(*shape_a, requires_grad=True)
+        b = torch.randn(*shape_b, requires_grad=True)
+        upstream = torch.randn(shape_a[0], shape_a[1], shape_b[2])
+
+        def forward_backward():
+            a.grad = None
+            b.grad = None
+            (torch.matmul(a, b) * upstream).sum().backward()
+
+        with torch.no_grad():
+            results["ms"]["matmul/%s/fwd" % name] = median_ms(lambda: torch.matmul(a, b), args.reps)
+        results["ms"]["matmul/%s/fwd_bwd" % name] = median_ms(forward_backward, args.reps)
     return results
 
 

@@ -1,4 +1,6 @@
 #include <omp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -115,4 +117,29 @@ TEST_CASE("kernels called inside a user's parallel region with nesting enabled r
     CHECK(worst[1] < 1e-3f);
   }
   set_num_threads(saved_threads);
+}
+
+TEST_CASE(
+    "parallel_for runs work it does not split outside any OpenMP region, so kernels inside keep their "
+    "team",
+    "[threads]") {
+  const int saved = get_num_threads();
+  set_num_threads(2);
+  std::vector<int> levels;
+  kernels::parallel_for(3, 10,
+                        [&](int64_t) { levels.push_back(omp_get_level()); });  // too little work to split
+  CHECK(levels == std::vector<int>{0, 0, 0});
+  // A region inside it is then a top-level one, whose workers libgomp keeps (with their thread_local kernel
+  // workspaces); inside an inactive region it would be a nested one, started with new threads every time.
+  std::vector<pid_t> workers;
+  for (int call = 0; call < 2; ++call)
+    kernels::parallel_for(1, 0, [&](int64_t) {
+#pragma omp parallel num_threads(2)
+      {
+        if (omp_get_thread_num() == 1) workers.push_back(pid_t(syscall(SYS_gettid)));
+      }
+    });
+  REQUIRE(workers.size() == 2);
+  CHECK(workers[0] == workers[1]);
+  set_num_threads(saved);
 }

@@ -53,10 +53,17 @@ inline constexpr int64_t kParallelThreshold = 1 << 15;
 
 // f(i) for every i in [0, count): independent items, split evenly across the kernels' threads when there are
 // several and together they touch at least kParallelThreshold elements (`work`).
+// Below that, a plain loop rather than an `if (false)` region, so that kernels f calls run as at top level:
+// regions nested in an inactive one get new threads each time (libgomp keeps only top-level teams), without
+// the thread_local workspaces of the last call.
 template <class F>
 void parallel_for(int64_t count, int64_t work, F&& f) {
-#pragma omp parallel for schedule(static) \
-    num_threads(get_num_threads()) if (count > 1 && work >= kParallelThreshold)
+  const int threads = get_num_threads();
+  if (count < 2 || work < kParallelThreshold || threads < 2) {
+    for (int64_t i = 0; i < count; ++i) f(i);
+    return;
+  }
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t i = 0; i < count; ++i) f(i);
 }
 

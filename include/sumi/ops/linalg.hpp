@@ -1,5 +1,7 @@
 #pragma once
 // Matrix products with autograd, matmul and linear, both on the linear kernels (kernels/linear.hpp).
+#include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "sumi/autograd/variable.hpp"
@@ -82,14 +84,10 @@ inline constexpr double kSmallMatrixProduct = 1 << 20;
 // kernel then splitting across the threads (a few large products divide more evenly that way).
 template <class Body>
 void for_each_product(int64_t count, double macs, const Body& body) {
-  const int threads = get_num_threads();
-  const bool across = count > 1 && threads > 1 && (macs < kSmallMatrixProduct || count >= 2 * threads) &&
-                      double(count) * macs >= double(kernels::kParallelThreshold);
-  if (!across) {  // not in an `if (false)` region: a kernel's region nested in one would get one thread
-    for (int64_t i = 0; i < count; ++i) body(i);
-    return;
+  if (macs < kSmallMatrixProduct || count >= 2 * int64_t(get_num_threads())) {
+    const double work = std::min(double(count) * macs, double(std::numeric_limits<int64_t>::max() / 2));
+    return kernels::parallel_for(count, int64_t(work), body);
   }
-#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t i = 0; i < count; ++i) body(i);
 }
 
