@@ -58,10 +58,7 @@ class Adagrad : public Optimizer<T> {
       sum += g * g;
       param += neg_clr * (g / (sum.sqrt() + eps));
     };
-    if (group.weight_decay != 0)
-      apply(grad + T(group.weight_decay) * param);
-    else
-      apply(grad);
+    this->with_l2_penalty(group.weight_decay, grad, param, apply);
   }
 
   std::vector<std::string> buffer_names() const override { return {"sum"}; }

@@ -86,14 +86,11 @@ class Adam : public Optimizer<T> {
         param += neg_step_size * (m / (v.sqrt() / bias_correction2_sqrt + eps));
       }
     };
-    if (wd == 0) {
-      moments_and_step(grad);
-    } else if (decoupled_) {
-      param *= T(1 - lr * wd);
+    if (decoupled_) {
+      if (wd != 0) param *= T(1 - lr * wd);
       moments_and_step(grad);
     } else {
-      // grad + wd * p as a lazy expression (the stored grad is not modified); it is read before p changes.
-      moments_and_step(grad + T(wd) * param);
+      this->with_l2_penalty(wd, grad, param, moments_and_step);
     }
   }
 

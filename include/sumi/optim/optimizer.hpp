@@ -224,6 +224,17 @@ class Optimizer {
     add_param_group(std::move(params), lr);
   }
 
+  // step(g) with the gradient of PyTorch's coupled weight decay (an L2 penalty): g = grad + weight_decay * p,
+  // a lazy Eigen expression (the stored gradient is not modified; g reads p before step writes it), or grad
+  // itself when weight_decay is 0, without the extra pass.
+  template <class Grad, class Param, class Step>
+  static void with_l2_penalty(double weight_decay, const Grad& grad, const Param& param, Step&& step) {
+    if (weight_decay != 0)
+      step(grad + T(weight_decay) * param);
+    else
+      step(grad);
+  }
+
   // Refuses a setting that is negative, NaN or infinite, naming it (and `where`, when given).
   void check_setting(const char* setting, double value, const std::string& where = {}) const {
     if (!(value >= 0) || !std::isfinite(value))

@@ -76,10 +76,7 @@ class RMSprop : public Optimizer<T> {
         step_with(g, square_avg.sqrt() + eps);
       }
     };
-    if (group.weight_decay != 0)
-      apply(grad + T(group.weight_decay) * param);
-    else
-      apply(grad);
+    this->with_l2_penalty(group.weight_decay, grad, param, apply);
   }
 
   std::vector<std::string> buffer_names() const override {

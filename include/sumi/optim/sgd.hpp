@@ -72,10 +72,7 @@ class SGD : public Optimizer<T> {
       else
         param += neg_lr * buf;
     };
-    if (group.weight_decay != 0)
-      apply(grad + T(group.weight_decay) * param);
-    else
-      apply(grad);
+    this->with_l2_penalty(group.weight_decay, grad, param, apply);
   }
 
   std::vector<std::string> buffer_names() const override { return {"momentum_buffer"}; }
