@@ -558,6 +558,33 @@ TEST_CASE("bce_with_logits' pos_weight scales the positive part only", "[loss]")
   REQUIRE(single(inf, 1, {.pos_weight = TD::full({1}, 2.0)}) == 0);
   REQUIRE(single(-inf, 0, {.pos_weight = TD::full({1}, 2.0)}) == 0);
   REQUIRE(single(2, 1, {.weight = TD::full({1}, 3.0)}) == Approx(3 * std::log1p(std::exp(-2.0))));
+  // Their gradients, c * sigmoid(z) - p * t: 0 where certain and right, -p * t where certain and wrong.
+  V infinite(TD::from_vector({inf, -inf, inf, -inf}, {4}), true);
+  bce_with_logits(infinite, V(TD::from_vector({1, 1, 0, 0.5}, {4})),
+                  {.pos_weight = TD::full({1}, 2.0), .reduction = Reduction::sum})
+      .backward();
+  CHECK(infinite.grad().data()[0] == 0);
+  CHECK(infinite.grad().data()[1] == -2);
+  CHECK(infinite.grad().data()[2] == 1);
+  CHECK(infinite.grad().data()[3] == -1);
+}
+
+TEST_CASE("bce_with_logits with a pos_weight of ones is the unweighted loss, bit for bit", "[loss]") {
+  const TF logits = leaf({64}, 61, {-6, 6, false}).value().to<float>();
+  TF target = leaf({64}, 62, {0, 1, false}).value().to<float>();
+  for (int64_t i = 0; i < 64; i += 3) target.data()[i] = float(i % 2);  // some exact 0 and 1 targets
+  for (Reduction reduction : {Reduction::sum, Reduction::none}) {
+    VF plain(logits, true), weighted(logits, true);
+    const VF plain_loss = bce_with_logits(plain, VF(target), reduction);
+    const VF weighted_loss =
+        bce_with_logits(weighted, VF(target), {.pos_weight = TF::ones({64}), .reduction = reduction});
+    const TF up = TF::full(plain_loss.shape(), 0.75f);
+    REQUIRE(std::equal(plain_loss.value().data(), plain_loss.value().data() + plain_loss.numel(),
+                       weighted_loss.value().data()));
+    sum(mul(plain_loss, VF(up))).backward();
+    sum(mul(weighted_loss, VF(up))).backward();
+    REQUIRE(std::equal(plain.grad().data(), plain.grad().data() + 64, weighted.grad().data()));
+  }
 }
 
 TEST_CASE("bce_loss rejects inputs outside [0, 1]", "[loss][errors]") {

@@ -98,7 +98,8 @@ Variable<T> elementwise_loss(const Variable<T>& input, const Variable<T>& target
 }
 
 // `weight` (a loss's per-element weight, or bce_with_logits' pos_weight) broadcast to the input's shape as a
-// contiguous tensor; undefined stays undefined. It must broadcast to the input's shape without growing it.
+// contiguous tensor; undefined stays undefined. It must broadcast to the input's shape without growing it, as
+// PyTorch 1.13 requires (its in-place products cannot grow the loss).
 template <class T>
 Tensor<T> element_weights(const Tensor<T>& weight, const Shape& input_shape, const char* op,
                           const char* name) {
@@ -230,10 +231,11 @@ Variable<T> bce_loss(const Variable<T>& input, const Variable<T>& target,
 }
 
 // Binary cross-entropy of sigmoid(logits) against `target`, as torch's binary_cross_entropy_with_logits: with
-// a = p * t (p the pos_weight, 1 by default) and b = 1 - t, a * softplus(-z) + b * softplus(z) =
-// (a + b) * log(1 + exp(-|z|)) + a * max(-z, 0) + b * max(z, 0); gradient (a + b) * sigmoid(z) - a per
-// element. A part whose factor is 0 is left out, so an infinite logit gives the limit (inf or 0) where
-// torch's form multiplies 0 by inf.
+// a = p * t (p the pos_weight, 1 by default), b = 1 - t and c = a + b = 1 + (p - 1) * t (exactly 1 without a
+// pos_weight or with p = 1), a * softplus(-z) + b * softplus(z) = c * log(1 + exp(-|z|)) + a * max(-z, 0) +
+// b * max(z, 0); gradient c * sigmoid(z) - a per element. A part whose factor a or b is 0 is left out, so an
+// infinite logit gives the limit (inf or 0) where torch's form multiplies 0 by inf; a weight of 0 on an
+// infinite term still gives NaN, as PyTorch's.
 template <class T>
 Variable<T> bce_with_logits(const Variable<T>& logits, const Variable<T>& target,
                             const BceWithLogitsOptions<T>& options) {
@@ -244,16 +246,14 @@ Variable<T> bce_with_logits(const Variable<T>& logits, const Variable<T>& target
   return detail::elementwise_loss(
       logits, target, options.reduction, "bce_with_logits",
       [pos_weight, pp](T z, T t, int64_t i) {
-        // Without pos_weight a + b is 1 exactly, which t + (1 - t) need not be after rounding.
-        const T a = pp ? pp[i] * t : t, b = T(1) - t, sum = pp ? a + b : T(1);
-        return sum * std::log1p(std::exp(-std::abs(z))) + (a != T(0) ? a * std::max(-z, T(0)) : T(0)) +
+        const T a = pp ? pp[i] * t : t, b = T(1) - t, c = pp ? T(1) + (pp[i] - T(1)) * t : T(1);
+        return c * std::log1p(std::exp(-std::abs(z))) + (a != T(0) ? a * std::max(-z, T(0)) : T(0)) +
                (b != T(0) ? b * std::max(z, T(0)) : T(0));
       },
       [pos_weight, pp](T z, T t, int64_t i) {
         const T sigmoid = detail::sigmoid_and_complement(z).first;
         if (!pp) return sigmoid - t;
-        const T a = pp[i] * t;
-        return (a + T(1) - t) * sigmoid - a;
+        return (T(1) + (pp[i] - T(1)) * t) * sigmoid - pp[i] * t;
       },
       detail::element_weights(options.weight, logits.shape(), "bce_with_logits", "weight"));
 }
