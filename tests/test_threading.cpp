@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <iterator>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "sumi/ops/reduction.hpp"
 #include "sumi/ops/shape_ops.hpp"
 #include "sumi/ops/softmax.hpp"
+#include "thread_count_guard.hpp"
 
 using namespace sumi;
 using VF = Variable<float>;
@@ -123,7 +125,7 @@ TEST_CASE(
     "parallel_for runs work it does not split outside any OpenMP region, so kernels inside keep their "
     "team",
     "[threads]") {
-  const int saved = get_num_threads();
+  const test::ThreadCountGuard restore_threads;
   set_num_threads(2);
   std::vector<int> levels;
   kernels::parallel_for(3, 10,
@@ -141,5 +143,18 @@ TEST_CASE(
     });
   REQUIRE(workers.size() == 2);
   CHECK(workers[0] == workers[1]);
-  set_num_threads(saved);
+}
+
+TEST_CASE("an exception thrown in parallel_for's threads reaches the caller", "[threads]") {
+  const test::ThreadCountGuard restore_threads;
+  set_num_threads(2);
+  // Inside the parallel region it would end the process (std::terminate).
+  std::vector<int> done(64, 0);
+  REQUIRE_THROWS_WITH(kernels::parallel_for(64, int64_t(1) << 20,
+                                            [&](int64_t i) {
+                                              if (i == 40) throw std::runtime_error("item 40 failed");
+                                              done[std::size_t(i)] = 1;
+                                            }),
+                      "item 40 failed");
+  CHECK(std::count(done.begin(), done.end(), 1) == 63);  // the others still ran
 }

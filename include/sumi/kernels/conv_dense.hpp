@@ -11,7 +11,7 @@
 // rows = images and vectors along co. The input grad is the micro-kernel with rows = images, vectors along k;
 // the weight grad with rows = channels, vectors along k, or, with fewer features than channels, rows = k and
 // vectors along co. Linear layers are such convolutions too (kernels/linear.hpp). Threads split images (dot
-// forward) or columns: outputs are disjoint, nothing is reduced across threads.
+// forward) or column tiles and row panels: outputs are disjoint, nothing is reduced across threads.
 #include <algorithm>
 #include <cstdint>
 
@@ -24,36 +24,49 @@ inline bool is_dense(const Conv2dGeometry& g) {
          g.dilation_w == 1;
 }
 
+// Below this many multiply-adds a product with fewer full column tiles than two runs on one thread: splitting
+// its rows would cost more in fork and join than it saves.
+inline constexpr double kRowSplitMacs = 1 << 18;
+
 // C[m][k] = sum over j < red of A(m, j) * Bj[k] for m < M, k < K (row stride K), with B row j at
-// b + boff[j]: `uk` (direct B) over full column tiles, split across threads. The last K % nr columns (all of
-// them for K < nr: a latent of 10) go through `uk_packed` (packed B) on a zero-padded copy of those columns,
-// since a scalar loop over them was a chain of dependent additions as long as the reduction.
+// b + boff[j]: `uk` (direct B) over full column tiles. The last K % nr columns (all of them for K < nr: a
+// latent of 10) go through `uk_packed` (packed B) on a zero-padded copy of those columns, since a scalar loop
+// over them was a chain of dependent additions as long as the reduction. Threads split the (column tile, row
+// panel) pairs, column tiles first, so that a product with few columns (a 64-wide output is one tile of 64
+// lanes) still splits by rows; every output is computed by one thread in the same order whatever the thread
+// count.
 template <class KS>
 void dense_rows_times_rows(const TileShape tile, MicroKernel uk, MicroKernel uk_packed, int64_t M, int64_t K,
                            int64_t red, const float* a, int64_t lda, const float* b, const int64_t* boff,
                            float* c) {
   const int64_t mr = tile.mr, nr = int64_t(tile.nv) * KS::kVec, full = K / nr, tail = K - full * nr;
-  const int nt = threads_for(std::max<int64_t>(full, 1));
+  const int64_t panels = ceil_div(M, mr), items = (full + (tail > 0 ? 1 : 0)) * panels;
+  const bool split = full >= 2 || double(M) * double(K) * double(red) >= kRowSplitMacs;
+  const int nt = threads_for(split ? items : 1);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    int64_t t0, t1;
-    split_range(full, omp_get_num_threads(), omp_get_thread_num(), t0, t1);
-    for (int64_t jt = t0; jt < t1; ++jt)
-      for (int64_t m = 0; m < M; m += mr)
-        uk(red, a + (lda ? m * lda : m * red), lda, b + jt * nr, boff, c + m * K + jt * nr, K,
-           int(std::min(mr, M - m)), false, nullptr);
-    if (tail > 0 && omp_get_thread_num() == omp_get_num_threads() - 1) {
-      float* tb = thread_workspace(WorkspaceSlot::packed_panel).get<float>((red + mr) * nr);
-      float* tc = tb + red * nr;  // mr rows of nr results
-      for (int64_t j = 0; j < red; ++j) {
-        std::copy_n(b + boff[j] + full * nr, tail, tb + j * nr);
-        std::fill(tb + j * nr + tail, tb + (j + 1) * nr, 0.0f);
+    int64_t i0, i1;
+    split_range(items, omp_get_num_threads(), omp_get_thread_num(), i0, i1);
+    float* tb = nullptr;  // this thread's zero-padded copy of the tail columns, made at its first tail panel
+    float* tc = nullptr;  // mr rows of nr results
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t jt = item / panels, m = item % panels * mr;
+      const int rows = int(std::min(mr, M - m));
+      const float* am = a + (lda ? m * lda : m * red);
+      if (jt < full) {
+        uk(red, am, lda, b + jt * nr, boff, c + m * K + jt * nr, K, rows, false, nullptr);
+        continue;
       }
-      for (int64_t m = 0; m < M; m += mr) {
-        const int rows = int(std::min(mr, M - m));
-        uk_packed(red, a + (lda ? m * lda : m * red), lda, tb, nullptr, tc, nr, rows, false, nullptr);
-        for (int r = 0; r < rows; ++r) std::copy_n(tc + r * nr, tail, c + (m + r) * K + full * nr);
+      if (!tb) {
+        tb = thread_workspace(WorkspaceSlot::packed_panel).get<float>((red + mr) * nr);
+        tc = tb + red * nr;
+        for (int64_t j = 0; j < red; ++j) {
+          std::copy_n(b + boff[j] + full * nr, tail, tb + j * nr);
+          std::fill(tb + j * nr + tail, tb + (j + 1) * nr, 0.0f);
+        }
       }
+      uk_packed(red, am, lda, tb, nullptr, tc, nr, rows, false, nullptr);
+      for (int r = 0; r < rows; ++r) std::copy_n(tc + r * nr, tail, c + (m + r) * K + full * nr);
     }
   }
 }

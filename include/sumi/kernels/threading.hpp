@@ -8,15 +8,16 @@
 // would otherwise start teams of the default size).
 //
 // Eigen: set_num_threads() also calls Eigen::setNbThreads() with the same count, so Eigen's own parallel
-// products (used elsewhere in sumi) follow the same setting. There is no nested oversubscription: the
-// kernels never call Eigen inside their parallel regions, and Eigen runs single-threaded when called
-// from inside an OpenMP parallel region (it checks omp_get_num_threads() > 1). Kernels called from inside
+// products (used elsewhere in sumi) follow the same setting. There is no nested oversubscription: Eigen runs
+// single-threaded when called from inside an OpenMP parallel region (it checks omp_get_num_threads() > 1),
+// as where a batch of double matmul products is split across threads. Kernels called from inside
 // a user's parallel region run on one thread, even where the user enables nested parallelism: the kernels'
 // per-thread partial results live in thread_local workspaces, and nested workers that exit before the
 // caller reduces them would take those with them.
 #include <Eigen/Core>
 #include <atomic>
 #include <cstdint>
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -63,8 +64,19 @@ void parallel_for(int64_t count, int64_t work, F&& f) {
     for (int64_t i = 0; i < count; ++i) f(i);
     return;
   }
+  // An exception may not leave a parallel region (it would end the process): the first one is kept and
+  // thrown here once every thread has finished.
+  std::exception_ptr error;
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t i = 0; i < count; ++i) f(i);
+  for (int64_t i = 0; i < count; ++i) {
+    try {
+      f(i);
+    } catch (...) {
+#pragma omp critical(sumi_parallel_for_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace kernels

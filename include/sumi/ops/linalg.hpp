@@ -91,21 +91,40 @@ void for_each_product(int64_t count, double macs, const Body& body) {
   for (int64_t i = 0; i < count; ++i) body(i);
 }
 
-// The gradient of an operand of `shape` (rows x cols matrices, batch dimensions broadcast to `batch`) from
-// product(i, out), which writes the [rows, cols] gradient that product i of the batch gives: written in place
-// when the operand is not broadcast, else written for every product (as PyTorch's expanded gradient; the
-// products then run in parallel) and summed over the products that read each of its matrices, in acc_t<T> by
-// sum_to_shape (a matrix that many products read would lose digits in a float sum).
+// At most this many elements of a broadcast operand's per-product gradients are held at once (16 MB of
+// float): PyTorch's expanded gradient would hold them all, [64, 4096, 4096] for a [1, 4096, 4096] operand.
+inline constexpr int64_t kBroadcastGradientChunk = int64_t(1) << 22;
+
+// The gradient of an operand of `shape` (rows x cols matrices) that the `count` products of a batched matmul
+// read as `sources` says, from product(i, out), which writes the [rows, cols] gradient product i gives:
+// written in place where each matrix was read once; else a chunk of products at a time is written (in
+// parallel) and added to the matrices they read in product order, in acc_t<T> as sum_to_shape sums broadcast
+// gradients (a matrix that many products read would lose digits in a float sum).
 template <class T, class Product>
-Tensor<T> summed_matrix_gradients(const Shape& shape, const Shape& batch, int64_t rows, int64_t cols,
+Tensor<T> summed_matrix_gradients(const Shape& shape, int64_t count, int64_t rows, int64_t cols,
                                   const MatrixSources& sources, double macs, Product product) {
-  Shape per_product = batch;
-  per_product.push_back(rows);
-  per_product.push_back(cols);
-  Tensor<T> grad = Tensor<T>::empty(sources.broadcast ? per_product : shape);
-  T* gp = grad.data();
-  for_each_product(shape_numel(batch), macs, [&](int64_t i) { product(i, gp + i * rows * cols); });
-  return sources.broadcast ? sum_to_shape(grad, shape) : grad;
+  const int64_t size = rows * cols;
+  if (!sources.broadcast) {
+    Tensor<T> grad = Tensor<T>::empty(shape);
+    T* gp = grad.data();
+    for_each_product(count, macs, [&](int64_t i) { product(i, gp + i * size); });
+    return grad;
+  }
+  const int64_t chunk = std::clamp<int64_t>(kBroadcastGradientChunk / std::max<int64_t>(size, 1), 1,
+                                            std::max<int64_t>(count, 1));
+  Tensor<T> terms = Tensor<T>::empty({chunk * size});
+  T* tp = terms.data();
+  return accumulated_sums<T>(shape, [&](acc_t<T>* sums) {
+    for (int64_t first = 0; first < count; first += chunk) {
+      const int64_t n = std::min(chunk, count - first);
+      for_each_product(n, macs, [&](int64_t j) { product(first + j, tp + j * size); });
+      for (int64_t j = 0; j < n; ++j) {
+        acc_t<T>* total = sums + sources[first + j] * size;
+        const T* term = tp + j * size;
+        for (int64_t e = 0; e < size; ++e) total[e] += term[e];
+      }
+    }
+  });
 }
 
 // a [..., n, k] @ b [..., k, m] -> [..., n, m], the batch dimensions (all but the last two) broadcast
@@ -146,18 +165,18 @@ Variable<T> batched_matrix_product(const Variable<T>& a, const Variable<T>& b, c
   });
   const bool ga = a.requires_grad(), gb = b.requires_grad();
   return Variable<T>::from_op(
-      out, "matmul", {a, b}, [av, bv, from_a, from_b, batch, n, k, m, macs, ga, gb](const Tensor<T>& g) {
+      out, "matmul", {a, b}, [av, bv, from_a, from_b, count, n, k, m, macs, ga, gb](const Tensor<T>& g) {
         const Tensor<T> gc = g.contiguous();
         const T* ap = av.data();
         const T* bp = bv.data();
         const T* gp = gc.data();
         Tensor<T> grad_a, grad_b;
         if (ga)
-          grad_a = summed_matrix_gradients<T>(av.shape(), batch, n, k, from_a, macs, [&](int64_t i, T* out) {
+          grad_a = summed_matrix_gradients<T>(av.shape(), count, n, k, from_a, macs, [&](int64_t i, T* out) {
             kernels::matmul_backward_a(n, k, m, gp + i * n * m, bp + from_b[i] * k * m, out);
           });
         if (gb)
-          grad_b = summed_matrix_gradients<T>(bv.shape(), batch, k, m, from_b, macs, [&](int64_t i, T* out) {
+          grad_b = summed_matrix_gradients<T>(bv.shape(), count, k, m, from_b, macs, [&](int64_t i, T* out) {
             kernels::matmul_backward_b(n, k, m, ap + from_a[i] * n * k, gp + i * n * m, out);
           });
         return std::vector<Tensor<T>>{grad_a, grad_b};
