@@ -8,10 +8,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <optional>
-#include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -62,37 +62,44 @@ Variable<T> elementwise_loss(const Variable<T>& input, const Variable<T>& target
   const Tensor<T> x = input.value().contiguous(), t = target.value().contiguous();
   const T* xp = x.data();
   const T* tp = t.data();
-  const T* wp = weight.defined() ? weight.data() : nullptr;
   const int64_t n = x.numel();
-  const auto weighted_term = [term, wp](T xi, T ti, int64_t i) {
-    const T value = element_term(term, xi, ti, i);
-    return wp ? wp[i] * value : value;
-  };
+  const auto term_at = [term, xp, tp](int64_t i) { return element_term(term, xp[i], tp[i], i); };
+  // The weight is applied outside the unweighted loops (mse_loss's are on the autoencoder's hot path).
+  const auto times_weight = [](T value, T w) { return w * value; };
   Tensor<T> loss;
   if (reduction == Reduction::none) {
     loss = Tensor<T>::empty(x.shape());
     T* lp = loss.data();
-    kernels::for_each_index(n, [=](int64_t i) { lp[i] = weighted_term(xp[i], tp[i], i); });
+    kernels::for_each_index(n, [=](int64_t i) { lp[i] = term_at(i); });
+    if (weight.defined()) loss = zip(loss, weight, times_weight, op);
   } else {
+    const auto sum_of = [n](const auto& value_at) {
+      return chunked_sum<acc_t<T>>(n, [&](int64_t i) { return acc_t<T>(value_at(i)); });
+    };
+    const T* wp = weight.defined() ? weight.data() : nullptr;
     const acc_t<T> total =
-        chunked_sum<acc_t<T>>(n, [&](int64_t i) { return acc_t<T>(weighted_term(xp[i], tp[i], i)); });
+        wp ? sum_of([&](int64_t i) { return times_weight(term_at(i), wp[i]); }) : sum_of(term_at);
     loss = Tensor<T>::scalar(T(reduction == Reduction::mean ? total / acc_t<T>(n) : total));
   }
-  return Variable<T>::from_op(loss, op, {input}, [x, t, weight, n, reduction, dterm](const Tensor<T>& g) {
-    Tensor<T> gx = Tensor<T>::empty(x.shape());
-    const T* xp = x.data();
-    const T* tp = t.data();
-    const T* wp = weight.defined() ? weight.data() : nullptr;
-    T* gp = gx.data();
-    const Tensor<T> gc = reduction == Reduction::none ? g.contiguous() : Tensor<T>();
-    const T* up = reduction == Reduction::none ? gc.data() : nullptr;
+  return Variable<T>::from_op(loss, op, {input}, [x, t, weight, n, reduction, dterm, op](const Tensor<T>& g) {
     const T scale = reduction == Reduction::none   ? T(1)
                     : reduction == Reduction::mean ? g.item() / T(n)
                                                    : g.item();
-    kernels::for_each_index(n, [=](int64_t i) {
-      const T factor = (up ? up[i] : scale) * (wp ? wp[i] : T(1));
-      gp[i] = element_term(dterm, xp[i], tp[i], i) * factor;
-    });
+    // Per-element factors, where there are any: the upstream gradient under none, times the weight.
+    Tensor<T> factors = reduction == Reduction::none ? g.contiguous() : Tensor<T>();
+    const auto scaled = [scale](T w) { return scale * w; };
+    if (weight.defined())
+      factors = factors.defined() ? zip(factors, weight, std::multiplies<T>(), op) : map(weight, scaled, op);
+    Tensor<T> gx = Tensor<T>::empty(x.shape());
+    const T* xp = x.data();
+    const T* tp = t.data();
+    T* gp = gx.data();
+    if (factors.defined()) {
+      const T* fp = factors.data();
+      kernels::for_each_index(n, [=](int64_t i) { gp[i] = element_term(dterm, xp[i], tp[i], i) * fp[i]; });
+    } else {
+      kernels::for_each_index(n, [=](int64_t i) { gp[i] = element_term(dterm, xp[i], tp[i], i) * scale; });
+    }
     return std::vector<Tensor<T>>{gx};
   });
 }
@@ -104,15 +111,12 @@ template <class T>
 Tensor<T> element_weights(const Tensor<T>& weight, const Shape& input_shape, const char* op,
                           const char* name) {
   if (!weight.defined()) return weight;
-  const Shape& shape = weight.shape();
-  const std::size_t lead = input_shape.size() - std::min(shape.size(), input_shape.size());
-  const bool broadcasts = shape.size() <= input_shape.size() &&
-                          std::ranges::equal(shape, std::span(input_shape).subspan(lead),
-                                             [](int64_t w, int64_t x) { return w == 1 || w == x; });
-  if (!broadcasts)
+  try {
+    return expand_to(weight, input_shape);
+  } catch (const std::invalid_argument&) {  // expand_to's message names neither the op nor the argument
     throw std::invalid_argument(std::string(op) + ": " + name + " of shape " + shape_str(weight.shape()) +
                                 " does not broadcast to the input's shape " + shape_str(input_shape));
-  return expand_to(weight, input_shape);
+  }
 }
 
 }  // namespace detail
