@@ -189,19 +189,11 @@ TEST_CASE("a broadcast matmul operand's float gradient is summed over the batch 
   // relative; in double (then rounded to float) by about an ulp, as sum_to_shape sums broadcast gradients.
   Generator gen(31);
   const TD a64 = TD::rand({2, 3}, gen, 0.5, 1.5), b64 = TD::rand({20000, 3, 2}, gen, 0.5, 1.5);
-  const auto to_float = [](const TD& t) {
-    Tensor<float> f = Tensor<float>::empty(t.shape());
-    std::transform(t.data(), t.data() + t.numel(), f.data(), [](double v) { return float(v); });
-    return f;
-  };
-  Variable<float> a(to_float(a64), true);
-  sum(matmul(a, Variable<float>(to_float(b64)))).backward();
+  Variable<float> a(a64.to<float>(), true);
+  sum(matmul(a, Variable<float>(b64.to<float>()))).backward();
   V a_exact(a64, true);
   // The float inputs in double: the same products, summed exactly enough.
-  TD b_rounded = TD::empty(b64.shape());
-  std::transform(b64.data(), b64.data() + b64.numel(), b_rounded.data(),
-                 [](double v) { return double(float(v)); });
-  sum(matmul(a_exact, V(b_rounded))).backward();
+  sum(matmul(a_exact, V(b64.to<float>().to<double>()))).backward();
   for (int64_t i = 0; i < 6; ++i) {
     INFO(i);
     CHECK(a.grad().data()[i] == Approx(a_exact.grad().data()[i]).epsilon(2e-7));
@@ -216,16 +208,6 @@ TEST_CASE(
   using VF = Variable<float>;
   const sumi::test::ThreadCountGuard restore_threads;
   const sumi::test::IsaGuard restore_isa;
-  const auto to_float = [](const TD& t) {
-    Tensor<float> f = Tensor<float>::empty(t.shape());
-    std::transform(t.data(), t.data() + t.numel(), f.data(), [](double v) { return float(v); });
-    return f;
-  };
-  const auto to_double = [](const Tensor<float>& t) {
-    TD d = TD::empty(t.shape());
-    std::transform(t.data(), t.data() + t.numel(), d.data(), [](float v) { return double(v); });
-    return d;
-  };
   // Many small products (split across threads, each on one), a broadcast operand (its gradient summed over
   // the batch), two large products (each split across threads by its kernel: by columns, then by rows of a
   // 64-wide output), and a broadcast operand whose per-product gradients (20 of [512, 512]) are summed a
@@ -241,14 +223,14 @@ TEST_CASE(
     for (const auto& [sa, sb] : shape_pairs) {
       INFO(sk::isa_name(isa) << ": " << shape_str(sa) << " @ " << shape_str(sb));
       // Rounded to float first, so that double computes the float operands' exact products.
-      const TD a64 = to_double(to_float(leaf(sa, 51).value())),
-               b64 = to_double(to_float(leaf(sb, 52).value()));
+      const TD a64 = leaf(sa, 51).value().to<float>().to<double>(),
+               b64 = leaf(sb, 52).value().to<float>().to<double>();
       Shape batch = broadcast_shapes({sa[0]}, {sb[0]}, "test"), shape_a = batch, shape_b = batch;
       shape_a.insert(shape_a.end(), sa.end() - 2, sa.end());
       shape_b.insert(shape_b.end(), sb.end() - 2, sb.end());
       Shape out_shape = batch;
       out_shape.insert(out_shape.end(), {sa[1], sb[2]});
-      const TD up64 = to_double(to_float(leaf(out_shape, 53).value()));
+      const TD up64 = leaf(out_shape, 53).value().to<float>().to<double>();
       // The reference: double products of operands expanded to the whole batch (nothing left to broadcast),
       // their gradients summed back by sum_to_shape.
       V ad(expand_to(a64, shape_a), true), bd(expand_to(b64, shape_b), true);
@@ -260,9 +242,9 @@ TEST_CASE(
       for (int threads : {1, 2, 3}) {
         INFO(threads << " threads");
         set_num_threads(threads);
-        VF a(to_float(a64), true), b(to_float(b64), true);
+        VF a(a64.to<float>(), true), b(b64.to<float>(), true);
         const VF out = matmul(a, b);
-        sum(mul(out, VF(to_float(up64)))).backward();
+        sum(mul(out, VF(up64.to<float>()))).backward();
         const std::vector<Tensor<float>> results = {out.value(), a.grad(), b.grad()};
         if (first.empty()) {
           first = results;
@@ -310,20 +292,11 @@ TEST_CASE("batched matmul: an empty batch gives zero gradients; float operands b
   // through copies expanded to the whole batch (no broadcasting left to the product) and sum_to_shape.
   const TD a64 = leaf({3, 1, 2, 3}, 42).value(), b64 = leaf({1, 4, 3, 2}, 43).value(),
            up64 = leaf({3, 4, 2, 2}, 44).value();
-  const auto to_float = [](const TD& t) {
-    Tensor<float> f = Tensor<float>::empty(t.shape());
-    std::transform(t.data(), t.data() + t.numel(), f.data(), [](double v) { return float(v); });
-    return f;
-  };
-  const auto rounded = [](const TD& t) {
-    TD r = TD::empty(t.shape());
-    std::transform(t.data(), t.data() + t.numel(), r.data(), [](double v) { return double(float(v)); });
-    return r;
-  };
-  Variable<float> af(to_float(a64), true), bf(to_float(b64), true);
-  sum(mul(matmul(af, bf), Variable<float>(to_float(up64)))).backward();
-  V ad(expand_to(rounded(a64), {3, 4, 2, 3}), true), bd(expand_to(rounded(b64), {3, 4, 3, 2}), true);
-  sum(mul(matmul(ad, bd), V(rounded(up64)))).backward();
+  Variable<float> af(a64.to<float>(), true), bf(b64.to<float>(), true);
+  sum(mul(matmul(af, bf), Variable<float>(up64.to<float>()))).backward();
+  V ad(expand_to(a64.to<float>().to<double>(), {3, 4, 2, 3}), true),
+      bd(expand_to(b64.to<float>().to<double>(), {3, 4, 3, 2}), true);
+  sum(mul(matmul(ad, bd), V(up64.to<float>().to<double>()))).backward();
   for (const auto& [f, d] : {std::pair{af.grad(), sum_to_shape(ad.grad(), a64.shape())},
                              std::pair{bf.grad(), sum_to_shape(bd.grad(), b64.shape())}})
     for (int64_t i = 0; i < f.numel(); ++i) {
