@@ -1,3 +1,4 @@
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -200,6 +201,16 @@ TEST_CASE("IDX reader errors name the file and the problem", "[data][idx][errors
     const fs::path missing = temp_path("no-such-file-idx1-ubyte.gz");
     REQUIRE_THROWS_AS(read_idx(missing), IdxError);
     REQUIRE_THROWS_WITH(read_idx(missing), names(missing) && Catch::Contains("cannot open"));
+  }
+  SECTION("a pipe or a folder") {
+    // Opening a pipe would wait for a writer: refused at once.
+    const fs::path pipe = temp_path("pipe-idx1-ubyte");
+    fs::remove(pipe);
+    REQUIRE(::mkfifo(pipe.c_str(), 0600) == 0);
+    REQUIRE_THROWS_AS(read_idx(pipe), IdxError);
+    REQUIRE_THROWS_WITH(read_idx(pipe), names(pipe) && Catch::Contains("is not a regular file"));
+    fs::remove(pipe);
+    REQUIRE_THROWS_WITH(read_idx(fs::temp_directory_path()), Catch::Contains("is a folder, not an IDX file"));
   }
   SECTION("truncated data, raw and gzipped") {
     write_raw(bad, good.substr(0, good.size() - 5));

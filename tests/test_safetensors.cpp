@@ -1,3 +1,6 @@
+#include <sys/resource.h>
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstring>
@@ -6,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "fixture.hpp"
 #include "sumi/io/safetensors.hpp"
@@ -23,6 +27,17 @@ void write_bytes(const fs::path& p, const std::string& bytes) {
 std::string read_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), {}};
+}
+// A safetensors file of this header (its length in front) and data section.
+void write_with_header(const fs::path& p, const std::string& header, const std::string& data) {
+  const uint64_t length = header.size();
+  write_bytes(p, std::string(reinterpret_cast<const char*>(&length), 8) + header + data);
+}
+// The process's peak resident memory so far, in MiB.
+double peak_memory_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return double(usage.ru_maxrss) / 1024.0;
 }
 }  // namespace
 
@@ -242,6 +257,84 @@ TEST_CASE("safetensors reader names the file and the problem", "[io][errors]") {
       Catch::Contains("bad.safetensors") && Catch::Contains("must be UTF-8"));
   fs::remove(good);
   fs::remove(bad);
+}
+
+TEST_CASE("safetensors reader takes regular files only", "[io][errors]") {
+  // A pipe would block the reader until a writer came: refused at once, naming it.
+  const fs::path pipe = temp_path("pipe.safetensors");
+  fs::remove(pipe);
+  REQUIRE(::mkfifo(pipe.c_str(), 0600) == 0);
+  REQUIRE_THROWS_AS(io::read_safetensors(pipe), io::SafetensorsError);
+  REQUIRE_THROWS_WITH(io::read_safetensors(pipe),
+                      Catch::Contains("pipe.safetensors") && Catch::Contains("is not a regular file"));
+  fs::remove(pipe);
+}
+
+TEST_CASE("safetensors reader checks the layout before copying any tensor", "[io][errors]") {
+  // 400 entries claiming the same 8 MiB span: copying each before the overlap is found would take 3.2 GiB
+  // for an 8 MiB file.
+  const fs::path bad = temp_path("overlap.safetensors");
+  const int64_t span = int64_t(8) << 20;
+  std::string header = "{";
+  for (int i = 0; i < 400; ++i)
+    header += (i ? "," : "") + std::string("\"t") + std::to_string(1000 + i) +
+              R"(":{"dtype":"U8","shape":[)" + std::to_string(span) + R"(],"data_offsets":[0,)" +
+              std::to_string(span) + "]}";
+  write_with_header(bad, header + "}", std::string(std::size_t(span), '\x01'));
+  const double before = peak_memory_mib();
+  REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("overlap.safetensors") &&
+                                                     Catch::Contains("'t1000' and 't1001' overlap"));
+  CHECK(peak_memory_mib() - before < 512);
+  fs::remove(bad);
+}
+
+TEST_CASE("safetensors reader reads every dtype the format defines, converting the integer ones", "[io]") {
+  const fs::path path = temp_path("dtypes.safetensors");
+  std::string header = "{", data;
+  // Each tensor holds two elements: 1 and the dtype's largest value (or -1 for the signed ones).
+  const auto add = [&](const std::string& name, const std::string& dtype, const std::string& bytes) {
+    header += (header.size() > 1 ? "," : "") + std::string("\"") + name + R"(":{"dtype":")" + dtype +
+              R"(","shape":[2],"data_offsets":[)" + std::to_string(data.size()) + "," +
+              std::to_string(data.size() + bytes.size()) + "]}";
+    data += bytes;
+  };
+  const auto two = [](auto first, auto second) {
+    std::string bytes(2 * sizeof first, '\0');
+    std::memcpy(bytes.data(), &first, sizeof first);
+    std::memcpy(bytes.data() + sizeof first, &second, sizeof second);
+    return bytes;
+  };
+  add("bool", "BOOL", two(uint8_t(1), uint8_t(0)));
+  add("f16", "F16", two(uint16_t(0x3c00), uint16_t(0x4000)));  // 1 and 2
+  add("bf16", "BF16", two(uint16_t(0x3f80), uint16_t(0x4000)));
+  add("f8", "F8_E4M3", two(uint8_t(0x38), uint8_t(0x40)));
+  add("i16", "I16", two(int16_t(1), int16_t(-1)));
+  add("i32", "I32", two(int32_t(1), int32_t(-1)));
+  add("i8", "I8", two(int8_t(1), int8_t(-1)));
+  add("u16", "U16", two(uint16_t(1), uint16_t(65535)));
+  add("u32", "U32", two(uint32_t(1), uint32_t(4294967295u)));
+  add("u64", "U64", two(uint64_t(1), uint64_t(1) << 63));
+  add("u8", "U8", two(uint8_t(1), uint8_t(255)));
+  write_with_header(path, header + "}", data);
+  const io::SafetensorsFile file = io::read_safetensors(path);
+  REQUIRE(file.tensors.size() == 11);
+  const auto values = [&](const std::string& name) {
+    const Tensor<double> t = file.tensor<double>(name);
+    return std::vector<double>(t.data(), t.data() + t.numel());
+  };
+  CHECK(values("bool") == std::vector<double>{1, 0});
+  CHECK(values("i8") == std::vector<double>{1, -1});
+  CHECK(values("i16") == std::vector<double>{1, -1});
+  CHECK(values("i32") == std::vector<double>{1, -1});
+  CHECK(values("u8") == std::vector<double>{1, 255});
+  CHECK(values("u16") == std::vector<double>{1, 65535});
+  CHECK(values("u32") == std::vector<double>{1, 4294967295.0});
+  CHECK(values("u64") == std::vector<double>{1, 9223372036854775808.0});
+  for (const char* name : {"f16", "bf16", "f8"})
+    CHECK_THROWS_WITH(file.tensor<float>(name), Catch::Contains("dtypes.safetensors") &&
+                                                    Catch::Contains(std::string("'") + name + "'") &&
+                                                    Catch::Contains("cannot convert"));
+  fs::remove(path);
 }
 
 TEST_CASE("fixtures written by PyTorch's side read back and regenerate their inputs", "[io][fixtures]") {

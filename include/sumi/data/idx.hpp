@@ -3,6 +3,7 @@
 // rank), `rank` big-endian uint32 dimensions, then the elements in row-major order. Files may be gzipped (as
 // they are distributed) or raw; the gzip magic decides. Every check names the file, because a corrupt or
 // half-downloaded dataset otherwise surfaces much later as a mysterious accuracy problem.
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -18,10 +19,11 @@
 #include <vector>
 
 #include "sumi/tensor/shape.hpp"
+#include "sumi/util/read_file.hpp"
 
 namespace sumi::data {
 
-// A malformed, truncated or unreadable data file. The message starts with the file's path.
+// A malformed, truncated or unreadable data file. The message names the file.
 class IdxError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -74,8 +76,7 @@ inline std::string idx_type_name(uint8_t type) {
 // gzip only warns about). Several gzip members one after another are valid gzip and read as one stream.
 class IdxSource {
  public:
-  explicit IdxSource(const std::filesystem::path& path) : path_(path), file_(std::fopen(path.c_str(), "rb")) {
-    if (!file_) idx_fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
+  explicit IdxSource(const std::filesystem::path& path) : path_(path), file_(open_stream(path)) {
     unsigned char magic[2] = {0, 0};
     gzipped_ = std::fread(magic, 1, 2, file()) == 2 && is_gzip_magic(magic);
     std::rewind(file());
@@ -140,6 +141,18 @@ class IdxSource {
 
  private:
   static bool is_gzip_magic(const unsigned char* b) { return b[0] == 0x1f && b[1] == 0x8b; }
+
+  // Only a regular file: fopen on a pipe would wait for a writer, and a folder or device fail obscurely.
+  static std::FILE* open_stream(const std::filesystem::path& path) {
+    const int fd = util::open_regular_file<IdxError>(path, "IDX file").fd;
+    std::FILE* stream = ::fdopen(fd, "rb");
+    if (!stream) {
+      const int error = errno;
+      ::close(fd);
+      idx_fail(path, std::string("cannot open (") + std::strerror(error) + ")");
+    }
+    return stream;
+  }
 
   // Tops the unread input up to at least `wanted` bytes where the file has them; returns what is unread.
   std::size_t fill_input(std::size_t wanted) {

@@ -14,7 +14,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
@@ -25,13 +24,13 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <tuple>
 #include <vector>
 
 #include "sumi/tensor/tensor.hpp"
 #include "sumi/util/atomic_file.hpp"
 #include "sumi/util/printable.hpp"
+#include "sumi/util/read_file.hpp"
 
 namespace sumi::io {
 
@@ -78,11 +77,13 @@ struct TensorRecord {
   Shape shape;
   std::vector<char> bytes;
 
+  // Bytes per element of each dtype the format defines; 0 for a name it does not.
   static int64_t dtype_size(const std::string& dtype) {
-    if (dtype == "F32" || dtype == "I32") return 4;
-    if (dtype == "F64" || dtype == "I64") return 8;
-    if (dtype == "F16" || dtype == "BF16" || dtype == "I16") return 2;
-    if (dtype == "U8" || dtype == "I8" || dtype == "BOOL") return 1;
+    if (dtype == "F64" || dtype == "I64" || dtype == "U64") return 8;
+    if (dtype == "F32" || dtype == "I32" || dtype == "U32") return 4;
+    if (dtype == "F16" || dtype == "BF16" || dtype == "I16" || dtype == "U16") return 2;
+    if (dtype == "U8" || dtype == "I8" || dtype == "BOOL" || dtype == "F8_E4M3" || dtype == "F8_E5M2")
+      return 1;
     return 0;
   }
 
@@ -150,7 +151,7 @@ class SafetensorsFile {
     return it->second;
   }
 
-  // The tensor `name` converted to T (from F32, F64 or I64).
+  // The tensor `name` converted to T (from a float or integer dtype; F16, BF16 and F8 are refused).
   template <std::floating_point T>
   Tensor<T> tensor(const std::string& name) const {
     const TensorRecord& r = record(name);
@@ -169,9 +170,23 @@ class SafetensorsFile {
       convert(double{});
     else if (r.dtype == "I64")
       convert(int64_t{});
+    else if (r.dtype == "I32")
+      convert(int32_t{});
+    else if (r.dtype == "I16")
+      convert(int16_t{});
+    else if (r.dtype == "I8")
+      convert(int8_t{});
+    else if (r.dtype == "U64")
+      convert(uint64_t{});
+    else if (r.dtype == "U32")
+      convert(uint32_t{});
+    else if (r.dtype == "U16")
+      convert(uint16_t{});
+    else if (r.dtype == "U8" || r.dtype == "BOOL")  // a bool is stored as one byte, 0 or 1
+      convert(uint8_t{});
     else
       throw SafetensorsError(path.string() + ": tensor '" + name + "' has dtype " + r.dtype +
-                             ", which cannot be read as floating point");
+                             ", which sumi cannot convert to floating point");
     return t;
   }
 
@@ -189,25 +204,20 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
   auto fail = [&](const std::string& what) -> SafetensorsError {
     return SafetensorsError(path.string() + ": " + what);
   };
-  std::error_code error;
-  if (std::filesystem::is_directory(path, error)) throw fail("is a folder, not a safetensors file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw fail("cannot open file (missing or unreadable)");
-  in.seekg(0, std::ios::end);
-  const auto file_size = uint64_t(in.tellg());
-  in.seekg(0);
+  // The whole file at once (the tensors are copied out of it): a checkpoint is read whole anyway.
+  const std::string file_bytes = util::read_file_text<SafetensorsError>(path, "safetensors file");
+  const uint64_t file_size = file_bytes.size();
   uint64_t header_size = 0;
-  if (file_size < 8 || !in.read(reinterpret_cast<char*>(&header_size), 8))
-    throw fail("truncated: shorter than the 8-byte header length");
+  if (file_size < 8) throw fail("truncated: shorter than the 8-byte header length");
+  std::memcpy(&header_size, file_bytes.data(), 8);
   // A safetensors header is a JSON object; anything else after the length is some other kind of file
   // (a CSV or checkpoint of another format passed by mistake), whose first bytes read as a huge length.
-  if (file_size > 8 && in.peek() != '{')
+  if (file_size > 8 && file_bytes[8] != '{')
     throw fail("not a safetensors file: expected an 8-byte header length followed by a JSON header '{...}'");
   if (header_size > file_size - 8)
     throw fail("truncated: header of " + std::to_string(header_size) + " bytes but the file has " +
                std::to_string(file_size) + " bytes");
-  std::string header(header_size, '\0');
-  in.read(header.data(), std::streamsize(header_size));
+  const std::string_view header(file_bytes.data() + 8, header_size);
   // JSON text has no raw NUL (strings escape it), and the parser would stop at one, ignoring what follows.
   if (const auto nul = header.find('\0'); nul != std::string::npos)
     throw fail("header has a NUL byte at offset " + std::to_string(8 + nul) + " (a corrupt file?)");
@@ -238,9 +248,7 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
   SafetensorsFile file;
   file.path = path;
   const uint64_t data_size = file_size - 8 - header_size;
-  std::vector<char> data(data_size);
-  in.read(data.data(), std::streamsize(data_size));
-  if (!in) throw fail("could not read the data section");
+  const char* const data = file_bytes.data() + 8 + header_size;
 
   std::vector<std::tuple<uint64_t, uint64_t, std::string>> spans;  // each tensor's [begin, end) and name
   for (auto it = json.begin(); it != json.end(); ++it) {
@@ -293,8 +301,7 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
       if (offsets[1] - offsets[0] != expected)
         throw fail(tensor() + " of shape " + shape_str(r.shape) + " and dtype " + r.dtype + " needs " +
                    std::to_string(expected) + " bytes but has " + std::to_string(offsets[1] - offsets[0]));
-      r.bytes.assign(data.begin() + std::ptrdiff_t(offsets[0]), data.begin() + std::ptrdiff_t(offsets[1]));
-      file.tensors.emplace(name, std::move(r));
+      file.tensors.emplace(name, std::move(r));  // its bytes once the spans are known to tile the data
       spans.push_back({offsets[0], offsets[1], name});
     } catch (const nlohmann::json::exception& e) {
       throw fail(tensor() + " has a malformed header entry: " + e.what());
@@ -316,14 +323,17 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& path) {
   }
   if (end != data_size)
     throw fail("the data section has " + std::to_string(data_size - end) + " bytes after the last tensor");
+  // Copied only now: a small file whose entries all claimed the same large span would otherwise take that
+  // span's memory once per entry before the overlap is found.
+  for (const auto& [begin, finish, name] : spans)
+    file.tensors.at(name).bytes.assign(data + begin, data + finish);
   if (const auto metadata = json.find("__metadata__");
       metadata != json.end() && metadata->contains(kChecksumKey)) {
     const nlohmann::json& recorded = metadata->at(kChecksumKey);
     nlohmann::json content = json;
     content["__metadata__"].erase(kChecksumKey);
     if (content["__metadata__"].empty()) content.erase("__metadata__");
-    const std::string actual =
-        detail::content_checksum(content, [&](auto&& feed) { feed(data.data(), data.size()); });
+    const std::string actual = detail::content_checksum(content, [&](auto&& feed) { feed(data, data_size); });
     if (!recorded.is_string() || recorded.get<std::string>() != actual)
       throw fail("checksum mismatch: the content has CRC-32 " + actual + " but the file records " +
                  util::printable(recorded.is_string() ? recorded.get<std::string>() : recorded.dump(), 40) +
