@@ -284,6 +284,57 @@ TEST_CASE("extra tensors carry the optimiser state for a bit-exact resume", "[se
     fs::remove(bad);
   }
 
+  SECTION("extras of another dtype are refused as the module's tensors are, unless converting") {
+    const fs::path bad = temp_path("resume_dtype.safetensors");
+    write_edited(path, bad, [](auto& t) {
+      t["optimizer.1.exp_avg"] = io::TensorRecord::from_tensor(Tensor<double>::zeros({8}));
+      io::TensorRecord steps = io::TensorRecord::from_int64(2);
+      steps.shape = {1};  // an I64 tensor, not the scalar an optimiser's step is
+      t["optimizer.2.step"] = steps;
+    });
+    REQUIRE_THROWS_WITH(
+        nn::load_state(resumed, bad),
+        Contains(bad.string()) &&
+            Contains("optimizer.1.exp_avg: expected F32 or an I64 scalar, found F64 of shape [8]") &&
+            Contains("optimizer.2.step: expected F32 or an I64 scalar, found I64 of shape [1]"));
+    write_edited(path, bad, [](auto& t) {
+      t["optimizer.1.exp_avg"] = io::TensorRecord::from_tensor(Tensor<double>::full({8}, 0.25));
+    });
+    const auto converted = nn::load_state(resumed, bad, {.convert_dtype = true});
+    CHECK(converted.extra.tensor("optimizer.1.exp_avg").data()[7] == 0.25f);
+    fs::remove(bad);
+  }
+
+  SECTION("the list of extras must be a JSON list of names") {
+    const fs::path bad = temp_path("resume_extras.safetensors");
+    const io::SafetensorsFile file = io::read_safetensors(path);
+    for (const std::string list :
+         {R"({"a":"optimizer.0.step"})", R"("optimizer.0.step")", R"(["x",3])", "[1"}) {
+      INFO(list);
+      auto metadata = file.metadata;
+      metadata.erase(io::kChecksumKey);
+      metadata[nn::kExtraTensorsKey] = list;
+      io::write_safetensors(bad, file.tensors, metadata);
+      REQUIRE_THROWS_AS(nn::load_state(resumed, bad), io::SafetensorsError);
+      REQUIRE_THROWS_WITH(
+          nn::load_state(resumed, bad),
+          Contains(bad.string()) && Contains("sumi.extra_tensors is not a JSON list of names"));
+    }
+    fs::remove(bad);
+  }
+
+  SECTION("an optimiser state index is read only as written") {
+    auto state = opt_first.state_dict();
+    // "00.step" would be parameter 0's step written another way, overwriting or overwritten by "0.step".
+    for (const std::string name : {"00.step", "+0.step", " 0.step"}) {
+      INFO(name);
+      auto edited = state;
+      edited.insert_integer(name, 5);
+      REQUIRE_THROWS_WITH(opt_resumed.load_state_dict(edited),
+                          Contains(name + " (not '<parameter index>.<name>' for 20 parameters)"));
+    }
+  }
+
   // Extra names may not shadow the module's.
   nn::StateDict<float> clash;
   clash.insert("encoder.encoder_cnn.0.bias", Tensor<float>::zeros({8}));

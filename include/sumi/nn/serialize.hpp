@@ -76,7 +76,7 @@ struct LoadStateOptions {
   std::string prefix{};
   // Without strict, missing and unexpected names are tolerated (shapes must still match).
   bool strict = true;
-  // Accept F32 tensors for a double module and F64 for a float one, converting them.
+  // Accept F32 tensors for a double module and F64 for a float one (the extras too), converting them.
   bool convert_dtype = false;
 };
 
@@ -111,17 +111,30 @@ LoadedState<T> load_state(Module<T>& module, const std::filesystem::path& path,
   const io::SafetensorsFile file = io::read_safetensors(path);
   std::set<std::string> declared_extras;
   if (auto it = file.metadata.find(kExtraTensorsKey); it != file.metadata.end()) {
+    const auto refuse = [&](const std::string& why) {
+      return io::SafetensorsError(path.string() + ": metadata " + kExtraTensorsKey +
+                                  " is not a JSON list of names: " + why);
+    };
+    nlohmann::json names;
     try {
-      for (const auto& name : nlohmann::json::parse(it->second))
-        declared_extras.insert(name.get<std::string>());
+      names = nlohmann::json::parse(it->second);
     } catch (const nlohmann::json::exception& e) {
-      throw io::SafetensorsError(path.string() + ": metadata " + kExtraTensorsKey +
-                                 " is not a JSON list of names: " + e.what());
+      throw refuse(e.what());
+    }
+    // Iterating an object or a string would read its values, or itself, as names.
+    if (!names.is_array()) throw refuse(util::printable(it->second, 80));
+    for (const auto& name : names) {
+      if (!name.is_string()) throw refuse("it holds " + util::printable(name.dump(), 80));
+      declared_extras.insert(name.get<std::string>());
     }
   }
   const std::string& prefix = options.prefix;
   auto in_prefix = [&](const std::string& name) { return name.compare(0, prefix.size(), prefix) == 0; };
 
+  // A tensor of the other floating dtype, when options.convert_dtype allows it.
+  const auto converted_ok = [&](const io::TensorRecord& r) {
+    return options.convert_dtype && (r.dtype == "F32" || r.dtype == "F64");
+  };
   StateMismatch m;
   StateDict<T> state;
   std::set<std::string> expected;
@@ -135,8 +148,7 @@ LoadedState<T> load_state(Module<T>& module, const std::filesystem::path& path,
     }
     const io::TensorRecord& r = file.record(key);
     const std::string want = ref.counter ? "I64" : detail::dtype_name<T>();
-    const bool float_ok = !ref.counter && options.convert_dtype && (r.dtype == "F32" || r.dtype == "F64");
-    if (r.dtype != want && !float_ok) {
+    if (r.dtype != want && !(!ref.counter && converted_ok(r))) {
       m.wrong_type.push_back(key + ": expected " + want + ", found " + r.dtype);
       continue;
     }
@@ -163,8 +175,12 @@ LoadedState<T> load_state(Module<T>& module, const std::filesystem::path& path,
       m.unexpected.push_back(name);
       continue;
     }
+    // The extras save_state writes: tensors of T and integer scalars (an optimiser's step counts).
     if (record.dtype == "I64" && record.shape.empty())
       loaded.extra.insert_integer(name, file.int64_scalar(name));
+    else if (record.dtype != detail::dtype_name<T>() && !converted_ok(record))
+      m.wrong_type.push_back(name + ": expected " + detail::dtype_name<T>() + " or an I64 scalar, found " +
+                             record.dtype + " of shape " + shape_str(record.shape));
     else {
       Tensor<T> tensor = file.tensor<T>(name);
       detail::check_finite(name, tensor, m);

@@ -175,7 +175,9 @@ class Optimizer {
       const auto index_text = std::string_view(e.name).substr(0, dot);
       const auto parsed = util::parse_number<std::size_t>(index_text);
       const std::size_t index = parsed.value_or(0);
-      if (dot == std::string::npos || !parsed || !std::isdigit(static_cast<unsigned char>(index_text[0])) ||
+      // Only the index as written ("7", not "07" or "+7"): two spellings of one index would overwrite each
+      // other.
+      if (dot == std::string::npos || !parsed || std::to_string(index) != index_text ||
           index >= params.size()) {
         m.unexpected.push_back(e.name + " (not '<parameter index>.<name>' for " +
                                std::to_string(params.size()) + " parameters)");
