@@ -126,6 +126,31 @@ TEST_CASE("batch_norm with eps = 0 normalises a constant channel to 0, as PyTorc
   CHECK(y.at({1, 1}) == Approx(std::sqrt(3.0)));
 }
 
+TEST_CASE("batch_norm's running statistics show a NaN or an infinity in the batch, as PyTorch's",
+          "[batch_norm]") {
+  // PyTorch 1.13, BatchNorm1d(2) on [[1, 2], [v, 3], [5, 4], [2, 1]]: running_mean [v', 0.25] with v' NaN
+  // for v NaN and v for v infinite, running_var [NaN, 1.0667]. A variance clamped at 0 would leave a
+  // diverged batch's running_var looking healthy.
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const float v : {std::numeric_limits<float>::quiet_NaN(), inf, -inf}) {
+    INFO("value " << v);
+    TF x = TF::from_vector({1, 2, v, 3, 5, 4, 2, 1}, {4, 2});
+    TF rm = TF::zeros({2}), rv = TF::ones({2});
+    batch_norm(VF(x), rm, rv, VF(), VF(), true);
+    if (std::isnan(v))
+      CHECK(std::isnan(rm.at({0})));
+    else
+      CHECK(rm.at({0}) == v);
+    CHECK(std::isnan(rv.at({0})));
+    CHECK(rm.at({1}) == Approx(0.25));
+    CHECK(rv.at({1}) == Approx(0.9 + 0.1 * 5.0 / 3.0));
+  }
+  TF all_inf = TF::full({2, 1, 2, 2}, inf), rm = TF::zeros({1}), rv = TF::ones({1});
+  batch_norm(VF(all_inf), rm, rv, VF(), VF(), true);
+  CHECK(rm.at({0}) == inf);
+  CHECK(std::isnan(rv.at({0})));
+}
+
 TEST_CASE("batch_norm in float stays accurate for a mean far from zero", "[batch_norm]") {
   // Values 1e4 + [-0.1, 0.1]: a one-pass float variance would be dominated by rounding.
   Generator gen(3);

@@ -1,8 +1,9 @@
 #pragma once
 // Mean and biased variance of runs of values, in double whatever the element type, without the cancellation
 // of E[x^2] - E[x]^2: the statistics of the normalisation ops (layer_norm, group_norm, batch_norm).
-#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 namespace sumi::kernels {
 
@@ -12,10 +13,14 @@ struct Moments {
 };
 
 // The moments of n values from the sums of their deviations from `shift`, an estimate of their mean. The
-// deviations' own mean corrects the shift; the variance is clamped at 0 against rounding.
+// deviations' own mean corrects the shift; the variance is clamped at 0 against rounding, but a NaN stays
+// NaN, and an infinite shift (an infinity among the values) is the mean, with a NaN variance, as PyTorch's:
+// a diverged batch must not leave running statistics that look healthy.
 inline Moments moments_from_shifted_sums(double shift, double sum_d, double sum_d2, double n) {
+  if (std::isinf(shift)) return {shift, std::numeric_limits<double>::quiet_NaN()};
   const double dm = sum_d / n;
-  return {shift + dm, std::max(0.0, sum_d2 / n - dm * dm)};
+  const double var = sum_d2 / n - dm * dm;
+  return {shift + dm, var < 0.0 ? 0.0 : var};
 }
 
 // The moments of x[0..n), n > 0. Two passes: a first mean, then the sums of the deviations from it, so a
