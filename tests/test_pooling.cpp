@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "fixture.hpp"
@@ -219,6 +220,54 @@ TEST_CASE("the vectorized max pool gives the scalar reference's values and indic
               }
             }
   if (kernels::isa_supported(kernels::Isa::avx2)) CHECK(compared > 300);
+}
+
+TEST_CASE("a max-pool kernel larger than the input, which padding allows, costs what the input does",
+          "[pooling][isa]") {
+  const test::IsaGuard restore_isa;
+  const auto each_isa = [](auto&& body) {
+    for (kernels::Isa isa : {kernels::Isa::scalar, kernels::Isa::avx2, kernels::Isa::avx512}) {
+      if (!kernels::isa_supported(isa)) continue;
+      INFO("ISA " << kernels::isa_name(isa));
+      kernels::set_isa(isa);
+      body();
+    }
+  };
+  // Windows taller than the input (the rows inside it fewer than the kernel's) next to vector columns.
+  for (const auto& [kh, in_h, dilation] : {std::tuple{4, 1, 1}, {5, 2, 1}, {7, 3, 1}, {9, 4, 1}, {5, 5, 2}}) {
+    const kernels::Pool2dGeometry g{.planes = 2,
+                                    .in_h = in_h,
+                                    .in_w = 37,
+                                    .kernel_h = kh,
+                                    .kernel_w = 3,
+                                    .pad_h = kh / 2,
+                                    .pad_w = 1,
+                                    .dilation_h = dilation};
+    INFO("kernel height " << kh << " input height " << in_h << " dilation " << dilation);
+    std::vector<float> x(std::size_t(g.planes * g.in_h * g.in_w));
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = float((i * 7919) % 23);
+    const std::size_t n = std::size_t(g.planes * g.out_h() * g.out_w());
+    std::vector<float> y_reference(n), y(n);
+    std::vector<int64_t> at_reference(n), at(n);
+    kernels::max_pool2d_forward_reference(g, x.data(), y_reference.data(), at_reference.data());
+    each_isa([&] {
+      kernels::max_pool2d_forward(g, x.data(), y.data(), at.data());
+      CHECK(y == y_reference);
+      CHECK(at == at_reference);
+    });
+  }
+  // A kernel of 2^20 + 1 with half of it as padding on a 2x2 input: every window holds the whole input. Taps
+  // sized by the kernel's area (2^40) would not fit in memory.
+  const int64_t k = (int64_t(1) << 20) + 1;
+  Variable<float> x(Tensor<float>::from_vector({1, 4, 3, 2}, {1, 1, 2, 2}), true);
+  each_isa([&] {
+    Variable<float> y = max_pool2d(x, k, {.stride = 1, .padding = k / 2});
+    REQUIRE(y.shape() == Shape{1, 1, 2, 2});
+    CHECK(values(y.value()) == std::vector<float>(4, 4.0f));
+    x.zero_grad();
+    y.backward(Tensor<float>::ones({1, 1, 2, 2}));
+    CHECK(values(x.grad()) == std::vector<float>{0, 4, 0, 0});
+  });
 }
 
 TEST_CASE("pooling results do not depend on the number of threads", "[pooling][threads]") {

@@ -120,11 +120,13 @@ inline void max_pool2d_forward_vectorized(Isa isa, const Pool2dGeometry& g, cons
   const int64_t ow_begin = std::min(ow_n, (g.pad_w + g.stride_w - 1) / g.stride_w);
   const int64_t ow_end = last_start < 0 ? ow_begin : std::clamp(last_start / g.stride_w + 1, ow_begin, ow_n);
   // Each output row's taps (the window rows inside the input, all kernel_w columns), in the reference's
-  // order, as offsets from the window's first column.
-  const int64_t taps_per_row = g.kernel_h * g.kernel_w;
+  // order, as offsets from the window's first column. Only where some window lies inside the input, which
+  // bounds kernel_w by in_w; the rows inside are at most in_h. (A kernel far larger than the input, which
+  // its padding allows, must not size this.)
+  const int64_t taps_per_row = ow_begin < ow_end ? std::min(g.kernel_h, g.in_h) * g.kernel_w : 0;
   std::vector<int32_t> tap_offsets(std::size_t(oh_n * taps_per_row));
   std::vector<int64_t> taps(static_cast<std::size_t>(oh_n));
-  for (int64_t oh = 0; oh < oh_n; ++oh) {
+  for (int64_t oh = 0; oh < oh_n && taps_per_row > 0; ++oh) {
     int64_t h0, h1;
     window_range(oh, g.in_h, g.kernel_h, g.stride_h, g.pad_h, g.dilation_h, h0, h1);
     for (int64_t h = h0; h < h1; h += g.dilation_h)
