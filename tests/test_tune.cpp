@@ -222,6 +222,11 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
     CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()),
                       Catch::Contains("epochs must be a whole number") && Catch::Contains(epochs));
   }
+  for (const char* seconds : {"inf", "-1", "nan"}) {
+    util::write_file_atomically(csv, text.substr(0, pos) + "5,1e-05,relu,1,0.1,0.1," + seconds + "\n");
+    CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()),
+                      Catch::Contains("seconds a finite number >= 0") && Catch::Contains(seconds));
+  }
   // A run recorded twice with different losses is refused before anything trains, naming both rows.
   util::write_file_atomically(csv, text.substr(0, pos) + "5,1e-05,relu,1,0.9,0.9,0\n");
   CHECK_THROWS_WITH(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()),
@@ -232,9 +237,10 @@ TEST_CASE("grid search resumes: rows already in the file are not run again", "[t
   const std::size_t first_row = text.find('\n') + 1;
   util::write_file_atomically(
       csv, text.substr(0, pos) + text.substr(first_row, text.find('\n', first_row) + 1 - first_row));
-  CHECK(tune::read_grid_results(csv, grid).size() == 10);
-  CHECK(tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function()).runs_skipped ==
-        4);
+  CHECK(tune::read_grid_results(csv, grid).size() == 9);
+  const auto copied = tune::run_grid_search(grid, {.epochs = {1, 3}, .results_csv = csv}, again.function());
+  CHECK(copied.runs_skipped == 4);
+  CHECK(copied.results.size() == 2 * grid.size());  // each configuration and budget once
   again.calls.clear();
   // A file that is not this grid's is refused as it is, even when its last line looks cut short (the start
   // of this grid's own header, "lat", would be a header cut short, and written again).
@@ -319,6 +325,20 @@ TEST_CASE("rows of other grids or budgets are told apart from the grid's own", "
   tune::GridResult other = rows.front();
   other.config = tune::Configuration({{"latent", int64_t(7)}, {"decay", 0.0}, {"act", std::string("relu")}});
   rows.push_back(other);
+  // Merged, the grid's rows come first and the others after them in file order.
+  const fs::path dir = temp_dir("other_rows");
+  tune::GridResult earlier = other, later = other;
+  earlier.epochs = 3;  // file order, not epochs, among the rows outside the grid
+  later.config = tune::Configuration({{"latent", int64_t(6)}, {"decay", 0.0}, {"act", std::string("relu")}});
+  tune::write_grid_results(dir / "rows.csv", grid, {earlier, rows[2], later, rows[0]});
+  const auto merged = tune::merge_grid_results({dir / "rows.csv"}, grid);
+  REQUIRE(merged.size() == 4);
+  CHECK(merged[0].epochs == 1);
+  CHECK(merged[1].epochs == 3);
+  CHECK(merged[2].config == earlier.config);
+  CHECK(merged[2].epochs == 3);
+  CHECK(merged[3].config == later.config);
+  fs::remove_all(dir);
   const auto kept = tune::rows_in_grid(rows, grid, {1, 3});
   REQUIRE(kept.size() == 2);
   CHECK(kept[0].epochs == 1);

@@ -68,8 +68,8 @@ inline bool same_losses(const GridResult& a, const GridResult& b) {
 }
 
 // The rows of a results table read from `path` for `grid` (same columns); errors name the file, row and
-// column. A configuration and budget recorded twice must have the same losses both times (different ones are
-// two runs, and which one counts is not for a reader to guess).
+// column. A configuration and budget recorded twice must have the same losses both times, and is returned
+// once (different losses are two runs, and which one counts is not for a reader to guess).
 inline std::vector<GridResult> grid_results_from_table(const util::CsvTable& table,
                                                        const std::filesystem::path& path,
                                                        const ParameterGrid& grid) {
@@ -81,6 +81,7 @@ inline std::vector<GridResult> grid_results_from_table(const util::CsvTable& tab
                              "' (same axes, in the same order); use another output folder or remove it");
   }
   std::vector<GridResult> rows;
+  std::vector<std::size_t> row_numbers;  // each kept row's number in the file, for errors
   for (std::size_t i = 0; i < table.size(); ++i) {
     GridResult r;
     std::vector<Configuration::Item> items;
@@ -104,19 +105,27 @@ inline std::vector<GridResult> grid_results_from_table(const util::CsvTable& tab
       throw std::runtime_error("results file '" + path.string() + "': " + e.what());
     }
     // Checked as a double first: converting 1e30 or NaN to an integer is undefined.
-    if (!(epochs >= 1 && epochs <= 1e15 && epochs == std::floor(epochs)) || !(r.seconds >= 0))
-      throw std::runtime_error("results file '" + path.string() + "', row " + std::to_string(i + 1) +
-                               ": epochs must be a whole number >= 1 and seconds >= 0, found " +
-                               util::printable(table.text(i, "epochs")) + " and " +
-                               util::printable(table.text(i, "seconds")));
+    if (!(epochs >= 1 && epochs <= 1e15 && epochs == std::floor(epochs)) ||
+        !(r.seconds >= 0 && std::isfinite(r.seconds)))
+      throw std::runtime_error(
+          "results file '" + path.string() + "', row " + std::to_string(i + 1) +
+          ": epochs must be a whole number >= 1 and seconds a finite number >= 0, found " +
+          util::printable(table.text(i, "epochs")) + " and " + util::printable(table.text(i, "seconds")));
     r.epochs = int64_t(epochs);
-    for (std::size_t j = 0; j < rows.size(); ++j)
-      if (same_trial(rows[j], r) && !same_losses(rows[j], r))
-        throw std::runtime_error("results file '" + path.string() + "', rows " + std::to_string(j + 1) +
-                                 " and " + std::to_string(i + 1) + ": " + r.config.to_string() +
-                                 " epochs=" + std::to_string(r.epochs) +
+    // A row recorded twice with the same losses is kept once; with different losses it is two runs.
+    bool repeated = false;
+    for (std::size_t j = 0; j < rows.size() && !repeated; ++j) {
+      if (!same_trial(rows[j], r)) continue;
+      if (!same_losses(rows[j], r))
+        throw std::runtime_error("results file '" + path.string() + "', rows " +
+                                 std::to_string(row_numbers[j]) + " and " + std::to_string(i + 1) + ": " +
+                                 r.config.to_string() + " epochs=" + std::to_string(r.epochs) +
                                  " is recorded twice with different losses (remove one)");
+      repeated = true;
+    }
+    if (repeated) continue;
     rows.push_back(std::move(r));
+    row_numbers.push_back(i + 1);
   }
   return rows;
 }
@@ -164,8 +173,8 @@ inline std::vector<GridResult> merge_grid_results(const std::vector<std::filesys
     }
   std::stable_sort(merged.begin(), merged.end(), [&](const GridResult& a, const GridResult& b) {
     const auto ia = grid.index_of(a.config), ib = grid.index_of(b.config);
-    const std::size_t na = ia ? *ia : grid.size(), nb = ib ? *ib : grid.size();
-    return na != nb ? na < nb : a.epochs < b.epochs;
+    if (!ia || !ib) return bool(ia) && !ib;  // points outside the grid after those in it, in file order
+    return *ia != *ib ? *ia < *ib : a.epochs < b.epochs;
   });
   return merged;
 }
