@@ -224,6 +224,16 @@ TEST_CASE("kanji glyphs render white on black in KKanji's layout, skipping chara
   REQUIRE(second.removed_partial_folders ==
           std::vector<std::string>{"kanji2.partial." + std::to_string(::getpid())});
   REQUIRE(fs::exists(parent / "kanji2" / "render.json"));
+  // A progress callback that throws fails the rendering as its own errors do, leaving no partial folder.
+  int calls = 0;
+  REQUIRE_THROWS_WITH(
+      data::render_glyph_folder(parent / "kanji3", {fonts.front()}, {.size = 16, .max_chars = 3},
+                                [&] {
+                                  if (++calls == 2) throw std::runtime_error("display closed");
+                                }),
+      Catch::Contains("on_character: display closed"));
+  for (const auto& entry : fs::directory_iterator(parent))
+    REQUIRE(entry.path().filename().string().rfind("kanji3", 0) == std::string::npos);
   REQUIRE_THROWS_WITH(data::glyph_folder_path(".."), Catch::Contains("names no folder"));
   REQUIRE(stats.characters == 5);
   REQUIRE(stats.images == 10);

@@ -431,6 +431,10 @@ TEST_CASE("CSV writer and reader round-trip text and numbers", "[util][csv]") {
   CHECK_THROWS_WITH(signs.integer(2, "epoch"), Catch::EndsWith("'+' is not an integer"));
   CHECK_THROWS_WITH(table.number(0, "note"), Catch::Contains("note") && Catch::Contains("warm-up, slow"));
   CHECK_THROWS_WITH(table.column_index("accuracy"), Catch::Contains("accuracy"));
+  // A name given to two columns: which one is meant is not guessed.
+  const CsvTable twice = parse_csv("x,y,x\n1,2,3\n");
+  CHECK_THROWS_WITH(twice.number(0, "x"), Catch::Contains("the column 'x' twice (columns 1 and 3)"));
+  CHECK(twice.number(0, "y") == 2);
 
   // The whole table written atomically reads back identically.
   write_csv_atomically(dir / "copy.csv", table);

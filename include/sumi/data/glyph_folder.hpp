@@ -230,8 +230,19 @@ inline GlyphFolderStats render_glyph_folder(std::filesystem::path out,
       if (error.empty()) error = e.what();
     }
     if (on_character) {
+      // An exception may leave neither the critical section nor the parallel region (it would end the
+      // process): the callback's is reported as the rendering's own are.
+      std::string callback_error;
 #pragma omp critical(sumi_glyph_folder_progress)
-      on_character();
+      try {
+        on_character();
+      } catch (const std::exception& e) {
+        callback_error = std::string("on_character: ") + e.what();
+      }
+      if (!callback_error.empty()) {
+#pragma omp critical(sumi_glyph_folder_error)
+        if (error.empty()) error = callback_error;
+      }
     }
   }
   if (!error.empty()) fail(error);

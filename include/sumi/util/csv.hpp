@@ -2,6 +2,7 @@
 // CSV for experiment logs and result tables: a streaming writer (one flushed row per epoch survives a crash,
 // and a resumed run can append), a reader giving text cells with numeric access, and numbers written in
 // their shortest form that reads back to the identical double.
+#include <algorithm>
 #include <concepts>
 #include <cstdint>
 #include <filesystem>
@@ -190,11 +191,16 @@ struct CsvTable {
     return false;
   }
 
-  // Index of the column called `name`; throws std::out_of_range naming it.
+  // Index of the column called `name`; throws std::out_of_range naming it when there is none, and
+  // std::invalid_argument when there are several (which one is meant is not for a reader to guess).
   std::size_t column_index(std::string_view name) const {
-    for (std::size_t i = 0; i < header.size(); ++i)
-      if (header[i] == name) return i;
-    throw std::out_of_range("CSV has no column '" + std::string(name) + "'");
+    const auto first = std::find(header.begin(), header.end(), name);
+    if (first == header.end()) throw std::out_of_range("CSV has no column '" + std::string(name) + "'");
+    if (const auto again = std::find(first + 1, header.end(), name); again != header.end())
+      throw std::invalid_argument("CSV has the column '" + printable(name) + "' twice (columns " +
+                                  std::to_string(first - header.begin() + 1) + " and " +
+                                  std::to_string(again - header.begin() + 1) + ")");
+    return std::size_t(first - header.begin());
   }
 
   const std::string& text(std::size_t row, std::string_view column) const {
