@@ -1,12 +1,14 @@
 #pragma once
 // Resampling of NCHW planes to another height and width, as PyTorch 1.13's CPU kernels compute it: nearest
-// and bilinear interpolation (F.interpolate) and adaptive average pooling (F.adaptive_avg_pool2d). Each
-// output row and column reads a fixed set of input rows and columns, so the source indices and weights are
-// worked out once per axis and every plane (image and channel) reuses them; planes run in parallel when
-// there is enough work. Where PyTorch's own kernels disagree, one rule is kept for forward and backward:
-// nearest copies an axis whose size is kept and halves the index when it doubles (PyTorch's backward and
-// its forward for one channel; its forward for more channels reads floor(dst / scale), in double for double
-// input); a global adaptive pool sums in order where PyTorch's mean sums in blocks.
+// and bilinear interpolation (F.interpolate) and adaptive average pooling (F.adaptive_avg_pool2d). The source
+// indices and weights are PyTorch's; a bilinear output may differ from PyTorch's in its last bit or two (its
+// products are summed with other roundings). Each output row and column reads a fixed set of input rows and
+// columns, so the source indices and weights are worked out once per axis and every plane (image and
+// channel) reuses them; planes run in parallel when there is enough work. Where PyTorch's own kernels
+// disagree, one rule is kept for forward and backward: nearest copies an axis whose size is kept and halves
+// the index when it doubles (PyTorch's backward and its forward for one channel; its forward for more
+// channels reads floor(dst / scale), in double for double input); a global adaptive pool sums in order where
+// PyTorch's mean sums in blocks.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

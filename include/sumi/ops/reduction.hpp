@@ -66,14 +66,15 @@ acc_t<T> sum_all(const Tensor<T>& t) {
   return chunked_sum<acc_t<T>>(c.numel(), [p](int64_t i) { return p[i]; });
 }
 
-// Which dimensions of a rank-`rank` tensor `dims` names, as flags; an empty list means all (as in PyTorch).
+// The dimensions `dims` names in a tensor of `shape`, as flags; an empty list means all (as in PyTorch).
 // Negative dims count from the end; a repeated dimension is an error. A 0-d tensor accepts 0 and -1, as in
 // PyTorch, which name no dimension to reduce.
-inline std::vector<bool> reduced_dims(const std::vector<int64_t>& dims, int64_t rank, const char* op) {
+inline std::vector<bool> reduced_dims(const std::vector<int64_t>& dims, const Shape& shape, const char* op) {
+  const auto rank = int64_t(shape.size());
   if (rank == 0) {
     bool seen = false;
     for (int64_t d : dims) {
-      normalize_dim(d, Shape{}, op);
+      normalize_dim(d, shape, op);
       if (std::exchange(seen, true))
         throw std::invalid_argument(std::string(op) + ": dimension " + std::to_string(d) +
                                     " appears more than once in the list of dimensions");
@@ -82,7 +83,7 @@ inline std::vector<bool> reduced_dims(const std::vector<int64_t>& dims, int64_t 
   }
   std::vector<bool> reduce(std::size_t(rank), dims.empty());
   for (int64_t d : dims) {
-    const auto nd = std::size_t(normalize_dim(d, rank, op));
+    const auto nd = std::size_t(normalize_existing_dim(d, shape, op));
     if (reduce[nd])
       throw std::invalid_argument(std::string(op) + ": dimension " + std::to_string(d) +
                                   " appears more than once in the list of dimensions");
@@ -186,7 +187,7 @@ template <class T>
 Variable<T> sum_or_mean_dims(const Variable<T>& x, const std::vector<int64_t>& dims, bool keepdim,
                              const char* op, bool average) {
   x.require_defined(op);
-  const std::vector<bool> reduce = reduced_dims(dims, x.dim(), op);
+  const std::vector<bool> reduce = reduced_dims(dims, x.shape(), op);
   Tensor<T> out = sum_keepdim(x.value(), reduce);
   int64_t count = 1;
   Shape squeezed;
@@ -382,7 +383,7 @@ template <bool Largest, class T>
 Variable<T> extreme_over(const Variable<T>& x, const std::vector<int64_t>& dims, bool keepdim,
                          const char* op) {
   x.require_defined(op);
-  const std::vector<bool> reduce = reduced_dims(dims, x.dim(), op);
+  const std::vector<bool> reduce = reduced_dims(dims, x.shape(), op);
   std::vector<int64_t> order;
   Shape out_shape, keep_shape = x.shape();
   int64_t row = 1;

@@ -97,9 +97,9 @@ Variable<T> reshape(const Variable<T>& x, const Shape& shape) {
 template <class T>
 Variable<T> flatten(const Variable<T>& x, int64_t start_dim = 1, int64_t end_dim = -1) {
   x.require_defined("flatten");
-  const int64_t rank = std::max<int64_t>(x.dim(), 1);  // a scalar accepts dimensions 0 and -1, as in PyTorch
-  const int64_t start = normalize_dim(start_dim, rank, "flatten");
-  const int64_t end = normalize_dim(end_dim, rank, "flatten");
+  // A scalar accepts dimensions 0 and -1, as in PyTorch.
+  const int64_t start = normalize_dim(start_dim, x.shape(), "flatten");
+  const int64_t end = normalize_dim(end_dim, x.shape(), "flatten");
   if (start > end)
     throw std::invalid_argument("flatten: start_dim " + std::to_string(start_dim) + " comes after end_dim " +
                                 std::to_string(end_dim) + " for shape " + shape_str(x.shape()));
@@ -115,7 +115,7 @@ Variable<T> flatten(const Variable<T>& x, int64_t start_dim = 1, int64_t end_dim
 template <class T>
 Variable<T> unflatten(const Variable<T>& x, int64_t dim, const Shape& sizes) {
   x.require_defined("unflatten");
-  const int64_t d = normalize_dim(dim, x.dim(), "unflatten");
+  const int64_t d = normalize_existing_dim(dim, x.shape(), "unflatten");
   const Shape& s = x.shape();
   if (sizes.empty())
     throw std::invalid_argument("unflatten: sizes must not be empty (dimension " + std::to_string(dim) +
@@ -140,7 +140,7 @@ Variable<T> concat(const std::vector<Variable<T>>& inputs, int64_t dim) {
   if (inputs.empty()) throw std::invalid_argument("concat: no inputs");
   for (const Variable<T>& input : inputs) input.require_defined("concat");
   const Shape& first = inputs[0].shape();
-  const int64_t d = normalize_dim(dim, int64_t(first.size()), "concat");
+  const int64_t d = normalize_existing_dim(dim, first, "concat");
   for (std::size_t i = 1; i < inputs.size(); ++i) {
     const Shape& s = inputs[i].shape();
     bool ok = s.size() == first.size();

@@ -72,23 +72,25 @@ inline Shape contiguous_strides(const Shape& shape) {
   return strides;
 }
 
-// Maps a possibly negative dimension index (-1 is the last) into [0, rank).
-inline int64_t normalize_dim(int64_t dim, int64_t rank, const char* op) {
-  const int64_t d = dim < 0 ? dim + rank : dim;
-  if (d < 0 || d >= rank)
-    throw std::out_of_range(std::string(op) + ": dimension " + std::to_string(dim) +
-                            " out of range for rank " + std::to_string(rank));
-  return d;
-}
-
-// normalize_dim, naming the whole shape when `dim` is out of range. A 0-d shape accepts 0 and -1 (giving
-// 0), as in PyTorch; a caller that then indexes the shape handles that case first.
-inline int64_t normalize_dim(int64_t dim, const Shape& shape, const char* op) {
-  const auto rank = std::max<int64_t>(int64_t(shape.size()), 1);
+namespace detail {
+inline int64_t normalize_dim_of_rank(int64_t dim, int64_t rank, const Shape& shape, const char* op) {
   if (dim < -rank || dim >= rank)
     throw std::out_of_range(std::string(op) + ": dimension " + std::to_string(dim) +
                             " out of range for shape " + shape_str(shape));
   return dim < 0 ? dim + rank : dim;
+}
+}  // namespace detail
+
+// Maps a possibly negative dimension index (-1 is the last) of `shape` into [0, rank), naming the whole shape
+// when `dim` is out of range. A 0-d shape accepts 0 and -1 (giving 0), as in PyTorch; a caller that then
+// indexes the shape handles that case first.
+inline int64_t normalize_dim(int64_t dim, const Shape& shape, const char* op) {
+  return detail::normalize_dim_of_rank(dim, std::max<int64_t>(int64_t(shape.size()), 1), shape, op);
+}
+
+// normalize_dim for an op that needs a dimension to index: a 0-d shape has none.
+inline int64_t normalize_existing_dim(int64_t dim, const Shape& shape, const char* op) {
+  return detail::normalize_dim_of_rank(dim, int64_t(shape.size()), shape, op);
 }
 
 // The permutation that undoes `order` (a permutation of [0, n)): permuting by order, then by its inverse,

@@ -98,7 +98,9 @@ class Tensor {
   const Shape& shape() const { return shape_; }
   const Shape& strides() const { return strides_; }
   int64_t dim() const { return int64_t(shape_.size()); }
-  int64_t size(int64_t d) const { return shape_[std::size_t(normalize_dim(d, dim(), "Tensor::size"))]; }
+  int64_t size(int64_t d) const {
+    return shape_[std::size_t(normalize_existing_dim(d, shape_, "Tensor::size"))];
+  }
   int64_t numel() const { return defined() ? shape_numel(shape_) : 0; }
   int64_t offset() const { return offset_; }
   // Row-major and dense, as PyTorch counts it: a size-1 dimension's stride does not matter (nothing steps
