@@ -4,7 +4,6 @@
 // one, in place and outside the graph; the others are skipped and get no state. state_dict() exports the
 // per-parameter state (step counts and moment buffers) so that a run resumes bit-exactly.
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
