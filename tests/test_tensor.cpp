@@ -41,6 +41,19 @@ TEST_CASE("random factories are reproducible and have the right moments", "[tens
   const TF u = TF::rand({10000}, g1, -2, 3);
   REQUIRE(*std::min_element(u.data(), u.data() + u.numel()) >= -2);
   REQUIRE(*std::max_element(u.data(), u.data() + u.numel()) < 3);
+  // Bounds that would clamp every draw to one value, and a negative spread, are refused as PyTorch's
+  // uniform_ and normal_ refuse them; equal bounds give that value.
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (const auto& [low, high] : {std::pair{1.0f, 0.0f}, {0.0f, inf}, {-inf, 0.0f}, {nan, 1.0f}, {0.0f, nan}})
+    CHECK_THROWS_WITH(
+        TF::rand({2, 3}, g1, low, high),
+        Catch::Contains("Tensor::rand: need finite bounds low <= high") && Catch::Contains("[2, 3]"));
+  CHECK(TF::rand({2}, g1, 0.5f, 0.5f).at({1}) == 0.5f);
+  for (const auto& [mean, stddev] : {std::pair{0.0f, -1.0f}, {0.0f, nan}, {inf, 1.0f}, {0.0f, inf}})
+    CHECK_THROWS_WITH(TF::randn({4}, g1, mean, stddev),
+                      Catch::Contains("Tensor::randn: need a finite mean and a finite stddev >= 0") &&
+                          Catch::Contains("[4]"));
+  CHECK(TF::randn({3}, g1, 2.0f, 0.0f).at({2}) == 2.0f);
 }
 
 TEST_CASE("rand stays below high when the draw rounds up to it", "[tensor][random]") {

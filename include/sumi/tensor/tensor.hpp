@@ -67,6 +67,11 @@ class Tensor {
   // Uniform in [low, high). A draw that rounds up to high (a double just below it, rounded to float) is
   // taken as the largest value below high instead.
   static Tensor rand(const Shape& shape, Generator& gen = default_generator(), T low = T(0), T high = T(1)) {
+    // Reversed or infinite bounds would clamp every draw to one value; PyTorch's uniform_ refuses them too.
+    if (!(low <= high && std::isfinite(high - low)))
+      throw std::invalid_argument("Tensor::rand: need finite bounds low <= high, got [" +
+                                  std::to_string(low) + ", " + std::to_string(high) + ") for shape " +
+                                  shape_str(shape));
     Tensor t = empty(shape);
     const T below_high = std::nextafter(high, low);
     for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = std::min(T(gen.uniform(low, high)), below_high);
@@ -74,6 +79,10 @@ class Tensor {
   }
   static Tensor randn(const Shape& shape, Generator& gen = default_generator(), T mean = T(0),
                       T stddev = T(1)) {
+    if (!(std::isfinite(mean) && stddev >= T(0) && std::isfinite(stddev)))
+      throw std::invalid_argument("Tensor::randn: need a finite mean and a finite stddev >= 0, got mean " +
+                                  std::to_string(mean) + " and stddev " + std::to_string(stddev) +
+                                  " for shape " + shape_str(shape));
     Tensor t = empty(shape);
     for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = T(gen.normal(mean, stddev));
     return t;
