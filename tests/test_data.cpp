@@ -394,6 +394,14 @@ TEST_CASE("load_fashion_mnist loads a split, resolves its directory and explains
     REQUIRE_THROWS_WITH(load_fashion_mnist(dir, Split::test),
                         Catch::Contains("t10k-images-idx3-ubyte.gz") && Catch::Contains("14x56"));
   }
+  SECTION("a split without images is rejected naming the file") {
+    // Valid IDX files of 0 images: a run would train on nothing, or report the accuracy of no test images.
+    write_gz(dir / "t10k-images-idx3-ubyte.gz", idx_bytes({0, 28, 28}, {}));
+    write_raw(dir / "t10k-labels-idx1-ubyte", idx_bytes({0}, {}));
+    REQUIRE_THROWS_AS(load_fashion_mnist(dir, Split::test), IdxError);
+    REQUIRE_THROWS_WITH(load_fashion_mnist(dir, Split::test),
+                        Catch::Contains("t10k-images-idx3-ubyte.gz") && Catch::Contains("holds no images"));
+  }
   fs::remove_all(dir);
 }
 

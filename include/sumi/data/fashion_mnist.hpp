@@ -140,7 +140,8 @@ inline std::array<std::string, 2> fashion_mnist_file_stems(Split split) {
 
 // Loads a split of FashionMNIST (or MNIST/KMNIST: same file names) from the resolved directory, preferring
 // `<stem>.gz` over the uncompressed `<stem>`. A missing file throws DatasetNotFoundError listing the paths
-// tried and how to install the dataset; a corrupt file, or labels outside 0..9, throws IdxError.
+// tried and how to install the dataset; a corrupt file, a file without images, or labels outside 0..9,
+// throws IdxError.
 inline MnistDataset load_fashion_mnist(const std::filesystem::path& dir = {}, Split split = Split::train) {
   namespace fs = std::filesystem;
   const fs::path root = resolve_fashion_mnist_dir(dir);
@@ -171,6 +172,8 @@ inline MnistDataset load_fashion_mnist(const std::filesystem::path& dir = {}, Sp
   if (dataset.height() != 28 || dataset.width() != 28)
     throw IdxError("IDX file '" + found[0].string() + "': FashionMNIST images are 28x28, this file's are " +
                    std::to_string(dataset.height()) + "x" + std::to_string(dataset.width()));
+  // A split without images would train on nothing or report the accuracy of no test images.
+  if (dataset.size() == 0) throw IdxError("IDX file '" + found[0].string() + "': holds no images");
   for (int64_t i = 0; i < dataset.size(); ++i)
     if (dataset.label(i) >= int64_t(fashion_mnist_classes.size()))
       throw IdxError("IDX file '" + found[1].string() + "': label " + std::to_string(dataset.label(i)) +
