@@ -482,7 +482,9 @@ int run(const Options& o) {
     const SyntheticImages images(64 * int64_t(o.batch), {o.nc, o.image_size, o.image_size}, uint64_t(o.seed));
     return train(o, images, "synthetic");
   }
-  // The data first: a missing or empty folder leaves no empty output folder behind.
+  // The data first: a missing or empty folder leaves no empty output folder behind. Rendering it already
+  // runs on --threads threads.
+  if (o.threads > 0) set_num_threads(o.threads);
   const fs::path root =
       o.data.empty() ? rendered_kanji(o.quick ? "out/kanji_quick" : "out/kanji", o) : fs::path(o.data);
   if (!fs::is_directory(root)) throw std::runtime_error("--data: '" + root.string() + "' is not a folder");

@@ -218,6 +218,21 @@ TEST_CASE("example runs lock their output folder and drop an earlier run's summa
                                     "(summary.json.tmp.00000000deadbeef)") != std::string::npos);
   REQUIRE_FALSE(fs::exists(dir / "summary.json"));
   REQUIRE_FALSE(fs::exists(dir / "summary.json.tmp.00000000deadbeef"));
+  // The folder is the autoencoder's now: another example's run into it (a --resume given the wrong folder)
+  // is refused before it writes anything, where it would have replaced metrics.csv, loss.svg and model.txt.
+  REQUIRE(test::read_text(dir / ".sumi-program") == "autoencoder\n");
+  const std::string metrics = "epoch,train_loss,val_mse,epoch_seconds\n1,0.5,0.25,1\n";
+  util::write_file_atomically(dir / "metrics.csv", metrics);
+  for (const std::string& run : {std::string("finetune --limit 600 --epochs 1"),
+                                 std::string("dcgan --data synthetic --iterations 1 --resume")}) {
+    INFO(run);
+    REQUIRE(test::run_example(run.substr(0, run.find(' ')),
+                              run.substr(run.find(' ')) + " --out " + dir.string(), log) == 2);
+    REQUIRE(test::read_text(log).find("--out '" + dir.string() +
+                                      "' holds the outputs of an autoencoder run") != std::string::npos);
+    REQUIRE(test::read_text(dir / "metrics.csv") == metrics);
+    REQUIRE(test::read_text(dir / ".sumi-program") == "autoencoder\n");
+  }
   fs::remove_all(dir);
 }
 

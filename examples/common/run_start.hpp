@@ -14,6 +14,8 @@
 #include "sumi/util/atomic_file.hpp"
 #include "sumi/util/cli.hpp"
 #include "sumi/util/folder_lock.hpp"
+#include "sumi/util/printable.hpp"
+#include "sumi/util/read_file.hpp"
 #include "sumi/version.hpp"
 
 namespace sumi::examples {
@@ -65,15 +67,36 @@ struct RunFolder {
   util::FolderLock lock;
 };
 
+// The file in an output folder that names the example whose outputs it holds.
+inline constexpr const char* kProgramFile = ".sumi-program";
+
+// Records that `out` holds `program`'s outputs, refusing a folder another example's run wrote: several write
+// metrics.csv, loss.svg and model.txt and remove summary.json, so a run into another's folder (a --resume
+// into the wrong one) would destroy that run's results.
+inline void claim_output_folder(const std::filesystem::path& out, const std::string& program) {
+  const std::filesystem::path file = out / kProgramFile;
+  if (std::filesystem::exists(file)) {
+    std::string owner = util::read_file_text(file, "program file");
+    while (!owner.empty() && (owner.back() == '\n' || owner.back() == '\r')) owner.pop_back();
+    if (owner == program) return;
+    throw util::CliError("--out", "--out '" + out.string() + "' holds the outputs of " +
+                                      util::with_article(util::printable(owner, 40)) + " run (" +
+                                      file.string() + "): give this " + program + " run another folder");
+  }
+  util::write_file_atomically(file, program + "\n");
+}
+
 // Sets the thread count, creates and locks the output folder and prints where `program` writes. A folder in
-// use is refused with `in_use_hint` (what to do instead). `held` is a lock the caller already took on an
-// existing `out` (to read it first); it is kept instead of a second one. Temporary files that a run killed
-// mid-write left in the folder are removed.
+// use is refused with `in_use_hint` (what to do instead), and one holding another example's outputs always.
+// `held` is a lock the caller already took on an existing `out` (to read it first); it is kept instead of a
+// second one. Temporary files that a run killed mid-write left in the folder are removed.
 [[nodiscard]] inline RunFolder start_run(const char* program, int threads, const std::filesystem::path& out,
                                          const char* in_use_hint = kFolderInUseHint,
                                          std::optional<util::FolderLock> held = std::nullopt) {
   create_output_folder(threads, out);
   util::FolderLock lock = held ? std::move(*held) : util::FolderLock(out, in_use_hint);
+  const std::string name = program;
+  claim_output_folder(out, name.substr(0, name.find(' ')));  // "grid_search --merge" is grid_search's
   print_run_start(program, out);
   print_removed_leftovers("temporary file", "an interrupted run",
                           util::remove_abandoned_temporary_files(out));

@@ -1,5 +1,6 @@
 #pragma once
-// Text read from a file (CSV cells, safetensors names, metadata) as error messages show it.
+// Text as error messages show it: text read from a file (CSV cells, safetensors names, metadata), and nouns
+// with their article.
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -21,6 +22,12 @@ inline std::string printable(std::string_view text, std::size_t limit = 120) {
   }
   if (text.size() > limit) shown += "...";
   return shown;
+}
+
+// "a CSV file", "an IDX file": the indefinite article by the first letter.
+inline std::string with_article(std::string_view noun) {
+  const bool vowel = !noun.empty() && std::string_view("AEIOUaeiou").find(noun[0]) != std::string_view::npos;
+  return (vowel ? "an " : "a ") + std::string(noun);
 }
 
 }  // namespace sumi::util

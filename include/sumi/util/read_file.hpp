@@ -10,7 +10,8 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
-#include <string_view>
+
+#include "sumi/util/printable.hpp"
 
 namespace sumi::util {
 
@@ -20,11 +21,6 @@ inline std::string quoted_path(const std::filesystem::path& path) {
   quoted += path.string();
   quoted += '\'';
   return quoted;
-}
-// "a CSV file", "an IDX file".
-inline std::string with_article(const std::string& noun) {
-  const bool vowel = !noun.empty() && std::string_view("AEIOUaeiou").find(noun[0]) != std::string_view::npos;
-  return (vowel ? "an " : "a ") + noun;
 }
 template <class Error>
 [[noreturn]] void throw_read_error(const std::string& what, const std::string& quoted_path,
@@ -61,9 +57,8 @@ OpenedFile open_regular_file(const std::filesystem::path& path, const std::strin
   }
   if (!S_ISREG(info.st_mode)) {
     ::close(fd);
-    if (S_ISDIR(info.st_mode)) throw Error(quoted + " is a folder, not " + detail::with_article(kind));
-    throw Error(quoted + " is not a regular file (a pipe, socket or device), not " +
-                detail::with_article(kind));
+    if (S_ISDIR(info.st_mode)) throw Error(quoted + " is a folder, not " + with_article(kind));
+    throw Error(quoted + " is not a regular file (a pipe, socket or device), not " + with_article(kind));
   }
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);  // a network file system may honour it
   return {fd, int64_t(info.st_size)};
