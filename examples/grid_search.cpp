@@ -203,6 +203,14 @@ int merge_shards(const Options& o) {
   if (fs::is_directory(o.out)) lock.emplace(o.out, kLockHint);
   const nlohmann::json settings = shared_shard_settings(paths);
   const auto rows = tune::merge_grid_results(paths, grid);
+  // Rows of none of this grid's points: the shards ran with other axis flags (reports of nothing would
+  // follow).
+  if (!rows.empty() && tune::rows_in_grid(rows, grid, budgets_of(o)).empty())
+    throw std::runtime_error(
+        "none of the " + std::to_string(rows.size()) +
+        " rows of the --merge files is a point of this grid (the first: " + rows.front().config.to_string() +
+        " epochs=" + std::to_string(rows.front().epochs) +
+        "); merge with the axis flags the shards ran with");
   const examples::RunFolder run =
       examples::start_run("grid_search --merge", 0, o.out, kLockHint, std::move(lock));
   const fs::path& out = run.path;
@@ -278,10 +286,12 @@ int run(Options o) {
                                    c.to_string().c_str(), message.c_str()),
                stderr);
   };
+  // What the runs got: fewer runs to do than jobs (a small or resumed search) share all the threads.
+  int runs_at_once = jobs, threads_each = threads_per_job;
   options.on_start = [&](std::size_t runs) {
-    // Fewer runs to do than jobs (a small or resumed search): the runs share all the threads.
     if (runs > 0 && runs < std::size_t(jobs)) {
-      const int threads_each = std::max(1, threads / int(runs));
+      runs_at_once = int(runs);
+      threads_each = std::max(1, threads / int(runs));
       set_num_threads(threads_each);
       std::printf("%zu %s to do: %zu at once, %d %s each\n", runs, runs == 1 ? "run" : "runs", runs,
                   threads_each, threads_each == 1 ? "thread" : "threads");
@@ -329,8 +339,8 @@ int run(Options o) {
       {"runs_failed", summary.runs_failed},
       {"epoch_budgets_share_one_run", o.epochs.size() > 1},
       {"shard", shard.to_string()},
-      {"jobs", jobs},
-      {"threads_per_job", threads_per_job},
+      {"jobs", runs_at_once},
+      {"threads_per_job", threads_each},
       {"threads", threads},
       {"train_images", study->train->size()},
       {"seed", o.seed},

@@ -508,6 +508,20 @@ TEST_CASE("grid_search example runs, resumes, shards and merges", "[example][e2e
   REQUIRE(merged.size() == full.size());
   for (std::size_t i = 0; i < full.size(); ++i) CHECK(merged.text(i, "val_loss") == full.text(i, "val_loss"));
   CHECK(util::read_json_file(dir / "merged" / "settings.json")["seed"] == 0);
+  // One run for two jobs: it had all the threads, and the summary says so.
+  const nlohmann::json shard_summary = util::read_json_file(dir / "shard0" / "summary.json");
+  CHECK(shard_summary["jobs"] == 1);
+  CHECK(shard_summary["threads_per_job"] == shard_summary["threads"]);
+  // Shards merged with other axis flags than theirs share no point with the grid: refused, no folder made.
+  REQUIRE(test::run_example("grid_search",
+                            "--latent 4 --weight-decay 0 --dropout 0,0.25 --batch 100 --epochs 1,2 --merge " +
+                                (dir / "shard*" / "grid.csv").string() + " --out " +
+                                (dir / "other_axes").string(),
+                            log) == 1);
+  CHECK(
+      test::read_text(log).find("none of the 4 rows of the --merge files is a point of this grid (the first: "
+                                "latent=3") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "other_axes"));
   // Shards trained with different settings are not merged.
   fs::copy(dir / "shard1", dir / "shard1_other_lr");
   util::write_json_atomically(dir / "shard1_other_lr" / "settings.json",
