@@ -101,50 +101,6 @@ void write_test_outputs(const examples::ClassifierEvaluation& test, const fs::pa
   util::write_csv_atomically(out / "test_outputs.csv", outputs);
 }
 
-// The encoder checkpoint to use: --encoder if it exists, else one trained earlier into the output folder
-// with this run's --seed, --limit and --encoder-epochs, else a new one trained now with the reference
-// settings (latent 5, batch 300, Adam 1e-3). A missing --encoder is said, not refused, so that the default
-// works before the autoencoder example has run.
-fs::path find_or_train_encoder(const Options& o, const examples::StudyData& study, const fs::path& out) {
-  if (!o.encoder.empty() && fs::exists(o.encoder)) return o.encoder;
-  const fs::path trained = out / "autoencoder.safetensors";
-  if (!o.encoder.empty())
-    std::printf("encoder '%s' not found: training one into %s\n", o.encoder.c_str(), trained.c_str());
-  // Another --seed draws another split (the encoder would have trained on this run's validation images).
-  const std::vector<examples::RunSetting> settings = {
-      {"--seed", o.seed}, {"--limit", o.limit}, {"--encoder-epochs", o.encoder_epochs}};
-  if (fs::exists(trained)) {
-    const auto metadata = io::read_safetensors(trained).metadata;
-    const examples::RunSetting* differs = examples::first_differing_setting(metadata, settings, true);
-    if (!differs) {
-      std::printf("using the encoder trained earlier: %s\n", trained.c_str());
-      return trained;
-    }
-    const auto recorded = metadata.find(differs->key());
-    std::printf("the encoder in %s was trained with %s %s, not %s: training a new one\n", trained.c_str(),
-                differs->flag.c_str(), recorded == metadata.end() ? "unknown" : recorded->second.c_str(),
-                differs->value.c_str());
-  }
-  std::printf("training the reference autoencoder first (%d epochs, latent 5, batch 300)\n",
-              o.encoder_epochs);
-  std::fflush(stdout);
-  const examples::AutoencoderSettings autoencoder{.seed = uint64_t(o.seed)};
-  const util::ProgressBarOptions bar{.quiet = o.quiet, .unit = "batch"};
-  auto run = examples::train_autoencoder_run(
-      autoencoder, *study.train, *study.validation, o.encoder_epochs,
-      [&](const examples::AutoencoderEpoch& e) {
-        std::printf("autoencoder epoch %d: train loss %.5f, validation MSE %.5f, %.2f s\n", e.epoch,
-                    e.train_loss, e.val_mse, e.seconds);
-        std::fflush(stdout);
-      },
-      &bar);
-  std::map<std::string, std::string> metadata = {{"epoch", std::to_string(o.encoder_epochs)},
-                                                 {"latent", std::to_string(autoencoder.latent)}};
-  examples::record_settings(metadata, settings);
-  nn::save_state(*run.model, trained, metadata);
-  return trained;
-}
-
 int run(const Options& o) {
   const auto study = examples::load_study_data(o.data, uint64_t(o.seed), o.limit);
   const examples::RunFolder run_folder = examples::start_run("finetune", o.threads, o.out);
@@ -152,7 +108,10 @@ int run(const Options& o) {
   const auto test_view = examples::test_subset(*study, o.limit);
   examples::print_split_sizes(*study, test_view.size());
 
-  const fs::path encoder_path = find_or_train_encoder(o, *study, out);
+  // Another --limit or --encoder-epochs makes another encoder too.
+  const fs::path encoder_path = examples::find_or_train_reference_autoencoder(
+      o.encoder, *study, out, o.encoder_epochs, uint64_t(o.seed),
+      {{"--seed", o.seed}, {"--limit", o.limit}, {"--encoder-epochs", o.encoder_epochs}}, o.quiet);
   Generator head_gen(uint64_t(o.seed));
   auto model = models::Classifier<float>::from_autoencoder_file(encoder_path, 10, head_gen);
   model->set_prefix_frozen(true);

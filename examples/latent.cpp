@@ -32,40 +32,17 @@ std::vector<std::string> class_names() {
   return {data::fashion_mnist_classes.begin(), data::fashion_mnist_classes.end()};
 }
 
-// The saved autoencoder, or the reference one (default settings, 20 epochs) trained now and saved in `out`.
-std::shared_ptr<models::Autoencoder<float>> load_or_train(const Options& o, const examples::StudyData& study,
-                                                          const fs::path& out,
-                                                          std::unique_ptr<Generator>& gen) {
-  if (fs::exists(o.autoencoder)) {
-    // The latent size is the row count of the encoder's last linear layer.
-    const io::SafetensorsFile file = io::read_safetensors(o.autoencoder);
-    const auto& last = file.record("encoder.encoder_lin.2.weight");
-    if (last.shape.size() != 2)
-      throw std::runtime_error("'" + o.autoencoder + "': encoder.encoder_lin.2.weight is not a matrix");
-    gen = std::make_unique<Generator>(uint64_t(o.seed));
-    auto model = std::make_shared<models::Autoencoder<float>>(last.shape[0], 0.0, *gen);
-    nn::load_state(*model, o.autoencoder);  // strict: every encoder and decoder tensor must be there
-    std::printf("autoencoder: %s%s\n", o.autoencoder.c_str(),
-                examples::describe_autoencoder_checkpoint(o.autoencoder, model->latent).c_str());
-    return model;
-  }
-  const fs::path trained = out / "autoencoder.safetensors";
-  std::printf("autoencoder '%s' not found: training the reference one (20 epochs) into %s\n",
-              o.autoencoder.c_str(), trained.c_str());
-  std::fflush(stdout);
-  const examples::AutoencoderSettings settings{.seed = uint64_t(o.seed)};
-  const util::ProgressBarOptions bar{.quiet = o.quiet, .unit = "batch"};
-  auto run = examples::train_autoencoder_run(
-      settings, *study.train, *study.validation, 20,
-      [&](const examples::AutoencoderEpoch& e) {
-        std::printf("autoencoder epoch %d: train loss %.5f, validation MSE %.5f, %.2f s\n", e.epoch,
-                    e.train_loss, e.val_mse, e.seconds);
-        std::fflush(stdout);
-      },
-      &bar);
-  nn::save_state(*run.model, trained, {{"epoch", "20"}, {"latent", std::to_string(settings.latent)}});
-  gen = std::move(run.generator);
-  return run.model;
+// The autoencoder in `path`, whose latent size is the row count of its encoder's last linear layer.
+std::shared_ptr<models::Autoencoder<float>> load_autoencoder(const fs::path& path, Generator& gen) {
+  const io::SafetensorsFile file = io::read_safetensors(path);
+  const auto& last = file.record("encoder.encoder_lin.2.weight");
+  if (last.shape.size() != 2)
+    throw std::runtime_error("'" + path.string() + "': encoder.encoder_lin.2.weight is not a matrix");
+  auto model = std::make_shared<models::Autoencoder<float>>(last.shape[0], 0.0, gen);
+  nn::load_state(*model, path);  // strict: every encoder and decoder tensor must be there
+  std::printf("autoencoder: %s%s\n", path.c_str(),
+              examples::describe_autoencoder_checkpoint(path, model->latent).c_str());
+  return model;
 }
 
 // Latent codes [N, k] of a whole dataset, with its labels.
@@ -182,8 +159,11 @@ int run(const Options& o) {
   examples::check_perplexity(o.perplexity, study->test.size());
   const examples::RunFolder run_folder = examples::start_run("latent", o.threads, o.out);
   const fs::path& out = run_folder.path;
-  std::unique_ptr<Generator> gen;
-  const auto model = load_or_train(o, *study, out, gen);
+  Generator gen(uint64_t(o.seed));  // the initial weights, replaced by the file's; the model keeps it
+  const auto model =
+      load_autoencoder(examples::find_or_train_reference_autoencoder(
+                           o.autoencoder, *study, out, 20, uint64_t(o.seed), {{"--seed", o.seed}}, o.quiet),
+                       gen);
   examples::remove_final_outputs(out, {"summary.json"});
 
   std::vector<int64_t> labels;
@@ -275,7 +255,9 @@ int main(int argc, char** argv) {
       "latent codes and along a line between two test images' codes.");
   cli.bind("--out", o.out, "output folder");
   cli.bind("--autoencoder", o.autoencoder,
-           "autoencoder written by examples/autoencoder (missing: train the reference one into --out)");
+           "autoencoder written by examples/autoencoder (missing: train the reference one into --out, or use "
+           "the one "
+           "trained there before with the same --seed)");
   cli.bind("--classifier-outputs", o.classifier_outputs,
            "test_outputs.csv written by examples/finetune (missing: that space is skipped)");
   cli.bind("--scale", o.scale, "standard deviation s of the random latent codes, z ~ N(0, s^2)")

@@ -5,14 +5,19 @@
 // the reference encoder when none is given).
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/autoencoder_training.hpp"
+#include "common/resume.hpp"
 #include "models/autoencoder.hpp"
 #include "sumi/data/data_loader.hpp"
 #include "sumi/io/safetensors.hpp"
+#include "sumi/nn/serialize.hpp"
 #include "sumi/optim/adam.hpp"
 #include "sumi/util/progress_bar.hpp"
 #include "sumi/util/timer.hpp"
@@ -86,6 +91,53 @@ inline std::string describe_autoencoder_checkpoint(const std::filesystem::path& 
   if (const auto it = metadata.find("epoch"); it != metadata.end())
     text += ", saved after epoch " + it->second;
   return text + ")";
+}
+
+// The autoencoder checkpoint an example builds on: `given` when that file exists; else the reference
+// autoencoder (AutoencoderSettings' defaults, `epochs` epochs, seed `seed`) trained earlier into `folder`
+// when its metadata records the same `settings`; else one trained now and saved there with them. A missing
+// `given` is said, not refused, so that the study's examples work before examples/autoencoder has run. The
+// settings name what makes another model: another --seed draws another split, whose validation images the
+// encoder must not have seen.
+template <class Study>
+std::filesystem::path find_or_train_reference_autoencoder(const std::string& given, const Study& study,
+                                                          const std::filesystem::path& folder, int epochs,
+                                                          uint64_t seed,
+                                                          const std::vector<RunSetting>& settings,
+                                                          bool quiet) {
+  if (!given.empty() && std::filesystem::exists(given)) return given;
+  const std::filesystem::path trained = folder / "autoencoder.safetensors";
+  const std::string not_found = given.empty() ? "" : "autoencoder '" + given + "' not found: ";
+  if (std::filesystem::exists(trained)) {
+    const auto metadata = io::read_safetensors(trained).metadata;
+    const RunSetting* differs = first_differing_setting(metadata, settings, true);
+    if (!differs) {
+      std::printf("%susing the one trained earlier: %s\n", not_found.c_str(), trained.c_str());
+      return trained;
+    }
+    const auto recorded = metadata.find(differs->key());
+    std::printf("the autoencoder in %s was trained with %s %s, not %s: training a new one\n", trained.c_str(),
+                differs->flag.c_str(), recorded == metadata.end() ? "unknown" : recorded->second.c_str(),
+                differs->value.c_str());
+  }
+  const AutoencoderSettings reference{.seed = seed};
+  std::printf("%straining one into %s first (the reference autoencoder: %d epochs, latent %d, batch %d)\n",
+              not_found.c_str(), trained.c_str(), epochs, reference.latent, reference.batch);
+  std::fflush(stdout);
+  const util::ProgressBarOptions bar{.quiet = quiet, .unit = "batch"};
+  auto run = train_autoencoder_run(
+      reference, *study.train, *study.validation, epochs,
+      [&](const AutoencoderEpoch& e) {
+        std::printf("autoencoder epoch %d: train loss %.5f, validation MSE %.5f, %.2f s\n", e.epoch,
+                    e.train_loss, e.val_mse, e.seconds);
+        std::fflush(stdout);
+      },
+      &bar);
+  std::map<std::string, std::string> metadata = {{"epoch", std::to_string(epochs)},
+                                                 {"latent", std::to_string(reference.latent)}};
+  record_settings(metadata, settings);
+  nn::save_state(*run.model, trained, metadata);
+  return trained;
 }
 
 }  // namespace sumi::examples
