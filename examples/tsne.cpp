@@ -43,6 +43,7 @@ int run(const Options& o) {
   std::error_code made;
   if (out.has_parent_path()) fs::create_directories(out.parent_path(), made);
   if (made) throw std::runtime_error("--out '" + o.out + "': cannot create its folder: " + made.message());
+  util::require_writable_location(out);  // the .json and .svg go to the same folder
   std::printf("sumi %s tsne: writing to %s (threads: %d)\n", SUMI_VERSION,
               fs::absolute(out).parent_path().c_str(), get_num_threads());
 

@@ -95,6 +95,10 @@ TEST_CASE("tsne example embeds a labelled CSV with the given Barnes-Hut theta", 
   REQUIRE(test::run_example("tsne", "--input " + dir.string() + " --out " + (dir / "bad.csv").string(),
                             dir / "bad.log") == 1);
   REQUIRE(test::read_text(dir / "bad.log").find("is a folder") != std::string::npos);
+  // An --out in a folder that takes no new files fails before the input is read and embedded, naming it.
+  REQUIRE(test::run_example("tsne", common + " --out /proc/sumi_tsne.csv", dir / "bad.log") == 1);
+  REQUIRE(test::read_text(dir / "bad.log").find("cannot write '/proc/sumi_tsne.csv'") != std::string::npos);
+  REQUIRE(test::read_text(dir / "bad.log").find(" points, ") == std::string::npos);
   // Two columns of one name (one of them would be dropped unseen) are refused naming it.
   {
     std::ofstream duplicated(dir / "duplicated.csv");
@@ -104,6 +108,17 @@ TEST_CASE("tsne example embeds a labelled CSV with the given Barnes-Hut theta", 
               "tsne", "--input " + (dir / "duplicated.csv").string() + " --out " + (dir / "bad.csv").string(),
               dir / "bad.log") == 1);
   REQUIRE(test::read_text(dir / "bad.log").find("two columns named 'label'") != std::string::npos);
+  // A coordinate too large to square and sum is refused as the file is read, naming it.
+  {
+    std::ofstream huge(dir / "huge.csv");
+    huge << "a,b\n1,2\n3,1e200\n5,6\n";
+  }
+  REQUIRE(test::run_example("tsne",
+                            "--input " + (dir / "huge.csv").string() + " --out " + (dir / "bad.csv").string(),
+                            dir / "bad.log") == 1);
+  REQUIRE_THAT(
+      test::read_text(dir / "bad.log"),
+      Catch::Contains("'" + (dir / "huge.csv").string() + "': the points: point 1, coordinate 1 is 1e+200"));
 
   // --seed moves a random initialisation and leaves the (deterministic) PCA one alone.
   const auto embed = [&](const std::string& args, const std::string& name) {

@@ -96,6 +96,13 @@ inline PointTable read_point_csv(const std::filesystem::path& path) {
     }
     if (label_column) result.label_text.push_back(table.rows[r][*label_column]);
   }
+  // Coordinates PCA and t-SNE would refuse only later: too large to square and sum, or all too small to.
+  try {
+    analysis::detail::check_coordinates(result.points, "the points");
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error("'" + path.string() + "': " + e.what() +
+                             " (points and coordinates counted from 0)");
+  }
   if (label_column) assign_classes(result);
   return result;
 }

@@ -225,6 +225,16 @@ inline void write_file_atomically(const std::filesystem::path& path,
   detail::fsync_directory(path.parent_path());
 }
 
+// Throws AtomicWriteError naming `path` unless write_file_atomically could create its temporary sibling (the
+// folder exists and takes new files), by creating and removing one. For programs that write their outputs
+// after long work, so that a path they cannot write fails before the work, not after it.
+inline void require_writable_location(const std::filesystem::path& path) {
+  const auto [temp, fd] = detail::create_temp_sibling(path);
+  ::close(fd);
+  std::error_code ignored;
+  std::filesystem::remove(temp, ignored);
+}
+
 // Replaces `path` with exactly `bytes`, atomically (see the callback form).
 inline void write_file_atomically(const std::filesystem::path& path, std::string_view bytes) {
   write_file_atomically(
