@@ -297,7 +297,9 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
   const fs::path g_file = out / "generator.safetensors", d_file = out / "discriminator.safetensors";
   std::vector<Row> rows;
   int64_t start = 0;
-  if (o.resume && fs::exists(g_file)) {
+  // Saved one after the other: a kill between them leaves their last complete pair to resume from.
+  const std::vector<fs::path> checkpoint_files = {g_file, d_file};
+  if (o.resume && examples::restore_checkpoint_set(checkpoint_files, "iteration")) {
     for (const auto& [file, theirs] :
          {std::pair{g_file, config_from_file(g_file)}, std::pair{d_file, config_from_file(d_file)}})
       if (theirs.nz != config.nz || theirs.ngf != config.ngf || theirs.ndf != config.ndf ||
@@ -324,9 +326,6 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
     start = nn::metadata_integer(g_loaded.metadata, "iteration", g_file, 1);
     examples::load_complete_optimizer_state(optG, g_loaded.extra.strip_prefix("optimizer."), g_file);
     examples::load_complete_optimizer_state(optD, d_loaded.extra.strip_prefix("optimizer."), d_file);
-    if (nn::metadata_integer(d_loaded.metadata, "iteration", d_file) != start)
-      throw std::runtime_error(g_file.string() + " and " + d_file.string() +
-                               " were saved at different iterations");
     rows = read_metrics(out / "metrics.csv");
     if (int64_t(rows.size()) < start)
       throw std::runtime_error((out / "metrics.csv").string() + " has fewer rows than the checkpoint's " +
@@ -354,12 +353,19 @@ int train(const Options& o, const Dataset& dataset, const std::string& data_name
   Generator fixed_gen(uint64_t(o.seed) + 2);
   const Tensor<float> fixed_noise = Tensor<float>::randn({64, config.nz, 1, 1}, fixed_gen);
   // Metrics first: a resume trims rows past the checkpoint's iteration but cannot make up missing ones.
+  // The previous pair is kept once the folder's files are this run's (resumed from, or saved by it).
+  bool files_are_this_runs = start > 0;
   auto save_checkpoint = [&](int64_t iteration, int64_t epoch) {
     write_metrics(rows, out / "metrics.csv");
-    nn::save_state(G, g_file, checkpoint_metadata(o, data, iteration, epoch, per_epoch),
-                   optG.state_dict().with_prefix("optimizer."));
-    nn::save_state(D, d_file, checkpoint_metadata(o, data, iteration, epoch, per_epoch),
-                   optD.state_dict().with_prefix("optimizer."));
+    const auto metadata = checkpoint_metadata(o, data, iteration, epoch, per_epoch);
+    examples::save_checkpoint_set(
+        checkpoint_files, files_are_this_runs, [&](std::size_t i, const fs::path& file) {
+          if (i == 0)
+            nn::save_state(G, file, metadata, optG.state_dict().with_prefix("optimizer."));
+          else
+            nn::save_state(D, file, metadata, optD.state_dict().with_prefix("optimizer."));
+        });
+    files_are_this_runs = true;
     if (!rows.empty()) write_loss_charts(rows, out);
   };
 

@@ -8,6 +8,7 @@
 #include "max_error.hpp"
 
 #include "common/dcgan_training.hpp"
+#include "common/resume.hpp"
 #include "example_runner.hpp"
 #include "fixture.hpp"
 #include "models/dcgan.hpp"
@@ -253,6 +254,27 @@ TEST_CASE("dcgan example --resume continues exactly like an uninterrupted run", 
   const util::CsvTable reference = util::read_csv(straight / "metrics.csv");
   REQUIRE(reference.text(2, "loss_d") == resumed.text(2, "loss_d"));
   REQUIRE(reference.text(2, "loss_g") == resumed.text(2, "loss_g"));
+
+  // A kill between the two files of a save leaves the generator of iteration 3 beside the discriminator of
+  // iteration 2: the resume goes back to the complete pair of iteration 2, kept as the previous versions, and
+  // trains as if uninterrupted.
+  const fs::path g_current = out / "generator.safetensors", d_current = out / "discriminator.safetensors";
+  REQUIRE(io::read_safetensors(examples::previous_version(d_current)).metadata.at("iteration") == "2");
+  fs::rename(examples::previous_version(d_current), d_current);
+  REQUIRE(test::run_example("dcgan", run.flags + " --iterations 3 --resume --out " + out.string(), log) == 0);
+  REQUIRE(test::read_text(log).find("resumed from " + g_current.string() + " at iteration 2") !=
+          std::string::npos);
+  REQUIRE(util::read_csv(out / "metrics.csv").text(2, "loss_g") == reference.text(2, "loss_g"));
+  REQUIRE(io::read_safetensors(d_current).metadata.at("iteration") == "3");
+  // Files of no common iteration (the previous generator lost too) are refused, naming each file's.
+  fs::remove(examples::previous_version(g_current));
+  fs::rename(examples::previous_version(d_current), d_current);
+  REQUIRE(test::run_example("dcgan", run.flags + " --iterations 4 --resume --out " + out.string(), log) == 1);
+  REQUIRE_THAT(test::read_text(log), Catch::Contains(g_current.string() + ": iteration 3") &&
+                                         Catch::Contains(d_current.string() + ": iteration 2") &&
+                                         Catch::Contains("no common iteration"));
+  REQUIRE(test::run_example("dcgan", run.flags + " --iterations 3 --out " + out.string(), log) == 0);
+  REQUIRE_FALSE(fs::exists(examples::previous_version(g_current)));  // a new run: the first save keeps none
 
   // A resume that would train nothing, or with another learning rate, is a mistake: refused naming the flag.
   REQUIRE(test::run_example("dcgan", run.flags + " --iterations 3 --resume --out " + out.string(), log) == 2);

@@ -1,15 +1,20 @@
 #pragma once
 // Resuming training from a checkpoint saved by an example.
+#include <algorithm>
 #include <charconv>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "sumi/io/safetensors.hpp"
+#include "sumi/nn/serialize.hpp"
 #include "sumi/nn/state_dict.hpp"
 #include "sumi/optim/optimizer.hpp"
 #include "sumi/util/cli.hpp"
@@ -99,6 +104,64 @@ auto read_metrics_rows(const std::filesystem::path& path, ReadRow&& read_row) {
     throw std::runtime_error("'" + path.string() + "': " + e.what());
   }
   return rows;
+}
+
+// A checkpoint of several files that a resume needs from one moment (the DCGAN's generator and
+// discriminator). They are replaced one after the other, each atomically, so a kill between two leaves files
+// of two moments; while a run saves, each file's last version is therefore kept as previous_version(file),
+// and at any moment the current files or, where one was already replaced, its previous version form a
+// complete set. restore_checkpoint_set finds it.
+inline std::filesystem::path previous_version(const std::filesystem::path& file) {
+  return file.parent_path() / (file.stem().string() + ".previous" + file.extension().string());
+}
+
+// Replaces files[i] by save(i, files[i]) in order. With `keep_previous` (the folder's files are this run's,
+// saved or resumed from) each one is first renamed to its previous version; without, the previous versions
+// are removed (they would belong to another run, and pass for this one's).
+template <class Save>
+void save_checkpoint_set(const std::vector<std::filesystem::path>& files, bool keep_previous, Save&& save) {
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    if (keep_previous && std::filesystem::exists(files[i]))
+      std::filesystem::rename(files[i], previous_version(files[i]));
+    else if (!keep_previous)
+      std::filesystem::remove(previous_version(files[i]));
+    save(i, files[i]);
+  }
+}
+
+// Makes `files` (written by save_checkpoint_set) the newest complete set: the versions saved at the largest
+// metadata `counter` (e.g. "iteration") that every file has, current or previous, the latter renamed back.
+// Returns that counter, or nullopt when none of the files exists in either version; files of several moments
+// with no moment in common are an error naming each file's.
+inline std::optional<int64_t> restore_checkpoint_set(const std::vector<std::filesystem::path>& files,
+                                                     const std::string& counter) {
+  std::vector<std::map<int64_t, std::filesystem::path>> versions(files.size());
+  bool any = false;
+  for (std::size_t i = 0; i < files.size(); ++i)
+    for (const std::filesystem::path& version : {files[i], previous_version(files[i])})
+      if (std::filesystem::exists(version)) {
+        versions[i].emplace(nn::metadata_integer(io::read_safetensors(version).metadata, counter, version),
+                            version);
+        any = true;
+      }
+  if (!any) return std::nullopt;
+  for (auto it = versions[0].rbegin(); it != versions[0].rend(); ++it) {
+    const int64_t moment = it->first;
+    const auto complete = [&](const auto& file_versions) { return file_versions.contains(moment); };
+    if (!std::all_of(versions.begin(), versions.end(), complete)) continue;
+    for (std::size_t i = 0; i < files.size(); ++i)
+      if (const std::filesystem::path& version = versions[i].at(moment); version != files[i])
+        std::filesystem::rename(version, files[i]);
+    return moment;
+  }
+  std::string saved;
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    saved += (i ? "; " : "") + files[i].string() + ":";
+    if (versions[i].empty()) saved += " missing";
+    for (const auto& [moment, version] : versions[i]) saved += " " + counter + " " + std::to_string(moment);
+  }
+  throw std::runtime_error("the checkpoint files were saved at no common " + counter + " (" + saved +
+                           "): the run cannot be resumed");
 }
 
 }  // namespace sumi::examples
