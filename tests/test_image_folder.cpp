@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <random>
 
+#include "peak_memory.hpp"
 #include "sumi/data/data_loader.hpp"
 #include "sumi/data/glyph_folder.hpp"
 #include "sumi/data/image_folder.hpp"
@@ -97,6 +99,14 @@ TEST_CASE("ImageFolder strict mode fails on the corrupt file naming it; bad root
                       Catch::Contains("broken.png"));
   REQUIRE_THROWS_WITH(data::ImageFolder(root / "missing"), Catch::Contains("missing"));
   REQUIRE_THROWS_WITH(data::ImageFolder(root, {.channels = 2}), Catch::Contains("channels"));
+  // A picture no resize can make (its longer side would pass INT_MAX) is skipped, named with the reason.
+  write_png(root / "beta" / "thread.png", 1, 9'000'000, 1, [](int, int, int) { return 0; });
+  const data::ImageFolder with_thread(root, {.channels = 1, .image_size = 256});
+  REQUIRE(with_thread.skipped_files().size() == 2);
+  REQUIRE_THAT(
+      with_thread.skipped_files()[1],
+      Catch::StartsWith((root / "beta" / "thread.png").string() + ": ") && Catch::Contains("1x9000000"));
+  fs::remove(root / "beta" / "thread.png");
   fs::remove_all(root / "alpha");
   fs::remove_all(root / "beta" / "b0.png");
   fs::remove_all(root / "beta" / "sub");
@@ -156,6 +166,28 @@ TEST_CASE("resize and centre crop", "[data]") {
   REQUIRE(data::shorter_side_resized(67, 100, 64) == std::pair{64, 95});
   REQUIRE(data::shorter_side_resized(64, 64, 32) == std::pair{32, 32});
   REQUIRE(data::shorter_side_resized(65, 64, 32) == std::pair{32, 32});  // int(32.5)
+  // Resizing only the part the crop keeps gives the pixels of resizing everything and cropping, for either
+  // axis longer, odd and even margins, shrinking and enlarging.
+  std::mt19937 rng(3);
+  for (const auto& [w, h] : {std::pair{7, 3}, {3, 11}, {50, 9}, {9, 50}, {31, 32}, {2, 1}, {1, 40}})
+    for (int channels : {1, 3})
+      for (int size : {1, 2, 5, 6, 64})
+        for (const data::ResizeMode mode : {data::ResizeMode::area, data::ResizeMode::bilinear}) {
+          INFO(w << "x" << h << "x" << channels << " to " << size << ", mode " << int(mode));
+          data::ByteImage image{w, h, channels, {}};
+          for (int i = 0; i < w * h * channels; ++i) image.pixels.push_back(uint8_t(rng()));
+          const auto [rw, rh] = data::shorter_side_resized(w, h, size);
+          REQUIRE(data::resize_and_center_crop(image, size, mode).pixels ==
+                  data::center_crop(data::resize(image, rw, rh, mode), size, size).pixels);
+        }
+  REQUIRE_THROWS_WITH(data::resize_area(img, 2, 1, {1, 0, 2, 1}), Catch::Contains("window 2x1 at (1, 0)"));
+  // A long, thin picture costs the crop, not the whole resized picture (32 x 64,000,000 bytes here).
+  const data::ByteImage thin{1, 2'000'000, 1, std::vector<uint8_t>(2'000'000, 7)};
+  const double before = test::peak_memory_mib();
+  REQUIRE(data::resize_and_center_crop(thin, 32).pixels == std::vector<uint8_t>(32 * 32, 7));
+  CHECK(test::peak_memory_mib() - before < 64);
+  // One whose longer side would pass INT_MAX is refused, naming its size.
+  REQUIRE_THROWS_WITH(data::shorter_side_resized(1, 16'000'000, 256), Catch::Contains("1x16000000"));
   REQUIRE(data::byte_to_signed_unit(0) == -1.0f);
   REQUIRE(data::byte_to_signed_unit(255) == 1.0f);
 }

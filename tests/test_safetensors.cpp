@@ -1,4 +1,3 @@
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "fixture.hpp"
+#include "peak_memory.hpp"
 #include "sumi/io/safetensors.hpp"
 
 using namespace sumi;
@@ -32,12 +32,6 @@ std::string read_bytes(const fs::path& p) {
 void write_with_header(const fs::path& p, const std::string& header, const std::string& data) {
   const uint64_t length = header.size();
   write_bytes(p, std::string(reinterpret_cast<const char*>(&length), 8) + header + data);
-}
-// The process's peak resident memory so far, in MiB.
-double peak_memory_mib() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return double(usage.ru_maxrss) / 1024.0;
 }
 }  // namespace
 
@@ -282,10 +276,10 @@ TEST_CASE("safetensors reader checks the layout before copying any tensor", "[io
               R"(],"data_offsets":[0,)" + std::to_string(span) + "]}";
   }
   write_with_header(bad, header + "}", std::string(std::size_t(span), '\x01'));
-  const double before = peak_memory_mib();
+  const double before = test::peak_memory_mib();
   REQUIRE_THROWS_WITH(io::read_safetensors(bad), Catch::Contains("overlap.safetensors") &&
                                                      Catch::Contains("'t1000' and 't1001' overlap"));
-  CHECK(peak_memory_mib() - before < 512);
+  CHECK(test::peak_memory_mib() - before < 512);
   fs::remove(bad);
 }
 

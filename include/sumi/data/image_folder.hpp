@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -153,14 +154,16 @@ class ImageFolder {
     return s;
   }
 
-  // Decodes one file to the target size, `gray` telling whether it had no colour; throws naming the path.
+  // Decodes one file to the target size, `gray` telling whether it had no colour.
   ByteImage decode(const std::filesystem::path& path, bool& gray) const {
     int w = 0, h = 0, comp = 0;
-    unsigned char* raw = stbi_load(path.c_str(), &w, &h, &comp, 0);
+    const std::unique_ptr<unsigned char, void (*)(void*)> decoded(stbi_load(path.c_str(), &w, &h, &comp, 0),
+                                                                  stbi_image_free);
+    const unsigned char* raw = decoded.get();
     if (!raw) {
       const char* reason = stbi_failure_reason();
-      throw std::runtime_error(path.string() + ": cannot decode image (" +
-                               (reason ? reason : "unknown error") + ")");
+      throw std::runtime_error(std::string("cannot decode image (") + (reason ? reason : "unknown error") +
+                               ")");
     }
     gray = comp <= 2;
     const int out_c = (gray || options_.channels == 1) ? 1 : 3;
@@ -176,7 +179,6 @@ class ImageFolder {
         for (int ch = 0; ch < 3; ++ch) image.pixels[p * 3 + std::size_t(ch)] = px[ch];
       }
     }
-    stbi_image_free(raw);
     return resize_and_center_crop(image, options_.image_size, options_.resize);
   }
 
@@ -202,8 +204,8 @@ class ImageFolder {
           for (std::size_t p = 0; p < plane; ++p)
             for (std::size_t ch = 0; ch < 3; ++ch) planes[ch * plane + p] = img.pixels[p * 3 + ch];
         }
-      } catch (const std::exception& e) {
-        errors[std::size_t(i)] = e.what();
+      } catch (const std::exception& e) {  // also a failed allocation for a huge image
+        errors[std::size_t(i)] = files[std::size_t(i)].string() + ": " + e.what();
       }
     }
     for (int64_t i = 0; i < n; ++i)
