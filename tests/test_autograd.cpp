@@ -140,6 +140,25 @@ TEST_CASE("gradcheck perturbs a transposed view's elements in logical order", "[
   REQUIRE_FALSE(w.value().is_contiguous());
 }
 
+TEST_CASE("gradcheck fails a NaN gradient, analytic or numeric", "[autograd][gradcheck]") {
+  // y = 2x with a backward that returns NaN, and y = x whose value turns NaN when perturbed.
+  const auto nan_backward = [](const std::vector<V>& v) {
+    return V::from_op(map(v[0].value(), [](double x) { return 2 * x; }), "nan_backward", {v[0]},
+                      [](const Tensor<double>& g) {
+                        return std::vector<Tensor<double>>{
+                            map(g, [](double) { return std::numeric_limits<double>::quiet_NaN(); })};
+                      });
+  };
+  const GradcheckResult analytic = gradcheck<double>(nan_backward, {leaf({3}, 16)});
+  REQUIRE_FALSE(analytic.ok);
+  REQUIRE(std::isnan(analytic.max_abs_error));
+  REQUIRE_THAT(analytic.message, Catch::Contains("analytic") && Catch::Contains("nan"));
+  const V at_one(Tensor<double>::from_vector({1.0}, {1}), true);
+  const GradcheckResult numeric =
+      gradcheck<double>([](const std::vector<V>& v) { return sqrt(1.0 - v[0] * v[0]); }, {at_one});
+  REQUIRE_FALSE(numeric.ok);
+}
+
 TEST_CASE("matmul and linear match finite differences", "[autograd][gradcheck]") {
   require_gradcheck([](const std::vector<V>& v) { return matmul(v[0], v[1]); },
                     {leaf({3, 4}, 1), leaf({4, 5}, 2)});
@@ -399,6 +418,41 @@ TEST_CASE("detach and NoGradGuard stop recording", "[autograd]") {
   V y = x * 2.0;
   REQUIRE(y.requires_grad());
   REQUIRE_FALSE(y.is_leaf());
+}
+
+TEST_CASE("an op's output or a detached value changed in place refuses to back-propagate",
+          "[autograd][errors]") {
+  const V x(TD::from_vector({1, 2, 3}, {3}), true);
+  // exp's backward reads its output: with the output changed it would give the gradient of neither value.
+  V y = exp(x);
+  y.value().fill_(1);
+  y.mark_modified();
+  const V total = sum(y);  // recorded after the change, so its own check passes
+  REQUIRE_THROWS_WITH(total.backward(), Catch::Contains("output of 'exp' (shape [3]) was modified in place"));
+  REQUIRE_FALSE(x.grad().defined());
+  // Also through a view sharing the output's counter, and at the root of backward.
+  V z = exp(x);
+  V flat = reshape(z, {3});
+  flat.mark_modified();
+  REQUIRE_THROWS_WITH(sum(flat).backward(), Catch::Contains("output of 'reshape'"));
+  REQUIRE_THROWS_WITH(z.backward(TD::ones({3})), Catch::Contains("output of 'exp'"));
+  // A detached handle shares the counter, as in PyTorch: an optimiser step on the parameter between forward
+  // and backward refuses the graph that used the old value through the detached handle, and the reverse.
+  V w(TD::from_vector({1, 1, 1}, {3}), true);
+  V p(TD::from_vector({1, 2, 3}, {3}), true);
+  const V through_detached = sum(w * p.detach());
+  p.mark_modified();
+  REQUIRE_THROWS_WITH(through_detached.backward(), Catch::Contains("input 1 of 'mul'"));
+  V detached = p.detach();
+  const V through_original = sum(w * p);
+  detached.mark_modified();
+  REQUIRE_THROWS_WITH(through_original.backward(), Catch::Contains("input 1 of 'mul'"));
+  REQUIRE_FALSE(w.grad().defined());
+  // Unchanged, both back-propagate.
+  sum(w * p.detach()).backward();
+  REQUIRE(w.grad().data()[2] == 3.0);
+  sum(exp(x)).backward();
+  REQUIRE(x.grad().data()[0] == Approx(std::exp(1.0)));
 }
 
 TEST_CASE("shape errors name the op and both shapes", "[autograd][errors]") {

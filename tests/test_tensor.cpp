@@ -118,6 +118,14 @@ TEST_CASE("a generator's saved state, restored, continues its sequence; the text
                                               text.substr(0, text.size() - 1)};
   for (const std::string& bad : bad_texts)
     REQUIRE_THROWS_WITH(generator_state_from_string(bad), Catch::Contains("generator state"));
+  // The all-zero state draws 0 for ever (a normal never comes): refused as text and as a state.
+  const std::string zero =
+      "0000000000000000 0000000000000000 0000000000000000 0000000000000000 "
+      "0000000000000000 0000000000000000";
+  REQUIRE_THROWS_WITH(generator_state_from_string(zero), Catch::Contains("four zero state words"));
+  REQUIRE_THROWS_WITH(restored.set_state(Generator::State{}),
+                      Catch::Contains("all four state words are zero"));
+  REQUIRE(restored.next_u64() != 0);  // unchanged by the refused state
 }
 
 TEST_CASE("views share storage; reshape, slice, select and transpose", "[tensor]") {

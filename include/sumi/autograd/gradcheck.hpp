@@ -66,8 +66,9 @@ GradcheckResult gradcheck(const std::function<Variable<T>(const std::vector<Vari
       const double numeric = (plus - minus) / (2 * options.eps);
       const double analytic = in.grad().defined() ? double(in.grad().data()[i]) : 0.0;
       const double err = std::abs(numeric - analytic);
-      result.max_abs_error = std::max(result.max_abs_error, err);
-      if (result.ok && err > options.atol + options.rtol * std::abs(numeric)) {
+      // Written so that a NaN (in either gradient) fails and becomes the maximum rather than being skipped.
+      if (!(err <= result.max_abs_error)) result.max_abs_error = err;
+      if (result.ok && !(err <= options.atol + options.rtol * std::abs(numeric))) {
         result.ok = false;
         std::ostringstream msg;
         msg << "input " << k << " (shape " << shape_str(value.shape()) << ") element " << i << ": analytic "

@@ -45,6 +45,10 @@ struct Node {
   std::string op_name;
   std::vector<std::shared_ptr<VariableState<T>>> inputs;
   std::vector<uint64_t> input_versions;  // each input's version when the op ran
+  // The output's version when the op ran. sumi records no in-place op, so a later change marked on the output
+  // (or on a view sharing its counter) is one its backward cannot account for: the backward of exp, relu,
+  // softmax and others reads the output, and every consumer's gradient assumed the old value.
+  uint64_t output_version = 0;
   BackwardFn backward;
   bool released = false;  // set once a backward pass has freed the saved tensors
 

@@ -60,9 +60,14 @@ class Variable {
   }
   const std::shared_ptr<Node<T>>& grad_fn() const { return state_->grad_fn; }
 
-  // A leaf sharing this variable's value, cut from the graph. Its version counter is its own: an update
-  // marked on this variable does not reach graphs recorded through the detached handle.
-  Variable detach() const { return Variable(state_->value, false); }
+  // A leaf sharing this variable's value, cut from the graph. It shares the version counter too, as in
+  // PyTorch: an update marked on either (an optimiser step on a parameter) refuses the graphs that used the
+  // other's old value.
+  Variable detach() const {
+    Variable detached(state_->value, false);
+    detached.state_->shared_version = state_->version_counter();
+    return detached;
+  }
   void zero_grad() { state_->grad = Tensor<T>(); }
 
   // Back-propagates from this scalar (gradient 1) or from a given gradient of the same shape.
@@ -107,7 +112,10 @@ class Variable {
                                typename Node<T>::BackwardFn backward) {
     const bool shares = value.shares_storage_with(base.value());
     Variable out = from_op(std::move(value), std::move(op_name), {base}, std::move(backward));
-    if (shares) out.state_->shared_version = base.state_->version_counter();
+    if (shares) {
+      out.state_->shared_version = base.state_->version_counter();
+      if (out.state_->grad_fn) out.state_->grad_fn->output_version = out.state_->version();
+    }
     return out;
   }
 
@@ -142,6 +150,11 @@ void Variable<T>::backward(const Tensor<T>& grad_output) const {
     if (node.released)
       throw std::logic_error("backward: the graph through '" + node.op_name +
                              "' was already freed by an earlier backward pass");
+    if (next == 0 && s->version() != node.output_version)
+      throw std::logic_error("backward: the output of '" + node.op_name + "' (shape " +
+                             shape_str(s->value.shape()) +
+                             ") was modified in place after the forward pass, which the gradients cannot "
+                             "account for; run the forward pass again");
     if (next < node.inputs.size()) {
       // Every input must still hold the value its op saw; checked here, before any gradient is written, so
       // that a refusal leaves the gradients and the graph as they were.

@@ -84,7 +84,11 @@ class Generator {
   State get_state() const {
     return {{state_[0], state_[1], state_[2], state_[3]}, has_spare_normal_, spare_normal_};
   }
+  // Throws std::invalid_argument for the all-zero state, which xoshiro256** never leaves (every draw 0).
   void set_state(const State& s) {
+    if (s.words[0] == 0 && s.words[1] == 0 && s.words[2] == 0 && s.words[3] == 0)
+      throw std::invalid_argument(
+          "generator state: all four state words are zero, a state xoshiro256** never leaves");
     for (std::size_t i = 0; i < 4; ++i) state_[i] = s.words[i];
     has_spare_normal_ = s.has_spare_normal;
     spare_normal_ = s.spare_normal;
@@ -132,6 +136,10 @@ inline Generator::State generator_state_from_string(const std::string& text) {
   std::string rest;
   if (in >> rest || w[4] > 1)
     throw std::invalid_argument("generator state: expected six 16-digit hex words, got '" + text + "'");
+  if (w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == 0)
+    throw std::invalid_argument("generator state: '" + text +
+                                "' has four zero state words, a state "
+                                "xoshiro256** never leaves");
   return {{w[0], w[1], w[2], w[3]}, w[4] == 1, std::bit_cast<double>(w[5])};
 }
 
