@@ -21,6 +21,15 @@ using namespace sumi::analysis;
 
 namespace {
 
+// The squared distances from point i to every other point, with their indices, nearest first.
+std::vector<std::pair<double, int64_t>> sorted_distances(const PointMatrix& x, int64_t i) {
+  std::vector<std::pair<double, int64_t>> all;
+  for (int64_t j = 0; j < x.rows(); ++j)
+    if (j != i) all.push_back({(x.row(i) - x.row(j)).squaredNorm(), j});
+  std::sort(all.begin(), all.end());
+  return all;
+}
+
 PointMatrix gaussian_points(int64_t n, int64_t d, uint64_t seed, double scale = 1.0) {
   std::mt19937_64 engine(seed);
   std::normal_distribution<double> normal(0.0, scale);
@@ -90,10 +99,7 @@ TEST_CASE("exact nearest neighbours agree with a sort of all distances", "[tsne]
   const PointMatrix x = gaussian_points(300, 3, 1);
   const Neighbors nn = exact_knn(x, 7);
   for (int64_t i = 0; i < x.rows(); i += 37) {
-    std::vector<std::pair<double, int64_t>> all;
-    for (int64_t j = 0; j < x.rows(); ++j)
-      if (j != i) all.push_back({(x.row(i) - x.row(j)).squaredNorm(), j});
-    std::sort(all.begin(), all.end());
+    const std::vector<std::pair<double, int64_t>> all = sorted_distances(x, i);
     for (int m = 0; m < 7; ++m) {
       CHECK(nn.indices_of(i)[m] == all[std::size_t(m)].second);
       CHECK(nn.sq_distances_of(i)[m] == Approx(all[std::size_t(m)].first));
@@ -115,10 +121,7 @@ TEST_CASE("nearest neighbours are exact with ties, duplicates and many dimension
     const int64_t k = 12;
     const Neighbors nn = exact_knn(x, k);
     for (int64_t i = 0; i < x.rows(); ++i) {
-      std::vector<std::pair<double, int64_t>> all;
-      for (int64_t j = 0; j < x.rows(); ++j)
-        if (j != i) all.push_back({(x.row(i) - x.row(j)).squaredNorm(), j});
-      std::sort(all.begin(), all.end());
+      const std::vector<std::pair<double, int64_t>> all = sorted_distances(x, i);
       // The search works on centred coordinates, where equal distances can differ in the last bit, so among
       // exact ties any member may come first: check the distances, and that each neighbour is at its
       // distance.
@@ -136,6 +139,48 @@ TEST_CASE("nearest neighbours are exact with ties, duplicates and many dimension
     CHECK(x.row(nn.indices_of(0)[0]) == x.row(0));  // a duplicate is a neighbour, at distance 0
     CHECK(nn.sq_distances_of(0)[0] == 0.0);
   }
+}
+
+TEST_CASE("brute-force neighbours are exact for tight clusters far apart", "[tsne]") {
+  // Two clusters at -1e4 and +1e4 per coordinate, spread 1e-3: |a|^2 + |b|^2 - 2ab errs by more than the
+  // distances within a cluster.
+  std::mt19937_64 engine(9);
+  std::normal_distribution<double> spread(0.0, 1e-3);
+  PointMatrix x(300, 20);
+  for (int64_t i = 0; i < x.rows(); ++i)
+    for (int64_t c = 0; c < x.cols(); ++c) x(i, c) = (i % 2 ? 1e4 : -1e4) + spread(engine);
+  const int64_t k = 5;
+  const Neighbors nn = exact_knn(x, k);
+  for (int64_t i = 0; i < x.rows(); ++i) {
+    const std::vector<std::pair<double, int64_t>> all = sorted_distances(x, i);
+    for (int64_t m = 0; m < k; ++m) {
+      INFO("point " << i << ", neighbour " << m);
+      REQUIRE(nn.sq_distances_of(i)[m] == Approx(all[std::size_t(m)].first).epsilon(1e-6));
+    }
+  }
+}
+
+TEST_CASE("t-SNE input affinities stay a distribution where the target perplexity cannot be reached",
+          "[tsne]") {
+  // A 15 x 15 integer grid: every point has 2 to 4 nearest neighbours at distance 1, so no row can be as
+  // narrow as perplexity 1.5; the search ends at the narrowest rows, uniform over those ties.
+  PointMatrix grid(225, 2);
+  for (int64_t i = 0; i < 225; ++i) grid.row(i) << double(i % 15), double(i / 15);
+  const auto conditional = conditional_probabilities(exact_knn(grid, 6), 1.5);
+  for (int64_t i = 0; i < grid.rows(); ++i) {
+    double sum = 0;
+    for (int64_t m = 0; m < 6; ++m) sum += conditional.p[std::size_t(i * 6 + m)];
+    INFO("point " << i);
+    REQUIRE(sum == Approx(1.0).epsilon(1e-12));
+    REQUIRE(conditional.p[std::size_t(i * 6)] >= 0.25);  // a nearest neighbour, one of at most 4 ties
+  }
+  TsneOptions options;
+  options.perplexity = 1.5;
+  options.iterations = 300;
+  CHECK(tsne(grid, options).kl_divergence >= 0);
+  // And k neighbours cannot reach a perplexity above k.
+  CHECK_THROWS_WITH(conditional_probabilities(exact_knn(grid, 5), 30.0),
+                    Catch::Contains("perplexity 30") && Catch::Contains("5 neighbours"));
 }
 
 TEST_CASE("t-SNE input affinities reach the target perplexity and are a symmetric distribution", "[tsne]") {

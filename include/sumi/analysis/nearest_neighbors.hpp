@@ -193,6 +193,9 @@ inline Neighbors exact_knn(const PointMatrix& x, int64_t k) {
     detail::KdTree(centred).knn(k, result);
     return result;
   }
+  // A bound on the rounding error of |a|^2 + |b|^2 - 2ab relative to |a|^2 + |b|^2: each of the three sums
+  // of `cols` products errs by at most cols * eps of its terms' magnitude.
+  const double expansion_error = 4.0 * double(x.cols() + 2) * std::numeric_limits<double>::epsilon();
   // Blocks small enough that a block of dot products (row_block x col_block doubles) stays in L2.
   constexpr int64_t row_block = 64, col_block = 1024;
   // Each row keeps the candidates at or below its current k-th smallest distance in a buffer; when the
@@ -228,8 +231,14 @@ inline Neighbors exact_knn(const PointMatrix& x, int64_t k) {
           for (int64_t c = 0; c < cols; ++c) distance[std::size_t(c)] = nr + column_norms[c] - 2.0 * dot[c];
           double worst = bound[std::size_t(r)];
           for (int64_t c = 0; c < cols; ++c) {
-            if (distance[std::size_t(c)] > worst || c0 + c == self) continue;
-            candidates.emplace_back(std::max(0.0, distance[std::size_t(c)]), c0 + c);
+            // The expansion only screens: it errs by up to `rounding` (far more than the distance itself
+            // for two tight clusters far apart), so a point within that of the bound is measured exactly
+            // and kept by its exact distance.
+            const double rounding = expansion_error * (nr + column_norms[c]);
+            if (distance[std::size_t(c)] > worst + rounding || c0 + c == self) continue;
+            const double exact = (centred.row(self) - centred.row(c0 + c)).squaredNorm();
+            if (exact > worst) continue;
+            candidates.emplace_back(exact, c0 + c);
             if (candidates.size() == capacity) worst = keep_best(candidates);
           }
           bound[std::size_t(r)] = worst;
@@ -239,8 +248,6 @@ inline Neighbors exact_knn(const PointMatrix& x, int64_t k) {
         auto& candidates = kept[std::size_t(r)];
         const int64_t self = r0 + r;
         keep_best(candidates);
-        // Exact distances from the coordinates, then the final order.
-        for (auto& [d, j] : candidates) d = (centred.row(self) - centred.row(j)).squaredNorm();
         std::sort(candidates.begin(), candidates.end());
         for (int64_t m = 0; m < k; ++m) {
           result.index[std::size_t(self * k + m)] = candidates[std::size_t(m)].second;

@@ -112,6 +112,10 @@ inline ConditionalProbabilities conditional_probabilities(Neighbors neighbors, d
   // The entropy of a distribution is >= 0 = log(1): a perplexity below 1 cannot be reached.
   if (!(perplexity >= 1)) throw std::invalid_argument("t-SNE: perplexity must be >= 1");
   const int64_t n = neighbors.points, k = neighbors.k;
+  // Nor can k neighbours give more than log(k), their uniform distribution.
+  if (perplexity > double(k))
+    throw std::invalid_argument("t-SNE: perplexity " + std::to_string(perplexity) +
+                                " cannot be reached with " + std::to_string(k) + " neighbours per point");
   ConditionalProbabilities result;
   result.p.resize(std::size_t(n * k));
   result.beta.resize(std::size_t(n));
@@ -120,6 +124,9 @@ inline ConditionalProbabilities conditional_probabilities(Neighbors neighbors, d
   for (int64_t i = 0; i < n; ++i) {
     const double* d = neighbors.sq_distances_of(i);
     double* p = result.p.data() + i * k;
+    // Distances are taken from the nearest one's, which changes no row (a common factor) but keeps the
+    // nearest weight at exp(0) = 1: exp(-d * beta) underflowed to a row of zeros once beta * d passed ~745.
+    const double nearest = *std::min_element(d, d + k);
     double beta = 1, beta_min = -std::numeric_limits<double>::infinity(),
            beta_max = std::numeric_limits<double>::infinity();
     // Doubling or halving beta until the target is bracketed does not count towards the 100 bisection
@@ -127,12 +134,11 @@ inline ConditionalProbabilities conditional_probabilities(Neighbors neighbors, d
     // both and gives up with uniform or all-zero rows for points far apart or very close.
     for (int bisections = 0, expansions = 0; bisections < 100 && expansions < 1000;) {
       double sum = 0;
-      for (int64_t m = 0; m < k; ++m) sum += p[m] = std::exp(-d[m] * beta);
-      if (sum == 0) sum = 1e-8;
-      double weighted = 0;
+      for (int64_t m = 0; m < k; ++m) sum += p[m] = std::exp(-(d[m] - nearest) * beta);
+      double weighted = 0;  // the entropy is log(sum) + beta * E[d - nearest]
       for (int64_t m = 0; m < k; ++m) {
         p[m] /= sum;
-        weighted += d[m] * p[m];
+        weighted += (d[m] - nearest) * p[m];
       }
       const double diff = std::log(sum) + beta * weighted - desired_entropy;
       if (std::abs(diff) <= tolerance) break;
@@ -190,8 +196,7 @@ inline JointProbabilities joint_probabilities(const ConditionalProbabilities& co
     }
     joint.row_start.push_back(int64_t(joint.column.size()));
   }
-  total = std::max(total, std::numeric_limits<double>::epsilon());
-  for (double& v : joint.value) v /= total;
+  for (double& v : joint.value) v /= total;  // 2N: every conditional row sums to 1
   return joint;
 }
 
