@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "isa_guard.hpp"
+#include "peak_memory.hpp"
 #include "sumi/kernels/conv.hpp"
 #include "sumi/kernels/cpu_features.hpp"
 #include "sumi/kernels/threading.hpp"
@@ -638,6 +639,42 @@ TEST_CASE("conv kernels: SUMI_ISA and set_isa select the implementation", "[conv
   std::vector<double> yd(size_t(g.output_numel()));
   sk::conv2d_forward<double>(g, xd.data(), wd.data(), nullptr, yd.data());
   CHECK(sk::last_conv_isa() == Isa::scalar);
+}
+
+TEST_CASE("conv kernels: padding that dwarfs the image takes the reference kernels", "[conv][kernels][isa]") {
+  // A 2x2 image padded by 4096 with stride 4096: 3x3 outputs, of which only the middle one reads the image.
+  // The vectorised kernels copied the 8194 x 8194 padded image (700 MB, a bad_alloc at 65536).
+  sumi::test::IsaGuard guard;
+  Conv2dGeometry g;
+  g.in_h = g.in_w = 2;
+  g.pad_h = g.pad_w = g.stride_h = g.stride_w = 4096;
+  REQUIRE(g.padding_dominated());
+  const std::vector<float> x{1, 2, 3, 4}, w{5};
+  std::vector<float> y(std::size_t(g.output_numel()), -1), gx(4, -1), gw(1, -1);
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+    if (!sk::isa_supported(isa)) continue;
+    INFO("isa " << sk::isa_name(isa));
+    sk::set_isa(isa);
+    const double before = sumi::test::peak_memory_mib();
+    sk::conv2d_forward(g, x.data(), w.data(), static_cast<const float*>(nullptr), y.data());
+    CHECK(sk::last_conv_isa() == Isa::scalar);
+    CHECK(y == std::vector<float>{0, 0, 0, 0, 5, 0, 0, 0, 0});  // the tap at (4096, 4096) is pixel (0, 0)
+    sk::conv2d_backward_input(g, y.data(), w.data(), gx.data());
+    CHECK(gx == std::vector<float>{25, 0, 0, 0});
+    sk::conv2d_backward_weight(g, x.data(), y.data(), gw.data(), static_cast<float*>(nullptr));
+    CHECK(gw == std::vector<float>{5});
+    CHECK(sumi::test::peak_memory_mib() - before < 64);
+  }
+  // The study's layers, and ordinary padding of large images, keep the vectorised kernels.
+  Conv2dGeometry study;
+  study.in_h = study.in_w = 28;
+  study.kernel_h = study.kernel_w = 3;
+  study.pad_h = study.pad_w = 1;
+  CHECK_FALSE(study.padding_dominated());
+  Conv2dGeometry large = study;
+  large.in_h = large.in_w = 4000;
+  large.pad_h = large.pad_w = 100;
+  CHECK_FALSE(large.padding_dominated());
 }
 
 TEST_CASE("conv kernels: results do not depend on the thread count", "[conv][kernels][threads]") {

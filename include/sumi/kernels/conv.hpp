@@ -39,10 +39,11 @@ Isa conv_isa() {
 
 // Every entry point's dispatch: vectorized(KS) with the kernel set KS of the ISA in force (conv_avx2.hpp,
 // conv_avx512.hpp) for float, else reference(); records the choice for last_conv_isa().
+// Geometries whose padding dwarfs the image take the reference kernels (Conv2dGeometry::padding_dominated).
 template <class T, class Vectorized, class Reference>
 void dispatch_conv(const Conv2dGeometry& g, Vectorized&& vectorized, Reference&& reference) {
   g.validate();
-  const Isa isa = conv_isa<T>();
+  const Isa isa = g.padding_dominated() ? Isa::scalar : conv_isa<T>();
   last_conv_isa_slot() = isa;
 #if SUMI_X86_KERNELS
   if constexpr (std::is_same_v<T, float>) {
