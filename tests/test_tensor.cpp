@@ -235,6 +235,12 @@ TEST_CASE("the caching allocator refuses tensor memory beyond its limit, the mac
     CHECK_THROWS_AS(TF::empty({int64_t(40) << 18}), std::bad_alloc);  // 80 MB in all
     CHECK(fits.data()[0] == 1.0f);
   }
+  // A cached block counts as much as a new one: the 40 MB block freed above is not handed out again once
+  // the limit leaves no room for it.
+  alloc.set_memory_limit(alloc.stats().bytes_in_use + (std::size_t(8) << 20));
+  const uint64_t hits = alloc.stats().cache_hits;
+  CHECK_THROWS_AS(TF::empty({int64_t(40) << 18}), std::bad_alloc);
+  CHECK(alloc.stats().cache_hits == hits);
   alloc.set_memory_limit(0);
   CHECK(alloc.memory_limit() == machine);
   TF both[2] = {TF::empty({int64_t(40) << 18}), TF::empty({int64_t(40) << 18})};

@@ -69,8 +69,12 @@ class CachingAllocator {
     std::vector<std::pair<void*, std::size_t>> victims;  // released after the lock
     {
       std::lock_guard lock(mutex_);
+      const auto beyond_limit = [&](std::size_t more) {
+        return more > memory_limit_ || stats_.bytes_in_use > memory_limit_ - more;
+      };
       auto it = free_blocks_.lower_bound(size);  // smallest cached size >= size
-      if (it != free_blocks_.end() && it->first <= 2 * size) {
+      // A cached block counts against the limit too: it was lowered, or the block is larger than asked.
+      if (it != free_blocks_.end() && it->first <= 2 * size && !beyond_limit(it->first)) {
         const std::size_t block_size = it->first;
         void* block = it->second.back();
         it->second.pop_back();
@@ -81,7 +85,7 @@ class CachingAllocator {
         stats_.bytes_in_use += block_size;
         return block;
       }
-      if (size > memory_limit_ || stats_.bytes_in_use > memory_limit_ - size) throw std::bad_alloc();
+      if (beyond_limit(size)) throw std::bad_alloc();
       ++stats_.heap_allocations;
       stats_.bytes_in_use += size;
       take_victims(size, victims);
