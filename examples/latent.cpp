@@ -255,9 +255,8 @@ int main(int argc, char** argv) {
       "latent codes and along a line between two test images' codes.");
   cli.bind("--out", o.out, "output folder");
   cli.bind("--autoencoder", o.autoencoder,
-           "autoencoder written by examples/autoencoder (missing: train the reference one into --out, or use "
-           "the one "
-           "trained there before with the same --seed)");
+           "autoencoder written by examples/autoencoder (missing: train the reference one into --out, or "
+           "use the one trained there before with the same --seed)");
   cli.bind("--classifier-outputs", o.classifier_outputs,
            "test_outputs.csv written by examples/finetune (missing: that space is skipped)");
   cli.bind("--scale", o.scale, "standard deviation s of the random latent codes, z ~ N(0, s^2)")

@@ -38,15 +38,6 @@ inline void check_target(const ByteImage& image, int width, int height, const ch
                                 std::to_string(image.height) + "x" + std::to_string(image.channels) +
                                 " or target " + std::to_string(width) + "x" + std::to_string(height));
 }
-inline void check_window(int width, int height, int x0, int y0, int window_width, int window_height,
-                         const char* op) {
-  if (window_width < 1 || window_height < 1 || x0 < 0 || y0 < 0 || x0 > width - window_width ||
-      y0 > height - window_height)
-    throw std::invalid_argument(std::string(op) + ": window " + std::to_string(window_width) + "x" +
-                                std::to_string(window_height) + " at (" + std::to_string(x0) + ", " +
-                                std::to_string(y0) + ") is not inside the " + std::to_string(width) + "x" +
-                                std::to_string(height) + " result");
-}
 inline uint8_t round_byte(double v) {
   return uint8_t(std::clamp(std::floor(v + 0.5), 0.0, 255.0));
 }
@@ -81,9 +72,20 @@ struct ResizeWindow {
   int x0 = 0, y0 = 0, width = 0, height = 0;
 };
 
+namespace detail {
+inline void check_window(int width, int height, const ResizeWindow& w, const char* op) {
+  if (w.width < 1 || w.height < 1 || w.x0 < 0 || w.y0 < 0 || w.x0 > width - w.width ||
+      w.y0 > height - w.height)
+    throw std::invalid_argument(std::string(op) + ": window " + std::to_string(w.width) + "x" +
+                                std::to_string(w.height) + " at (" + std::to_string(w.x0) + ", " +
+                                std::to_string(w.y0) + ") is not inside the " + std::to_string(width) + "x" +
+                                std::to_string(height) + " result");
+}
+}  // namespace detail
+
 inline ByteImage resize_bilinear(const ByteImage& image, int width, int height, ResizeWindow window) {
   detail::check_target(image, width, height, "resize_bilinear");
-  detail::check_window(width, height, window.x0, window.y0, window.width, window.height, "resize_bilinear");
+  detail::check_window(width, height, window, "resize_bilinear");
   ByteImage out{window.width, window.height, image.channels, {}};
   out.pixels.resize(std::size_t(window.width) * std::size_t(window.height) * std::size_t(image.channels));
   const double sx = double(image.width) / width, sy = double(image.height) / height;
@@ -109,7 +111,7 @@ inline ByteImage resize_bilinear(const ByteImage& image, int width, int height, 
 
 inline ByteImage resize_area(const ByteImage& image, int width, int height, ResizeWindow window) {
   detail::check_target(image, width, height, "resize_area");
-  detail::check_window(width, height, window.x0, window.y0, window.width, window.height, "resize_area");
+  detail::check_window(width, height, window, "resize_area");
   if (width > image.width || height > image.height) return resize_bilinear(image, width, height, window);
   const detail::AreaTaps tx = detail::area_taps(image.width, width, window.x0, window.width),
                          ty = detail::area_taps(image.height, height, window.y0, window.height);
